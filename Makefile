@@ -1,0 +1,65 @@
+# pii_guard -- PGXS build.
+#
+#   make            build the module
+#   make install    install it into the server that PG_CONFIG names
+#   make test       install what is missing, build, and run every test suite
+#                   against a throwaway cluster (see test/run.sh)
+#   make demo       the guided demonstration (examples/)
+#   make bench      the benchmarks (bench/), ratios against peers in one run
+#
+# The test, demo and bench targets work before the PostgreSQL development
+# packages are installed: their scripts install them first, so this file only
+# includes PGXS when it is there.
+
+PG_MAJOR ?= 15
+PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config) pg_config)
+
+MODULE_big = pii_guard
+OBJS = \
+	src/pii_guard.o \
+	src/keys.o \
+	src/crypto.o \
+	src/enctype.o
+
+EXTENSION = pii_guard
+DATA = $(wildcard sql/pii_guard--*.sql)
+
+# pg_regress suites, in order; test/run.sh runs them against its own cluster.
+REGRESS = \
+	encrypted_types \
+	bad_input \
+	keys \
+	blind_index
+
+SHLIB_LINK += -lcrypto
+PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
+	-Wno-sign-compare
+# CI and `make test` build with warnings as errors.
+ifdef WERROR
+PG_CFLAGS += -Werror
+endif
+
+# No LLVM bitcode: it would need clang on every build machine, and JIT
+# inlining of these functions gains nothing measurable.
+override with_llvm = no
+
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(wildcard $(PGXS)),)
+include $(PGXS)
+else
+all:
+	@echo "PostgreSQL server development files not found (PG_CONFIG=$(PG_CONFIG))." >&2
+	@echo "Run 'make test' (installs them as root) or: apt-get install postgresql-server-dev-$(PG_MAJOR) libssl-dev" >&2
+	@exit 1
+endif
+
+.PHONY: test demo bench
+
+test:
+	@PG_MAJOR=$(PG_MAJOR) REGRESS="$(REGRESS)" ./test/run.sh
+
+demo:
+	@PG_MAJOR=$(PG_MAJOR) ./examples/demo.sh
+
+bench:
+	@PG_MAJOR=$(PG_MAJOR) ./bench/run.sh

@@ -1,0 +1,406 @@
+/*-------------------------------------------------------------------------
+ *
+ * crypto.c
+ *		AES-256-GCM envelopes, the blind index, and data key wrapping.
+ *
+ * Every value is sealed under the active data key with a fresh random
+ * 96-bit nonce; the envelope header (see pii_guard.h) is the GCM additional
+ * data.  The blind index is a truncated HMAC-SHA256 of the plaintext under a
+ * separate key, so that equality (and therefore btree/hash indexes, UNIQUE
+ * and hash joins) works on ciphertext without decrypting.
+ *
+ * Speed: the keyed cipher and MAC contexts are built once per data key and
+ * per backend (keys.c caches them); sealing a value only resets the nonce.
+ * Nonces come from a small per-backend pool filled by RAND_bytes, which is
+ * discarded if the process id changes, so a pool can never be shared by two
+ * processes through fork().
+ *
+ * Secrets: this file never copies key material into palloc'd memory;
+ * stack buffers holding keys are wiped with OPENSSL_cleanse before return.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "miscadmin.h"
+#include "utils/memutils.h"
+
+#include "pii_guard.h"
+
+/* The longest plaintext whose envelope still fits text output in 1 GB. */
+#define PII_MAX_PLAINTEXT \
+	((Size) ((MaxAllocSize - ENV_TEXT_PREFIX_LEN - 8) / 4) * 3 - ENV_OVERHEAD)
+
+static const char fingerprint_label[] = "pii_guard master key fingerprint v1";
+static const char wrap_label[] = "pii_guard data key v1";
+
+static EVP_MAC *hmac_algorithm = NULL;
+
+static uint8 nonce_pool[ENV_NONCE_LEN * 256];
+static int	nonce_pool_pos = sizeof(nonce_pool);
+static pid_t nonce_pool_pid = 0;
+
+/* Report an OpenSSL failure that valid input can't cause. */
+void
+crypto_failure(const char *what)
+{
+	unsigned long code = ERR_get_error();
+	const char *reason = code ? ERR_reason_error_string(code) : NULL;
+
+	ERR_clear_error();
+	ereport(ERROR,
+			(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+			 errmsg("OpenSSL failure in %s", what),
+			 errdetail("%s", reason ? reason : "no reason given")));
+}
+
+/* Fill buf with cryptographically strong random bytes. */
+void
+crypto_random_bytes(uint8 *buf, int len)
+{
+	if (RAND_bytes(buf, len) != 1)
+		crypto_failure("RAND_bytes");
+}
+
+/* Take one fresh nonce from the per-process pool. */
+static void
+crypto_next_nonce(uint8 *nonce)
+{
+	if (nonce_pool_pid != getpid() ||
+		nonce_pool_pos + ENV_NONCE_LEN > (int) sizeof(nonce_pool))
+	{
+		crypto_random_bytes(nonce_pool, sizeof(nonce_pool));
+		nonce_pool_pos = 0;
+		nonce_pool_pid = getpid();
+	}
+	memcpy(nonce, nonce_pool + nonce_pool_pos, ENV_NONCE_LEN);
+	OPENSSL_cleanse(nonce_pool + nonce_pool_pos, ENV_NONCE_LEN);
+	nonce_pool_pos += ENV_NONCE_LEN;
+}
+
+/*
+ * Build an AES-256-GCM context keyed for encryption or decryption; NULL on
+ * failure (the caller wipes the key before reporting it).
+ */
+EVP_CIPHER_CTX *
+crypto_new_gcm_ctx(const uint8 *key, bool encrypt)
+{
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+
+	if (ctx == NULL)
+		return NULL;
+	if ((encrypt ?
+		 EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, NULL) :
+		 EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, NULL)) != 1)
+	{
+		EVP_CIPHER_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+/* Build an HMAC-SHA256 context keyed with key, reused per value; or NULL. */
+EVP_MAC_CTX *
+crypto_new_hmac_ctx(const uint8 *key)
+{
+	EVP_MAC_CTX *ctx;
+	OSSL_PARAM	params[2];
+
+	if (hmac_algorithm == NULL)
+	{
+		hmac_algorithm = EVP_MAC_fetch(NULL, "HMAC", NULL);
+		if (hmac_algorithm == NULL)
+			return NULL;
+	}
+	ctx = EVP_MAC_CTX_new(hmac_algorithm);
+	if (ctx == NULL)
+		return NULL;
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+												 (char *) "SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if (EVP_MAC_init(ctx, key, PII_KEY_LEN, params) != 1)
+	{
+		EVP_MAC_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+/*
+ * HMAC-SHA256 of (domain byte || data) under the key mac was built with,
+ * truncated to outlen bytes.  The domain byte keeps text and bytea values
+ * (and any later use of the same key) from sharing index entries.
+ */
+void
+crypto_hmac(EVP_MAC_CTX *mac, char domain, const char *data, Size len,
+			uint8 *out, Size outlen)
+{
+	uint8		full[EVP_MAX_MD_SIZE];
+	size_t		full_len;
+
+	Assert(outlen <= 32);
+	if (EVP_MAC_init(mac, NULL, 0, NULL) != 1 ||
+		EVP_MAC_update(mac, (const uint8 *) &domain, 1) != 1 ||
+		EVP_MAC_update(mac, (const uint8 *) data, len) != 1 ||
+		EVP_MAC_final(mac, full, &full_len, sizeof(full)) != 1)
+		crypto_failure("HMAC-SHA256");
+	memcpy(out, full, outlen);
+}
+
+/* The first bytes of HMAC-SHA256(master, label): names a master key. */
+void
+crypto_fingerprint(const uint8 *master, uint8 *out)
+{
+	EVP_MAC_CTX *mac = crypto_new_hmac_ctx(master);
+
+	if (mac == NULL)
+		crypto_failure("HMAC-SHA256 setup");
+	crypto_hmac(mac, 'f', fingerprint_label, sizeof(fingerprint_label) - 1,
+				out, PII_FINGERPRINT_LEN);
+	EVP_MAC_CTX_free(mac);
+}
+
+/* The additional data that binds a wrapped key to its id and purpose. */
+static int
+crypto_wrap_aad(uint32 key_id, char purpose, uint8 *aad)
+{
+	int			n = sizeof(wrap_label) - 1;
+
+	memcpy(aad, wrap_label, n);
+	aad[n++] = (uint8) (key_id >> 24);
+	aad[n++] = (uint8) (key_id >> 16);
+	aad[n++] = (uint8) (key_id >> 8);
+	aad[n++] = (uint8) key_id;
+	aad[n++] = (uint8) purpose;
+	return n;
+}
+
+/*
+ * Wrap a data key under a master key: nonce || AES-256-GCM(key) || tag,
+ * with the key id and purpose as additional data.
+ */
+void
+crypto_wrap_key(const uint8 *master, uint32 key_id, char purpose,
+				const uint8 *key, uint8 *wrapped)
+{
+	EVP_CIPHER_CTX *ctx = crypto_new_gcm_ctx(master, true);
+	uint8		aad[64];
+	int			aad_len = crypto_wrap_aad(key_id, purpose, aad);
+	int			outl;
+	bool		ok;
+
+	if (ctx == NULL)
+		crypto_failure("AES-256-GCM setup");
+	crypto_random_bytes(wrapped, ENV_NONCE_LEN);
+	ok = EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, wrapped) == 1 &&
+		EVP_EncryptUpdate(ctx, NULL, &outl, aad, aad_len) == 1 &&
+		EVP_EncryptUpdate(ctx, wrapped + ENV_NONCE_LEN, &outl,
+						  key, PII_KEY_LEN) == 1 &&
+		EVP_EncryptFinal_ex(ctx, wrapped + ENV_NONCE_LEN + PII_KEY_LEN,
+							&outl) == 1 &&
+		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, ENV_TAG_LEN,
+							wrapped + ENV_NONCE_LEN + PII_KEY_LEN) == 1;
+	EVP_CIPHER_CTX_free(ctx);
+	if (!ok)
+		crypto_failure("data key wrapping");
+}
+
+/*
+ * Unwrap a data key; false when authentication fails (wrong master key or
+ * a damaged row).  key is cleansed on failure.
+ */
+bool
+crypto_unwrap_key(const uint8 *master, uint32 key_id, char purpose,
+				  const uint8 *wrapped, uint8 *key)
+{
+	EVP_CIPHER_CTX *ctx = crypto_new_gcm_ctx(master, false);
+	uint8		aad[64];
+	int			aad_len = crypto_wrap_aad(key_id, purpose, aad);
+	uint8		tail[16];
+	int			outl;
+	bool		ok;
+
+	if (ctx == NULL)
+		crypto_failure("AES-256-GCM setup");
+	ok = EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, wrapped) == 1 &&
+		EVP_DecryptUpdate(ctx, NULL, &outl, aad, aad_len) == 1 &&
+		EVP_DecryptUpdate(ctx, key, &outl, wrapped + ENV_NONCE_LEN,
+						  PII_KEY_LEN) == 1 &&
+		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, ENV_TAG_LEN,
+							(void *) (wrapped + ENV_NONCE_LEN + PII_KEY_LEN)) == 1 &&
+		EVP_DecryptFinal_ex(ctx, tail, &outl) == 1;
+	EVP_CIPHER_CTX_free(ctx);
+	ERR_clear_error();
+	if (!ok)
+		OPENSSL_cleanse(key, PII_KEY_LEN);
+	return ok;
+}
+
+/* Decode a big-endian key id at p. */
+static inline uint32
+read_key_id(const char *p)
+{
+	const uint8 *u = (const uint8 *) p;
+
+	return ((uint32) u[0] << 24) | ((uint32) u[1] << 16) |
+		((uint32) u[2] << 8) | (uint32) u[3];
+}
+
+/*
+ * Check an envelope's structure (not its authenticity, which needs the key
+ * and is checked on decryption).  Errors never show the value itself.
+ */
+void
+crypto_check_envelope(const char *env, Size len, char kind, bool binary_input)
+{
+	int			code = binary_input ? ERRCODE_INVALID_BINARY_REPRESENTATION :
+	ERRCODE_INVALID_TEXT_REPRESENTATION;
+	const char *type_name = kind == ENV_KIND_TEXT ?
+	"encrypted_text" : "encrypted_bytea";
+
+	if (len < ENV_OVERHEAD)
+		ereport(ERROR,
+				(errcode(code),
+				 errmsg("malformed %s envelope", type_name),
+				 errdetail("An envelope has at least %d bytes; this one has %zu.",
+						   ENV_OVERHEAD, len)));
+	if ((uint8) env[ENV_OFF_VERSION] != ENV_VERSION)
+		ereport(ERROR,
+				(errcode(code),
+				 errmsg("unsupported %s envelope version %d", type_name,
+						(int) (uint8) env[ENV_OFF_VERSION]),
+				 errdetail("This version of pii_guard reads envelope version %d.",
+						   ENV_VERSION),
+				 errhint("The value was written by a newer pii_guard, or it is damaged.")));
+	if (env[ENV_OFF_KIND] != kind)
+		ereport(ERROR,
+				(errcode(code),
+				 errmsg("malformed %s envelope", type_name),
+				 errdetail("The envelope holds a value of another encrypted type.")));
+	if (read_key_id(env + ENV_OFF_KEY_ID) == 0)
+		ereport(ERROR,
+				(errcode(code),
+				 errmsg("malformed %s envelope", type_name),
+				 errdetail("The envelope names data key 0, which never exists.")));
+}
+
+/* The data key id of an envelope. */
+uint32
+envelope_key_id(const bytea *envelope)
+{
+	return read_key_id(VARDATA_ANY(envelope) + ENV_OFF_KEY_ID);
+}
+
+/*
+ * Encrypt len bytes of plaintext under the active data key and return the
+ * envelope as a palloc'd bytea-shaped varlena.
+ */
+bytea *
+crypto_seal(char kind, const char *plain, Size len)
+{
+	DataKey    *ek;
+	DataKey    *bk;
+	bytea	   *result;
+	uint8	   *env;
+	int			outl;
+
+	if (len > PII_MAX_PLAINTEXT)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("value too long to encrypt"),
+				 errdetail("The value has %zu bytes; the maximum is %zu.",
+						   len, (Size) PII_MAX_PLAINTEXT)));
+
+	keys_current(&ek, &bk);
+
+	result = (bytea *) palloc(VARHDRSZ + len + ENV_OVERHEAD);
+	SET_VARSIZE(result, VARHDRSZ + len + ENV_OVERHEAD);
+	env = (uint8 *) VARDATA(result);
+
+	env[ENV_OFF_VERSION] = ENV_VERSION;
+	env[ENV_OFF_KIND] = (uint8) kind;
+	env[ENV_OFF_KEY_ID] = (uint8) (ek->key_id >> 24);
+	env[ENV_OFF_KEY_ID + 1] = (uint8) (ek->key_id >> 16);
+	env[ENV_OFF_KEY_ID + 2] = (uint8) (ek->key_id >> 8);
+	env[ENV_OFF_KEY_ID + 3] = (uint8) ek->key_id;
+	crypto_next_nonce(env + ENV_OFF_NONCE);
+	crypto_hmac(bk->mac, kind, plain, len, env + ENV_OFF_BLIND, ENV_BLIND_LEN);
+
+	if (EVP_EncryptInit_ex(ek->enc, NULL, NULL, NULL,
+						   env + ENV_OFF_NONCE) != 1 ||
+		EVP_EncryptUpdate(ek->enc, NULL, &outl, env, ENV_HEADER_LEN) != 1 ||
+		(len > 0 &&
+		 EVP_EncryptUpdate(ek->enc, env + ENV_HEADER_LEN, &outl,
+						   (const uint8 *) plain, (int) len) != 1) ||
+		EVP_EncryptFinal_ex(ek->enc, env + ENV_HEADER_LEN + len, &outl) != 1 ||
+		EVP_CIPHER_CTX_ctrl(ek->enc, EVP_CTRL_GCM_GET_TAG, ENV_TAG_LEN,
+							env + ENV_HEADER_LEN + len) != 1)
+		crypto_failure("AES-256-GCM encryption");
+
+	return result;
+}
+
+/*
+ * Authenticate and decrypt an envelope of the given kind.  Returns the
+ * plaintext as a palloc'd varlena (text and bytea share that layout).
+ */
+bytea *
+crypto_open(const bytea *envelope, char kind)
+{
+	const uint8 *env = (const uint8 *) VARDATA_ANY(envelope);
+	Size		env_len = VARSIZE_ANY_EXHDR(envelope);
+	Size		len;
+	DataKey    *key;
+	bytea	   *result;
+	uint8	   *plain;
+	uint8		tail[16];
+	int			outl;
+
+	/* Values reach us only through the checked I/O routines; be defensive. */
+	if (env_len < ENV_OVERHEAD || env[ENV_OFF_VERSION] != ENV_VERSION ||
+		env[ENV_OFF_KIND] != (uint8) kind)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("encrypted value is damaged"),
+				 errdetail("Its envelope header is not valid.")));
+
+	len = env_len - ENV_OVERHEAD;
+	key = keys_lookup(read_key_id((const char *) env + ENV_OFF_KEY_ID));
+	if (key->dec == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("encrypted value is damaged"),
+				 errdetail("Its envelope names data key %u, which is not an encryption key.",
+						   key->key_id)));
+
+	result = (bytea *) palloc(VARHDRSZ + len);
+	SET_VARSIZE(result, VARHDRSZ + len);
+	plain = (uint8 *) VARDATA(result);
+	if (EVP_DecryptInit_ex(key->dec, NULL, NULL, NULL,
+						   env + ENV_OFF_NONCE) != 1 ||
+		EVP_DecryptUpdate(key->dec, NULL, &outl, env, ENV_HEADER_LEN) != 1 ||
+		(len > 0 &&
+		 EVP_DecryptUpdate(key->dec, plain, &outl,
+						   env + ENV_HEADER_LEN, (int) len) != 1) ||
+		EVP_CIPHER_CTX_ctrl(key->dec, EVP_CTRL_GCM_SET_TAG, ENV_TAG_LEN,
+							(void *) (env + ENV_HEADER_LEN + len)) != 1 ||
+		EVP_DecryptFinal_ex(key->dec, tail, &outl) != 1)
+	{
+		ERR_clear_error();
+		OPENSSL_cleanse(plain, len);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("encrypted value failed authentication"),
+				 errdetail("The envelope was altered after it was written, or it is damaged; "
+						   "it cannot be decrypted.")));
+	}
+	return result;
+}

@@ -1,0 +1,431 @@
+/*-------------------------------------------------------------------------
+ *
+ * enctype.c
+ *		The SQL types pii_guard.encrypted_text and pii_guard.encrypted_bytea.
+ *
+ * Both are varlenas holding an envelope (pii_guard.h).  Their text form is
+ * ENV_TEXT_PREFIX followed by the envelope in base64.
+ *
+ * Input: a string with the envelope prefix is an envelope (that is how dumps
+ * and COPY restore) and is checked structurally, not decrypted: keys may be
+ * restored after the data.  Any other string is plaintext and is encrypted
+ * under the active data key.  Output, send and receive only ever handle the
+ * envelope, so plaintext never leaves through the type itself: pg_dump,
+ * COPY, replication and logs see ciphertext.  Plaintext leaves only through
+ * decrypt() (refused to roles that may not) and, later, masking views.
+ *
+ * Comparison: equality, btree and hash support compare the blind index, so
+ * `col = 'plaintext'`, UNIQUE, hash joins and indexes work without
+ * decrypting.  The btree ordering is the ordering of blind indexes, which
+ * says nothing about the plaintexts; so that nobody mistakes it for one, its
+ * operators are spelled ~<~ ~<=~ ~>=~ ~>~ and there is no "<" on these types.
+ * The same C functions serve both types: the kind byte is in the header and
+ * the blind index is domain-separated by kind.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <openssl/crypto.h>
+
+#include "access/hash.h"
+#include "catalog/pg_authid.h"
+#include "common/hashfn.h"
+#include "libpq/pqformat.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+
+#include "pii_guard.h"
+
+/* Per-call-site cache of the decrypt permission decision. */
+typedef struct DecryptPermission
+{
+	Oid			userid;
+	bool		allowed;
+} DecryptPermission;
+
+/*
+ * Header bytes of an envelope without detoasting all of it.  Sets *copy
+ * when it had to fetch a slice, which the caller pfrees.
+ */
+static const uint8 *
+envelope_header(Datum d, struct varlena **copy)
+{
+	struct varlena *v = (struct varlena *) DatumGetPointer(d);
+
+	*copy = NULL;
+	if (VARATT_IS_EXTERNAL(v) || VARATT_IS_COMPRESSED(v))
+	{
+		v = pg_detoast_datum_slice(v, 0, ENV_HEADER_LEN);
+		*copy = v;
+	}
+	if (VARSIZE_ANY_EXHDR(v) < ENV_HEADER_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("encrypted value is damaged"),
+				 errdetail("Its envelope is shorter than an envelope header.")));
+	return (const uint8 *) VARDATA_ANY(v);
+}
+
+/* memcmp of the blind indexes of two envelopes. */
+static int
+envelope_compare(Datum a, Datum b)
+{
+	struct varlena *ca;
+	struct varlena *cb;
+	const uint8 *ha = envelope_header(a, &ca);
+	const uint8 *hb = envelope_header(b, &cb);
+	int			r = memcmp(ha + ENV_OFF_BLIND, hb + ENV_OFF_BLIND, ENV_BLIND_LEN);
+
+	if (ca)
+		pfree(ca);
+	if (cb)
+		pfree(cb);
+	return r;
+}
+
+/* Parse the text form of an envelope. */
+static bytea *
+envelope_from_text(const char *s, char kind)
+{
+	const char *b64 = s + ENV_TEXT_PREFIX_LEN;
+	int			b64_len = (int) strlen(b64);
+	int			max_len = pg_b64_dec_len(b64_len);
+	bytea	   *result = (bytea *) palloc(VARHDRSZ + max_len);
+	int			len;
+
+	len = compat_b64_decode(b64, b64_len, VARDATA(result), max_len);
+	if (len < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("malformed %s envelope",
+						kind == ENV_KIND_TEXT ? "encrypted_text" : "encrypted_bytea"),
+				 errdetail("The text after \"%s\" is not valid base64.", ENV_TEXT_PREFIX),
+				 errhint("Values that begin with \"%s\" are read as envelopes; use pii_guard.encrypt() to encrypt such a string as plaintext.",
+						 ENV_TEXT_PREFIX)));
+	crypto_check_envelope(VARDATA(result), len, kind, false);
+	SET_VARSIZE(result, VARHDRSZ + len);
+	return result;
+}
+
+/* The text form of an envelope. */
+static char *
+envelope_to_text(Datum d)
+{
+	bytea	   *env = DatumGetByteaPP(d);
+	int			len = VARSIZE_ANY_EXHDR(env);
+	int			enc_len = pg_b64_enc_len(len);
+	char	   *out = palloc(ENV_TEXT_PREFIX_LEN + enc_len + 1);
+	int			n;
+
+	memcpy(out, ENV_TEXT_PREFIX, ENV_TEXT_PREFIX_LEN);
+	n = compat_b64_encode(VARDATA_ANY(env), len, out + ENV_TEXT_PREFIX_LEN, enc_len);
+	if (n < 0)
+		elog(ERROR, "could not encode pii_guard envelope");
+	out[ENV_TEXT_PREFIX_LEN + n] = '\0';
+	return out;
+}
+
+/* Binary receive: the raw envelope, checked structurally. */
+static bytea *
+envelope_recv(StringInfo buf, char kind)
+{
+	int			len = buf->len - buf->cursor;
+	bytea	   *result = (bytea *) palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(result, VARHDRSZ + len);
+	pq_copymsgbytes(buf, VARDATA(result), len);
+	crypto_check_envelope(VARDATA(result), len, kind, true);
+	return result;
+}
+
+/*
+ * May the current user see plaintext through decrypt()?  Superusers and
+ * members of pii_guard_admin may.
+ */
+bool
+enctype_may_decrypt(void)
+{
+	Oid			admin;
+
+	if (superuser())
+		return true;
+	admin = get_role_oid(PII_GUARD_ADMIN_ROLE, true);
+	return OidIsValid(admin) && has_privs_of_role(GetUserId(), admin);
+}
+
+/* ERROR unless the current user may decrypt; cached per call site. */
+static void
+enctype_check_decrypt(FunctionCallInfo fcinfo)
+{
+	DecryptPermission *perm = (DecryptPermission *) fcinfo->flinfo->fn_extra;
+	Oid			userid = GetUserId();
+
+	if (perm == NULL || perm->userid != userid)
+	{
+		if (perm == NULL)
+		{
+			perm = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt,
+									  sizeof(DecryptPermission));
+			fcinfo->flinfo->fn_extra = perm;
+		}
+		perm->userid = userid;
+		perm->allowed = enctype_may_decrypt();
+	}
+	if (!perm->allowed)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to decrypt pii_guard values"),
+				 errdetail("Only superusers and members of %s may decrypt.",
+						   PII_GUARD_ADMIN_ROLE)));
+}
+
+PG_FUNCTION_INFO_V1(pii_guard_encrypted_text_in);
+PG_FUNCTION_INFO_V1(pii_guard_encrypted_bytea_in);
+PG_FUNCTION_INFO_V1(pii_guard_envelope_out);
+PG_FUNCTION_INFO_V1(pii_guard_encrypted_text_recv);
+PG_FUNCTION_INFO_V1(pii_guard_encrypted_bytea_recv);
+PG_FUNCTION_INFO_V1(pii_guard_envelope_send);
+PG_FUNCTION_INFO_V1(pii_guard_envelope_eq);
+PG_FUNCTION_INFO_V1(pii_guard_envelope_ne);
+PG_FUNCTION_INFO_V1(pii_guard_envelope_lt);
+PG_FUNCTION_INFO_V1(pii_guard_envelope_le);
+PG_FUNCTION_INFO_V1(pii_guard_envelope_ge);
+PG_FUNCTION_INFO_V1(pii_guard_envelope_gt);
+PG_FUNCTION_INFO_V1(pii_guard_envelope_cmp);
+PG_FUNCTION_INFO_V1(pii_guard_envelope_hash);
+PG_FUNCTION_INFO_V1(pii_guard_envelope_hash_extended);
+PG_FUNCTION_INFO_V1(pii_guard_envelope_key_id);
+PG_FUNCTION_INFO_V1(pii_guard_encrypt_text);
+PG_FUNCTION_INFO_V1(pii_guard_encrypt_bytea);
+PG_FUNCTION_INFO_V1(pii_guard_decrypt_text);
+PG_FUNCTION_INFO_V1(pii_guard_decrypt_bytea);
+PG_FUNCTION_INFO_V1(pii_guard_reencrypt);
+
+/* SQL function: encrypted_text_in(cstring) returns encrypted_text */
+Datum
+pii_guard_encrypted_text_in(PG_FUNCTION_ARGS)
+{
+	char	   *s = PG_GETARG_CSTRING(0);
+
+	if (strncmp(s, ENV_TEXT_PREFIX, ENV_TEXT_PREFIX_LEN) == 0)
+		PG_RETURN_BYTEA_P(envelope_from_text(s, ENV_KIND_TEXT));
+	PG_RETURN_BYTEA_P(crypto_seal(ENV_KIND_TEXT, s, strlen(s)));
+}
+
+/* SQL function: encrypted_bytea_in(cstring) returns encrypted_bytea */
+Datum
+pii_guard_encrypted_bytea_in(PG_FUNCTION_ARGS)
+{
+	char	   *s = PG_GETARG_CSTRING(0);
+	bytea	   *plain;
+
+	if (strncmp(s, ENV_TEXT_PREFIX, ENV_TEXT_PREFIX_LEN) == 0)
+		PG_RETURN_BYTEA_P(envelope_from_text(s, ENV_KIND_BYTEA));
+	plain = DatumGetByteaPP(DirectFunctionCall1(byteain, CStringGetDatum(s)));
+	PG_RETURN_BYTEA_P(crypto_seal(ENV_KIND_BYTEA, VARDATA_ANY(plain),
+								  VARSIZE_ANY_EXHDR(plain)));
+}
+
+/* SQL function: envelope_out(encrypted_text|encrypted_bytea) returns cstring */
+Datum
+pii_guard_envelope_out(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_CSTRING(envelope_to_text(PG_GETARG_DATUM(0)));
+}
+
+/* SQL function: encrypted_text_recv(internal) returns encrypted_text */
+Datum
+pii_guard_encrypted_text_recv(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(envelope_recv((StringInfo) PG_GETARG_POINTER(0),
+									ENV_KIND_TEXT));
+}
+
+/* SQL function: encrypted_bytea_recv(internal) returns encrypted_bytea */
+Datum
+pii_guard_encrypted_bytea_recv(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(envelope_recv((StringInfo) PG_GETARG_POINTER(0),
+									ENV_KIND_BYTEA));
+}
+
+/* SQL function: envelope_send(encrypted_text|encrypted_bytea) returns bytea */
+Datum
+pii_guard_envelope_send(PG_FUNCTION_ARGS)
+{
+	bytea	   *env = PG_GETARG_BYTEA_PP(0);
+	StringInfoData buf;
+
+	pq_begintypsend(&buf);
+	pq_sendbytes(&buf, VARDATA_ANY(env), VARSIZE_ANY_EXHDR(env));
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+/* SQL functions: envelope_eq/ne/lt/le/ge/gt(a, b) returns boolean */
+Datum
+pii_guard_envelope_eq(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(envelope_compare(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)) == 0);
+}
+
+Datum
+pii_guard_envelope_ne(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(envelope_compare(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)) != 0);
+}
+
+Datum
+pii_guard_envelope_lt(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(envelope_compare(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)) < 0);
+}
+
+Datum
+pii_guard_envelope_le(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(envelope_compare(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)) <= 0);
+}
+
+Datum
+pii_guard_envelope_ge(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(envelope_compare(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)) >= 0);
+}
+
+Datum
+pii_guard_envelope_gt(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(envelope_compare(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)) > 0);
+}
+
+/* SQL function: envelope_cmp(a, b) returns integer (btree support 1) */
+Datum
+pii_guard_envelope_cmp(PG_FUNCTION_ARGS)
+{
+	int			r = envelope_compare(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1));
+
+	PG_RETURN_INT32(r < 0 ? -1 : (r > 0 ? 1 : 0));
+}
+
+/* SQL function: envelope_hash(a) returns integer (hash support 1) */
+Datum
+pii_guard_envelope_hash(PG_FUNCTION_ARGS)
+{
+	struct varlena *copy;
+	const uint8 *h = envelope_header(PG_GETARG_DATUM(0), &copy);
+	Datum		r = hash_any(h + ENV_OFF_BLIND, ENV_BLIND_LEN);
+
+	if (copy)
+		pfree(copy);
+	return r;
+}
+
+/* SQL function: envelope_hash_extended(a, bigint) returns bigint */
+Datum
+pii_guard_envelope_hash_extended(PG_FUNCTION_ARGS)
+{
+	struct varlena *copy;
+	const uint8 *h = envelope_header(PG_GETARG_DATUM(0), &copy);
+	Datum		r = hash_any_extended(h + ENV_OFF_BLIND, ENV_BLIND_LEN,
+									  PG_GETARG_INT64(1));
+
+	if (copy)
+		pfree(copy);
+	return r;
+}
+
+/* SQL function: key_id(encrypted_text|encrypted_bytea) returns integer */
+Datum
+pii_guard_envelope_key_id(PG_FUNCTION_ARGS)
+{
+	struct varlena *copy;
+	const uint8 *h = envelope_header(PG_GETARG_DATUM(0), &copy);
+	uint32		id = ((uint32) h[ENV_OFF_KEY_ID] << 24) |
+		((uint32) h[ENV_OFF_KEY_ID + 1] << 16) |
+		((uint32) h[ENV_OFF_KEY_ID + 2] << 8) |
+		(uint32) h[ENV_OFF_KEY_ID + 3];
+
+	if (copy)
+		pfree(copy);
+	PG_RETURN_INT32((int32) id);
+}
+
+/* SQL function: encrypt(text) returns encrypted_text */
+Datum
+pii_guard_encrypt_text(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+
+	PG_RETURN_BYTEA_P(crypto_seal(ENV_KIND_TEXT, VARDATA_ANY(t),
+								  VARSIZE_ANY_EXHDR(t)));
+}
+
+/* SQL function: encrypt(bytea) returns encrypted_bytea */
+Datum
+pii_guard_encrypt_bytea(PG_FUNCTION_ARGS)
+{
+	bytea	   *b = PG_GETARG_BYTEA_PP(0);
+
+	PG_RETURN_BYTEA_P(crypto_seal(ENV_KIND_BYTEA, VARDATA_ANY(b),
+								  VARSIZE_ANY_EXHDR(b)));
+}
+
+/* SQL function: decrypt(encrypted_text) returns text */
+Datum
+pii_guard_decrypt_text(PG_FUNCTION_ARGS)
+{
+	bytea	   *plain;
+
+	enctype_check_decrypt(fcinfo);
+	plain = crypto_open(PG_GETARG_BYTEA_PP(0), ENV_KIND_TEXT);
+	if (!pg_verifymbstr(VARDATA(plain), VARSIZE(plain) - VARHDRSZ, true))
+	{
+		OPENSSL_cleanse(VARDATA(plain), VARSIZE(plain) - VARHDRSZ);
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("decrypted value is not valid in encoding \"%s\"",
+						GetDatabaseEncodingName()),
+				 errdetail("The value was encrypted in a database with another encoding.")));
+	}
+	PG_RETURN_TEXT_P((text *) plain);
+}
+
+/* SQL function: decrypt(encrypted_bytea) returns bytea */
+Datum
+pii_guard_decrypt_bytea(PG_FUNCTION_ARGS)
+{
+	enctype_check_decrypt(fcinfo);
+	PG_RETURN_BYTEA_P(crypto_open(PG_GETARG_BYTEA_PP(0), ENV_KIND_BYTEA));
+}
+
+/*
+ * SQL function: reencrypt(encrypted_text) returns encrypted_text
+ *		(and the same for encrypted_bytea)
+ *
+ * The same plaintext sealed under the active data key.  Never returns
+ * plaintext; the intermediate copy is wiped.
+ */
+Datum
+pii_guard_reencrypt(PG_FUNCTION_ARGS)
+{
+	bytea	   *env = PG_GETARG_BYTEA_PP(0);
+	char		kind;
+	bytea	   *plain;
+	bytea	   *result;
+
+	if (VARSIZE_ANY_EXHDR(env) < ENV_OVERHEAD)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("encrypted value is damaged"),
+				 errdetail("Its envelope is shorter than the envelope overhead.")));
+	kind = VARDATA_ANY(env)[ENV_OFF_KIND];
+	plain = crypto_open(env, kind);
+	result = crypto_seal(kind, VARDATA(plain), VARSIZE(plain) - VARHDRSZ);
+	OPENSSL_cleanse(VARDATA(plain), VARSIZE(plain) - VARHDRSZ);
+	pfree(plain);
+	PG_RETURN_BYTEA_P(result);
+}

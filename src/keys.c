@@ -1,0 +1,814 @@
+/*-------------------------------------------------------------------------
+ *
+ * keys.c
+ *		The master key, the data keys, and their per-backend cache.
+ *
+ * Master key.  pii_guard.master_key_command (PGC_POSTMASTER, superuser-only)
+ * is run once, in the postmaster, by _PG_init; its stdout is 64 hex digits.
+ * The key lives in this file's static memory and is inherited by every
+ * backend through fork(); it is never written to the database, a log or a
+ * message.  For master key rotation pii_guard.previous_master_key_command
+ * supplies the old key alongside the new one, so that data keys still
+ * wrapped by the old key stay usable until pii_guard.rewrap_data_keys() has
+ * re-wrapped them.  When a command is missing, fails or prints something
+ * else, the server starts anyway; every call that needs the key then fails
+ * with the reason (never the output) in errdetail.
+ *
+ * Data keys.  pii_guard.data_keys holds 256-bit keys wrapped (AES-256-GCM,
+ * additional data = key id and purpose) by the master key, with the master
+ * key's fingerprint so that "wrong master key" is told apart from "damaged
+ * row".  One 'encrypt' key is active for new values; one 'blind_index' key
+ * computes blind indexes and is never rotated (every index entry depends on
+ * it).  Keys are created lazily on first use rather than at CREATE
+ * EXTENSION, so that restoring a dump brings back the original keys instead
+ * of colliding with fresh ones.
+ *
+ * Cache.  Unwrapped keys are cached per backend, as keyed OpenSSL contexts,
+ * in KeysContext under TopMemoryContext; a reset callback frees the contexts
+ * (OpenSSL cleanses their key schedules).  A statement trigger on
+ * pii_guard.data_keys sends a relcache invalidation for the table, and our
+ * relcache callback marks the cache stale; it is rebuilt on next use, never
+ * inside the callback, so pointers handed out stay valid for the duration
+ * of the call that asked for them.
+ *
+ * Access.  Key rows are read and written through SPI as the extension's
+ * owner with search_path pinned (pii_guard_enter_owner_context), so that
+ * application roles need no privilege on the table.  Reads use the latest
+ * snapshot: keys never change once written, and a REPEATABLE READ
+ * transaction must still find a key created after its snapshot.  Creating
+ * or rotating keys takes SHARE ROW EXCLUSIVE on the table, which serialises
+ * creators without blocking readers.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <stdio.h>
+#include <ctype.h>
+
+#include <openssl/crypto.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "port.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "pii_guard.h"
+
+typedef struct MasterKey
+{
+	bool		loaded;
+	uint8		key[PII_KEY_LEN];
+	uint8		fingerprint[PII_FINGERPRINT_LEN];
+	char		problem[200];	/* why it is not loaded; never secret */
+} MasterKey;
+
+static MasterKey master_current;
+static MasterKey master_previous;
+
+static MemoryContext KeysContext = NULL;
+static HTAB *key_cache = NULL;
+static bool key_cache_valid = false;
+static DataKey *current_encrypt_key = NULL;
+static DataKey *current_blind_key = NULL;
+static Oid	data_keys_relid = InvalidOid;
+
+static const char *
+purpose_name(char purpose)
+{
+	return purpose == KEY_PURPOSE_BLIND ? "blind_index" : "encrypt";
+}
+
+/* Hex form of a fingerprint, palloc'd. */
+static char *
+fingerprint_hex(const uint8 *fp)
+{
+	char	   *hex = palloc(PII_FINGERPRINT_LEN * 2 + 1);
+	int			i;
+
+	for (i = 0; i < PII_FINGERPRINT_LEN; i++)
+		snprintf(hex + i * 2, 3, "%02x", fp[i]);
+	return hex;
+}
+
+static int
+hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * Run one key command and load its key into mk.  Runs in the postmaster
+ * (or a standalone backend): it must not ereport(ERROR), and it reports
+ * only the reason for a failure, never what the command printed.
+ */
+static void
+keys_load_one(MasterKey *mk, const char *command, const char *setting)
+{
+	char		buf[256];
+	size_t		n = 0;
+	size_t		start;
+	size_t		end;
+	FILE	   *fh;
+	int			status;
+	int			i;
+
+	memset(mk, 0, sizeof(*mk));
+	if (command == NULL || command[0] == '\0')
+	{
+		snprintf(mk->problem, sizeof(mk->problem), "%s is not set", setting);
+		return;
+	}
+
+	fflush(NULL);
+	fh = popen(command, "r");
+	if (fh == NULL)
+	{
+		snprintf(mk->problem, sizeof(mk->problem),
+				 "%s could not be started: %m", setting);
+		return;
+	}
+	while (n < sizeof(buf) - 1)
+	{
+		size_t		got = fread(buf + n, 1, sizeof(buf) - 1 - n, fh);
+
+		if (got == 0)
+			break;
+		n += got;
+	}
+	/* Drain anything longer so that the command can exit. */
+	if (n == sizeof(buf) - 1)
+	{
+		char		sink[256];
+
+		while (fread(sink, 1, sizeof(sink), fh) > 0)
+			n = sizeof(buf);	/* remember it was too long */
+		OPENSSL_cleanse(sink, sizeof(sink));
+	}
+	status = pclose(fh);
+	if (status != 0)
+	{
+		char	   *reason = wait_result_to_str(status);
+
+		snprintf(mk->problem, sizeof(mk->problem), "%s failed: %s",
+				 setting, reason);
+		pfree(reason);
+		OPENSSL_cleanse(buf, sizeof(buf));
+		return;
+	}
+
+	start = 0;
+	end = Min(n, sizeof(buf) - 1);
+	while (start < end && isspace((unsigned char) buf[start]))
+		start++;
+	while (end > start && isspace((unsigned char) buf[end - 1]))
+		end--;
+	if (n >= sizeof(buf) || end - start != PII_KEY_LEN * 2)
+	{
+		snprintf(mk->problem, sizeof(mk->problem),
+				 "the output of %s is not 64 hexadecimal digits", setting);
+		OPENSSL_cleanse(buf, sizeof(buf));
+		return;
+	}
+	for (i = 0; i < PII_KEY_LEN; i++)
+	{
+		int			hi = hex_value(buf[start + 2 * i]);
+		int			lo = hex_value(buf[start + 2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+		{
+			OPENSSL_cleanse(mk->key, sizeof(mk->key));
+			OPENSSL_cleanse(buf, sizeof(buf));
+			snprintf(mk->problem, sizeof(mk->problem),
+					 "the output of %s is not 64 hexadecimal digits", setting);
+			return;
+		}
+		mk->key[i] = (uint8) (hi << 4 | lo);
+	}
+	OPENSSL_cleanse(buf, sizeof(buf));
+	crypto_fingerprint(mk->key, mk->fingerprint);
+	mk->loaded = true;
+}
+
+/*
+ * Load the master key (and the previous one, if configured).  Called by
+ * _PG_init, which runs in the postmaster when we are preloaded.
+ */
+void
+keys_load_master_keys(void)
+{
+	keys_load_one(&master_current, pii_guard_master_key_command,
+				  "pii_guard.master_key_command");
+	if (master_current.loaded)
+		ereport(LOG,
+				(errmsg("pii_guard: master key loaded, fingerprint %s",
+						fingerprint_hex(master_current.fingerprint))));
+	else
+		ereport(WARNING,
+				(errmsg("pii_guard: no master key: %s", master_current.problem),
+				 errdetail("Encrypted values can be neither written nor read until the server is restarted with a working master key command."),
+				 errhint("Set pii_guard.master_key_command to a command that prints the 256-bit master key as 64 hexadecimal digits.")));
+
+	if (pii_guard_previous_master_key_command != NULL &&
+		pii_guard_previous_master_key_command[0] != '\0')
+	{
+		keys_load_one(&master_previous, pii_guard_previous_master_key_command,
+					  "pii_guard.previous_master_key_command");
+		if (master_previous.loaded)
+			ereport(LOG,
+					(errmsg("pii_guard: previous master key loaded, fingerprint %s",
+							fingerprint_hex(master_previous.fingerprint))));
+		else
+			ereport(WARNING,
+					(errmsg("pii_guard: no previous master key: %s",
+							master_previous.problem)));
+	}
+	else
+		memset(&master_previous, 0, sizeof(master_previous));
+}
+
+bool
+keys_master_key_available(void)
+{
+	return master_current.loaded;
+}
+
+/* ERROR unless the current master key is loaded. */
+static void
+keys_require_master_key(void)
+{
+	if (!master_current.loaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pii_guard master key is not available"),
+				 errdetail("%s.", master_current.problem),
+				 errhint("Set pii_guard.master_key_command in postgresql.conf to a command that prints the master key as 64 hexadecimal digits, and restart the server.")));
+}
+
+/* Free the OpenSSL contexts of every cached key; KeysContext reset callback. */
+static void
+keys_free_cache(void *arg)
+{
+	HASH_SEQ_STATUS status;
+	DataKey    *entry;
+
+	if (key_cache == NULL)
+		return;
+	hash_seq_init(&status, key_cache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		if (entry->enc)
+			EVP_CIPHER_CTX_free(entry->enc);
+		if (entry->dec)
+			EVP_CIPHER_CTX_free(entry->dec);
+		if (entry->mac)
+			EVP_MAC_CTX_free(entry->mac);
+	}
+	key_cache = NULL;
+	current_encrypt_key = NULL;
+	current_blind_key = NULL;
+}
+
+/* Relcache callback: a change to pii_guard.data_keys makes the cache stale. */
+static void
+keys_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == data_keys_relid)
+		key_cache_valid = false;
+}
+
+void
+keys_register_callbacks(void)
+{
+	CacheRegisterRelcacheCallback(keys_relcache_callback, (Datum) 0);
+}
+
+/* Make sure key_cache exists and is not stale. */
+static void
+keys_ensure_cache(void)
+{
+	HASHCTL		ctl;
+	MemoryContextCallback *cb;
+
+	if (key_cache_valid && key_cache != NULL)
+		return;
+
+	if (KeysContext == NULL)
+		KeysContext = AllocSetContextCreate(TopMemoryContext,
+											"pii_guard data keys",
+											ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(KeysContext);	/* runs keys_free_cache */
+
+	cb = MemoryContextAlloc(KeysContext, sizeof(MemoryContextCallback));
+	cb->func = keys_free_cache;
+	cb->arg = NULL;
+	MemoryContextRegisterResetCallback(KeysContext, cb);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(uint32);
+	ctl.entrysize = sizeof(DataKey);
+	ctl.hcxt = KeysContext;
+	key_cache = hash_create("pii_guard data keys", 16, &ctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	/* An invalidation arriving from here on marks the new cache stale. */
+	key_cache_valid = true;
+	data_keys_relid = pii_guard_relation_oid("data_keys", false);
+}
+
+/* Run a prepared read (or update) against the latest snapshot. */
+static int
+keys_spi_latest(const char *sql, int nargs, Oid *argtypes, Datum *values,
+				bool read_only)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	int			ret;
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for pii_guard key query: %s",
+			 SPI_result_code_string(SPI_result));
+	ret = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
+							   InvalidSnapshot, read_only, true, 0);
+	if (ret < 0)
+		elog(ERROR, "pii_guard key query failed: %s",
+			 SPI_result_code_string(ret));
+	return ret;
+}
+
+/* Copy a bytea column of an SPI result row into buf; false if wrong size. */
+static bool
+keys_spi_bytea(SPITupleTable *tt, uint64 row, int col, uint8 *buf, Size len)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tt->vals[row], tt->tupdesc, col, &isnull);
+	bytea	   *b;
+
+	if (isnull)
+		return false;
+	b = DatumGetByteaPP(d);
+	if (VARSIZE_ANY_EXHDR(b) != len)
+		return false;
+	memcpy(buf, VARDATA_ANY(b), len);
+	return true;
+}
+
+/*
+ * Unwrap a data key row with whichever loaded master key its fingerprint
+ * names.  Errors tell a wrong master key apart from a damaged row.
+ */
+static void
+keys_unwrap_row(uint32 key_id, char purpose, const uint8 *wrapped,
+				const uint8 *fp, uint8 *key)
+{
+	const MasterKey *mk = NULL;
+
+	keys_require_master_key();
+	if (memcmp(fp, master_current.fingerprint, PII_FINGERPRINT_LEN) == 0)
+		mk = &master_current;
+	else if (master_previous.loaded &&
+			 memcmp(fp, master_previous.fingerprint, PII_FINGERPRINT_LEN) == 0)
+		mk = &master_previous;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pii_guard data key %u is wrapped by a different master key", key_id),
+				 errdetail("The key was wrapped by the master key with fingerprint %s; this server's master key has fingerprint %s.",
+						   fingerprint_hex(fp),
+						   fingerprint_hex(master_current.fingerprint)),
+				 errhint("Start the server with the master key this database was encrypted under, or supply that key as pii_guard.previous_master_key_command and run pii_guard.rewrap_data_keys().")));
+
+	if (!crypto_unwrap_key(mk->key, key_id, purpose, wrapped, key))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("pii_guard data key %u cannot be unwrapped", key_id),
+				 errdetail("Its master key fingerprint matches, but the wrapped key fails authentication: the row in pii_guard.data_keys is damaged."),
+				 errhint("Restore pii_guard.data_keys from a backup.")));
+}
+
+/* Build the cache entry for an unwrapped key and wipe the key bytes. */
+static DataKey *
+keys_cache_insert(uint32 key_id, char purpose, uint8 *key)
+{
+	EVP_CIPHER_CTX *enc = NULL;
+	EVP_CIPHER_CTX *dec = NULL;
+	EVP_MAC_CTX *mac = NULL;
+	DataKey    *entry;
+	bool		found;
+
+	if (purpose == KEY_PURPOSE_ENCRYPT)
+	{
+		enc = crypto_new_gcm_ctx(key, true);
+		dec = crypto_new_gcm_ctx(key, false);
+	}
+	else
+		mac = crypto_new_hmac_ctx(key);
+	OPENSSL_cleanse(key, PII_KEY_LEN);
+	if (purpose == KEY_PURPOSE_ENCRYPT ? (enc == NULL || dec == NULL) : mac == NULL)
+	{
+		if (enc)
+			EVP_CIPHER_CTX_free(enc);
+		if (dec)
+			EVP_CIPHER_CTX_free(dec);
+		crypto_failure("data key setup");
+	}
+
+	entry = hash_search(key_cache, &key_id, HASH_ENTER, &found);
+	if (found)
+	{
+		/* Loaded meanwhile by a nested call; keep the first one. */
+		if (enc)
+			EVP_CIPHER_CTX_free(enc);
+		if (dec)
+			EVP_CIPHER_CTX_free(dec);
+		if (mac)
+			EVP_MAC_CTX_free(mac);
+		return entry;
+	}
+	entry->purpose = purpose;
+	entry->enc = enc;
+	entry->dec = dec;
+	entry->mac = mac;
+	return entry;
+}
+
+/* Read, unwrap and cache one key; NULL if no row has that id. */
+static DataKey *
+keys_load(uint32 key_id)
+{
+	OwnerContext oc;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum((int32) key_id)};
+	uint8		wrapped[PII_WRAPPED_LEN];
+	uint8		fp[PII_FINGERPRINT_LEN];
+	uint8		key[PII_KEY_LEN];
+	char		purpose = 0;
+	bool		found = false;
+	bool		well_formed = false;
+
+	pii_guard_enter_owner_context(&oc);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	keys_spi_latest("SELECT purpose, wrapped_key, master_key_fingerprint "
+					"FROM pii_guard.data_keys WHERE key_id = $1",
+					1, argtypes, values, true);
+	if (SPI_processed == 1)
+	{
+		char	   *p = SPI_getvalue(SPI_tuptable->vals[0],
+									 SPI_tuptable->tupdesc, 1);
+
+		found = true;
+		purpose = (p && strcmp(p, "blind_index") == 0) ?
+			KEY_PURPOSE_BLIND : KEY_PURPOSE_ENCRYPT;
+		well_formed = keys_spi_bytea(SPI_tuptable, 0, 2, wrapped, PII_WRAPPED_LEN) &&
+			keys_spi_bytea(SPI_tuptable, 0, 3, fp, PII_FINGERPRINT_LEN);
+	}
+	SPI_finish();
+	pii_guard_leave_owner_context(&oc);
+
+	if (!found)
+		return NULL;
+	if (!well_formed)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("pii_guard data key %u cannot be unwrapped", key_id),
+				 errdetail("Its wrapped key or fingerprint has the wrong length: the row in pii_guard.data_keys is damaged.")));
+
+	keys_unwrap_row(key_id, purpose, wrapped, fp, key);
+	return keys_cache_insert(key_id, purpose, key);
+}
+
+/* The cached key with this id, loading it on first use. */
+DataKey *
+keys_lookup(uint32 key_id)
+{
+	DataKey    *entry;
+
+	keys_ensure_cache();
+	entry = hash_search(key_cache, &key_id, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry;
+
+	entry = keys_load(key_id);
+	if (entry == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pii_guard data key %u does not exist", key_id),
+				 errdetail("The encrypted value names a data key that is not in pii_guard.data_keys."),
+				 errhint("If this database was restored from a dump, restore the table pii_guard.data_keys from the same dump.")));
+	return entry;
+}
+
+/*
+ * Create a key of the given purpose and make it the active one, retiring
+ * the previously active key of that purpose.  The caller holds the table
+ * lock, is connected to SPI and runs in the owner context.
+ */
+static uint32
+keys_create(char purpose)
+{
+	Oid			argtypes[4] = {INT4OID, TEXTOID, BYTEAOID, BYTEAOID};
+	Datum		values[4];
+	uint8		key[PII_KEY_LEN];
+	bytea	   *wrapped = palloc(VARHDRSZ + PII_WRAPPED_LEN);
+	bytea	   *fp = palloc(VARHDRSZ + PII_FINGERPRINT_LEN);
+	uint32		key_id;
+	bool		isnull;
+
+	keys_require_master_key();
+	if (XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot create a pii_guard data key in a read-only transaction"),
+				 errhint("Run SELECT pii_guard.rotate_data_key() once in a read-write transaction on the primary.")));
+
+	keys_spi_latest("SELECT coalesce(max(key_id), 0) + 1 FROM pii_guard.data_keys",
+					0, NULL, NULL, true);
+	key_id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 1,
+												  &isnull));
+
+	values[0] = CStringGetTextDatum(purpose_name(purpose));
+	keys_spi_latest("UPDATE pii_guard.data_keys "
+					"SET state = 'retired', retired_at = pg_catalog.now() "
+					"WHERE purpose = $1 AND state = 'active'",
+					1, argtypes + 1, values, false);
+
+	crypto_random_bytes(key, PII_KEY_LEN);
+	SET_VARSIZE(wrapped, VARHDRSZ + PII_WRAPPED_LEN);
+	SET_VARSIZE(fp, VARHDRSZ + PII_FINGERPRINT_LEN);
+	crypto_wrap_key(master_current.key, key_id, purpose, key,
+					(uint8 *) VARDATA(wrapped));
+	OPENSSL_cleanse(key, PII_KEY_LEN);
+	memcpy(VARDATA(fp), master_current.fingerprint, PII_FINGERPRINT_LEN);
+
+	values[0] = Int32GetDatum((int32) key_id);
+	values[1] = CStringGetTextDatum(purpose_name(purpose));
+	values[2] = PointerGetDatum(wrapped);
+	values[3] = PointerGetDatum(fp);
+	if (SPI_execute_with_args("INSERT INTO pii_guard.data_keys "
+							  "(key_id, purpose, state, wrapped_key, master_key_fingerprint) "
+							  "VALUES ($1, $2, 'active', $3, $4)",
+							  4, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not insert pii_guard data key");
+	return key_id;
+}
+
+/* Take the lock that serialises key creation and rotation. */
+static void
+keys_lock_table(void)
+{
+	if (SPI_execute("LOCK TABLE pii_guard.data_keys IN SHARE ROW EXCLUSIVE MODE",
+					false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not lock pii_guard.data_keys");
+}
+
+/* Ids of the active keys (0 where none); caller is connected to SPI. */
+static void
+keys_active_ids(uint32 *encrypt_id, uint32 *blind_id)
+{
+	uint64		i;
+
+	*encrypt_id = 0;
+	*blind_id = 0;
+	keys_spi_latest("SELECT key_id, purpose FROM pii_guard.data_keys "
+					"WHERE state = 'active'", 0, NULL, NULL, true);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		uint32		id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+															  SPI_tuptable->tupdesc,
+															  1, &isnull));
+		char	   *p = SPI_getvalue(SPI_tuptable->vals[i],
+									 SPI_tuptable->tupdesc, 2);
+
+		if (strcmp(p, "blind_index") == 0)
+			*blind_id = id;
+		else
+			*encrypt_id = id;
+	}
+}
+
+/*
+ * The active encryption key and the blind index key, creating them on first
+ * use.
+ */
+void
+keys_current(DataKey **encrypt_key, DataKey **blind_key)
+{
+	uint32		encrypt_id;
+	uint32		blind_id;
+	OwnerContext oc;
+
+	keys_ensure_cache();
+	if (current_encrypt_key != NULL && current_blind_key != NULL)
+	{
+		*encrypt_key = current_encrypt_key;
+		*blind_key = current_blind_key;
+		return;
+	}
+
+	keys_require_master_key();
+	pii_guard_enter_owner_context(&oc);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	keys_active_ids(&encrypt_id, &blind_id);
+	if (encrypt_id == 0 || blind_id == 0)
+	{
+		keys_lock_table();
+		keys_active_ids(&encrypt_id, &blind_id);
+		if (encrypt_id == 0)
+			encrypt_id = keys_create(KEY_PURPOSE_ENCRYPT);
+		if (blind_id == 0)
+			blind_id = keys_create(KEY_PURPOSE_BLIND);
+	}
+	SPI_finish();
+	pii_guard_leave_owner_context(&oc);
+
+	/* The cache may have been rebuilt meanwhile; look both up afresh. */
+	*encrypt_key = keys_lookup(encrypt_id);
+	*blind_key = keys_lookup(blind_id);
+	if ((*encrypt_key)->purpose != KEY_PURPOSE_ENCRYPT ||
+		(*blind_key)->purpose != KEY_PURPOSE_BLIND)
+		elog(ERROR, "pii_guard active keys have unexpected purposes");
+	current_encrypt_key = *encrypt_key;
+	current_blind_key = *blind_key;
+}
+
+PG_FUNCTION_INFO_V1(pii_guard_rotate_data_key);
+PG_FUNCTION_INFO_V1(pii_guard_rewrap_data_keys);
+PG_FUNCTION_INFO_V1(pii_guard_master_key_info);
+PG_FUNCTION_INFO_V1(pii_guard_data_keys_changed);
+
+/*
+ * SQL function: rotate_data_key() returns integer
+ *
+ * Makes a new encryption key active and retires the previous one; values
+ * already written stay readable under their own key until re-encrypted.
+ */
+Datum
+pii_guard_rotate_data_key(PG_FUNCTION_ARGS)
+{
+	OwnerContext oc;
+	uint32		encrypt_id;
+	uint32		blind_id;
+	uint32		new_id;
+
+	keys_require_master_key();
+	pii_guard_enter_owner_context(&oc);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	keys_lock_table();
+	keys_active_ids(&encrypt_id, &blind_id);
+	if (blind_id == 0)
+		keys_create(KEY_PURPOSE_BLIND);
+	new_id = keys_create(KEY_PURPOSE_ENCRYPT);
+	SPI_finish();
+	pii_guard_leave_owner_context(&oc);
+
+	PG_RETURN_INT32((int32) new_id);
+}
+
+/*
+ * SQL function: rewrap_data_keys() returns integer
+ *
+ * Re-wraps every data key not yet wrapped by the current master key, using
+ * the previous master key; returns how many were re-wrapped.
+ */
+Datum
+pii_guard_rewrap_data_keys(PG_FUNCTION_ARGS)
+{
+	OwnerContext oc;
+	Oid			argtypes[3] = {INT4OID, BYTEAOID, BYTEAOID};
+	uint64		i;
+	uint64		nrows;
+	int32		count = 0;
+	SPITupleTable *rows;
+
+	keys_require_master_key();
+	pii_guard_enter_owner_context(&oc);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	keys_lock_table();
+	keys_spi_latest("SELECT key_id, purpose, wrapped_key, master_key_fingerprint "
+					"FROM pii_guard.data_keys ORDER BY key_id", 0, NULL, NULL, true);
+	rows = SPI_tuptable;
+	nrows = SPI_processed;
+	for (i = 0; i < nrows; i++)
+	{
+		bool		isnull;
+		uint32		key_id;
+		char	   *p;
+		char		purpose;
+		uint8		wrapped_old[PII_WRAPPED_LEN];
+		uint8		fp_old[PII_FINGERPRINT_LEN];
+		uint8		key[PII_KEY_LEN];
+		bytea	   *wrapped = palloc(VARHDRSZ + PII_WRAPPED_LEN);
+		bytea	   *fp = palloc(VARHDRSZ + PII_FINGERPRINT_LEN);
+		Datum		values[3];
+
+		key_id = (uint32) DatumGetInt32(SPI_getbinval(rows->vals[i], rows->tupdesc,
+													  1, &isnull));
+		p = SPI_getvalue(rows->vals[i], rows->tupdesc, 2);
+		purpose = strcmp(p, "blind_index") == 0 ? KEY_PURPOSE_BLIND : KEY_PURPOSE_ENCRYPT;
+		if (!keys_spi_bytea(rows, i, 3, wrapped_old, PII_WRAPPED_LEN) ||
+			!keys_spi_bytea(rows, i, 4, fp_old, PII_FINGERPRINT_LEN))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("pii_guard data key %u cannot be unwrapped", key_id),
+					 errdetail("Its wrapped key or fingerprint has the wrong length: the row in pii_guard.data_keys is damaged.")));
+		if (memcmp(fp_old, master_current.fingerprint, PII_FINGERPRINT_LEN) == 0)
+			continue;
+
+		keys_unwrap_row(key_id, purpose, wrapped_old, fp_old, key);
+		SET_VARSIZE(wrapped, VARHDRSZ + PII_WRAPPED_LEN);
+		SET_VARSIZE(fp, VARHDRSZ + PII_FINGERPRINT_LEN);
+		crypto_wrap_key(master_current.key, key_id, purpose, key,
+						(uint8 *) VARDATA(wrapped));
+		OPENSSL_cleanse(key, PII_KEY_LEN);
+		memcpy(VARDATA(fp), master_current.fingerprint, PII_FINGERPRINT_LEN);
+
+		values[0] = Int32GetDatum((int32) key_id);
+		values[1] = PointerGetDatum(wrapped);
+		values[2] = PointerGetDatum(fp);
+		if (SPI_execute_with_args("UPDATE pii_guard.data_keys "
+								  "SET wrapped_key = $2, master_key_fingerprint = $3 "
+								  "WHERE key_id = $1",
+								  3, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not re-wrap pii_guard data key %u", key_id);
+		count++;
+	}
+	SPI_finish();
+	pii_guard_leave_owner_context(&oc);
+
+	PG_RETURN_INT32(count);
+}
+
+/*
+ * SQL function: master_key_info(previous boolean,
+ *		OUT available boolean, OUT fingerprint bytea, OUT problem text)
+ *
+ * Whether the (previous) master key is loaded, its fingerprint, and why not.
+ */
+Datum
+pii_guard_master_key_info(PG_FUNCTION_ARGS)
+{
+	const MasterKey *mk = PG_GETARG_BOOL(0) ? &master_previous : &master_current;
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	values[0] = BoolGetDatum(mk->loaded);
+	if (mk->loaded)
+	{
+		bytea	   *fp = palloc(VARHDRSZ + PII_FINGERPRINT_LEN);
+
+		SET_VARSIZE(fp, VARHDRSZ + PII_FINGERPRINT_LEN);
+		memcpy(VARDATA(fp), mk->fingerprint, PII_FINGERPRINT_LEN);
+		values[1] = PointerGetDatum(fp);
+		nulls[2] = true;
+	}
+	else
+	{
+		nulls[1] = true;
+		if (mk->problem[0] != '\0')
+			values[2] = CStringGetTextDatum(mk->problem);
+		else
+			nulls[2] = true;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * SQL function: data_keys_changed() returns trigger
+ *
+ * Statement trigger on pii_guard.data_keys: every backend drops its cached
+ * keys when this transaction commits.
+ */
+Datum
+pii_guard_data_keys_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "data_keys_changed must be called as a trigger");
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	return PointerGetDatum(NULL);
+}

@@ -1,0 +1,120 @@
+/*-------------------------------------------------------------------------
+ *
+ * pii_guard.h
+ *		Declarations shared by the pii_guard source files.
+ *
+ * One .c file per concern:
+ *	pii_guard.c	_PG_init, settings, the owner-context helper
+ *	keys.c		master key, data keys, their per-backend cache
+ *	crypto.c	AES-256-GCM envelopes, blind index, key wrapping
+ *	enctype.c	the encrypted_text and encrypted_bytea SQL types
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PII_GUARD_H
+#define PII_GUARD_H
+
+#include "postgres.h"
+
+#include <openssl/evp.h>
+
+#include "compat.h"
+#include "fmgr.h"
+
+#define PII_GUARD_SCHEMA		"pii_guard"
+#define PII_GUARD_ADMIN_ROLE	"pii_guard_admin"
+
+/*
+ * Envelope, version 1 (binary form; the text form is ENVELOPE_TEXT_PREFIX
+ * followed by the base64 of these bytes):
+ *
+ *	offset	size
+ *	0		1	format version (1)
+ *	1		1	kind: 't' for encrypted_text, 'b' for encrypted_bytea
+ *	2		4	data key id, big-endian
+ *	6		12	GCM nonce, random
+ *	18		16	blind index: HMAC-SHA256(blind key, kind || plaintext), truncated
+ *	34		n	ciphertext (n = length of the plaintext)
+ *	34+n	16	GCM tag
+ *
+ * The 34 header bytes are the GCM additional authenticated data, so no
+ * header field (key id, kind, blind index) can be changed undetected.
+ */
+#define ENV_VERSION			1
+#define ENV_KIND_TEXT		't'
+#define ENV_KIND_BYTEA		'b'
+#define ENV_OFF_VERSION		0
+#define ENV_OFF_KIND		1
+#define ENV_OFF_KEY_ID		2
+#define ENV_OFF_NONCE		6
+#define ENV_OFF_BLIND		18
+#define ENV_HEADER_LEN		34
+#define ENV_NONCE_LEN		12
+#define ENV_BLIND_LEN		16
+#define ENV_TAG_LEN			16
+#define ENV_OVERHEAD		(ENV_HEADER_LEN + ENV_TAG_LEN)
+#define ENV_TEXT_PREFIX		"pii_guard:"
+#define ENV_TEXT_PREFIX_LEN (sizeof(ENV_TEXT_PREFIX) - 1)
+
+#define PII_KEY_LEN			32	/* AES-256 and HMAC-SHA256 key length */
+#define PII_FINGERPRINT_LEN 8	/* master key fingerprint stored per data key */
+#define PII_WRAPPED_LEN		(ENV_NONCE_LEN + PII_KEY_LEN + ENV_TAG_LEN)
+
+/* Data key purposes, as stored in pii_guard.data_keys.purpose. */
+#define KEY_PURPOSE_ENCRYPT 'e'
+#define KEY_PURPOSE_BLIND	'b'
+
+/* pii_guard.c */
+extern char *pii_guard_master_key_command;
+extern char *pii_guard_previous_master_key_command;
+
+typedef struct OwnerContext
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} OwnerContext;
+
+extern void pii_guard_enter_owner_context(OwnerContext *ctx);
+extern void pii_guard_leave_owner_context(OwnerContext *ctx);
+extern Oid	pii_guard_schema_oid(bool missing_ok);
+extern Oid	pii_guard_relation_oid(const char *relname, bool missing_ok);
+
+/* keys.c */
+typedef struct DataKey
+{
+	uint32		key_id;			/* hash key: must be first */
+	char		purpose;		/* KEY_PURPOSE_* */
+	EVP_CIPHER_CTX *enc;		/* keyed AES-256-GCM contexts (encrypt keys) */
+	EVP_CIPHER_CTX *dec;
+	EVP_MAC_CTX *mac;			/* keyed HMAC-SHA256 context (blind key) */
+} DataKey;
+
+extern void keys_load_master_keys(void);
+extern void keys_register_callbacks(void);
+extern DataKey *keys_lookup(uint32 key_id);
+extern void keys_current(DataKey **encrypt_key, DataKey **blind_key);
+extern bool keys_master_key_available(void);
+
+/* crypto.c */
+extern void crypto_failure(const char *what) pg_attribute_noreturn();
+extern void crypto_random_bytes(uint8 *buf, int len);
+extern void crypto_fingerprint(const uint8 *master, uint8 *out);
+extern void crypto_wrap_key(const uint8 *master, uint32 key_id, char purpose,
+							const uint8 *key, uint8 *wrapped);
+extern bool crypto_unwrap_key(const uint8 *master, uint32 key_id, char purpose,
+							  const uint8 *wrapped, uint8 *key);
+extern EVP_CIPHER_CTX *crypto_new_gcm_ctx(const uint8 *key, bool encrypt);
+extern EVP_MAC_CTX *crypto_new_hmac_ctx(const uint8 *key);
+extern void crypto_hmac(EVP_MAC_CTX *mac, char domain, const char *data,
+						Size len, uint8 *out, Size outlen);
+extern bytea *crypto_seal(char kind, const char *plain, Size len);
+extern bytea *crypto_open(const bytea *envelope, char kind);
+extern void crypto_check_envelope(const char *env, Size len, char kind,
+								  bool binary_input);
+extern uint32 envelope_key_id(const bytea *envelope);
+
+/* enctype.c */
+extern bool enctype_may_decrypt(void);
+
+#endif							/* PII_GUARD_H */

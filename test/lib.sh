@@ -1,0 +1,201 @@
+# test/lib.sh -- throwaway PostgreSQL clusters for tests, demo and benchmarks.
+#
+# Sourced, not run.  Everything lives under one work directory ($PGG_WORK)
+# that pgg_cleanup stops and removes, also on failure and Ctrl-C:
+#
+#   $PGG_WORK/inst/     a private installation: the server binaries copied
+#                       (PostgreSQL finds its share and lib directories
+#                       relative to the binary), everything else symlinked to
+#                       the system's, plus pii_guard installed by DESTDIR.
+#                       No root needed, and the system's PostgreSQL is never
+#                       touched.
+#   $PGG_WORK/keys/     master key files, readable by the server only
+#   $PGG_WORK/<name>/   one cluster: data/ and its unix socket (no TCP)
+#
+# As root the server runs as the "postgres" user (PostgreSQL refuses root).
+
+PG_MAJOR=${PG_MAJOR:-15}
+PGG_REPO=${PGG_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
+PGG_CLUSTERS=()
+
+pgg_die() { echo "pii_guard: $*" >&2; exit 1; }
+
+# Run a command as the server's OS user.
+pgg_as_server() {
+	if [ "$(id -u)" -eq 0 ]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# Create the work directory and register cleanup.
+pgg_init() {
+	PGG_WORK=$(mktemp -d "${TMPDIR:-/tmp}/pii_guard.XXXXXX")
+	chmod 755 "$PGG_WORK"
+	export PGG_WORK
+	trap pgg_cleanup EXIT
+	trap 'echo "pii_guard: interrupted" >&2; exit 130' INT TERM HUP
+}
+
+pgg_cleanup() {
+	local rc=$?
+	pgg_stop_all
+	if [ -n "${PGG_WORK:-}" ] && [ -d "$PGG_WORK" ]; then
+		if [ -n "${KEEP:-}" ]; then
+			echo "pii_guard: KEEP is set; leaving $PGG_WORK" >&2
+		else
+			rm -rf "$PGG_WORK"
+		fi
+	fi
+	return $rc
+}
+
+# Recursively symlink what $1 has and $2 lacks.
+pgg_shadow() {
+	local src=$1 dst=$2 f base
+	mkdir -p "$dst"
+	for f in "$src"/*; do
+		base=$(basename "$f")
+		if [ ! -e "$dst/$base" ] && [ ! -L "$dst/$base" ]; then
+			ln -s "$f" "$dst/$base"
+		elif [ -d "$f" ] && [ -d "$dst/$base" ] && [ ! -L "$dst/$base" ]; then
+			pgg_shadow "$f" "$dst/$base"
+		fi
+	done
+}
+
+# Build pii_guard and install it into a private copy of the installation.
+pgg_install() {
+	local bindir libdir sharedir inst=$PGG_WORK/inst
+	bindir=$("$PG_CONFIG" --bindir)
+	libdir=$("$PG_CONFIG" --pkglibdir)
+	sharedir=$("$PG_CONFIG" --sharedir)
+	make -s -C "$PGG_REPO" PG_CONFIG="$PG_CONFIG" WERROR=1 >/dev/null ||
+		pgg_die "build failed"
+	make -s -C "$PGG_REPO" PG_CONFIG="$PG_CONFIG" install DESTDIR="$inst" >/dev/null ||
+		pgg_die "install into $inst failed"
+	mkdir -p "$inst$bindir"
+	cp "$bindir/postgres" "$bindir/initdb" "$bindir/pg_ctl" "$inst$bindir/"
+	pgg_shadow "$libdir" "$inst$libdir"
+	pgg_shadow "$sharedir" "$inst$sharedir"
+	PGG_SERVER_BIN=$inst$bindir
+	PGG_CLIENT_BIN=$bindir
+	export PATH="$PGG_CLIENT_BIN:$PATH"
+
+	mkdir -p "$PGG_WORK/keys"
+	cp "$PGG_REPO"/test/keys/*.hex "$PGG_WORK/keys/"
+	chmod 600 "$PGG_WORK"/keys/*.hex
+	if [ "$(id -u)" -eq 0 ]; then
+		chown -R postgres "$PGG_WORK/keys"
+	fi
+}
+
+pgg_data() { echo "$PGG_WORK/$1/data"; }
+pgg_sock() { echo "$PGG_WORK/$1"; }
+
+# pgg_new_cluster NAME [postgresql.conf line ...]
+# initdb with superuser "postgres" and pii_guard preloaded under test key 1.
+pgg_new_cluster() {
+	local name=$1
+	shift
+	local dir=$PGG_WORK/$name
+	mkdir -p "$dir"
+	if [ "$(id -u)" -eq 0 ]; then chown postgres "$dir"; fi
+	pgg_as_server "$PGG_SERVER_BIN/initdb" -D "$dir/data" -U postgres -A trust \
+		-E UTF8 --locale=C --no-sync >"$dir/initdb.log" 2>&1 ||
+		{ cat "$dir/initdb.log" >&2; pgg_die "initdb failed"; }
+	{
+		echo "listen_addresses = ''"
+		echo "unix_socket_directories = '$dir'"
+		echo "port = 5432"
+		echo "shared_preload_libraries = 'pii_guard'"
+		echo "pii_guard.master_key_command = 'cat $PGG_WORK/keys/test-master-1.hex'"
+		echo "fsync = off"
+		echo "max_connections = 40"
+		echo "log_line_prefix = '%m [%p] %q%u@%d '"
+		local line
+		for line in "$@"; do echo "$line"; done
+	} | pgg_as_server tee -a "$dir/data/postgresql.conf" >/dev/null
+	PGG_CLUSTERS+=("$name")
+}
+
+# Append settings to a cluster's configuration (effective on restart).
+pgg_conf() {
+	local name=$1
+	shift
+	local line
+	for line in "$@"; do echo "$line"; done |
+		pgg_as_server tee -a "$(pgg_data "$name")/postgresql.conf" >/dev/null
+}
+
+pgg_start() {
+	local name=$1
+	pgg_as_server "$PGG_SERVER_BIN/pg_ctl" -D "$(pgg_data "$name")" -w -t 60 \
+		-l "$PGG_WORK/$name/server.log" start >/dev/null ||
+		{ tail -20 "$PGG_WORK/$name/server.log" >&2; pgg_die "cluster $name did not start"; }
+}
+
+pgg_stop() {
+	local name=$1 mode=${2:-fast}
+	[ -f "$(pgg_data "$name")/postmaster.pid" ] || return 0
+	pgg_as_server "$PGG_SERVER_BIN/pg_ctl" -D "$(pgg_data "$name")" -w -t 60 \
+		-m "$mode" stop >/dev/null
+}
+
+# Stop every cluster under the work directory, tracked or not (a scenario
+# runs in a subshell, so its clusters are not in PGG_CLUSTERS).
+pgg_stop_all() {
+	local pid_file
+	for pid_file in "${PGG_WORK:-/nonexistent}"/*/data/postmaster.pid; do
+		[ -f "$pid_file" ] || continue
+		pgg_as_server "$PGG_SERVER_BIN/pg_ctl" -D "$(dirname "$pid_file")" \
+			-m immediate -w -t 30 stop >/dev/null 2>&1 || true
+	done
+}
+
+pgg_restart() {
+	pgg_stop "$1"
+	pgg_start "$1"
+}
+
+pgg_log() { echo "$PGG_WORK/$1/server.log"; }
+
+# pgg_psql NAME [psql args ...]: quiet psql as superuser, stops on error.
+pgg_psql() {
+	local name=$1
+	shift
+	psql -X -q -v ON_ERROR_STOP=1 -h "$(pgg_sock "$name")" -p 5432 -U postgres "$@"
+}
+
+# Connection environment for clients that take PG* variables.
+pgg_env() {
+	export PGHOST
+	PGHOST=$(pgg_sock "$1")
+	export PGPORT=5432 PGUSER=postgres
+}
+
+# Assertions for scenario scripts: print "ok"/"not ok" and count failures.
+PGG_FAILS=0
+pgg_ok() {	# pgg_ok DESCRIPTION COMMAND...
+	local desc=$1
+	shift
+	if "$@"; then
+		echo "  ok - $desc"
+	else
+		echo "  not ok - $desc"
+		PGG_FAILS=$((PGG_FAILS + 1))
+	fi
+}
+pgg_is() {	# pgg_is DESCRIPTION ACTUAL EXPECTED
+	if [ "$2" = "$3" ]; then
+		echo "  ok - $1"
+	else
+		echo "  not ok - $1"
+		echo "    got:      $2"
+		echo "    expected: $3"
+		PGG_FAILS=$((PGG_FAILS + 1))
+	fi
+}
+pgg_done() { [ "$PGG_FAILS" -eq 0 ]; }

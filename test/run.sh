@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# test/run.sh -- what `make test` runs.
+#
+#  1. installs missing Debian packages (as root; otherwise prints the line);
+#  2. builds pii_guard with warnings as errors and installs it into a private
+#     copy of the PostgreSQL installation (test/lib.sh);
+#  3. starts a throwaway cluster (unix socket only, pii_guard preloaded, a
+#     test master key) and runs the pg_regress suites and the pgTAP suites;
+#  4. runs the scenario scripts (test/scenario/*.sh), which start their own
+#     clusters for restarts, dumps and crashes;
+#  5. stops and removes every cluster, also on failure or Ctrl-C, and ends
+#     with a pass/fail summary and a non-zero exit on any failure.
+#
+# Environment: REGRESS (suite names, from the Makefile), ONLY=regress|tap|
+# scenario (one stage), SCENARIOS="name ..." (a subset), KEEP=1 (keep the
+# work directory for inspection).
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+. test/lib.sh
+
+./test/deps.sh || exit 1
+
+pgg_init
+pgg_install
+
+passed=0
+failed=0
+failures=()
+
+record() {	# record NAME ok|fail
+	if [ "$2" = ok ]; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		failures+=("$1")
+	fi
+}
+
+want() { [ -z "${ONLY:-}" ] || [ "$ONLY" = "$1" ]; }
+
+pgg_new_cluster main
+pgg_start main
+
+# --- pg_regress -------------------------------------------------------------
+if want regress; then
+	echo "== pg_regress"
+	rm -rf results regression.diffs regression.out
+	pgxs_dir=$(dirname "$("$PG_CONFIG" --pgxs)")/..
+	"$pgxs_dir/test/regress/pg_regress" \
+		--inputdir=. --outputdir=. --bindir="$PGG_CLIENT_BIN" \
+		--host="$(pgg_sock main)" --port=5432 --user=postgres \
+		--dbname=pii_guard_regress --load-extension=pii_guard \
+		${REGRESS:-} >regression.out 2>&1
+	cat regression.out
+	while read -r name result; do
+		record "regress/$name" "$result"
+	done < <(sed -nE \
+		-e 's/^(test |     )?([a-z0-9_]+) +\.\.\. ok.*/\2 ok/p' \
+		-e 's/^(test |     )?([a-z0-9_]+) +\.\.\. FAILED.*/\2 fail/p' \
+		-e 's/^ok [0-9]+ +[-+] ([a-z0-9_]+) .*/\1 ok/p' \
+		-e 's/^not ok [0-9]+ +[-+] ([a-z0-9_]+) .*/\1 fail/p' regression.out)
+	if [ -s regression.diffs ]; then
+		echo "-- first lines of regression.diffs:"
+		head -80 regression.diffs
+	fi
+fi
+
+# --- pgTAP ------------------------------------------------------------------
+if want tap && compgen -G "test/*.sql" >/dev/null; then
+	echo "== pgTAP"
+	pgg_psql main -d postgres -c "CREATE DATABASE pii_guard_tap"
+	pgg_psql main -d pii_guard_tap -c "CREATE EXTENSION pgtap; CREATE EXTENSION pii_guard;"
+	for suite in test/*.sql; do
+		if pg_prove --host "$(pgg_sock main)" --port 5432 --username postgres \
+			--dbname pii_guard_tap "$suite"; then
+			record "tap/$(basename "$suite" .sql)" ok
+		else
+			record "tap/$(basename "$suite" .sql)" fail
+		fi
+	done
+fi
+
+pgg_stop main
+
+# --- scenarios --------------------------------------------------------------
+if want scenario; then
+	for script in test/scenario/*.sh; do
+		[ -e "$script" ] || continue
+		name=$(basename "$script" .sh)
+		if [ -n "${SCENARIOS:-}" ] && [[ " $SCENARIOS " != *" $name "* ]]; then
+			continue
+		fi
+		echo "== scenario $name"
+		if (PGG_CLUSTERS=() && . "$script" && pgg_done); then
+			echo "ok - scenario $name"
+			record "scenario/$name" ok
+		else
+			echo "not ok - scenario $name"
+			record "scenario/$name" fail
+		fi
+		pgg_stop_all
+	done
+fi
+
+echo
+echo "== summary"
+for f in "${failures[@]}"; do echo "FAILED: $f"; done
+if [ $((passed + failed)) -eq 0 ]; then
+	echo "no tests ran"
+	exit 1
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
