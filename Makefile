@@ -28,8 +28,8 @@ DATA = $(wildcard sql/pii_guard--*.sql)
 REGRESS = \
 	encrypted_types \
 	bad_input \
-	keys \
-	blind_index
+	blind_index \
+	keys
 
 SHLIB_LINK += -lcrypto
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \

@@ -197,6 +197,17 @@ RETURNS @extschema@.encrypted_bytea
 AS 'MODULE_PATHNAME', 'pii_guard_reencrypt'
 LANGUAGE C STRICT VOLATILE;
 
+-- Assignment casts: a typed text (or varchar, or bytea) value is plaintext,
+-- so INSERT ... SELECT and UPDATE ... SET from such an expression encrypt it,
+-- even if it looks like an envelope.  (Untyped literals go through the input
+-- function instead, which is how dumps restore envelopes as they are.)
+CREATE CAST (text AS @extschema@.encrypted_text)
+    WITH FUNCTION @extschema@.encrypt(text) AS ASSIGNMENT;
+CREATE CAST (varchar AS @extschema@.encrypted_text)
+    WITH FUNCTION @extschema@.encrypt(text) AS ASSIGNMENT;
+CREATE CAST (bytea AS @extschema@.encrypted_bytea)
+    WITH FUNCTION @extschema@.encrypt(bytea) AS ASSIGNMENT;
+
 --------------------------------------------------------------------------
 -- Blind-index comparison: equality, btree and hash operator classes
 --------------------------------------------------------------------------

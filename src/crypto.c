@@ -58,6 +58,7 @@ crypto_failure(const char *what)
 	ERR_clear_error();
 	ereport(ERROR,
 			(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+			 errhidestmt(true),
 			 errmsg("OpenSSL failure in %s", what),
 			 errdetail("%s", reason ? reason : "no reason given")));
 }
@@ -269,12 +270,14 @@ crypto_check_envelope(const char *env, Size len, char kind, bool binary_input)
 	if (len < ENV_OVERHEAD)
 		ereport(ERROR,
 				(errcode(code),
+				 errhidestmt(true),
 				 errmsg("malformed %s envelope", type_name),
 				 errdetail("An envelope has at least %d bytes; this one has %zu.",
 						   ENV_OVERHEAD, len)));
 	if ((uint8) env[ENV_OFF_VERSION] != ENV_VERSION)
 		ereport(ERROR,
 				(errcode(code),
+				 errhidestmt(true),
 				 errmsg("unsupported %s envelope version %d", type_name,
 						(int) (uint8) env[ENV_OFF_VERSION]),
 				 errdetail("This version of pii_guard reads envelope version %d.",
@@ -283,11 +286,13 @@ crypto_check_envelope(const char *env, Size len, char kind, bool binary_input)
 	if (env[ENV_OFF_KIND] != kind)
 		ereport(ERROR,
 				(errcode(code),
+				 errhidestmt(true),
 				 errmsg("malformed %s envelope", type_name),
 				 errdetail("The envelope holds a value of another encrypted type.")));
 	if (read_key_id(env + ENV_OFF_KEY_ID) == 0)
 		ereport(ERROR,
 				(errcode(code),
+				 errhidestmt(true),
 				 errmsg("malformed %s envelope", type_name),
 				 errdetail("The envelope names data key 0, which never exists.")));
 }
@@ -315,6 +320,7 @@ crypto_seal(char kind, const char *plain, Size len)
 	if (len > PII_MAX_PLAINTEXT)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errhidestmt(true),
 				 errmsg("value too long to encrypt"),
 				 errdetail("The value has %zu bytes; the maximum is %zu.",
 						   len, (Size) PII_MAX_PLAINTEXT)));
@@ -369,6 +375,7 @@ crypto_open(const bytea *envelope, char kind)
 		env[ENV_OFF_KIND] != (uint8) kind)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errhidestmt(true),
 				 errmsg("encrypted value is damaged"),
 				 errdetail("Its envelope header is not valid.")));
 
@@ -377,6 +384,7 @@ crypto_open(const bytea *envelope, char kind)
 	if (key->dec == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errhidestmt(true),
 				 errmsg("encrypted value is damaged"),
 				 errdetail("Its envelope names data key %u, which is not an encryption key.",
 						   key->key_id)));
@@ -398,6 +406,7 @@ crypto_open(const bytea *envelope, char kind)
 		OPENSSL_cleanse(plain, len);
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errhidestmt(true),
 				 errmsg("encrypted value failed authentication"),
 				 errdetail("The envelope was altered after it was written, or it is damaged; "
 						   "it cannot be decrypted.")));

@@ -22,6 +22,11 @@
  * The same C functions serve both types: the kind byte is in the header and
  * the blind index is domain-separated by kind.
  *
+ * Errors: every ERROR raised while handling a value (here, in crypto.c and
+ * in keys.c) carries errhidestmt(true).  The statement text may hold the
+ * plaintext -- INSERT ... VALUES ('13812345678') -- and must not be written
+ * to the server log beside our error.  No message ever quotes a value.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -65,6 +70,7 @@ envelope_header(Datum d, struct varlena **copy)
 	if (VARSIZE_ANY_EXHDR(v) < ENV_HEADER_LEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errhidestmt(true),
 				 errmsg("encrypted value is damaged"),
 				 errdetail("Its envelope is shorter than an envelope header.")));
 	return (const uint8 *) VARDATA_ANY(v);
@@ -101,6 +107,7 @@ envelope_from_text(const char *s, char kind)
 	if (len < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errhidestmt(true),
 				 errmsg("malformed %s envelope",
 						kind == ENV_KIND_TEXT ? "encrypted_text" : "encrypted_bytea"),
 				 errdetail("The text after \"%s\" is not valid base64.", ENV_TEXT_PREFIX),
@@ -178,6 +185,7 @@ enctype_check_decrypt(FunctionCallInfo fcinfo)
 	if (!perm->allowed)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errhidestmt(true),
 				 errmsg("permission denied to decrypt pii_guard values"),
 				 errdetail("Only superusers and members of %s may decrypt.",
 						   PII_GUARD_ADMIN_ROLE)));
@@ -387,6 +395,7 @@ pii_guard_decrypt_text(PG_FUNCTION_ARGS)
 		OPENSSL_cleanse(VARDATA(plain), VARSIZE(plain) - VARHDRSZ);
 		ereport(ERROR,
 				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errhidestmt(true),
 				 errmsg("decrypted value is not valid in encoding \"%s\"",
 						GetDatabaseEncodingName()),
 				 errdetail("The value was encrypted in a database with another encoding.")));
@@ -420,6 +429,7 @@ pii_guard_reencrypt(PG_FUNCTION_ARGS)
 	if (VARSIZE_ANY_EXHDR(env) < ENV_OVERHEAD)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errhidestmt(true),
 				 errmsg("encrypted value is damaged"),
 				 errdetail("Its envelope is shorter than the envelope overhead.")));
 	kind = VARDATA_ANY(env)[ENV_OFF_KIND];

@@ -254,6 +254,7 @@ keys_require_master_key(void)
 	if (!master_current.loaded)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errhidestmt(true),
 				 errmsg("pii_guard master key is not available"),
 				 errdetail("%s.", master_current.problem),
 				 errhint("Set pii_guard.master_key_command in postgresql.conf to a command that prints the master key as 64 hexadecimal digits, and restart the server.")));
@@ -385,6 +386,7 @@ keys_unwrap_row(uint32 key_id, char purpose, const uint8 *wrapped,
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errhidestmt(true),
 				 errmsg("pii_guard data key %u is wrapped by a different master key", key_id),
 				 errdetail("The key was wrapped by the master key with fingerprint %s; this server's master key has fingerprint %s.",
 						   fingerprint_hex(fp),
@@ -394,6 +396,7 @@ keys_unwrap_row(uint32 key_id, char purpose, const uint8 *wrapped,
 	if (!crypto_unwrap_key(mk->key, key_id, purpose, wrapped, key))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errhidestmt(true),
 				 errmsg("pii_guard data key %u cannot be unwrapped", key_id),
 				 errdetail("Its master key fingerprint matches, but the wrapped key fails authentication: the row in pii_guard.data_keys is damaged."),
 				 errhint("Restore pii_guard.data_keys from a backup.")));
@@ -484,6 +487,7 @@ keys_load(uint32 key_id)
 	if (!well_formed)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errhidestmt(true),
 				 errmsg("pii_guard data key %u cannot be unwrapped", key_id),
 				 errdetail("Its wrapped key or fingerprint has the wrong length: the row in pii_guard.data_keys is damaged.")));
 
@@ -506,6 +510,7 @@ keys_lookup(uint32 key_id)
 	if (entry == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errhidestmt(true),
 				 errmsg("pii_guard data key %u does not exist", key_id),
 				 errdetail("The encrypted value names a data key that is not in pii_guard.data_keys."),
 				 errhint("If this database was restored from a dump, restore the table pii_guard.data_keys from the same dump.")));
@@ -532,6 +537,7 @@ keys_create(char purpose)
 	if (XactReadOnly)
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errhidestmt(true),
 				 errmsg("cannot create a pii_guard data key in a read-only transaction"),
 				 errhint("Run SELECT pii_guard.rotate_data_key() once in a read-write transaction on the primary.")));
 
@@ -728,6 +734,7 @@ pii_guard_rewrap_data_keys(PG_FUNCTION_ARGS)
 			!keys_spi_bytea(rows, i, 4, fp_old, PII_FINGERPRINT_LEN))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errhidestmt(true),
 					 errmsg("pii_guard data key %u cannot be unwrapped", key_id),
 					 errdetail("Its wrapped key or fingerprint has the wrong length: the row in pii_guard.data_keys is damaged.")));
 		if (memcmp(fp_old, master_current.fingerprint, PII_FINGERPRINT_LEN) == 0)

@@ -51,15 +51,15 @@ if want regress; then
 		--inputdir=. --outputdir=. --bindir="$PGG_CLIENT_BIN" \
 		--host="$(pgg_sock main)" --port=5432 --user=postgres \
 		--dbname=pii_guard_regress --load-extension=pii_guard \
-		${REGRESS:-} >regression.out 2>&1
-	cat regression.out
+		${REGRESS:-} >"$PGG_WORK/pg_regress.log" 2>&1
+	cat "$PGG_WORK/pg_regress.log"
 	while read -r name result; do
 		record "regress/$name" "$result"
 	done < <(sed -nE \
 		-e 's/^(test |     )?([a-z0-9_]+) +\.\.\. ok.*/\2 ok/p' \
 		-e 's/^(test |     )?([a-z0-9_]+) +\.\.\. FAILED.*/\2 fail/p' \
 		-e 's/^ok [0-9]+ +[-+] ([a-z0-9_]+) .*/\1 ok/p' \
-		-e 's/^not ok [0-9]+ +[-+] ([a-z0-9_]+) .*/\1 fail/p' regression.out)
+		-e 's/^not ok [0-9]+ +[-+] ([a-z0-9_]+) .*/\1 fail/p' "$PGG_WORK/pg_regress.log")
 	if [ -s regression.diffs ]; then
 		echo "-- first lines of regression.diffs:"
 		head -80 regression.diffs
