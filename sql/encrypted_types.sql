@@ -55,6 +55,14 @@ SELECT c.id, c.phone::text = t.phone::text AS same_envelope,
        pii_guard.decrypt(t.phone) AS phone
   FROM customers c JOIN copy_target t USING (id) ORDER BY c.id;
 
+-- Binary COPY carries the raw envelope both ways (send/receive).
+\copy customers TO 'results/customers.bin' WITH (FORMAT binary)
+CREATE TABLE binary_target (LIKE customers);
+\copy binary_target FROM 'results/customers.bin' WITH (FORMAT binary)
+SELECT c.id, c.phone::text = b.phone::text AS same_phone,
+       c.photo::text = b.photo::text AS same_photo, pii_guard.decrypt(b.phone) AS phone
+  FROM customers c JOIN binary_target b USING (id) ORDER BY c.id;
+
 -- Assignment casts encrypt typed values (INSERT ... SELECT, UPDATE ... SET),
 -- even one that looks like an envelope: a text value is plaintext.
 CREATE TABLE staging (phone text, photo bytea);
