@@ -30,7 +30,7 @@ GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
 -- Rows are created lazily on first use and by rotate_data_key().
 CREATE TABLE @extschema@.data_keys (
     key_id                  integer PRIMARY KEY CHECK (key_id > 0),
-    purpose                 text NOT NULL CHECK (purpose IN ('encrypt', 'blind_index')),
+    purpose                 text NOT NULL CHECK (purpose IN ('encrypt', 'blind_index', 'pseudonym')),
     state                   text NOT NULL CHECK (state IN ('active', 'retired')),
     wrapped_key             bytea NOT NULL,
     master_key_fingerprint  bytea NOT NULL,

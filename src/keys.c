@@ -19,7 +19,7 @@
  * key's fingerprint so that "wrong master key" is told apart from "damaged
  * row".  One 'encrypt' key is active for new values; one 'blind_index' key
  * computes blind indexes and is never rotated (every index entry depends on
- * it).  Keys are created lazily on first use rather than at CREATE
+ * it); one 'pseudonym' key keys the pseudonym masking function.  Keys are created lazily on first use rather than at CREATE
  * EXTENSION, so that restoring a dump brings back the original keys instead
  * of colliding with fresh ones.
  *
@@ -79,12 +79,31 @@ static HTAB *key_cache = NULL;
 static bool key_cache_valid = false;
 static DataKey *current_encrypt_key = NULL;
 static DataKey *current_blind_key = NULL;
+static DataKey *current_pseudonym_key = NULL;
 static Oid	data_keys_relid = InvalidOid;
 
 static const char *
 purpose_name(char purpose)
 {
-	return purpose == KEY_PURPOSE_BLIND ? "blind_index" : "encrypt";
+	switch (purpose)
+	{
+		case KEY_PURPOSE_BLIND:
+			return "blind_index";
+		case KEY_PURPOSE_PSEUDONYM:
+			return "pseudonym";
+		default:
+			return "encrypt";
+	}
+}
+
+static char
+purpose_from_name(const char *name)
+{
+	if (name != NULL && strcmp(name, "blind_index") == 0)
+		return KEY_PURPOSE_BLIND;
+	if (name != NULL && strcmp(name, "pseudonym") == 0)
+		return KEY_PURPOSE_PSEUDONYM;
+	return KEY_PURPOSE_ENCRYPT;
 }
 
 /* Hex form of a fingerprint, palloc'd. */
@@ -282,6 +301,7 @@ keys_free_cache(void *arg)
 	key_cache = NULL;
 	current_encrypt_key = NULL;
 	current_blind_key = NULL;
+	current_pseudonym_key = NULL;
 }
 
 /* Relcache callback: a change to pii_guard.data_keys makes the cache stale. */
@@ -402,6 +422,19 @@ keys_unwrap_row(uint32 key_id, char purpose, const uint8 *wrapped,
 				 errhint("Restore pii_guard.data_keys from a backup.")));
 }
 
+/* Index of a purpose in the arrays of active key ids. */
+#define KEY_SLOT_ENCRYPT	0
+#define KEY_SLOT_BLIND		1
+#define KEY_SLOT_PSEUDONYM	2
+#define KEY_SLOTS			3
+
+static int
+key_slot(char purpose)
+{
+	return purpose == KEY_PURPOSE_BLIND ? KEY_SLOT_BLIND :
+		purpose == KEY_PURPOSE_PSEUDONYM ? KEY_SLOT_PSEUDONYM : KEY_SLOT_ENCRYPT;
+}
+
 /* Build the cache entry for an unwrapped key and wipe the key bytes. */
 static DataKey *
 keys_cache_insert(uint32 key_id, char purpose, uint8 *key)
@@ -474,8 +507,7 @@ keys_load(uint32 key_id)
 									 SPI_tuptable->tupdesc, 1);
 
 		found = true;
-		purpose = (p && strcmp(p, "blind_index") == 0) ?
-			KEY_PURPOSE_BLIND : KEY_PURPOSE_ENCRYPT;
+		purpose = purpose_from_name(p);
 		well_formed = keys_spi_bytea(SPI_tuptable, 0, 2, wrapped, PII_WRAPPED_LEN) &&
 			keys_spi_bytea(SPI_tuptable, 0, 3, fp, PII_FINGERPRINT_LEN);
 	}
@@ -582,14 +614,16 @@ keys_lock_table(void)
 		elog(ERROR, "could not lock pii_guard.data_keys");
 }
 
-/* Ids of the active keys (0 where none); caller is connected to SPI. */
+/*
+ * Ids of the active keys, indexed by KEY_SLOT_* (0 where none); the caller
+ * is connected to SPI.
+ */
 static void
-keys_active_ids(uint32 *encrypt_id, uint32 *blind_id)
+keys_active_ids(uint32 *ids)
 {
 	uint64		i;
 
-	*encrypt_id = 0;
-	*blind_id = 0;
+	memset(ids, 0, sizeof(uint32) * KEY_SLOTS);
 	keys_spi_latest("SELECT key_id, purpose FROM pii_guard.data_keys "
 					"WHERE state = 'active'", 0, NULL, NULL, true);
 	for (i = 0; i < SPI_processed; i++)
@@ -598,14 +632,53 @@ keys_active_ids(uint32 *encrypt_id, uint32 *blind_id)
 		uint32		id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
 															  SPI_tuptable->tupdesc,
 															  1, &isnull));
-		char	   *p = SPI_getvalue(SPI_tuptable->vals[i],
-									 SPI_tuptable->tupdesc, 2);
+		char		purpose = purpose_from_name(SPI_getvalue(SPI_tuptable->vals[i],
+															 SPI_tuptable->tupdesc, 2));
 
-		if (strcmp(p, "blind_index") == 0)
-			*blind_id = id;
-		else
-			*encrypt_id = id;
+		ids[key_slot(purpose)] = id;
 	}
+}
+
+/*
+ * Ids of the active keys of the given purposes, creating the missing ones
+ * (under the table lock, after looking again).
+ */
+static void
+keys_ensure_active(const char *purposes, uint32 *ids)
+{
+	OwnerContext oc;
+	const char *p;
+	bool		missing = false;
+
+	keys_require_master_key();
+	pii_guard_enter_owner_context(&oc);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	keys_active_ids(ids);
+	for (p = purposes; *p; p++)
+		missing |= ids[key_slot(*p)] == 0;
+	if (missing)
+	{
+		keys_lock_table();
+		keys_active_ids(ids);
+		for (p = purposes; *p; p++)
+			if (ids[key_slot(*p)] == 0)
+				ids[key_slot(*p)] = keys_create(*p);
+	}
+	SPI_finish();
+	pii_guard_leave_owner_context(&oc);
+}
+
+/* The cached key with this id, which must have the given purpose. */
+static DataKey *
+keys_lookup_purpose(uint32 key_id, char purpose)
+{
+	DataKey    *key = keys_lookup(key_id);
+
+	if (key->purpose != purpose)
+		elog(ERROR, "pii_guard data key %u has purpose %s, not %s",
+			 key_id, purpose_name(key->purpose), purpose_name(purpose));
+	return key;
 }
 
 /*
@@ -615,43 +688,38 @@ keys_active_ids(uint32 *encrypt_id, uint32 *blind_id)
 void
 keys_current(DataKey **encrypt_key, DataKey **blind_key)
 {
-	uint32		encrypt_id;
-	uint32		blind_id;
-	OwnerContext oc;
+	uint32		ids[KEY_SLOTS];
 
 	keys_ensure_cache();
-	if (current_encrypt_key != NULL && current_blind_key != NULL)
+	if (current_encrypt_key == NULL || current_blind_key == NULL)
 	{
-		*encrypt_key = current_encrypt_key;
-		*blind_key = current_blind_key;
-		return;
+		keys_ensure_active((const char[]) {KEY_PURPOSE_ENCRYPT, KEY_PURPOSE_BLIND, 0}, ids);
+		/* The cache may have been rebuilt meanwhile; look both up afresh. */
+		current_encrypt_key = keys_lookup_purpose(ids[KEY_SLOT_ENCRYPT], KEY_PURPOSE_ENCRYPT);
+		current_blind_key = keys_lookup_purpose(ids[KEY_SLOT_BLIND], KEY_PURPOSE_BLIND);
 	}
+	*encrypt_key = current_encrypt_key;
+	*blind_key = current_blind_key;
+}
 
-	keys_require_master_key();
-	pii_guard_enter_owner_context(&oc);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	keys_active_ids(&encrypt_id, &blind_id);
-	if (encrypt_id == 0 || blind_id == 0)
+/*
+ * The pseudonym key (an HMAC key, like the blind index key but separate, so
+ * that pseudonyms can't be matched against blind indexes), created on first
+ * use.
+ */
+DataKey *
+keys_pseudonym(void)
+{
+	uint32		ids[KEY_SLOTS];
+
+	keys_ensure_cache();
+	if (current_pseudonym_key == NULL)
 	{
-		keys_lock_table();
-		keys_active_ids(&encrypt_id, &blind_id);
-		if (encrypt_id == 0)
-			encrypt_id = keys_create(KEY_PURPOSE_ENCRYPT);
-		if (blind_id == 0)
-			blind_id = keys_create(KEY_PURPOSE_BLIND);
+		keys_ensure_active((const char[]) {KEY_PURPOSE_PSEUDONYM, 0}, ids);
+		current_pseudonym_key = keys_lookup_purpose(ids[KEY_SLOT_PSEUDONYM],
+													KEY_PURPOSE_PSEUDONYM);
 	}
-	SPI_finish();
-	pii_guard_leave_owner_context(&oc);
-
-	/* The cache may have been rebuilt meanwhile; look both up afresh. */
-	*encrypt_key = keys_lookup(encrypt_id);
-	*blind_key = keys_lookup(blind_id);
-	if ((*encrypt_key)->purpose != KEY_PURPOSE_ENCRYPT ||
-		(*blind_key)->purpose != KEY_PURPOSE_BLIND)
-		elog(ERROR, "pii_guard active keys have unexpected purposes");
-	current_encrypt_key = *encrypt_key;
-	current_blind_key = *blind_key;
+	return current_pseudonym_key;
 }
 
 PG_FUNCTION_INFO_V1(pii_guard_rotate_data_key);
@@ -669,8 +737,7 @@ Datum
 pii_guard_rotate_data_key(PG_FUNCTION_ARGS)
 {
 	OwnerContext oc;
-	uint32		encrypt_id;
-	uint32		blind_id;
+	uint32		ids[KEY_SLOTS];
 	uint32		new_id;
 
 	keys_require_master_key();
@@ -678,8 +745,8 @@ pii_guard_rotate_data_key(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	keys_lock_table();
-	keys_active_ids(&encrypt_id, &blind_id);
-	if (blind_id == 0)
+	keys_active_ids(ids);
+	if (ids[KEY_SLOT_BLIND] == 0)
 		keys_create(KEY_PURPOSE_BLIND);
 	new_id = keys_create(KEY_PURPOSE_ENCRYPT);
 	SPI_finish();
@@ -729,7 +796,7 @@ pii_guard_rewrap_data_keys(PG_FUNCTION_ARGS)
 		key_id = (uint32) DatumGetInt32(SPI_getbinval(rows->vals[i], rows->tupdesc,
 													  1, &isnull));
 		p = SPI_getvalue(rows->vals[i], rows->tupdesc, 2);
-		purpose = strcmp(p, "blind_index") == 0 ? KEY_PURPOSE_BLIND : KEY_PURPOSE_ENCRYPT;
+		purpose = purpose_from_name(p);
 		if (!keys_spi_bytea(rows, i, 3, wrapped_old, PII_WRAPPED_LEN) ||
 			!keys_spi_bytea(rows, i, 4, fp_old, PII_FINGERPRINT_LEN))
 			ereport(ERROR,

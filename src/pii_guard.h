@@ -63,6 +63,7 @@
 /* Data key purposes, as stored in pii_guard.data_keys.purpose. */
 #define KEY_PURPOSE_ENCRYPT 'e'
 #define KEY_PURPOSE_BLIND	'b'
+#define KEY_PURPOSE_PSEUDONYM 'p'
 
 /* pii_guard.c */
 extern char *pii_guard_master_key_command;
@@ -87,13 +88,15 @@ typedef struct DataKey
 	char		purpose;		/* KEY_PURPOSE_* */
 	EVP_CIPHER_CTX *enc;		/* keyed AES-256-GCM contexts (encrypt keys) */
 	EVP_CIPHER_CTX *dec;
-	EVP_MAC_CTX *mac;			/* keyed HMAC-SHA256 context (blind key) */
+	EVP_MAC_CTX *mac;			/* keyed HMAC-SHA256 context (blind and
+								 * pseudonym keys) */
 } DataKey;
 
 extern void keys_load_master_keys(void);
 extern void keys_register_callbacks(void);
 extern DataKey *keys_lookup(uint32 key_id);
 extern void keys_current(DataKey **encrypt_key, DataKey **blind_key);
+extern DataKey *keys_pseudonym(void);
 extern bool keys_master_key_available(void);
 
 /* crypto.c */
