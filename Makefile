@@ -19,7 +19,10 @@ OBJS = \
 	src/pii_guard.o \
 	src/keys.o \
 	src/crypto.o \
-	src/enctype.o
+	src/enctype.o \
+	src/policy.o \
+	src/views.o \
+	src/hooks.o
 
 EXTENSION = pii_guard
 DATA = $(wildcard sql/pii_guard--*.sql)

@@ -442,3 +442,955 @@ GRANT EXECUTE ON FUNCTION @extschema@.reencrypt(@extschema@.encrypted_text) TO p
 GRANT EXECUTE ON FUNCTION @extschema@.reencrypt(@extschema@.encrypted_bytea) TO pii_guard_admin;
 GRANT EXECUTE ON PROCEDURE @extschema@.reencrypt_column(regclass, name, integer) TO pii_guard_admin;
 GRANT SELECT ON @extschema@.master_keys, @extschema@.key_status TO pii_guard_admin;
+
+--------------------------------------------------------------------------
+-- Policy: levels, column rules, profiles, overrides, grants
+--------------------------------------------------------------------------
+
+-- Owner of every masking view and write view: a role that row-level
+-- security applies to (not a superuser, not a table owner, no BYPASSRLS),
+-- which nobody logs in as or is a member of.
+DO $owner$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pii_guard_owner') THEN
+        CREATE ROLE pii_guard_owner NOLOGIN NOINHERIT;
+    END IF;
+END
+$owner$;
+
+CREATE TYPE @extschema@.level AS ENUM ('public', 'internal', 'sensitive', 'core');
+COMMENT ON TYPE @extschema@.level IS 'data classification, ordered: public < internal < sensitive < core';
+
+-- Tables whose data is read and written through a masking view.
+CREATE TABLE @extschema@.protected_tables (
+    base             regclass PRIMARY KEY,
+    view_schema      name NOT NULL,
+    view_name        name NOT NULL,
+    write_view_name  name NOT NULL,
+    row_key          name NOT NULL,
+    protected_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    saved_grants     text[],
+    UNIQUE (view_schema, view_name)
+);
+
+-- Protected columns: level, and the mask function (by signature, resolved
+-- with to_regprocedure when used; never spliced into SQL).
+CREATE TABLE @extschema@.column_rules (
+    base           regclass NOT NULL REFERENCES @extschema@.protected_tables ON DELETE CASCADE,
+    column_name    name NOT NULL,
+    level          @extschema@.level NOT NULL,
+    mask_function  text,
+    mask_args      text[],
+    PRIMARY KEY (base, column_name)
+);
+
+-- Profiles: group roles with a clearance level.
+CREATE TABLE @extschema@.profiles (
+    role         regrole PRIMARY KEY,
+    clearance    @extschema@.level NOT NULL,
+    description  text
+);
+
+-- Per-column exceptions to a profile's clearance.
+CREATE TABLE @extschema@.profile_overrides (
+    role         regrole NOT NULL REFERENCES @extschema@.profiles ON DELETE CASCADE,
+    base         regclass NOT NULL,
+    column_name  name NOT NULL,
+    access       text NOT NULL CHECK (access IN ('clear', 'masked', 'hidden')),
+    PRIMARY KEY (role, base, column_name),
+    FOREIGN KEY (base, column_name) REFERENCES @extschema@.column_rules
+        ON DELETE CASCADE ON UPDATE CASCADE
+);
+
+-- Time-boxed approvals.  'unmask': the role sees the columns (all when
+-- NULL) of the rows (all when NULL) in clear until valid_until.
+CREATE TABLE @extschema@.grants (
+    grant_id     bigserial PRIMARY KEY,
+    kind         text NOT NULL CHECK (kind IN ('unmask', 'export')),
+    role         regrole NOT NULL,
+    base         regclass REFERENCES @extschema@.protected_tables ON DELETE CASCADE,
+    columns      name[],
+    row_keys     text[],
+    valid_from   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    valid_until  timestamptz NOT NULL,
+    reason       text NOT NULL CHECK (reason <> ''),
+    approver     regrole NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    revoked_at   timestamptz,
+    CHECK (valid_until > valid_from),
+    CHECK (kind <> 'unmask' OR base IS NOT NULL)
+);
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.protected_tables', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.column_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.profiles', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.profile_overrides', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.grants', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.grants_grant_id_seq', '');
+
+-- Any change to the policy makes every backend recompute its decisions.
+CREATE FUNCTION @extschema@.policy_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'pii_guard_policy_changed'
+LANGUAGE C;
+
+DO $trg$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['protected_tables', 'column_rules', 'profiles',
+                             'profile_overrides', 'grants']
+    LOOP
+        EXECUTE pg_catalog.format(
+            'CREATE TRIGGER policy_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE '
+            'ON @extschema@.%I FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.policy_changed()', t);
+    END LOOP;
+END
+$trg$;
+
+-- Grants are issued by pii_guard_approver members, for someone else; once
+-- issued, only their revocation can change.
+CREATE FUNCTION @extschema@.grants_guard()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NOT pg_has_role(current_user, 'pii_guard_approver', 'USAGE') THEN
+            RAISE EXCEPTION 'permission denied to issue pii_guard grants'
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('Role %s is not a member of pii_guard_approver.', current_user);
+        END IF;
+        IF pg_has_role(current_user, NEW.role::oid, 'MEMBER') THEN
+            RAISE EXCEPTION 'an approver cannot approve access for a role they belong to'
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('%s would be approving its own access as %s.', current_user, NEW.role),
+                      HINT = 'Ask another member of pii_guard_approver.';
+        END IF;
+        NEW.approver := current_user::regrole;
+        NEW.created_at := now();
+        NEW.revoked_at := NULL;
+        RETURN NEW;
+    END IF;
+    IF (NEW.grant_id, NEW.kind, NEW.role, NEW.base, NEW.columns, NEW.row_keys, NEW.valid_from,
+        NEW.valid_until, NEW.reason, NEW.approver, NEW.created_at)
+       IS DISTINCT FROM
+       (OLD.grant_id, OLD.kind, OLD.role, OLD.base, OLD.columns, OLD.row_keys, OLD.valid_from,
+        OLD.valid_until, OLD.reason, OLD.approver, OLD.created_at)
+       OR OLD.revoked_at IS NOT NULL OR NEW.revoked_at IS NULL THEN
+        RAISE EXCEPTION 'a pii_guard grant can only be revoked, once'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER grants_guard BEFORE INSERT OR UPDATE ON @extschema@.grants
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.grants_guard();
+
+--------------------------------------------------------------------------
+-- Decisions and reveal()
+--------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.reveal(value anyelement, base regclass, col name, row_key "any")
+RETURNS anyelement
+AS 'MODULE_PATHNAME', 'pii_guard_reveal'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
+CREATE FUNCTION @extschema@.reveal(value @extschema@.encrypted_text, base regclass, col name, row_key "any")
+RETURNS text
+AS 'MODULE_PATHNAME', 'pii_guard_reveal_text'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
+CREATE FUNCTION @extschema@.reveal(value @extschema@.encrypted_bytea, base regclass, col name, row_key "any")
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'pii_guard_reveal_bytea'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
+CREATE FUNCTION @extschema@.column_access(role oid, base regclass, col name)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pii_guard_column_access'
+LANGUAGE C STRICT STABLE;
+
+CREATE FUNCTION @extschema@.masking_view_write()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'pii_guard_masking_view_write'
+LANGUAGE C;
+
+CREATE FUNCTION @extschema@._maintenance(on_off boolean)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pii_guard_maintenance'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION @extschema@._in_maintenance()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'pii_guard_in_maintenance'
+LANGUAGE C STRICT VOLATILE;
+
+--------------------------------------------------------------------------
+-- Masking views
+--------------------------------------------------------------------------
+
+-- The protected base table named by tbl (the base table itself or its
+-- masking view), or NULL.
+CREATE FUNCTION @extschema@._base_of(tbl regclass)
+RETURNS regclass
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.base FROM @extschema@.protected_tables p
+     WHERE p.base = tbl
+        OR (p.view_schema, p.view_name) =
+           (SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.oid = tbl)
+$$;
+
+-- GRANT statements that give on target what rel's ACL gives (table and
+-- column privileges), except to rel's owner and pii_guard_owner.
+CREATE FUNCTION @extschema@._grants_of(rel regclass, target text)
+RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH owner AS (SELECT relowner FROM pg_class WHERE oid = rel),
+    tab AS (
+        SELECT a.privilege_type, a.grantee, a.is_grantable, NULL::name AS col
+          FROM pg_class c, aclexplode(c.relacl) a
+         WHERE c.oid = rel
+        UNION ALL
+        SELECT a.privilege_type, a.grantee, a.is_grantable, att.attname
+          FROM pg_attribute att, aclexplode(att.attacl) a
+         WHERE att.attrelid = rel AND att.attnum > 0 AND NOT att.attisdropped
+    )
+    SELECT coalesce(array_agg(format('GRANT %s%s ON %s TO %s%s', t.privilege_type,
+                                     CASE WHEN t.col IS NOT NULL THEN format(' (%I)', t.col) ELSE '' END,
+                                     target,
+                                     CASE WHEN t.grantee = 0 THEN 'PUBLIC'
+                                          ELSE quote_ident(pg_get_userbyid(t.grantee)) END,
+                                     CASE WHEN t.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+                              ORDER BY t.col NULLS FIRST, t.grantee, t.privilege_type), '{}')
+      FROM tab t, owner o
+     WHERE t.grantee <> o.relowner
+       AND t.grantee <> (SELECT oid FROM pg_roles WHERE rolname = 'pii_guard_owner')
+$$;
+
+-- Drop the views of a protected table, keeping the masking view's grants
+-- for _attach_views.  Used around DDL on the base table.
+CREATE FUNCTION @extschema@._detach_views(base oid, rename_from text, rename_to text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p @extschema@.protected_tables;
+    v regclass;
+BEGIN
+    SELECT * INTO p FROM @extschema@.protected_tables t WHERE t.base = _detach_views.base;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    PERFORM @extschema@._maintenance(true);
+    v := to_regclass(format('%I.%I', p.view_schema, p.view_name));
+    IF v IS NOT NULL THEN
+        UPDATE @extschema@.protected_tables t
+           SET saved_grants = @extschema@._grants_of(v, format('%I.%I', p.view_schema, p.view_name))
+         WHERE t.base = p.base;
+        EXECUTE format('DROP VIEW %s', v);
+    END IF;
+    EXECUTE format('DROP VIEW IF EXISTS %I.%I',
+                   (SELECT nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid
+                     WHERE c.oid = p.base), p.write_view_name);
+    PERFORM @extschema@._maintenance(false);
+END
+$$;
+
+-- (Re)build the masking view and the write view of a protected table, with
+-- column defaults, the write trigger and grants; after a column rename,
+-- carry its rules along.
+CREATE FUNCTION @extschema@._attach_views(base oid, rename_from text, rename_to text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p          @extschema@.protected_tables;
+    base_q     text;
+    view_q     text;
+    write_q    text;
+    nsp        name;
+    sel        text[] := '{}';
+    wcols      text[] := '{}';
+    skip       text[] := '{}';
+    a          record;
+    g          text;
+    grants     text[];
+    ownerless  boolean;
+BEGIN
+    SELECT * INTO p FROM @extschema@.protected_tables t WHERE t.base = _attach_views.base;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    PERFORM @extschema@._maintenance(true);
+    SELECT n.nspname INTO nsp FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = p.base;
+    base_q := format('%I.%I', nsp, (SELECT relname FROM pg_class WHERE oid = p.base));
+    view_q := format('%I.%I', p.view_schema, p.view_name);
+    write_q := format('%I.%I', nsp, p.write_view_name);
+
+    IF rename_from IS NOT NULL THEN
+        UPDATE @extschema@.column_rules r SET column_name = rename_to
+         WHERE r.base = p.base AND r.column_name = rename_from;
+        IF p.row_key = rename_from THEN
+            UPDATE @extschema@.protected_tables t SET row_key = rename_to WHERE t.base = p.base;
+            p.row_key := rename_to;
+        END IF;
+        SELECT array_agg(regexp_replace(s, format(' \(%s\) ON ', quote_ident(rename_from)),
+                                        format(' (%s) ON ', quote_ident(rename_to))))
+          INTO p.saved_grants FROM unnest(p.saved_grants) s;
+    END IF;
+    -- Rules of columns that no longer exist go.
+    DELETE FROM @extschema@.column_rules r
+     WHERE r.base = p.base
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute att
+                        WHERE att.attrelid = p.base AND att.attname = r.column_name
+                          AND att.attnum > 0 AND NOT att.attisdropped);
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute att
+                    WHERE att.attrelid = p.base AND att.attname = p.row_key
+                      AND att.attnum > 0 AND NOT att.attisdropped) THEN
+        RAISE EXCEPTION 'the row key column "%" of protected table % no longer exists', p.row_key, base_q
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Unprotect the table before dropping or renaming its row key.';
+    END IF;
+    -- Encrypted columns are never shown raw: one without a rule gets one
+    -- (sensitive, no mask: clear only for enough clearance).
+    INSERT INTO @extschema@.column_rules (base, column_name, level)
+    SELECT p.base, att.attname, 'sensitive'
+      FROM pg_attribute att
+     WHERE att.attrelid = p.base AND att.attnum > 0 AND NOT att.attisdropped
+       AND att.atttypid IN ('@extschema@.encrypted_text'::regtype, '@extschema@.encrypted_bytea'::regtype)
+    ON CONFLICT DO NOTHING;
+
+    FOR a IN
+        SELECT att.attname, att.attidentity, att.attgenerated,
+               r.column_name IS NOT NULL AS protected,
+               -- the view column keeps the column's collation (encrypted
+               -- columns become text with the default collation)
+               CASE WHEN att.attcollation <> 0
+                    THEN format(' COLLATE %I.%I', cn.nspname, co.collname)
+                    WHEN att.atttypid = '@extschema@.encrypted_text'::regtype
+                    THEN ' COLLATE pg_catalog."default"'
+                    ELSE '' END AS coll
+          FROM pg_attribute att
+          LEFT JOIN pg_collation co ON co.oid = att.attcollation
+          LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+          LEFT JOIN @extschema@.column_rules r ON r.base = p.base AND r.column_name = att.attname
+         WHERE att.attrelid = p.base AND att.attnum > 0 AND NOT att.attisdropped
+         ORDER BY att.attnum
+    LOOP
+        IF a.protected THEN
+            sel := sel || format('@extschema@.reveal(%I, %L::regclass, %L::name, %I)%s AS %I',
+                                 a.attname, base_q, a.attname, p.row_key, a.coll, a.attname);
+        ELSE
+            sel := sel || format('%I', a.attname);
+        END IF;
+        IF a.attgenerated <> '' OR a.attidentity = 'a' THEN
+            skip := skip || a.attname::text;
+        ELSE
+            wcols := wcols || format('%I', a.attname);
+        END IF;
+    END LOOP;
+
+    EXECUTE format('CREATE VIEW %s AS SELECT %s FROM %s', write_q, array_to_string(wcols, ', '), base_q);
+    EXECUTE format('ALTER VIEW %s OWNER TO pii_guard_owner', write_q);
+    EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', write_q);
+    EXECUTE format('CREATE VIEW %s WITH (security_barrier) AS SELECT %s FROM %s',
+                   view_q, array_to_string(sel, ', '), base_q);
+    EXECUTE format('ALTER VIEW %s OWNER TO pii_guard_owner', view_q);
+    EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', view_q);
+    EXECUTE format('COMMENT ON VIEW %s IS %L', view_q,
+                   format('pii_guard masking view of %s: columns are shown clear, masked or NULL according to the current role', base_q));
+    EXECUTE format('CREATE TRIGGER pii_guard_write INSTEAD OF INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION @extschema@.masking_view_write()', view_q);
+
+    -- Column defaults (serial, now(), ...) apply to inserts through the view.
+    FOR a IN
+        SELECT att.attname, pg_get_expr(d.adbin, d.adrelid) AS expr
+          FROM pg_attribute att JOIN pg_attrdef d ON d.adrelid = att.attrelid AND d.adnum = att.attnum
+         WHERE att.attrelid = p.base AND att.attgenerated = '' AND NOT att.attisdropped
+    LOOP
+        EXECUTE format('ALTER VIEW %s ALTER COLUMN %I SET DEFAULT %s', view_q, a.attname, a.expr);
+    END LOOP;
+    FOR a IN
+        SELECT att.attname, pg_get_serial_sequence(base_q, att.attname) AS seq
+          FROM pg_attribute att
+         WHERE att.attrelid = p.base AND att.attidentity = 'd' AND NOT att.attisdropped
+    LOOP
+        EXECUTE format('ALTER VIEW %s ALTER COLUMN %I SET DEFAULT pg_catalog.nextval(%L::regclass)',
+                       view_q, a.attname, a.seq);
+    END LOOP;
+
+    -- The grants the masking view had (or the table had, when protected).
+    FOREACH g IN ARRAY coalesce(p.saved_grants, '{}') LOOP
+        BEGIN
+            EXECUTE g;
+        EXCEPTION WHEN undefined_column THEN
+            NULL;   -- a column-level grant on a dropped column
+        END;
+    END LOOP;
+    UPDATE @extschema@.protected_tables t SET saved_grants = NULL WHERE t.base = p.base;
+    PERFORM @extschema@._sync_write_grants(p.base);
+    PERFORM @extschema@._maintenance(false);
+END
+$$;
+
+-- Mirror the masking view's write privileges onto the write view (plus
+-- SELECT on the row key, which UPDATE and DELETE need to find the row), and
+-- give INSERT grantees USAGE on the sequences behind the defaults.
+CREATE FUNCTION @extschema@._sync_write_grants(base oid)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p       @extschema@.protected_tables;
+    nsp     name;
+    view_q  text;
+    write_q text;
+    r       record;
+    g       text;
+BEGIN
+    SELECT * INTO p FROM @extschema@.protected_tables t WHERE t.base = _sync_write_grants.base;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT n.nspname INTO nsp FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = p.base;
+    view_q := format('%I.%I', p.view_schema, p.view_name);
+    write_q := format('%I.%I', nsp, p.write_view_name);
+    IF to_regclass(view_q) IS NULL OR to_regclass(write_q) IS NULL THEN
+        RETURN;
+    END IF;
+    -- Start from nothing: privileges revoked on the masking view go too.
+    FOR r IN SELECT DISTINCT a.grantee
+               FROM pg_class c, aclexplode(c.relacl) a
+              WHERE c.oid = to_regclass(write_q)
+                AND a.grantee <> c.relowner
+    LOOP
+        EXECUTE format('REVOKE ALL ON %s FROM %s', write_q,
+                       CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
+    END LOOP;
+    FOR r IN SELECT att.attname, a.grantee
+               FROM pg_attribute att, aclexplode(att.attacl) a
+              WHERE att.attrelid = to_regclass(write_q) AND att.attnum > 0
+    LOOP
+        EXECUTE format('REVOKE ALL (%I) ON %s FROM %s', r.attname, write_q,
+                       CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
+    END LOOP;
+    FOREACH g IN ARRAY @extschema@._grants_of(to_regclass(view_q), write_q) LOOP
+        IF g ~ '^GRANT (INSERT|UPDATE|DELETE)' THEN
+            BEGIN
+                EXECUTE g;
+            EXCEPTION WHEN undefined_column THEN
+                NULL;   -- a column the write view does not have (generated)
+            END;
+        END IF;
+    END LOOP;
+    FOR r IN
+        SELECT DISTINCT a.grantee
+          FROM (SELECT c.relacl AS acl FROM pg_class c WHERE c.oid = to_regclass(view_q)
+                UNION ALL
+                SELECT att.attacl FROM pg_attribute att
+                 WHERE att.attrelid = to_regclass(view_q) AND att.attnum > 0) s,
+               aclexplode(s.acl) a
+         WHERE a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE')
+    LOOP
+        EXECUTE format('GRANT SELECT (%I) ON %s TO %s', p.row_key, write_q,
+                       CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
+    END LOOP;
+    FOR r IN
+        SELECT DISTINCT a.grantee, s.seq
+          FROM (SELECT pg_get_serial_sequence(format('%I.%I', nsp, c.relname), att.attname) AS seq
+                  FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid
+                 WHERE att.attrelid = p.base AND att.attnum > 0 AND NOT att.attisdropped) s,
+               (SELECT c.relacl AS acl FROM pg_class c WHERE c.oid = to_regclass(view_q)
+                UNION ALL
+                SELECT att.attacl FROM pg_attribute att
+                 WHERE att.attrelid = to_regclass(view_q) AND att.attnum > 0) v,
+               aclexplode(v.acl) a
+         WHERE s.seq IS NOT NULL AND a.privilege_type = 'INSERT'
+    LOOP
+        EXECUTE format('GRANT USAGE ON SEQUENCE %s TO %s', r.seq,
+                       CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
+    END LOOP;
+END
+$$;
+
+-- Protect a table: move it to its companion schema <schema>_pii, put its
+-- masking view under its name, move its grants to the view.
+CREATE FUNCTION @extschema@.protect_table(tbl regclass, row_key name DEFAULT NULL)
+RETURNS regclass
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel      record;
+    comp     name;
+    key      name := row_key;
+    grants   text[];
+    r        record;
+BEGIN
+    IF @extschema@._base_of(tbl) IS NOT NULL THEN
+        RETURN @extschema@._base_of(tbl);
+    END IF;
+    SELECT c.oid, c.relname, c.relkind, n.nspname, c.relowner INTO rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+    IF rel.relkind <> 'r' THEN
+        RAISE EXCEPTION '% is not an ordinary table', tbl
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'pii_guard protects ordinary tables; partitioned tables, views and foreign tables are not supported.';
+    END IF;
+    IF rel.nspname IN ('pg_catalog', 'information_schema', '@extschema@') OR rel.nspname LIKE 'pg\_%' THEN
+        RAISE EXCEPTION 'cannot protect % in schema %', tbl, rel.nspname
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF key IS NULL THEN
+        SELECT a.attname INTO key
+          FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+         WHERE i.indrelid = tbl AND i.indisprimary AND i.indnatts = 1;
+    END IF;
+    IF key IS NULL OR NOT EXISTS (
+            SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+             WHERE i.indrelid = tbl AND i.indisunique AND i.indnatts = 1 AND a.attname = key
+               AND a.attnotnull AND i.indpred IS NULL) THEN
+        RAISE EXCEPTION 'table % needs a row key', tbl
+            USING ERRCODE = 'invalid_table_definition',
+                  DETAIL = 'The row key identifies a row for writes through the masking view, for audit and for row-specific grants.',
+                  HINT = 'Give the table a single-column primary key, or name a NOT NULL column with a unique index as row_key.';
+    END IF;
+
+    comp := rel.nspname || '_pii';
+    IF to_regnamespace(quote_ident(comp)) IS NULL THEN
+        EXECUTE format('CREATE SCHEMA %I', comp);
+        EXECUTE format('COMMENT ON SCHEMA %I IS %L', comp,
+                       format('pii_guard companion schema of %I: protected base tables', rel.nspname));
+        EXECUTE format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', comp);
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO PUBLIC', comp);
+    ELSIF obj_description(to_regnamespace(quote_ident(comp)), 'pg_namespace') IS DISTINCT FROM
+          format('pii_guard companion schema of %I: protected base tables', rel.nspname) THEN
+        RAISE EXCEPTION 'schema "%" exists and is not a pii_guard companion schema', comp
+            USING ERRCODE = 'duplicate_schema',
+                  HINT = 'Rename that schema, then protect the table again.';
+    END IF;
+    IF to_regclass(format('%I.%I', comp, rel.relname)) IS NOT NULL
+       OR to_regclass(format('%I.%I', comp, left(rel.relname, 52) || '__pii_write')) IS NOT NULL THEN
+        RAISE EXCEPTION 'relation "%" already exists in schema "%"', rel.relname, comp
+            USING ERRCODE = 'duplicate_table';
+    END IF;
+
+    PERFORM @extschema@._maintenance(true);
+    grants := @extschema@._grants_of(tbl, format('%I.%I', rel.nspname, rel.relname));
+    -- Take every privilege off the table: governed roles read and write
+    -- through the views only.
+    FOR r IN SELECT DISTINCT a.grantee FROM pg_class c, aclexplode(c.relacl) a
+              WHERE c.oid = tbl AND a.grantee <> rel.relowner
+    LOOP
+        EXECUTE format('REVOKE ALL ON %s FROM %s', tbl,
+                       CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
+    END LOOP;
+    FOR r IN SELECT att.attname, a.grantee FROM pg_attribute att, aclexplode(att.attacl) a
+              WHERE att.attrelid = tbl AND att.attnum > 0
+    LOOP
+        EXECUTE format('REVOKE ALL (%I) ON %s FROM %s', r.attname, tbl,
+                       CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
+    END LOOP;
+    EXECUTE format('ALTER TABLE %s SET SCHEMA %I', tbl, comp);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO pii_guard_owner', tbl);
+    -- Sequences behind defaults: the view owner uses them too.
+    FOR r IN SELECT pg_get_serial_sequence(tbl::text, att.attname) AS seq
+               FROM pg_attribute att WHERE att.attrelid = tbl AND att.attnum > 0 AND NOT att.attisdropped
+    LOOP
+        IF r.seq IS NOT NULL THEN
+            EXECUTE format('GRANT USAGE ON SEQUENCE %s TO pii_guard_owner', r.seq);
+        END IF;
+    END LOOP;
+    INSERT INTO @extschema@.protected_tables (base, view_schema, view_name, write_view_name, row_key, saved_grants)
+    VALUES (tbl, rel.nspname, rel.relname, left(rel.relname, 52) || '__pii_write', key, grants);
+    PERFORM @extschema@._attach_views(tbl, NULL, NULL);
+    PERFORM @extschema@._maintenance(false);
+    RETURN tbl;
+END
+$$;
+
+-- Put a protected table back exactly as it was: its schema, name and grants.
+CREATE FUNCTION @extschema@.unprotect_table(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b        regclass := @extschema@._base_of(tbl);
+    p        @extschema@.protected_tables;
+    comp     name;
+    grants   text[];
+    g        text;
+    r        record;
+BEGIN
+    IF b IS NULL THEN
+        RAISE EXCEPTION '% is not protected by pii_guard', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    SELECT * INTO p FROM @extschema@.protected_tables t WHERE t.base = b;
+    SELECT n.nspname INTO comp FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = b;
+    PERFORM @extschema@._maintenance(true);
+    grants := CASE WHEN to_regclass(format('%I.%I', p.view_schema, p.view_name)) IS NULL THEN '{}'::text[]
+                   ELSE @extschema@._grants_of(to_regclass(format('%I.%I', p.view_schema, p.view_name)),
+                                               format('%I.%I', p.view_schema, p.view_name)) END;
+    EXECUTE format('DROP VIEW IF EXISTS %I.%I', p.view_schema, p.view_name);
+    EXECUTE format('DROP VIEW IF EXISTS %I.%I', comp, p.write_view_name);
+    DELETE FROM @extschema@.protected_tables t WHERE t.base = b;
+    EXECUTE format('REVOKE ALL ON %s FROM pii_guard_owner', b);
+    FOR r IN SELECT pg_get_serial_sequence(b::text, att.attname) AS seq
+               FROM pg_attribute att WHERE att.attrelid = b AND att.attnum > 0 AND NOT att.attisdropped
+    LOOP
+        IF r.seq IS NOT NULL THEN
+            EXECUTE format('REVOKE ALL ON SEQUENCE %s FROM pii_guard_owner', r.seq);
+        END IF;
+    END LOOP;
+    EXECUTE format('ALTER TABLE %s SET SCHEMA %I', b, p.view_schema);
+    FOREACH g IN ARRAY grants LOOP
+        EXECUTE g;
+    END LOOP;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = to_regnamespace(quote_ident(comp))) THEN
+        EXECUTE format('DROP SCHEMA %I', comp);
+    END IF;
+    PERFORM @extschema@._maintenance(false);
+END
+$$;
+
+-- Rebuild every masking view (after restoring policy, or to repair).
+CREATE FUNCTION @extschema@.refresh_views()
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b regclass;
+    n integer := 0;
+BEGIN
+    FOR b IN SELECT base FROM @extschema@.protected_tables ORDER BY base::text LOOP
+        PERFORM @extschema@._detach_views(b, NULL, NULL);
+        PERFORM @extschema@._attach_views(b, NULL, NULL);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Protect one column: its level and (optionally) its mask function, with
+-- constant extra arguments.  Protects the table first if needed.
+CREATE FUNCTION @extschema@.protect_column(tbl regclass, col name, level @extschema@.level,
+                                           mask regprocedure DEFAULT NULL, mask_args text[] DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b        regclass := coalesce(@extschema@._base_of(tbl), @extschema@.protect_table(tbl));
+    coltype  regtype;
+    valtype  regtype;
+    fn       record;
+    sig      text;
+BEGIN
+    SELECT att.atttypid::regtype INTO coltype FROM pg_attribute att
+     WHERE att.attrelid = b AND att.attname = col AND att.attnum > 0 AND NOT att.attisdropped;
+    IF coltype IS NULL THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    IF col = (SELECT p.row_key FROM @extschema@.protected_tables p WHERE p.base = b) THEN
+        RAISE EXCEPTION 'column "%" is the row key of %', col, tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The row key is shown as it is: it identifies rows for writes, audit and grants.',
+                  HINT = 'Protect the table with another row key (a surrogate key), then protect this column.';
+    END IF;
+    valtype := CASE coltype WHEN '@extschema@.encrypted_text'::regtype THEN 'text'::regtype
+                            WHEN '@extschema@.encrypted_bytea'::regtype THEN 'bytea'::regtype
+                            ELSE coltype END;
+    IF mask IS NOT NULL THEN
+        SELECT p.proname, n.nspname, p.prorettype::regtype AS rettype, p.pronargs,
+               p.proargtypes[0]::regtype AS argtype, p.prokind
+          INTO fn FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = mask;
+        IF fn.prokind <> 'f' OR fn.argtype <> valtype OR fn.rettype <> valtype
+           OR fn.pronargs <> 1 + coalesce(array_length(mask_args, 1), 0) THEN
+            RAISE EXCEPTION 'function % cannot mask column "%"', mask, col
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('A mask function for this column takes %s (plus one argument per element of mask_args) and returns %s.', valtype, valtype);
+        END IF;
+        sig := format('%I.%I(%s)', fn.nspname, fn.proname, pg_get_function_identity_arguments(mask));
+    END IF;
+    INSERT INTO @extschema@.column_rules (base, column_name, level, mask_function, mask_args)
+    VALUES (b, col, level, sig, mask_args)
+    ON CONFLICT (base, column_name) DO UPDATE
+       SET level = EXCLUDED.level, mask_function = EXCLUDED.mask_function, mask_args = EXCLUDED.mask_args;
+    PERFORM @extschema@._detach_views(b, NULL, NULL);
+    PERFORM @extschema@._attach_views(b, NULL, NULL);
+END
+$$;
+
+-- Stop protecting one column: it is shown as it is again.
+CREATE FUNCTION @extschema@.unprotect_column(tbl regclass, col name)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b regclass := @extschema@._base_of(tbl);
+BEGIN
+    IF b IS NULL THEN
+        RAISE EXCEPTION '% is not protected by pii_guard', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_attribute att WHERE att.attrelid = b AND att.attname = col
+                 AND att.atttypid IN ('@extschema@.encrypted_text'::regtype, '@extschema@.encrypted_bytea'::regtype)) THEN
+        RAISE EXCEPTION 'encrypted column "%" cannot be unprotected', col
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Set its level and mask with protect_column instead.';
+    END IF;
+    DELETE FROM @extschema@.column_rules r WHERE r.base = b AND r.column_name = col;
+    PERFORM @extschema@._detach_views(b, NULL, NULL);
+    PERFORM @extschema@._attach_views(b, NULL, NULL);
+END
+$$;
+
+-- Make a role a profile with this clearance (or change its clearance).
+CREATE FUNCTION @extschema@.set_clearance(role regrole, clearance @extschema@.level, description text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO @extschema@.profiles (role, clearance, description)
+    VALUES (role, clearance, description)
+    ON CONFLICT (role) DO UPDATE
+       SET clearance = EXCLUDED.clearance,
+           description = coalesce(EXCLUDED.description, @extschema@.profiles.description);
+$$;
+
+-- Per-column exception for a profile: 'clear', 'masked' or 'hidden'.
+CREATE FUNCTION @extschema@.set_column_access(role regrole, tbl regclass, col name, access text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b regclass := @extschema@._base_of(tbl);
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.column_rules r WHERE r.base = b AND r.column_name = col) THEN
+        RAISE EXCEPTION 'column "%" of % is not protected', col, tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Protect it first with pii_guard.protect_column().';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.profiles p WHERE p.role = set_column_access.role) THEN
+        RAISE EXCEPTION 'role % is not a pii_guard profile', role
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Give it a clearance first with pii_guard.set_clearance().';
+    END IF;
+    INSERT INTO @extschema@.profile_overrides (role, base, column_name, access)
+    VALUES (role, b, col, access)
+    ON CONFLICT ON CONSTRAINT profile_overrides_pkey DO UPDATE SET access = EXCLUDED.access;
+END
+$$;
+
+-- Remove a per-column exception.
+CREATE FUNCTION @extschema@.reset_column_access(role regrole, tbl regclass, col name)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM @extschema@.profile_overrides o
+     WHERE o.role = reset_column_access.role AND o.base = @extschema@._base_of(tbl)
+       AND o.column_name = col;
+$$;
+
+-- A role is no longer a profile (its overrides go with it).
+CREATE FUNCTION @extschema@.drop_profile(role regrole)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM @extschema@.profiles p WHERE p.role = drop_profile.role;
+$$;
+
+-- Time-boxed approval: role sees the columns (NULL: all protected columns)
+-- of the rows with these row keys (NULL: all rows) of tbl in clear until
+-- valid_until.  Runs as the caller, who must be a pii_guard_approver member
+-- (checked by the grants table's trigger).
+CREATE FUNCTION @extschema@.approve(role regrole, tbl regclass, valid_until timestamptz,
+                                    reason text, columns name[] DEFAULT NULL,
+                                    row_keys text[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b  regclass := @extschema@._base_of(tbl);
+    id bigint;
+BEGIN
+    IF b IS NULL THEN
+        RAISE EXCEPTION '% is not protected by pii_guard', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF valid_until <= now() THEN
+        RAISE EXCEPTION 'valid_until must be in the future'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'an approval needs a reason'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(columns) c
+                WHERE NOT EXISTS (SELECT 1 FROM @extschema@.column_rules r
+                                   WHERE r.base = b AND r.column_name = c)) THEN
+        RAISE EXCEPTION 'approve() names a column of % that is not protected', tbl
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    INSERT INTO @extschema@.grants (kind, role, base, columns, row_keys, valid_until, reason, approver)
+    VALUES ('unmask', role, b, columns, row_keys, valid_until, reason, current_user::regrole)
+    RETURNING grant_id INTO id;
+    RETURN id;
+END
+$$;
+
+-- End a grant before its time.
+CREATE FUNCTION @extschema@.revoke_grant(grant_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE @extschema@.grants g SET revoked_at = now()
+     WHERE g.grant_id = revoke_grant.grant_id AND g.revoked_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no live pii_guard grant %', grant_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$$;
+
+-- What a role sees of every protected column (for rows without a
+-- row-specific grant): 'clear', 'masked' or 'hidden'.
+CREATE FUNCTION @extschema@.effective_access(role regrole)
+RETURNS TABLE (table_name text, column_name name, level @extschema@.level, access text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('%I.%I', p.view_schema, p.view_name), r.column_name, r.level,
+           @extschema@.column_access(role::oid, r.base, r.column_name)
+      FROM @extschema@.column_rules r
+      JOIN @extschema@.protected_tables p ON p.base = r.base
+     ORDER BY 1, (SELECT att.attnum FROM pg_attribute att
+                   WHERE att.attrelid = r.base AND att.attname = r.column_name)
+$$;
+
+-- Keep the policy tidy when protected tables are dropped, and the write
+-- views' grants in step with GRANT and REVOKE on the masking views.
+CREATE FUNCTION @extschema@._on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM @extschema@.protected_tables p
+     WHERE p.base::oid IN (SELECT objid FROM pg_event_trigger_dropped_objects()
+                            WHERE classid = 'pg_class'::regclass AND objsubid = 0);
+END
+$$;
+
+CREATE FUNCTION @extschema@._on_grant()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b regclass;
+BEGIN
+    IF @extschema@._in_maintenance() THEN
+        RETURN;     -- our own GRANTs, while building views
+    END IF;
+    PERFORM @extschema@._maintenance(true);
+    FOR b IN SELECT base FROM @extschema@.protected_tables LOOP
+        PERFORM @extschema@._sync_write_grants(b);
+    END LOOP;
+    PERFORM @extschema@._maintenance(false);
+END
+$$;
+
+CREATE EVENT TRIGGER pii_guard_sql_drop ON sql_drop
+    EXECUTE FUNCTION @extschema@._on_sql_drop();
+CREATE EVENT TRIGGER pii_guard_grant ON ddl_command_end
+    WHEN TAG IN ('GRANT', 'REVOKE')
+    EXECUTE FUNCTION @extschema@._on_grant();
+
+-- Policy privileges: pii_guard_admin manages policy; approvers issue grants;
+-- admins, approvers and auditors may read the policy.
+REVOKE ALL ON @extschema@.protected_tables, @extschema@.column_rules, @extschema@.profiles,
+              @extschema@.profile_overrides, @extschema@.grants FROM PUBLIC;
+GRANT SELECT ON @extschema@.protected_tables, @extschema@.column_rules, @extschema@.profiles,
+                @extschema@.profile_overrides, @extschema@.grants
+   TO pii_guard_admin, pii_guard_approver, pii_guard_auditor;
+GRANT INSERT ON @extschema@.grants TO pii_guard_approver;
+GRANT UPDATE (revoked_at) ON @extschema@.grants TO pii_guard_approver;
+GRANT USAGE ON SEQUENCE @extschema@.grants_grant_id_seq TO pii_guard_approver;
+
+DO $privs$
+DECLARE
+    f text;
+BEGIN
+    FOREACH f IN ARRAY ARRAY[
+        'protect_table(regclass, name)', 'unprotect_table(regclass)', 'refresh_views()',
+        'protect_column(regclass, name, @extschema@.level, regprocedure, text[])',
+        'unprotect_column(regclass, name)',
+        'set_clearance(regrole, @extschema@.level, text)',
+        'set_column_access(regrole, regclass, name, text)',
+        'reset_column_access(regrole, regclass, name)', 'drop_profile(regrole)']
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.%s FROM PUBLIC', f);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.%s TO pii_guard_admin', f);
+    END LOOP;
+    FOREACH f IN ARRAY ARRAY[
+        'approve(regrole, regclass, timestamptz, text, name[], text[])', 'revoke_grant(bigint)']
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.%s FROM PUBLIC', f);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.%s TO pii_guard_approver', f);
+    END LOOP;
+    FOREACH f IN ARRAY ARRAY['effective_access(regrole)', 'column_access(oid, regclass, name)']
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.%s FROM PUBLIC', f);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.%s TO pii_guard_admin, pii_guard_approver, pii_guard_auditor', f);
+    END LOOP;
+    FOREACH f IN ARRAY ARRAY[
+        '_maintenance(boolean)', '_in_maintenance()', '_detach_views(oid, text, text)',
+        '_attach_views(oid, text, text)', '_sync_write_grants(oid)', '_grants_of(regclass, text)']
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.%s FROM PUBLIC', f);
+    END LOOP;
+    -- approve() and effective_access() run as their caller.
+    REVOKE ALL ON FUNCTION @extschema@._base_of(regclass) FROM PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@._base_of(regclass)
+       TO pii_guard_admin, pii_guard_approver, pii_guard_auditor;
+END
+$privs$;

@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "common/base64.h"
+#include "nodes/parsenodes.h"
 #include "utils/guc.h"
 
 #if PG_VERSION_NUM < 130000
@@ -37,6 +38,60 @@
 	pg_b64_encode((const char *) (src), (len), (char *) (dst), (dstlen))
 #define compat_b64_decode(src, len, dst, dstlen) \
 	pg_b64_decode((src), (len), (char *) (dst), (dstlen))
+#endif
+
+/*
+ * ExecutorCheckPerms_hook: PostgreSQL 16 moved the permission fields of
+ * range table entries into RTEPermissionInfo nodes.
+ */
+#if PG_VERSION_NUM >= 160000
+#define COMPAT_CHECKPERMS_PARAMS List *rangeTable, List *rtePermInfos, bool ereport_on_violation
+#define COMPAT_CHECKPERMS_ARGS rangeTable, rtePermInfos, ereport_on_violation
+#define COMPAT_CHECKPERMS_LIST rtePermInfos
+#else
+#define COMPAT_CHECKPERMS_PARAMS List *rangeTable, bool ereport_on_violation
+#define COMPAT_CHECKPERMS_ARGS rangeTable, ereport_on_violation
+#define COMPAT_CHECKPERMS_LIST rangeTable
+#endif
+
+/* The relation and check-as user of an element of COMPAT_CHECKPERMS_LIST. */
+static inline bool
+compat_perm_relation(void *elem, Oid *relid, Oid *check_as_user)
+{
+#if PG_VERSION_NUM >= 160000
+	RTEPermissionInfo *pi = (RTEPermissionInfo *) elem;
+
+	*relid = pi->relid;
+	*check_as_user = pi->checkAsUser;
+	return true;
+#else
+	RangeTblEntry *rte = (RangeTblEntry *) elem;
+
+	if (rte->rtekind != RTE_RELATION)
+		return false;
+	*relid = rte->relid;
+	*check_as_user = rte->checkAsUser;
+	return true;
+#endif
+}
+
+/* ProcessUtility_hook: PostgreSQL 14 added readOnlyTree. */
+#if PG_VERSION_NUM >= 140000
+#define COMPAT_UTILITY_PARAMS PlannedStmt *pstmt, const char *queryString, \
+	bool readOnlyTree, ProcessUtilityContext context, ParamListInfo params, \
+	QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc
+#define COMPAT_UTILITY_ARGS pstmt, queryString, readOnlyTree, context, params, \
+	queryEnv, dest, qc
+#define COMPAT_UTILITY_READONLY_TREE readOnlyTree
+#define COMPAT_UTILITY_TREE_COPIED() (readOnlyTree = false)
+#else
+#define COMPAT_UTILITY_PARAMS PlannedStmt *pstmt, const char *queryString, \
+	ProcessUtilityContext context, ParamListInfo params, \
+	QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc
+#define COMPAT_UTILITY_ARGS pstmt, queryString, context, params, \
+	queryEnv, dest, qc
+#define COMPAT_UTILITY_READONLY_TREE true
+#define COMPAT_UTILITY_TREE_COPIED() ((void) 0)
 #endif
 
 #endif							/* PII_GUARD_COMPAT_H */

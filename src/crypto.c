@@ -413,3 +413,11 @@ crypto_open(const bytea *envelope, char kind)
 	}
 	return result;
 }
+
+/* Wipe and free a plaintext buffer returned by crypto_open. */
+void
+crypto_wipe(bytea *plain)
+{
+	OPENSSL_cleanse(VARDATA(plain), VARSIZE(plain) - VARHDRSZ);
+	pfree(plain);
+}

@@ -382,14 +382,13 @@ pii_guard_encrypt_bytea(PG_FUNCTION_ARGS)
 								  VARSIZE_ANY_EXHDR(b)));
 }
 
-/* SQL function: decrypt(encrypted_text) returns text */
-Datum
-pii_guard_decrypt_text(PG_FUNCTION_ARGS)
+/*
+ * ERROR (wiping the buffer) unless decrypted text is valid in the database
+ * encoding; the message never shows the bytes.
+ */
+void
+enctype_check_encoding(bytea *plain)
 {
-	bytea	   *plain;
-
-	enctype_check_decrypt(fcinfo);
-	plain = crypto_open(PG_GETARG_BYTEA_PP(0), ENV_KIND_TEXT);
 	if (!pg_verifymbstr(VARDATA(plain), VARSIZE(plain) - VARHDRSZ, true))
 	{
 		OPENSSL_cleanse(VARDATA(plain), VARSIZE(plain) - VARHDRSZ);
@@ -400,6 +399,17 @@ pii_guard_decrypt_text(PG_FUNCTION_ARGS)
 						GetDatabaseEncodingName()),
 				 errdetail("The value was encrypted in a database with another encoding.")));
 	}
+}
+
+/* SQL function: decrypt(encrypted_text) returns text */
+Datum
+pii_guard_decrypt_text(PG_FUNCTION_ARGS)
+{
+	bytea	   *plain;
+
+	enctype_check_decrypt(fcinfo);
+	plain = crypto_open(PG_GETARG_BYTEA_PP(0), ENV_KIND_TEXT);
+	enctype_check_encoding(plain);
 	PG_RETURN_TEXT_P((text *) plain);
 }
 
@@ -435,7 +445,6 @@ pii_guard_reencrypt(PG_FUNCTION_ARGS)
 	kind = VARDATA_ANY(env)[ENV_OFF_KIND];
 	plain = crypto_open(env, kind);
 	result = crypto_seal(kind, VARDATA(plain), VARSIZE(plain) - VARHDRSZ);
-	OPENSSL_cleanse(VARDATA(plain), VARSIZE(plain) - VARHDRSZ);
-	pfree(plain);
+	crypto_wipe(plain);
 	PG_RETURN_BYTEA_P(result);
 }

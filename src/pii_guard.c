@@ -68,6 +68,8 @@ _PG_init(void)
 
 	keys_load_master_keys();
 	keys_register_callbacks();
+	policy_register_callbacks();
+	hooks_install();
 }
 
 /* OID of the pii_guard schema, or InvalidOid if missing_ok and absent. */

@@ -8,6 +8,9 @@
  *	keys.c		master key, data keys, their per-backend cache
  *	crypto.c	AES-256-GCM envelopes, blind index, key wrapping
  *	enctype.c	the encrypted_text and encrypted_bytea SQL types
+ *	policy.c	access decisions, their cache, reveal()
+ *	views.c		masking views: the write trigger, the protected-table cache
+ *	hooks.c		executor and utility hooks (dispatch only)
  *
  *-------------------------------------------------------------------------
  */
@@ -117,7 +120,38 @@ extern void crypto_check_envelope(const char *env, Size len, char kind,
 								  bool binary_input);
 extern uint32 envelope_key_id(const bytea *envelope);
 
+extern void crypto_wipe(bytea *plain);
+
 /* enctype.c */
 extern bool enctype_may_decrypt(void);
+extern void enctype_check_encoding(bytea *plain);
+
+/* policy.c */
+typedef enum ColumnAccess
+{
+	ACCESS_HIDDEN = 0,
+	ACCESS_MASKED = 1,
+	ACCESS_CLEAR = 2
+} ColumnAccess;
+
+typedef struct Decision Decision;
+
+extern void policy_register_callbacks(void);
+extern uint64 policy_current_generation(void);
+extern bool policy_is_exempt(Oid userid, Oid relid);
+extern Decision *policy_decide(Oid userid, Oid relid, const char *attname);
+extern ColumnAccess policy_row_access(Decision *d, const char *rowkey);
+extern const char *policy_access_name(ColumnAccess access);
+
+/* views.c */
+#define PII_GUARD_OWNER_ROLE	"pii_guard_owner"
+
+extern bool views_is_protected_base(Oid relid);
+extern const char *views_masking_view_name(Oid relid);
+extern Oid	views_base_of_view(Oid relid);
+extern void views_check_permissions(List *perms);
+
+/* hooks.c */
+extern void hooks_install(void);
 
 #endif							/* PII_GUARD_H */

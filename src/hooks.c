@@ -1,0 +1,203 @@
+/*-------------------------------------------------------------------------
+ *
+ * hooks.c
+ *		Executor and utility hooks: dispatch only; the work is in views.c.
+ *
+ * Every hook chains to the one installed before it.
+ *
+ * ExecutorCheckPerms_hook (queries and COPY alike): the fail-closed check
+ * that keeps governed roles off protected base tables.
+ *
+ * ProcessUtility_hook: DDL that migration tools aim at a masking view's
+ * name -- ALTER TABLE, ALTER TABLE ... RENAME COLUMN, CREATE INDEX -- is
+ * forwarded to the base table; and DDL that changes a protected table's
+ * columns is bracketed by dropping the masking views first (a view pins the
+ * columns it reads, so DROP COLUMN or ALTER COLUMN TYPE would fail) and
+ * rebuilding them afterwards, with their grants, in the same transaction.
+ * While pii_guard itself runs DDL (protecting, unprotecting, rebuilding),
+ * the maintenance flag turns this off; it is reset at transaction end.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "pii_guard.h"
+
+static ExecutorCheckPerms_hook_type prev_ExecutorCheckPerms = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static int	maintenance_depth = 0;
+
+/* Executor permission hook: the fail-closed base table check. */
+static bool
+pii_guard_ExecutorCheckPerms(COMPAT_CHECKPERMS_PARAMS)
+{
+	if (prev_ExecutorCheckPerms &&
+		!prev_ExecutorCheckPerms(COMPAT_CHECKPERMS_ARGS))
+		return false;
+	if (maintenance_depth == 0 && IsTransactionState())
+		views_check_permissions(COMPAT_CHECKPERMS_LIST);
+	return true;
+}
+
+/*
+ * If rv names a masking view, point it at the base table instead; return
+ * the protected base table rv now names, or InvalidOid.
+ */
+static Oid
+hooks_retarget(RangeVar *rv)
+{
+	Oid			relid;
+	Oid			base;
+
+	if (rv == NULL)
+		return InvalidOid;
+	relid = RangeVarGetRelid(rv, NoLock, true);
+	if (!OidIsValid(relid))
+		return InvalidOid;
+	base = views_base_of_view(relid);
+	if (OidIsValid(base))
+	{
+		rv->schemaname = get_namespace_name(get_rel_namespace(base));
+		rv->relname = get_rel_name(base);
+		return base;
+	}
+	return views_is_protected_base(relid) ? relid : InvalidOid;
+}
+
+/* Call a pii_guard maintenance function on base, as the extension owner. */
+static void
+hooks_call(const char *sql, Oid base, const char *from, const char *to)
+{
+	OwnerContext oc;
+	Oid			argtypes[3] = {OIDOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[4] = "   ";
+
+	values[0] = ObjectIdGetDatum(base);
+	values[1] = from ? CStringGetTextDatum(from) : (Datum) 0;
+	values[2] = to ? CStringGetTextDatum(to) : (Datum) 0;
+	if (!from)
+		nulls[1] = 'n';
+	if (!to)
+		nulls[2] = 'n';
+
+	maintenance_depth++;
+	pii_guard_enter_owner_context(&oc);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(sql, 3, argtypes, values, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pii_guard view maintenance failed: %s", sql);
+	SPI_finish();
+	pii_guard_leave_owner_context(&oc);
+	maintenance_depth--;
+}
+
+/* Utility hook: forward DDL aimed at masking views; rebuild around it. */
+static void
+pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	Oid			base = InvalidOid;
+	bool		rebuild = false;
+	const char *rename_from = NULL;
+	const char *rename_to = NULL;
+
+	if (maintenance_depth == 0 && IsTransactionState() &&
+		(IsA(parsetree, AlterTableStmt) || IsA(parsetree, RenameStmt) ||
+		 IsA(parsetree, IndexStmt)))
+	{
+		if (COMPAT_UTILITY_READONLY_TREE)
+		{
+			pstmt = copyObject(pstmt);
+			parsetree = pstmt->utilityStmt;
+			COMPAT_UTILITY_TREE_COPIED();
+		}
+		if (IsA(parsetree, AlterTableStmt) &&
+			((AlterTableStmt *) parsetree)->objtype == OBJECT_TABLE)
+		{
+			base = hooks_retarget(((AlterTableStmt *) parsetree)->relation);
+			rebuild = OidIsValid(base);
+		}
+		else if (IsA(parsetree, RenameStmt) &&
+				 ((RenameStmt *) parsetree)->renameType == OBJECT_COLUMN &&
+				 ((RenameStmt *) parsetree)->relationType == OBJECT_TABLE)
+		{
+			RenameStmt *rs = (RenameStmt *) parsetree;
+
+			base = hooks_retarget(rs->relation);
+			rebuild = OidIsValid(base);
+			rename_from = rs->subname;
+			rename_to = rs->newname;
+		}
+		else if (IsA(parsetree, IndexStmt))
+			(void) hooks_retarget(((IndexStmt *) parsetree)->relation);
+	}
+
+	if (rebuild)
+		hooks_call("SELECT pii_guard._detach_views($1, $2, $3)", base, NULL, NULL);
+
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(COMPAT_UTILITY_ARGS);
+	else
+		standard_ProcessUtility(COMPAT_UTILITY_ARGS);
+
+	if (rebuild)
+		hooks_call("SELECT pii_guard._attach_views($1, $2, $3)", base,
+				   rename_from, rename_to);
+}
+
+/* Transaction end: a maintenance flag never outlives its transaction. */
+static void
+hooks_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
+		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT)
+		maintenance_depth = 0;
+}
+
+PG_FUNCTION_INFO_V1(pii_guard_maintenance);
+
+/*
+ * SQL function: _maintenance(on boolean) returns void
+ *
+ * pii_guard's own DDL (protect, unprotect, rebuild) runs with the hooks'
+ * forwarding and fail-closed checks off.  Not granted to anyone.
+ */
+Datum
+pii_guard_maintenance(PG_FUNCTION_ARGS)
+{
+	if (PG_GETARG_BOOL(0))
+		maintenance_depth++;
+	else if (maintenance_depth > 0)
+		maintenance_depth--;
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(pii_guard_in_maintenance);
+
+/* SQL function: _in_maintenance() returns boolean */
+Datum
+pii_guard_in_maintenance(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(maintenance_depth > 0);
+}
+
+void
+hooks_install(void)
+{
+	prev_ExecutorCheckPerms = ExecutorCheckPerms_hook;
+	ExecutorCheckPerms_hook = pii_guard_ExecutorCheckPerms;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = pii_guard_ProcessUtility;
+	RegisterXactCallback(hooks_xact_callback, NULL);
+}

@@ -1,0 +1,693 @@
+/*-------------------------------------------------------------------------
+ *
+ * policy.c
+ *		Access decisions (clear, masked, hidden) and their per-backend cache;
+ *		the reveal() functions that masking views call.
+ *
+ * Decision for (current role, protected column, row), in this order:
+ *	exempt (superuser, or has the privileges of the table's owner) => clear;
+ *	for each profile the role has the privileges of: its per-column override,
+ *	  else clear if its clearance >= the column's level, else masked if the
+ *	  column has a mask function, else hidden; the union over profiles is the
+ *	  most open of these (a role with no profile: masked or hidden);
+ *	a live 'unmask' grant (for the role, the column, and all rows or this
+ *	  row's key) => clear.
+ *
+ * Cache.  Decisions are computed with a few SPI queries (as the extension
+ * owner) the first time a backend needs one for (role, table, column), and
+ * kept in PolicyContext.  A statement trigger on every policy table sends a
+ * relcache invalidation for pii_guard.column_rules (the sentinel), and
+ * role membership changes arrive as syscache invalidations; both bump
+ * policy_generation, and a decision of an older generation is recomputed on
+ * next use.  The context is reset only when a decision is (re)loaded, never
+ * inside a callback, so a pointer a caller holds stays valid for its call.
+ * A decision that depends on a grant also expires at the grant's end (or
+ * start): it is valid while the statement's start time is before
+ * Decision.expires, so a grant closes by itself, consistently for a whole
+ * statement.
+ *
+ * reveal() keeps in fn_extra the decision for its call site, the mask
+ * function's FmgrInfo and the row key's output function, so that a row
+ * costs a generation check, a user check and a time comparison.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "pii_guard.h"
+
+typedef struct DecisionKey
+{
+	Oid			userid;
+	Oid			relid;
+	NameData	attname;
+} DecisionKey;
+
+struct Decision
+{
+	DecisionKey key;			/* hash key: must be first */
+	bool		has_rule;		/* false: the column is not protected */
+	bool		exempt;			/* superuser or table owner */
+	char		level[16];		/* the column's level, for reports */
+	ColumnAccess access;		/* for rows without a row-specific grant */
+	Oid			mask_fn;		/* InvalidOid: no mask function */
+	int			mask_nargs;		/* extra arguments after the value */
+	Datum	   *mask_args;
+	bool	   *mask_argnulls;
+	TimestampTz expires;		/* recompute from this statement time on */
+	int			nrowkeys;		/* rows with a live row-specific grant */
+	char	  **rowkeys;		/* sorted, for bsearch */
+};
+
+/* What reveal() keeps in fn_extra. */
+typedef struct RevealCache
+{
+	uint64		generation;
+	Oid			userid;
+	Decision   *decision;
+	FmgrInfo	mask_finfo;
+	bool		mask_ready;
+	Oid			rowkey_type;
+	FmgrInfo	rowkey_out;
+	bool		rowkey_ready;
+	FunctionCallInfo mask_fcinfo;
+} RevealCache;
+
+static MemoryContext PolicyContext = NULL;
+static HTAB *decisions = NULL;
+static uint64 policy_generation = 1;
+static uint64 decisions_generation = 0;
+static Oid	sentinel_relid = InvalidOid;
+
+/*
+ * The policy generation.  Also learns the sentinel's OID the first time it
+ * can, so that invalidations of it are recognised from then on.
+ */
+uint64
+policy_current_generation(void)
+{
+	if (!OidIsValid(sentinel_relid) && IsTransactionState())
+	{
+		sentinel_relid = pii_guard_relation_oid("column_rules", true);
+		if (OidIsValid(sentinel_relid))
+			policy_generation++;
+	}
+	return policy_generation;
+}
+
+/* Relcache callback: the sentinel (or everything) changed. */
+static void
+policy_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == sentinel_relid)
+	{
+		policy_generation++;
+		/* Learn it again: DROP EXTENSION and CREATE EXTENSION change it. */
+		sentinel_relid = InvalidOid;
+	}
+}
+
+/* Syscache callback: role memberships or attributes changed. */
+static void
+policy_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	policy_generation++;
+}
+
+void
+policy_register_callbacks(void)
+{
+	CacheRegisterRelcacheCallback(policy_relcache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, policy_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHOID, policy_syscache_callback, (Datum) 0);
+}
+
+/* Drop every cached decision if the policy changed since they were made. */
+static void
+policy_ensure_cache(void)
+{
+	HASHCTL		ctl;
+
+	if (decisions != NULL && decisions_generation == policy_current_generation())
+		return;
+
+	if (PolicyContext == NULL)
+		PolicyContext = AllocSetContextCreate(TopMemoryContext,
+											  "pii_guard policy",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(PolicyContext);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(DecisionKey);
+	ctl.entrysize = sizeof(Decision);
+	ctl.hcxt = PolicyContext;
+	decisions = hash_create("pii_guard decisions", 64, &ctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	decisions_generation = policy_generation;
+}
+
+/* Is userid exempt from masking on relid (superuser or owner's privileges)? */
+bool
+policy_is_exempt(Oid userid, Oid relid)
+{
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (superuser_arg(userid))
+		return true;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return has_privs_of_role(userid, owner);
+}
+
+static int
+rowkey_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * Resolve the mask function and convert its constant arguments with the
+ * input functions of its declared argument types.  Returns false (and the
+ * column falls back to hidden) if the function no longer exists or its
+ * arguments don't convert: fail closed.
+ */
+static bool
+policy_load_mask(Decision *d, const char *signature, ArrayType *args)
+{
+	Oid			fn;
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	Datum	   *elems = NULL;
+	bool	   *nulls = NULL;
+	int			nelems = 0;
+	int			i;
+
+	fn = DatumGetObjectId(DirectFunctionCall1(to_regprocedure,
+											  CStringGetTextDatum(signature)));
+	if (!OidIsValid(fn))
+		return false;
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	if (args != NULL)
+		deconstruct_array(args, TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &nelems);
+	if (proc->pronargs != nelems + 1)
+	{
+		ReleaseSysCache(tup);
+		return false;
+	}
+	d->mask_nargs = nelems;
+	d->mask_args = MemoryContextAllocZero(PolicyContext, sizeof(Datum) * (nelems + 1));
+	d->mask_argnulls = MemoryContextAllocZero(PolicyContext, sizeof(bool) * (nelems + 1));
+	for (i = 0; i < nelems; i++)
+	{
+		Oid			typ = proc->proargtypes.values[i + 1];
+		Oid			typinput;
+		Oid			typioparam;
+		MemoryContext old;
+
+		if (nulls[i])
+		{
+			d->mask_argnulls[i] = true;
+			continue;
+		}
+		getTypeInputInfo(typ, &typinput, &typioparam);
+		old = MemoryContextSwitchTo(PolicyContext);
+		d->mask_args[i] = OidInputFunctionCall(typinput,
+											   TextDatumGetCString(elems[i]),
+											   typioparam, -1);
+		MemoryContextSwitchTo(old);
+	}
+	ReleaseSysCache(tup);
+	d->mask_fn = fn;
+	return true;
+}
+
+/* Run a read-only prepared query against the current snapshot. */
+static void
+policy_spi(const char *sql, int nargs, Oid *argtypes, Datum *values)
+{
+	int			ret = SPI_execute_with_args(sql, nargs, argtypes, values,
+											NULL, true, 0);
+
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "pii_guard policy query failed: %s", SPI_result_code_string(ret));
+}
+
+/*
+ * Compute a decision with SPI.  Runs as the extension owner; reads the
+ * policy tables with the current snapshot.
+ */
+static void
+policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
+{
+	OwnerContext oc;
+	Oid			argtypes[4] = {OIDOID, NAMEOID, OIDOID, TIMESTAMPTZOID};
+	Datum		values[4];
+	TimestampTz now = GetCurrentStatementStartTimestamp();
+	bool		isnull;
+	uint64		i;
+	char	   *mask_sig = NULL;
+	ArrayType  *mask_args = NULL;
+	List	   *keys = NIL;
+	bool		all_rows = false;
+
+	d->has_rule = false;
+	d->exempt = policy_is_exempt(userid, relid);
+	d->access = ACCESS_HIDDEN;
+	d->mask_fn = InvalidOid;
+	d->mask_nargs = 0;
+	d->expires = DT_NOEND;
+	d->nrowkeys = 0;
+	d->rowkeys = NULL;
+	d->level[0] = '\0';
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = DirectFunctionCall1(namein, CStringGetDatum(attname));
+	values[2] = ObjectIdGetDatum(userid);
+	values[3] = TimestampTzGetDatum(now);
+
+	pii_guard_enter_owner_context(&oc);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	policy_spi("SELECT r.level::text, r.mask_function, r.mask_args "
+			   "FROM pii_guard.column_rules r "
+			   "WHERE r.base = $1 AND r.column_name = $2",
+			   2, argtypes, values);
+	if (SPI_processed == 1)
+	{
+		char	   *level = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		Datum		a;
+
+		d->has_rule = true;
+		strlcpy(d->level, level, sizeof(d->level));
+		mask_sig = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		if (mask_sig)
+		{
+			MemoryContext old = MemoryContextSwitchTo(PolicyContext);
+
+			mask_sig = pstrdup(mask_sig);
+			MemoryContextSwitchTo(old);
+		}
+		a = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+		if (!isnull)
+		{
+			MemoryContext old = MemoryContextSwitchTo(PolicyContext);
+
+			mask_args = DatumGetArrayTypePCopy(a);
+			MemoryContextSwitchTo(old);
+		}
+	}
+
+	if (d->has_rule && !d->exempt)
+	{
+		ColumnAccess best = ACCESS_HIDDEN;
+		bool		any_profile = false;
+
+		/* The union over the profiles whose privileges the role has. */
+		policy_spi("SELECT coalesce(o.access, "
+				   "  CASE WHEN p.clearance >= r.level THEN 'clear' "
+				   "       WHEN r.mask_function IS NOT NULL THEN 'masked' "
+				   "       ELSE 'hidden' END) "
+				   "FROM pii_guard.profiles p "
+				   "JOIN pii_guard.column_rules r ON r.base = $1 AND r.column_name = $2 "
+				   "LEFT JOIN pii_guard.profile_overrides o "
+				   "  ON o.role = p.role AND o.base = $1 AND o.column_name = $2 "
+				   "WHERE pg_catalog.pg_has_role($3, p.role, 'USAGE')",
+				   3, argtypes, values);
+		for (i = 0; i < SPI_processed; i++)
+		{
+			char	   *a = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+			ColumnAccess acc = strcmp(a, "clear") == 0 ? ACCESS_CLEAR :
+			strcmp(a, "masked") == 0 ? ACCESS_MASKED : ACCESS_HIDDEN;
+
+			any_profile = true;
+			if (acc > best)
+				best = acc;
+		}
+		if (!any_profile)
+			best = mask_sig ? ACCESS_MASKED : ACCESS_HIDDEN;
+		d->access = best;
+
+		/* Live unmask grants; future ones only shorten the cache life. */
+		if (d->access != ACCESS_CLEAR)
+		{
+			policy_spi("SELECT g.row_keys, g.valid_from, g.valid_until "
+					   "FROM pii_guard.grants g "
+					   "WHERE g.kind = 'unmask' AND g.revoked_at IS NULL "
+					   "  AND g.base = $1 AND (g.columns IS NULL OR $2 = ANY (g.columns)) "
+					   "  AND g.valid_until > $4 "
+					   "  AND pg_catalog.pg_has_role($3, g.role, 'USAGE')",
+					   4, argtypes, values);
+			for (i = 0; i < SPI_processed; i++)
+			{
+				HeapTuple	row = SPI_tuptable->vals[i];
+				TupleDesc	desc = SPI_tuptable->tupdesc;
+				bool		rk_null;
+				Datum		rk = SPI_getbinval(row, desc, 1, &rk_null);
+				TimestampTz from = DatumGetTimestampTz(SPI_getbinval(row, desc, 2, &isnull));
+				TimestampTz until = DatumGetTimestampTz(SPI_getbinval(row, desc, 3, &isnull));
+				Datum	   *elems;
+				bool	   *enulls;
+				int			n;
+				int			j;
+
+				if (from > now)
+				{
+					d->expires = Min(d->expires, from);
+					continue;
+				}
+				d->expires = Min(d->expires, until);
+				if (rk_null)
+				{
+					all_rows = true;
+					continue;
+				}
+				deconstruct_array(DatumGetArrayTypeP(rk), TEXTOID, -1, false,
+								  TYPALIGN_INT, &elems, &enulls, &n);
+				for (j = 0; j < n; j++)
+					if (!enulls[j])
+					{
+						MemoryContext old = MemoryContextSwitchTo(PolicyContext);
+
+						keys = lappend(keys, TextDatumGetCString(elems[j]));
+						MemoryContextSwitchTo(old);
+					}
+			}
+			if (all_rows)
+				d->access = ACCESS_CLEAR;
+		}
+	}
+	SPI_finish();
+	pii_guard_leave_owner_context(&oc);
+
+	if (mask_sig != NULL && !policy_load_mask(d, mask_sig, mask_args))
+	{
+		ereport(WARNING,
+				(errmsg("pii_guard: mask function %s of column \"%s\" is not usable; the column is hidden",
+						mask_sig, attname)));
+		if (d->access == ACCESS_MASKED)
+			d->access = ACCESS_HIDDEN;
+	}
+	if (d->access == ACCESS_MASKED && !OidIsValid(d->mask_fn))
+		d->access = ACCESS_HIDDEN;
+
+	if (d->access != ACCESS_CLEAR && keys != NIL)
+	{
+		ListCell   *lc;
+		int			n = 0;
+
+		d->rowkeys = MemoryContextAlloc(PolicyContext, sizeof(char *) * list_length(keys));
+		foreach(lc, keys)
+			d->rowkeys[n++] = lfirst(lc);
+		qsort(d->rowkeys, n, sizeof(char *), rowkey_cmp);
+		d->nrowkeys = n;
+	}
+}
+
+/*
+ * The decision for (userid, relid, attname), from the cache or computed.
+ * The pointer stays valid until the next call of this function.
+ */
+Decision *
+policy_decide(Oid userid, Oid relid, const char *attname)
+{
+	DecisionKey key;
+	Decision   *d;
+	bool		found;
+
+	policy_ensure_cache();
+	memset(&key, 0, sizeof(key));
+	key.userid = userid;
+	key.relid = relid;
+	namestrcpy(&key.attname, attname);
+
+	d = hash_search(decisions, &key, HASH_FIND, NULL);
+	if (d != NULL && GetCurrentStatementStartTimestamp() < d->expires)
+		return d;
+	if (d == NULL)
+	{
+		Decision	tmp;
+
+		policy_compute(&tmp, userid, relid, attname);
+		/* The cache may have been reset meanwhile. */
+		policy_ensure_cache();
+		d = hash_search(decisions, &key, HASH_ENTER, &found);
+		memcpy(((char *) d) + sizeof(DecisionKey), ((char *) &tmp) + sizeof(DecisionKey),
+			   sizeof(Decision) - sizeof(DecisionKey));
+		return d;
+	}
+	policy_compute(d, userid, relid, attname);
+	return d;
+}
+
+/* Access for one row: the decision, opened by a row-specific grant. */
+ColumnAccess
+policy_row_access(Decision *d, const char *rowkey)
+{
+	if (d->exempt || !d->has_rule)
+		return ACCESS_CLEAR;
+	if (d->access == ACCESS_CLEAR)
+		return ACCESS_CLEAR;
+	if (d->nrowkeys > 0 && rowkey != NULL &&
+		bsearch(&rowkey, d->rowkeys, d->nrowkeys, sizeof(char *), rowkey_cmp) != NULL)
+		return ACCESS_CLEAR;
+	return d->access;
+}
+
+/* Name of an access level, as SQL shows it. */
+const char *
+policy_access_name(ColumnAccess access)
+{
+	switch (access)
+	{
+		case ACCESS_CLEAR:
+			return "clear";
+		case ACCESS_MASKED:
+			return "masked";
+		default:
+			return "hidden";
+	}
+}
+
+/* The reveal() call-site cache, refreshed when stale. */
+static RevealCache *
+reveal_cache(FunctionCallInfo fcinfo)
+{
+	RevealCache *rc = (RevealCache *) fcinfo->flinfo->fn_extra;
+	Oid			userid = GetUserId();
+
+	if (rc == NULL)
+	{
+		rc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(RevealCache));
+		fcinfo->flinfo->fn_extra = rc;
+	}
+	if (rc->decision == NULL || rc->generation != policy_current_generation() ||
+		rc->userid != userid ||
+		GetCurrentStatementStartTimestamp() >= rc->decision->expires)
+	{
+		Oid			relid = PG_GETARG_OID(1);
+		Name		attname = PG_GETARG_NAME(2);
+
+		rc->decision = policy_decide(userid, relid, NameStr(*attname));
+		rc->generation = policy_generation;
+		rc->userid = userid;
+		rc->mask_ready = false;
+	}
+	return rc;
+}
+
+/* The access for this call's row. */
+static ColumnAccess
+reveal_access(FunctionCallInfo fcinfo, RevealCache *rc)
+{
+	Decision   *d = rc->decision;
+	char	   *rowkey = NULL;
+
+	if (d->exempt || !d->has_rule || d->access == ACCESS_CLEAR)
+		return ACCESS_CLEAR;
+	if (d->nrowkeys > 0)
+	{
+		if (!rc->rowkey_ready)
+		{
+			Oid			typoutput;
+			bool		varlena;
+
+			rc->rowkey_type = get_fn_expr_argtype(fcinfo->flinfo, 3);
+			getTypeOutputInfo(rc->rowkey_type, &typoutput, &varlena);
+			fmgr_info_cxt(typoutput, &rc->rowkey_out, fcinfo->flinfo->fn_mcxt);
+			rc->rowkey_ready = true;
+		}
+		rowkey = OutputFunctionCall(&rc->rowkey_out, PG_GETARG_DATUM(3));
+	}
+	return policy_row_access(d, rowkey);
+}
+
+/* Apply the mask function of the decision to value. */
+static Datum
+reveal_mask(FunctionCallInfo fcinfo, RevealCache *rc, Datum value, bool *isnull)
+{
+	Decision   *d = rc->decision;
+	FunctionCallInfo mfc;
+	Datum		result;
+	int			i;
+
+	if (!rc->mask_ready)
+	{
+		fmgr_info_cxt(d->mask_fn, &rc->mask_finfo, fcinfo->flinfo->fn_mcxt);
+		if (rc->mask_fcinfo == NULL)
+			rc->mask_fcinfo = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt,
+													 SizeForFunctionCallInfo(FUNC_MAX_ARGS));
+		rc->mask_ready = true;
+	}
+	mfc = rc->mask_fcinfo;
+	InitFunctionCallInfoData(*mfc, &rc->mask_finfo, d->mask_nargs + 1,
+							 fcinfo->fncollation, NULL, NULL);
+	mfc->args[0].value = value;
+	mfc->args[0].isnull = false;
+	for (i = 0; i < d->mask_nargs; i++)
+	{
+		mfc->args[i + 1].value = d->mask_args[i];
+		mfc->args[i + 1].isnull = d->mask_argnulls[i];
+		if (d->mask_argnulls[i] && rc->mask_finfo.fn_strict)
+		{
+			*isnull = true;
+			return (Datum) 0;
+		}
+	}
+	result = FunctionCallInvoke(mfc);
+	*isnull = mfc->isnull;
+	return result;
+}
+
+PG_FUNCTION_INFO_V1(pii_guard_policy_changed);
+
+/*
+ * SQL function: policy_changed() returns trigger
+ *
+ * Statement trigger on every policy table: every backend recomputes its
+ * decisions once this transaction commits (and this one, at once).
+ */
+Datum
+pii_guard_policy_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "policy_changed must be called as a trigger");
+	CacheInvalidateRelcacheByRelid(pii_guard_relation_oid("column_rules", false));
+	return PointerGetDatum(NULL);
+}
+
+PG_FUNCTION_INFO_V1(pii_guard_reveal);
+PG_FUNCTION_INFO_V1(pii_guard_reveal_text);
+PG_FUNCTION_INFO_V1(pii_guard_reveal_bytea);
+PG_FUNCTION_INFO_V1(pii_guard_column_access);
+
+/*
+ * SQL function: reveal(value anyelement, base regclass, col name, row_key "any")
+ *		returns anyelement
+ *
+ * A plaintext column as the current role may see it: the value, the mask
+ * function's result, or NULL.
+ */
+Datum
+pii_guard_reveal(PG_FUNCTION_ARGS)
+{
+	RevealCache *rc = reveal_cache(fcinfo);
+	ColumnAccess access = reveal_access(fcinfo, rc);
+	Datum		result;
+	bool		isnull;
+
+	if (access == ACCESS_CLEAR)
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+	if (access == ACCESS_HIDDEN)
+		PG_RETURN_NULL();
+	result = reveal_mask(fcinfo, rc, PG_GETARG_DATUM(0), &isnull);
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
+/* Shared body of the encrypted reveal() variants. */
+static Datum
+reveal_encrypted(FunctionCallInfo fcinfo, char kind)
+{
+	RevealCache *rc = reveal_cache(fcinfo);
+	ColumnAccess access = reveal_access(fcinfo, rc);
+	bytea	   *plain;
+	Datum		result;
+	bool		isnull;
+
+	if (access == ACCESS_HIDDEN)
+		PG_RETURN_NULL();
+	plain = crypto_open(PG_GETARG_BYTEA_PP(0), kind);
+	if (kind == ENV_KIND_TEXT)
+		enctype_check_encoding(plain);
+	if (access == ACCESS_CLEAR)
+		PG_RETURN_BYTEA_P(plain);
+	result = reveal_mask(fcinfo, rc, PointerGetDatum(plain), &isnull);
+	crypto_wipe(plain);
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * SQL function: reveal(value encrypted_text, base regclass, col name,
+ *		row_key "any") returns text
+ */
+Datum
+pii_guard_reveal_text(PG_FUNCTION_ARGS)
+{
+	return reveal_encrypted(fcinfo, ENV_KIND_TEXT);
+}
+
+/*
+ * SQL function: reveal(value encrypted_bytea, base regclass, col name,
+ *		row_key "any") returns bytea
+ */
+Datum
+pii_guard_reveal_bytea(PG_FUNCTION_ARGS)
+{
+	return reveal_encrypted(fcinfo, ENV_KIND_BYTEA);
+}
+
+/*
+ * SQL function: column_access(role oid, base regclass, col name) returns text
+ *
+ * The access a role has to a column for rows without a row-specific grant:
+ * 'clear', 'masked' or 'hidden' ('clear' for unprotected columns).
+ */
+Datum
+pii_guard_column_access(PG_FUNCTION_ARGS)
+{
+	Decision   *d = policy_decide(PG_GETARG_OID(0), PG_GETARG_OID(1),
+								  NameStr(*PG_GETARG_NAME(2)));
+
+	PG_RETURN_TEXT_P(cstring_to_text(policy_access_name(policy_row_access(d, NULL))));
+}
