@@ -32,7 +32,8 @@ REGRESS = \
 	encrypted_types \
 	bad_input \
 	blind_index \
-	keys
+	keys \
+	masking_views
 
 SHLIB_LINK += -lcrypto
 # -Wall -Wextra, less -Wunused-parameter: PostgreSQL's own headers and its

@@ -812,8 +812,11 @@ BEGIN
     EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', view_q);
     EXECUTE format('COMMENT ON VIEW %s IS %L', view_q,
                    format('pii_guard masking view of %s: columns are shown clear, masked or NULL according to the current role', base_q));
+    -- The trigger's arguments: columns never written (generated, identity
+    -- ALWAYS), which the write view leaves out.
     EXECUTE format('CREATE TRIGGER pii_guard_write INSTEAD OF INSERT OR UPDATE OR DELETE ON %s '
-                   'FOR EACH ROW EXECUTE FUNCTION @extschema@.masking_view_write()', view_q);
+                   'FOR EACH ROW EXECUTE FUNCTION @extschema@.masking_view_write(%s)', view_q,
+                   (SELECT string_agg(quote_literal(x), ', ') FROM unnest(skip) x));
 
     -- Column defaults (serial, now(), ...) apply to inserts through the view.
     FOR a IN

@@ -74,6 +74,39 @@ hooks_retarget(RangeVar *rv)
 	return views_is_protected_base(relid) ? relid : InvalidOid;
 }
 
+/*
+ * Does an ALTER TABLE change what the masking views are built from (the
+ * columns, their types, defaults or identity)?  Constraints, ownership,
+ * RLS, storage and the like leave the views alone -- which matters during a
+ * restore, whose post-data section alters protected tables.
+ */
+static bool
+hooks_changes_columns(AlterTableStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
+
+		switch (cmd->subtype)
+		{
+			case AT_AddColumn:
+			case AT_DropColumn:
+			case AT_AlterColumnType:
+			case AT_ColumnDefault:
+			case AT_AddIdentity:
+			case AT_SetIdentity:
+			case AT_DropIdentity:
+			case AT_DropExpression:
+				return true;
+			default:
+				break;
+		}
+	}
+	return false;
+}
+
 /* Call a pii_guard maintenance function on base, as the extension owner. */
 static void
 hooks_call(const char *sql, Oid base, const char *from, const char *to)
@@ -126,7 +159,8 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 			((AlterTableStmt *) parsetree)->objtype == OBJECT_TABLE)
 		{
 			base = hooks_retarget(((AlterTableStmt *) parsetree)->relation);
-			rebuild = OidIsValid(base);
+			rebuild = OidIsValid(base) &&
+				hooks_changes_columns((AlterTableStmt *) parsetree);
 		}
 		else if (IsA(parsetree, RenameStmt) &&
 				 ((RenameStmt *) parsetree)->renameType == OBJECT_COLUMN &&

@@ -329,13 +329,22 @@ views_read_back(ProtectedTable *pt, TupleDesc desc, Datum rowkey, Oid keytype)
 	return SPI_copytuple(SPI_tuptable->vals[0]);
 }
 
-/* Is view column attnum (1-based) written to the base table? */
+/*
+ * Is view column attnum (1-based) written to the base table?  The trigger's
+ * arguments name the columns that never are (generated, identity ALWAYS).
+ */
 static bool
-views_writable_column(TupleDesc desc, int attnum)
+views_writable_column(TriggerData *td, TupleDesc desc, int attnum)
 {
 	Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+	int			i;
 
-	return !att->attisdropped;
+	if (att->attisdropped)
+		return false;
+	for (i = 0; i < td->tg_trigger->tgnargs; i++)
+		if (strcmp(td->tg_trigger->tgargs[i], NameStr(att->attname)) == 0)
+			return false;
+	return true;
 }
 
 PG_FUNCTION_INFO_V1(pii_guard_masking_view_write);
@@ -399,7 +408,7 @@ pii_guard_masking_view_write(PG_FUNCTION_ARGS)
 		appendStringInfo(&sql, "INSERT INTO %s (", pt->write_name);
 		for (i = 1; i <= natts; i++)
 		{
-			if (!views_writable_column(desc, i))
+			if (!views_writable_column(td, desc, i))
 				continue;
 			values[nargs] = SPI_getbinval(newtup, desc, i, &isnull);
 			nulls[nargs] = isnull ? 'n' : ' ';
@@ -441,7 +450,7 @@ pii_guard_masking_view_write(PG_FUNCTION_ARGS)
 			Datum		oldval;
 			Datum		newval;
 
-			if (!views_writable_column(desc, i))
+			if (!views_writable_column(td, desc, i))
 				continue;
 			oldval = SPI_getbinval(oldtup, desc, i, &oldnull);
 			newval = SPI_getbinval(newtup, desc, i, &newnull);

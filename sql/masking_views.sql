@@ -1,0 +1,194 @@
+--
+-- Masking views: a protected table's name reads through a view that shows
+-- each column clear, masked or NULL for the current role; writes go through
+-- it; the base table fails closed; unprotecting puts everything back.
+--
+\set VERBOSITY terse
+CREATE SCHEMA crm;
+GRANT USAGE ON SCHEMA crm TO PUBLIC;
+SET search_path = crm, public;
+CREATE FUNCTION mask3(text) RETURNS text LANGUAGE sql IMMUTABLE STRICT
+AS $$ SELECT left($1, 3) || repeat('*', greatest(length($1) - 3, 0)) $$;
+
+CREATE ROLE regress_mgr;
+CREATE ROLE regress_intern;
+CREATE ROLE regress_nobody;
+CREATE ROLE regress_admin IN ROLE pii_guard_admin;
+
+CREATE TABLE regions (code text PRIMARY KEY);
+INSERT INTO regions VALUES ('north'), ('south');
+CREATE TABLE customers (
+    id       serial PRIMARY KEY,
+    name     text NOT NULL,
+    phone    pii_guard.encrypted_text,
+    email    text,
+    tier     text NOT NULL DEFAULT 'basic',
+    region   text REFERENCES regions,
+    score    int GENERATED ALWAYS AS (length(name)) STORED,
+    touched  int NOT NULL DEFAULT 0
+);
+CREATE INDEX customers_email ON customers (email);
+CREATE TABLE orders (
+    id           int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    customer_id  int NOT NULL REFERENCES customers,
+    total        numeric NOT NULL
+);
+-- A trigger on the base table keeps working behind the view.
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.touched := OLD.touched + 1; RETURN NEW; END $$;
+CREATE TRIGGER customers_touch BEFORE UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION touch();
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON customers TO regress_mgr;
+GRANT SELECT, INSERT ON customers TO regress_intern;
+GRANT UPDATE (name, phone, email) ON customers TO regress_intern;
+GRANT SELECT ON customers TO regress_nobody;
+GRANT USAGE ON SEQUENCE customers_id_seq TO regress_mgr, regress_intern;
+GRANT SELECT, INSERT ON orders TO regress_mgr, regress_intern;
+
+INSERT INTO customers (name, phone, email, region) VALUES
+    ('张三丰', '13812345678', 'zhangsan@example.com', 'north'),
+    ('John Smith', '13900001111', 'john@example.com', 'south');
+
+-- What the table looks like before; unprotect_table must give it all back.
+CREATE TABLE snapshot AS
+SELECT 'class' AS what, format('%s %s %s', c.relname, c.relnamespace::regnamespace, c.relacl) AS detail
+  FROM pg_class c WHERE c.oid = 'customers'::regclass
+UNION ALL
+SELECT 'column', format('%s %s %s %s %s', a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attacl)
+  FROM pg_attribute a WHERE a.attrelid = 'customers'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'index', pg_get_indexdef(i.indexrelid) FROM pg_index i WHERE i.indrelid = 'customers'::regclass
+UNION ALL
+SELECT 'trigger', t.tgname FROM pg_trigger t WHERE t.tgrelid = 'customers'::regclass AND NOT t.tgisinternal
+UNION ALL
+SELECT 'constraint', pg_get_constraintdef(k.oid) FROM pg_constraint k WHERE k.conrelid = 'customers'::regclass
+   OR k.confrelid = 'customers'::regclass;
+
+-- Protect: the table moves to crm_pii, the view takes its name.
+SELECT pii_guard.protect_table('customers');
+SELECT pii_guard.protect_column('customers', 'phone', 'sensitive', 'mask3(text)');
+SELECT pii_guard.protect_column('customers', 'email', 'sensitive', 'mask3(text)');
+SELECT pii_guard.protect_column('customers', 'tier', 'internal');
+SELECT pii_guard.set_clearance('regress_mgr', 'sensitive');
+SELECT pii_guard.set_clearance('regress_intern', 'public');
+SELECT relname, relnamespace::regnamespace, relkind FROM pg_class
+ WHERE relname IN ('customers', 'customers__pii_write')
+   AND relnamespace::regnamespace::text LIKE 'crm%' ORDER BY 2, 1;
+SELECT * FROM pii_guard.effective_access('regress_intern') WHERE table_name LIKE 'crm.%';
+SELECT * FROM pii_guard.effective_access('regress_mgr') WHERE table_name LIKE 'crm.%';
+SELECT * FROM pii_guard.effective_access('regress_nobody') WHERE table_name LIKE 'crm.%';
+
+-- The same SELECT, three roles.
+SET ROLE regress_mgr;
+SELECT id, name, phone, email, tier, region FROM customers ORDER BY id;
+SET ROLE regress_intern;
+SELECT id, name, phone, email, tier, region FROM customers ORDER BY id;
+SET ROLE regress_nobody;
+SELECT id, name, phone, email, tier, region FROM customers ORDER BY id;
+RESET ROLE;
+-- The owner and superusers see everything.
+SELECT id, name, phone, email, tier FROM customers ORDER BY id;
+
+-- Filters see masked values only: no inference through WHERE.
+SET ROLE regress_intern;
+SELECT count(*) FROM customers WHERE phone = '13812345678';
+SELECT count(*) FROM customers WHERE email LIKE 'zhangsan%';
+SELECT count(*) FROM customers WHERE tier = 'basic';
+RESET ROLE;
+
+-- Writes through the view: defaults and serial apply, RETURNING shows the
+-- new id (and the row as the writer may see it).
+SET ROLE regress_intern;
+INSERT INTO customers (name, phone, email, region)
+VALUES ('李四', '13711112222', 'lisi@example.com', 'north')
+RETURNING id, name, phone, email, tier, score;
+-- An UPDATE that does not name a masked column never overwrites it.
+UPDATE customers SET name = '张三' WHERE id = 1 RETURNING id, name, phone, email;
+-- Column privileges on the view decide what may change.
+UPDATE customers SET tier = 'gold' WHERE id = 1;
+DELETE FROM customers WHERE id = 2;
+-- Foreign keys to the base table keep working.
+INSERT INTO orders (customer_id, total) VALUES (3, 99.5) RETURNING id, customer_id;
+INSERT INTO orders (customer_id, total) VALUES (42, 1);
+RESET ROLE;
+SET ROLE regress_mgr;
+SELECT id, name, phone, email, tier, score, touched FROM customers ORDER BY id;
+UPDATE customers SET phone = '13800000000', tier = 'gold' WHERE id = 1 RETURNING id, phone, tier, touched;
+DELETE FROM customers WHERE id = 2 RETURNING id, name, phone;
+DELETE FROM customers WHERE id = 3;
+RESET ROLE;
+SELECT id, name, pii_guard.decrypt(phone) AS phone, email, tier, touched FROM crm_pii.customers ORDER BY id;
+
+-- The base table fails closed for governed roles: by name, through
+-- search_path, TABLE, COPY, even with a mistaken grant.
+SET ROLE regress_intern;
+SELECT * FROM crm_pii.customers;
+SET search_path = crm_pii, crm, public;
+SELECT * FROM customers;
+SET search_path = crm, public;
+TABLE crm_pii.customers;
+COPY crm_pii.customers TO stdout;
+COPY (SELECT * FROM crm_pii.customers) TO stdout;
+SELECT * FROM crm_pii.customers__pii_write;
+RESET ROLE;
+GRANT SELECT ON crm_pii.customers TO regress_intern;
+SET ROLE regress_intern;
+\set VERBOSITY default
+SELECT name FROM crm_pii.customers;
+\set VERBOSITY terse
+RESET ROLE;
+REVOKE SELECT ON crm_pii.customers FROM regress_intern;
+
+-- Policy is managed by pii_guard_admin members, not by others.
+SET ROLE regress_intern;
+SELECT pii_guard.set_clearance('regress_intern', 'core');
+SELECT pii_guard.protect_column('customers', 'name', 'sensitive');
+INSERT INTO pii_guard.profiles VALUES ('regress_intern', 'core');
+RESET ROLE;
+SET ROLE regress_admin;
+SELECT pii_guard.protect_column('customers', 'region', 'internal');
+SELECT column_name, level FROM pii_guard.column_rules WHERE base::text LIKE 'crm_pii.%' ORDER BY 1;
+RESET ROLE;
+
+-- Columns added, dropped, renamed or retyped on the base table (or through
+-- the view's name, as migration tools do) show up in the view at once.
+ALTER TABLE customers ADD COLUMN note text;
+ALTER TABLE crm_pii.customers RENAME COLUMN email TO mail;
+ALTER TABLE customers ALTER COLUMN tier TYPE varchar(20);
+CREATE INDEX customers_name ON customers (name);
+SELECT column_name FROM information_schema.columns
+ WHERE table_schema = 'crm' AND table_name = 'customers' ORDER BY ordinal_position;
+SELECT column_name, level FROM pii_guard.column_rules WHERE base::text LIKE 'crm_pii.%' ORDER BY 1;
+SELECT indexrelid::regclass FROM pg_index WHERE indrelid = 'crm_pii.customers'::regclass ORDER BY 1;
+SET ROLE regress_intern;
+SELECT id, name, phone, mail, note FROM customers ORDER BY id;
+UPDATE customers SET mail = 'new@example.com' WHERE id = 1;
+RESET ROLE;
+SELECT mail FROM crm_pii.customers WHERE id = 1;
+ALTER TABLE customers DROP COLUMN note;
+SELECT column_name FROM information_schema.columns
+ WHERE table_schema = 'crm' AND table_name = 'customers' ORDER BY ordinal_position;
+ALTER TABLE customers RENAME COLUMN mail TO email;
+ALTER TABLE customers ALTER COLUMN tier TYPE text;
+
+-- Unprotect: the table is back exactly as it was.
+SELECT pii_guard.unprotect_table('customers');
+DROP INDEX customers_name;
+SELECT s.what, s.detail FROM snapshot s
+EXCEPT
+SELECT 'class', format('%s %s %s', c.relname, c.relnamespace::regnamespace, c.relacl)
+  FROM pg_class c WHERE c.oid = 'customers'::regclass
+EXCEPT
+SELECT 'column', format('%s %s %s %s %s', a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attacl)
+  FROM pg_attribute a WHERE a.attrelid = 'customers'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+EXCEPT
+SELECT 'index', pg_get_indexdef(i.indexrelid) FROM pg_index i WHERE i.indrelid = 'customers'::regclass
+EXCEPT
+SELECT 'trigger', t.tgname FROM pg_trigger t WHERE t.tgrelid = 'customers'::regclass AND NOT t.tgisinternal
+EXCEPT
+SELECT 'constraint', pg_get_constraintdef(k.oid) FROM pg_constraint k WHERE k.conrelid = 'customers'::regclass
+   OR k.confrelid = 'customers'::regclass
+ORDER BY 1, 2;
+SELECT count(*) AS protected_tables FROM pii_guard.protected_tables WHERE view_schema = 'crm';
+SELECT nspname FROM pg_namespace WHERE nspname = 'crm_pii';
+RESET search_path;
