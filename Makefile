@@ -22,7 +22,8 @@ OBJS = \
 	src/enctype.o \
 	src/policy.o \
 	src/views.o \
-	src/hooks.o
+	src/hooks.o \
+	src/audit.o
 
 EXTENSION = pii_guard
 DATA = $(wildcard sql/pii_guard--*.sql)

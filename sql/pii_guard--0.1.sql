@@ -30,7 +30,7 @@ GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
 -- Rows are created lazily on first use and by rotate_data_key().
 CREATE TABLE @extschema@.data_keys (
     key_id                  integer PRIMARY KEY CHECK (key_id > 0),
-    purpose                 text NOT NULL CHECK (purpose IN ('encrypt', 'blind_index', 'pseudonym')),
+    purpose                 text NOT NULL CHECK (purpose IN ('encrypt', 'blind_index', 'pseudonym', 'audit')),
     state                   text NOT NULL CHECK (state IN ('active', 'retired')),
     wrapped_key             bytea NOT NULL,
     master_key_fingerprint  bytea NOT NULL,
@@ -563,6 +563,8 @@ BEGIN
                       DETAIL = format('Role %s is not a member of pii_guard_approver.', current_user);
         END IF;
         IF pg_has_role(current_user, NEW.role::oid, 'MEMBER') THEN
+            PERFORM @extschema@._audit_deny('approve',
+                format('self-approval refused: %s for %s', current_user, NEW.role));
             RAISE EXCEPTION 'an approver cannot approve access for a role they belong to'
                 USING ERRCODE = 'insufficient_privilege',
                       DETAIL = format('%s would be approving its own access as %s.', current_user, NEW.role),
@@ -1025,6 +1027,8 @@ BEGIN
     VALUES (tbl, rel.nspname, rel.relname, left(rel.relname, 52) || '__pii_write', key, grants);
     PERFORM @extschema@._attach_views(tbl, NULL, NULL);
     PERFORM @extschema@._maintenance(false);
+    PERFORM @extschema@.audit_table(tbl, key);
+    PERFORM @extschema@._audit_admin('protect_table', format('%s protected; row key %s', tbl, key));
     RETURN tbl;
 END
 $$;
@@ -1058,6 +1062,7 @@ BEGIN
     EXECUTE format('DROP VIEW IF EXISTS %I.%I', comp, p.write_view_name);
     DELETE FROM @extschema@.protected_tables t WHERE t.base = b;
     EXECUTE format('REVOKE ALL ON %s FROM pii_guard_owner', b);
+    PERFORM @extschema@.unaudit_table(b);
     FOR r IN SELECT pg_get_serial_sequence(b::text, att.attname) AS seq
                FROM pg_attribute att WHERE att.attrelid = b AND att.attnum > 0 AND NOT att.attisdropped
     LOOP
@@ -1073,6 +1078,7 @@ BEGIN
         EXECUTE format('DROP SCHEMA %I', comp);
     END IF;
     PERFORM @extschema@._maintenance(false);
+    PERFORM @extschema@._audit_admin('unprotect_table', format('%s unprotected', b));
 END
 $$;
 
@@ -1143,6 +1149,8 @@ BEGIN
     VALUES (b, col, level, sig, mask_args)
     ON CONFLICT (base, column_name) DO UPDATE
        SET level = EXCLUDED.level, mask_function = EXCLUDED.mask_function, mask_args = EXCLUDED.mask_args;
+    PERFORM @extschema@._audit_admin('protect_column',
+        format('%s.%I: level %s, mask %s', b, col, level, coalesce(sig, 'none')));
     PERFORM @extschema@._detach_views(b, NULL, NULL);
     PERFORM @extschema@._attach_views(b, NULL, NULL);
 END
@@ -1169,6 +1177,7 @@ BEGIN
                   HINT = 'Set its level and mask with protect_column instead.';
     END IF;
     DELETE FROM @extschema@.column_rules r WHERE r.base = b AND r.column_name = col;
+    PERFORM @extschema@._audit_admin('unprotect_column', format('%s.%I', b, col));
     PERFORM @extschema@._detach_views(b, NULL, NULL);
     PERFORM @extschema@._attach_views(b, NULL, NULL);
 END
@@ -1186,6 +1195,7 @@ AS $$
     ON CONFLICT (role) DO UPDATE
        SET clearance = EXCLUDED.clearance,
            description = coalesce(EXCLUDED.description, @extschema@.profiles.description);
+    SELECT @extschema@._audit_admin('set_clearance', format('%s: %s', role, clearance));
 $$;
 
 -- Per-column exception for a profile: 'clear', 'masked' or 'hidden'.
@@ -1211,6 +1221,7 @@ BEGIN
     INSERT INTO @extschema@.profile_overrides (role, base, column_name, access)
     VALUES (role, b, col, access)
     ON CONFLICT ON CONSTRAINT profile_overrides_pkey DO UPDATE SET access = EXCLUDED.access;
+    PERFORM @extschema@._audit_admin('set_column_access', format('%s on %s.%I: %s', role, b, col, access));
 END
 $$;
 
@@ -1224,6 +1235,7 @@ AS $$
     DELETE FROM @extschema@.profile_overrides o
      WHERE o.role = reset_column_access.role AND o.base = @extschema@._base_of(tbl)
        AND o.column_name = col;
+    SELECT @extschema@._audit_admin('reset_column_access', format('%s on %s.%I', role, tbl, col));
 $$;
 
 -- A role is no longer a profile (its overrides go with it).
@@ -1234,6 +1246,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     DELETE FROM @extschema@.profiles p WHERE p.role = drop_profile.role;
+    SELECT @extschema@._audit_admin('drop_profile', role::text);
 $$;
 
 -- Time-boxed approval: role sees the columns (NULL: all protected columns)
@@ -1272,6 +1285,10 @@ BEGIN
     INSERT INTO @extschema@.grants (kind, role, base, columns, row_keys, valid_until, reason, approver)
     VALUES ('unmask', role, b, columns, row_keys, valid_until, reason, current_user::regrole)
     RETURNING grant_id INTO id;
+    PERFORM @extschema@._audit_admin('approve',
+        format('grant %s: unmask %s for %s, columns %s, rows %s, until %s, reason: %s', id, tbl, role,
+               coalesce(columns::text, 'all'), coalesce(array_length(row_keys, 1)::text, 'all'),
+               valid_until, reason));
     RETURN id;
 END
 $$;
@@ -1289,6 +1306,7 @@ BEGIN
         RAISE EXCEPTION 'no live pii_guard grant %', grant_id
             USING ERRCODE = 'undefined_object';
     END IF;
+    PERFORM @extschema@._audit_admin('revoke_grant', format('grant %s revoked', grant_id));
 END
 $$;
 
@@ -1395,5 +1413,285 @@ BEGIN
     REVOKE ALL ON FUNCTION @extschema@._base_of(regclass) FROM PUBLIC;
     GRANT EXECUTE ON FUNCTION @extschema@._base_of(regclass)
        TO pii_guard_admin, pii_guard_approver, pii_guard_auditor;
+END
+$privs$;
+
+--------------------------------------------------------------------------
+-- Audit
+--------------------------------------------------------------------------
+
+-- Every event: who, when, from where, what (relation, columns, rows), how
+-- (kind, operation), and the outcome -- never a value of a protected column.
+CREATE TABLE @extschema@.audit_log (
+    event_id          bigserial PRIMARY KEY,
+    event_time        timestamptz NOT NULL,
+    kind              text NOT NULL CHECK (kind IN ('read', 'write', 'export', 'deny', 'admin')),
+    session_role      text NOT NULL,
+    acting_role      text NOT NULL,
+    client_addr       inet,
+    application_name  text,
+    backend_pid       integer,
+    xid               bigint,
+    query_id          bigint,
+    relation          text,
+    operation         text,
+    columns_clear     text[],
+    columns_masked    text[],
+    columns_changed   text[],
+    rows              bigint,
+    row_keys          text[],
+    row_keys_masked   text[],
+    detail            text,
+    row_mac           bytea
+);
+COMMENT ON TABLE @extschema@.audit_log IS
+    'pii_guard audit trail: append-only, each row MACed, sealed into audit_seal by the audit worker';
+CREATE INDEX audit_log_time ON @extschema@.audit_log (event_time);
+CREATE INDEX audit_log_role ON @extschema@.audit_log (session_role, event_time);
+CREATE INDEX audit_log_row_keys ON @extschema@.audit_log USING gin (row_keys);
+
+-- The hash chain over committed rows, in sealing order.
+CREATE TABLE @extschema@.audit_seal (
+    seal_seq    bigint PRIMARY KEY,
+    event_id    bigint NOT NULL UNIQUE,
+    chain_hash  bytea NOT NULL,
+    sealed_at   timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.audit_log_event_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.audit_seal', '');
+
+CREATE FUNCTION @extschema@.audit_log_guard()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'pii_guard_audit_log_guard'
+LANGUAGE C;
+
+CREATE TRIGGER audit_log_guard BEFORE INSERT OR UPDATE OR DELETE ON @extschema@.audit_log
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.audit_log_guard();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON @extschema@.audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.audit_log_guard();
+CREATE TRIGGER audit_seal_guard BEFORE UPDATE OR DELETE ON @extschema@.audit_seal
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.audit_log_guard();
+CREATE TRIGGER audit_seal_no_truncate BEFORE TRUNCATE ON @extschema@.audit_seal
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.audit_log_guard();
+
+CREATE FUNCTION @extschema@.audit_write()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'pii_guard_audit_write'
+LANGUAGE C;
+
+CREATE FUNCTION @extschema@._audit_admin(action text, detail text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pii_guard_audit_admin'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION @extschema@._audit_deny(operation text, detail text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pii_guard_audit_deny'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION @extschema@._audit_row_ok(@extschema@.audit_log)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'pii_guard_audit_row_ok'
+LANGUAGE C STRICT STABLE;
+
+CREATE FUNCTION @extschema@._audit_chain_next(prev bytea, event_id bigint, row_mac bytea)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'pii_guard_audit_chain_next'
+LANGUAGE C IMMUTABLE;
+
+CREATE FUNCTION @extschema@.audit_queue_status(
+    OUT queued bigint, OUT capacity integer, OUT spilled bigint, OUT workers integer)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pii_guard_audit_queue_status'
+LANGUAGE C VOLATILE;
+
+-- Write events for any table (protect_table attaches them itself): one
+-- event per statement with the row keys and the names of changed columns.
+CREATE FUNCTION @extschema@.audit_table(tbl regclass, row_key name DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key name := row_key;
+    t   name;
+BEGIN
+    IF key IS NULL THEN
+        SELECT a.attname INTO key
+          FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+         WHERE i.indrelid = tbl AND i.indisprimary AND i.indnatts = 1;
+    END IF;
+    IF key IS NULL THEN
+        RAISE EXCEPTION 'table % needs a row key for write audit', tbl
+            USING ERRCODE = 'invalid_table_definition',
+                  HINT = 'Give it a single-column primary key or name a row_key column.';
+    END IF;
+    PERFORM @extschema@._maintenance(true);
+    FOR t IN SELECT tgname FROM pg_trigger WHERE tgrelid = tbl AND tgname LIKE 'pii\_guard\_audit\_%' LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t, tbl);
+    END LOOP;
+    EXECUTE format('CREATE TRIGGER pii_guard_audit_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.audit_write(%L)', tbl, key);
+    EXECUTE format('CREATE TRIGGER pii_guard_audit_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.audit_write(%L)', tbl, key);
+    EXECUTE format('CREATE TRIGGER pii_guard_audit_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.audit_write(%L)', tbl, key);
+    EXECUTE format('CREATE TRIGGER pii_guard_audit_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.audit_write(%L)', tbl, key);
+    PERFORM @extschema@._maintenance(false);
+    PERFORM @extschema@._audit_admin('audit_table', format('write audit on %s', tbl));
+END
+$$;
+
+CREATE FUNCTION @extschema@.unaudit_table(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t name;
+BEGIN
+    PERFORM @extschema@._maintenance(true);
+    FOR t IN SELECT tgname FROM pg_trigger WHERE tgrelid = tbl AND tgname LIKE 'pii\_guard\_audit\_%' LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t, tbl);
+    END LOOP;
+    PERFORM @extschema@._maintenance(false);
+    PERFORM @extschema@._audit_admin('unaudit_table', format('write audit off on %s', tbl));
+END
+$$;
+
+-- Tamper evidence: the first sealed row whose content, MAC or chain link
+-- no longer matches (a changed, deleted or forged row), then any unsealed
+-- row whose MAC does not match (forged).  No rows: the log verifies.
+CREATE FUNCTION @extschema@.verify_audit()
+RETURNS TABLE (event_id bigint, seal_seq bigint, problem text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s     record;
+    a     @extschema@.audit_log;
+    prev  bytea := NULL;
+    want  bigint := 1;
+BEGIN
+    FOR s IN SELECT x.seal_seq, x.event_id, x.chain_hash FROM @extschema@.audit_seal x ORDER BY x.seal_seq LOOP
+        IF s.seal_seq <> want THEN
+            RETURN QUERY SELECT s.event_id, want, 'a seal is missing before this one: the chain was cut';
+            RETURN;
+        END IF;
+        want := want + 1;
+        SELECT * INTO a FROM @extschema@.audit_log l WHERE l.event_id = s.event_id;
+        IF NOT FOUND THEN
+            RETURN QUERY SELECT s.event_id, s.seal_seq, 'sealed row is missing: it was deleted';
+            RETURN;
+        END IF;
+        IF NOT @extschema@._audit_row_ok(a) THEN
+            RETURN QUERY SELECT s.event_id, s.seal_seq, 'row does not match its MAC: it was changed';
+            RETURN;
+        END IF;
+        IF @extschema@._audit_chain_next(prev, s.event_id, a.row_mac) <> s.chain_hash THEN
+            RETURN QUERY SELECT s.event_id, s.seal_seq, 'chain link does not match: the chain was altered';
+            RETURN;
+        END IF;
+        prev := s.chain_hash;
+    END LOOP;
+    FOR a IN SELECT l.* FROM @extschema@.audit_log l
+              WHERE NOT EXISTS (SELECT 1 FROM @extschema@.audit_seal x WHERE x.event_id = l.event_id)
+              ORDER BY l.event_id LOOP
+        IF NOT @extschema@._audit_row_ok(a) THEN
+            RETURN QUERY SELECT a.event_id, NULL::bigint, 'unsealed row does not match its MAC: it was forged or changed';
+            RETURN;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- The questions compliance staff ask.
+
+-- Who accessed which row key, clear or masked (reads list up to
+-- pii_guard.audit_max_row_keys keys per statement; writes list the rows
+-- they changed).  Filter by relation, row_key and event_time.
+CREATE VIEW @extschema@.audit_row_access AS
+SELECT l.event_id, l.event_time, l.kind, l.session_role, l.acting_role, l.client_addr,
+       l.application_name, l.relation, l.operation, k.row_key, 'clear'::text AS access,
+       coalesce(l.columns_clear, l.columns_changed) AS columns
+  FROM @extschema@.audit_log l, unnest(l.row_keys) AS k(row_key)
+UNION ALL
+SELECT l.event_id, l.event_time, l.kind, l.session_role, l.acting_role, l.client_addr,
+       l.application_name, l.relation, l.operation, k.row_key, 'masked', l.columns_masked
+  FROM @extschema@.audit_log l, unnest(l.row_keys_masked) AS k(row_key);
+
+CREATE VIEW @extschema@.audit_exports AS
+SELECT event_id, event_time, session_role, acting_role, client_addr, application_name,
+       relation, operation, rows, columns_clear, columns_masked, detail
+  FROM @extschema@.audit_log WHERE kind = 'export';
+
+CREATE VIEW @extschema@.audit_denials AS
+SELECT event_id, event_time, session_role, acting_role, client_addr, application_name,
+       relation, operation, rows, detail
+  FROM @extschema@.audit_log WHERE kind = 'deny';
+
+CREATE VIEW @extschema@.audit_admin_changes AS
+SELECT event_id, event_time, session_role, acting_role, client_addr, application_name,
+       operation AS action, detail
+  FROM @extschema@.audit_log WHERE kind = 'admin';
+
+-- Access review: each profile and the roles whose privileges include it,
+-- the levels it reads in clear, and the last activity seen in the audit.
+CREATE VIEW @extschema@.access_review AS
+SELECT p.role::text AS profile, p.clearance,
+       (SELECT array_agg(l.lvl ORDER BY l.lvl) FROM unnest(enum_range(NULL::@extschema@.level)) l(lvl)
+         WHERE l.lvl <= p.clearance) AS clear_levels,
+       m.rolname AS member, m.rolcanlogin AS can_login,
+       (SELECT max(a.event_time) FROM @extschema@.audit_log a WHERE a.session_role = m.rolname) AS last_activity,
+       (SELECT count(*) FROM @extschema@.grants g
+         WHERE pg_has_role(m.oid, g.role::oid, 'USAGE') AND g.revoked_at IS NULL
+           AND g.valid_until > now()) AS live_grants
+  FROM @extschema@.profiles p
+  JOIN pg_roles m ON pg_has_role(m.oid, p.role::oid, 'USAGE');
+
+-- Roles idle for at least `idle` that still hold sensitive or core clearance.
+CREATE FUNCTION @extschema@.idle_privileged_roles(idle interval DEFAULT '90 days')
+RETURNS TABLE (member name, profile text, clearance @extschema@.level, last_activity timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.member, r.profile, r.clearance, r.last_activity
+      FROM @extschema@.access_review r
+     WHERE r.clearance >= 'sensitive' AND r.can_login
+       AND (r.last_activity IS NULL OR r.last_activity < now() - idle)
+     ORDER BY r.member, r.profile
+$$;
+
+REVOKE ALL ON @extschema@.audit_log, @extschema@.audit_seal FROM PUBLIC;
+GRANT SELECT ON @extschema@.audit_log, @extschema@.audit_seal, @extschema@.audit_row_access,
+                @extschema@.audit_exports, @extschema@.audit_denials, @extschema@.audit_admin_changes,
+                @extschema@.access_review
+   TO pii_guard_auditor;
+REVOKE ALL ON @extschema@.audit_row_access, @extschema@.audit_exports, @extschema@.audit_denials,
+              @extschema@.audit_admin_changes, @extschema@.access_review FROM PUBLIC;
+DO $privs$
+DECLARE
+    f text;
+BEGIN
+    FOREACH f IN ARRAY ARRAY['audit_table(regclass, name)', 'unaudit_table(regclass)']
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.%s FROM PUBLIC', f);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.%s TO pii_guard_admin', f);
+    END LOOP;
+    FOREACH f IN ARRAY ARRAY['verify_audit()', 'idle_privileged_roles(interval)', 'audit_queue_status()',
+                             '_audit_row_ok(@extschema@.audit_log)', '_audit_chain_next(bytea, bigint, bytea)']
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.%s FROM PUBLIC', f);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.%s TO pii_guard_auditor', f);
+    END LOOP;
+    REVOKE ALL ON FUNCTION @extschema@._audit_admin(text, text) FROM PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@._audit_admin(text, text) TO pii_guard_approver;
+    REVOKE ALL ON FUNCTION @extschema@._audit_deny(text, text) FROM PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@._audit_deny(text, text) TO pii_guard_approver;
 END
 $privs$;

@@ -94,4 +94,20 @@ compat_perm_relation(void *elem, Oid *relid, Oid *check_as_user)
 #define COMPAT_UTILITY_TREE_COPIED() ((void) 0)
 #endif
 
+/* Query ids exist from PostgreSQL 14 on (compute_query_id). */
+#if PG_VERSION_NUM >= 140000
+#include "utils/backend_status.h"
+#include "utils/queryjumble.h"
+#define compat_query_id() pgstat_get_my_query_id()
+#define compat_enable_query_id() EnableQueryId()
+#else
+#define compat_query_id() ((uint64) 0)
+#define compat_enable_query_id() ((void) 0)
+#endif
+
+/* shmem_request_hook exists from PostgreSQL 15 on. */
+#if PG_VERSION_NUM >= 150000
+#define COMPAT_HAS_SHMEM_REQUEST_HOOK 1
+#endif
+
 #endif							/* PII_GUARD_COMPAT_H */

@@ -183,12 +183,15 @@ enctype_check_decrypt(FunctionCallInfo fcinfo)
 		perm->allowed = enctype_may_decrypt();
 	}
 	if (!perm->allowed)
+	{
+		audit_deny(NULL, "decrypt", "pii_guard.decrypt() refused: not a superuser or pii_guard_admin member");
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errhidestmt(true),
 				 errmsg("permission denied to decrypt pii_guard values"),
 				 errdetail("Only superusers and members of %s may decrypt.",
 						   PII_GUARD_ADMIN_ROLE)));
+	}
 }
 
 PG_FUNCTION_INFO_V1(pii_guard_encrypted_text_in);

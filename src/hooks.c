@@ -8,6 +8,11 @@
  * ExecutorCheckPerms_hook (queries and COPY alike): the fail-closed check
  * that keeps governed roles off protected base tables.
  *
+ * ExecutorRun/Finish/End and ProcessUtility keep a nesting level, restored
+ * in PG_FINALLY, so that the reads of a top-level statement (including
+ * everything its functions ran) become audit events once, when it ends;
+ * a failed statement's reads are reported by the abort callback.
+ *
  * ProcessUtility_hook: DDL that migration tools aim at a masking view's
  * name -- ALTER TABLE, ALTER TABLE ... RENAME COLUMN, CREATE INDEX -- is
  * forwarded to the base table; and DDL that changes a protected table's
@@ -35,7 +40,67 @@
 
 static ExecutorCheckPerms_hook_type prev_ExecutorCheckPerms = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static ExecutorRun_hook_type prev_ExecutorRun = NULL;
+static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
+static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
 static int	maintenance_depth = 0;
+static int	nesting_level = 0;	/* executor and utility nesting */
+
+int
+hooks_nesting_level(void)
+{
+	return nesting_level;
+}
+
+/* ExecutorRun: count nesting, so that nested statements' ends don't flush. */
+static void
+pii_guard_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction,
+					  uint64 count, bool execute_once)
+{
+	nesting_level++;
+	PG_TRY();
+	{
+		if (prev_ExecutorRun)
+			prev_ExecutorRun(queryDesc, direction, count, execute_once);
+		else
+			standard_ExecutorRun(queryDesc, direction, count, execute_once);
+	}
+	PG_FINALLY();
+	{
+		nesting_level--;
+	}
+	PG_END_TRY();
+}
+
+static void
+pii_guard_ExecutorFinish(QueryDesc *queryDesc)
+{
+	nesting_level++;
+	PG_TRY();
+	{
+		if (prev_ExecutorFinish)
+			prev_ExecutorFinish(queryDesc);
+		else
+			standard_ExecutorFinish(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		nesting_level--;
+	}
+	PG_END_TRY();
+}
+
+/* ExecutorEnd: a top-level statement is over; its reads become events. */
+static void
+pii_guard_ExecutorEnd(QueryDesc *queryDesc)
+{
+	if (prev_ExecutorEnd)
+		prev_ExecutorEnd(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
+	if (nesting_level == 0)
+		audit_flush_reads(false);
+}
 
 /* Executor permission hook: the fail-closed base table check. */
 static bool
@@ -135,6 +200,27 @@ hooks_call(const char *sql, Oid base, const char *from, const char *to)
 	maintenance_depth--;
 }
 
+/* Run the utility statement one nesting level down. */
+static void
+hooks_run_utility(COMPAT_UTILITY_PARAMS)
+{
+	nesting_level++;
+	PG_TRY();
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(COMPAT_UTILITY_ARGS);
+		else
+			standard_ProcessUtility(COMPAT_UTILITY_ARGS);
+	}
+	PG_FINALLY();
+	{
+		nesting_level--;
+	}
+	PG_END_TRY();
+	if (nesting_level == 0)
+		audit_flush_reads(false);
+}
+
 /* Utility hook: forward DDL aimed at masking views; rebuild around it. */
 static void
 pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
@@ -180,24 +266,31 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 	if (rebuild)
 		hooks_call("SELECT pii_guard._detach_views($1, $2, $3)", base, NULL, NULL);
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(COMPAT_UTILITY_ARGS);
-	else
-		standard_ProcessUtility(COMPAT_UTILITY_ARGS);
+	hooks_run_utility(COMPAT_UTILITY_ARGS);
 
 	if (rebuild)
 		hooks_call("SELECT pii_guard._attach_views($1, $2, $3)", base,
 				   rename_from, rename_to);
 }
 
-/* Transaction end: a maintenance flag never outlives its transaction. */
+/*
+ * Transaction end: a maintenance flag never outlives its transaction, and
+ * the reads of a failed statement are still reported.
+ */
 static void
 hooks_xact_callback(XactEvent event, void *arg)
 {
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		nesting_level = 0;
+		audit_flush_reads(true);
+	}
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
 		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT)
 		maintenance_depth = 0;
 }
+
+
 
 PG_FUNCTION_INFO_V1(pii_guard_maintenance);
 
@@ -233,5 +326,11 @@ hooks_install(void)
 	ExecutorCheckPerms_hook = pii_guard_ExecutorCheckPerms;
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = pii_guard_ProcessUtility;
+	prev_ExecutorRun = ExecutorRun_hook;
+	ExecutorRun_hook = pii_guard_ExecutorRun;
+	prev_ExecutorFinish = ExecutorFinish_hook;
+	ExecutorFinish_hook = pii_guard_ExecutorFinish;
+	prev_ExecutorEnd = ExecutorEnd_hook;
+	ExecutorEnd_hook = pii_guard_ExecutorEnd;
 	RegisterXactCallback(hooks_xact_callback, NULL);
 }

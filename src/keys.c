@@ -19,7 +19,8 @@
  * key's fingerprint so that "wrong master key" is told apart from "damaged
  * row".  One 'encrypt' key is active for new values; one 'blind_index' key
  * computes blind indexes and is never rotated (every index entry depends on
- * it); one 'pseudonym' key keys the pseudonym masking function.  Keys are created lazily on first use rather than at CREATE
+ * it); one 'pseudonym' key keys the pseudonym masking function; one
+ * 'audit' key keys the MACs of audit rows.  Keys are created lazily on first use rather than at CREATE
  * EXTENSION, so that restoring a dump brings back the original keys instead
  * of colliding with fresh ones.
  *
@@ -80,6 +81,7 @@ static bool key_cache_valid = false;
 static DataKey *current_encrypt_key = NULL;
 static DataKey *current_blind_key = NULL;
 static DataKey *current_pseudonym_key = NULL;
+static DataKey *current_audit_key = NULL;
 static Oid	data_keys_relid = InvalidOid;
 
 static const char *
@@ -91,6 +93,8 @@ purpose_name(char purpose)
 			return "blind_index";
 		case KEY_PURPOSE_PSEUDONYM:
 			return "pseudonym";
+		case KEY_PURPOSE_AUDIT:
+			return "audit";
 		default:
 			return "encrypt";
 	}
@@ -103,6 +107,8 @@ purpose_from_name(const char *name)
 		return KEY_PURPOSE_BLIND;
 	if (name != NULL && strcmp(name, "pseudonym") == 0)
 		return KEY_PURPOSE_PSEUDONYM;
+	if (name != NULL && strcmp(name, "audit") == 0)
+		return KEY_PURPOSE_AUDIT;
 	return KEY_PURPOSE_ENCRYPT;
 }
 
@@ -302,6 +308,7 @@ keys_free_cache(void *arg)
 	current_encrypt_key = NULL;
 	current_blind_key = NULL;
 	current_pseudonym_key = NULL;
+	current_audit_key = NULL;
 }
 
 /* Relcache callback: a change to pii_guard.data_keys makes the cache stale. */
@@ -426,13 +433,15 @@ keys_unwrap_row(uint32 key_id, char purpose, const uint8 *wrapped,
 #define KEY_SLOT_ENCRYPT	0
 #define KEY_SLOT_BLIND		1
 #define KEY_SLOT_PSEUDONYM	2
-#define KEY_SLOTS			3
+#define KEY_SLOT_AUDIT		3
+#define KEY_SLOTS			4
 
 static int
 key_slot(char purpose)
 {
 	return purpose == KEY_PURPOSE_BLIND ? KEY_SLOT_BLIND :
-		purpose == KEY_PURPOSE_PSEUDONYM ? KEY_SLOT_PSEUDONYM : KEY_SLOT_ENCRYPT;
+		purpose == KEY_PURPOSE_PSEUDONYM ? KEY_SLOT_PSEUDONYM :
+		purpose == KEY_PURPOSE_AUDIT ? KEY_SLOT_AUDIT : KEY_SLOT_ENCRYPT;
 }
 
 /* Build the cache entry for an unwrapped key and wipe the key bytes. */
@@ -722,6 +731,38 @@ keys_pseudonym(void)
 	return current_pseudonym_key;
 }
 
+/*
+ * The audit key: the HMAC key of audit rows' MACs.  A data key, so that it
+ * survives master key rotation (it is re-wrapped like the others).
+ */
+DataKey *
+keys_audit(void)
+{
+	uint32		ids[KEY_SLOTS];
+
+	keys_ensure_cache();
+	if (current_audit_key == NULL)
+	{
+		keys_ensure_active((const char[]) {KEY_PURPOSE_AUDIT, 0}, ids);
+		current_audit_key = keys_lookup_purpose(ids[KEY_SLOT_AUDIT], KEY_PURPOSE_AUDIT);
+	}
+	return current_audit_key;
+}
+
+/* An admin audit event for a key operation, in the current transaction. */
+static void
+keys_audit_admin(const char *action, const char *detail)
+{
+	AuditEvent	ev;
+
+	if (!OidIsValid(pii_guard_relation_oid("audit_log", true)))
+		return;
+	audit_event_init(&ev, AUDIT_ADMIN);
+	AUDIT_SET(&ev, operation, action);
+	AUDIT_SET(&ev, detail, detail);
+	(void) audit_insert_now(&ev);
+}
+
 PG_FUNCTION_INFO_V1(pii_guard_rotate_data_key);
 PG_FUNCTION_INFO_V1(pii_guard_rewrap_data_keys);
 PG_FUNCTION_INFO_V1(pii_guard_master_key_info);
@@ -751,6 +792,7 @@ pii_guard_rotate_data_key(PG_FUNCTION_ARGS)
 	new_id = keys_create(KEY_PURPOSE_ENCRYPT);
 	SPI_finish();
 	pii_guard_leave_owner_context(&oc);
+	keys_audit_admin("rotate_data_key", psprintf("data key %u is now the active encryption key", new_id));
 
 	PG_RETURN_INT32((int32) new_id);
 }
@@ -827,6 +869,9 @@ pii_guard_rewrap_data_keys(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	pii_guard_leave_owner_context(&oc);
+	keys_audit_admin("rewrap_data_keys",
+					 psprintf("%d data keys re-wrapped under the master key with fingerprint %s",
+							  count, fingerprint_hex(master_current.fingerprint)));
 
 	PG_RETURN_INT32(count);
 }

@@ -8,9 +8,14 @@
  * shared memory that only a preloaded library can have.  _PG_init therefore
  * refuses to run anywhere else, with a hint.
  *
- * Settings:
+ * Settings (none can be changed by an ordinary role):
  *	pii_guard.master_key_command			PGC_POSTMASTER, superuser-only
  *	pii_guard.previous_master_key_command	PGC_POSTMASTER, superuser-only
+ *	pii_guard.audit_reads					PGC_SUSET
+ *	pii_guard.audit_queue_size				PGC_POSTMASTER
+ *	pii_guard.audit_enqueue_timeout			PGC_SUSET
+ *	pii_guard.audit_max_row_keys			PGC_SUSET
+ *	pii_guard.audit_log_destination			PGC_SIGHUP
  * Both are shown only to superusers (GUC_SUPERUSER_ONLY); the key they print
  * is never stored as a setting at all.
  *
@@ -21,6 +26,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -33,6 +39,28 @@ char	   *pii_guard_master_key_command = NULL;
 char	   *pii_guard_previous_master_key_command = NULL;
 
 void		_PG_init(void);
+
+#ifdef COMPAT_HAS_SHMEM_REQUEST_HOOK
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+
+static void
+pii_guard_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	audit_shmem_request();
+}
+#endif
+
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+pii_guard_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	audit_shmem_startup();
+}
 
 /*
  * Module load: define settings, read the master key, register callbacks.
@@ -64,7 +92,62 @@ _PG_init(void)
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("pii_guard.audit_reads",
+							 "Records read events for protected columns.",
+							 "Write, deny, export and admin events are always recorded.",
+							 &pii_guard_audit_reads,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pii_guard.audit_queue_size",
+							"Number of audit events the shared-memory queue holds.",
+							NULL,
+							&pii_guard_audit_queue_size,
+							1024, 1, 1000000,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pii_guard.audit_enqueue_timeout",
+							"How long a backend waits for room in a full audit queue before spilling the event to disk.",
+							NULL,
+							&pii_guard_audit_enqueue_timeout,
+							1000, 0, 60000,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pii_guard.audit_max_row_keys",
+							"Most row keys one audit event lists.",
+							NULL,
+							&pii_guard_audit_max_row_keys,
+							100, 0, 10000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("pii_guard.audit_log_destination",
+							   "Where audit events go: \"table\", or \"table,log\" to mirror each as a JSON line in the server log.",
+							   NULL,
+							   &pii_guard_audit_log_destination,
+							   "table",
+							   PGC_SIGHUP,
+							   0,
+							   audit_destination_check, audit_destination_assign, NULL);
+
 	MarkGUCPrefixReserved("pii_guard");
+
+#ifdef COMPAT_HAS_SHMEM_REQUEST_HOOK
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = pii_guard_shmem_request;
+#else
+	audit_shmem_request();
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = pii_guard_shmem_startup;
+	compat_enable_query_id();
 
 	keys_load_master_keys();
 	keys_register_callbacks();

@@ -11,6 +11,7 @@
  *	policy.c	access decisions, their cache, reveal()
  *	views.c		masking views: the write trigger, the protected-table cache
  *	hooks.c		executor and utility hooks (dispatch only)
+ *	audit.c		audit events: queue, worker, write trigger, MAC and chain
  *
  *-------------------------------------------------------------------------
  */
@@ -23,6 +24,8 @@
 
 #include "compat.h"
 #include "fmgr.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
 
 #define PII_GUARD_SCHEMA		"pii_guard"
 #define PII_GUARD_ADMIN_ROLE	"pii_guard_admin"
@@ -67,6 +70,7 @@
 #define KEY_PURPOSE_ENCRYPT 'e'
 #define KEY_PURPOSE_BLIND	'b'
 #define KEY_PURPOSE_PSEUDONYM 'p'
+#define KEY_PURPOSE_AUDIT	'a'
 
 /* pii_guard.c */
 extern char *pii_guard_master_key_command;
@@ -100,6 +104,7 @@ extern void keys_register_callbacks(void);
 extern DataKey *keys_lookup(uint32 key_id);
 extern void keys_current(DataKey **encrypt_key, DataKey **blind_key);
 extern DataKey *keys_pseudonym(void);
+extern DataKey *keys_audit(void);
 extern bool keys_master_key_available(void);
 
 /* crypto.c */
@@ -153,5 +158,61 @@ extern void views_check_permissions(List *perms);
 
 /* hooks.c */
 extern void hooks_install(void);
+extern int	hooks_nesting_level(void);
+
+/* audit.c */
+#define AUDIT_READ		'r'
+#define AUDIT_WRITE		'w'
+#define AUDIT_EXPORT	'e'
+#define AUDIT_DENY		'd'
+#define AUDIT_ADMIN		'a'
+
+/* One audit event, as queued in shared memory (fixed size, no pointers). */
+typedef struct AuditEvent
+{
+	uint64		seq;			/* queue position; set by audit_enqueue */
+	Oid			dboid;			/* InvalidOid: slot free */
+	char		kind;			/* AUDIT_* */
+	TimestampTz at;
+	int			pid;
+	Oid			session_role;
+	Oid			current_role;
+	TransactionId xid;
+	uint64		query_id;
+	int64		rows;
+	char		client_addr[48];
+	char		application_name[64];
+	char		relation[2 * NAMEDATALEN + 8];
+	char		operation[32];
+	char		columns_clear[512];
+	char		columns_masked[512];
+	char		columns_changed[512];
+	char		row_keys[1024];
+	char		row_keys_masked[512];
+	char		detail[512];
+} AuditEvent;
+
+extern bool pii_guard_audit_reads;
+extern int	pii_guard_audit_queue_size;
+extern int	pii_guard_audit_enqueue_timeout;
+extern int	pii_guard_audit_max_row_keys;
+extern char *pii_guard_audit_log_destination;
+
+extern void audit_shmem_request(void);
+extern void audit_shmem_startup(void);
+extern bool audit_destination_check(char **newval, void **extra, GucSource source);
+extern void audit_destination_assign(const char *newval, void *extra);
+extern void audit_event_init(AuditEvent *ev, char kind);
+extern void audit_event_set(char *field, int size, const char *value);
+extern void audit_enqueue(const AuditEvent *ev, bool aborting);
+extern int64 audit_insert_now(const AuditEvent *ev);
+extern void audit_ensure_worker(void);
+extern const char *audit_kind_name(char kind);
+extern void audit_deny(const char *relation, const char *operation, const char *detail);
+extern void audit_note_reveal(Oid relid, const char *attname, ColumnAccess access,
+							  FunctionCallInfo fcinfo, int rowkey_arg, void **cache);
+extern void audit_flush_reads(bool aborting);
+
+#define AUDIT_SET(ev, field, value) audit_event_set((ev)->field, sizeof((ev)->field), (value))
 
 #endif							/* PII_GUARD_H */

@@ -82,6 +82,7 @@ struct Decision
 /* What reveal() keeps in fn_extra. */
 typedef struct RevealCache
 {
+	void	   *audit_site;		/* audit.c's per-call-site state */
 	uint64		generation;
 	Oid			userid;
 	Decision   *decision;
@@ -549,6 +550,16 @@ reveal_access(FunctionCallInfo fcinfo, RevealCache *rc)
 	return policy_row_access(d, rowkey);
 }
 
+/* Tell the audit what this call produced (exempt roles are not governed). */
+static inline void
+reveal_note(FunctionCallInfo fcinfo, RevealCache *rc, ColumnAccess access)
+{
+	if (rc->decision->exempt || !rc->decision->has_rule)
+		return;
+	audit_note_reveal(PG_GETARG_OID(1), NameStr(*PG_GETARG_NAME(2)), access,
+					  fcinfo, 3, &rc->audit_site);
+}
+
 /* Apply the mask function of the decision to value. */
 static Datum
 reveal_mask(FunctionCallInfo fcinfo, RevealCache *rc, Datum value, bool *isnull)
@@ -623,6 +634,7 @@ pii_guard_reveal(PG_FUNCTION_ARGS)
 	Datum		result;
 	bool		isnull;
 
+	reveal_note(fcinfo, rc, access);
 	if (access == ACCESS_CLEAR)
 		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 	if (access == ACCESS_HIDDEN)
@@ -643,6 +655,7 @@ reveal_encrypted(FunctionCallInfo fcinfo, char kind)
 	Datum		result;
 	bool		isnull;
 
+	reveal_note(fcinfo, rc, access);
 	if (access == ACCESS_HIDDEN)
 		PG_RETURN_NULL();
 	plain = crypto_open(PG_GETARG_BYTEA_PP(0), kind);

@@ -195,6 +195,8 @@ views_ensure_cache(void)
 		views_loading = false;
 	}
 	PG_END_TRY();
+	/* pii_guard is in use in this database: its audit worker should run. */
+	audit_ensure_worker();
 }
 
 /* The protected-table entry for a base table or masking view, or NULL. */
@@ -260,6 +262,8 @@ views_check_permissions(List *perms)
 			continue;
 		if (policy_is_exempt(user, relid))
 			continue;
+		audit_deny(views_lookup(relid)->base_name, "direct access",
+				   "fail-closed: a governed role reached for a protected base table");
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for table %s", get_rel_name(relid)),
