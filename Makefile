@@ -34,7 +34,8 @@ REGRESS = \
 	bad_input \
 	blind_index \
 	keys \
-	masking_views
+	masking_views \
+	audit
 
 SHLIB_LINK += -lcrypto
 # -Wall -Wextra, less -Wunused-parameter: PostgreSQL's own headers and its

@@ -1652,7 +1652,7 @@ SELECT p.role::text AS profile, p.clearance,
          WHERE pg_has_role(m.oid, g.role::oid, 'USAGE') AND g.revoked_at IS NULL
            AND g.valid_until > now()) AS live_grants
   FROM @extschema@.profiles p
-  JOIN pg_roles m ON pg_has_role(m.oid, p.role::oid, 'USAGE');
+  JOIN pg_roles m ON pg_has_role(m.oid, p.role::oid, 'USAGE') AND NOT m.rolsuper;
 
 -- Roles idle for at least `idle` that still hold sensitive or core clearance.
 CREATE FUNCTION @extschema@.idle_privileged_roles(idle interval DEFAULT '90 days')

@@ -71,6 +71,7 @@
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "port/pg_bswap.h"
 #include "utils/array.h"
 #include "utils/datum.h"
 #include "utils/json.h"
@@ -370,7 +371,10 @@ audit_enqueue(const AuditEvent *ev, bool aborting)
 	audit_wake_worker(ev->dboid, !aborting);
 }
 
-/* MAC of an audit_log row: HMAC over every column but row_mac, as text. */
+/*
+ * MAC of an audit_log row: HMAC over every column but row_mac, each as a
+ * tag and its length-prefixed binary send form.
+ */
 static void
 audit_row_mac(HeapTuple tuple, TupleDesc desc, uint8 *out)
 {
@@ -391,14 +395,20 @@ audit_row_mac(HeapTuple tuple, TupleDesc desc, uint8 *out)
 			continue;
 		d = heap_getattr(tuple, i + 1, desc, &isnull);
 		if (isnull)
-			appendStringInfoString(&buf, "\x01N");
+			appendStringInfoChar(&buf, 'N');
 		else
 		{
-			getTypeOutputInfo(att->atttypid, &typoutput, &varlena);
-			appendStringInfoChar(&buf, '\x02');
-			appendStringInfoString(&buf, OidOutputFunctionCall(typoutput, d));
+			bytea	   *b;
+			uint32		len;
+
+			/* Binary send form: independent of TimeZone, DateStyle, ... */
+			getTypeBinaryOutputInfo(att->atttypid, &typoutput, &varlena);
+			b = OidSendFunctionCall(typoutput, d);
+			len = pg_hton32(VARSIZE(b) - VARHDRSZ);
+			appendStringInfoChar(&buf, 'V');
+			appendBinaryStringInfo(&buf, (const char *) &len, 4);
+			appendBinaryStringInfo(&buf, VARDATA(b), VARSIZE(b) - VARHDRSZ);
 		}
-		appendStringInfoChar(&buf, '\x1f');
 	}
 	crypto_hmac(key->mac, 'a', buf.data, buf.len, out, 32);
 	pfree(buf.data);
@@ -1149,6 +1159,9 @@ audit_flush_reads(bool aborting)
 		Oid			relid = lfirst_oid(lc);
 		AuditEvent	ev;
 		int64		rows = 0;
+		int			distinct_keys = 0;
+		bool		overflow = false;
+		List	   *seen = NIL;
 		const char *view;
 
 		audit_event_init(&ev, AUDIT_READ);
@@ -1166,6 +1179,15 @@ audit_flush_reads(bool aborting)
 			if (col->key.relid != relid)
 				continue;
 			rows = Max(rows, col->clear + col->masked + col->hidden);
+			/* Row keys are listed for every clear or masked value: count them. */
+			if (col->hidden > 0 ||
+				list_length(col->keys_clear) >= pii_guard_audit_max_row_keys ||
+				list_length(col->keys_masked) >= pii_guard_audit_max_row_keys)
+				overflow = true;
+			foreach(k, col->keys_clear)
+				seen = list_append_unique(seen, lfirst(k));
+			foreach(k, col->keys_masked)
+				seen = list_append_unique(seen, lfirst(k));
 			if (col->clear > 0)
 				audit_list_add(ev.columns_clear, sizeof(ev.columns_clear), NameStr(col->key.attname));
 			if (col->masked > 0)
@@ -1177,7 +1199,10 @@ audit_flush_reads(bool aborting)
 				if (!strstr(ev.row_keys_masked, strVal(lfirst(k))))
 					audit_list_add(ev.row_keys_masked, sizeof(ev.row_keys_masked), strVal(lfirst(k)));
 		}
+		distinct_keys = list_length(seen);
 		ev.rows = rows;
+		if (distinct_keys < pii_guard_audit_max_row_keys && !overflow)
+			ev.rows = distinct_keys;
 		audit_enqueue(&ev, aborting);
 	}
 	hash_destroy(reads);

@@ -54,6 +54,13 @@
 #define COMPAT_CHECKPERMS_LIST rangeTable
 #endif
 
+/* The permission list of a planned statement. */
+#if PG_VERSION_NUM >= 160000
+#define COMPAT_PLANNED_PERMS(pstmt) ((pstmt)->permInfos)
+#else
+#define COMPAT_PLANNED_PERMS(pstmt) ((pstmt)->rtable)
+#endif
+
 /* The relation and check-as user of an element of COMPAT_CHECKPERMS_LIST. */
 static inline bool
 compat_perm_relation(void *elem, Oid *relid, Oid *check_as_user)

@@ -40,6 +40,7 @@
 
 static ExecutorCheckPerms_hook_type prev_ExecutorCheckPerms = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ExecutorRun_hook_type prev_ExecutorRun = NULL;
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
@@ -50,6 +51,22 @@ int
 hooks_nesting_level(void)
 {
 	return nesting_level;
+}
+
+/*
+ * ExecutorStart: the fail-closed check once more, before PostgreSQL's own
+ * privilege check, so that a refusal by missing privileges is audited as
+ * well.
+ */
+static void
+pii_guard_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	if (maintenance_depth == 0 && !(eflags & EXEC_FLAG_EXPLAIN_ONLY))
+		views_check_permissions(COMPAT_PLANNED_PERMS(queryDesc->plannedstmt));
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
 }
 
 /* ExecutorRun: count nesting, so that nested statements' ends don't flush. */
@@ -262,6 +279,14 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 		else if (IsA(parsetree, IndexStmt))
 			(void) hooks_retarget(((IndexStmt *) parsetree)->relation);
 	}
+	if (maintenance_depth == 0 && IsTransactionState() && IsA(parsetree, CopyStmt) &&
+		((CopyStmt *) parsetree)->relation != NULL)
+	{
+		Oid			relid = RangeVarGetRelid(((CopyStmt *) parsetree)->relation, NoLock, true);
+
+		if (OidIsValid(relid))
+			views_check_relation(relid, InvalidOid);
+	}
 
 	if (rebuild)
 		hooks_call("SELECT pii_guard._detach_views($1, $2, $3)", base, NULL, NULL);
@@ -326,6 +351,8 @@ hooks_install(void)
 	ExecutorCheckPerms_hook = pii_guard_ExecutorCheckPerms;
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = pii_guard_ProcessUtility;
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = pii_guard_ExecutorStart;
 	prev_ExecutorRun = ExecutorRun_hook;
 	ExecutorRun_hook = pii_guard_ExecutorRun;
 	prev_ExecutorFinish = ExecutorFinish_hook;

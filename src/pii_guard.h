@@ -155,6 +155,7 @@ extern bool views_is_protected_base(Oid relid);
 extern const char *views_masking_view_name(Oid relid);
 extern Oid	views_base_of_view(Oid relid);
 extern void views_check_permissions(List *perms);
+extern void views_check_relation(Oid relid, Oid check_as);
 
 /* hooks.c */
 extern void hooks_install(void);

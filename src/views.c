@@ -252,25 +252,36 @@ views_check_permissions(List *perms)
 	{
 		Oid			relid;
 		Oid			check_as;
-		Oid			user;
 
-		if (!compat_perm_relation(lfirst(lc), &relid, &check_as) ||
-			!views_is_protected_base(relid))
-			continue;
-		user = OidIsValid(check_as) ? check_as : GetUserId();
-		if (OidIsValid(views_owner_role) && user == views_owner_role)
-			continue;
-		if (policy_is_exempt(user, relid))
-			continue;
-		audit_deny(views_lookup(relid)->base_name, "direct access",
-				   "fail-closed: a governed role reached for a protected base table");
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for table %s", get_rel_name(relid)),
-				 errdetail("Table %s is protected by pii_guard; its data is read and written through its masking view.",
-						   views_lookup(relid)->base_name),
-				 errhint("Use %s instead.", views_masking_view_name(relid))));
+		if (compat_perm_relation(lfirst(lc), &relid, &check_as))
+			views_check_relation(relid, check_as);
 	}
+}
+
+/*
+ * The fail-closed check for one relation reached as check_as (InvalidOid:
+ * the current user); refusals are audited.
+ */
+void
+views_check_relation(Oid relid, Oid check_as)
+{
+	Oid			user;
+
+	if (views_loading || !views_is_protected_base(relid))
+		return;
+	user = OidIsValid(check_as) ? check_as : GetUserId();
+	if (OidIsValid(views_owner_role) && user == views_owner_role)
+		return;
+	if (policy_is_exempt(user, relid))
+		return;
+	audit_deny(views_lookup(relid)->base_name, "direct access",
+			   "fail-closed: a governed role reached for a protected base table");
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied for table %s", get_rel_name(relid)),
+			 errdetail("Table %s is protected by pii_guard; its data is read and written through its masking view.",
+					   views_lookup(relid)->base_name),
+			 errhint("Use %s instead.", views_masking_view_name(relid))));
 }
 
 /* A saved plan for sql, cached under key. */

@@ -1,0 +1,167 @@
+--
+-- Audit: write events atomic with the change, read and deny events through
+-- the queue and the worker (a denial survives its rollback), no plaintext
+-- anywhere, append-only, and tamper evidence.
+--
+\set VERBOSITY terse
+CREATE SCHEMA shop;
+GRANT USAGE ON SCHEMA shop TO PUBLIC;
+SET search_path = shop, public;
+CREATE ROLE regress_clerk;
+CREATE ROLE regress_auditor IN ROLE pii_guard_auditor;
+CREATE TABLE clients (id int PRIMARY KEY, name text, phone pii_guard.encrypted_text, note text);
+INSERT INTO clients VALUES (1, 'Ann', '13812345678', 'vip'), (2, 'Bob', '13900001111', NULL);
+GRANT SELECT, INSERT, UPDATE, DELETE ON clients TO regress_clerk;
+SELECT pii_guard.protect_table('clients') IS NOT NULL AS protected;
+SELECT pii_guard.protect_column('clients', 'phone', 'sensitive', 'public.mask_tail(text)')
+ WHERE false;  -- (no mask: the clerk has no profile, so phone is hidden)
+
+-- Events the worker writes arrive asynchronously: wait for them.
+CREATE FUNCTION wait_for_events(kinds text[], n int) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    i int := 0;
+BEGIN
+    LOOP
+        IF (SELECT count(*) FROM pii_guard.audit_log WHERE kind = ANY (kinds)
+               AND relation IS DISTINCT FROM 'ignored') >= n THEN
+            RETURN true;
+        END IF;
+        i := i + 1;
+        IF i > 100 THEN
+            RETURN false;
+        END IF;
+        PERFORM pg_sleep(0.1);
+        PERFORM pg_stat_clear_snapshot();
+    END LOOP;
+END
+$$;
+CREATE FUNCTION events_since(start bigint)
+RETURNS TABLE (kind text, session_role text, relation text, operation text,
+               columns_clear text[], columns_masked text[], columns_changed text[],
+               rows bigint, row_keys text[], detail text)
+LANGUAGE sql AS $$
+    SELECT kind, session_role, relation, operation, columns_clear, columns_masked,
+           columns_changed, rows, row_keys, detail
+      FROM pii_guard.audit_log WHERE event_id > start ORDER BY event_id
+$$;
+SELECT coalesce(max(event_id), 0) AS start FROM pii_guard.audit_log \gset
+
+-- Writes through the view and on the base table: one event per statement,
+-- with row keys and changed column names, never values.
+SET ROLE regress_clerk;
+INSERT INTO clients (id, name, phone) VALUES (3, 'Cid', '13711112222');
+UPDATE clients SET note = 'called' WHERE id = 3;
+DELETE FROM clients WHERE id = 3;
+RESET ROLE;
+UPDATE shop_pii.clients SET name = name || '!' WHERE id IN (1, 2);
+SELECT kind, session_role, relation, operation, columns_changed, rows, row_keys
+  FROM events_since(:start) WHERE kind = 'write';
+
+-- A write that rolls back leaves no write event (atomic with the change).
+SELECT coalesce(max(event_id), 0) AS start FROM pii_guard.audit_log \gset
+BEGIN;
+UPDATE shop_pii.clients SET note = 'rolled back' WHERE id = 1;
+ROLLBACK;
+SELECT count(*) AS write_events_after_rollback FROM events_since(:start) WHERE kind = 'write';
+
+-- A read by a governed role becomes a read event: which columns it saw
+-- clear or masked, how many rows, and which row keys.
+SELECT pii_guard.set_clearance('regress_clerk', 'sensitive');
+SELECT coalesce(max(event_id), 0) AS start FROM pii_guard.audit_log \gset
+SET ROLE regress_clerk;
+SELECT id, name, phone FROM clients WHERE phone = '13812345678' OR id = 2 ORDER BY id;
+RESET ROLE;
+SELECT wait_for_events('{read}', (SELECT count(*) + 1 FROM pii_guard.audit_log WHERE kind = 'read' AND event_id <= :start)::int);
+SELECT kind, session_role, relation, operation, columns_clear, columns_masked, rows, row_keys
+  FROM events_since(:start) WHERE kind = 'read' AND relation = 'shop.clients';
+
+-- A denial inside a transaction that rolls back is still recorded.
+SELECT coalesce(max(event_id), 0) AS start FROM pii_guard.audit_log \gset
+SET ROLE regress_clerk;
+BEGIN;
+SELECT name FROM shop_pii.clients;
+ROLLBACK;
+BEGIN;
+SELECT pii_guard.decrypt(pii_guard.encrypt('x'));
+ROLLBACK;
+RESET ROLE;
+SELECT wait_for_events('{deny}', (SELECT count(*) + 2 FROM pii_guard.audit_log WHERE kind = 'deny' AND event_id <= :start)::int);
+SELECT kind, acting_role, relation, operation, detail FROM pii_guard.audit_log
+ WHERE event_id > :start AND kind = 'deny' AND acting_role = 'regress_clerk' ORDER BY event_id;
+
+-- Policy changes are admin events.
+SELECT kind, operation, detail FROM pii_guard.audit_log
+ WHERE kind = 'admin' AND detail LIKE '%clients%' OR detail LIKE 'regress_clerk%' ORDER BY event_id;
+
+-- No plaintext of a protected column anywhere in the log, though a query
+-- put a phone number in its WHERE clause.
+SELECT count(*) AS rows_with_plaintext
+  FROM pii_guard.audit_log a
+ WHERE a::text LIKE '%13812345678%' OR a::text LIKE '%13711112222%';
+
+-- The auditor reads the log and its views.
+SET ROLE regress_auditor;
+SELECT count(*) > 0 AS auditor_reads FROM pii_guard.audit_log;
+SELECT DISTINCT relation, row_key, access FROM pii_guard.audit_row_access
+ WHERE relation = 'shop.clients' AND row_key = '2' AND kind = 'read';
+SELECT count(*) > 0 AS denials FROM pii_guard.audit_denials;
+SELECT count(*) > 0 AS admin_changes FROM pii_guard.audit_admin_changes;
+SELECT profile, clearance, clear_levels, member FROM pii_guard.access_review
+ WHERE profile = 'regress_clerk';
+SELECT name FROM shop.clients;
+RESET ROLE;
+
+-- Append-only, for every role including superusers.
+UPDATE pii_guard.audit_log SET detail = 'x' WHERE event_id = 1;
+DELETE FROM pii_guard.audit_log WHERE event_id = 1;
+TRUNCATE pii_guard.audit_log;
+DELETE FROM pii_guard.audit_seal;
+INSERT INTO pii_guard.audit_log (event_time, kind, session_role, acting_role)
+VALUES (now(), 'read', 'someone', 'someone');
+SET ROLE regress_clerk;
+SELECT count(*) FROM pii_guard.audit_log;
+RESET ROLE;
+
+-- Tamper evidence: wait until the worker has sealed everything, then, as a
+-- superuser who switches the guards off, change, delete or forge a row.
+CREATE FUNCTION wait_sealed() RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    i int := 0;
+BEGIN
+    WHILE EXISTS (SELECT 1 FROM pii_guard.audit_log a
+                   WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s WHERE s.event_id = a.event_id)) LOOP
+        i := i + 1;
+        IF i > 100 THEN RETURN false; END IF;
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+    RETURN true;
+END
+$$;
+SELECT wait_sealed();
+SELECT * FROM pii_guard.verify_audit();
+SELECT min(event_id) + 2 AS victim FROM pii_guard.audit_log \gset
+BEGIN;
+ALTER TABLE pii_guard.audit_log DISABLE TRIGGER audit_log_guard;
+UPDATE pii_guard.audit_log SET session_role = 'someone_else' WHERE event_id = :victim;
+SELECT event_id = :victim AS found_changed, seal_seq IS NOT NULL AS sealed, problem FROM pii_guard.verify_audit();
+ROLLBACK;
+BEGIN;
+ALTER TABLE pii_guard.audit_log DISABLE TRIGGER audit_log_guard;
+DELETE FROM pii_guard.audit_log WHERE event_id = :victim;
+SELECT event_id = :victim AS found_deleted, problem FROM pii_guard.verify_audit();
+ROLLBACK;
+BEGIN;
+ALTER TABLE pii_guard.audit_log DISABLE TRIGGER audit_log_guard;
+INSERT INTO pii_guard.audit_log (event_time, kind, session_role, acting_role, row_mac)
+VALUES (now(), 'read', 'forger', 'forger', '\x00');
+SELECT problem FROM pii_guard.verify_audit();
+ROLLBACK;
+BEGIN;
+ALTER TABLE pii_guard.audit_seal DISABLE TRIGGER audit_seal_guard;
+DELETE FROM pii_guard.audit_seal WHERE event_id = :victim;
+SELECT problem FROM pii_guard.verify_audit();
+ROLLBACK;
+SELECT * FROM pii_guard.verify_audit();
+
+SELECT pii_guard.unprotect_table('clients');
+RESET search_path;
