@@ -441,6 +441,8 @@ GRANT EXECUTE ON FUNCTION @extschema@.master_key_info(boolean) TO pii_guard_admi
 GRANT EXECUTE ON FUNCTION @extschema@.reencrypt(@extschema@.encrypted_text) TO pii_guard_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.reencrypt(@extschema@.encrypted_bytea) TO pii_guard_admin;
 GRANT EXECUTE ON PROCEDURE @extschema@.reencrypt_column(regclass, name, integer) TO pii_guard_admin;
+-- reencrypt_column runs as its caller (it commits), and keeps its progress here.
+GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.reencrypt_progress TO pii_guard_admin;
 GRANT SELECT ON @extschema@.master_keys, @extschema@.key_status TO pii_guard_admin;
 
 --------------------------------------------------------------------------

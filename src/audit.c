@@ -62,6 +62,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
 #include "storage/condition_variable.h"
 #include "storage/fd.h"
 #include "storage/ipc.h"
@@ -874,6 +875,7 @@ pii_guard_audit_worker_main(Datum arg)
 	int			i;
 
 	pqsignal(SIGTERM, audit_worker_sigterm);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 
@@ -910,6 +912,12 @@ pii_guard_audit_worker_main(Datum arg)
 		int			nspill;
 		uint64		pos;
 		bool		installed;
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
 
 		/* Copy this database's queued events out; the slots stay in use. */
 		LWLockAcquire(audit_shared->lock, LW_SHARED);

@@ -13,6 +13,9 @@
  * everything its functions ran) become audit events once, when it ends;
  * a failed statement's reads are reported by the abort callback.
  *
+ * emit_log_hook keeps the text (and error details) of a statement that
+ * carried plaintext of protected values out of the server log.
+ *
  * ProcessUtility_hook: DDL that migration tools aim at a masking view's
  * name -- ALTER TABLE, ALTER TABLE ... RENAME COLUMN, CREATE INDEX -- is
  * forwarded to the base table; and DDL that changes a protected table's
@@ -44,8 +47,38 @@ static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ExecutorRun_hook_type prev_ExecutorRun = NULL;
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
+static emit_log_hook_type prev_emit_log_hook = NULL;
 static int	maintenance_depth = 0;
 static int	nesting_level = 0;	/* executor and utility nesting */
+static bool statement_has_plaintext = false;
+
+/*
+ * The current statement's text may hold plaintext of a protected value (it
+ * encrypted a literal or wrote through a masking view): keep it, and the
+ * error details that may quote its values, out of the server log.
+ */
+void
+hooks_note_plaintext(void)
+{
+	statement_has_plaintext = true;
+}
+
+/*
+ * emit_log_hook: for such a statement, no STATEMENT line and no DETAIL in
+ * the server log (the client still gets the full error).
+ */
+static void
+pii_guard_emit_log(ErrorData *edata)
+{
+	if (statement_has_plaintext)
+	{
+		edata->hide_stmt = true;
+		if (edata->detail != NULL || edata->detail_log != NULL)
+			edata->detail_log = pstrdup("(withheld from the server log by pii_guard: it may quote personal data)");
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
 
 int
 hooks_nesting_level(void)
@@ -116,7 +149,10 @@ pii_guard_ExecutorEnd(QueryDesc *queryDesc)
 	else
 		standard_ExecutorEnd(queryDesc);
 	if (nesting_level == 0)
+	{
 		audit_flush_reads(false);
+		statement_has_plaintext = false;
+	}
 }
 
 /* Executor permission hook: the fail-closed base table check. */
@@ -235,7 +271,10 @@ hooks_run_utility(COMPAT_UTILITY_PARAMS)
 	}
 	PG_END_TRY();
 	if (nesting_level == 0)
+	{
 		audit_flush_reads(false);
+		statement_has_plaintext = false;
+	}
 }
 
 /* Utility hook: forward DDL aimed at masking views; rebuild around it. */
@@ -312,7 +351,10 @@ hooks_xact_callback(XactEvent event, void *arg)
 	}
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
 		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT)
+	{
 		maintenance_depth = 0;
+		statement_has_plaintext = false;
+	}
 }
 
 
@@ -351,6 +393,8 @@ hooks_install(void)
 	ExecutorCheckPerms_hook = pii_guard_ExecutorCheckPerms;
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = pii_guard_ProcessUtility;
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = pii_guard_emit_log;
 	prev_ExecutorStart = ExecutorStart_hook;
 	ExecutorStart_hook = pii_guard_ExecutorStart;
 	prev_ExecutorRun = ExecutorRun_hook;

@@ -559,6 +559,44 @@ keys_lookup(uint32 key_id)
 }
 
 /*
+ * A database whose keys are wrapped by a master key this server doesn't
+ * have must not get new keys under this one: that would retire its active
+ * key and strand new values under the wrong master key.  The caller holds
+ * the table lock and is connected to SPI.
+ */
+static void
+keys_refuse_foreign_master_key(void)
+{
+	uint64		i;
+
+	keys_spi_latest("SELECT key_id, master_key_fingerprint FROM pii_guard.data_keys "
+					"ORDER BY key_id", 0, NULL, NULL, true);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		uint32		key_id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+																  SPI_tuptable->tupdesc,
+																  1, &isnull));
+		uint8		fp[PII_FINGERPRINT_LEN];
+
+		if (!keys_spi_bytea(SPI_tuptable, i, 2, fp, PII_FINGERPRINT_LEN))
+			continue;
+		if (memcmp(fp, master_current.fingerprint, PII_FINGERPRINT_LEN) == 0 ||
+			(master_previous.loaded &&
+			 memcmp(fp, master_previous.fingerprint, PII_FINGERPRINT_LEN) == 0))
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errhidestmt(true),
+				 errmsg("pii_guard data key %u is wrapped by a different master key", key_id),
+				 errdetail("The key was wrapped by the master key with fingerprint %s; this server's master key has fingerprint %s. No new data key is created under a master key the database's keys do not share.",
+						   fingerprint_hex(fp),
+						   fingerprint_hex(master_current.fingerprint)),
+				 errhint("Start the server with the master key this database was encrypted under, or supply that key as pii_guard.previous_master_key_command and run pii_guard.rewrap_data_keys().")));
+	}
+}
+
+/*
  * Create a key of the given purpose and make it the active one, retiring
  * the previously active key of that purpose.  The caller holds the table
  * lock, is connected to SPI and runs in the owner context.
@@ -582,6 +620,7 @@ keys_create(char purpose)
 				 errmsg("cannot create a pii_guard data key in a read-only transaction"),
 				 errhint("Run SELECT pii_guard.rotate_data_key() once in a read-write transaction on the primary.")));
 
+	keys_refuse_foreign_master_key();
 	keys_spi_latest("SELECT coalesce(max(key_id), 0) + 1 FROM pii_guard.data_keys",
 					0, NULL, NULL, true);
 	key_id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],

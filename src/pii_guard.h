@@ -160,6 +160,7 @@ extern void views_check_relation(Oid relid, Oid check_as);
 /* hooks.c */
 extern void hooks_install(void);
 extern int	hooks_nesting_level(void);
+extern void hooks_note_plaintext(void);
 
 /* audit.c */
 #define AUDIT_READ		'r'

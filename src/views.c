@@ -405,6 +405,7 @@ pii_guard_masking_view_write(PG_FUNCTION_ARGS)
 						RelationGetRelationName(view))));
 	keyatt = views_rowkey_attnum(desc, pt);
 	keytype = TupleDescAttr(desc, keyatt - 1)->atttypid;
+	hooks_note_plaintext();
 
 	argtypes = palloc(sizeof(Oid) * (natts + 1));
 	values = palloc(sizeof(Datum) * (natts + 1));

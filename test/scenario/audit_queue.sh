@@ -1,0 +1,56 @@
+# Scenario: the audit queue never loses an event.  With a queue of two
+# slots and its worker frozen (SIGSTOP), backends wait briefly and then
+# spill events to disk; once the worker runs again every event reaches the
+# table.  Also: the JSON-lines mirror to the server log, without values.
+name=auditq
+pgg_new_cluster $name "pii_guard.audit_queue_size = 2" "pii_guard.audit_enqueue_timeout = 20"
+pgg_start $name
+pgg_psql $name -d postgres <<'SQL'
+CREATE EXTENSION pii_guard;
+CREATE ROLE q_reader LOGIN;
+CREATE TABLE q (id int PRIMARY KEY, phone pii_guard.encrypted_text);
+INSERT INTO q SELECT g, '1380000' || lpad(g::text, 4, '0') FROM generate_series(1, 5) g;
+GRANT SELECT ON q TO q_reader;
+SELECT pii_guard.protect_table('q');
+SELECT pii_guard.set_clearance('q_reader', 'sensitive');
+SQL
+# Wait for the worker, then freeze it.
+for _ in $(seq 50); do
+	worker=$(pgrep -f "pii_guard audit worker" | head -1)
+	[ -n "$worker" ] && break
+	sleep 0.1
+done
+pgg_ok "the audit worker runs" test -n "$worker"
+before=$(pgg_psql $name -d postgres -tAc "SELECT count(*) FROM pii_guard.audit_log WHERE kind = 'read'")
+kill -STOP "$worker"
+for i in $(seq 40); do echo "SELECT phone FROM q WHERE id = $((i % 5 + 1));"; done |
+	psql -X -q -h "$(pgg_sock $name)" -p 5432 -U q_reader -d postgres >/dev/null
+spilled=$(pgg_psql $name -d postgres -tAc "SELECT spilled FROM pii_guard.audit_queue_status()")
+pgg_ok "a full queue spilled events to disk ($spilled)" test "$spilled" -gt 0
+kill -CONT "$worker"
+for _ in $(seq 100); do
+	after=$(pgg_psql $name -d postgres -tAc "SELECT count(*) FROM pii_guard.audit_log WHERE kind = 'read'")
+	[ "$((after - before))" -ge 40 ] && break
+	sleep 0.1
+done
+pgg_is "all 40 read events reached the table" "$((after - before))" 40
+pgg_is "nothing is left queued" \
+	"$(pgg_psql $name -d postgres -tAc "SELECT queued FROM pii_guard.audit_queue_status()")" 0
+
+# The JSON-lines mirror.
+pgg_psql $name -d postgres -c "ALTER SYSTEM SET pii_guard.audit_log_destination = 'table,log'" \
+	-c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+psql -X -q -h "$(pgg_sock $name)" -p 5432 -U q_reader -d postgres \
+	-c "SELECT phone FROM q WHERE phone = '13800000003'" >/dev/null
+for _ in $(seq 50); do
+	grep -q 'pii_guard audit: {"event_id":' "$(pgg_log $name)" && break
+	sleep 0.1
+done
+pgg_ok "events are mirrored to the server log as JSON lines" \
+	grep -q 'pii_guard audit: {"event_id":[0-9]*,"kind":"read"' "$(pgg_log $name)"
+pgg_is "no phone number in the server log" "$(grep -c '1380000000' "$(pgg_log $name)")" 0
+pgg_ok "no phone number in the audit log" test "$(pgg_psql $name -d postgres -tAc \
+	"SELECT count(*) FROM pii_guard.audit_log a WHERE a::text LIKE '%1380000000%'")" = 0
+pgg_is "the log verifies" "$(pgg_psql $name -d postgres -tAc "SELECT count(*) FROM pii_guard.verify_audit()")" 0
+pgg_stop $name
