@@ -93,6 +93,31 @@ SELECT kind, acting_role, relation, operation, detail FROM pii_guard.audit_log
 SELECT kind, operation, detail FROM pii_guard.audit_log
  WHERE kind = 'admin' AND detail LIKE '%clients%' OR detail LIKE 'regress_clerk%' ORDER BY event_id;
 
+-- A grant's issue and its end by itself are admin events.
+CREATE ROLE regress_approver IN ROLE pii_guard_approver;
+SET ROLE regress_approver;
+SELECT pii_guard.approve('regress_clerk', 'clients', clock_timestamp() + interval '1 second',
+                         'callback requested') AS grant_id \gset
+RESET ROLE;
+SELECT pg_sleep(1.2);
+CREATE FUNCTION wait_for_expiry(id bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1..100 LOOP
+        IF EXISTS (SELECT 1 FROM pii_guard.audit_log WHERE kind = 'admin'
+                      AND operation = 'grant_expired' AND detail LIKE 'grant ' || id || ':%') THEN
+            RETURN true;
+        END IF;
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+    RETURN false;
+END
+$$;
+SELECT wait_for_expiry(:grant_id);
+SELECT operation, session_role, regexp_replace(detail, '(until|at) .*', '\1 ...') AS detail
+  FROM pii_guard.audit_log
+ WHERE kind = 'admin' AND operation IN ('approve', 'grant_expired')
+   AND detail LIKE 'grant ' || :grant_id || ':%' ORDER BY event_id;
+
 -- No plaintext of a protected column anywhere in the log, though a query
 -- put a phone number in its WHERE clause.
 SELECT count(*) AS rows_with_plaintext

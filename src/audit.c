@@ -848,6 +848,45 @@ audit_read_spill(Oid dboid, AuditEvent *events, char (*files)[MAXPGPATH], int ma
 	return n;
 }
 
+/*
+ * Grants expire by themselves; the worker records each expiry once, as an
+ * admin event, so that the trail shows issue, use and end of every grant.
+ */
+static void
+audit_grant_expiries(void)
+{
+	uint64		i;
+	uint64		n;
+	SPITupleTable *rows;
+	AuditEvent *evs;
+
+	if (SPI_execute("SELECT g.grant_id, g.kind, g.role::text, coalesce(g.base::text, ''), g.valid_until "
+					"FROM pii_guard.grants g "
+					"WHERE g.valid_until <= pg_catalog.now() AND g.revoked_at IS NULL "
+					"AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_log a "
+					"  WHERE a.kind = 'admin' AND a.operation = 'grant_expired' "
+					"    AND a.detail LIKE 'grant ' || g.grant_id || ':%') "
+					"ORDER BY g.grant_id LIMIT 100", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read expired grants");
+	rows = SPI_tuptable;
+	n = SPI_processed;
+	if (n == 0)
+		return;
+	evs = palloc(sizeof(AuditEvent) * n);
+	for (i = 0; i < n; i++)
+	{
+		audit_event_init(&evs[i], AUDIT_ADMIN);
+		AUDIT_SET(&evs[i], operation, "grant_expired");
+		snprintf(evs[i].detail, sizeof(evs[i].detail), "grant %s: %s grant for %s on %s ended at %s",
+				 SPI_getvalue(rows->vals[i], rows->tupdesc, 1),
+				 SPI_getvalue(rows->vals[i], rows->tupdesc, 2),
+				 SPI_getvalue(rows->vals[i], rows->tupdesc, 3),
+				 SPI_getvalue(rows->vals[i], rows->tupdesc, 4),
+				 SPI_getvalue(rows->vals[i], rows->tupdesc, 5));
+	}
+	audit_insert(evs, (int) n);
+}
+
 static volatile sig_atomic_t worker_got_sigterm = false;
 
 static void
@@ -946,6 +985,8 @@ pii_guard_audit_worker_main(Datum arg)
 				audit_insert(batch, n + nspill);
 			if (SPI_connect() != SPI_OK_CONNECT)
 				elog(ERROR, "SPI_connect failed");
+			if (cycles % 5 == 0)
+				audit_grant_expiries();
 			audit_seal(cycles % 600 == 0);
 			SPI_finish();
 		}
