@@ -23,7 +23,8 @@ OBJS = \
 	src/policy.o \
 	src/views.o \
 	src/hooks.o \
-	src/audit.o
+	src/audit.o \
+	src/limits.o
 
 EXTENSION = pii_guard
 DATA = $(wildcard sql/pii_guard--*.sql)
@@ -35,7 +36,8 @@ REGRESS = \
 	blind_index \
 	keys \
 	masking_views \
-	audit
+	audit \
+	limits
 
 SHLIB_LINK += -lcrypto
 # -Wall -Wextra, less -Wunused-parameter: PostgreSQL's own headers and its

@@ -488,9 +488,12 @@ CREATE TABLE @extschema@.column_rules (
 
 -- Profiles: group roles with a clearance level.
 CREATE TABLE @extschema@.profiles (
-    role         regrole PRIMARY KEY,
-    clearance    @extschema@.level NOT NULL,
-    description  text
+    role                    regrole PRIMARY KEY,
+    clearance               @extschema@.level NOT NULL,
+    description             text,
+    -- export-row limits (NULL: unlimited); see set_export_limits()
+    max_rows_per_statement  bigint CHECK (max_rows_per_statement >= 0),
+    max_rows_per_day        bigint CHECK (max_rows_per_day >= 0)
 );
 
 -- Per-column exceptions to a profile's clearance.
@@ -513,6 +516,7 @@ CREATE TABLE @extschema@.grants (
     base         regclass REFERENCES @extschema@.protected_tables ON DELETE CASCADE,
     columns      name[],
     row_keys     text[],
+    rows         bigint CHECK (rows > 0),
     valid_from   timestamptz NOT NULL DEFAULT pg_catalog.now(),
     valid_until  timestamptz NOT NULL,
     reason       text NOT NULL CHECK (reason <> ''),
@@ -520,7 +524,8 @@ CREATE TABLE @extschema@.grants (
     created_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
     revoked_at   timestamptz,
     CHECK (valid_until > valid_from),
-    CHECK (kind <> 'unmask' OR base IS NOT NULL)
+    CHECK (kind <> 'unmask' OR base IS NOT NULL),
+    CHECK (kind <> 'export' OR rows IS NOT NULL)
 );
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.protected_tables', '');
@@ -577,11 +582,11 @@ BEGIN
         NEW.revoked_at := NULL;
         RETURN NEW;
     END IF;
-    IF (NEW.grant_id, NEW.kind, NEW.role, NEW.base, NEW.columns, NEW.row_keys, NEW.valid_from,
-        NEW.valid_until, NEW.reason, NEW.approver, NEW.created_at)
+    IF (NEW.grant_id, NEW.kind, NEW.role, NEW.base, NEW.columns, NEW.row_keys, NEW.rows,
+        NEW.valid_from, NEW.valid_until, NEW.reason, NEW.approver, NEW.created_at)
        IS DISTINCT FROM
-       (OLD.grant_id, OLD.kind, OLD.role, OLD.base, OLD.columns, OLD.row_keys, OLD.valid_from,
-        OLD.valid_until, OLD.reason, OLD.approver, OLD.created_at)
+       (OLD.grant_id, OLD.kind, OLD.role, OLD.base, OLD.columns, OLD.row_keys, OLD.rows,
+        OLD.valid_from, OLD.valid_until, OLD.reason, OLD.approver, OLD.created_at)
        OR OLD.revoked_at IS NOT NULL OR NEW.revoked_at IS NULL THEN
         RAISE EXCEPTION 'a pii_guard grant can only be revoked, once'
             USING ERRCODE = 'insufficient_privilege';
@@ -600,17 +605,17 @@ CREATE TRIGGER grants_guard BEFORE INSERT OR UPDATE ON @extschema@.grants
 CREATE FUNCTION @extschema@.reveal(value anyelement, base regclass, col name, row_key "any")
 RETURNS anyelement
 AS 'MODULE_PATHNAME', 'pii_guard_reveal'
-LANGUAGE C STRICT STABLE PARALLEL SAFE;
+LANGUAGE C STRICT STABLE PARALLEL RESTRICTED COST 1000;
 
 CREATE FUNCTION @extschema@.reveal(value @extschema@.encrypted_text, base regclass, col name, row_key "any")
 RETURNS text
 AS 'MODULE_PATHNAME', 'pii_guard_reveal_text'
-LANGUAGE C STRICT STABLE PARALLEL SAFE;
+LANGUAGE C STRICT STABLE PARALLEL RESTRICTED COST 1000;
 
 CREATE FUNCTION @extschema@.reveal(value @extschema@.encrypted_bytea, base regclass, col name, row_key "any")
 RETURNS bytea
 AS 'MODULE_PATHNAME', 'pii_guard_reveal_bytea'
-LANGUAGE C STRICT STABLE PARALLEL SAFE;
+LANGUAGE C STRICT STABLE PARALLEL RESTRICTED COST 1000;
 
 CREATE FUNCTION @extschema@.column_access(role oid, base regclass, col name)
 RETURNS text
@@ -810,7 +815,11 @@ BEGIN
     EXECUTE format('CREATE VIEW %s AS SELECT %s FROM %s', write_q, array_to_string(wcols, ', '), base_q);
     EXECUTE format('ALTER VIEW %s OWNER TO pii_guard_owner', write_q);
     EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', write_q);
-    EXECUTE format('CREATE VIEW %s WITH (security_barrier) AS SELECT %s FROM %s',
+    -- Not security_barrier: the view has no quals of its own to protect,
+    -- every protected column is only ever reached through reveal(), and a
+    -- flattened view lets ORDER BY ... LIMIT evaluate reveal() (costly by
+    -- declaration) for the rows returned only, not for every row sorted.
+    EXECUTE format('CREATE VIEW %s AS SELECT %s FROM %s',
                    view_q, array_to_string(sel, ', '), base_q);
     EXECUTE format('ALTER VIEW %s OWNER TO pii_guard_owner', view_q);
     EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', view_q);
@@ -1419,6 +1428,97 @@ END
 $privs$;
 
 --------------------------------------------------------------------------
+-- Export-row limits and export approvals
+--------------------------------------------------------------------------
+
+-- A profile's limits on protected rows per statement and per rolling 24
+-- hours (NULL: unlimited).
+CREATE FUNCTION @extschema@.set_export_limits(role regrole, max_rows_per_statement bigint,
+                                              max_rows_per_day bigint)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE @extschema@.profiles p
+       SET max_rows_per_statement = set_export_limits.max_rows_per_statement,
+           max_rows_per_day = set_export_limits.max_rows_per_day
+     WHERE p.role = set_export_limits.role;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'role % is not a pii_guard profile', role
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Give it a clearance first with pii_guard.set_clearance().';
+    END IF;
+    PERFORM @extschema@._audit_admin('set_export_limits',
+        format('%s: %s rows per statement, %s rows per 24 hours', role,
+               coalesce(max_rows_per_statement::text, 'unlimited'),
+               coalesce(max_rows_per_day::text, 'unlimited')));
+END
+$$;
+
+-- Time-boxed export approval: role may produce up to `rows` protected rows
+-- beyond its limits until valid_until (or until they are used up).
+CREATE FUNCTION @extschema@.approve_export(role regrole, rows bigint, valid_until timestamptz,
+                                           reason text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    id bigint;
+BEGIN
+    IF rows IS NULL OR rows < 1 THEN
+        RAISE EXCEPTION 'an export approval needs a positive number of rows'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF valid_until <= now() THEN
+        RAISE EXCEPTION 'valid_until must be in the future'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'an approval needs a reason'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO @extschema@.grants (kind, role, rows, valid_until, reason, approver)
+    VALUES ('export', role, rows, valid_until, reason, current_user::regrole)
+    RETURNING grant_id INTO id;
+    PERFORM @extschema@._audit_admin('approve_export',
+        format('grant %s: export of %s rows for %s until %s, reason: %s', id, rows, role, valid_until, reason));
+    RETURN id;
+END
+$$;
+
+CREATE FUNCTION @extschema@.export_usage(role regrole)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pii_guard_export_usage'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION @extschema@.export_grant_used(grant_id bigint)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pii_guard_export_grant_used'
+LANGUAGE C STRICT VOLATILE;
+
+-- Export approvals and how much of each is used.
+CREATE VIEW @extschema@.export_approvals AS
+SELECT g.grant_id, g.role, g.rows, @extschema@.export_grant_used(g.grant_id) AS used,
+       g.valid_from, g.valid_until, g.revoked_at, g.reason, g.approver, g.created_at,
+       g.revoked_at IS NULL AND g.valid_until > now()
+           AND @extschema@.export_grant_used(g.grant_id) < g.rows AS live
+  FROM @extschema@.grants g WHERE g.kind = 'export';
+
+REVOKE ALL ON FUNCTION @extschema@.set_export_limits(regrole, bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.set_export_limits(regrole, bigint, bigint) TO pii_guard_admin;
+REVOKE ALL ON FUNCTION @extschema@.approve_export(regrole, bigint, timestamptz, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.approve_export(regrole, bigint, timestamptz, text) TO pii_guard_approver;
+REVOKE ALL ON FUNCTION @extschema@.export_usage(regrole) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.export_grant_used(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.export_usage(regrole), @extschema@.export_grant_used(bigint)
+   TO pii_guard_admin, pii_guard_approver, pii_guard_auditor;
+REVOKE ALL ON @extschema@.export_approvals FROM PUBLIC;
+GRANT SELECT ON @extschema@.export_approvals TO pii_guard_admin, pii_guard_approver, pii_guard_auditor;
+
+--------------------------------------------------------------------------
 -- Audit
 --------------------------------------------------------------------------
 
@@ -1697,3 +1797,137 @@ BEGIN
     GRANT EXECUTE ON FUNCTION @extschema@._audit_deny(text, text) TO pii_guard_approver;
 END
 $privs$;
+
+--------------------------------------------------------------------------
+-- Masking functions
+--------------------------------------------------------------------------
+
+-- Each returns the type it masks, so that a masking view's column has one
+-- type for every role.  The text masks raise no error for any input and are
+-- LEAKPROOF; the others reject bad parameters or need the master key.  (This
+-- script stays ASCII: it is read in the database's encoding.)
+CREATE FUNCTION @extschema@.mask_phone(value text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pii_guard_mask_phone'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+COMMENT ON FUNCTION @extschema@.mask_phone(text) IS
+    'masks a phone number: a mainland mobile shows its first 3 and last 4 digits (138****5678), an international number its country code and at most the last 4 digits; separators are dropped';
+
+CREATE FUNCTION @extschema@.mask_cn_id(value text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pii_guard_mask_cn_id'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+COMMENT ON FUNCTION @extschema@.mask_cn_id(text) IS
+    'masks a resident identity card number: 18 characters show the first 6 and last 4 (110101********1234), the old 15 digits the first 6 and last 3';
+
+CREATE FUNCTION @extschema@.mask_bank_card(value text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pii_guard_mask_bank_card'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+COMMENT ON FUNCTION @extschema@.mask_bank_card(text) IS
+    'masks a bank card number: 12 to 19 digits show the first 6 and last 4 (622202*********0123), other digit strings at most the last 4';
+
+CREATE FUNCTION @extschema@.mask_email(value text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pii_guard_mask_email'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+COMMENT ON FUNCTION @extschema@.mask_email(text) IS
+    'masks an e-mail address: the first character of the local part and the domain (z*******@example.com)';
+
+CREATE FUNCTION @extschema@.mask_name(value text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pii_guard_mask_name'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+COMMENT ON FUNCTION @extschema@.mask_name(text) IS
+    'masks a personal name: a Chinese name shows its surname (one character, or two for a compound surname), a name in another script the initial of each word (J*** S****)';
+
+CREATE FUNCTION @extschema@.mask_address(value text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pii_guard_mask_address'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+COMMENT ON FUNCTION @extschema@.mask_address(text) IS
+    'masks a postal address: a Chinese address shows its province, city and district, a comma-separated one what follows its street and number (****, Mountain View, CA 94043)';
+
+CREATE FUNCTION @extschema@.mask_date(value date, "precision" text)
+RETURNS date
+AS 'MODULE_PATHNAME', 'pii_guard_mask_date'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.mask_date(date, text) IS
+    'generalises a date to the first day of its year (precision ''year'') or month (''month'')';
+
+CREATE FUNCTION @extschema@.mask_date(value timestamp, "precision" text)
+RETURNS timestamp
+AS 'MODULE_PATHNAME', 'pii_guard_mask_date_timestamp'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.mask_date(timestamp, text) IS
+    'generalises a timestamp to midnight on the first day of its year (precision ''year'') or month (''month'')';
+
+-- A timestamptz is truncated in the named time zone, as timezone(zone,
+-- value) is, so that the result does not depend on the session's TimeZone.
+CREATE FUNCTION @extschema@.mask_date(value timestamptz, "precision" text, zone text)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'pii_guard_mask_date_timestamptz'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.mask_date(timestamptz, text, text) IS
+    'generalises a timestamp with time zone to midnight, in the given time zone, on the first day of its year (precision ''year'') or month (''month'')';
+
+CREATE FUNCTION @extschema@.partial(value text, keep_prefix integer, pad text, keep_suffix integer)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pii_guard_partial'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.partial(text, integer, text, integer) IS
+    'shows the first keep_prefix and last keep_suffix characters with pad between, always hiding at least one character';
+
+-- pseudonym() and noise() are keyed by the pseudonym data key.  IMMUTABLE
+-- holds while that key is not rotated.  The key is created by the first
+-- call, which must run in a read-write transaction, not in a parallel
+-- worker.  Whoever may call them can test guesses against their results,
+-- so only pii_guard_admin may; masking views apply them through reveal(),
+-- which needs no privilege on the mask function.
+CREATE FUNCTION @extschema@.pseudonym(value text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pii_guard_pseudonym'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.pseudonym(text) IS
+    'a keyed pseudonym: 16 hex digits of HMAC-SHA256 under the pseudonym key, the same for the same value, not reversible without the key';
+
+CREATE FUNCTION @extschema@.noise(value numeric, ratio double precision)
+RETURNS numeric
+AS 'MODULE_PATHNAME', 'pii_guard_noise_numeric'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.noise(numeric, double precision) IS
+    'the value moved by at most ratio times itself, by keyed noise that is the same on every call, at the value''s scale';
+
+CREATE FUNCTION @extschema@.noise(value integer, ratio double precision)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'pii_guard_noise_int4'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.noise(integer, double precision) IS
+    'the value moved by at most ratio times itself, by keyed noise that is the same on every call, rounded toward the value';
+
+CREATE FUNCTION @extschema@.noise(value bigint, ratio double precision)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pii_guard_noise_int8'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.noise(bigint, double precision) IS
+    'the value moved by at most ratio times itself, by keyed noise that is the same on every call, rounded toward the value';
+
+CREATE FUNCTION @extschema@.noise(value double precision, ratio double precision)
+RETURNS double precision
+AS 'MODULE_PATHNAME', 'pii_guard_noise_float8'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.noise(double precision, double precision) IS
+    'the value moved by at most ratio times itself, by keyed noise that is the same on every call';
+
+REVOKE ALL ON FUNCTION @extschema@.pseudonym(text),
+                       @extschema@.noise(numeric, double precision),
+                       @extschema@.noise(integer, double precision),
+                       @extschema@.noise(bigint, double precision),
+                       @extschema@.noise(double precision, double precision)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pseudonym(text),
+                          @extschema@.noise(numeric, double precision),
+                          @extschema@.noise(integer, double precision),
+                          @extschema@.noise(bigint, double precision),
+                          @extschema@.noise(double precision, double precision)
+    TO pii_guard_admin;

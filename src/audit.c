@@ -1011,6 +1011,7 @@ pii_guard_audit_worker_main(Datum arg)
 		for (i = 0; i < nspill; i++)
 			(void) unlink(files[i]);
 
+		limits_persist();
 		if (!installed)
 			break;
 		cycles++;
@@ -1023,6 +1024,7 @@ pii_guard_audit_worker_main(Datum arg)
 		CHECK_FOR_INTERRUPTS();
 	}
 
+	limits_persist();
 	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
 	me->pid = 0;
 	me->latch = NULL;
@@ -1194,6 +1196,9 @@ audit_flush_reads(bool aborting)
 	ReadColumn *col;
 	List	   *rels = NIL;
 	ListCell   *lc;
+	int64		grant_id = 0;
+	int64		granted = limits_end_statement(&grant_id);
+	bool		export = hooks_statement_is_export() || granted > 0;
 
 	if (reads == NULL || hash_get_num_entries(reads) == 0)
 		return;
@@ -1213,13 +1218,19 @@ audit_flush_reads(bool aborting)
 		List	   *seen = NIL;
 		const char *view;
 
-		audit_event_init(&ev, AUDIT_READ);
+		audit_event_init(&ev, export ? AUDIT_EXPORT : AUDIT_READ);
+		if (granted > 0)
+			snprintf(ev.detail, sizeof(ev.detail),
+					 INT64_FORMAT " rows under export approval " INT64_FORMAT, granted, grant_id);
 		view = aborting ? NULL : views_masking_view_name(relid);
 		if (view)
 			AUDIT_SET(&ev, relation, view);
 		else
 			snprintf(ev.relation, sizeof(ev.relation), "%u", relid);
-		AUDIT_SET(&ev, operation, aborting ? "SELECT (failed)" : "SELECT");
+		if (aborting)
+			snprintf(ev.operation, sizeof(ev.operation), "%s (failed)", hooks_statement_command());
+		else
+			AUDIT_SET(&ev, operation, hooks_statement_command());
 		hash_seq_init(&status, reads);
 		while ((col = hash_seq_search(&status)) != NULL)
 		{

@@ -36,6 +36,7 @@
 #include "executor/spi.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
+#include "tcop/cmdtag.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
@@ -51,6 +52,32 @@ static emit_log_hook_type prev_emit_log_hook = NULL;
 static int	maintenance_depth = 0;
 static int	nesting_level = 0;	/* executor and utility nesting */
 static bool statement_has_plaintext = false;
+static const char *statement_command = NULL;	/* the top-level command */
+static bool statement_is_export = false;
+
+/* Does the top-level statement take data out (COPY TO, CREATE TABLE AS, INSERT ... SELECT)? */
+bool
+hooks_statement_is_export(void)
+{
+	return statement_is_export;
+}
+
+/* The top-level statement's command tag, for audit events. */
+const char *
+hooks_statement_command(void)
+{
+	return statement_command ? statement_command : "SELECT";
+}
+
+/* Forget what we knew of the finished top-level statement. */
+static void
+hooks_statement_done(void)
+{
+	audit_flush_reads(false);
+	statement_has_plaintext = false;
+	statement_is_export = false;
+	statement_command = NULL;
+}
 
 /*
  * The current statement's text may hold plaintext of a protected value (it
@@ -96,6 +123,12 @@ pii_guard_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
 	if (maintenance_depth == 0 && !(eflags & EXEC_FLAG_EXPLAIN_ONLY))
 		views_check_permissions(COMPAT_PLANNED_PERMS(queryDesc->plannedstmt));
+	if (nesting_level == 0 && statement_command == NULL)
+	{
+		statement_command = GetCommandTagName(CreateCommandTag((Node *) queryDesc->plannedstmt));
+		if (queryDesc->operation == CMD_INSERT)
+			statement_is_export = true;
+	}
 	if (prev_ExecutorStart)
 		prev_ExecutorStart(queryDesc, eflags);
 	else
@@ -271,10 +304,7 @@ hooks_run_utility(COMPAT_UTILITY_PARAMS)
 	}
 	PG_END_TRY();
 	if (nesting_level == 0)
-	{
-		audit_flush_reads(false);
-		statement_has_plaintext = false;
-	}
+		hooks_statement_done();
 }
 
 /* Utility hook: forward DDL aimed at masking views; rebuild around it. */
@@ -330,6 +360,15 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 	if (rebuild)
 		hooks_call("SELECT pii_guard._detach_views($1, $2, $3)", base, NULL, NULL);
 
+	if (nesting_level == 0)
+	{
+		statement_command = GetCommandTagName(CreateCommandTag(parsetree));
+		statement_is_export =
+			(IsA(parsetree, CopyStmt) && !((CopyStmt *) parsetree)->is_from) ||
+			IsA(parsetree, CreateTableAsStmt);
+		if (IsA(parsetree, DeclareCursorStmt))
+			limits_note_user_cursor(((DeclareCursorStmt *) parsetree)->portalname);
+	}
 	hooks_run_utility(COMPAT_UTILITY_ARGS);
 
 	if (rebuild)
@@ -348,6 +387,13 @@ hooks_xact_callback(XactEvent event, void *arg)
 	{
 		nesting_level = 0;
 		audit_flush_reads(true);
+	}
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
+		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT)
+	{
+		limits_end_transaction();
+		statement_is_export = false;
+		statement_command = NULL;
 	}
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
 		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT)

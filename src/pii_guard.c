@@ -49,6 +49,7 @@ pii_guard_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	audit_shmem_request();
+	limits_shmem_request();
 }
 #endif
 
@@ -60,6 +61,7 @@ pii_guard_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	audit_shmem_startup();
+	limits_shmem_startup();
 }
 
 /*
@@ -144,6 +146,7 @@ _PG_init(void)
 	shmem_request_hook = pii_guard_shmem_request;
 #else
 	audit_shmem_request();
+	limits_shmem_request();
 #endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = pii_guard_shmem_startup;

@@ -12,6 +12,7 @@
  *	views.c		masking views: the write trigger, the protected-table cache
  *	hooks.c		executor and utility hooks (dispatch only)
  *	audit.c		audit events: queue, worker, write trigger, MAC and chain
+ *	limits.c	export-row limits and export approvals
  *
  *-------------------------------------------------------------------------
  */
@@ -157,10 +158,25 @@ extern Oid	views_base_of_view(Oid relid);
 extern void views_check_permissions(List *perms);
 extern void views_check_relation(Oid relid, Oid check_as);
 
+/* limits.c */
+#define ERRCODE_PII_GUARD_EXPORT_LIMIT MAKE_SQLSTATE('5','4','P','0','1')
+
+extern Size limits_shmem_size(void);
+extern void limits_shmem_request(void);
+extern void limits_shmem_startup(void);
+extern void limits_persist(void);
+extern void limits_count_row(Oid relid, Datum rowkey, Oid rowkey_type, bool rowkey_null);
+extern int64 limits_end_statement(int64 *grant_id);
+extern void limits_end_transaction(void);
+extern void limits_invalidate(void);
+extern void limits_note_user_cursor(const char *name);
+
 /* hooks.c */
 extern void hooks_install(void);
 extern int	hooks_nesting_level(void);
 extern void hooks_note_plaintext(void);
+extern bool hooks_statement_is_export(void);
+extern const char *hooks_statement_command(void);
 
 /* audit.c */
 #define AUDIT_READ		'r'

@@ -550,12 +550,23 @@ reveal_access(FunctionCallInfo fcinfo, RevealCache *rc)
 	return policy_row_access(d, rowkey);
 }
 
-/* Tell the audit what this call produced (exempt roles are not governed). */
+/*
+ * Tell the audit what this call produced, and count the row against the
+ * export limits if a value of it is produced (exempt roles are not
+ * governed).  Raises the export-limit error before the value exists.
+ */
 static inline void
 reveal_note(FunctionCallInfo fcinfo, RevealCache *rc, ColumnAccess access)
 {
 	if (rc->decision->exempt || !rc->decision->has_rule)
 		return;
+	if (access != ACCESS_HIDDEN)
+	{
+		if (!OidIsValid(rc->rowkey_type))
+			rc->rowkey_type = get_fn_expr_argtype(fcinfo->flinfo, 3);
+		limits_count_row(PG_GETARG_OID(1), PG_GETARG_DATUM(3), rc->rowkey_type,
+						 PG_ARGISNULL(3));
+	}
 	audit_note_reveal(PG_GETARG_OID(1), NameStr(*PG_GETARG_NAME(2)), access,
 					  fcinfo, 3, &rc->audit_site);
 }
