@@ -24,7 +24,8 @@ OBJS = \
 	src/views.o \
 	src/hooks.o \
 	src/audit.o \
-	src/limits.o
+	src/limits.o \
+	src/mask.o
 
 EXTENSION = pii_guard
 DATA = $(wildcard sql/pii_guard--*.sql)
@@ -34,6 +35,7 @@ REGRESS = \
 	encrypted_types \
 	bad_input \
 	blind_index \
+	mask \
 	keys \
 	masking_views \
 	audit \
