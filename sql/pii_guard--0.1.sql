@@ -1154,7 +1154,8 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = format('A mask function for this column takes %s (plus one argument per element of mask_args) and returns %s.', valtype, valtype);
         END IF;
-        sig := format('%I.%I(%s)', fn.nspname, fn.proname, pg_get_function_identity_arguments(mask));
+        sig := format('%I.%I(%s)', fn.nspname, fn.proname,
+                      (SELECT oidvectortypes(p.proargtypes) FROM pg_proc p WHERE p.oid = mask));
     END IF;
     INSERT INTO @extschema@.column_rules (base, column_name, level, mask_function, mask_args)
     VALUES (b, col, level, sig, mask_args)
