@@ -1561,9 +1561,11 @@ CREATE TABLE @extschema@.audit_seal (
     sealed_at   timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 
+-- The log (with its MACs) is dumped; the chain is not: a restored database
+-- seals the restored rows into a chain of its own (restoring the old chain
+-- would race the new database's audit worker, which seals as rows arrive).
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.audit_log_event_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('@extschema@.audit_seal', '');
 
 CREATE FUNCTION @extschema@.audit_log_guard()
 RETURNS trigger
