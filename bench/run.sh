@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# bench/run.sh -- what `make bench` runs: pii_guard against its peers,
+# measured in one run on throwaway clusters of this machine, printed as
+# microseconds per value and ratios, and checked against DESIGN.md §8.
+#
+#   bench/run.sh [crypto] [views] [audit] [limits]     (default: all)
+#
+# Environment: BENCH_ROWS (default 1000000), BENCH_SECONDS (pgbench run
+# length, default 10), KEEP=1 (keep the clusters' directory).
+# Results are also written to bench/results/latest.txt.  A missed target is
+# reported, not fatal: this is a measurement, not a test.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. test/lib.sh
+
+./test/deps.sh "postgresql-$PG_MAJOR-pgaudit" || exit 1
+
+N=${BENCH_ROWS:-1000000}
+SECS=${BENCH_SECONDS:-10}
+SAMPLE=20000
+sections=${*:-crypto views audit limits}
+mkdir -p bench/results
+OUT=bench/results/latest.txt
+: >"$OUT"
+
+pgg_init
+pgg_install
+
+say() { echo "$*" | tee -a "$OUT"; }
+
+# One cluster for everything; pgaudit is loaded for the audit section's
+# comparison (with no pgaudit.log and no pgaudit.role it logs nothing).
+pgg_new_cluster bench \
+	"shared_preload_libraries = 'pii_guard, pgaudit'" \
+	"shared_buffers = '1GB'" "work_mem = '256MB'" "max_wal_size = '8GB'" \
+	"checkpoint_timeout = '30min'" "synchronous_commit = off" \
+	"max_parallel_workers_per_gather = 0" "jit = off" \
+	"max_connections = 40"
+pgg_start bench
+pgg_env bench
+export PGDATABASE=postgres
+
+sql() { psql -X -q -v ON_ERROR_STOP=1 -tA "$@"; }
+
+sql <<'SQL' >/dev/null
+CREATE EXTENSION pii_guard;
+CREATE EXTENSION pgcrypto;
+CREATE EXTENSION pgaudit;
+-- Milliseconds one statement takes, best of `runs` (after one warm-up run
+-- when runs > 1).
+CREATE FUNCTION bench_ms(q text, runs int DEFAULT 1) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz;
+    best float8 := 'Infinity';
+    i int;
+BEGIN
+    IF runs > 1 THEN
+        EXECUTE q;
+    END IF;
+    FOR i IN 1..runs LOOP
+        t0 := clock_timestamp();
+        EXECUTE q;
+        best := least(best, extract(epoch FROM clock_timestamp() - t0) * 1000);
+    END LOOP;
+    RETURN best;
+END
+$$;
+GRANT EXECUTE ON FUNCTION bench_ms(text, int) TO PUBLIC;
+SQL
+
+us() {	# us MS ROWS -> microseconds per row, 3 decimals
+	awk -v ms="$1" -v n="$2" 'BEGIN { printf "%.3f", ms * 1000 / n }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+check() {	# check DESCRIPTION ACTUAL OP LIMIT
+	if awk -v a="$2" -v b="$4" -v op="$3" 'BEGIN { exit !(op == "<=" ? a <= b : a >= b) }'; then
+		say "  PASS  $1: $2 (target $3 $4)"
+	else
+		say "  MISS  $1: $2 (target $3 $4)"
+	fi
+}
+
+# ---------------------------------------------------------------------------
+crypto() {
+	say "== crypto: $N phone numbers (pgp_sym_* on $SAMPLE, scaled)"
+	sql <<SQL >/dev/null
+CREATE TABLE plain (phone text);
+CREATE TABLE enc (phone pii_guard.encrypted_text);
+CREATE TABLE cbc (phone bytea);
+CREATE TABLE pgp (phone bytea);
+SELECT pii_guard.encrypt('warm up the data keys');
+SQL
+	local gen="SELECT '138' || lpad(g::text, 8, '0') FROM generate_series(1, $N) g"
+	local key="'\\x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f'::bytea"
+	local iv="'\\x00000000000000000000000000000000'::bytea"
+	local t_ins_plain t_ins_enc t_ins_cbc t_ins_pgp t_scan_plain t_scan_enc t_scan_cbc t_scan_pgp
+	sql -c "CHECKPOINT" >/dev/null
+	t_ins_plain=$(sql -c "SELECT bench_ms(\$q\$INSERT INTO plain $gen\$q\$)")
+	sql -c "CHECKPOINT" >/dev/null
+	t_ins_enc=$(sql -c "SELECT bench_ms(\$q\$INSERT INTO enc $gen\$q\$)")
+	sql -c "CHECKPOINT" >/dev/null
+	t_ins_cbc=$(sql -c "SELECT bench_ms(\$q\$INSERT INTO cbc SELECT encrypt_iv(convert_to(p, 'UTF8'), $key, $iv, 'aes-cbc/pad:pkcs') FROM ($gen) s(p)\$q\$)")
+	sql -c "CHECKPOINT" >/dev/null
+	t_ins_pgp=$(sql -c "SELECT bench_ms(\$q\$INSERT INTO pgp SELECT pgp_sym_encrypt('138' || lpad(g::text, 8, '0'), 'bench passphrase') FROM generate_series(1, $SAMPLE) g\$q\$)")
+	sql -c "VACUUM ANALYZE plain, enc, cbc, pgp" >/dev/null
+	t_scan_plain=$(sql -c "SELECT bench_ms('SELECT sum(length(phone)) FROM plain', 3)")
+	t_scan_enc=$(sql -c "SELECT bench_ms('SELECT sum(length(pii_guard.decrypt(phone))) FROM enc', 3)")
+	t_scan_cbc=$(sql -c "SELECT bench_ms(\$q\$SELECT sum(length(convert_from(decrypt_iv(phone, $key, $iv, 'aes-cbc/pad:pkcs'), 'UTF8'))) FROM cbc\$q\$, 3)")
+	t_scan_pgp=$(sql -c "SELECT bench_ms(\$q\$SELECT sum(length(pgp_sym_decrypt(phone, 'bench passphrase'))) FROM pgp\$q\$, 1)")
+
+	local u_ip u_ie u_ic u_ig u_sp u_se u_sc u_sg
+	u_ip=$(us "$t_ins_plain" "$N"); u_ie=$(us "$t_ins_enc" "$N"); u_ic=$(us "$t_ins_cbc" "$N")
+	u_ig=$(us "$t_ins_pgp" "$SAMPLE")
+	u_sp=$(us "$t_scan_plain" "$N"); u_se=$(us "$t_scan_enc" "$N"); u_sc=$(us "$t_scan_cbc" "$N")
+	u_sg=$(us "$t_scan_pgp" "$SAMPLE")
+	say "  µs per value             insert      scan"
+	say "  plain text             $(printf '%8s  %8s' "$u_ip" "$u_sp")"
+	say "  pii_guard (AES-GCM)    $(printf '%8s  %8s' "$u_ie" "$u_se")"
+	say "  pgcrypto encrypt_iv    $(printf '%8s  %8s' "$u_ic" "$u_sc")   (AES-256-CBC, unauthenticated)"
+	say "  pgcrypto pgp_sym_*     $(printf '%8s  %8s' "$u_ig" "$u_sg")"
+	local enc_over dec_over cbc_enc_over cbc_dec_over
+	enc_over=$(awk -v a="$u_ie" -v b="$u_ip" 'BEGIN { printf "%.3f", a - b }')
+	dec_over=$(awk -v a="$u_se" -v b="$u_sp" 'BEGIN { printf "%.3f", a - b }')
+	cbc_enc_over=$(awk -v a="$u_ic" -v b="$u_ip" 'BEGIN { printf "%.3f", a - b }')
+	cbc_dec_over=$(awk -v a="$u_sc" -v b="$u_sp" 'BEGIN { printf "%.3f", a - b }')
+	say "  overhead per value: pii_guard encrypt $enc_over µs, decrypt $dec_over µs;" \
+		"encrypt_iv $cbc_enc_over µs, decrypt_iv $cbc_dec_over µs"
+	say "  ratios: pii_guard decrypt vs decrypt_iv $(ratio "$dec_over" "$cbc_dec_over")×," \
+		"vs pgp_sym_decrypt $(ratio "$u_sg" "$u_se")× faster;" \
+		"encrypt vs encrypt_iv $(ratio "$enc_over" "$cbc_enc_over")×," \
+		"vs pgp_sym_encrypt $(ratio "$u_ig" "$u_ie")× faster"
+	check "decrypting scan, µs per value above plain" "$dec_over" "<=" 0.5
+	check "encryption on insert, µs per value above plain" "$enc_over" "<=" 0.8
+	check "decrypt overhead at most decrypt_iv's (ratio)" "$(ratio "$dec_over" "$cbc_dec_over")" "<=" 1
+	check "encrypt overhead at most encrypt_iv's (ratio)" "$(ratio "$enc_over" "$cbc_enc_over")" "<=" 1
+	sql -c "DROP TABLE plain, enc, cbc, pgp" >/dev/null
+}
+
+# ---------------------------------------------------------------------------
+views() {
+	say "== masking views: $N rows, base table as owner vs masking view as governed roles"
+	sql <<SQL >/dev/null
+CREATE ROLE bench_clear;
+CREATE ROLE bench_masked;
+CREATE TABLE people (id int PRIMARY KEY, name text, email text, city text,
+                     phone pii_guard.encrypted_text);
+INSERT INTO people
+SELECT g, 'Name' || g, 'user' || g || '@example.com', 'city' || (g % 100),
+       '138' || lpad(g::text, 8, '0')
+  FROM generate_series(1, $N) g;
+GRANT SELECT ON people TO bench_clear, bench_masked;
+SELECT pii_guard.protect_column('people', 'name', 'sensitive', 'pii_guard.mask_name(text)');
+SELECT pii_guard.protect_column('people', 'email', 'sensitive', 'pii_guard.mask_email(text)');
+SELECT pii_guard.protect_column('people', 'city', 'internal', 'pii_guard.partial(text,integer,text,integer)', '{2,***,0}');
+SELECT pii_guard.protect_column('people', 'phone', 'sensitive', 'pii_guard.mask_phone(text)');
+SELECT pii_guard.set_clearance('bench_clear', 'sensitive');
+SELECT pii_guard.set_clearance('bench_masked', 'public');
+VACUUM ANALYZE public_pii.people;
+SQL
+	local q="SELECT sum(length(name) + length(email) + length(city)) FROM"
+	local t_base t_clear t_masked t_enc_base t_enc_clear t_enc_masked
+	t_base=$(sql -c "SELECT bench_ms('$q public_pii.people', 3)")
+	t_clear=$(sql -c "SET ROLE bench_clear" -c "SELECT bench_ms('$q public.people', 3)")
+	t_masked=$(sql -c "SET ROLE bench_masked" -c "SELECT bench_ms('$q public.people', 3)")
+	t_enc_base=$(sql -c "SELECT bench_ms('SELECT sum(length(pii_guard.decrypt(phone))) FROM public_pii.people', 3)")
+	t_enc_clear=$(sql -c "SET ROLE bench_clear" -c "SELECT bench_ms('SELECT sum(length(phone)) FROM public.people', 3)")
+	t_enc_masked=$(sql -c "SET ROLE bench_masked" -c "SELECT bench_ms('SELECT sum(length(phone)) FROM public.people', 3)")
+	say "  three plaintext columns, µs per row: base table $(us "$t_base" "$N"), view (clear) $(us "$t_clear" "$N"), view (masked) $(us "$t_masked" "$N")"
+	say "  ratios to the base table: clear $(ratio "$t_clear" "$t_base")×, masked $(ratio "$t_masked" "$t_base")×"
+	say "  encrypted phone, µs per value: decrypt() on the base table $(us "$t_enc_base" "$N"), view (clear) $(us "$t_enc_clear" "$N"), view (masked) $(us "$t_enc_masked" "$N")"
+	check "masking view over plaintext columns, clear role (ratio)" "$(ratio "$t_clear" "$t_base")" "<=" 1.3
+	check "masking view over plaintext columns, masked role (ratio)" "$(ratio "$t_masked" "$t_base")" "<=" 1.3
+	sql -c "SELECT pii_guard.unprotect_table('people')" -c "DROP TABLE people" \
+		-c "DROP OWNED BY bench_clear, bench_masked" -c "DROP ROLE bench_clear, bench_masked" >/dev/null
+}
+
+# ---------------------------------------------------------------------------
+# pgbench helpers: accounts tables like pgbench's (100,000 rows).
+make_accounts() {	# make_accounts NAME
+	sql <<SQL >/dev/null
+CREATE TABLE $1 (aid int PRIMARY KEY, bid int NOT NULL, abalance int NOT NULL,
+                 phone pii_guard.encrypted_text, filler char(84));
+INSERT INTO $1 SELECT g, 1, 0, '138' || lpad(g::text, 8, '0'), '' FROM generate_series(1, 100000) g;
+GRANT SELECT, UPDATE ON $1 TO bench_app;
+VACUUM ANALYZE $1;
+SQL
+}
+
+tps() {	# tps SCRIPTFILE [USER] -> transactions per second
+	pgbench -n -h "$PGHOST" -p "$PGPORT" -U "${2:-bench_app}" -c 2 -j 2 -T "$SECS" -f "$1" postgres 2>/dev/null |
+		awk '/^tps = / { printf "%.0f", $3 }'
+}
+
+setup_pgbench_roles() {
+	sql -c "SELECT 1 FROM pg_roles WHERE rolname = 'bench_app'" | grep -q 1 && return
+	sql <<'SQL' >/dev/null
+CREATE ROLE bench_app LOGIN;
+CREATE ROLE pgaudit_auditor NOLOGIN;
+SELECT pii_guard.set_clearance('bench_app', 'sensitive');
+SQL
+}
+
+audit() {
+	say "== audit: pgbench, 2 clients, ${SECS}s each, 100,000 accounts"
+	setup_pgbench_roles
+	make_accounts acc_plain
+	make_accounts acc_pii
+	make_accounts acc_pgaudit
+	sql <<'SQL' >/dev/null
+SELECT pii_guard.protect_column('acc_pii', 'phone', 'sensitive', 'pii_guard.mask_phone(text)');
+SELECT pii_guard.protect_column('acc_pii', 'abalance', 'internal');
+ALTER SYSTEM SET pgaudit.role = 'pgaudit_auditor';
+SELECT pg_reload_conf();
+GRANT SELECT, UPDATE ON acc_pgaudit TO pgaudit_auditor;
+SQL
+	local w r t
+	for t in plain pii pgaudit; do
+		cat >"$PGG_WORK/w_$t.sql" <<EOF
+\\set aid random(1, 100000)
+\\set delta random(-5000, 5000)
+BEGIN;
+UPDATE acc_$t SET abalance = abalance + :delta WHERE aid = :aid;
+SELECT abalance FROM acc_$t WHERE aid = :aid;
+END;
+EOF
+		cat >"$PGG_WORK/r_$t.sql" <<EOF
+\\set aid random(1, 100000)
+SELECT aid, abalance, phone FROM acc_$t WHERE aid = :aid;
+EOF
+	done
+	local w_plain w_pii w_pgaudit r_on r_off r_plain
+	w_plain=$(tps "$PGG_WORK/w_plain.sql")
+	w_pii=$(tps "$PGG_WORK/w_pii.sql")
+	w_pgaudit=$(tps "$PGG_WORK/w_pgaudit.sql")
+	say "  TPC-B-like writes (UPDATE + SELECT per transaction), TPS:"
+	say "    plain table, no audit           $w_plain"
+	say "    pii_guard: protected + audited  $w_pii  ($(ratio "$w_pii" "$w_plain")× of plain; writes through the masking view, write events in the transaction, read events queued)"
+	say "    pgaudit object audit            $w_pgaudit  ($(ratio "$w_pgaudit" "$w_plain")× of plain)"
+	check "write audit TPS cost (1 - ratio)" "$(awk -v a="$w_pii" -v b="$w_plain" 'BEGIN { printf "%.2f", 1 - a / b }')" "<=" 0.20
+	sql -c "ALTER ROLE bench_app SET pii_guard.audit_reads = off" >/dev/null
+	r_off=$(tps "$PGG_WORK/r_pii.sql")
+	sql -c "ALTER ROLE bench_app RESET pii_guard.audit_reads" >/dev/null
+	r_on=$(tps "$PGG_WORK/r_pii.sql")
+	say "  select-only through the masking view, TPS: read audit off $r_off, on $r_on ($(ratio "$r_on" "$r_off")×)"
+	check "read audit TPS cost (1 - ratio)" "$(awk -v a="$r_on" -v b="$r_off" 'BEGIN { printf "%.2f", 1 - a / b }')" "<=" 0.05
+	sql -c "ALTER SYSTEM RESET pgaudit.role" -c "SELECT pg_reload_conf()" >/dev/null
+}
+
+limits() {
+	say "== export limits: pgbench select-only, 2 clients, ${SECS}s each"
+	setup_pgbench_roles
+	sql -c "SELECT 1 FROM pg_class WHERE relname = 'acc_plain'" | grep -q 1 || make_accounts acc_plain
+	if ! sql -c "SELECT 1 FROM pg_class WHERE relname = 'acc_pii'" | grep -q 1; then
+		make_accounts acc_pii
+		sql -c "SELECT pii_guard.protect_column('acc_pii', 'phone', 'sensitive', 'pii_guard.mask_phone(text)')" >/dev/null
+	fi
+	cat >"$PGG_WORK/r_plain.sql" <<EOF
+\\set aid random(1, 100000)
+SELECT aid, abalance, phone FROM acc_plain WHERE aid = :aid;
+EOF
+	cat >"$PGG_WORK/r_pii.sql" <<EOF
+\\set aid random(1, 100000)
+SELECT aid, abalance, phone FROM acc_pii WHERE aid = :aid;
+EOF
+	local r_plain r_nolimit r_limit
+	r_plain=$(tps "$PGG_WORK/r_plain.sql")
+	sql -c "SELECT pii_guard.set_export_limits('bench_app', NULL, NULL)" >/dev/null
+	r_nolimit=$(tps "$PGG_WORK/r_pii.sql")
+	sql -c "SELECT pii_guard.set_export_limits('bench_app', 1000, 1000000000)" >/dev/null
+	r_limit=$(tps "$PGG_WORK/r_pii.sql")
+	say "  TPS: plain table (pii_guard not involved) $r_plain; masking view, no limits $r_nolimit; masking view with limits $r_limit"
+	say "  ratios: limits on vs pii_guard absent $(ratio "$r_limit" "$r_plain")×; limits on vs off $(ratio "$r_limit" "$r_nolimit")×"
+	check "export-limit machinery TPS cost vs the same view without limits (1 - ratio)" \
+		"$(awk -v a="$r_limit" -v b="$r_nolimit" 'BEGIN { printf "%.2f", 1 - a / b }')" "<=" 0.05
+	check "masking view with limits vs pii_guard absent, TPS cost (1 - ratio)" \
+		"$(awk -v a="$r_limit" -v b="$r_plain" 'BEGIN { printf "%.2f", 1 - a / b }')" "<=" 0.05
+}
+
+start=$(date +%s)
+say "pii_guard benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}')"
+for s in $sections; do
+	case $s in
+		crypto|views|audit|limits) "$s" ;;
+		*) echo "unknown section $s" >&2; exit 2 ;;
+	esac
+done
+say "(took $(( $(date +%s) - start ))s; results in $OUT)"
