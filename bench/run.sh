@@ -186,9 +186,28 @@ VACUUM ANALYZE $1;
 SQL
 }
 
-tps() {	# tps SCRIPTFILE [USER] -> transactions per second
-	pgbench -n -h "$PGHOST" -p "$PGPORT" -U "${2:-bench_app}" -c 2 -j 2 -T "$SECS" -f "$1" postgres 2>/dev/null |
-		awk '/^tps = / { printf "%.0f", $3 }'
+# Wait until the audit worker has written and sealed everything, so that
+# one measurement does not pay for the previous one's events.
+drain() {
+	local i
+	for i in $(seq 300); do
+		[ "$(sql -c "SELECT (SELECT queued FROM pii_guard.audit_queue_status()) = 0 AND NOT EXISTS (
+			SELECT 1 FROM pii_guard.audit_log a WHERE NOT EXISTS (
+				SELECT 1 FROM pii_guard.audit_seal s WHERE s.event_id = a.event_id))")" = t ] && return
+		sleep 0.2
+	done
+}
+
+tps() {	# tps SCRIPTFILE [USER] -> transactions per second (best of two runs)
+	local best=0 t i
+	for i in 1 2; do
+		drain
+		sql -c "CHECKPOINT" >/dev/null
+		t=$(pgbench -n -h "$PGHOST" -p "$PGPORT" -U "${2:-bench_app}" -c 2 -j 2 -T "$SECS" -f "$1" postgres 2>/dev/null |
+			awk '/^tps = / { printf "%.0f", $3 }')
+		[ "${t:-0}" -gt "$best" ] && best=$t
+	done
+	echo "$best"
 }
 
 setup_pgbench_roles() {
@@ -228,15 +247,21 @@ EOF
 SELECT aid, abalance, phone FROM acc_$t WHERE aid = :aid;
 EOF
 	done
-	local w_plain w_pii w_pgaudit r_on r_off r_plain
+	# The same write audit without the masking view: the table owner writing
+	# to the base table, which only the audit triggers see.
+	sed 's/acc_pii/public_pii.acc_pii/g' "$PGG_WORK/w_pii.sql" >"$PGG_WORK/w_base.sql"
+	local w_plain w_pii w_base w_pgaudit r_on r_off
 	w_plain=$(tps "$PGG_WORK/w_plain.sql")
 	w_pii=$(tps "$PGG_WORK/w_pii.sql")
+	w_base=$(tps "$PGG_WORK/w_base.sql" postgres)
 	w_pgaudit=$(tps "$PGG_WORK/w_pgaudit.sql")
 	say "  TPC-B-like writes (UPDATE + SELECT per transaction), TPS:"
-	say "    plain table, no audit           $w_plain"
-	say "    pii_guard: protected + audited  $w_pii  ($(ratio "$w_pii" "$w_plain")× of plain; writes through the masking view, write events in the transaction, read events queued)"
-	say "    pgaudit object audit            $w_pgaudit  ($(ratio "$w_pgaudit" "$w_plain")× of plain)"
-	check "write audit TPS cost (1 - ratio)" "$(awk -v a="$w_pii" -v b="$w_plain" 'BEGIN { printf "%.2f", 1 - a / b }')" "<=" 0.20
+	say "    plain table, no audit                          $w_plain"
+	say "    pii_guard, through the masking view            $w_pii  ($(ratio "$w_pii" "$w_plain")× of plain: INSTEAD OF trigger, write view, read-back, write and read events)"
+	say "    pii_guard write audit alone (base table)       $w_base  ($(ratio "$w_base" "$w_plain")× of plain)"
+	say "    pgaudit object audit                           $w_pgaudit  ($(ratio "$w_pgaudit" "$w_plain")× of plain)"
+	check "write audit TPS cost, audit alone (1 - ratio)" "$(awk -v a="$w_base" -v b="$w_plain" 'BEGIN { printf "%.2f", 1 - a / b }')" "<=" 0.20
+	check "write audit TPS cost, through the masking view (1 - ratio)" "$(awk -v a="$w_pii" -v b="$w_plain" 'BEGIN { printf "%.2f", 1 - a / b }')" "<=" 0.20
 	sql -c "ALTER ROLE bench_app SET pii_guard.audit_reads = off" >/dev/null
 	r_off=$(tps "$PGG_WORK/r_pii.sql")
 	sql -c "ALTER ROLE bench_app RESET pii_guard.audit_reads" >/dev/null

@@ -69,6 +69,7 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
+#include "storage/spin.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
@@ -121,7 +122,28 @@ int			pii_guard_audit_enqueue_timeout = 1000;
 int			pii_guard_audit_max_row_keys = 100;
 char	   *pii_guard_audit_log_destination = NULL;
 
+/*
+ * Coalescing of read events.  A backend keeps its latest read event in its
+ * own slot in shared memory and merges the next one into it while they
+ * describe the same reads (role, relation, columns, query) and the merged
+ * row keys still fit; the worker harvests the slots every cycle.  So a
+ * stream of identical single-row lookups costs one event per hundred rows
+ * or per worker cycle, not one per statement -- and no row key is lost.
+ */
+typedef struct PendingSlot
+{
+	slock_t		mutex;
+	bool		used;
+	int			statements;
+	AuditEvent	ev;
+} PendingSlot;
+
 static AuditShared *audit_shared = NULL;
+static PendingSlot *pending_slots = NULL;
+static int	pending_nslots = 0;
+static bool pending_exit_registered = false;
+
+static int	audit_harvest_pending(Oid dboid, AuditEvent *events, int max);
 static bool audit_inserting = false;	/* our own INSERT into audit_log */
 static bool audit_mirror_to_log = false;
 
@@ -132,11 +154,18 @@ audit_shmem_size(void)
 					mul_size(sizeof(AuditEvent), pii_guard_audit_queue_size));
 }
 
+static int
+audit_pending_count(void)
+{
+	return MaxBackends > 0 ? MaxBackends : 1024;
+}
+
 /* shmem_request_hook (or _PG_init before 15): reserve the queue. */
 void
 audit_shmem_request(void)
 {
 	RequestAddinShmemSpace(audit_shmem_size());
+	RequestAddinShmemSpace(mul_size(sizeof(PendingSlot), audit_pending_count()));
 	RequestNamedLWLockTranche("pii_guard audit", 1);
 }
 
@@ -154,6 +183,19 @@ audit_shmem_startup(void)
 		audit_shared->lock = &(GetNamedLWLockTranche("pii_guard audit"))->lock;
 		ConditionVariableInit(&audit_shared->space_cv);
 		audit_shared->capacity = pii_guard_audit_queue_size;
+	}
+	pending_nslots = audit_pending_count();
+	pending_slots = ShmemInitStruct("pii_guard audit pending reads",
+									mul_size(sizeof(PendingSlot), pending_nslots), &found);
+	if (!found)
+	{
+		int			i;
+
+		for (i = 0; i < pending_nslots; i++)
+		{
+			SpinLockInit(&pending_slots[i].mutex);
+			pending_slots[i].used = false;
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -664,8 +706,8 @@ audit_insert(const AuditEvent *events, int n)
 	Oid			argtypes[NARGS] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 		TEXTOID, INT4OID, INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID,
 	TEXTARRAYOID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID};
+	static SPIPlanPtr plan = NULL;	/* kept: the plan cache revalidates it */
 	OwnerContext oc;
-	SPIPlanPtr	plan;
 	volatile int64 last = 0;
 	int			i;
 	bool		save = audit_inserting;
@@ -673,9 +715,14 @@ audit_insert(const AuditEvent *events, int n)
 	pii_guard_enter_owner_context(&oc);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	plan = SPI_prepare(sql, NARGS, argtypes);
 	if (plan == NULL)
-		elog(ERROR, "could not prepare the audit insert");
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, NARGS, argtypes);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare the audit insert");
+		plan = p;
+	}
 	audit_inserting = true;
 	PG_TRY();
 	{
@@ -773,7 +820,11 @@ audit_seal(bool full_scan)
 	bytea	   *prev = NULL;
 	int64		seq = 0;
 	bool		isnull;
-	Oid			argtypes[3] = {INT8OID, INT8OID, BYTEAOID};
+	Oid			argtypes[3] = {INT8ARRAYOID, INT8ARRAYOID, BYTEAARRAYOID};
+	Datum	   *seqs;
+	Datum	   *ids;
+	Datum	   *links;
+	Datum		v[3];
 
 	if (SPI_execute("SELECT seal_seq, chain_hash FROM pii_guard.audit_seal "
 					"ORDER BY seal_seq DESC LIMIT 1", true, 1) != SPI_OK_SELECT)
@@ -795,22 +846,31 @@ audit_seal(bool full_scan)
 		elog(ERROR, "could not read unsealed audit rows");
 	rows = SPI_tuptable;
 	n = SPI_processed;
+	if (n == 0)
+		return;
+	seqs = palloc(sizeof(Datum) * n);
+	ids = palloc(sizeof(Datum) * n);
+	links = palloc(sizeof(Datum) * n);
 	for (i = 0; i < n; i++)
 	{
 		int64		event_id = DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull));
 		Datum		m = SPI_getbinval(rows->vals[i], rows->tupdesc, 2, &isnull);
 		bytea	   *link = audit_chain_link(prev, event_id, isnull ? NULL : DatumGetByteaPP(m));
-		Datum		v[3];
 
 		seq++;
-		v[0] = Int64GetDatum(seq);
-		v[1] = Int64GetDatum(event_id);
-		v[2] = PointerGetDatum(link);
-		if (SPI_execute_with_args("INSERT INTO pii_guard.audit_seal (seal_seq, event_id, chain_hash) "
-								  "VALUES ($1, $2, $3)", 3, argtypes, v, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not seal an audit row");
+		seqs[i] = Int64GetDatum(seq);
+		ids[i] = Int64GetDatum(event_id);
+		links[i] = PointerGetDatum(link);
 		prev = link;
 	}
+	/* One statement for the whole batch. */
+	v[0] = PointerGetDatum(construct_array(seqs, (int) n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	v[1] = PointerGetDatum(construct_array(ids, (int) n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	v[2] = PointerGetDatum(construct_array(links, (int) n, BYTEAOID, -1, false, TYPALIGN_INT));
+	if (SPI_execute_with_args("INSERT INTO pii_guard.audit_seal (seal_seq, event_id, chain_hash) "
+							  "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))",
+							  3, argtypes, v, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not seal audit rows");
 }
 
 /* Read the spill files of this database into events (up to max). */
@@ -949,6 +1009,7 @@ pii_guard_audit_worker_main(Datum arg)
 	{
 		int			n = 0;
 		int			nspill;
+		int			nharvest;
 		uint64		pos;
 		bool		installed;
 
@@ -973,6 +1034,7 @@ pii_guard_audit_worker_main(Datum arg)
 		}
 		LWLockRelease(audit_shared->lock);
 		nspill = audit_read_spill(dboid, batch + n, files, AUDIT_BATCH - n);
+		nharvest = audit_harvest_pending(dboid, batch + n + nspill, AUDIT_BATCH - n - nspill);
 
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
@@ -981,8 +1043,8 @@ pii_guard_audit_worker_main(Datum arg)
 		installed = OidIsValid(pii_guard_relation_oid("audit_log", true));
 		if (installed)
 		{
-			if (n + nspill > 0)
-				audit_insert(batch, n + nspill);
+			if (n + nspill + nharvest > 0)
+				audit_insert(batch, n + nspill + nharvest);
 			if (SPI_connect() != SPI_OK_CONNECT)
 				elog(ERROR, "SPI_connect failed");
 			if (cycles % 5 == 0)
@@ -1015,7 +1077,7 @@ pii_guard_audit_worker_main(Datum arg)
 		if (!installed)
 			break;
 		cycles++;
-		if (n + nspill < AUDIT_BATCH)
+		if (n + nspill + nharvest < AUDIT_BATCH)
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 200L, PG_WAIT_EXTENSION);
@@ -1114,10 +1176,11 @@ audit_note_reveal(Oid relid, const char *attname, ColumnAccess access,
 		{
 			HASHCTL		ctl;
 
+			/* Kept for the backend's life; emptied after each statement. */
 			memset(&ctl, 0, sizeof(ctl));
 			ctl.keysize = sizeof(ReadKey);
 			ctl.entrysize = sizeof(ReadColumn);
-			ctl.hcxt = ReadContext;
+			ctl.hcxt = TopMemoryContext;
 			reads = hash_create("pii_guard reads", 16, &ctl,
 								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		}
@@ -1169,6 +1232,141 @@ audit_note_reveal(Oid relid, const char *attname, ColumnAccess access,
 			*keys = lappend(*keys, makeString(pstrdup(k)));
 		MemoryContextSwitchTo(old);
 	}
+}
+
+/* Do two read events describe the same reads (all but rows and row keys)? */
+static bool
+audit_same_reads(const AuditEvent *a, const AuditEvent *b)
+{
+	return a->dboid == b->dboid && a->kind == b->kind &&
+		a->session_role == b->session_role && a->current_role == b->current_role &&
+		a->pid == b->pid && a->query_id == b->query_id &&
+		strcmp(a->relation, b->relation) == 0 &&
+		strcmp(a->operation, b->operation) == 0 &&
+		strcmp(a->columns_clear, b->columns_clear) == 0 &&
+		strcmp(a->columns_masked, b->columns_masked) == 0 &&
+		strcmp(a->detail, b->detail) == 0 &&
+		strlen(a->row_keys) + strlen(b->row_keys) + 2 < sizeof(a->row_keys) &&
+		strlen(a->row_keys_masked) + strlen(b->row_keys_masked) + 2 < sizeof(a->row_keys_masked);
+}
+
+/* Merge b's rows and row keys into a (audit_same_reads said they fit). */
+static void
+audit_merge_reads(AuditEvent *a, const AuditEvent *b)
+{
+	a->rows += b->rows;
+	if (b->row_keys[0])
+	{
+		if (a->row_keys[0])
+			strcat(a->row_keys, ",");
+		strcat(a->row_keys, b->row_keys);
+	}
+	if (b->row_keys_masked[0])
+	{
+		if (a->row_keys_masked[0])
+			strcat(a->row_keys_masked, ",");
+		strcat(a->row_keys_masked, b->row_keys_masked);
+	}
+}
+
+/* Backend exit: its pending read event goes to the queue. */
+static void
+audit_pending_exit(int code, Datum arg)
+{
+	int			slot = compat_backend_slot();
+	PendingSlot *ps;
+	AuditEvent	ev;
+	bool		had = false;
+
+	if (pending_slots == NULL || slot < 0 || slot >= pending_nslots)
+		return;
+	ps = &pending_slots[slot];
+	SpinLockAcquire(&ps->mutex);
+	if (ps->used)
+	{
+		memcpy(&ev, &ps->ev, sizeof(ev));
+		ps->used = false;
+		had = true;
+	}
+	SpinLockRelease(&ps->mutex);
+	if (had)
+		audit_enqueue(&ev, true);
+}
+
+/*
+ * Hand a read event to this backend's pending slot (merging it into the
+ * pending one if they describe the same reads); what it displaces goes to
+ * the queue.  Other events, and backends without a slot, go to the queue.
+ */
+static void
+audit_submit_read(const AuditEvent *ev, bool aborting)
+{
+	int			slot = compat_backend_slot();
+	PendingSlot *ps;
+	AuditEvent	displaced;
+	bool		have_displaced = false;
+
+	if (pending_slots == NULL || aborting || ev->kind != AUDIT_READ ||
+		slot < 0 || slot >= pending_nslots)
+	{
+		audit_enqueue(ev, aborting);
+		return;
+	}
+	if (!pending_exit_registered)
+	{
+		before_shmem_exit(audit_pending_exit, (Datum) 0);
+		pending_exit_registered = true;
+	}
+	ps = &pending_slots[slot];
+	SpinLockAcquire(&ps->mutex);
+	if (ps->used && audit_same_reads(&ps->ev, ev))
+	{
+		audit_merge_reads(&ps->ev, ev);
+		ps->statements++;
+	}
+	else
+	{
+		if (ps->used)
+		{
+			memcpy(&displaced, &ps->ev, sizeof(displaced));
+			have_displaced = true;
+		}
+		memcpy(&ps->ev, ev, sizeof(*ev));
+		ps->statements = 1;
+		ps->used = true;
+	}
+	SpinLockRelease(&ps->mutex);
+	if (have_displaced)
+		audit_enqueue(&displaced, false);
+}
+
+/* Worker: take the pending read events of this database. */
+static int
+audit_harvest_pending(Oid dboid, AuditEvent *events, int max)
+{
+	int			i;
+	int			n = 0;
+
+	for (i = 0; i < pending_nslots && n < max; i++)
+	{
+		PendingSlot *ps = &pending_slots[i];
+
+		if (!ps->used || ps->ev.dboid != dboid)
+			continue;
+		SpinLockAcquire(&ps->mutex);
+		if (ps->used && ps->ev.dboid == dboid)
+		{
+			memcpy(&events[n], &ps->ev, sizeof(AuditEvent));
+			if (ps->statements > 1)
+				snprintf(events[n].detail + strlen(events[n].detail),
+						 sizeof(events[n].detail) - strlen(events[n].detail),
+						 "%s%d statements", events[n].detail[0] ? "; " : "", ps->statements);
+			ps->used = false;
+			n++;
+		}
+		SpinLockRelease(&ps->mutex);
+	}
+	return n;
 }
 
 /* Append s to a comma-separated list field, as far as it fits. */
@@ -1263,10 +1461,12 @@ audit_flush_reads(bool aborting)
 		ev.rows = rows;
 		if (distinct_keys < pii_guard_audit_max_row_keys && !overflow)
 			ev.rows = distinct_keys;
-		audit_enqueue(&ev, aborting);
+		audit_submit_read(&ev, aborting);
 	}
-	hash_destroy(reads);
-	reads = NULL;
+	/* Empty the table (a few entries) and free the row key lists. */
+	hash_seq_init(&status, reads);
+	while ((col = hash_seq_search(&status)) != NULL)
+		(void) hash_search(reads, &col->key, HASH_REMOVE, NULL);
 	MemoryContextReset(ReadContext);
 }
 

@@ -112,6 +112,14 @@ compat_perm_relation(void *elem, Oid *relid, Oid *check_as_user)
 #define compat_enable_query_id() ((void) 0)
 #endif
 
+/* This backend's 0-based slot among MaxBackends (PostgreSQL 17 renamed it). */
+#if PG_VERSION_NUM >= 170000
+#define compat_backend_slot() ((int) MyProcNumber)
+#else
+#include "storage/backendid.h"
+#define compat_backend_slot() ((int) MyBackendId - 1)
+#endif
+
 /* shmem_request_hook exists from PostgreSQL 15 on. */
 #if PG_VERSION_NUM >= 150000
 #define COMPAT_HAS_SHMEM_REQUEST_HOOK 1

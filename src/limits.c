@@ -556,10 +556,11 @@ limits_count_row(Oid relid, Datum rowkey, Oid rowkey_type, bool rowkey_null)
 	{
 		HASHCTL		ctl;
 
+		/* The statement's set is kept and emptied; a cursor's is its own. */
 		memset(&ctl, 0, sizeof(ctl));
 		ctl.keysize = sizeof(uint64);
 		ctl.entrysize = sizeof(uint64);
-		ctl.hcxt = LimitsContext;
+		ctl.hcxt = scope == &statement_scope ? TopMemoryContext : LimitsContext;
 		scope->seen = hash_create("pii_guard counted rows", 256, &ctl,
 								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
@@ -621,11 +622,29 @@ int64
 limits_end_statement(int64 *grant_id)
 {
 	int64		granted = statement_scope.granted;
+	HTAB	   *seen = statement_scope.seen;
 
 	*grant_id = statement_scope.last_grant;
-	if (statement_scope.seen)
-		hash_destroy(statement_scope.seen);
+	if (seen != NULL && statement_scope.rows > 0)
+	{
+		HASH_SEQ_STATUS status;
+		uint64	   *h;
+
+		if (statement_scope.rows > 10000)
+		{
+			/* A big one: cheaper to start afresh. */
+			hash_destroy(seen);
+			seen = NULL;
+		}
+		else
+		{
+			hash_seq_init(&status, seen);
+			while ((h = hash_seq_search(&status)) != NULL)
+				(void) hash_search(seen, h, HASH_REMOVE, NULL);
+		}
+	}
 	memset(&statement_scope, 0, sizeof(statement_scope));
+	statement_scope.seen = seen;
 	return granted;
 }
 
