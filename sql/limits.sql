@@ -68,6 +68,10 @@ SET parallel_tuple_cost = 0;
 SET min_parallel_table_scan_size = 0;
 SET max_parallel_workers_per_gather = 2;
 SELECT count(phone) FROM people;
+SET force_parallel_mode = on;
+SELECT count(phone) FROM people;
+SELECT count(phone) FROM people WHERE id <= 10;
+RESET force_parallel_mode;
 RESET parallel_setup_cost;
 RESET parallel_tuple_cost;
 RESET min_parallel_table_scan_size;
@@ -75,6 +79,7 @@ RESET max_parallel_workers_per_gather;
 -- The role cannot lift its own limits.
 SELECT pii_guard.set_export_limits('regress_lim', NULL, NULL);
 SET pii_guard.audit_reads = off;
+SET pii_guard.audit_max_row_keys = 0;
 UPDATE pii_guard.profiles SET max_rows_per_statement = NULL;
 CREATE FUNCTION lim.definer_phones() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER
 AS $$ SELECT phone FROM lim.people $$;

@@ -23,10 +23,10 @@ check_after_crash() {
 		sleep 0.2
 	done
 	missing=$(pgg_psql $name -d postgres -tAc "
+		WITH written AS (SELECT DISTINCT unnest(a.row_keys) AS key FROM pii_guard.audit_log a
+		                  WHERE a.kind = 'write' AND a.operation = 'INSERT')
 		SELECT count(*) FROM public_pii.ledger l
-		 WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_log a
-		                    WHERE a.kind = 'write' AND a.operation = 'INSERT'
-		                      AND a.row_keys @> ARRAY[l.id::text])")
+		 WHERE NOT EXISTS (SELECT 1 FROM written w WHERE w.key = l.id::text)")
 	pgg_is "$what: every committed row has its write event" "$missing" 0
 	pgg_ok "$what: rows were written ($(pgg_psql $name -d postgres -tAc "SELECT count(*) FROM public_pii.ledger"))" \
 		test "$(pgg_psql $name -d postgres -tAc "SELECT count(*) FROM public_pii.ledger")" -gt 0

@@ -46,6 +46,13 @@ pgg_is "the rest of the budget is all there is: 20 rows pass" \
 pgg_ok "the 101st row of the day is refused" \
 	grep -q "per 24 hours" <<<"$(as_intern -c "\\set VERBOSITY default" -c "SELECT phone FROM customers WHERE id = 200" 2>&1)"
 
+# The intern cannot step into a role it is not a member of to get a fresh
+# budget, nor change a pii_guard setting.
+pgg_ok "SET ROLE to a role it is not a member of is refused" \
+	grep -q "permission denied to set role" <<<"$(as_intern -c "SET ROLE mgr_eve" 2>&1)"
+pgg_ok "SET of a pii_guard setting is refused" \
+	grep -q "permission denied to set parameter" <<<"$(as_intern -c "SET pii_guard.audit_reads = off" 2>&1)"
+
 # An approval for 500 rows for 24 hours: 500 pass, the 501st does not.
 grant=$(psql -X -q -tA -h "$(pgg_sock $name)" -p 5432 -U mgr_eve -d postgres \
 	-c "SELECT pii_guard.approve_export('intern', 500, now() + interval '24 hours', 'mailing to all customers')")
