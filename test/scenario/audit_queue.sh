@@ -21,21 +21,42 @@ for _ in $(seq 50); do
 	sleep 0.1
 done
 pgg_ok "the audit worker runs" test -n "$worker"
-before=$(pgg_psql $name -d postgres -tAc "SELECT count(*) FROM pii_guard.audit_log WHERE kind = 'read'")
+rows_read() {
+	pgg_psql $name -d postgres -tAc "SELECT coalesce(sum(rows), 0) FROM pii_guard.audit_log WHERE kind = 'read'"
+}
+before=$(rows_read)
 kill -STOP "$worker"
-for i in $(seq 40); do echo "SELECT phone FROM q WHERE id = $((i % 5 + 1));"; done |
-	psql -X -q -h "$(pgg_sock $name)" -p 5432 -U q_reader -d postgres >/dev/null
+# Two query shapes in turn, so that consecutive reads are not coalesced
+# into one pending event: every statement's event goes to the queue.
+for i in $(seq 40); do
+	if [ $((i % 2)) = 0 ]; then echo "SELECT phone FROM q WHERE id = $((i % 5 + 1));"
+	else echo "SELECT id, phone FROM q WHERE id = $((i % 5 + 1));"; fi
+done | psql -X -q -h "$(pgg_sock $name)" -p 5432 -U q_reader -d postgres >/dev/null
 spilled=$(pgg_psql $name -d postgres -tAc "SELECT spilled FROM pii_guard.audit_queue_status()")
 pgg_ok "a full queue spilled events to disk ($spilled)" test "$spilled" -gt 0
 kill -CONT "$worker"
 for _ in $(seq 100); do
-	after=$(pgg_psql $name -d postgres -tAc "SELECT count(*) FROM pii_guard.audit_log WHERE kind = 'read'")
+	after=$(rows_read)
 	[ "$((after - before))" -ge 40 ] && break
 	sleep 0.1
 done
-pgg_is "all 40 read events reached the table" "$((after - before))" 40
+pgg_is "all 40 reads reached the table" "$((after - before))" 40
 pgg_is "nothing is left queued" \
 	"$(pgg_psql $name -d postgres -tAc "SELECT queued FROM pii_guard.audit_queue_status()")" 0
+
+# Consecutive reads of the same shape are coalesced into one event, with
+# every row key kept.
+start=$(pgg_psql $name -d postgres -tAc "SELECT coalesce(max(event_id), 0) FROM pii_guard.audit_log")
+for i in 1 2 3 4 5; do echo "SELECT phone FROM q WHERE id = $i;"; done |
+	psql -X -q -h "$(pgg_sock $name)" -p 5432 -U q_reader -d postgres >/dev/null
+for _ in $(seq 50); do
+	keys=$(pgg_psql $name -d postgres -tAc "SELECT string_agg(k, ',' ORDER BY k) FROM pii_guard.audit_log a, unnest(a.row_keys) k WHERE a.event_id > $start AND a.kind = 'read'")
+	[ "$keys" = "1,2,3,4,5" ] && break
+	sleep 0.1
+done
+pgg_is "five lookups: every row key is in the audit" "$keys" "1,2,3,4,5"
+pgg_ok "... in fewer events than statements" test "$(pgg_psql $name -d postgres -tAc \
+	"SELECT count(*) FROM pii_guard.audit_log WHERE event_id > $start AND kind = 'read'")" -lt 5
 
 # The JSON-lines mirror.
 pgg_psql $name -d postgres -c "ALTER SYSTEM SET pii_guard.audit_log_destination = 'table,log'" \
