@@ -6,8 +6,9 @@
  *		a masking view.
  *
  * A protected table public.t lives as <companion>.t (companion schema
- * public_pii); public.t is the masking view (security_barrier, owned by
- * pii_guard_owner) and <companion>.t__pii_write is a plain auto-updatable
+ * public_pii); public.t is the masking view (owned by pii_guard_owner; not
+ * security_barrier, as it has no quals of its own and every protected
+ * column goes through reveal()) and <companion>.t__pii_write is a plain auto-updatable
  * view of the base table, also owned by pii_guard_owner, on which governed
  * roles hold INSERT/UPDATE/DELETE mirroring their grants on the masking
  * view and SELECT on the row key only.  The SQL side (pii_guard--*.sql)
