@@ -46,6 +46,8 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "parser/parsetree.h"
+#include "tcop/pquery.h"
+#include "utils/portal.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -363,6 +365,27 @@ views_writable_column(TriggerData *td, TupleDesc desc, int attnum)
 	return true;
 }
 
+/*
+ * Does anyone look at the row the trigger returns?  Only RETURNING does
+ * (and the row count, which any non-NULL row satisfies).  When the
+ * top-level statement is a plain INSERT/UPDATE/DELETE without RETURNING,
+ * the read-back through the masking view is skipped; anything else
+ * (RETURNING, a writable CTE, a function's nested statement) reads back.
+ */
+static bool
+views_statement_wants_rows(void)
+{
+	PlannedStmt *ps;
+
+	if (ActivePortal == NULL || list_length(ActivePortal->stmts) != 1)
+		return true;
+	ps = linitial_node(PlannedStmt, ActivePortal->stmts);
+	if (ps->commandType != CMD_INSERT && ps->commandType != CMD_UPDATE &&
+		ps->commandType != CMD_DELETE)
+		return true;
+	return ps->hasReturning || hooks_nesting_level() > 1;
+}
+
 PG_FUNCTION_INFO_V1(pii_guard_masking_view_write);
 
 /*
@@ -390,6 +413,7 @@ pii_guard_masking_view_write(PG_FUNCTION_ARGS)
 	int			nargs = 0;
 	int			i;
 	bool		isnull;
+	bool		wants_rows;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_INSTEAD(td->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
@@ -407,6 +431,7 @@ pii_guard_masking_view_write(PG_FUNCTION_ARGS)
 	keyatt = views_rowkey_attnum(desc, pt);
 	keytype = TupleDescAttr(desc, keyatt - 1)->atttypid;
 	hooks_note_plaintext();
+	wants_rows = views_statement_wants_rows();
 
 	argtypes = palloc(sizeof(Oid) * (natts + 1));
 	values = palloc(sizeof(Datum) * (natts + 1));
@@ -444,7 +469,7 @@ pii_guard_masking_view_write(PG_FUNCTION_ARGS)
 			SPI_processed != 1)
 			elog(ERROR, "insert through masking view %s failed", pt->view_name);
 		newkey = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		result = views_read_back(pt, desc, newkey, keytype);
+		result = wants_rows ? views_read_back(pt, desc, newkey, keytype) : NULL;
 		if (result == NULL)
 			result = newtup;
 	}
@@ -510,7 +535,7 @@ pii_guard_masking_view_write(PG_FUNCTION_ARGS)
 		else
 		{
 			newkey = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-			result = views_read_back(pt, desc, newkey, keytype);
+			result = wants_rows ? views_read_back(pt, desc, newkey, keytype) : NULL;
 			if (result == NULL)
 				result = newtup;
 		}
