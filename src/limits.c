@@ -469,6 +469,10 @@ limits_current(void)
 {
 	Oid			userid = GetUserId();
 
+	if (likely(role_limits.userid == userid &&
+			   role_limits.generation == policy_current_generation() &&
+			   role_limits.expires == DT_NOEND))
+		return &role_limits;
 	if (role_limits.userid != userid ||
 		role_limits.generation != policy_current_generation() ||
 		GetCurrentStatementStartTimestamp() >= role_limits.expires)

@@ -504,6 +504,13 @@ reveal_cache(FunctionCallInfo fcinfo)
 	RevealCache *rc = (RevealCache *) fcinfo->flinfo->fn_extra;
 	Oid			userid = GetUserId();
 
+	/* The per-row fast path: same policy, same user, no grant ending. */
+	if (likely(rc != NULL && rc->decision != NULL &&
+			   rc->generation == policy_generation && rc->userid == userid &&
+			   (rc->decision->expires == DT_NOEND ||
+				GetCurrentStatementStartTimestamp() < rc->decision->expires)))
+		return rc;
+
 	if (rc == NULL)
 	{
 		rc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(RevealCache));
