@@ -1528,7 +1528,7 @@ GRANT SELECT ON @extschema@.export_approvals TO pii_guard_admin, pii_guard_appro
 CREATE TABLE @extschema@.audit_log (
     event_id          bigserial PRIMARY KEY,
     event_time        timestamptz NOT NULL,
-    kind              text NOT NULL CHECK (kind IN ('read', 'write', 'export', 'deny', 'admin')),
+    kind              text NOT NULL,    -- read, write, export, deny, admin (set by pii_guard only)
     session_role      text NOT NULL,
     acting_role      text NOT NULL,
     client_addr       inet,
