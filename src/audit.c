@@ -365,12 +365,23 @@ audit_wake_worker(Oid dboid, bool may_start)
 	}
 }
 
-/* Make sure this database's audit worker runs. */
+/*
+ * Make sure this database's audit worker runs (at most once a second per
+ * backend: it takes the queue's lock).
+ */
 void
 audit_ensure_worker(void)
 {
-	if (audit_shared != NULL && OidIsValid(MyDatabaseId) && !IsBackgroundWorker)
-		audit_wake_worker(MyDatabaseId, true);
+	static TimestampTz last_check = 0;
+	TimestampTz now;
+
+	if (audit_shared == NULL || !OidIsValid(MyDatabaseId) || IsBackgroundWorker)
+		return;
+	now = GetCurrentTimestamp();
+	if (now - last_check < USECS_PER_SEC)
+		return;
+	last_check = now;
+	audit_wake_worker(MyDatabaseId, true);
 }
 
 /*
