@@ -1359,13 +1359,39 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    b regclass;
+    b   regclass;
+    r   record;
+    c   name;
+    who text;
 BEGIN
     IF @extschema@._in_maintenance() THEN
         RETURN;     -- our own GRANTs, while building views
     END IF;
     PERFORM @extschema@._maintenance(true);
     FOR b IN SELECT base FROM @extschema@.protected_tables LOOP
+        -- Fail closed: nobody but the owner (and pii_guard_owner) holds a
+        -- privilege on a protected base table -- not even one granted by
+        -- mistake, which would also show its values in pg_stats.
+        FOR r IN SELECT DISTINCT a.grantee
+                   FROM pg_class c, aclexplode(c.relacl) a
+                  WHERE c.oid = b AND a.grantee <> c.relowner
+                    AND a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = 'pii_guard_owner')
+                 UNION
+                 SELECT DISTINCT a.grantee
+                   FROM pg_attribute att, aclexplode(att.attacl) a
+                  WHERE att.attrelid = b AND att.attnum > 0
+        LOOP
+            who := CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END;
+            EXECUTE format('REVOKE ALL ON %s FROM %s', b, who);
+            FOR c IN SELECT att.attname FROM pg_attribute att, aclexplode(att.attacl) a
+                      WHERE att.attrelid = b AND att.attnum > 0 AND a.grantee = r.grantee LOOP
+                EXECUTE format('REVOKE ALL (%I) ON %s FROM %s', c, b, who);
+            END LOOP;
+            RAISE WARNING 'pii_guard revoked the privileges of % on protected table %', who, b
+                USING HINT = format('Grant them on its masking view %s instead.',
+                                    (SELECT format('%I.%I', p.view_schema, p.view_name)
+                                       FROM @extschema@.protected_tables p WHERE p.base = b));
+        END LOOP;
         PERFORM @extschema@._sync_write_grants(b);
     END LOOP;
     PERFORM @extschema@._maintenance(false);

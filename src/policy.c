@@ -49,6 +49,7 @@
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "nodes/primnodes.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
 #include "utils/syscache.h"
@@ -497,6 +498,56 @@ policy_access_name(ColumnAccess access)
 	}
 }
 
+/*
+ * reveal() is meant to be called by masking views only, on the column it
+ * names.  Called otherwise it could be handed a value of another type (and
+ * crash a mask function) or an envelope copied from elsewhere (and decrypt
+ * it under the decision for a column the caller may see in clear).  So,
+ * once per call site, unless the caller is a superuser:
+ *	- the value must have the named column's type (encrypted columns: the
+ *	  same encrypted type), and the column must exist;
+ *	- the call must come from a stored definition (a view: its expression
+ *	  locations read back as -1), not from a query typed now;
+ *	- the value and the row key must be column references (Vars), and the
+ *	  table and column name constants.
+ * A role that may create views could still write one over a table of its
+ * own holding copied envelopes; README (Limitations) says so.
+ */
+static void
+reveal_check_call(FunctionCallInfo fcinfo)
+{
+	FuncExpr   *fe = (FuncExpr *) fcinfo->flinfo->fn_expr;
+	Oid			relid = PG_GETARG_OID(1);
+	Name		attname = PG_GETARG_NAME(2);
+	AttrNumber	attnum;
+	Oid			coltype;
+	Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
+	bool		ok;
+
+	attnum = get_attnum(relid, NameStr(*attname));
+	coltype = attnum != InvalidAttrNumber ? get_atttype(relid, attnum) : InvalidOid;
+	if (!OidIsValid(coltype) || coltype != argtype)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("reveal() was given a value that is not a value of column \"%s\"",
+						NameStr(*attname)),
+				 errhint("reveal() is called by pii_guard's masking views; query the view instead.")));
+	if (superuser())
+		return;
+	ok = fe != NULL && IsA(fe, FuncExpr) && fe->location < 0 &&
+		list_length(fe->args) == 4 &&
+		IsA(linitial(fe->args), Var) && IsA(lsecond(fe->args), Const) &&
+		IsA(lthird(fe->args), Const) && IsA(lfourth(fe->args), Var);
+	if (!ok)
+	{
+		audit_deny(NULL, "reveal", "reveal() called outside a masking view");
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("pii_guard.reveal() can only be used by masking views"),
+				 errhint("Query the table's masking view instead.")));
+	}
+}
+
 /* The reveal() call-site cache, refreshed when stale. */
 static RevealCache *
 reveal_cache(FunctionCallInfo fcinfo)
@@ -513,6 +564,7 @@ reveal_cache(FunctionCallInfo fcinfo)
 
 	if (rc == NULL)
 	{
+		reveal_check_call(fcinfo);
 		rc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(RevealCache));
 		fcinfo->flinfo->fn_extra = rc;
 	}
@@ -676,6 +728,11 @@ reveal_encrypted(FunctionCallInfo fcinfo, char kind)
 	reveal_note(fcinfo, rc, access);
 	if (access == ACCESS_HIDDEN)
 		PG_RETURN_NULL();
+	if (!rc->decision->has_rule && !rc->decision->exempt)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("column \"%s\" is not protected by pii_guard", NameStr(*PG_GETARG_NAME(2))),
+				 errhint("Protect it with pii_guard.protect_column().")));
 	plain = crypto_open(PG_GETARG_BYTEA_PP(0), kind);
 	if (kind == ENV_KIND_TEXT)
 		enctype_check_encoding(plain);
