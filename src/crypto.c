@@ -75,12 +75,12 @@ crypto_random_bytes(uint8 *buf, int len)
 static void
 crypto_next_nonce(uint8 *nonce)
 {
-	if (nonce_pool_pid != getpid() ||
+	if (nonce_pool_pid != MyProcPid ||
 		nonce_pool_pos + ENV_NONCE_LEN > (int) sizeof(nonce_pool))
 	{
 		crypto_random_bytes(nonce_pool, sizeof(nonce_pool));
 		nonce_pool_pos = 0;
-		nonce_pool_pid = getpid();
+		nonce_pool_pid = MyProcPid;
 	}
 	memcpy(nonce, nonce_pool + nonce_pool_pos, ENV_NONCE_LEN);
 	OPENSSL_cleanse(nonce_pool + nonce_pool_pos, ENV_NONCE_LEN);
