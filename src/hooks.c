@@ -29,7 +29,22 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_attrdef.h"
+#include "catalog/pg_constraint.h"
+#include "catalog/pg_policy.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_rewrite.h"
+#include "catalog/pg_trigger.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
@@ -49,6 +64,7 @@ static ExecutorRun_hook_type prev_ExecutorRun = NULL;
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
+static object_access_hook_type prev_object_access = NULL;
 static int	maintenance_depth = 0;
 static int	nesting_level = 0;	/* executor and utility nesting */
 static bool statement_has_plaintext = false;
@@ -405,6 +421,86 @@ hooks_xact_callback(XactEvent event, void *arg)
 
 
 
+/*
+ * Does the stored expression (nodeToString form) in column attnum of the
+ * catalog row objectId of catalog classId call reveal()?  The row was just
+ * written, so it is read with SnapshotSelf.
+ */
+static bool
+hooks_stored_calls_reveal(Oid classId, Oid indexId, Oid objectId, AttrNumber attnum)
+{
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	bool		found = false;
+
+	rel = table_open(classId, AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(objectId));
+	scan = systable_beginscan(rel, indexId, true, SnapshotSelf, 1, &key);
+	while ((tup = systable_getnext(scan)) != NULL)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, attnum, RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			found |= policy_text_calls_reveal(TextDatumGetCString(d));
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * object_access_hook: reveal() belongs in pii_guard's masking views only.
+ * A view, rule, CHECK constraint, policy or trigger condition of a governed
+ * role's making that called it could hand it copied envelopes (or pick the
+ * row key) under the decision for a column the role sees in clear.  Such
+ * definitions are refused when created or replaced, except by superusers
+ * and by pii_guard itself.  (reveal() also refuses calls typed in queries:
+ * see policy.c.)
+ */
+static void
+pii_guard_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+						int subId, void *arg)
+{
+	if (prev_object_access)
+		prev_object_access(access, classId, objectId, subId, arg);
+	if ((access != OAT_POST_CREATE && access != OAT_POST_ALTER) ||
+		maintenance_depth > 0 || !IsTransactionState() || superuser())
+		return;
+	if (!policy_reveal_exists())
+		return;
+	if ((classId == RewriteRelationId &&
+		 hooks_stored_calls_reveal(RewriteRelationId, RewriteOidIndexId, objectId,
+								   Anum_pg_rewrite_ev_action)) ||
+		(classId == ConstraintRelationId &&
+		 hooks_stored_calls_reveal(ConstraintRelationId, ConstraintOidIndexId, objectId,
+								   Anum_pg_constraint_conbin)) ||
+		(classId == PolicyRelationId &&
+		 (hooks_stored_calls_reveal(PolicyRelationId, PolicyOidIndexId, objectId,
+									Anum_pg_policy_polqual) ||
+		  hooks_stored_calls_reveal(PolicyRelationId, PolicyOidIndexId, objectId,
+									Anum_pg_policy_polwithcheck))) ||
+		(classId == TriggerRelationId &&
+		 hooks_stored_calls_reveal(TriggerRelationId, TriggerOidIndexId, objectId,
+								   Anum_pg_trigger_tgqual)) ||
+		(classId == AttrDefaultRelationId &&
+		 hooks_stored_calls_reveal(AttrDefaultRelationId, AttrDefaultOidIndexId, objectId,
+								   Anum_pg_attrdef_adbin)) ||
+		(classId == ProcedureRelationId &&
+		 hooks_stored_calls_reveal(ProcedureRelationId, ProcedureOidIndexId, objectId,
+								   Anum_pg_proc_prosqlbody)))
+	{
+		audit_deny(NULL, "reveal", "a definition calling pii_guard.reveal() was refused");
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("pii_guard.reveal() can only be used by masking views"),
+				 errdetail("Only pii_guard's own masking views (and superusers) may call it."),
+				 errhint("Query the table's masking view instead.")));
+	}
+}
+
 PG_FUNCTION_INFO_V1(pii_guard_maintenance);
 
 /*
@@ -441,6 +537,8 @@ hooks_install(void)
 	ProcessUtility_hook = pii_guard_ProcessUtility;
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = pii_guard_emit_log;
+	prev_object_access = object_access_hook;
+	object_access_hook = pii_guard_object_access;
 	prev_ExecutorStart = ExecutorStart_hook;
 	ExecutorStart_hook = pii_guard_ExecutorStart;
 	prev_ExecutorRun = ExecutorRun_hook;

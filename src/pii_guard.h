@@ -148,6 +148,8 @@ extern bool policy_is_exempt(Oid userid, Oid relid);
 extern Decision *policy_decide(Oid userid, Oid relid, const char *attname);
 extern ColumnAccess policy_row_access(Decision *d, const char *rowkey);
 extern const char *policy_access_name(ColumnAccess access);
+extern bool policy_reveal_exists(void);
+extern bool policy_text_calls_reveal(const char *nodes);
 
 /* views.c */
 #define PII_GUARD_OWNER_ROLE	"pii_guard_owner"

@@ -52,6 +52,7 @@
 #include "nodes/primnodes.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
+#include "utils/catcache.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -546,6 +547,59 @@ reveal_check_call(FunctionCallInfo fcinfo)
 				 errmsg("pii_guard.reveal() can only be used by masking views"),
 				 errhint("Query the table's masking view instead.")));
 	}
+}
+
+/*
+ * The OIDs of the reveal() functions, as " :funcid N " needles for
+ * nodeToString text (looked up per call: this serves DDL, not queries).
+ */
+static int
+policy_reveal_oids(Oid *oids, int max)
+{
+	Oid			nsp = pii_guard_schema_oid(true);
+	CatCList   *list;
+	int			i;
+	int			n = 0;
+
+	if (!OidIsValid(nsp))
+		return 0;
+	list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum("reveal"));
+	for (i = 0; i < list->n_members && n < max; i++)
+	{
+		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
+
+		if (proc->pronamespace == nsp)
+			oids[n++] = proc->oid;
+	}
+	ReleaseSysCacheList(list);
+	return n;
+}
+
+/* Is pii_guard installed (with its reveal()) in this database? */
+bool
+policy_reveal_exists(void)
+{
+	Oid			oids[8];
+
+	return policy_reveal_oids(oids, 8) > 0;
+}
+
+/* Does a stored expression (nodeToString text) call reveal()? */
+bool
+policy_text_calls_reveal(const char *nodes)
+{
+	Oid			oids[8];
+	int			n = policy_reveal_oids(oids, 8);
+	int			i;
+	char		needle[32];
+
+	for (i = 0; i < n; i++)
+	{
+		snprintf(needle, sizeof(needle), ":funcid %u ", oids[i]);
+		if (strstr(nodes, needle) != NULL)
+			return true;
+	}
+	return false;
 }
 
 /* The reveal() call-site cache, refreshed when stale. */

@@ -3,7 +3,7 @@
 -- its masking on the seed scenario (test/fixtures/crm.sql).  Each must fail
 -- with its SQLSTATE or show only what the role's policy shows.
 BEGIN;
-SELECT plan(66);
+SELECT plan(69);
 
 -- Set-up, as the superuser.
 ANALYZE public_pii.customers;               -- so that there are statistics to hide
@@ -305,6 +305,26 @@ SELECT is((SELECT count(*)::int FROM pg_stats s JOIN plaintexts p
              ON strpos(concat_ws(' ', s.most_common_vals, s.histogram_bounds), p.x) > 0
             WHERE s.schemaname = 'public_pii' AND s.tablename = 'customers'), 0,
           'after a mistaken GRANT on a table without row-level security, pg_stats shows the intern no plaintext');
+
+
+-- 12. A view or CHECK constraint of its own calling reveal() on copied
+-- envelopes (from a stolen dump, say) under a column it may see in clear.
+RESET ROLE;
+CREATE TEMP TABLE loot (k bigint, v pii_guard.encrypted_text);
+INSERT INTO loot SELECT id, national_id FROM public_pii.customers;
+GRANT SELECT ON loot TO support_dan;
+SET LOCAL ROLE support_dan;
+SELECT throws_ok($$CREATE TEMP VIEW dec AS
+                   SELECT pii_guard.reveal(v, 'public_pii.customers'::regclass, 'phone'::name, k) FROM loot$$,
+                 '42501', 'pii_guard.reveal() can only be used by masking views',
+                 'its own view calling reveal() on copied envelopes is refused');
+SELECT throws_ok($$CREATE TEMP TABLE oracle (k bigint, v pii_guard.encrypted_text,
+                     CHECK (pii_guard.reveal(v, 'public_pii.customers'::regclass, 'phone'::name, k) <> 'x'))$$,
+                 '42501', 'pii_guard.reveal() can only be used by masking views',
+                 'a CHECK constraint calling reveal() is refused');
+SELECT throws_ok($$SELECT pii_guard.reveal(v, 'public_pii.customers'::regclass, 'phone'::name, k) FROM loot$$,
+                 '42501', 'pii_guard.reveal() can only be used by masking views',
+                 'reveal() typed in a query is refused');
 
 SELECT * FROM finish();
 ROLLBACK;
