@@ -118,6 +118,21 @@ SELECT operation, session_role, regexp_replace(detail, '(until|at) .*', '\1 ...'
  WHERE kind = 'admin' AND operation IN ('approve', 'grant_expired')
    AND detail LIKE 'grant ' || :grant_id || ':%' ORDER BY event_id;
 
+-- Approvers cannot write audit events themselves, and a grant inserted
+-- directly (not through approve()) is audited and cannot be backdated.
+SET ROLE regress_approver;
+SELECT pii_guard._audit_admin('set_clearance', 'forged');
+SELECT pii_guard._audit_deny('decrypt', 'forged');
+INSERT INTO pii_guard.grants (kind, role, base, valid_from, valid_until, reason, approver)
+VALUES ('unmask', 'regress_clerk', 'shop_pii.clients', '2020-01-01', now() + interval '1 hour', 'direct', 'postgres')
+RETURNING grant_id AS direct_grant \gset
+RESET ROLE;
+SELECT valid_from > now() - interval '1 minute' AS starts_now, approver::text
+  FROM pii_guard.grants WHERE grant_id = :direct_grant;
+SELECT operation, regexp_replace(detail, '(until|at) .*', '\1 ...') AS detail FROM pii_guard.audit_log
+ WHERE kind = 'admin' AND detail LIKE 'grant ' || :direct_grant || ':%';
+SELECT count(*) AS forged FROM pii_guard.audit_log WHERE detail = 'forged';
+
 -- No plaintext of a protected column anywhere in the log, though a query
 -- put a phone number in its WHERE clause.
 SELECT count(*) AS rows_with_plaintext

@@ -570,13 +570,22 @@ BEGIN
                       DETAIL = format('Role %s is not a member of pii_guard_approver.', current_user);
         END IF;
         IF pg_has_role(current_user, NEW.role::oid, 'MEMBER') THEN
-            PERFORM @extschema@._audit_deny('approve',
-                format('self-approval refused: %s for %s', current_user, NEW.role));
             RAISE EXCEPTION 'an approver cannot approve access for a role they belong to'
                 USING ERRCODE = 'insufficient_privilege',
                       DETAIL = format('%s would be approving its own access as %s.', current_user, NEW.role),
                       HINT = 'Ask another member of pii_guard_approver.';
         END IF;
+        -- Whoever inserts, and however: a grant starts now, ends in the
+        -- future, has a reason, and names its real approver.
+        IF NEW.valid_until <= now() THEN
+            RAISE EXCEPTION 'valid_until must be in the future'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF NEW.reason IS NULL OR btrim(NEW.reason) = '' THEN
+            RAISE EXCEPTION 'an approval needs a reason'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        NEW.valid_from := now();
         NEW.approver := current_user::regrole;
         NEW.created_at := now();
         NEW.revoked_at := NULL;
@@ -591,12 +600,41 @@ BEGIN
         RAISE EXCEPTION 'a pii_guard grant can only be revoked, once'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    NEW.revoked_at := now();
     RETURN NEW;
+END
+$$;
+
+-- Every grant issued or revoked, however it was done, is an admin event
+-- (written with the extension owner's rights: approvers cannot write audit
+-- events themselves).
+CREATE FUNCTION @extschema@.grants_audit()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM @extschema@._audit_admin(CASE NEW.kind WHEN 'export' THEN 'approve_export' ELSE 'approve' END,
+            format('grant %s: %s for %s by %s, %s, until %s, reason: %s', NEW.grant_id, NEW.kind, NEW.role,
+                   NEW.approver,
+                   CASE NEW.kind WHEN 'export' THEN NEW.rows || ' rows'
+                        ELSE format('%s, columns %s, rows %s', NEW.base, coalesce(NEW.columns::text, 'all'),
+                                    coalesce(array_length(NEW.row_keys, 1)::text, 'all')) END,
+                   NEW.valid_until, NEW.reason));
+    ELSE
+        PERFORM @extschema@._audit_admin('revoke_grant',
+            format('grant %s revoked by %s', NEW.grant_id, session_user));
+    END IF;
+    RETURN NULL;
 END
 $$;
 
 CREATE TRIGGER grants_guard BEFORE INSERT OR UPDATE ON @extschema@.grants
     FOR EACH ROW EXECUTE FUNCTION @extschema@.grants_guard();
+CREATE TRIGGER grants_audit AFTER INSERT OR UPDATE ON @extschema@.grants
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.grants_audit();
 
 --------------------------------------------------------------------------
 -- Decisions and reveal()
@@ -1297,10 +1335,6 @@ BEGIN
     INSERT INTO @extschema@.grants (kind, role, base, columns, row_keys, valid_until, reason, approver)
     VALUES ('unmask', role, b, columns, row_keys, valid_until, reason, current_user::regrole)
     RETURNING grant_id INTO id;
-    PERFORM @extschema@._audit_admin('approve',
-        format('grant %s: unmask %s for %s, columns %s, rows %s, until %s, reason: %s', id, tbl, role,
-               coalesce(columns::text, 'all'), coalesce(array_length(row_keys, 1)::text, 'all'),
-               valid_until, reason));
     RETURN id;
 END
 $$;
@@ -1318,7 +1352,6 @@ BEGIN
         RAISE EXCEPTION 'no live pii_guard grant %', grant_id
             USING ERRCODE = 'undefined_object';
     END IF;
-    PERFORM @extschema@._audit_admin('revoke_grant', format('grant %s revoked', grant_id));
 END
 $$;
 
@@ -1510,8 +1543,6 @@ BEGIN
     INSERT INTO @extschema@.grants (kind, role, rows, valid_until, reason, approver)
     VALUES ('export', role, rows, valid_until, reason, current_user::regrole)
     RETURNING grant_id INTO id;
-    PERFORM @extschema@._audit_admin('approve_export',
-        format('grant %s: export of %s rows for %s until %s, reason: %s', id, rows, role, valid_until, reason));
     RETURN id;
 END
 $$;
@@ -1819,10 +1850,9 @@ BEGIN
         EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.%s FROM PUBLIC', f);
         EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.%s TO pii_guard_auditor', f);
     END LOOP;
+    -- Audit events are written by pii_guard's own functions only.
     REVOKE ALL ON FUNCTION @extschema@._audit_admin(text, text) FROM PUBLIC;
-    GRANT EXECUTE ON FUNCTION @extschema@._audit_admin(text, text) TO pii_guard_approver;
     REVOKE ALL ON FUNCTION @extschema@._audit_deny(text, text) FROM PUBLIC;
-    GRANT EXECUTE ON FUNCTION @extschema@._audit_deny(text, text) TO pii_guard_approver;
 END
 $privs$;
 
