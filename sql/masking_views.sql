@@ -191,4 +191,25 @@ SELECT 'constraint', pg_get_constraintdef(k.oid) FROM pg_constraint k WHERE k.co
 ORDER BY 1, 2;
 SELECT count(*) AS protected_tables FROM pii_guard.protected_tables WHERE view_schema = 'crm';
 SELECT nspname FROM pg_namespace WHERE nspname = 'crm_pii';
+
+-- A wide table: updates that change different columns far to the right
+-- get their own plans (they once shared one, writing the wrong column or
+-- crashing).
+DO $$
+BEGIN
+    EXECUTE 'CREATE TABLE wide (id bigint PRIMARY KEY, '
+         || (SELECT string_agg(format('c%s text', g), ', ') FROM generate_series(2, 519) g)
+         || ', n int)';
+END $$;
+INSERT INTO wide (id, c515, n) VALUES (1, 'a', 1);
+GRANT SELECT, UPDATE ON wide TO regress_intern;
+SELECT pii_guard.protect_table('wide') IS NOT NULL AS protected;
+SET ROLE regress_intern;
+UPDATE wide SET c515 = 'hello' WHERE id = 1;
+UPDATE wide SET n = 42 WHERE id = 1;
+UPDATE wide SET c519 = 'z' WHERE id = 1;
+SELECT c515, c519, n FROM wide;
+RESET ROLE;
+SELECT pii_guard.unprotect_table('wide');
+DROP TABLE wide;
 RESET search_path;

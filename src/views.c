@@ -477,13 +477,16 @@ pii_guard_masking_view_write(PG_FUNCTION_ARGS)
 	{
 		HeapTuple	oldtup = td->tg_trigtuple;
 		HeapTuple	newtup = td->tg_newtuple;
-		char		mask[NAMEDATALEN * 2];
+		StringInfoData cached;	/* the plan's cache key: the changed attnums */
 		int			nchanged = 0;
 		Datum		oldkey = SPI_getbinval(oldtup, desc, keyatt, &isnull);
 		Datum		newkey;
+		SPIPlanPtr	plan;
+		bool		keep;
 
 		appendStringInfo(&sql, "UPDATE %s SET ", pt->write_name);
-		memset(mask, 0, sizeof(mask));
+		initStringInfo(&cached);
+		appendStringInfo(&cached, "%u:U", pt->view_relid);
 		for (i = 1; i <= natts; i++)
 		{
 			Form_pg_attribute att = TupleDescAttr(desc, i - 1);
@@ -505,8 +508,7 @@ pii_guard_masking_view_write(PG_FUNCTION_ARGS)
 			argtypes[nargs] = att->atttypid;
 			appendStringInfo(&sql, "%s%s = $%d", nchanged ? ", " : "",
 							 quote_identifier(NameStr(att->attname)), nargs + 1);
-			if (i - 1 < (int) sizeof(mask) * 4)
-				mask[(i - 1) / 4] |= 1 << ((i - 1) % 4);
+			appendStringInfo(&cached, ":%d", i);
 			nargs++;
 			nchanged++;
 		}
@@ -515,9 +517,6 @@ pii_guard_masking_view_write(PG_FUNCTION_ARGS)
 			SPI_finish();
 			return PointerGetDatum(newtup);
 		}
-		for (i = 0; i < (int) sizeof(mask) - 1; i++)
-			mask[i] = mask[i] ? 'A' + mask[i] : 'a';
-		mask[sizeof(mask) - 1] = '\0';
 		values[nargs] = oldkey;
 		nulls[nargs] = ' ';
 		argtypes[nargs] = keytype;
@@ -526,10 +525,25 @@ pii_guard_masking_view_write(PG_FUNCTION_ARGS)
 		appendStringInfo(&sql, " WHERE %s OPERATOR(pg_catalog.=) $%d RETURNING %s",
 						 quote_identifier(pt->row_key), nargs,
 						 quote_identifier(pt->row_key));
-		snprintf(key, sizeof(key), "%u:U:%s", pt->view_relid, mask);
-		if (SPI_execute_plan(views_plan(key, sql.data, nargs, argtypes),
-							 values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
+		/*
+		 * Plans are cached under the exact list of changed columns; a list
+		 * too long for a cache key gets a one-off plan.
+		 */
+		keep = cached.len < (int) sizeof(key);
+		if (keep)
+			plan = views_plan(cached.data, sql.data, nargs, argtypes);
+		else
+		{
+			plan = SPI_prepare(sql.data, nargs, argtypes);
+			if (plan == NULL)
+				elog(ERROR, "SPI_prepare failed for \"%s\"", sql.data);
+		}
+		if (SPI_getargcount(plan) != nargs)
+			elog(ERROR, "cached plan for %s does not match its statement", pt->view_name);
+		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
 			elog(ERROR, "update through masking view %s failed", pt->view_name);
+		if (!keep)
+			SPI_freeplan(plan);
 		if (SPI_processed == 0)
 			result = NULL;
 		else
