@@ -511,8 +511,9 @@ policy_access_name(ColumnAccess access)
  *	  locations read back as -1), not from a query typed now;
  *	- the value and the row key must be column references (Vars), and the
  *	  table and column name constants.
- * A role that may create views could still write one over a table of its
- * own holding copied envelopes; README (Limitations) says so.
+ * Definitions of a governed role's making that call reveal() (views,
+ * rules, CHECK constraints, policies, ...) are refused when created, by
+ * the object access hook in hooks.c.
  */
 static void
 reveal_check_call(FunctionCallInfo fcinfo)
