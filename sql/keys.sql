@@ -84,3 +84,9 @@ SELECT count(*) FROM pg_settings WHERE name LIKE 'pii_guard.%';
 -- All values, under all keys, still decrypt.
 SELECT count(*) FILTER (WHERE pii_guard.decrypt(phone) = '139' || lpad(id::text, 8, '0')) AS phones_ok
   FROM accounts;
+
+-- Decryption in parallel workers (whose key cache starts cold).
+SET force_parallel_mode = on;
+SELECT count(*) FILTER (WHERE pii_guard.decrypt(phone) = '139' || lpad(id::text, 8, '0')) AS phones_ok
+  FROM accounts;
+RESET force_parallel_mode;

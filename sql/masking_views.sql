@@ -171,6 +171,15 @@ SELECT column_name FROM information_schema.columns
 ALTER TABLE customers RENAME COLUMN mail TO email;
 ALTER TABLE customers ALTER COLUMN tier TYPE text;
 
+-- Key rotation on a protected table, named by its (view) name.
+SET client_min_messages = warning;
+SELECT pii_guard.rotate_data_key() > 0 AS rotated;
+CALL pii_guard.reencrypt_column('customers', 'phone');
+RESET client_min_messages;
+SELECT count(*) AS phones_on_old_keys FROM crm_pii.customers
+ WHERE pii_guard.key_id(phone) <> (SELECT key_id FROM pii_guard.key_status
+                                    WHERE purpose = 'encrypt' AND state = 'active');
+
 -- Unprotect: the table is back exactly as it was.
 SELECT pii_guard.unprotect_table('customers');
 DROP INDEX customers_name;

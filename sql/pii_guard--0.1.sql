@@ -343,6 +343,8 @@ DECLARE
     pass        integer := 0;
     total       bigint := 0;
 BEGIN
+    -- A protected table's name is its masking view's: use the base table.
+    tbl := coalesce(@extschema@._base_of(tbl), tbl);
     IF batch_rows IS NULL OR batch_rows < 1 THEN
         RAISE EXCEPTION 'batch_rows must be a positive number'
             USING ERRCODE = 'invalid_parameter_value';
@@ -894,6 +896,10 @@ BEGIN
             NULL;   -- a column-level grant on a dropped column
         END;
     END LOOP;
+    -- The table's owner is exempt from masking and reads and writes through
+    -- the view like through the table.
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %I', view_q,
+                   (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = p.base));
     UPDATE @extschema@.protected_tables t SET saved_grants = NULL WHERE t.base = p.base;
     PERFORM @extschema@._sync_write_grants(p.base);
     PERFORM @extschema@._maintenance(false);
@@ -944,6 +950,8 @@ BEGIN
         EXECUTE format('REVOKE ALL (%I) ON %s FROM %s', r.attname, write_q,
                        CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
     END LOOP;
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %I', write_q,
+                   (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = p.base));
     FOREACH g IN ARRAY @extschema@._grants_of(to_regclass(view_q), write_q) LOOP
         IF g ~ '^GRANT (INSERT|UPDATE|DELETE)' THEN
             BEGIN

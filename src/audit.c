@@ -322,7 +322,7 @@ audit_wake_worker(Oid dboid, bool may_start)
 			if (w->pid != 0)
 				latch = w->latch;
 			else if (may_start &&
-					 TimestampDifferenceExceeds(w->requested_at, GetCurrentTimestamp(), 10000))
+					 TimestampDifferenceExceeds(w->requested_at, GetCurrentTimestamp(), 1000))
 			{
 				w->requested_at = GetCurrentTimestamp();
 				need_start = true;
@@ -350,7 +350,11 @@ audit_wake_worker(Oid dboid, bool may_start)
 		memset(&bgw, 0, sizeof(bgw));
 		bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 		bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		bgw.bgw_restart_time = 5;
+		/*
+		 * Not restarted by the postmaster (a dropped database's worker would
+		 * come back forever): the next backend that needs it starts it.
+		 */
+		bgw.bgw_restart_time = BGW_NEVER_RESTART;
 		snprintf(bgw.bgw_library_name, BGW_MAXLEN, "pii_guard");
 		snprintf(bgw.bgw_function_name, BGW_MAXLEN, "pii_guard_audit_worker_main");
 		snprintf(bgw.bgw_name, BGW_MAXLEN, "pii_guard audit worker for database %u", dboid);
@@ -982,6 +986,7 @@ pii_guard_audit_worker_main(Datum arg)
 	uint64	   *seqs;
 	char		(*files)[MAXPGPATH];
 	int			cycles = 0;
+	int			idle_cycles = 0;
 	int			i;
 
 	pqsignal(SIGTERM, audit_worker_sigterm);
@@ -1085,8 +1090,14 @@ pii_guard_audit_worker_main(Datum arg)
 			(void) unlink(files[i]);
 
 		limits_persist();
-		if (!installed)
+		/*
+		 * No pii_guard here (yet: the CREATE EXTENSION that started us may
+		 * not have committed; or any more): give up after half a minute.
+		 */
+		if (!installed && ++idle_cycles > 150)
 			break;
+		if (installed)
+			idle_cycles = 0;
 		cycles++;
 		if (n + nspill + nharvest < AUDIT_BATCH)
 		{
@@ -1380,6 +1391,22 @@ audit_harvest_pending(Oid dboid, AuditEvent *events, int max)
 	return n;
 }
 
+/* Is s one of the items of a comma-separated list? */
+static bool
+audit_list_has(const char *list, const char *s)
+{
+	size_t		len = strlen(s);
+	const char *p = list;
+
+	while ((p = strstr(p, s)) != NULL)
+	{
+		if ((p == list || p[-1] == ',') && (p[len] == ',' || p[len] == '\0'))
+			return true;
+		p++;
+	}
+	return false;
+}
+
 /* Append s to a comma-separated list field, as far as it fits. */
 static void
 audit_list_add(char *field, int size, const char *s)
@@ -1462,10 +1489,10 @@ audit_flush_reads(bool aborting)
 			if (col->masked > 0)
 				audit_list_add(ev.columns_masked, sizeof(ev.columns_masked), NameStr(col->key.attname));
 			foreach(k, col->keys_clear)
-				if (!strstr(ev.row_keys, strVal(lfirst(k))))
+				if (!audit_list_has(ev.row_keys, strVal(lfirst(k))))
 					audit_list_add(ev.row_keys, sizeof(ev.row_keys), strVal(lfirst(k)));
 			foreach(k, col->keys_masked)
-				if (!strstr(ev.row_keys_masked, strVal(lfirst(k))))
+				if (!audit_list_has(ev.row_keys_masked, strVal(lfirst(k))))
 					audit_list_add(ev.row_keys_masked, sizeof(ev.row_keys_masked), strVal(lfirst(k)));
 		}
 		distinct_keys = list_length(seen);

@@ -369,8 +369,12 @@ keys_spi_latest(const char *sql, int nargs, Oid *argtypes, Datum *values,
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for pii_guard key query: %s",
 			 SPI_result_code_string(SPI_result));
-	ret = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
-							   InvalidSnapshot, read_only, true, 0);
+	/* (No new snapshot may be taken in a parallel query: use the current one.) */
+	if (IsInParallelMode())
+		ret = SPI_execute_plan(plan, values, NULL, read_only, 0);
+	else
+		ret = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
+								   InvalidSnapshot, read_only, true, 0);
 	if (ret < 0)
 		elog(ERROR, "pii_guard key query failed: %s",
 			 SPI_result_code_string(ret));

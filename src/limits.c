@@ -67,7 +67,7 @@
 #define LIMITS_MAX_GRANTS	4096
 #define LIMITS_HOURS		24
 #define LIMITS_STATE_FILE	"pg_pii_guard/limits.state"
-#define LIMITS_STATE_MAGIC	0x50474c31	/* "PGL1" */
+#define LIMITS_STATE_MAGIC	0x50474c32	/* "PGL2" */
 
 typedef struct DayKey
 {
@@ -82,10 +82,15 @@ typedef struct DayCounter
 	int64		rows[LIMITS_HOURS];
 } DayCounter;
 
+typedef struct GrantKey
+{
+	Oid			dboid;
+	int64		grant_id;
+} GrantKey;
+
 typedef struct GrantUse
 {
-	int64		grant_id;		/* hash key (grant ids are unique per db) */
-	Oid			dboid;
+	GrantKey	key;			/* hash key: grant ids are unique per database */
 	int64		used;
 } GrantUse;
 
@@ -211,7 +216,7 @@ limits_load_state(void)
 
 		if (fread(&gu, sizeof(gu), 1, f) != 1)
 			goto done;
-		e = hash_search(grant_uses, &gu.grant_id, HASH_ENTER_NULL, NULL);
+		e = hash_search(grant_uses, &gu.key, HASH_ENTER_NULL, NULL);
 		if (e)
 			memcpy(e, &gu, sizeof(gu));
 	}
@@ -239,7 +244,7 @@ limits_shmem_startup(void)
 	day_counters = ShmemInitHash("pii_guard day counters", LIMITS_MAX_ROLES, LIMITS_MAX_ROLES,
 								 &ctl, HASH_ELEM | HASH_BLOBS);
 	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(int64);
+	ctl.keysize = sizeof(GrantKey);
 	ctl.entrysize = sizeof(GrantUse);
 	grant_uses = ShmemInitHash("pii_guard export approval use", LIMITS_MAX_GRANTS, LIMITS_MAX_GRANTS,
 							   &ctl, HASH_ELEM | HASH_BLOBS);
@@ -367,21 +372,22 @@ static int64
 limits_grant_add(int64 grant_id, int64 add)
 {
 	GrantUse   *gu;
+	GrantKey	key;
 	bool		found;
 	int64		used;
 
+	memset(&key, 0, sizeof(key));
+	key.dboid = MyDatabaseId;
+	key.grant_id = grant_id;
 	LWLockAcquire(limits_shared->lock, LW_EXCLUSIVE);
-	gu = hash_search(grant_uses, &grant_id, add > 0 ? HASH_ENTER_NULL : HASH_FIND, &found);
+	gu = hash_search(grant_uses, &key, add > 0 ? HASH_ENTER_NULL : HASH_FIND, &found);
 	if (gu == NULL)
 	{
 		LWLockRelease(limits_shared->lock);
 		return 0;
 	}
 	if (!found)
-	{
-		gu->dboid = MyDatabaseId;
 		gu->used = 0;
-	}
 	gu->used += add;
 	used = gu->used;
 	if (add != 0)
