@@ -8,6 +8,13 @@
 SELECT purpose, state, wrapped_by_current_master_key
   FROM pii_guard.key_status WHERE purpose <> 'audit' ORDER BY key_id;
 SELECT which, available, problem FROM pii_guard.master_keys;
+-- The fingerprint of test/keys/test-master-1.hex, pinned to an HMAC
+-- computed outside pii_guard (its first 16 hex digits):
+--   printf 'f%s' 'pii_guard master key fingerprint v1' | openssl dgst -sha256 \
+--     -mac HMAC -macopt hexkey:$(cat test/keys/test-master-1.hex)
+-- Blind indexes, pseudonyms and audit MACs use the same HMAC routine.
+SELECT fingerprint = 'b1004d5c63254071' AS fingerprint_pinned
+  FROM pii_guard.master_keys WHERE which = 'current';
 
 CREATE TABLE accounts (id int PRIMARY KEY, phone pii_guard.encrypted_text, card pii_guard.encrypted_bytea);
 INSERT INTO accounts

@@ -302,7 +302,7 @@ keys_free_cache(void *arg)
 		if (entry->dec)
 			EVP_CIPHER_CTX_free(entry->dec);
 		if (entry->mac)
-			EVP_MAC_CTX_free(entry->mac);
+			crypto_free_hmac(entry->mac);
 	}
 	key_cache = NULL;
 	current_encrypt_key = NULL;
@@ -454,7 +454,7 @@ keys_cache_insert(uint32 key_id, char purpose, uint8 *key)
 {
 	EVP_CIPHER_CTX *enc = NULL;
 	EVP_CIPHER_CTX *dec = NULL;
-	EVP_MAC_CTX *mac = NULL;
+	CryptoHmac *mac = NULL;
 	DataKey    *entry;
 	bool		found;
 
@@ -464,7 +464,7 @@ keys_cache_insert(uint32 key_id, char purpose, uint8 *key)
 		dec = crypto_new_gcm_ctx(key, false);
 	}
 	else
-		mac = crypto_new_hmac_ctx(key);
+		mac = crypto_new_hmac(key);
 	OPENSSL_cleanse(key, PII_KEY_LEN);
 	if (purpose == KEY_PURPOSE_ENCRYPT ? (enc == NULL || dec == NULL) : mac == NULL)
 	{
@@ -484,7 +484,7 @@ keys_cache_insert(uint32 key_id, char purpose, uint8 *key)
 		if (dec)
 			EVP_CIPHER_CTX_free(dec);
 		if (mac)
-			EVP_MAC_CTX_free(mac);
+			crypto_free_hmac(mac);
 		return entry;
 	}
 	entry->purpose = purpose;

@@ -90,14 +90,16 @@ extern Oid	pii_guard_schema_oid(bool missing_ok);
 extern Oid	pii_guard_relation_oid(const char *relname, bool missing_ok);
 
 /* keys.c */
+typedef struct CryptoHmac CryptoHmac;	/* a keyed HMAC-SHA256, crypto.c */
+
 typedef struct DataKey
 {
 	uint32		key_id;			/* hash key: must be first */
 	char		purpose;		/* KEY_PURPOSE_* */
 	EVP_CIPHER_CTX *enc;		/* keyed AES-256-GCM contexts (encrypt keys) */
 	EVP_CIPHER_CTX *dec;
-	EVP_MAC_CTX *mac;			/* keyed HMAC-SHA256 context (blind and
-								 * pseudonym keys) */
+	CryptoHmac *mac;			/* keyed HMAC-SHA256 (blind index, pseudonym
+								 * and audit keys) */
 } DataKey;
 
 extern void keys_load_master_keys(void);
@@ -117,8 +119,9 @@ extern void crypto_wrap_key(const uint8 *master, uint32 key_id, char purpose,
 extern bool crypto_unwrap_key(const uint8 *master, uint32 key_id, char purpose,
 							  const uint8 *wrapped, uint8 *key);
 extern EVP_CIPHER_CTX *crypto_new_gcm_ctx(const uint8 *key, bool encrypt);
-extern EVP_MAC_CTX *crypto_new_hmac_ctx(const uint8 *key);
-extern void crypto_hmac(EVP_MAC_CTX *mac, char domain, const char *data,
+extern CryptoHmac *crypto_new_hmac(const uint8 *key);
+extern void crypto_free_hmac(CryptoHmac *mac);
+extern void crypto_hmac(const CryptoHmac *mac, char domain, const char *data,
 						Size len, uint8 *out, Size outlen);
 extern bytea *crypto_seal(char kind, const char *plain, Size len);
 extern bytea *crypto_open(const bytea *envelope, char kind);
