@@ -107,18 +107,19 @@ RESET ROLE;
 SELECT rows, used, live FROM pii_guard.export_approvals WHERE grant_id = :export_grant;
 
 -- Every refusal is audited (it survives its rollback).
-CREATE FUNCTION lim.wait_denials(n int) RETURNS boolean LANGUAGE plpgsql AS $$
+CREATE FUNCTION lim.wait_events(k text, n int) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
     FOR i IN 1..100 LOOP
         IF (SELECT count(*) FROM pii_guard.audit_log
-             WHERE kind = 'deny' AND operation = 'export' AND acting_role = 'regress_lim') >= n THEN
+             WHERE kind = k AND (k <> 'deny' OR operation = 'export')
+               AND acting_role = 'regress_lim') >= n THEN
             RETURN true;
         END IF;
         PERFORM pg_sleep(0.1);
     END LOOP;
     RETURN false;
 END $$;
-SELECT lim.wait_denials(9);
+SELECT lim.wait_events('deny', 9), lim.wait_events('export', 4);
 SELECT relation, detail FROM pii_guard.audit_log
  WHERE kind = 'deny' AND operation = 'export' AND acting_role = 'regress_lim'
  ORDER BY event_id LIMIT 2;

@@ -17,9 +17,11 @@ SELECT pii_guard.protect_table('q');
 SELECT pii_guard.protect_table('q2');
 SELECT pii_guard.set_clearance('q_reader', 'sensitive');
 SQL
-# Wait for the worker, then freeze it.
+# Wait for the worker, then freeze it.  (Its parent is this cluster's
+# postmaster: other clusters on the machine have audit workers too.)
+postmaster=$(head -1 "$(pgg_data $name)/postmaster.pid")
 for _ in $(seq 50); do
-	worker=$(pgrep -f "pii_guard audit worker" | head -1)
+	worker=$(pgrep -P "$postmaster" -f "pii_guard audit worker" | head -1)
 	[ -n "$worker" ] && break
 	sleep 0.1
 done
