@@ -78,6 +78,7 @@ static MasterKey master_previous;
 static MemoryContext KeysContext = NULL;
 static HTAB *key_cache = NULL;
 static bool key_cache_valid = false;
+static uint64 key_cache_generation = 0;	/* bumped at every rebuild */
 static DataKey *current_encrypt_key = NULL;
 static DataKey *current_blind_key = NULL;
 static DataKey *current_pseudonym_key = NULL;
@@ -340,6 +341,7 @@ keys_ensure_cache(void)
 											"pii_guard data keys",
 											ALLOCSET_SMALL_SIZES);
 	MemoryContextReset(KeysContext);	/* runs keys_free_cache */
+	key_cache_generation++;
 
 	cb = MemoryContextAlloc(KeysContext, sizeof(MemoryContextCallback));
 	cb->func = keys_free_cache;
@@ -743,12 +745,29 @@ keys_current(DataKey **encrypt_key, DataKey **blind_key)
 	uint32		ids[KEY_SLOTS];
 
 	keys_ensure_cache();
-	if (current_encrypt_key == NULL || current_blind_key == NULL)
+	while (current_encrypt_key == NULL || current_blind_key == NULL)
 	{
+		DataKey    *ek;
+		DataKey    *bk;
+		uint64		generation;
+
 		keys_ensure_active((const char[]) {KEY_PURPOSE_ENCRYPT, KEY_PURPOSE_BLIND, 0}, ids);
-		/* The cache may have been rebuilt meanwhile; look both up afresh. */
-		current_encrypt_key = keys_lookup_purpose(ids[KEY_SLOT_ENCRYPT], KEY_PURPOSE_ENCRYPT);
-		current_blind_key = keys_lookup_purpose(ids[KEY_SLOT_BLIND], KEY_PURPOSE_BLIND);
+
+		/*
+		 * Loading a key runs SPI, which may accept an invalidation of
+		 * data_keys; the second lookup then rebuilds the cache and frees
+		 * the entry the first one returned.  Keep the pair only if both
+		 * come from the same cache.
+		 */
+		ek = keys_lookup_purpose(ids[KEY_SLOT_ENCRYPT], KEY_PURPOSE_ENCRYPT);
+		generation = key_cache_generation;
+		bk = keys_lookup_purpose(ids[KEY_SLOT_BLIND], KEY_PURPOSE_BLIND);
+		if (generation == key_cache_generation)
+		{
+			current_encrypt_key = ek;
+			current_blind_key = bk;
+		}
+		keys_ensure_cache();
 	}
 	*encrypt_key = current_encrypt_key;
 	*blind_key = current_blind_key;
