@@ -24,17 +24,22 @@ cd "$(dirname "$0")/.."
 pgg_init
 pgg_install
 
-passed=0
-failed=0
-failures=()
+# The stages run as a background job in a process group of their own, so
+# that an interrupt reaches this shell even while a psql or pg_regress in
+# the foreground would swallow it: the trap below then ends the whole job
+# and the EXIT trap (test/lib.sh) stops and removes every cluster.
+run_stages() {
+	passed=0
+	failed=0
+	failures=()
 
-record() {	# record NAME ok|fail
-	if [ "$2" = ok ]; then
-		passed=$((passed + 1))
-	else
-		failed=$((failed + 1))
-		failures+=("$1")
-	fi
+	record() {	# record NAME ok|fail
+		if [ "$2" = ok ]; then
+			passed=$((passed + 1))
+		else
+			failed=$((failed + 1))
+			failures+=("$1")
+		fi
 }
 
 want() { [ -z "${ONLY:-}" ] || [ "$ONLY" = "$1" ]; }
@@ -52,14 +57,27 @@ if want regress; then
 		--host="$(pgg_sock main)" --port=5432 --user=postgres \
 		--dbname=pii_guard_regress --load-extension=pii_guard \
 		${REGRESS:-} >"$PGG_WORK/pg_regress.log" 2>&1
+	regress_rc=$?
 	cat "$PGG_WORK/pg_regress.log"
+	regress_results=0
 	while read -r name result; do
 		record "regress/$name" "$result"
+		regress_results=$((regress_results + 1))
 	done < <(sed -nE \
 		-e 's/^(test |     )?([a-z0-9_]+) +\.\.\. ok.*/\2 ok/p' \
 		-e 's/^(test |     )?([a-z0-9_]+) +\.\.\. FAILED.*/\2 fail/p' \
 		-e 's/^ok [0-9]+ +[-+] ([a-z0-9_]+) .*/\1 ok/p' \
 		-e 's/^not ok [0-9]+ +[-+] ([a-z0-9_]+) .*/\1 fail/p' "$PGG_WORK/pg_regress.log")
+	# pg_regress failing before or around the suites (no server, a crash)
+	# must not pass for "no failures".
+	regress_wanted=$(wc -w <<<"${REGRESS:-}")
+	if [ "$regress_results" -ne "$regress_wanted" ]; then
+		echo "pg_regress reported $regress_results of $regress_wanted suites (exit status $regress_rc)"
+		record regress/pg_regress fail
+	elif [ "$regress_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+		echo "pg_regress failed (exit status $regress_rc)"
+		record regress/pg_regress fail
+	fi
 	if [ -s regression.diffs ]; then
 		echo "-- first lines of regression.diffs:"
 		head -80 regression.diffs
@@ -119,3 +137,10 @@ if [ $((passed + failed)) -eq 0 ]; then
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
+}
+
+set -m
+run_stages &
+stages=$!
+trap 'echo "pii_guard: interrupted" >&2; kill -TERM -- -$stages 2>/dev/null; wait $stages 2>/dev/null; exit 130' INT TERM HUP
+wait $stages
