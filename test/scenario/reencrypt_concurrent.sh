@@ -281,4 +281,32 @@ sed 's/^/  # /' "$rc_files/call4.out" | head -3
 pgg_is "pii_guard_admin member: reencrypt_column() succeeds" "$rc_call4_rc" 0
 pgg_is "pii_guard_admin member: every row decrypts, under the active key" \
 	"$(rc_check "$rc_key_d")" "$rc_rows|$rc_rows|$rc_rows"
+# --- a rotation while it runs ----------------------------------------------------------------
+# The key is rotated while the procedure waits on a locked row half way
+# through: it must finish under the newest key, not the one it started with.
+rc_sql "VACUUM t" >/dev/null
+rc_key_e=$(rc_sql "SELECT pii_guard.rotate_data_key()")
+PGAPPNAME=rc_blocker pgg_psql rcc -d rc \
+	-c "SELECT 1 FROM t WHERE id = $rc_last FOR UPDATE; SELECT pg_sleep(60)" \
+	>/dev/null 2>&1 &
+rc_blocker=$!
+rc_wait "the blocker holds its row lock" \
+	"SELECT count(*) = 1 FROM pg_stat_activity
+	  WHERE application_name = 'rc_blocker' AND wait_event = 'PgSleep'"
+PGAPPNAME=rc_reencrypt pgg_psql rcc -d rc \
+	-c "CALL pii_guard.reencrypt_column('t', 'phone', 500)" >"$rc_files/call5.out" 2>&1 &
+rc_call5=$!
+rc_wait "the procedure waits on the locked row" \
+	"SELECT EXISTS (SELECT FROM pg_stat_activity
+	                 WHERE application_name = 'rc_reencrypt' AND wait_event_type = 'Lock')" >/dev/null
+rc_key_f=$(rc_sql "SELECT pii_guard.rotate_data_key()")
+rc_sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = 'rc_blocker'" >/dev/null
+wait "$rc_blocker"
+wait "$rc_call5"
+pgg_is "rotated mid-run: the CALL succeeds" "$?" 0
+sed 's/^/  # /' "$rc_files/call5.out"
+pgg_is "rotated mid-run: every row decrypts, under the key rotated to mid-run" \
+	"$(rc_check "$rc_key_f")" "$rc_rows|$rc_rows|$rc_rows"
+pgg_ok "rotated mid-run: the keys differ ($rc_key_e, $rc_key_f)" [ "$rc_key_e" != "$rc_key_f" ]
 pgg_stop rcc
