@@ -21,6 +21,14 @@ LANGUAGE sql IMMUTABLE AS $$
       FROM decode(substr(e, 11), 'base64') AS raw
 $$;
 
+-- Helper: the envelope naming another data key (bytes 2-5, big-endian).
+CREATE FUNCTION with_key_id(e text, id bigint) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT 'pii_guard:' || translate(encode(overlay(raw PLACING substr(int8send(id), 5, 4) FROM 3 FOR 4),
+                                            'base64'), E'\n', '')
+      FROM decode(substr(e, 11), 'base64') AS raw
+$$;
+
 -- Empty string and NULL: stored.
 INSERT INTO t VALUES (2, '', NULL);
 SELECT id, pii_guard.decrypt(v) = '' AS empty_round_trip, v IS NULL AS is_null
@@ -49,10 +57,11 @@ SELECT env(tamper(v::text, 1, 22)) FROM t WHERE id = 1;
 SELECT env(b::text) FROM t WHERE id = 1;
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 -- key id names key 0: 22P02 at input
-SELECT env(tamper(v::text, 5)) FROM t WHERE id = 1;
+SELECT env(with_key_id(v::text, 0)) FROM t WHERE id = 1;
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
--- key id names a key that does not exist: 42704 at decryption
-SELECT pii_guard.decrypt(env(tamper(v::text, 2))) FROM t WHERE id = 1;
+-- key id names a key that does not exist: 42704 at decryption (key ids
+-- start at a random number below 2^30, so 2^31 - 1 is never one)
+SELECT pii_guard.decrypt(env(with_key_id(v::text, 2147483647))) FROM t WHERE id = 1;
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 -- nonce, blind index, ciphertext, tag: stored, XX001 at decryption
 SELECT pii_guard.decrypt(env(tamper(v::text, 6))) FROM t WHERE id = 1;

@@ -20,9 +20,11 @@
  * row".  One 'encrypt' key is active for new values; one 'blind_index' key
  * computes blind indexes and is never rotated (every index entry depends on
  * it); one 'pseudonym' key keys the pseudonym masking function; one
- * 'audit' key keys the MACs of audit rows.  Keys are created lazily on first use rather than at CREATE
- * EXTENSION, so that restoring a dump brings back the original keys instead
- * of colliding with fresh ones.
+ * 'audit' key keys the MACs of audit rows.  Keys are created lazily on first
+ * use rather than at CREATE EXTENSION, so that restoring a dump brings back
+ * the original keys instead of colliding with fresh ones.  A database's
+ * first key id is random and the next ones follow it, so that key ids of
+ * different databases practically never meet.
  *
  * Cache.  Unwrapped keys are cached per backend, as keyed OpenSSL contexts,
  * in KeysContext under TopMemoryContext; a reset callback frees the contexts
@@ -627,11 +629,26 @@ keys_create(char purpose)
 				 errhint("Run SELECT pii_guard.rotate_data_key() once in a read-write transaction on the primary.")));
 
 	keys_refuse_foreign_master_key();
-	keys_spi_latest("SELECT coalesce(max(key_id), 0) + 1 FROM pii_guard.data_keys",
+	keys_spi_latest("SELECT max(key_id) + 1 FROM pii_guard.data_keys",
 					0, NULL, NULL, true);
 	key_id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 												  SPI_tuptable->tupdesc, 1,
 												  &isnull));
+	if (isnull)
+	{
+		/*
+		 * A database's first key id is random, the next ones follow it: so
+		 * an envelope that comes from another database (a logical replica,
+		 * a COPY between databases) names a key this one does not have --
+		 * reported as such -- instead of another key with the same small
+		 * id, which would fail authentication as if the value had been
+		 * tampered with.  Below 2^30, leaving room for as many rotations.
+		 */
+		uint32		r;
+
+		crypto_random_bytes((uint8 *) &r, sizeof(r));
+		key_id = 1 + r % (1U << 30);
+	}
 
 	values[0] = CStringGetTextDatum(purpose_name(purpose));
 	keys_spi_latest("UPDATE pii_guard.data_keys "
