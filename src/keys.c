@@ -241,6 +241,13 @@ keys_load_master_keys(void)
 {
 	keys_load_one(&master_current, pii_guard_master_key_command,
 				  "pii_guard.master_key_command");
+	if (!crypto_self_test())
+	{
+		/* Keys would be usable, but every MAC computed with them wrong. */
+		OPENSSL_cleanse(&master_current, sizeof(master_current));
+		snprintf(master_current.problem, sizeof(master_current.problem),
+				 "the HMAC-SHA256 self-test failed: this build of pii_guard or of OpenSSL computes wrong MACs");
+	}
 	if (master_current.loaded)
 		ereport(LOG,
 				(errmsg("pii_guard: master key loaded, fingerprint %s",

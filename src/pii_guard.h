@@ -112,6 +112,7 @@ extern bool keys_master_key_available(void);
 
 /* crypto.c */
 extern void crypto_failure(const char *what) pg_attribute_noreturn();
+extern bool crypto_self_test(void);
 extern void crypto_random_bytes(uint8 *buf, int len);
 extern void crypto_fingerprint(const uint8 *master, uint8 *out);
 extern void crypto_wrap_key(const uint8 *master, uint32 key_id, char purpose,

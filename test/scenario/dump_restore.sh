@@ -121,6 +121,32 @@ pgg_is "source: two encrypt keys and one blind index key" \
 blind_index:active
 encrypt:active"
 
+# --- at rest -------------------------------------------------------------------
+# After a checkpoint, no plaintext in the relation files (heap, TOAST,
+# indexes) or the WAL; the plaintext name column is there, so the search
+# does find what is stored in clear.
+pgg_psql dr_src -d shop -c "CHECKPOINT" >/dev/null
+dr_at_rest=$(for s in "${dr_phones[@]}" "${dr_docs[@]}"; do
+	grep -rlaF -- "$s" "$(pgg_data dr_src)/base" "$(pgg_data dr_src)/global" \
+		"$(pgg_data dr_src)/pg_wal" 2>/dev/null
+done | sort -u)
+pgg_is "at rest: no plaintext in tables, indexes, TOAST or WAL" "$dr_at_rest" ""
+pgg_ok "at rest: (the search finds the plaintext name column)" \
+	grep -rqaF "customer 12" "$(pgg_data dr_src)/base"
+
+# --- an envelope from another database -------------------------------------------
+# Key ids start at random: the other database has no key of that id, and
+# says so, instead of failing authentication as if the value were tampered.
+pgg_psql dr_src -d postgres -c "CREATE DATABASE other" >/dev/null
+pgg_psql dr_src -d other -c "CREATE EXTENSION pii_guard" \
+	-c "CREATE TABLE t (v pii_guard.encrypted_text)" -c "INSERT INTO t VALUES ('its own key')" >/dev/null
+dr_env=$(dr_sql dr_src shop "SELECT phone FROM customers WHERE id = 1")
+pgg_psql dr_src -d other -c "INSERT INTO t VALUES ('$dr_env')" >/dev/null
+pgg_is "another database's envelope names a key this one does not have (42704)" \
+	"$(dr_error dr_src other "SELECT pii_guard.decrypt(v) FROM t WHERE v::text LIKE 'pii_guard:%' AND pii_guard.key_id(v) = $dr_first_key")" \
+	"42704 pii_guard data key $dr_first_key does not exist"
+pgg_psql dr_src -d postgres -c "DROP DATABASE other" >/dev/null
+
 # --- the dumps -----------------------------------------------------------------
 pgg_env dr_src
 pgg_ok "pg_dump -Fc succeeds" pg_dump -Fc -d shop -f "$dr_files/shop.dump"
