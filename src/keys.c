@@ -48,6 +48,10 @@
 
 #include <stdio.h>
 #include <ctype.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+#include <sys/wait.h>
 
 #include <openssl/crypto.h>
 
@@ -140,6 +144,112 @@ hex_value(char c)
 }
 
 /*
+ * Run command with /bin/sh, its standard output into buf (at most size - 1
+ * bytes; *n is set to size when it printed more), waiting at most timeout_s
+ * seconds.  The command runs in a process group of its own, which is killed
+ * on timeout, so a key service that never answers cannot keep the server
+ * from starting.  Returns NULL, or the reason for a failure (a static
+ * string or a wait_result_to_str); never anything the command printed.
+ */
+static const char *
+keys_run_command(const char *command, char *buf, size_t size, size_t *n,
+				 int timeout_s, int *exit_status)
+{
+	int			fds[2];
+	pid_t		pid;
+	TimestampTz deadline;
+	int			status;
+	bool		timed_out = false;
+
+	*n = 0;
+	*exit_status = 0;
+	if (pipe(fds) != 0)
+		return "a pipe could not be created";
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+	{
+		close(fds[0]);
+		close(fds[1]);
+		return "the command could not be started";
+	}
+	if (pid == 0)
+	{
+		sigset_t	none;
+
+		/* The postmaster starts up with signals blocked: not the command. */
+		sigemptyset(&none);
+		(void) sigprocmask(SIG_SETMASK, &none, NULL);
+		(void) setpgid(0, 0);
+		close(fds[0]);
+		if (dup2(fds[1], STDOUT_FILENO) < 0)
+			_exit(127);
+		close(fds[1]);
+		execl("/bin/sh", "sh", "-c", command, (char *) NULL);
+		_exit(127);
+	}
+	(void) setpgid(pid, pid);	/* (whichever of the two runs first) */
+	close(fds[1]);
+
+	deadline = GetCurrentTimestamp() + (TimestampTz) timeout_s * USECS_PER_SEC;
+	for (;;)
+	{
+		struct pollfd pfd;
+		long		left_ms = (deadline - GetCurrentTimestamp()) / 1000;
+		ssize_t		got;
+		char		sink[256];
+
+		if (left_ms <= 0)
+		{
+			timed_out = true;
+			break;
+		}
+		pfd.fd = fds[0];
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		if (poll(&pfd, 1, (int) Min(left_ms, 1000)) < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd.revents == 0)
+			continue;
+		/* Read into buf while it has room, then drain (and remember). */
+		if (*n < size - 1)
+			got = read(fds[0], buf + *n, size - 1 - *n);
+		else
+		{
+			got = read(fds[0], sink, sizeof(sink));
+			if (got > 0)
+				*n = size;
+			OPENSSL_cleanse(sink, sizeof(sink));
+		}
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			break;
+		if (*n < size)
+			*n += got;
+	}
+	close(fds[0]);
+	if (timed_out)
+		(void) kill(-pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0)
+	{
+		if (errno != EINTR)
+		{
+			status = -1;
+			break;
+		}
+	}
+	if (timed_out)
+		return "timed out";
+	*exit_status = status;
+	return NULL;
+}
+
+/*
  * Run one key command and load its key into mk.  Runs in the postmaster
  * (or a standalone backend): it must not ereport(ERROR), and it reports
  * only the reason for a failure, never what the command printed.
@@ -151,8 +261,8 @@ keys_load_one(MasterKey *mk, const char *command, const char *setting)
 	size_t		n = 0;
 	size_t		start;
 	size_t		end;
-	FILE	   *fh;
 	int			status;
+	const char *failure;
 	int			i;
 
 	memset(mk, 0, sizeof(*mk));
@@ -162,32 +272,19 @@ keys_load_one(MasterKey *mk, const char *command, const char *setting)
 		return;
 	}
 
-	fflush(NULL);
-	fh = popen(command, "r");
-	if (fh == NULL)
+	failure = keys_run_command(command, buf, sizeof(buf), &n,
+							   pii_guard_master_key_timeout, &status);
+	if (failure != NULL)
 	{
-		snprintf(mk->problem, sizeof(mk->problem),
-				 "%s could not be started: %m", setting);
+		if (strcmp(failure, "timed out") == 0)
+			snprintf(mk->problem, sizeof(mk->problem),
+					 "%s did not finish within %d seconds (pii_guard.master_key_timeout)",
+					 setting, pii_guard_master_key_timeout);
+		else
+			snprintf(mk->problem, sizeof(mk->problem), "%s: %s", setting, failure);
+		OPENSSL_cleanse(buf, sizeof(buf));
 		return;
 	}
-	while (n < sizeof(buf) - 1)
-	{
-		size_t		got = fread(buf + n, 1, sizeof(buf) - 1 - n, fh);
-
-		if (got == 0)
-			break;
-		n += got;
-	}
-	/* Drain anything longer so that the command can exit. */
-	if (n == sizeof(buf) - 1)
-	{
-		char		sink[256];
-
-		while (fread(sink, 1, sizeof(sink), fh) > 0)
-			n = sizeof(buf);	/* remember it was too long */
-		OPENSSL_cleanse(sink, sizeof(sink));
-	}
-	status = pclose(fh);
 	if (status != 0)
 	{
 		char	   *reason = wait_result_to_str(status);

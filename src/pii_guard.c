@@ -11,13 +11,14 @@
  * Settings (none can be changed by an ordinary role):
  *	pii_guard.master_key_command			PGC_POSTMASTER, superuser-only
  *	pii_guard.previous_master_key_command	PGC_POSTMASTER, superuser-only
+ *	pii_guard.master_key_timeout			PGC_POSTMASTER
  *	pii_guard.audit_reads					PGC_SUSET
  *	pii_guard.audit_queue_size				PGC_POSTMASTER
  *	pii_guard.audit_enqueue_timeout			PGC_SUSET
  *	pii_guard.audit_max_row_keys			PGC_SUSET
  *	pii_guard.audit_log_destination			PGC_SIGHUP
- * Both are shown only to superusers (GUC_SUPERUSER_ONLY); the key they print
- * is never stored as a setting at all.
+ * The two commands are shown only to superusers (GUC_SUPERUSER_ONLY); the
+ * key they print is never stored as a setting at all.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,6 +38,7 @@ PG_MODULE_MAGIC;
 
 char	   *pii_guard_master_key_command = NULL;
 char	   *pii_guard_previous_master_key_command = NULL;
+int			pii_guard_master_key_timeout = 30;
 
 void		_PG_init(void);
 
@@ -93,6 +95,15 @@ _PG_init(void)
 							   PGC_POSTMASTER,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pii_guard.master_key_timeout",
+							"How long the server waits for a master key command at start.",
+							"A command still running then is killed, and the server starts without that key.",
+							&pii_guard_master_key_timeout,
+							30, 1, 3600,
+							PGC_POSTMASTER,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("pii_guard.audit_reads",
 							 "Records read events for protected columns.",

@@ -76,6 +76,7 @@
 /* pii_guard.c */
 extern char *pii_guard_master_key_command;
 extern char *pii_guard_previous_master_key_command;
+extern int	pii_guard_master_key_timeout;
 
 typedef struct OwnerContext
 {

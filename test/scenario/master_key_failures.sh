@@ -3,7 +3,8 @@
 #
 # Proves, for each of: key command unset, a command that exits non-zero
 # (after printing a valid-looking key, and plain `false`), a command printing
-# non-hex, too few hex digits, and far too many:
+# non-hex, too few hex digits, and far too many, and one that never finishes
+# (killed after pii_guard.master_key_timeout):
 #  - the server starts, and logs a WARNING naming the reason;
 #  - CREATE EXTENSION pii_guard works;
 #  - encrypt(), an INSERT into an encrypted column, equality on a plaintext,
@@ -126,6 +127,15 @@ mk_case "too few hex digits" "'echo ${mk_secret}${mk_secret}${mk_secret}'" \
 	"the output of pii_guard.master_key_command is not 64 hexadecimal digits"
 mk_case "far too many hex digits" "'for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do printf ${mk_secret}; done'" \
 	"the output of pii_guard.master_key_command is not 64 hexadecimal digits"
+
+# A command that never finishes: killed (with what it started) after
+# pii_guard.master_key_timeout, and the server starts without the key.
+pgg_conf mkf "pii_guard.master_key_timeout = 2"
+mk_case "hangs" "'echo ${mk_secret}; sleep 597'" \
+	"pii_guard.master_key_command did not finish within 2 seconds (pii_guard.master_key_timeout)"
+pgg_ok "hangs: the command and what it started were killed" \
+	bash -c '! pgrep -f "sleep [5]97" >/dev/null'
+pgg_conf mkf "pii_guard.master_key_timeout = 30"
 
 # --- a good key again: nothing was lost ------------------------------------------------
 # (With a failing previous_master_key_command beside it: that is reported,
