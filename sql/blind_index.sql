@@ -62,6 +62,37 @@ SELECT count(*) FROM blobs WHERE b = '\x0102';
 INSERT INTO blobs VALUES ('\x0102');
 \set VERBOSITY default
 
+-- A typed plaintext -- a text or varchar parameter of a prepared
+-- statement, as drivers send them -- compares with the column too, through
+-- the same indexes; nothing is decrypted.
+PREPARE by_phone(text) AS SELECT id FROM people WHERE phone = $1;
+EXECUTE by_phone('13800000042');
+SET plan_cache_mode = force_generic_plan;
+EXPLAIN (COSTS OFF) EXECUTE by_phone('13800000042');
+EXECUTE by_phone('13800000043');
+RESET plan_cache_mode;
+PREPARE by_phone_vc(varchar) AS SELECT id FROM people WHERE $1 = phone;
+EXECUTE by_phone_vc('13800000044');
+PREPARE not_phone(text) AS SELECT count(*) FROM people WHERE phone <> $1;
+EXECUTE not_phone('13800000044');
+SELECT count(*) FROM people WHERE phone = '13800000044'::text || '';
+SET enable_seqscan = off;
+SELECT plan($$SELECT count(*) FROM calls WHERE caller = '13800000007'::text$$);
+SELECT count(*) FROM calls WHERE caller = '13800000007'::text;
+RESET enable_seqscan;
+-- ... and hash-joins with a plaintext column.
+CREATE TABLE leads (phone text);
+INSERT INTO leads SELECT '138' || lpad(g::text, 8, '0') FROM generate_series(1990, 2010) g;
+ANALYZE leads;
+SET enable_mergejoin = off;
+SET enable_nestloop = off;
+EXPLAIN (COSTS OFF)
+SELECT count(*) FROM leads l JOIN people p ON p.phone = l.phone;
+SELECT count(*) FROM leads l JOIN people p ON p.phone = l.phone;
+RESET enable_mergejoin;
+RESET enable_nestloop;
+SELECT count(*) FROM blobs WHERE b = '\x0102'::bytea;
+
 -- A text value and a bytea value with the same bytes are different types.
 SELECT pii_guard.encrypt('ab'::text) = pii_guard.encrypt('\x6162'::bytea);
 

@@ -150,3 +150,81 @@ BEGIN
     END IF;
 END
 $proc$;
+
+--------------------------------------------------------------------------
+-- Equality of an encrypted column with a typed plaintext
+--------------------------------------------------------------------------
+
+-- `phone = $1` with a text (or varchar) parameter, as prepared statements
+-- and most drivers send it, had no operator: only untyped literals worked.
+-- These compare the plaintext's blind index with the envelope's (nothing is
+-- decrypted), and are in the btree and hash families, so they use the
+-- column's indexes and hash joins.
+DO $plainops$
+DECLARE
+    t text;
+    p text;
+BEGIN
+    FOR t, p IN VALUES ('encrypted_text', 'text'), ('encrypted_bytea', 'bytea')
+    LOOP
+        EXECUTE pg_catalog.format($f$
+            CREATE FUNCTION @extschema@.%1$s_eq_plain(@extschema@.%1$s, %2$s)
+            RETURNS boolean AS 'MODULE_PATHNAME', 'pii_guard_envelope_eq_plain'
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+            CREATE FUNCTION @extschema@.%1$s_ne_plain(@extschema@.%1$s, %2$s)
+            RETURNS boolean AS 'MODULE_PATHNAME', 'pii_guard_envelope_ne_plain'
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+            CREATE FUNCTION @extschema@.%1$s_cmp_plain(@extschema@.%1$s, %2$s)
+            RETURNS integer AS 'MODULE_PATHNAME', 'pii_guard_envelope_cmp_plain'
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+            CREATE FUNCTION @extschema@.plain_eq_%1$s(%2$s, @extschema@.%1$s)
+            RETURNS boolean AS 'MODULE_PATHNAME', 'pii_guard_plain_eq_envelope'
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+            CREATE FUNCTION @extschema@.plain_ne_%1$s(%2$s, @extschema@.%1$s)
+            RETURNS boolean AS 'MODULE_PATHNAME', 'pii_guard_plain_ne_envelope'
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+            CREATE FUNCTION @extschema@.plain_cmp_%1$s(%2$s, @extschema@.%1$s)
+            RETURNS integer AS 'MODULE_PATHNAME', 'pii_guard_plain_cmp_envelope'
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+            CREATE FUNCTION @extschema@.%2$s_blind_hash(%2$s)
+            RETURNS integer AS 'MODULE_PATHNAME', 'pii_guard_plain_%2$s_hash'
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+            CREATE FUNCTION @extschema@.%2$s_blind_hash_extended(%2$s, bigint)
+            RETURNS bigint AS 'MODULE_PATHNAME', 'pii_guard_plain_%2$s_hash_extended'
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+
+            CREATE OPERATOR pg_catalog.= (
+                LEFTARG = @extschema@.%1$s, RIGHTARG = %2$s,
+                FUNCTION = @extschema@.%1$s_eq_plain,
+                COMMUTATOR = OPERATOR(pg_catalog.=), NEGATOR = OPERATOR(pg_catalog.<>),
+                RESTRICT = eqsel, JOIN = eqjoinsel, HASHES);
+            CREATE OPERATOR pg_catalog.<> (
+                LEFTARG = @extschema@.%1$s, RIGHTARG = %2$s,
+                FUNCTION = @extschema@.%1$s_ne_plain,
+                COMMUTATOR = OPERATOR(pg_catalog.<>), NEGATOR = OPERATOR(pg_catalog.=),
+                RESTRICT = neqsel, JOIN = neqjoinsel);
+            CREATE OPERATOR pg_catalog.= (
+                LEFTARG = %2$s, RIGHTARG = @extschema@.%1$s,
+                FUNCTION = @extschema@.plain_eq_%1$s,
+                COMMUTATOR = OPERATOR(pg_catalog.=), NEGATOR = OPERATOR(pg_catalog.<>),
+                RESTRICT = eqsel, JOIN = eqjoinsel, HASHES);
+            CREATE OPERATOR pg_catalog.<> (
+                LEFTARG = %2$s, RIGHTARG = @extschema@.%1$s,
+                FUNCTION = @extschema@.plain_ne_%1$s,
+                COMMUTATOR = OPERATOR(pg_catalog.<>), NEGATOR = OPERATOR(pg_catalog.=),
+                RESTRICT = neqsel, JOIN = neqjoinsel);
+
+            ALTER OPERATOR FAMILY @extschema@.%1$s_blind_ops USING btree ADD
+                OPERATOR 3 pg_catalog.= (@extschema@.%1$s, %2$s),
+                OPERATOR 3 pg_catalog.= (%2$s, @extschema@.%1$s),
+                FUNCTION 1 (@extschema@.%1$s, %2$s) @extschema@.%1$s_cmp_plain(@extschema@.%1$s, %2$s),
+                FUNCTION 1 (%2$s, @extschema@.%1$s) @extschema@.plain_cmp_%1$s(%2$s, @extschema@.%1$s);
+            ALTER OPERATOR FAMILY @extschema@.%1$s_blind_hash_ops USING hash ADD
+                OPERATOR 1 pg_catalog.= (@extschema@.%1$s, %2$s),
+                OPERATOR 1 pg_catalog.= (%2$s, @extschema@.%1$s),
+                FUNCTION 1 (%2$s) @extschema@.%2$s_blind_hash(%2$s),
+                FUNCTION 2 (%2$s) @extschema@.%2$s_blind_hash_extended(%2$s, bigint);
+        $f$, t, p);
+    END LOOP;
+END
+$plainops$;

@@ -349,6 +349,164 @@ pii_guard_envelope_hash_extended(PG_FUNCTION_ARGS)
 	return r;
 }
 
+/*
+ * Cross-type equality: an envelope against a plaintext (text, varchar or
+ * bytea), as prepared statements with typed parameters and drivers that
+ * send strings as varchar compare.  The plaintext's blind index is computed
+ * -- never the envelope decrypted -- and the last one is kept per call site,
+ * so a parameter compared with every row costs one HMAC.
+ */
+typedef struct PlainBlind
+{
+	Size		len;			/* of the plaintext, kept in data */
+	char		kind;
+	char	   *data;			/* palloc'd in fn_mcxt, or NULL */
+	uint8		blind[ENV_BLIND_LEN];
+} PlainBlind;
+
+/* The blind index of plaintext p under kind, cached in flinfo. */
+static const uint8 *
+plain_blind(FmgrInfo *flinfo, char kind, const struct varlena *p)
+{
+	PlainBlind *pb = (PlainBlind *) flinfo->fn_extra;
+	const char *data = VARDATA_ANY(p);
+	Size		len = VARSIZE_ANY_EXHDR(p);
+	DataKey    *ek;
+	DataKey    *bk;
+
+	if (pb != NULL && pb->data != NULL && pb->kind == kind && pb->len == len &&
+		memcmp(pb->data, data, len) == 0)
+		return pb->blind;
+	if (pb == NULL)
+	{
+		pb = MemoryContextAllocZero(flinfo->fn_mcxt, sizeof(PlainBlind));
+		flinfo->fn_extra = pb;
+	}
+	if (pb->data != NULL)
+	{
+		OPENSSL_cleanse(pb->data, pb->len);
+		pfree(pb->data);
+		pb->data = NULL;
+	}
+	/* The statement holds a plaintext: keep its text out of the log. */
+	hooks_note_plaintext();
+	keys_current(&ek, &bk);
+	crypto_hmac(bk->mac, kind, data, len, pb->blind, ENV_BLIND_LEN);
+	pb->data = MemoryContextAlloc(flinfo->fn_mcxt, Max(len, 1));
+	memcpy(pb->data, data, len);
+	pb->len = len;
+	pb->kind = kind;
+	return pb->blind;
+}
+
+/* memcmp of an envelope's blind index with a plaintext's. */
+static int
+envelope_compare_plain(FunctionCallInfo fcinfo, Datum env, Datum plain)
+{
+	struct varlena *copy;
+	const uint8 *h = envelope_header(env, &copy);
+	char		kind = (char) h[ENV_OFF_KIND];
+	uint8		blind[ENV_BLIND_LEN];
+	int			r;
+
+	memcpy(blind, h + ENV_OFF_BLIND, ENV_BLIND_LEN);
+	if (copy)
+		pfree(copy);
+	r = memcmp(blind, plain_blind(fcinfo->flinfo, kind,
+								  (struct varlena *) PG_DETOAST_DATUM_PACKED(plain)),
+			   ENV_BLIND_LEN);
+	return r;
+}
+
+PG_FUNCTION_INFO_V1(pii_guard_envelope_eq_plain);
+PG_FUNCTION_INFO_V1(pii_guard_envelope_ne_plain);
+PG_FUNCTION_INFO_V1(pii_guard_envelope_cmp_plain);
+PG_FUNCTION_INFO_V1(pii_guard_plain_eq_envelope);
+PG_FUNCTION_INFO_V1(pii_guard_plain_ne_envelope);
+PG_FUNCTION_INFO_V1(pii_guard_plain_cmp_envelope);
+PG_FUNCTION_INFO_V1(pii_guard_plain_text_hash);
+PG_FUNCTION_INFO_V1(pii_guard_plain_text_hash_extended);
+PG_FUNCTION_INFO_V1(pii_guard_plain_bytea_hash);
+PG_FUNCTION_INFO_V1(pii_guard_plain_bytea_hash_extended);
+
+/* SQL functions: encrypted_*_eq_plain / _ne_plain(envelope, plaintext) returns boolean */
+Datum
+pii_guard_envelope_eq_plain(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(envelope_compare_plain(fcinfo, PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)) == 0);
+}
+
+Datum
+pii_guard_envelope_ne_plain(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(envelope_compare_plain(fcinfo, PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)) != 0);
+}
+
+/* SQL function: encrypted_*_cmp_plain(envelope, plaintext) returns integer (btree support 1) */
+Datum
+pii_guard_envelope_cmp_plain(PG_FUNCTION_ARGS)
+{
+	int			r = envelope_compare_plain(fcinfo, PG_GETARG_DATUM(0), PG_GETARG_DATUM(1));
+
+	PG_RETURN_INT32(r < 0 ? -1 : (r > 0 ? 1 : 0));
+}
+
+/* SQL functions: plain_eq_encrypted_* / _ne_(plaintext, envelope) returns boolean */
+Datum
+pii_guard_plain_eq_envelope(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(envelope_compare_plain(fcinfo, PG_GETARG_DATUM(1), PG_GETARG_DATUM(0)) == 0);
+}
+
+Datum
+pii_guard_plain_ne_envelope(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(envelope_compare_plain(fcinfo, PG_GETARG_DATUM(1), PG_GETARG_DATUM(0)) != 0);
+}
+
+/* SQL function: plain_cmp_encrypted_*(plaintext, envelope) returns integer (btree support 1) */
+Datum
+pii_guard_plain_cmp_envelope(PG_FUNCTION_ARGS)
+{
+	int			r = envelope_compare_plain(fcinfo, PG_GETARG_DATUM(1), PG_GETARG_DATUM(0));
+
+	PG_RETURN_INT32(r < 0 ? 1 : (r > 0 ? -1 : 0));
+}
+
+/*
+ * SQL functions: plaintext_blind_hash(text|bytea) returns integer, and
+ * _extended (hash support 1 and 2 for the plaintext side): the hash an
+ * envelope of that plaintext has, so hash joins and hash indexes can
+ * compare across the two types.
+ */
+Datum
+pii_guard_plain_text_hash(PG_FUNCTION_ARGS)
+{
+	return hash_any(plain_blind(fcinfo->flinfo, ENV_KIND_TEXT, PG_GETARG_VARLENA_PP(0)),
+					ENV_BLIND_LEN);
+}
+
+Datum
+pii_guard_plain_text_hash_extended(PG_FUNCTION_ARGS)
+{
+	return hash_any_extended(plain_blind(fcinfo->flinfo, ENV_KIND_TEXT, PG_GETARG_VARLENA_PP(0)),
+							 ENV_BLIND_LEN, PG_GETARG_INT64(1));
+}
+
+Datum
+pii_guard_plain_bytea_hash(PG_FUNCTION_ARGS)
+{
+	return hash_any(plain_blind(fcinfo->flinfo, ENV_KIND_BYTEA, PG_GETARG_VARLENA_PP(0)),
+					ENV_BLIND_LEN);
+}
+
+Datum
+pii_guard_plain_bytea_hash_extended(PG_FUNCTION_ARGS)
+{
+	return hash_any_extended(plain_blind(fcinfo->flinfo, ENV_KIND_BYTEA, PG_GETARG_VARLENA_PP(0)),
+							 ENV_BLIND_LEN, PG_GETARG_INT64(1));
+}
+
 /* SQL function: key_id(encrypted_text|encrypted_bytea) returns integer */
 Datum
 pii_guard_envelope_key_id(PG_FUNCTION_ARGS)
