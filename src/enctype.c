@@ -34,6 +34,8 @@
 #include <openssl/crypto.h>
 
 #include "access/hash.h"
+#include "access/relation.h"
+#include "catalog/pg_type.h"
 #include "catalog/pg_authid.h"
 #include "common/hashfn.h"
 #include "libpq/pqformat.h"
@@ -42,6 +44,8 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "pii_guard.h"
 
@@ -192,6 +196,38 @@ enctype_check_decrypt(FunctionCallInfo fcinfo)
 				 errdetail("Only superusers and members of %s may decrypt.",
 						   PII_GUARD_ADMIN_ROLE)));
 	}
+}
+
+/* Does relation relid have a column of an encrypted type? */
+bool
+enctype_relation_has_encrypted(Oid relid)
+{
+	Oid			nsp = pii_guard_schema_oid(true);
+	Oid			types[2];
+	Relation	rel;
+	TupleDesc	desc;
+	bool		found = false;
+	int			i;
+
+	if (!OidIsValid(nsp))
+		return false;
+	types[0] = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+							   CStringGetDatum("encrypted_text"), ObjectIdGetDatum(nsp));
+	types[1] = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+							   CStringGetDatum("encrypted_bytea"), ObjectIdGetDatum(nsp));
+	rel = try_relation_open(relid, AccessShareLock);
+	if (rel == NULL)
+		return false;
+	desc = RelationGetDescr(rel);
+	for (i = 0; i < desc->natts && !found; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		found = !att->attisdropped &&
+			(att->atttypid == types[0] || att->atttypid == types[1]);
+	}
+	relation_close(rel, AccessShareLock);
+	return found;
 }
 
 PG_FUNCTION_INFO_V1(pii_guard_encrypted_text_in);

@@ -13,8 +13,9 @@
  * everything its functions ran) become audit events once, when it ends;
  * a failed statement's reads are reported by the abort callback.
  *
- * emit_log_hook keeps the text (and error details) of a statement that
- * carried plaintext of protected values out of the server log.
+ * emit_log_hook keeps the text (and the error details and context) of a
+ * statement that carried plaintext of protected values out of the server
+ * log.
  *
  * ProcessUtility_hook: DDL that migration tools aim at a masking view's
  * name -- ALTER TABLE, ALTER TABLE ... RENAME COLUMN, CREATE INDEX -- is
@@ -35,6 +36,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/indexing.h"
+#include "common/hashfn.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_attrdef.h"
 #include "catalog/pg_constraint.h"
@@ -50,6 +52,7 @@
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "nodes/parsenodes.h"
+#include "tcop/tcopprot.h"
 #include "tcop/utility.h"
 #include "tcop/cmdtag.h"
 #include "utils/builtins.h"
@@ -67,7 +70,19 @@ static emit_log_hook_type prev_emit_log_hook = NULL;
 static object_access_hook_type prev_object_access = NULL;
 static int	maintenance_depth = 0;
 static int	nesting_level = 0;	/* executor and utility nesting */
-static bool statement_has_plaintext = false;
+
+/*
+ * Statements that carried plaintext, for the log hook.  The mark belongs to
+ * the client message -- statement_timestamp() is when it arrived -- so it
+ * covers every statement of a multi-statement query string and executors
+ * run during planning, and needs no reset; and the last few query texts
+ * are kept as hashes, so that an error at Execute of a statement whose
+ * literal was encrypted at Parse (another message) is covered too.
+ */
+#define PLAINTEXT_TEXTS 16
+static TimestampTz plaintext_message = 0;	/* 0: never noted */
+static uint64 plaintext_texts[PLAINTEXT_TEXTS];
+static int	plaintext_next = 0;
 static const char *statement_command = NULL;	/* the top-level command */
 static bool statement_is_export = false;
 
@@ -90,34 +105,108 @@ static void
 hooks_statement_done(void)
 {
 	audit_flush_reads(false);
-	statement_has_plaintext = false;
 	statement_is_export = false;
 	statement_command = NULL;
 }
 
+/* Hash of a query text, for plaintext_texts. */
+static uint64
+hooks_text_hash(const char *text)
+{
+	return hash_bytes_extended((const unsigned char *) text, (int) strlen(text), 0);
+}
+
 /*
  * The current statement's text may hold plaintext of a protected value (it
- * encrypted a literal or wrote through a masking view): keep it, and the
- * error details that may quote its values, out of the server log.
+ * encrypted a literal, compared a plaintext with an encrypted column, wrote
+ * through a masking view, or copies data into a protected table): keep it,
+ * and the details and context that may quote its values, out of the
+ * server log.  Called per value: the first call of a message does the work.
  */
 void
 hooks_note_plaintext(void)
 {
-	statement_has_plaintext = true;
+	TimestampTz message = GetCurrentStatementStartTimestamp();
+
+	if (likely(message == plaintext_message))
+		return;
+	plaintext_message = message;
+	if (debug_query_string != NULL)
+	{
+		plaintext_texts[plaintext_next] = hooks_text_hash(debug_query_string);
+		plaintext_next = (plaintext_next + 1) % PLAINTEXT_TEXTS;
+	}
+}
+
+/* Did the statement being logged carry plaintext? */
+static bool
+hooks_logging_plaintext(void)
+{
+	uint64		h;
+	int			i;
+
+	if (plaintext_message == 0)
+		return false;
+	if (plaintext_message == GetCurrentStatementStartTimestamp())
+		return true;
+	if (debug_query_string == NULL)
+		return false;
+	h = hooks_text_hash(debug_query_string);
+	for (i = 0; i < PLAINTEXT_TEXTS; i++)
+		if (plaintext_texts[i] == h)
+			return true;
+	return false;
 }
 
 /*
- * emit_log_hook: for such a statement, no STATEMENT line and no DETAIL in
- * the server log (the client still gets the full error).
+ * The statement text that PostgreSQL's own statement logging puts in the
+ * message itself (log_min_duration_statement, and log_statement at Execute
+ * of the extended protocol): cut after its prefix.  Returns NULL when the
+ * message is not one of those.
+ */
+static char *
+hooks_withhold_statement(const char *message)
+{
+	/* After "duration: ... ms", or at the start of the message. */
+	static const char *const marks[] = {
+		"  statement: ", "  execute ", "  parse ", "  bind ",
+		"statement: ", "execute "
+	};
+	int			i;
+
+	for (i = 0; i < (int) lengthof(marks); i++)
+	{
+		const char *p = strstr(message, marks[i]);
+
+		if (p != NULL && (marks[i][0] == ' ' || p == message))
+			return psprintf("%.*s%s(withheld from the server log by pii_guard: it may hold personal data)",
+							(int) (p - message + strlen(marks[i])), message,
+							strchr(marks[i], ':') == NULL ? "...: " : "");
+	}
+	return NULL;
+}
+
+/*
+ * emit_log_hook: for such a statement, no STATEMENT line, no DETAIL and no
+ * CONTEXT in the server log, and no statement text in PostgreSQL's own
+ * statement logging (the client still gets the full error).
  */
 static void
 pii_guard_emit_log(ErrorData *edata)
 {
-	if (statement_has_plaintext)
+	if (edata->output_to_server && hooks_logging_plaintext())
 	{
 		edata->hide_stmt = true;
+		edata->hide_ctx = true;
 		if (edata->detail != NULL || edata->detail_log != NULL)
 			edata->detail_log = pstrdup("(withheld from the server log by pii_guard: it may quote personal data)");
+		if (edata->elevel == LOG && edata->message != NULL)
+		{
+			char	   *cut = hooks_withhold_statement(edata->message);
+
+			if (cut != NULL)
+				edata->message = cut;
+		}
 	}
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
@@ -198,10 +287,7 @@ pii_guard_ExecutorEnd(QueryDesc *queryDesc)
 	else
 		standard_ExecutorEnd(queryDesc);
 	if (nesting_level == 0)
-	{
 		audit_flush_reads(false);
-		statement_has_plaintext = false;
-	}
 }
 
 /* Executor permission hook: the fail-closed base table check. */
@@ -370,7 +456,13 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 		Oid			relid = RangeVarGetRelid(((CopyStmt *) parsetree)->relation, NoLock, true);
 
 		if (OidIsValid(relid))
+		{
 			views_check_relation(relid, InvalidOid);
+			/* Its data lines reach the log in an error's CONTEXT. */
+			if (((CopyStmt *) parsetree)->is_from &&
+				(views_is_protected_base(relid) || enctype_relation_has_encrypted(relid)))
+				hooks_note_plaintext();
+		}
 	}
 
 	if (rebuild)
@@ -415,7 +507,6 @@ hooks_xact_callback(XactEvent event, void *arg)
 		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT)
 	{
 		maintenance_depth = 0;
-		statement_has_plaintext = false;
 	}
 }
 

@@ -136,6 +136,7 @@ extern void crypto_wipe(bytea *plain);
 /* enctype.c */
 extern bool enctype_may_decrypt(void);
 extern void enctype_check_encoding(bytea *plain);
+extern bool enctype_relation_has_encrypted(Oid relid);
 
 /* policy.c */
 typedef enum ColumnAccess
