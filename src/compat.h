@@ -120,6 +120,25 @@ compat_perm_relation(void *elem, Oid *relid, Oid *check_as_user)
 #define compat_backend_slot() ((int) MyBackendId - 1)
 #endif
 
+/*
+ * Has a function a body parsed at CREATE time (SQL-standard BEGIN ATOMIC,
+ * PostgreSQL 14 on)?  Its proc tuple from the PROCOID syscache.
+ */
+#if PG_VERSION_NUM >= 140000
+#define compat_proc_has_sql_body(proctup) \
+	(!heap_attisnull((proctup), Anum_pg_proc_prosqlbody, NULL))
+#else
+#define compat_proc_has_sql_body(proctup) false
+#endif
+
+/* Ownership of a relation (PostgreSQL 16 generalised the check). */
+#if PG_VERSION_NUM >= 160000
+#define compat_class_ownercheck(relid, roleid) \
+	object_ownercheck(RelationRelationId, (relid), (roleid))
+#else
+#define compat_class_ownercheck(relid, roleid) pg_class_ownercheck((relid), (roleid))
+#endif
+
 /* shmem_request_hook exists from PostgreSQL 15 on. */
 #if PG_VERSION_NUM >= 150000
 #define COMPAT_HAS_SHMEM_REQUEST_HOOK 1

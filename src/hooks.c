@@ -19,9 +19,10 @@
  * ProcessUtility_hook: DDL that migration tools aim at a masking view's
  * name -- ALTER TABLE, ALTER TABLE ... RENAME COLUMN, CREATE INDEX -- is
  * forwarded to the base table; and DDL that changes a protected table's
- * columns is bracketed by dropping the masking views first (a view pins the
- * columns it reads, so DROP COLUMN or ALTER COLUMN TYPE would fail) and
- * rebuilding them afterwards, with their grants, in the same transaction.
+ * columns is followed by replacing the masking views in place (so that views
+ * built on them survive), preceded by dropping them only for DROP COLUMN and
+ * ALTER COLUMN TYPE (a view pins the columns it reads), in the same
+ * transaction.
  * While pii_guard itself runs DDL (protecting, unprotecting, rebuilding),
  * the maintenance flag turns this off; it is reset at transaction end.
  *
@@ -274,6 +275,26 @@ hooks_changes_columns(AlterTableStmt *stmt)
 	return false;
 }
 
+/*
+ * Does an ALTER TABLE remove a column or change a column's type?  Only then
+ * must the masking views be dropped before it (a view pins the columns it
+ * shows); any other change is followed by replacing them in place.
+ */
+static bool
+hooks_drops_columns(AlterTableStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
+
+		if (cmd->subtype == AT_DropColumn || cmd->subtype == AT_AlterColumnType)
+			return true;
+	}
+	return false;
+}
+
 /* Call a pii_guard maintenance function on base, as the extension owner. */
 static void
 hooks_call(const char *sql, Oid base, const char *from, const char *to)
@@ -330,6 +351,7 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 	Node	   *parsetree = pstmt->utilityStmt;
 	Oid			base = InvalidOid;
 	bool		rebuild = false;
+	bool		detach = false;
 	const char *rename_from = NULL;
 	const char *rename_to = NULL;
 
@@ -349,6 +371,7 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 			base = hooks_retarget(((AlterTableStmt *) parsetree)->relation);
 			rebuild = OidIsValid(base) &&
 				hooks_changes_columns((AlterTableStmt *) parsetree);
+			detach = rebuild && hooks_drops_columns((AlterTableStmt *) parsetree);
 		}
 		else if (IsA(parsetree, RenameStmt) &&
 				 ((RenameStmt *) parsetree)->renameType == OBJECT_COLUMN &&
@@ -373,7 +396,7 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 			views_check_relation(relid, InvalidOid);
 	}
 
-	if (rebuild)
+	if (detach)
 		hooks_call("SELECT pii_guard._detach_views($1, $2, $3)", base, NULL, NULL);
 
 	if (nesting_level == 0)

@@ -148,6 +148,7 @@ typedef struct Decision Decision;
 extern void policy_register_callbacks(void);
 extern uint64 policy_current_generation(void);
 extern bool policy_is_exempt(Oid userid, Oid relid);
+extern const char *policy_mask_problem(Oid fn, int *sqlstate);
 extern Decision *policy_decide(Oid userid, Oid relid, const char *attname);
 extern ColumnAccess policy_row_access(Decision *d, const char *rowkey);
 extern const char *policy_access_name(ColumnAccess access);
