@@ -37,6 +37,7 @@
 #include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/objectaccess.h"
+#include "catalog/objectaddress.h"
 #include "catalog/pg_attrdef.h"
 #include "catalog/pg_constraint.h"
 #include "catalog/pg_policy.h"
@@ -53,6 +54,7 @@
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
 #include "tcop/cmdtag.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
@@ -295,6 +297,20 @@ hooks_drops_columns(AlterTableStmt *stmt)
 	return false;
 }
 
+/*
+ * The ownership check PostgreSQL makes for ALTER TABLE, made before
+ * pii_guard rebuilds the views as the extension owner: a non-owner's
+ * statement must fail at once, with the same error, and not after the view
+ * maintenance took locks that readers would queue behind.
+ */
+static void
+hooks_check_owner(Oid base)
+{
+	if (!compat_class_ownercheck(base, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(base)),
+					   get_rel_name(base));
+}
+
 /* Call a pii_guard maintenance function on base, as the extension owner. */
 static void
 hooks_call(const char *sql, Oid base, const char *from, const char *to)
@@ -396,6 +412,8 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 			views_check_relation(relid, InvalidOid);
 	}
 
+	if (rebuild)
+		hooks_check_owner(base);
 	if (detach)
 		hooks_call("SELECT pii_guard._detach_views($1, $2, $3)", base, NULL, NULL);
 
