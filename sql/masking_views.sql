@@ -121,6 +121,55 @@ DELETE FROM customers WHERE id = 3;
 RESET ROLE;
 SELECT id, name, pii_guard.decrypt(phone) AS phone, email, tier, touched FROM crm_pii.customers ORDER BY id;
 
+-- An UPDATE writes exactly the columns its SET names: a hidden phone set to
+-- NULL is erased, a column set to exactly the masked value it shows is
+-- written, and columns it does not name are never written.
+SELECT pii_guard.set_column_access('regress_intern', 'customers', 'phone', 'hidden');
+SET ROLE regress_intern;
+SELECT id, phone, email FROM customers WHERE id = 3;
+UPDATE customers SET phone = NULL WHERE id = 3;
+UPDATE customers SET email = 'lis*************' WHERE id = 3;
+UPDATE customers SET name = '李四' WHERE id = 3;
+RESET ROLE;
+SELECT pii_guard.reset_column_access('regress_intern', 'customers', 'phone');
+SELECT id, name, phone IS NULL AS phone_erased, email FROM crm_pii.customers WHERE id = 3;
+UPDATE crm_pii.customers SET phone = '13711112222', email = 'lisi@example.com' WHERE id = 3;
+-- Column-level INSERT privileges: the insert writes the columns it names
+-- and the defaults, and needs no privilege on the others.
+CREATE ROLE regress_inserter;
+GRANT SELECT, INSERT (name, phone) ON customers TO regress_inserter;
+SET ROLE regress_inserter;
+INSERT INTO customers (name, phone) VALUES ('王五', '13655556666') RETURNING id, tier, touched;
+INSERT INTO customers (name, email) VALUES ('赵六', 'zhao@example.com');
+RESET ROLE;
+SELECT id, name, pii_guard.decrypt(phone) AS phone, email, tier, touched FROM crm_pii.customers
+ WHERE name = '王五';
+SELECT last_value = (SELECT max(id) FROM crm_pii.customers) AS one_value_drawn_per_insert
+  FROM crm_pii.customers_id_seq;
+DELETE FROM crm_pii.customers WHERE name = '王五';
+-- INSERT ... ON CONFLICT cannot be honoured through the trigger: refused.
+SET ROLE regress_mgr;
+\set VERBOSITY default
+INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT DO NOTHING;
+\set VERBOSITY terse
+WITH n AS (INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT DO NOTHING RETURNING id)
+SELECT * FROM n;
+-- One statement may not write one view twice with different columns.
+WITH a AS (UPDATE customers SET name = name WHERE id = 1 RETURNING id)
+UPDATE customers SET email = email WHERE id = 3;
+RESET ROLE;
+-- The write view is pii_guard's own path: governed roles may not use it,
+-- not even for what they may do through the masking view.
+SET ROLE regress_intern;
+\set VERBOSITY default
+INSERT INTO crm_pii.customers__pii_write (id, name) VALUES (1, 'probe') ON CONFLICT DO NOTHING;
+\set VERBOSITY terse
+SELECT id FROM crm_pii.customers__pii_write;
+UPDATE crm_pii.customers__pii_write SET name = 'x' WHERE id = 1;
+RESET ROLE;
+DROP OWNED BY regress_inserter;
+DROP ROLE regress_inserter;
+
 -- The base table fails closed for governed roles: by name, through
 -- search_path, TABLE, COPY, even with a mistaken grant.
 SET ROLE regress_intern;
@@ -293,6 +342,10 @@ INSERT INTO t_always (phone) VALUES ('13900001111') RETURNING id, phone;
 INSERT INTO t_by_default (phone) VALUES ('13812345678') RETURNING id, phone;
 INSERT INTO t_by_default (id, phone) VALUES (42, '13700000000') RETURNING id, phone;
 UPDATE t_always SET phone = '13000000000' WHERE id = 2 RETURNING id, phone;
+-- The trigger never writes an identity ALWAYS column, and says so.
+INSERT INTO t_always (id, phone) VALUES (99, '13000000001');
+INSERT INTO t_always (id, phone) VALUES (DEFAULT, '13000000001') RETURNING id;
+UPDATE t_always SET id = 5 WHERE id = 1;
 RESET ROLE;
 SELECT id, phone FROM t_always ORDER BY id;
 SELECT id, phone FROM t_by_default ORDER BY id;

@@ -377,7 +377,7 @@ BEGIN
         END IF;
     END LOOP;
     FOR r IN
-        SELECT DISTINCT a.grantee
+        SELECT DISTINCT a.grantee, a.privilege_type = 'INSERT' AS inserts
           FROM (SELECT c.relacl AS acl FROM pg_class c WHERE c.oid = to_regclass(view_q)
                 UNION ALL
                 SELECT att.attacl FROM pg_attribute att
@@ -387,6 +387,19 @@ BEGIN
     LOOP
         EXECUTE format('GRANT SELECT (%I) ON %s TO %s', p.row_key, write_q,
                        CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
+        -- An insert through the masking view writes the columns it names
+        -- and, with the value of the view's default, those it does not name
+        -- that have one (so that a sequence is drawn from once): whoever
+        -- may insert at all may do that, as on a table.
+        IF r.inserts AND EXISTS (SELECT 1 FROM pg_attribute att
+                                  WHERE att.attrelid = to_regclass(view_q) AND att.atthasdef) THEN
+            EXECUTE format('GRANT INSERT (%s) ON %s TO %s',
+                           (SELECT string_agg(quote_ident(att.attname), ', ' ORDER BY att.attnum)
+                              FROM pg_attribute att
+                             WHERE att.attrelid = to_regclass(view_q) AND att.atthasdef),
+                           write_q,
+                           CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
+        END IF;
     END LOOP;
     FOR r IN
         SELECT DISTINCT a.grantee, s.seq

@@ -135,7 +135,7 @@ hooks_nesting_level(void)
 /*
  * ExecutorStart: the fail-closed check once more, before PostgreSQL's own
  * privilege check, so that a refusal by missing privileges is audited as
- * well.
+ * well; afterwards, the columns the statement writes on masking views.
  */
 static void
 pii_guard_ExecutorStart(QueryDesc *queryDesc, int eflags)
@@ -152,6 +152,7 @@ pii_guard_ExecutorStart(QueryDesc *queryDesc, int eflags)
 		prev_ExecutorStart(queryDesc, eflags);
 	else
 		standard_ExecutorStart(queryDesc, eflags);
+	views_note_statement(queryDesc, eflags);
 }
 
 /* ExecutorRun: count nesting, so that nested statements' ends don't flush. */

@@ -163,6 +163,8 @@ extern const char *views_masking_view_name(Oid relid);
 extern Oid	views_base_of_view(Oid relid);
 extern void views_check_permissions(List *perms);
 extern void views_check_relation(Oid relid, Oid check_as);
+struct QueryDesc;
+extern void views_note_statement(struct QueryDesc *queryDesc, int eflags);
 
 /* limits.c */
 #define ERRCODE_PII_GUARD_EXPORT_LIMIT MAKE_SQLSTATE('5','4','P','0','1')
