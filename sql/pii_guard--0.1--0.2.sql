@@ -629,6 +629,72 @@ BEGIN
 END
 $$;
 
+--------------------------------------------------------------------------
+-- Policy and masking views: approvals are time-boxed
+--------------------------------------------------------------------------
+
+-- Grants are issued by pii_guard_approver members, for someone else, for
+-- at most pii_guard.max_grant_duration (a superuser's setting, 7 days by
+-- default); once issued, only their revocation can change.  (Whether a
+-- grant counts at all is decided again at use: policy.c ignores one whose
+-- approver is the reader or could act as the reader.)
+CREATE OR REPLACE FUNCTION @extschema@.grants_guard()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    longest interval := current_setting('pii_guard.max_grant_duration')::interval;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NOT pg_has_role(current_user, 'pii_guard_approver', 'USAGE') THEN
+            RAISE EXCEPTION 'permission denied to issue pii_guard grants'
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('Role %s is not a member of pii_guard_approver.', current_user);
+        END IF;
+        IF pg_has_role(current_user, NEW.role::oid, 'MEMBER') THEN
+            RAISE EXCEPTION 'an approver cannot approve access for a role they belong to'
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('%s would be approving its own access as %s.', current_user, NEW.role),
+                      HINT = 'Ask another member of pii_guard_approver.';
+        END IF;
+        -- Whoever inserts, and however: a grant starts now, ends in the
+        -- future but not too far in it, has a reason, and names its real
+        -- approver.
+        IF NEW.valid_until <= now() THEN
+            RAISE EXCEPTION 'valid_until must be in the future'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF NEW.valid_until > now() + longest THEN
+            RAISE EXCEPTION 'an approval may last at most %', longest
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('This one would last %s.', date_trunc('second', NEW.valid_until - now())),
+                      HINT = 'Approve for a shorter time (and again when needed), or ask a superuser to raise pii_guard.max_grant_duration.';
+        END IF;
+        IF NEW.reason IS NULL OR btrim(NEW.reason) = '' THEN
+            RAISE EXCEPTION 'an approval needs a reason'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        NEW.valid_from := now();
+        NEW.approver := current_user::regrole;
+        NEW.created_at := now();
+        NEW.revoked_at := NULL;
+        RETURN NEW;
+    END IF;
+    IF (NEW.grant_id, NEW.kind, NEW.role, NEW.base, NEW.columns, NEW.row_keys, NEW.rows,
+        NEW.valid_from, NEW.valid_until, NEW.reason, NEW.approver, NEW.created_at)
+       IS DISTINCT FROM
+       (OLD.grant_id, OLD.kind, OLD.role, OLD.base, OLD.columns, OLD.row_keys, OLD.rows,
+        OLD.valid_from, OLD.valid_until, OLD.reason, OLD.approver, OLD.created_at)
+       OR OLD.revoked_at IS NOT NULL OR NEW.revoked_at IS NULL THEN
+        RAISE EXCEPTION 'a pii_guard grant can only be revoked, once'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    NEW.revoked_at := now();
+    RETURN NEW;
+END
+$$;
+
 -- Existing masking views get the 0.2 form (mask functions named in their
 -- definition, write views with every column).
 SELECT @extschema@.refresh_views();

@@ -145,6 +145,8 @@ typedef enum ColumnAccess
 
 typedef struct Decision Decision;
 
+extern int	pii_guard_max_grant_duration;
+
 extern void policy_register_callbacks(void);
 extern uint64 policy_current_generation(void);
 extern bool policy_is_exempt(Oid userid, Oid relid);

@@ -11,7 +11,7 @@
  *	  column has a mask function, else hidden; the union over profiles is the
  *	  most open of these (a role with no profile: masked or hidden);
  *	a live 'unmask' grant (for the role, the column, and all rows or this
- *	  row's key) => clear.
+ *	  row's key), approved by a role other than the reader's own => clear.
  *
  * Cache.  Decisions are computed with a few SPI queries (as the extension
  * owner) the first time a backend needs one for (role, table, column), and
@@ -113,6 +113,9 @@ typedef struct RevealCache
 	bool		rowkey_ready;
 	FunctionCallInfo mask_fcinfo;
 } RevealCache;
+
+/* pii_guard.max_grant_duration, in minutes (grants_guard() enforces it) */
+int			pii_guard_max_grant_duration = 7 * 24 * 60;
 
 static MemoryContext PolicyContext = NULL;
 static HTAB *decisions = NULL;
@@ -511,7 +514,13 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 			best = mask_sig ? ACCESS_MASKED : ACCESS_HIDDEN;
 		d->access = best;
 
-		/* Live unmask grants; future ones only shorten the cache life. */
+		/*
+		 * Live unmask grants; future ones only shorten the cache life.  A
+		 * grant counts only if someone else approved it: not when its
+		 * approver is the role, or a role whose privileges the role has, or
+		 * a role that could act as it (an approver with CREATEROLE who
+		 * approved a role of her own making and then joined it).
+		 */
 		if (d->access != ACCESS_CLEAR)
 		{
 			policy_spi("SELECT g.row_keys, g.valid_from, g.valid_until "
@@ -519,7 +528,9 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 					   "WHERE g.kind = 'unmask' AND g.revoked_at IS NULL "
 					   "  AND g.base = $1 AND (g.columns IS NULL OR $2 = ANY (g.columns)) "
 					   "  AND g.valid_until > $4 "
-					   "  AND pg_catalog.pg_has_role($3, g.role, 'USAGE')",
+					   "  AND pg_catalog.pg_has_role($3, g.role, 'USAGE') "
+					   "  AND NOT pg_catalog.pg_has_role($3, g.approver, 'USAGE') "
+					   "  AND NOT pg_catalog.pg_has_role(g.approver, $3, 'MEMBER')",
 					   4, argtypes, values);
 			for (i = 0; i < SPI_processed; i++)
 			{
