@@ -51,20 +51,34 @@ INSERT INTO customers (name, phone, email, region) VALUES
     ('张三丰', '13812345678', 'zhangsan@example.com', 'north'),
     ('John Smith', '13900001111', 'john@example.com', 'south');
 
--- What the table looks like before; unprotect_table must give it all back.
-CREATE TABLE snapshot AS
-SELECT 'class' AS what, format('%s %s %s', c.relname, c.relnamespace::regnamespace, c.relacl) AS detail
+-- A role that may insert but holds no privilege on the sequence: pii_guard
+-- gives it USAGE while the table is protected, and takes it back after.
+GRANT INSERT ON customers TO regress_nobody;
+COMMENT ON TABLE customers IS 'our customers';
+COMMENT ON COLUMN customers.phone IS 'mobile';
+ALTER TABLE customers SET (fillfactor = 90);
+
+-- What the table looks like; unprotect_table must give it all back.
+CREATE TEMP VIEW table_state AS
+SELECT 'class' AS what, format('%s %s %s %s %s', c.relname, c.relnamespace::regnamespace, c.relacl,
+                               c.reloptions, obj_description(c.oid, 'pg_class')) AS detail
   FROM pg_class c WHERE c.oid = 'customers'::regclass
 UNION ALL
-SELECT 'column', format('%s %s %s %s %s', a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attacl)
+SELECT 'column', format('%s %s %s %s %s %s', a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                        a.attacl, col_description(a.attrelid, a.attnum))
   FROM pg_attribute a WHERE a.attrelid = 'customers'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'sequence', format('%s %s', s.relname, s.relacl)
+  FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+ WHERE d.classid = 'pg_class'::regclass AND d.refobjid = 'customers'::regclass AND d.deptype IN ('a', 'i')
 UNION ALL
 SELECT 'index', pg_get_indexdef(i.indexrelid) FROM pg_index i WHERE i.indrelid = 'customers'::regclass
 UNION ALL
-SELECT 'trigger', t.tgname FROM pg_trigger t WHERE t.tgrelid = 'customers'::regclass AND NOT t.tgisinternal
+SELECT 'trigger', pg_get_triggerdef(t.oid) FROM pg_trigger t WHERE t.tgrelid = 'customers'::regclass AND NOT t.tgisinternal
 UNION ALL
 SELECT 'constraint', pg_get_constraintdef(k.oid) FROM pg_constraint k WHERE k.conrelid = 'customers'::regclass
    OR k.confrelid = 'customers'::regclass;
+CREATE TEMP TABLE snapshot AS SELECT * FROM table_state;
 
 -- Protect: the table moves to crm_pii, the view takes its name.
 SELECT pii_guard.protect_table('customers');
@@ -310,21 +324,11 @@ SELECT count(*) AS phones_on_old_keys FROM crm_pii.customers
 -- Unprotect: the table is back exactly as it was.
 SELECT pii_guard.unprotect_table('customers');
 DROP INDEX customers_name;
-SELECT s.what, s.detail FROM snapshot s
-EXCEPT
-SELECT 'class', format('%s %s %s', c.relname, c.relnamespace::regnamespace, c.relacl)
-  FROM pg_class c WHERE c.oid = 'customers'::regclass
-EXCEPT
-SELECT 'column', format('%s %s %s %s %s', a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attacl)
-  FROM pg_attribute a WHERE a.attrelid = 'customers'::regclass AND a.attnum > 0 AND NOT a.attisdropped
-EXCEPT
-SELECT 'index', pg_get_indexdef(i.indexrelid) FROM pg_index i WHERE i.indrelid = 'customers'::regclass
-EXCEPT
-SELECT 'trigger', t.tgname FROM pg_trigger t WHERE t.tgrelid = 'customers'::regclass AND NOT t.tgisinternal
-EXCEPT
-SELECT 'constraint', pg_get_constraintdef(k.oid) FROM pg_constraint k WHERE k.conrelid = 'customers'::regclass
-   OR k.confrelid = 'customers'::regclass
-ORDER BY 1, 2;
+-- (Both ways: nothing missing, nothing added.)
+(SELECT 'missing' AS diff, * FROM snapshot EXCEPT SELECT 'missing', * FROM table_state)
+UNION ALL
+(SELECT 'added', * FROM table_state EXCEPT SELECT 'added', * FROM snapshot)
+ORDER BY 1, 2, 3;
 SELECT count(*) AS protected_tables FROM pii_guard.protected_tables WHERE view_schema = 'crm';
 SELECT nspname FROM pg_namespace WHERE nspname = 'crm_pii';
 

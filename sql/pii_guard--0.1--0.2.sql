@@ -321,6 +321,43 @@ BEGIN
 END
 $$;
 
+-- USAGE on sequences that pii_guard gave INSERT grantees of a masking view
+-- (nextval() in a column default checks the inserting role), so that it is
+-- taken back when no longer needed, and at unprotect_table.
+CREATE TABLE @extschema@.sequence_grants (
+    base     regclass NOT NULL REFERENCES @extschema@.protected_tables ON DELETE CASCADE,
+    seq      regclass NOT NULL,
+    grantee  regrole NOT NULL,      -- '-' (0): PUBLIC
+    PRIMARY KEY (base, seq, grantee)
+);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.sequence_grants', '');
+REVOKE ALL ON @extschema@.sequence_grants FROM PUBLIC;
+GRANT SELECT ON @extschema@.sequence_grants TO pii_guard_admin, pii_guard_auditor;
+
+-- The (sequence, role) pairs that need USAGE: every sequence behind a
+-- column of a protected table, for every role that may insert into its
+-- masking view.
+CREATE FUNCTION @extschema@._sequence_usage_wanted(base oid)
+RETURNS TABLE (seq regclass, grantee oid)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT DISTINCT s.seq::regclass, a.grantee
+      FROM @extschema@.protected_tables p,
+           LATERAL (SELECT pg_get_serial_sequence(p.base::text, att.attname) AS seq
+                      FROM pg_attribute att
+                     WHERE att.attrelid = p.base AND att.attnum > 0 AND NOT att.attisdropped) s,
+           LATERAL (SELECT c.relacl AS acl FROM pg_class c
+                     WHERE c.oid = to_regclass(format('%I.%I', p.view_schema, p.view_name))
+                    UNION ALL
+                    SELECT att.attacl FROM pg_attribute att
+                     WHERE att.attrelid = to_regclass(format('%I.%I', p.view_schema, p.view_name))
+                       AND att.attnum > 0) v,
+           aclexplode(v.acl) a
+     WHERE p.base = _sequence_usage_wanted.base AND s.seq IS NOT NULL AND a.privilege_type = 'INSERT'
+$$;
+REVOKE ALL ON FUNCTION @extschema@._sequence_usage_wanted(oid) FROM PUBLIC;
+
 -- Mirror the masking view's write privileges onto the write view (plus
 -- SELECT on the row key, which UPDATE and DELETE need to find the row), and
 -- give INSERT grantees USAGE on the sequences behind the defaults.  Keeps a
@@ -401,20 +438,31 @@ BEGIN
                            CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
         END IF;
     END LOOP;
+    -- USAGE on the sequences behind the defaults for every INSERT grantee:
+    -- given (and recorded) where the role did not hold it, taken back where
+    -- pii_guard gave it and the role no longer inserts.
     FOR r IN
-        SELECT DISTINCT a.grantee, s.seq
-          FROM (SELECT pg_get_serial_sequence(format('%I.%I', nsp, c.relname), att.attname) AS seq
-                  FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid
-                 WHERE att.attrelid = p.base AND att.attnum > 0 AND NOT att.attisdropped) s,
-               (SELECT c.relacl AS acl FROM pg_class c WHERE c.oid = to_regclass(view_q)
-                UNION ALL
-                SELECT att.attacl FROM pg_attribute att
-                 WHERE att.attrelid = to_regclass(view_q) AND att.attnum > 0) v,
-               aclexplode(v.acl) a
-         WHERE s.seq IS NOT NULL AND a.privilege_type = 'INSERT'
+        SELECT w.seq, w.grantee FROM @extschema@._sequence_usage_wanted(p.base) w
+         WHERE NOT EXISTS (SELECT 1 FROM @extschema@.sequence_grants g
+                            WHERE g.base = p.base AND g.seq = w.seq AND g.grantee::oid = w.grantee)
+           AND NOT EXISTS (SELECT 1 FROM pg_class c, aclexplode(c.relacl) a
+                            WHERE c.oid = w.seq AND a.grantee = w.grantee AND a.privilege_type = 'USAGE')
     LOOP
         EXECUTE format('GRANT USAGE ON SEQUENCE %s TO %s', r.seq,
                        CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
+        INSERT INTO @extschema@.sequence_grants (base, seq, grantee) VALUES (p.base, r.seq, r.grantee::regrole);
+    END LOOP;
+    FOR r IN
+        DELETE FROM @extschema@.sequence_grants g
+         WHERE g.base = p.base
+           AND NOT EXISTS (SELECT 1 FROM @extschema@._sequence_usage_wanted(p.base) w
+                            WHERE w.seq = g.seq AND w.grantee = g.grantee::oid)
+        RETURNING g.seq, g.grantee::oid AS grantee
+    LOOP
+        IF r.grantee = 0 OR EXISTS (SELECT 1 FROM pg_roles WHERE oid = r.grantee) THEN
+            EXECUTE format('REVOKE USAGE ON SEQUENCE %s FROM %s', r.seq,
+                           CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
+        END IF;
     END LOOP;
 END
 $$;
@@ -568,8 +616,9 @@ BEGIN
 END
 $$;
 
--- Put a protected table back as it was: its schema, name and grants.
--- Refused, with the dependent objects named, while views depend on its
+-- Put a protected table back as it was: its schema, name and grants (and
+-- the sequence privileges pii_guard gave).  Refused, with the dependent
+-- objects named, while views depend on its
 -- masking view (they would go with it).
 CREATE OR REPLACE FUNCTION @extschema@.unprotect_table(tbl regclass)
 RETURNS void
@@ -605,6 +654,13 @@ BEGIN
     PERFORM @extschema@._maintenance(true);
     grants := CASE WHEN v IS NULL THEN '{}'::text[]
                    ELSE @extschema@._grants_of(v, format('%I.%I', p.view_schema, p.view_name)) END;
+    -- What pii_guard gave on the sequences goes back.
+    FOR r IN SELECT g.seq, g.grantee::oid AS grantee FROM @extschema@.sequence_grants g
+              WHERE g.base = b AND (g.grantee::oid = 0 OR EXISTS (SELECT 1 FROM pg_roles WHERE oid = g.grantee))
+    LOOP
+        EXECUTE format('REVOKE USAGE ON SEQUENCE %s FROM %s', r.seq,
+                       CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
+    END LOOP;
     EXECUTE format('DROP VIEW IF EXISTS %I.%I', p.view_schema, p.view_name);
     EXECUTE format('DROP VIEW IF EXISTS %I.%I', comp, p.write_view_name);
     DELETE FROM @extschema@.protected_tables t WHERE t.base = b;
