@@ -36,6 +36,13 @@ COMMENT ON FUNCTION @extschema@.noise(double precision, double precision) IS
 -- Policy and masking views: trusted mask functions, views rebuilt in place
 --------------------------------------------------------------------------
 
+-- Masking views built by 0.2 name their mask functions (see
+-- _attach_views); a decision then takes only a function the view names.
+-- Views built by 0.1 keep working as they did until refresh_views() (or any
+-- change to the table) rebuilds them: an extension script cannot replace
+-- objects that are not its own, so this one cannot.
+ALTER TABLE @extschema@.protected_tables ADD COLUMN names_masks boolean NOT NULL DEFAULT false;
+
 -- Why a function may not be a mask function (NULL: it may).  reveal()
 -- hands a mask function the plaintext of every value it masks, for every
 -- governed role; see policy_mask_problem() in policy.c.
@@ -140,7 +147,7 @@ DECLARE
     masks      text[];
     view_sql   text;
     write_sql  text;
-    replaced   boolean := false;
+    view_replaced boolean := false;
     a          record;
     g          text;
 BEGIN
@@ -252,27 +259,47 @@ BEGIN
              || CASE WHEN masks IS NULL THEN ''
                      ELSE format(' WHERE ARRAY[%s] IS NOT NULL', array_to_string(masks, ', ')) END;
 
-    IF to_regclass(view_q) IS NOT NULL AND to_regclass(write_q) IS NOT NULL THEN
+    -- Replace each view in place; one that cannot be (a column went or
+    -- changed its type) is dropped -- refused while others depend on it --
+    -- and created again.
+    IF to_regclass(view_q) IS NOT NULL THEN
         BEGIN
-            EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', write_q, write_sql);
             EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', view_q, view_sql);
-            replaced := true;
+            view_replaced := true;
         EXCEPTION WHEN invalid_table_definition THEN
-            replaced := false;      -- a column went or changed its type
+            view_replaced := false;
         END;
     END IF;
-    IF NOT replaced THEN
-        PERFORM @extschema@._detach_views(p.base, NULL, NULL);
+    IF to_regclass(view_q) IS NOT NULL AND NOT view_replaced THEN
+        PERFORM @extschema@._detach_views(p.base, NULL, NULL);     -- both views
         SELECT t.saved_grants INTO p.saved_grants FROM @extschema@.protected_tables t WHERE t.base = p.base;
+    END IF;
+    IF to_regclass(write_q) IS NOT NULL THEN
+        BEGIN
+            EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', write_q, write_sql);
+        EXCEPTION WHEN invalid_table_definition THEN
+            IF @extschema@._dependents(ARRAY[to_regclass(write_q)]) IS NOT NULL THEN
+                RAISE EXCEPTION 'cannot rebuild the write view %: other objects depend on it', write_q
+                    USING ERRCODE = 'dependent_objects_still_exist',
+                          HINT = format('Drop %s first, then run the statement again.',
+                                        @extschema@._dependents(ARRAY[to_regclass(write_q)]));
+            END IF;
+            EXECUTE format('DROP VIEW %s', write_q);
+        END;
+    END IF;
+    IF to_regclass(write_q) IS NULL THEN
         EXECUTE format('CREATE VIEW %s AS %s', write_q, write_sql);
         EXECUTE format('ALTER VIEW %s OWNER TO pii_guard_owner', write_q);
         EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', write_q);
+    END IF;
+    IF to_regclass(view_q) IS NULL THEN
         EXECUTE format('CREATE VIEW %s AS %s', view_q, view_sql);
         EXECUTE format('ALTER VIEW %s OWNER TO pii_guard_owner', view_q);
         EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', view_q);
         EXECUTE format('COMMENT ON VIEW %s IS %L', view_q,
                        format('pii_guard masking view of %s: columns are shown clear, masked or NULL according to the current role', base_q));
     END IF;
+    UPDATE @extschema@.protected_tables t SET names_masks = true WHERE t.base = p.base AND NOT t.names_masks;
     -- The trigger's arguments: the columns it never writes.
     IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = to_regclass(view_q)
                   AND t.tgname = 'pii_guard_write') THEN
@@ -410,7 +437,11 @@ BEGIN
                    (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = p.base));
     FOREACH g IN ARRAY @extschema@._grants_of(to_regclass(view_q), write_q) LOOP
         IF g ~ '^GRANT (INSERT|UPDATE|DELETE)' THEN
-            EXECUTE g;
+            BEGIN
+                EXECUTE g;
+            EXCEPTION WHEN undefined_column THEN
+                NULL;   -- a column a write view built by 0.1 lacks (generated)
+            END;
         END IF;
     END LOOP;
     FOR r IN
@@ -751,6 +782,3 @@ BEGIN
 END
 $$;
 
--- Existing masking views get the 0.2 form (mask functions named in their
--- definition, write views with every column).
-SELECT @extschema@.refresh_views();

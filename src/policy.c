@@ -33,7 +33,9 @@
  * protect_column() checks this, and so does every decision, because the
  * function may have been altered since; the masking view's definition names
  * each mask function (a constant the planner folds away), so dropping one
- * is refused, and a decision takes only a function the view was built with.
+ * is refused, and a decision takes only a function the view was built with
+ * (views built by 0.1 name none; their masks are taken as they resolve until
+ * refresh_views() rebuilds them).
  * A function that fails any check leaves its column hidden, with a WARNING.
  * The rule stores the signature (OIDs change across dump and restore), and
  * it is resolved as the extension owner.
@@ -336,7 +338,7 @@ policy_load_mask(Decision *d, Oid fn, bool in_view, ArrayType *args,
 	if (!in_view)
 	{
 		*sqlstate = ERRCODE_UNDEFINED_FUNCTION;
-		*problem = "The masking view was not built with this function: the function it was built with was renamed or moved, and another took its name.";
+		*problem = "The masking view was not built with this function: the function it was built with was renamed or moved, and another took its name (or the view predates it: then run pii_guard.refresh_views()).";
 		return false;
 	}
 	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
@@ -381,6 +383,19 @@ policy_load_mask(Decision *d, Oid fn, bool in_view, ArrayType *args,
 	ReleaseSysCache(tup);
 	d->mask_fn = fn;
 	return true;
+}
+
+/*
+ * Do masking views record which views name their mask functions (0.2 on)?
+ * Views built by 0.1 do not name them, and their masks are taken as they
+ * resolve until the views are rebuilt.
+ */
+static bool
+policy_views_name_masks(void)
+{
+	Oid			tables = pii_guard_relation_oid("protected_tables", true);
+
+	return OidIsValid(tables) && get_attnum(tables, "names_masks") != InvalidAttrNumber;
 }
 
 /* Run a read-only prepared query against the current snapshot. */
@@ -442,18 +457,19 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 	 * view was built with that very function (its definition names every
 	 * mask it uses, which records a dependency).
 	 */
-	policy_spi("SELECT r.level::text, r.mask_function, r.mask_args, m.fn, "
-			   "  EXISTS (SELECT 1 FROM pg_catalog.pg_depend d "
-			   "           JOIN pg_catalog.pg_rewrite w ON w.oid = d.objid "
-			   "          WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
-			   "            AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass "
-			   "            AND d.refobjid = m.fn "
-			   "            AND w.ev_class = pg_catalog.to_regclass(pg_catalog.format('%I.%I', "
-			   "                               p.view_schema, p.view_name))) "
-			   "FROM pii_guard.column_rules r "
-			   "JOIN pii_guard.protected_tables p ON p.base = r.base, "
-			   "LATERAL (SELECT pg_catalog.to_regprocedure(r.mask_function)::pg_catalog.oid AS fn) m "
-			   "WHERE r.base = $1 AND r.column_name = $2",
+	policy_spi(psprintf("SELECT r.level::text, r.mask_function, r.mask_args, m.fn, "
+						"  %s EXISTS (SELECT 1 FROM pg_catalog.pg_depend d "
+						"           JOIN pg_catalog.pg_rewrite w ON w.oid = d.objid "
+						"          WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
+						"            AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass "
+						"            AND d.refobjid = m.fn "
+						"            AND w.ev_class = pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', "
+						"                               p.view_schema, p.view_name))) "
+						"FROM pii_guard.column_rules r "
+						"JOIN pii_guard.protected_tables p ON p.base = r.base, "
+						"LATERAL (SELECT pg_catalog.to_regprocedure(r.mask_function)::pg_catalog.oid AS fn) m "
+						"WHERE r.base = $1 AND r.column_name = $2",
+						policy_views_name_masks() ? "NOT p.names_masks OR" : "true OR"),
 			   2, argtypes, values);
 	if (SPI_processed == 1)
 	{
