@@ -17,8 +17,8 @@
  *	pii_guard.audit_max_row_keys			PGC_SUSET
  *	pii_guard.audit_log_destination			PGC_SIGHUP
  *	pii_guard.max_grant_duration			PGC_SUSET
- * The two key commands are shown only to superusers (GUC_SUPERUSER_ONLY); the key they print
- * is never stored as a setting at all.
+ * The two key commands are shown only to superusers (GUC_SUPERUSER_ONLY);
+ * the key they print is never stored as a setting at all.
  *
  *-------------------------------------------------------------------------
  */
