@@ -6,8 +6,8 @@
 CREATE SCHEMA lim;
 GRANT USAGE ON SCHEMA lim TO PUBLIC;
 SET search_path = lim, public;
-CREATE FUNCTION lim_mask(text) RETURNS text LANGUAGE sql IMMUTABLE STRICT
-AS $$ SELECT left($1, 3) || '****' $$;
+CREATE FUNCTION lim_mask(text) RETURNS text LANGUAGE sql IMMUTABLE STRICT LEAKPROOF
+SET search_path = pg_catalog AS $$ SELECT left($1, 3) || '****' $$;
 CREATE ROLE regress_lim;
 CREATE ROLE regress_lim_approver IN ROLE pii_guard_approver;
 CREATE TABLE people (id int PRIMARY KEY, phone pii_guard.encrypted_text, city text);

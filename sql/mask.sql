@@ -31,10 +31,14 @@ SELECT v AS id, mask_cn_id(v) AS masked
     '11010190030712X', 'ABCDEFGHIJKLMNOPQR', 'x', ''
   ]) WITH ORDINALITY AS t(v, i) ORDER BY i;
 
--- Bank cards: 12 to 19 digits show the first 6 and last 4.
-SELECT v AS card, mask_bank_card(v) AS masked
+-- Bank cards: 16 to 19 digits show the first 6 and last 4; shorter ones
+-- less, never more than half of the digits (13 to 15: first 2 and last 4;
+-- 8 to 12: last 4).
+SELECT v AS card, mask_bank_card(v) AS masked,
+       length(regexp_replace(mask_bank_card(v), '[^0-9]', '', 'g')) AS digits_shown
   FROM unnest(ARRAY[
     '6222021234567890123', '6222 0212 3456 7890 123', '6222-0212-3456-7890',
+    '6222021234567890', '622202123456789', '3782 822463 10005', '62220212345678', '6222021234567',
     '622202123456', '62220212345', '12345678', '1234567', '1',
     '12345678901234567890123', '6222 0212 3456 789O', 'card', ''
   ]) WITH ORDINALITY AS t(v, i) ORDER BY i;
@@ -79,7 +83,7 @@ SELECT v AS address, mask_address(v) AS masked
     '台北市大安區忠孝東路四段1號',
     '北京市 朝阳区 建国路88号',
     '北京市朝阳区',
-    '建国路88号', '某地', '北',
+    '建国路88号', '某地', '某地方', '某个地方', '北',
     '1600 Amphitheatre Pkwy, Mountain View, CA 94043',
     'Apt 5, 1600 Amphitheatre Pkwy, Mountain View, CA 94043',
     'Flat 2, 10 Downing St, London SW1A 2AA',
@@ -149,7 +153,8 @@ SELECT partial('abcdef', 10, '*', 0) AS prefix_only,
 SELECT partial('abc', -1, '*', 1);
 SELECT partial('abc', 1, '*', -1);
 
--- pg_proc: all IMMUTABLE, STRICT, PARALLEL SAFE; the text masks leakproof.
+-- pg_proc: all IMMUTABLE and STRICT; PARALLEL SAFE except the keyed ones
+-- (their first call creates the pseudonym key); the text masks leakproof.
 SELECT p.oid::regprocedure AS function, p.prorettype::regtype AS returns,
        p.provolatile AS volatile, p.proisstrict AS strict,
        p.proparallel AS parallel, p.proleakproof AS leakproof
@@ -203,11 +208,12 @@ SELECT count(DISTINCT pseudonym(p.phone)) AS tokens_for_one_value
 -- Not a hash anyone can compute without the key.
 SELECT pseudonym('13812345678') <> left(encode(sha256('13812345678'), 'hex'), 16) AS keyed;
 
--- Noise: within ratio * |value|, the same on every call (so averaging
--- repeated queries recovers nothing), the input's type and scale.
-SELECT count(*) FILTER (WHERE abs(noise(salary, 0.1) - salary) > 0.1 * abs(salary)) AS numeric_out,
-       count(*) FILTER (WHERE abs(noise(age, 0.2) - age) > 0.2 * abs(age)) AS int_out,
-       count(*) FILTER (WHERE abs(noise(balance, 0.25) - balance) > 0.25 * abs(balance)) AS bigint_out,
+-- Noise: within ratio * |value| (rounded to the value's last digit, and at
+-- least one unit of it), the same on every call (so averaging repeated
+-- queries recovers nothing), the input's type and scale.
+SELECT count(*) FILTER (WHERE abs(noise(salary, 0.1) - salary) > greatest(0.01, round(0.1 * abs(salary), 2))) AS numeric_out,
+       count(*) FILTER (WHERE abs(noise(age, 0.2) - age) > greatest(1, round(0.2 * abs(age)))) AS int_out,
+       count(*) FILTER (WHERE abs(noise(balance, 0.25) - balance) > greatest(1, round(0.25 * abs(balance)))) AS bigint_out,
        count(*) FILTER (WHERE abs(noise(score, 0.05) - score) > 0.05 * abs(score) * (1 + 1e-12)) AS float_out,
        count(*) FILTER (WHERE noise(salary, 0.1) <> salary) > 1900 AS numeric_moved,
        count(*) FILTER (WHERE noise(balance, 0.25) <> balance) > 1900 AS bigint_moved
@@ -225,11 +231,28 @@ SELECT count(*) FILTER (WHERE noise(salary, 0.1) > salary) > 800 AS some_up,
 SELECT count(*) FILTER (WHERE (noise(salary, 0.1) - salary) / 0.1 =
                               (noise(salary, 0.2) - salary) / 0.2) < 20 AS ratio_keyed
   FROM people;
+-- Every value moves, however small against 1 / ratio: integers by at
+-- least 1, numerics by at least one unit of their last digit.
+SELECT count(*) FILTER (WHERE noise(age, 0.001) = age) AS ints_unmoved,
+       count(*) FILTER (WHERE abs(noise(age, 0.001) - age) <> 1) AS ints_not_by_one,
+       count(*) FILTER (WHERE noise(id % 7, 0.1) = id % 7) AS small_ints_unmoved,
+       count(*) FILTER (WHERE noise((id % 7)::bigint, 0.1) = id % 7) AS small_bigints_unmoved,
+       count(*) FILTER (WHERE noise(salary, 0.0001) = salary) AS numerics_unmoved,
+       count(*) FILTER (WHERE noise((id % 5)::numeric, 0.01) = id % 5) AS small_numerics_unmoved
+  FROM people;
+SELECT abs(noise(0, 1)) AS zero_int, abs(noise(0.00, 1)) AS zero_numeric, abs(noise(1, 0.01) - 1) AS one,
+       abs(noise(0.05, 0.1) - 0.05) AS last_digit;
+-- Near the ends of the range: clamped, never an error.
+SELECT noise(2147483600, 0.5) BETWEEN 1073741800 AND 2147483647 AS int_clamped,
+       noise(-2147483600, 0.5) BETWEEN -2147483648 AND -1073741800 AS int_clamped_negative,
+       noise(9223372036854775000::bigint, 1) > 0 AS bigint_clamped,
+       noise(-9223372036854775000::bigint, 1) < 0 AS bigint_clamped_negative,
+       noise(1.7e308::float8, 1) <= 1.7976931348623157e308 AS float_clamped;
 SELECT scale(noise(12345.67, 0.2)) AS scale_2, scale(noise(100.000, 0.5)) AS scale_3,
-       trunc(noise(100.00, 0.2) - 100) = noise(100::numeric, 0.2) - 100 AS trailing_zeros_alike,
+       abs((noise(100.00, 0.2) - 100) - (noise(100::numeric, 0.2) - 100)) <= 0.5 AS trailing_zeros_alike,
        pg_typeof(noise(12345.67, 0.2)) AS numeric, pg_typeof(noise(5, 0.2)) AS int,
        pg_typeof(noise(5::bigint, 0.2)) AS bigint, pg_typeof(noise(5::float8, 0.2)) AS float;
-SELECT noise(12345.67, 0) AS ratio_zero, noise(0, 1) AS zero, noise(0.00, 1) AS zero_numeric,
+SELECT noise(12345.67, 0) AS ratio_zero, noise(7, 0) AS int_ratio_zero,
        noise('NaN'::numeric, 0.5) AS nan, noise('Infinity'::numeric, 0.5) AS inf,
        noise('-Infinity'::float8, 0.5) AS float_inf, noise('NaN'::float8, 0.5) AS float_nan;
 ROLLBACK;

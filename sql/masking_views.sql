@@ -7,7 +7,9 @@
 CREATE SCHEMA crm;
 GRANT USAGE ON SCHEMA crm TO PUBLIC;
 SET search_path = crm, public;
-CREATE FUNCTION mask3(text) RETURNS text LANGUAGE sql IMMUTABLE STRICT
+-- A mask function of one's own: a superuser's, LEAKPROOF, search_path set.
+CREATE FUNCTION mask3(text) RETURNS text LANGUAGE sql IMMUTABLE STRICT LEAKPROOF
+SET search_path = pg_catalog
 AS $$ SELECT left($1, 3) || repeat('*', greatest(length($1) - 3, 0)) $$;
 
 CREATE ROLE regress_mgr;
@@ -49,20 +51,34 @@ INSERT INTO customers (name, phone, email, region) VALUES
     ('张三丰', '13812345678', 'zhangsan@example.com', 'north'),
     ('John Smith', '13900001111', 'john@example.com', 'south');
 
--- What the table looks like before; unprotect_table must give it all back.
-CREATE TABLE snapshot AS
-SELECT 'class' AS what, format('%s %s %s', c.relname, c.relnamespace::regnamespace, c.relacl) AS detail
+-- A role that may insert but holds no privilege on the sequence: pii_guard
+-- gives it USAGE while the table is protected, and takes it back after.
+GRANT INSERT ON customers TO regress_nobody;
+COMMENT ON TABLE customers IS 'our customers';
+COMMENT ON COLUMN customers.phone IS 'mobile';
+ALTER TABLE customers SET (fillfactor = 90);
+
+-- What the table looks like; unprotect_table must give it all back.
+CREATE TEMP VIEW table_state AS
+SELECT 'class' AS what, format('%s %s %s %s %s', c.relname, c.relnamespace::regnamespace, c.relacl,
+                               c.reloptions, obj_description(c.oid, 'pg_class')) AS detail
   FROM pg_class c WHERE c.oid = 'customers'::regclass
 UNION ALL
-SELECT 'column', format('%s %s %s %s %s', a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attacl)
+SELECT 'column', format('%s %s %s %s %s %s', a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                        a.attacl, col_description(a.attrelid, a.attnum))
   FROM pg_attribute a WHERE a.attrelid = 'customers'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'sequence', format('%s %s', s.relname, s.relacl)
+  FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+ WHERE d.classid = 'pg_class'::regclass AND d.refobjid = 'customers'::regclass AND d.deptype IN ('a', 'i')
 UNION ALL
 SELECT 'index', pg_get_indexdef(i.indexrelid) FROM pg_index i WHERE i.indrelid = 'customers'::regclass
 UNION ALL
-SELECT 'trigger', t.tgname FROM pg_trigger t WHERE t.tgrelid = 'customers'::regclass AND NOT t.tgisinternal
+SELECT 'trigger', pg_get_triggerdef(t.oid) FROM pg_trigger t WHERE t.tgrelid = 'customers'::regclass AND NOT t.tgisinternal
 UNION ALL
 SELECT 'constraint', pg_get_constraintdef(k.oid) FROM pg_constraint k WHERE k.conrelid = 'customers'::regclass
    OR k.confrelid = 'customers'::regclass;
+CREATE TEMP TABLE snapshot AS SELECT * FROM table_state;
 
 -- Protect: the table moves to crm_pii, the view takes its name.
 SELECT pii_guard.protect_table('customers');
@@ -119,6 +135,55 @@ DELETE FROM customers WHERE id = 3;
 RESET ROLE;
 SELECT id, name, pii_guard.decrypt(phone) AS phone, email, tier, touched FROM crm_pii.customers ORDER BY id;
 
+-- An UPDATE writes exactly the columns its SET names: a hidden phone set to
+-- NULL is erased, a column set to exactly the masked value it shows is
+-- written, and columns it does not name are never written.
+SELECT pii_guard.set_column_access('regress_intern', 'customers', 'phone', 'hidden');
+SET ROLE regress_intern;
+SELECT id, phone, email FROM customers WHERE id = 3;
+UPDATE customers SET phone = NULL WHERE id = 3;
+UPDATE customers SET email = 'lis*************' WHERE id = 3;
+UPDATE customers SET name = '李四' WHERE id = 3;
+RESET ROLE;
+SELECT pii_guard.reset_column_access('regress_intern', 'customers', 'phone');
+SELECT id, name, phone IS NULL AS phone_erased, email FROM crm_pii.customers WHERE id = 3;
+UPDATE crm_pii.customers SET phone = '13711112222', email = 'lisi@example.com' WHERE id = 3;
+-- Column-level INSERT privileges: the insert writes the columns it names
+-- and the defaults, and needs no privilege on the others.
+CREATE ROLE regress_inserter;
+GRANT SELECT, INSERT (name, phone) ON customers TO regress_inserter;
+SET ROLE regress_inserter;
+INSERT INTO customers (name, phone) VALUES ('王五', '13655556666') RETURNING id, tier, touched;
+INSERT INTO customers (name, email) VALUES ('赵六', 'zhao@example.com');
+RESET ROLE;
+SELECT id, name, pii_guard.decrypt(phone) AS phone, email, tier, touched FROM crm_pii.customers
+ WHERE name = '王五';
+SELECT last_value = (SELECT max(id) FROM crm_pii.customers) AS one_value_drawn_per_insert
+  FROM crm_pii.customers_id_seq;
+DELETE FROM crm_pii.customers WHERE name = '王五';
+-- INSERT ... ON CONFLICT cannot be honoured through the trigger: refused.
+SET ROLE regress_mgr;
+\set VERBOSITY default
+INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT DO NOTHING;
+\set VERBOSITY terse
+WITH n AS (INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT DO NOTHING RETURNING id)
+SELECT * FROM n;
+-- One statement may not write one view twice with different columns.
+WITH a AS (UPDATE customers SET name = name WHERE id = 1 RETURNING id)
+UPDATE customers SET email = email WHERE id = 3;
+RESET ROLE;
+-- The write view is pii_guard's own path: governed roles may not use it,
+-- not even for what they may do through the masking view.
+SET ROLE regress_intern;
+\set VERBOSITY default
+INSERT INTO crm_pii.customers__pii_write (id, name) VALUES (1, 'probe') ON CONFLICT DO NOTHING;
+\set VERBOSITY terse
+SELECT id FROM crm_pii.customers__pii_write;
+UPDATE crm_pii.customers__pii_write SET name = 'x' WHERE id = 1;
+RESET ROLE;
+DROP OWNED BY regress_inserter;
+DROP ROLE regress_inserter;
+
 -- The base table fails closed for governed roles: by name, through
 -- search_path, TABLE, COPY, even with a mistaken grant.
 SET ROLE regress_intern;
@@ -171,6 +236,82 @@ SELECT column_name FROM information_schema.columns
 ALTER TABLE customers RENAME COLUMN mail TO email;
 ALTER TABLE customers ALTER COLUMN tier TYPE text;
 
+-- Views built on a masking view -- even a governed role's temporary view --
+-- survive every change that keeps its columns: the masking view is
+-- replaced in place.
+CREATE VIEW customer_names AS SELECT id, name, tier, email FROM customers;
+GRANT SELECT ON customer_names TO regress_intern;
+SET ROLE regress_intern;
+CREATE TEMP VIEW intern_phones AS SELECT id, phone FROM customers;
+RESET ROLE;
+ALTER TABLE customers ADD COLUMN nickname varchar(10);
+SELECT pii_guard.protect_column('customers', 'name', 'sensitive', 'mask3(text)');
+SELECT pii_guard.protect_column('customers', 'nickname', 'sensitive');
+ALTER TABLE customers RENAME COLUMN nickname TO alias;
+SELECT pii_guard.unprotect_column('customers', 'alias');
+SELECT pii_guard.refresh_views();
+SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+ WHERE attrelid = 'customers'::regclass AND attname IN ('name', 'alias') ORDER BY attnum;
+SET ROLE regress_intern;
+SELECT * FROM customer_names ORDER BY id;
+SELECT * FROM intern_phones ORDER BY id;
+DROP VIEW intern_phones;
+RESET ROLE;
+SELECT pii_guard.unprotect_column('customers', 'name');
+-- Dropping a column or changing its type must drop the masking view: with
+-- a view built on it that is refused, naming the view.
+\set VERBOSITY default
+ALTER TABLE customers DROP COLUMN alias;
+SELECT pii_guard.unprotect_table('customers');
+\set VERBOSITY terse
+ALTER TABLE customers ALTER COLUMN alias TYPE text;
+DROP VIEW customer_names;
+ALTER TABLE customers DROP COLUMN alias;
+
+-- Mask functions see the plaintext of every value they mask, for every
+-- reader: only functions that cannot pass it on are accepted.
+\set VERBOSITY default
+CREATE FUNCTION leaky_mask(text) RETURNS text LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog AS $$ SELECT left($1, 3) $$;
+SELECT pii_guard.protect_column('customers', 'email', 'sensitive', 'leaky_mask(text)');
+\set VERBOSITY terse
+CREATE FUNCTION unpinned_mask(text) RETURNS text LANGUAGE sql IMMUTABLE STRICT LEAKPROOF
+AS $$ SELECT left($1, 3) $$;
+SELECT pii_guard.protect_column('customers', 'email', 'sensitive', 'unpinned_mask(text)');
+CREATE FUNCTION volatile_mask(text) RETURNS text LANGUAGE sql VOLATILE STRICT LEAKPROOF
+SET search_path = pg_catalog AS $$ SELECT left($1, 3) $$;
+SELECT pii_guard.protect_column('customers', 'email', 'sensitive', 'volatile_mask(text)');
+CREATE FUNCTION definer_mask(text) RETURNS text LANGUAGE sql IMMUTABLE STRICT LEAKPROOF SECURITY DEFINER
+SET search_path = pg_catalog AS $$ SELECT left($1, 3) $$;
+SELECT pii_guard.protect_column('customers', 'email', 'sensitive', 'definer_mask(text)');
+CREATE FUNCTION atomic_mask(text) RETURNS text LANGUAGE sql IMMUTABLE STRICT LEAKPROOF
+BEGIN ATOMIC SELECT left($1, 3) || '**'; END;
+SELECT pii_guard.protect_column('customers', 'email', 'sensitive', 'atomic_mask(text)');
+SET ROLE regress_intern;
+SELECT id, email FROM customers ORDER BY id;
+RESET ROLE;
+-- A mask function in use cannot be dropped.
+DROP FUNCTION atomic_mask(text);
+SELECT pii_guard.protect_column('customers', 'email', 'sensitive', 'mask3(text)');
+DROP FUNCTION leaky_mask(text), unpinned_mask(text), volatile_mask(text), definer_mask(text), atomic_mask(text);
+-- Checked again at use: a mask function given away to a non-superuser
+-- leaves its columns hidden, with a WARNING (once per backend and change).
+ALTER FUNCTION mask3(text) OWNER TO regress_admin;
+SET ROLE regress_intern;
+\set VERBOSITY default
+SELECT id, email FROM customers ORDER BY id;
+RESET ROLE;
+ALTER FUNCTION mask3(text) OWNER TO regress_nobody;
+SET ROLE regress_intern;
+\set VERBOSITY sqlstate
+SELECT id, email FROM customers ORDER BY id;
+\set VERBOSITY terse
+RESET ROLE;
+ALTER FUNCTION mask3(text) OWNER TO CURRENT_USER;
+SET ROLE regress_intern;
+SELECT id, email FROM customers ORDER BY id;
+RESET ROLE;
+
 -- Key rotation on a protected table, named by its (view) name.
 SET client_min_messages = warning;
 SELECT pii_guard.rotate_data_key() > 0 AS rotated;
@@ -183,23 +324,38 @@ SELECT count(*) AS phones_on_old_keys FROM crm_pii.customers
 -- Unprotect: the table is back exactly as it was.
 SELECT pii_guard.unprotect_table('customers');
 DROP INDEX customers_name;
-SELECT s.what, s.detail FROM snapshot s
-EXCEPT
-SELECT 'class', format('%s %s %s', c.relname, c.relnamespace::regnamespace, c.relacl)
-  FROM pg_class c WHERE c.oid = 'customers'::regclass
-EXCEPT
-SELECT 'column', format('%s %s %s %s %s', a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attacl)
-  FROM pg_attribute a WHERE a.attrelid = 'customers'::regclass AND a.attnum > 0 AND NOT a.attisdropped
-EXCEPT
-SELECT 'index', pg_get_indexdef(i.indexrelid) FROM pg_index i WHERE i.indrelid = 'customers'::regclass
-EXCEPT
-SELECT 'trigger', t.tgname FROM pg_trigger t WHERE t.tgrelid = 'customers'::regclass AND NOT t.tgisinternal
-EXCEPT
-SELECT 'constraint', pg_get_constraintdef(k.oid) FROM pg_constraint k WHERE k.conrelid = 'customers'::regclass
-   OR k.confrelid = 'customers'::regclass
-ORDER BY 1, 2;
+-- (Both ways: nothing missing, nothing added.)
+(SELECT 'missing' AS diff, * FROM snapshot EXCEPT SELECT 'missing', * FROM table_state)
+UNION ALL
+(SELECT 'added', * FROM table_state EXCEPT SELECT 'added', * FROM snapshot)
+ORDER BY 1, 2, 3;
 SELECT count(*) AS protected_tables FROM pii_guard.protected_tables WHERE view_schema = 'crm';
 SELECT nspname FROM pg_namespace WHERE nspname = 'crm_pii';
+
+-- Identity primary keys, ALWAYS and BY DEFAULT: INSERT ... RETURNING id
+-- through the view returns the new id.
+CREATE TABLE t_always (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, phone text);
+CREATE TABLE t_by_default (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, phone text);
+GRANT SELECT, INSERT, UPDATE ON t_always, t_by_default TO regress_intern;
+SELECT pii_guard.protect_table('t_always') IS NOT NULL AS protected;
+SELECT pii_guard.protect_column('t_always', 'phone', 'sensitive', 'mask3(text)');
+SELECT pii_guard.protect_column('t_by_default', 'phone', 'sensitive', 'mask3(text)');
+SET ROLE regress_intern;
+INSERT INTO t_always (phone) VALUES ('13812345678') RETURNING id, phone;
+INSERT INTO t_always (phone) VALUES ('13900001111') RETURNING id, phone;
+INSERT INTO t_by_default (phone) VALUES ('13812345678') RETURNING id, phone;
+INSERT INTO t_by_default (id, phone) VALUES (42, '13700000000') RETURNING id, phone;
+UPDATE t_always SET phone = '13000000000' WHERE id = 2 RETURNING id, phone;
+-- The trigger never writes an identity ALWAYS column, and says so.
+INSERT INTO t_always (id, phone) VALUES (99, '13000000001');
+INSERT INTO t_always (id, phone) VALUES (DEFAULT, '13000000001') RETURNING id;
+UPDATE t_always SET id = 5 WHERE id = 1;
+RESET ROLE;
+SELECT id, phone FROM t_always ORDER BY id;
+SELECT id, phone FROM t_by_default ORDER BY id;
+SELECT pii_guard.unprotect_table('t_always');
+SELECT pii_guard.unprotect_table('t_by_default');
+DROP TABLE t_always, t_by_default;
 
 -- A wide table: updates that change different columns far to the right
 -- get their own plans (they once shared one, writing the wrong column or

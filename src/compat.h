@@ -82,6 +82,36 @@ compat_perm_relation(void *elem, Oid *relid, Oid *check_as_user)
 #endif
 }
 
+/*
+ * The permissions an element of COMPAT_CHECKPERMS_LIST requires of its
+ * relation, and the columns it inserts and updates (bitmapsets offset by
+ * FirstLowInvalidHeapAttributeNumber).
+ */
+static inline bool
+compat_perm_columns(void *elem, Oid *relid, AclMode *perms,
+					Bitmapset **inserted, Bitmapset **updated)
+{
+#if PG_VERSION_NUM >= 160000
+	RTEPermissionInfo *pi = (RTEPermissionInfo *) elem;
+
+	*relid = pi->relid;
+	*perms = pi->requiredPerms;
+	*inserted = pi->insertedCols;
+	*updated = pi->updatedCols;
+	return true;
+#else
+	RangeTblEntry *rte = (RangeTblEntry *) elem;
+
+	if (rte->rtekind != RTE_RELATION)
+		return false;
+	*relid = rte->relid;
+	*perms = rte->requiredPerms;
+	*inserted = rte->insertedCols;
+	*updated = rte->updatedCols;
+	return true;
+#endif
+}
+
 /* ProcessUtility_hook: PostgreSQL 14 added readOnlyTree. */
 #if PG_VERSION_NUM >= 140000
 #define COMPAT_UTILITY_PARAMS PlannedStmt *pstmt, const char *queryString, \
@@ -118,6 +148,25 @@ compat_perm_relation(void *elem, Oid *relid, Oid *check_as_user)
 #else
 #include "storage/backendid.h"
 #define compat_backend_slot() ((int) MyBackendId - 1)
+#endif
+
+/*
+ * Has a function a body parsed at CREATE time (SQL-standard BEGIN ATOMIC,
+ * PostgreSQL 14 on)?  Its proc tuple from the PROCOID syscache.
+ */
+#if PG_VERSION_NUM >= 140000
+#define compat_proc_has_sql_body(proctup) \
+	(!heap_attisnull((proctup), Anum_pg_proc_prosqlbody, NULL))
+#else
+#define compat_proc_has_sql_body(proctup) false
+#endif
+
+/* Ownership of a relation (PostgreSQL 16 generalised the check). */
+#if PG_VERSION_NUM >= 160000
+#define compat_class_ownercheck(relid, roleid) \
+	object_ownercheck(RelationRelationId, (relid), (roleid))
+#else
+#define compat_class_ownercheck(relid, roleid) pg_class_ownercheck((relid), (roleid))
 #endif
 
 /* shmem_request_hook exists from PostgreSQL 15 on. */

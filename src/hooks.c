@@ -20,9 +20,10 @@
  * ProcessUtility_hook: DDL that migration tools aim at a masking view's
  * name -- ALTER TABLE, ALTER TABLE ... RENAME COLUMN, CREATE INDEX -- is
  * forwarded to the base table; and DDL that changes a protected table's
- * columns is bracketed by dropping the masking views first (a view pins the
- * columns it reads, so DROP COLUMN or ALTER COLUMN TYPE would fail) and
- * rebuilding them afterwards, with their grants, in the same transaction.
+ * columns is followed by replacing the masking views in place (so that views
+ * built on them survive), preceded by dropping them only for DROP COLUMN and
+ * ALTER COLUMN TYPE (a view pins the columns it reads), in the same
+ * transaction.
  * While pii_guard itself runs DDL (protecting, unprotecting, rebuilding),
  * the maintenance flag turns this off; it is reset at transaction end.
  *
@@ -38,6 +39,7 @@
 #include "catalog/indexing.h"
 #include "common/hashfn.h"
 #include "catalog/objectaccess.h"
+#include "catalog/objectaddress.h"
 #include "catalog/pg_attrdef.h"
 #include "catalog/pg_constraint.h"
 #include "catalog/pg_policy.h"
@@ -55,6 +57,7 @@
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
 #include "tcop/cmdtag.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
@@ -221,7 +224,7 @@ hooks_nesting_level(void)
 /*
  * ExecutorStart: the fail-closed check once more, before PostgreSQL's own
  * privilege check, so that a refusal by missing privileges is audited as
- * well.
+ * well; afterwards, the columns the statement writes on masking views.
  */
 static void
 pii_guard_ExecutorStart(QueryDesc *queryDesc, int eflags)
@@ -238,6 +241,7 @@ pii_guard_ExecutorStart(QueryDesc *queryDesc, int eflags)
 		prev_ExecutorStart(queryDesc, eflags);
 	else
 		standard_ExecutorStart(queryDesc, eflags);
+	views_note_statement(queryDesc, eflags);
 }
 
 /* ExecutorRun: count nesting, so that nested statements' ends don't flush. */
@@ -360,6 +364,40 @@ hooks_changes_columns(AlterTableStmt *stmt)
 	return false;
 }
 
+/*
+ * Does an ALTER TABLE remove a column or change a column's type?  Only then
+ * must the masking views be dropped before it (a view pins the columns it
+ * shows); any other change is followed by replacing them in place.
+ */
+static bool
+hooks_drops_columns(AlterTableStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
+
+		if (cmd->subtype == AT_DropColumn || cmd->subtype == AT_AlterColumnType)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The ownership check PostgreSQL makes for ALTER TABLE, made before
+ * pii_guard rebuilds the views as the extension owner: a non-owner's
+ * statement must fail at once, with the same error, and not after the view
+ * maintenance took locks that readers would queue behind.
+ */
+static void
+hooks_check_owner(Oid base)
+{
+	if (!compat_class_ownercheck(base, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(base)),
+					   get_rel_name(base));
+}
+
 /* Call a pii_guard maintenance function on base, as the extension owner. */
 static void
 hooks_call(const char *sql, Oid base, const char *from, const char *to)
@@ -416,6 +454,7 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 	Node	   *parsetree = pstmt->utilityStmt;
 	Oid			base = InvalidOid;
 	bool		rebuild = false;
+	bool		detach = false;
 	const char *rename_from = NULL;
 	const char *rename_to = NULL;
 
@@ -435,6 +474,7 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 			base = hooks_retarget(((AlterTableStmt *) parsetree)->relation);
 			rebuild = OidIsValid(base) &&
 				hooks_changes_columns((AlterTableStmt *) parsetree);
+			detach = rebuild && hooks_drops_columns((AlterTableStmt *) parsetree);
 		}
 		else if (IsA(parsetree, RenameStmt) &&
 				 ((RenameStmt *) parsetree)->renameType == OBJECT_COLUMN &&
@@ -466,6 +506,8 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 	}
 
 	if (rebuild)
+		hooks_check_owner(base);
+	if (detach)
 		hooks_call("SELECT pii_guard._detach_views($1, $2, $3)", base, NULL, NULL);
 
 	if (nesting_level == 0)

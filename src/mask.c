@@ -36,9 +36,10 @@
  * input's size plus a constant, as a huge allocation, so that a 1 GB value
  * takes the same path as a short one.  They are declared LEAKPROOF, so the
  * planner may evaluate them ahead of a security barrier's own conditions.
- * mask_date(), partial() and noise() reject bad parameters (and out-of-range
- * results), and pseudonym() and noise() need the master key, so those are
- * not leakproof.
+ * mask_date() and partial() reject bad parameters (and out-of-range
+ * results), noise() rejects a bad ratio (and clamps its result to the
+ * type's range), and pseudonym() and noise() need the master key, so those
+ * are not leakproof.
  *
  * Keyed functions.  pseudonym() and noise() are HMAC-SHA256 under the
  * pseudonym data key (keys.c), domain-separated by the first byte hashed:
@@ -53,12 +54,20 @@
  * not build indexes on them.  The key is created lazily by the first call
  * (a row in pii_guard.data_keys), which must therefore run in a read-write
  * transaction (keys.c refuses otherwise, with a hint) and not in a parallel
- * worker (where the server refuses the write).
+ * worker (where the server refuses the write): they are PARALLEL
+ * RESTRICTED.  Keyed on the value alone, equal values get equal outputs, in
+ * every row and table: that is what makes a pseudonym joinable, and what
+ * keeps averaging repeated noisy reads from converging on the value.
+ *
+ * Noise moves every value: the step is rounded to the value's resolution
+ * (1 for integers, the last digit for numerics) and is at least one unit,
+ * so a value small against 1 / ratio does not come back unchanged.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <float.h>
 #include <math.h>
 
 #include "common/int.h"
@@ -660,8 +669,11 @@ pii_guard_mask_cn_id(PG_FUNCTION_ARGS)
 }
 
 /*
- * A card number of 12 to 19 digits shows its first 6 (the issuer) and last
- * 4; a shorter or longer digit string only its last 4, and nothing under 8.
+ * A card number of 16 to 19 digits shows its first 6 (the issuer) and last
+ * 4, the usual form; shorter numbers show less, so that no more than half
+ * of the digits ever shows: 13 to 15 digits their first 2 (the network)
+ * and last 4, 8 to 12 digits (and anything longer than 19) only the last 4,
+ * and nothing under 8.
  */
 static text *
 mask_bank_card_text(const char *s, Size len)
@@ -673,10 +685,16 @@ mask_bank_card_text(const char *s, Size len)
 	if (n <= 0)
 		return mask_generic(s, len);
 	mask_writer_init(&w, n);
-	if (n >= 12 && n <= 19)
+	if (n >= 16 && n <= 19)
 	{
 		mask_put(&w, digits, 6);
 		mask_put_stars(&w, n - 10);
+		mask_put(&w, digits + n - 4, 4);
+	}
+	else if (n >= 13 && n <= 15)
+	{
+		mask_put(&w, digits, 2);
+		mask_put_stars(&w, n - 6);
 		mask_put(&w, digits + n - 4, 4);
 	}
 	else if (n >= 8)
@@ -1066,8 +1084,8 @@ mask_address_chinese(const char *s, Size len)
 	kept = mask_address_levels(cps, nc);
 	if (kept == 0)
 	{
-		/* No level: at most two characters, and never half the value. */
-		kept = Min(2, nc / 2);
+		/* No level: at most two characters, and always less than half. */
+		kept = Min(2, (nc - 1) / 2);
 	}
 	mask_writer_init(&w, (kept > 0 ? ends[kept - 1] - s : 0) + strlen(ADDR_STARS));
 	if (kept > 0)
@@ -1421,9 +1439,26 @@ mask_noise_offset(DataKey *key, const char *canonical, double ratio)
 }
 
 /*
- * value + trunc(value * offset) at the value's own scale: truncation toward
- * zero keeps |result - value| <= ratio * |value| exactly.  NaN and the
- * infinities are returned as they are.
+ * The step noise() takes at a resolution of one unit (1 for integers, one
+ * unit of the last digit for numerics), given the unrounded step: rounded
+ * to the nearest unit, and at least one unit, in the direction of the keyed
+ * offset, so that no value -- however small against 1 / ratio -- comes back
+ * unchanged.  |step| <= max(1, round(ratio * |value|)) in units.
+ */
+static double
+mask_noise_step(double raw, double offset)
+{
+	double		step = rint(raw);
+
+	if (step == 0.0)
+		step = offset < 0.0 ? -1.0 : 1.0;
+	return step;
+}
+
+/*
+ * value + value * offset, rounded to the value's own scale, at least one
+ * unit of it (mask_noise_step).  NaN and the infinities are returned as they
+ * are.
  */
 /* SQL function: noise(numeric, double precision) returns numeric */
 PG_FUNCTION_INFO_V1(pii_guard_noise_numeric);
@@ -1435,7 +1470,8 @@ pii_guard_noise_numeric(PG_FUNCTION_ARGS)
 	double		ratio = PG_GETARG_FLOAT8(1);
 	DataKey    *key;
 	char	   *canonical;
-	Datum		scale;
+	int32		scale;
+	double		offset;
 	Datum		delta;
 
 	mask_check_ratio(ratio);
@@ -1448,15 +1484,27 @@ pii_guard_noise_numeric(PG_FUNCTION_ARGS)
 	if (strchr(canonical, 'N') != NULL || strchr(canonical, 'I') != NULL)
 		PG_RETURN_NUMERIC(value);	/* NaN, Infinity, -Infinity */
 
-	scale = DirectFunctionCall1(numeric_scale, NumericGetDatum(value));
-	delta = DirectFunctionCall1(float8_numeric,
-								Float8GetDatum(mask_noise_offset(key, canonical, ratio)));
+	scale = DatumGetInt32(DirectFunctionCall1(numeric_scale, NumericGetDatum(value)));
+	offset = mask_noise_offset(key, canonical, ratio);
+	delta = DirectFunctionCall1(float8_numeric, Float8GetDatum(offset));
 	delta = DirectFunctionCall2(numeric_mul, NumericGetDatum(value), delta);
-	delta = DirectFunctionCall2(numeric_trunc, delta, scale);
+	delta = DirectFunctionCall2(numeric_round, delta, Int32GetDatum(scale));
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, delta,
+										  DirectFunctionCall1(int8_numeric, Int64GetDatum(0)))) == 0)
+	{
+		/* One unit of the last digit, 10^-scale, in the offset's direction. */
+		delta = DirectFunctionCall3(numeric_in,
+								   CStringGetDatum(psprintf("%s1e%d", offset < 0.0 ? "-" : "",
+															-scale)),
+								   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	}
 	PG_RETURN_DATUM(DirectFunctionCall2(numeric_add, NumericGetDatum(value), delta));
 }
 
-/* Integers are rounded toward zero, which keeps the bound exact. */
+/*
+ * Integers move by at least 1 (mask_noise_step), and a result beyond the
+ * type's range is clamped to it rather than raising an error.
+ */
 /* SQL function: noise(integer, double precision) returns integer */
 PG_FUNCTION_INFO_V1(pii_guard_noise_int4);
 
@@ -1467,6 +1515,7 @@ pii_guard_noise_int4(PG_FUNCTION_ARGS)
 	double		ratio = PG_GETARG_FLOAT8(1);
 	DataKey    *key;
 	char		canonical[16];
+	double		offset;
 	int64		result;
 
 	mask_check_ratio(ratio);
@@ -1474,13 +1523,11 @@ pii_guard_noise_int4(PG_FUNCTION_ARGS)
 		PG_RETURN_INT32(value);
 	key = keys_pseudonym();
 	snprintf(canonical, sizeof(canonical), "%d", value);
-	result = (int64) value +
-		(int64) trunc((double) value * mask_noise_offset(key, canonical, ratio));
-	if (result < PG_INT32_MIN || result > PG_INT32_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errhidestmt(true),
-				 errmsg("integer out of range")));
+	offset = mask_noise_offset(key, canonical, ratio);
+	/* |step| <= |value| + 1 < 2^32: exact in an int64 */
+	result = (int64) value + (int64) mask_noise_step((double) value * offset, offset);
+	result = Max(result, PG_INT32_MIN);
+	result = Min(result, PG_INT32_MAX);
 	PG_RETURN_INT32((int32) result);
 }
 
@@ -1494,7 +1541,8 @@ pii_guard_noise_int8(PG_FUNCTION_ARGS)
 	double		ratio = PG_GETARG_FLOAT8(1);
 	DataKey    *key;
 	char		canonical[24];
-	double		delta;
+	double		offset;
+	double		step;
 	int64		result;
 
 	mask_check_ratio(ratio);
@@ -1502,13 +1550,11 @@ pii_guard_noise_int8(PG_FUNCTION_ARGS)
 		PG_RETURN_INT64(value);
 	key = keys_pseudonym();
 	snprintf(canonical, sizeof(canonical), INT64_FORMAT, value);
-	delta = trunc((double) value * mask_noise_offset(key, canonical, ratio));
-	if (!FLOAT8_FITS_IN_INT64(delta) ||
-		pg_add_s64_overflow(value, (int64) delta, &result))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errhidestmt(true),
-				 errmsg("bigint out of range")));
+	offset = mask_noise_offset(key, canonical, ratio);
+	step = mask_noise_step((double) value * offset, offset);
+	if (!FLOAT8_FITS_IN_INT64(step) ||
+		pg_add_s64_overflow(value, (int64) step, &result))
+		result = step > 0.0 ? PG_INT64_MAX : PG_INT64_MIN;
 	PG_RETURN_INT64(result);
 }
 
@@ -1532,10 +1578,8 @@ pii_guard_noise_float8(PG_FUNCTION_ARGS)
 		PG_RETURN_FLOAT8(value);
 	double_to_shortest_decimal_buf(value, canonical);
 	result = value + value * mask_noise_offset(key, canonical, ratio);
+	/* Clamped to the type's range, as the integer variants are. */
 	if (isinf(result))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errhidestmt(true),
-				 errmsg("value out of range: overflow")));
+		result = copysign(DBL_MAX, result);
 	PG_RETURN_FLOAT8(result);
 }

@@ -17,8 +17,9 @@
  *	pii_guard.audit_enqueue_timeout			PGC_SUSET
  *	pii_guard.audit_max_row_keys			PGC_SUSET
  *	pii_guard.audit_log_destination			PGC_SIGHUP
- * The two commands are shown only to superusers (GUC_SUPERUSER_ONLY); the
- * key they print is never stored as a setting at all.
+ *	pii_guard.max_grant_duration			PGC_SUSET
+ * The two key commands are shown only to superusers (GUC_SUPERUSER_ONLY);
+ * the key they print is never stored as a setting at all.
  *
  *-------------------------------------------------------------------------
  */
@@ -149,6 +150,15 @@ _PG_init(void)
 							   PGC_SIGHUP,
 							   0,
 							   audit_destination_check, audit_destination_assign, NULL);
+
+	DefineCustomIntVariable("pii_guard.max_grant_duration",
+							"Longest time an approval (pii_guard.approve, approve_export) may last.",
+							"Approvals are time-boxed: one that would end later is refused.",
+							&pii_guard_max_grant_duration,
+							7 * 24 * 60, 1, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pii_guard");
 

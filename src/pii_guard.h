@@ -148,9 +148,12 @@ typedef enum ColumnAccess
 
 typedef struct Decision Decision;
 
+extern int	pii_guard_max_grant_duration;
+
 extern void policy_register_callbacks(void);
 extern uint64 policy_current_generation(void);
 extern bool policy_is_exempt(Oid userid, Oid relid);
+extern const char *policy_mask_problem(Oid fn, int *sqlstate);
 extern Decision *policy_decide(Oid userid, Oid relid, const char *attname);
 extern ColumnAccess policy_row_access(Decision *d, const char *rowkey);
 extern const char *policy_access_name(ColumnAccess access);
@@ -165,6 +168,8 @@ extern const char *views_masking_view_name(Oid relid);
 extern Oid	views_base_of_view(Oid relid);
 extern void views_check_permissions(List *perms);
 extern void views_check_relation(Oid relid, Oid check_as);
+struct QueryDesc;
+extern void views_note_statement(struct QueryDesc *queryDesc, int eflags);
 
 /* limits.c */
 #define ERRCODE_PII_GUARD_EXPORT_LIMIT MAKE_SQLSTATE('5','4','P','0','1')

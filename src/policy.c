@@ -11,20 +11,34 @@
  *	  column has a mask function, else hidden; the union over profiles is the
  *	  most open of these (a role with no profile: masked or hidden);
  *	a live 'unmask' grant (for the role, the column, and all rows or this
- *	  row's key) => clear.
+ *	  row's key), approved by a role other than the reader's own => clear.
  *
  * Cache.  Decisions are computed with a few SPI queries (as the extension
  * owner) the first time a backend needs one for (role, table, column), and
  * kept in PolicyContext.  A statement trigger on every policy table sends a
  * relcache invalidation for pii_guard.column_rules (the sentinel), and
- * role membership changes arrive as syscache invalidations; both bump
- * policy_generation, and a decision of an older generation is recomputed on
- * next use.  The context is reset only when a decision is (re)loaded, never
+ * role membership changes and function changes arrive as syscache
+ * invalidations; all bump policy_generation, and a decision of an older
+ * generation is recomputed on next use.  The context is reset only when a decision is (re)loaded, never
  * inside a callback, so a pointer a caller holds stays valid for its call.
  * A decision that depends on a grant also expires at the grant's end (or
  * start): it is valid while the statement's start time is before
  * Decision.expires, so a grant closes by itself, consistently for a whole
  * statement.
+ *
+ * Mask functions.  A mask function is handed the plaintext of every value
+ * it masks, for every governed role, so only functions that cannot pass it
+ * on qualify (policy_mask_problem: a superuser's, not SECURITY DEFINER, not
+ * VOLATILE, LEAKPROOF or pii_guard's own, search_path pinned).
+ * protect_column() checks this, and so does every decision, because the
+ * function may have been altered since; the masking view's definition names
+ * each mask function (a constant the planner folds away), so dropping one
+ * is refused, and a decision takes only a function the view was built with
+ * (views built by 0.1 name none; their masks are taken as they resolve until
+ * refresh_views() rebuilds them).
+ * A function that fails any check leaves its column hidden, with a WARNING.
+ * The rule stores the signature (OIDs change across dump and restore), and
+ * it is resolved as the extension owner.
  *
  * reveal() keeps in fn_extra the decision for its call site, the mask
  * function's FmgrInfo and the row key's output function, so that a row
@@ -36,10 +50,15 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_language.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -73,6 +92,7 @@ struct Decision
 	char		level[16];		/* the column's level, for reports */
 	ColumnAccess access;		/* for rows without a row-specific grant */
 	Oid			mask_fn;		/* InvalidOid: no mask function */
+	Oid			mask_run_as;	/* the mask's owner, for masks not in C */
 	int			mask_nargs;		/* extra arguments after the value */
 	Datum	   *mask_args;
 	bool	   *mask_argnulls;
@@ -95,6 +115,9 @@ typedef struct RevealCache
 	bool		rowkey_ready;
 	FunctionCallInfo mask_fcinfo;
 } RevealCache;
+
+/* pii_guard.max_grant_duration, in minutes (grants_guard() enforces it) */
+int			pii_guard_max_grant_duration = 7 * 24 * 60;
 
 static MemoryContext PolicyContext = NULL;
 static HTAB *decisions = NULL;
@@ -130,7 +153,11 @@ policy_relcache_callback(Datum arg, Oid relid)
 	}
 }
 
-/* Syscache callback: role memberships or attributes changed. */
+/*
+ * Syscache callback: role memberships or attributes changed, or a function
+ * did (a mask function's owner, volatility or body decides whether it may
+ * still be used).
+ */
 static void
 policy_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
@@ -143,6 +170,7 @@ policy_register_callbacks(void)
 	CacheRegisterRelcacheCallback(policy_relcache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, policy_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, policy_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, policy_syscache_callback, (Datum) 0);
 }
 
 /* Drop every cached decision if the policy changed since they were made. */
@@ -191,16 +219,106 @@ rowkey_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
+/* Does the function's proconfig pin search_path? */
+static bool
+policy_pins_search_path(HeapTuple proctup)
+{
+	bool		isnull;
+	Datum		config = SysCacheGetAttr(PROCOID, proctup, Anum_pg_proc_proconfig, &isnull);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+
+	if (isnull)
+		return false;
+	deconstruct_array(DatumGetArrayTypeP(config), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	for (i = 0; i < n; i++)
+		if (!nulls[i] &&
+			strncmp(TextDatumGetCString(elems[i]), "search_path=", strlen("search_path=")) == 0)
+			return true;
+	return false;
+}
+
 /*
- * Resolve the mask function and convert its constant arguments with the
- * input functions of its declared argument types.  Returns false (and the
- * column falls back to hidden) if the function no longer exists or its
- * arguments don't convert: fail closed.
+ * Why function fn may not be a mask function, as a sentence for an
+ * errdetail (and *sqlstate), or NULL if it may.  reveal() hands a mask
+ * function the plaintext of every value it masks, for every governed role,
+ * so only a function that cannot pass it on may be one: owned by a
+ * superuser or by the extension's owner (who alone can then change it), not
+ * SECURITY DEFINER, not VOLATILE (no writes), LEAKPROOF (no error quoting
+ * its argument) unless it is one of pii_guard's own, and -- unless written
+ * in C or with a body parsed when it was created -- with a pinned
+ * search_path, so that a reader's search_path cannot substitute the
+ * functions its body calls.
+ */
+const char *
+policy_mask_problem(Oid fn, int *sqlstate)
+{
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	const char *problem = NULL;
+	Oid			ext_owner = InvalidOid;
+	Oid			nsp = pii_guard_schema_oid(true);
+	Oid			ext = get_extension_oid("pii_guard", true);
+	bool		own;
+
+	*sqlstate = ERRCODE_INSUFFICIENT_PRIVILEGE;
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	if (!HeapTupleIsValid(tup))
+	{
+		*sqlstate = ERRCODE_UNDEFINED_FUNCTION;
+		return "The function does not exist.";
+	}
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	if (OidIsValid(nsp))
+	{
+		HeapTuple	ntup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+
+		if (HeapTupleIsValid(ntup))
+		{
+			ext_owner = ((Form_pg_namespace) GETSTRUCT(ntup))->nspowner;
+			ReleaseSysCache(ntup);
+		}
+	}
+	own = OidIsValid(ext) && getExtensionOfObject(ProcedureRelationId, fn) == ext;
+
+	if (!superuser_arg(proc->proowner) && proc->proowner != ext_owner)
+	{
+		char	   *owner = GetUserNameFromId(proc->proowner, true);
+
+		problem = psprintf("The function is owned by role %s, which is not a superuser.",
+						   owner ? owner : "(dropped)");
+	}
+	else if (proc->prokind != PROKIND_FUNCTION)
+		problem = "It is not a plain function.";
+	else if (proc->prosecdef)
+		problem = "It is SECURITY DEFINER.";
+	else if (proc->provolatile == PROVOLATILE_VOLATILE)
+		problem = "It is VOLATILE.";
+	else if (!proc->proleakproof && !own)
+		problem = "It is not LEAKPROOF.";
+	else if (proc->prolang != ClanguageId && proc->prolang != INTERNALlanguageId &&
+			 !compat_proc_has_sql_body(tup) && !policy_pins_search_path(tup))
+		problem = "It does not set search_path, so the functions its body calls depend on the reader's search_path.";
+	ReleaseSysCache(tup);
+	return problem;
+}
+
+/*
+ * Take mask function fn for decision d and convert its constant arguments
+ * with the input functions of its declared argument types.  in_view tells
+ * whether the masking view records a dependency on fn (it does on every
+ * mask it was built with; a function of the same name that took the place
+ * of a renamed one does not).  Returns false, with *problem and *sqlstate
+ * set, if the function may not (or no longer) be used: the column is then
+ * hidden, failing closed.
  */
 static bool
-policy_load_mask(Decision *d, const char *signature, ArrayType *args)
+policy_load_mask(Decision *d, Oid fn, bool in_view, ArrayType *args,
+				 const char **problem, int *sqlstate)
 {
-	Oid			fn;
 	HeapTuple	tup;
 	Form_pg_proc proc;
 	Datum	   *elems = NULL;
@@ -208,10 +326,21 @@ policy_load_mask(Decision *d, const char *signature, ArrayType *args)
 	int			nelems = 0;
 	int			i;
 
-	fn = DatumGetObjectId(DirectFunctionCall1(to_regprocedure,
-											  CStringGetTextDatum(signature)));
+	*sqlstate = ERRCODE_UNDEFINED_FUNCTION;
 	if (!OidIsValid(fn))
+	{
+		*problem = "The function does not exist.";
 		return false;
+	}
+	*problem = policy_mask_problem(fn, sqlstate);
+	if (*problem != NULL)
+		return false;
+	if (!in_view)
+	{
+		*sqlstate = ERRCODE_UNDEFINED_FUNCTION;
+		*problem = "The masking view was not built with this function: the function it was built with was renamed or moved, and another took its name (or the view predates it: then run pii_guard.refresh_views()).";
+		return false;
+	}
 	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
 	if (!HeapTupleIsValid(tup))
 		return false;
@@ -222,6 +351,8 @@ policy_load_mask(Decision *d, const char *signature, ArrayType *args)
 	if (proc->pronargs != nelems + 1)
 	{
 		ReleaseSysCache(tup);
+		*sqlstate = ERRCODE_INVALID_PARAMETER_VALUE;
+		*problem = "Its number of arguments does not match the column's mask arguments.";
 		return false;
 	}
 	d->mask_nargs = nelems;
@@ -246,9 +377,25 @@ policy_load_mask(Decision *d, const char *signature, ArrayType *args)
 											   typioparam, -1);
 		MemoryContextSwitchTo(old);
 	}
+	/* Masks not in C run as their (trusted) owner: see reveal_mask(). */
+	d->mask_run_as = (proc->prolang == ClanguageId || proc->prolang == INTERNALlanguageId) ?
+		InvalidOid : proc->proowner;
 	ReleaseSysCache(tup);
 	d->mask_fn = fn;
 	return true;
+}
+
+/*
+ * Do masking views record which views name their mask functions (0.2 on)?
+ * Views built by 0.1 do not name them, and their masks are taken as they
+ * resolve until the views are rebuilt.
+ */
+static bool
+policy_views_name_masks(void)
+{
+	Oid			tables = pii_guard_relation_oid("protected_tables", true);
+
+	return OidIsValid(tables) && get_attnum(tables, "names_masks") != InvalidAttrNumber;
 }
 
 /* Run a read-only prepared query against the current snapshot. */
@@ -276,7 +423,11 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 	bool		isnull;
 	uint64		i;
 	char	   *mask_sig = NULL;
+	Oid			mask_oid = InvalidOid;
+	bool		mask_in_view = false;
 	ArrayType  *mask_args = NULL;
+	const char *mask_problem = NULL;
+	int			mask_sqlstate = 0;
 	List	   *keys = NIL;
 	bool		all_rows = false;
 
@@ -284,6 +435,7 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 	d->exempt = policy_is_exempt(userid, relid);
 	d->access = ACCESS_HIDDEN;
 	d->mask_fn = InvalidOid;
+	d->mask_run_as = InvalidOid;
 	d->mask_nargs = 0;
 	d->expires = DT_NOEND;
 	d->nrowkeys = 0;
@@ -299,9 +451,25 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	policy_spi("SELECT r.level::text, r.mask_function, r.mask_args "
-			   "FROM pii_guard.column_rules r "
-			   "WHERE r.base = $1 AND r.column_name = $2",
+	/*
+	 * The rule, its mask function resolved (as the extension owner: the
+	 * reader need not be able to see its schema), and whether the masking
+	 * view was built with that very function (its definition names every
+	 * mask it uses, which records a dependency).
+	 */
+	policy_spi(psprintf("SELECT r.level::text, r.mask_function, r.mask_args, m.fn, "
+						"  %s EXISTS (SELECT 1 FROM pg_catalog.pg_depend d "
+						"           JOIN pg_catalog.pg_rewrite w ON w.oid = d.objid "
+						"          WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
+						"            AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass "
+						"            AND d.refobjid = m.fn "
+						"            AND w.ev_class = pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', "
+						"                               p.view_schema, p.view_name))) "
+						"FROM pii_guard.column_rules r "
+						"JOIN pii_guard.protected_tables p ON p.base = r.base, "
+						"LATERAL (SELECT pg_catalog.to_regprocedure(r.mask_function)::pg_catalog.oid AS fn) m "
+						"WHERE r.base = $1 AND r.column_name = $2",
+						policy_views_name_masks() ? "NOT p.names_masks OR" : "true OR"),
 			   2, argtypes, values);
 	if (SPI_processed == 1)
 	{
@@ -326,6 +494,10 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 			mask_args = DatumGetArrayTypePCopy(a);
 			MemoryContextSwitchTo(old);
 		}
+		a = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
+		mask_oid = isnull ? InvalidOid : DatumGetObjectId(a);
+		a = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
+		mask_in_view = !isnull && DatumGetBool(a);
 	}
 
 	if (d->has_rule && !d->exempt)
@@ -358,7 +530,13 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 			best = mask_sig ? ACCESS_MASKED : ACCESS_HIDDEN;
 		d->access = best;
 
-		/* Live unmask grants; future ones only shorten the cache life. */
+		/*
+		 * Live unmask grants; future ones only shorten the cache life.  A
+		 * grant counts only if someone else approved it: not when its
+		 * approver is the role, or a role whose privileges the role has, or
+		 * a role that could act as it (an approver with CREATEROLE who
+		 * approved a role of her own making and then joined it).
+		 */
 		if (d->access != ACCESS_CLEAR)
 		{
 			policy_spi("SELECT g.row_keys, g.valid_from, g.valid_until "
@@ -366,7 +544,9 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 					   "WHERE g.kind = 'unmask' AND g.revoked_at IS NULL "
 					   "  AND g.base = $1 AND (g.columns IS NULL OR $2 = ANY (g.columns)) "
 					   "  AND g.valid_until > $4 "
-					   "  AND pg_catalog.pg_has_role($3, g.role, 'USAGE')",
+					   "  AND pg_catalog.pg_has_role($3, g.role, 'USAGE') "
+					   "  AND NOT pg_catalog.pg_has_role($3, g.approver, 'USAGE') "
+					   "  AND NOT pg_catalog.pg_has_role(g.approver, $3, 'MEMBER')",
 					   4, argtypes, values);
 			for (i = 0; i < SPI_processed; i++)
 			{
@@ -410,11 +590,15 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 	SPI_finish();
 	pii_guard_leave_owner_context(&oc);
 
-	if (mask_sig != NULL && !policy_load_mask(d, mask_sig, mask_args))
+	if (mask_sig != NULL &&
+		!policy_load_mask(d, mask_oid, mask_in_view, mask_args, &mask_problem, &mask_sqlstate))
 	{
 		ereport(WARNING,
-				(errmsg("pii_guard: mask function %s of column \"%s\" is not usable; the column is hidden",
-						mask_sig, attname)));
+				(errcode(mask_sqlstate),
+				 errmsg("pii_guard: mask function %s of column \"%s\" is not usable; the column is hidden",
+						mask_sig, attname),
+				 errdetail("%s", mask_problem),
+				 errhint("Protect the column again with a mask function a superuser owns, or ask a superuser to review this one.")));
 		if (d->access == ACCESS_MASKED)
 			d->access = ACCESS_HIDDEN;
 	}
@@ -717,9 +901,47 @@ reveal_mask(FunctionCallInfo fcinfo, RevealCache *rc, Datum value, bool *isnull)
 			return (Datum) 0;
 		}
 	}
-	result = FunctionCallInvoke(mfc);
+	if (OidIsValid(d->mask_run_as))
+	{
+		/*
+		 * A mask in SQL or PL/pgSQL runs as its owner (a superuser or the
+		 * extension owner, see policy_mask_problem), like an index
+		 * expression: what its body uses needs no privilege of the reader,
+		 * and it cannot SET ROLE.  An ERROR restores the user at abort.
+		 */
+		Oid			save_userid;
+		int			save_sec_context;
+
+		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+		SetUserIdAndSecContext(d->mask_run_as, save_sec_context |
+							   SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+		result = FunctionCallInvoke(mfc);
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	else
+		result = FunctionCallInvoke(mfc);
 	*isnull = mfc->isnull;
 	return result;
+}
+
+PG_FUNCTION_INFO_V1(pii_guard_mask_problem);
+
+/*
+ * SQL function: _mask_problem(fn regprocedure) returns text
+ *
+ * Why fn may not be a mask function (a sentence), or NULL if it may; what
+ * protect_column() checks before it accepts a mask.
+ */
+Datum
+pii_guard_mask_problem(PG_FUNCTION_ARGS)
+{
+	int			sqlstate;
+	const char *problem = policy_mask_problem(PG_GETARG_OID(0), &sqlstate);
+
+	if (problem == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(problem));
 }
 
 PG_FUNCTION_INFO_V1(pii_guard_policy_changed);

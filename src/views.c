@@ -17,22 +17,30 @@
  * Writes.  masking_view_write() runs as the invoker, so row-level security
  * on the base table sees the invoker's current_user for writes exactly as
  * for reads (the base table is reached through a view owned by
- * pii_guard_owner, to which RLS applies).  An UPDATE writes only the
- * columns whose new value differs from the old one: a column the statement
- * did not change carries the masked (or NULL) value the view showed, and
- * writing it back would destroy the stored value.  The row returned to
- * RETURNING is read back through the masking view, so it is masked for the
- * invoker like any other read.
+ * pii_guard_owner, to which RLS applies).  It writes exactly the columns
+ * the statement targets: an UPDATE the columns its SET names (a column it
+ * does not name carries the masked or NULL value the view showed, and
+ * writing it back would destroy the stored value), an INSERT the columns it
+ * names plus those the view has a default for.  PostgreSQL does not tell an
+ * INSTEAD OF trigger which columns those are, so views_note_statement()
+ * learns them at ExecutorStart from the statement's permission entries for
+ * the masking view (insertedCols, updatedCols) and keeps them, newest
+ * statement first, in the statement's executor memory: a reset callback
+ * unlinks them when it is freed, at ExecutorEnd or abort.  The row returned
+ * to RETURNING is read back through the masking view, so it is masked for
+ * the invoker like any other read.
  *
- * Fail-closed.  pii_guard_check_base_access() refuses a governed role's
- * direct access to a protected base table, whatever privileges someone
- * granted by mistake.  Access through our views carries checkAsUser =
- * pii_guard_owner and passes.
+ * Fail-closed.  views_check_relation() refuses a governed role's direct
+ * access to a protected base table, whatever privileges someone granted by
+ * mistake.  Access through our views carries checkAsUser = pii_guard_owner
+ * and passes.  The write view is refused too, except to the trigger's own
+ * statement: views_writing_level holds the nesting level it runs at, so
+ * that nothing nested inside it (a base table trigger) passes either.
  *
  * Cache.  protected_tables is read whole (it is small) into ViewsContext,
- * keyed by both the base table's and the masking view's OIDs, and reloaded
- * when the policy generation (policy.c) changes.  Saved SPI plans of the
- * trigger are dropped with it.
+ * keyed by the base table's, the masking view's and the write view's OIDs,
+ * and reloaded when the policy generation (policy.c) changes.  Saved SPI
+ * plans of the trigger are dropped with it.
  *
  *-------------------------------------------------------------------------
  */
@@ -42,6 +50,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -60,9 +69,10 @@
 
 typedef struct ProtectedTable
 {
-	Oid			relid;			/* hash key: base table or masking view */
+	Oid			relid;			/* hash key: base table, masking or write view */
 	Oid			base_relid;
 	Oid			view_relid;
+	Oid			write_relid;
 	char	   *base_name;		/* qualified, quoted */
 	char	   *view_name;		/* qualified, quoted */
 	char	   *write_name;		/* qualified, quoted */
@@ -75,12 +85,30 @@ typedef struct PlanEntry
 	SPIPlanPtr	plan;
 } PlanEntry;
 
+/*
+ * The columns a running statement targets on a masking view (INSERT's
+ * column list, UPDATE's SET list), for its INSTEAD OF trigger, which
+ * PostgreSQL does not tell.  Kept in the statement's executor memory and
+ * unlinked when that is freed, at ExecutorEnd or abort.
+ */
+typedef struct WriteTarget
+{
+	struct WriteTarget *next;
+	void	   *owner;			/* the statement's EState */
+	Oid			view_relid;
+	CmdType		operation;		/* CMD_INSERT or CMD_UPDATE */
+	Bitmapset  *columns;		/* offset by FirstLowInvalidHeapAttributeNumber */
+	bool		ambiguous;		/* targeted twice, with different columns */
+} WriteTarget;
+
 static MemoryContext ViewsContext = NULL;
 static HTAB *protected_tables = NULL;
 static HTAB *saved_plans = NULL;
 static uint64 views_generation = 0;
 static bool views_loading = false;
 static Oid	views_owner_role = InvalidOid;
+static WriteTarget *write_targets = NULL;	/* newest statement first */
+static int	views_writing_level = -1;	/* nesting level of the trigger's own write */
 
 /* Free the trigger's saved plans; ViewsContext reset callback. */
 static void
@@ -154,7 +182,8 @@ views_ensure_cache(void)
 						"  pg_catalog.format('%I.%I', n.nspname, c.relname), "
 						"  pg_catalog.format('%I.%I', p.view_schema, p.view_name), "
 						"  pg_catalog.format('%I.%I', n.nspname, p.write_view_name), "
-						"  p.row_key "
+						"  p.row_key, "
+						"  pg_catalog.to_regclass(pg_catalog.format('%I.%I', n.nspname, p.write_view_name))::oid "
 						"FROM pii_guard.protected_tables p "
 						"JOIN pg_catalog.pg_class c ON c.oid = p.base "
 						"JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
@@ -168,12 +197,15 @@ views_ensure_cache(void)
 			Oid			base = DatumGetObjectId(SPI_getbinval(row, desc, 1, &isnull));
 			Datum		v = SPI_getbinval(row, desc, 2, &isnull);
 			Oid			view = isnull ? InvalidOid : DatumGetObjectId(v);
+			Datum		w = SPI_getbinval(row, desc, 7, &isnull);
+			Oid			write = isnull ? InvalidOid : DatumGetObjectId(w);
 			ProtectedTable proto;
 			ProtectedTable *e;
 			MemoryContext old = MemoryContextSwitchTo(ViewsContext);
 
 			proto.base_relid = base;
 			proto.view_relid = view;
+			proto.write_relid = write;
 			proto.base_name = pstrdup(SPI_getvalue(row, desc, 3));
 			proto.view_name = pstrdup(SPI_getvalue(row, desc, 4));
 			proto.write_name = pstrdup(SPI_getvalue(row, desc, 5));
@@ -187,6 +219,12 @@ views_ensure_cache(void)
 			{
 				e = hash_search(protected_tables, &view, HASH_ENTER, NULL);
 				proto.relid = view;
+				*e = proto;
+			}
+			if (OidIsValid(write))
+			{
+				e = hash_search(protected_tables, &write, HASH_ENTER, NULL);
+				proto.relid = write;
 				*e = proto;
 			}
 		}
@@ -262,6 +300,32 @@ views_check_permissions(List *perms)
 }
 
 /*
+ * The write view is pii_guard's own path from masking_view_write() to the
+ * base table: governed roles hold INSERT/UPDATE/DELETE on it for that, but
+ * may not use it themselves (it would bypass the masking view; INSERT ...
+ * ON CONFLICT DO NOTHING on it, for one, tells whether a row exists that
+ * row-level security hides).  Only the trigger's own statement, at the
+ * nesting level the trigger recorded, passes.
+ */
+static void
+views_check_write_view(ProtectedTable *pt, Oid relid, Oid user)
+{
+	if (views_writing_level >= 0 && views_writing_level == hooks_nesting_level())
+		return;
+	if ((OidIsValid(views_owner_role) && user == views_owner_role) ||
+		policy_is_exempt(user, pt->base_relid))
+		return;
+	audit_deny(pt->base_name, "direct access",
+			   "fail-closed: a governed role reached for a masking view's write path");
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied for view %s", get_rel_name(relid)),
+			 errdetail("View %s is pii_guard's internal write path to %s; rows are written through its masking view.",
+					   pt->write_name, pt->base_name),
+			 errhint("Use %s instead.", pt->view_name)));
+}
+
+/*
  * The fail-closed check for one relation reached as check_as (InvalidOid:
  * the current user); refusals are audited.
  */
@@ -269,10 +333,21 @@ void
 views_check_relation(Oid relid, Oid check_as)
 {
 	Oid			user;
+	ProtectedTable *pt;
 
-	if (views_loading || !views_is_protected_base(relid))
+	if (views_loading)
+		return;
+	pt = views_lookup(relid);
+	if (pt == NULL)
 		return;
 	user = OidIsValid(check_as) ? check_as : GetUserId();
+	if (relid == pt->write_relid)
+	{
+		views_check_write_view(pt, relid, user);
+		return;
+	}
+	if (relid != pt->base_relid)
+		return;
 	if (OidIsValid(views_owner_role) && user == views_owner_role)
 		return;
 	if (policy_is_exempt(user, relid))
@@ -285,6 +360,141 @@ views_check_relation(Oid relid, Oid check_as)
 			 errdetail("Table %s is protected by pii_guard; its data is read and written through its masking view.",
 					   views_lookup(relid)->base_name),
 			 errhint("Use %s instead.", views_masking_view_name(relid))));
+}
+
+/* Memory context callback: the statement that owned these targets ended. */
+static void
+views_forget_targets(void *arg)
+{
+	WriteTarget **link = &write_targets;
+
+	while (*link != NULL)
+	{
+		if ((*link)->owner == arg)
+			*link = (*link)->next;
+		else
+			link = &(*link)->next;
+	}
+}
+
+/* Note that the statement of estate targets columns of a masking view. */
+static void
+views_add_target(EState *estate, bool *registered, Oid view_relid,
+				 CmdType operation, Bitmapset *columns)
+{
+	WriteTarget *t;
+	MemoryContext old;
+
+	for (t = write_targets; t != NULL && t->owner == estate; t = t->next)
+		if (t->view_relid == view_relid && t->operation == operation)
+		{
+			if (!bms_equal(t->columns, columns))
+				t->ambiguous = true;
+			return;
+		}
+	old = MemoryContextSwitchTo(estate->es_query_cxt);
+	if (!*registered)
+	{
+		MemoryContextCallback *cb = palloc(sizeof(MemoryContextCallback));
+
+		cb->func = views_forget_targets;
+		cb->arg = estate;
+		MemoryContextRegisterResetCallback(estate->es_query_cxt, cb);
+		*registered = true;
+	}
+	t = palloc0(sizeof(WriteTarget));
+	t->owner = estate;
+	t->view_relid = view_relid;
+	t->operation = operation;
+	t->columns = bms_copy(columns);
+	t->next = write_targets;
+	write_targets = t;
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * INSERT ... ON CONFLICT on a masking view would be accepted and its ON
+ * CONFLICT clause ignored (the INSTEAD OF trigger inserts): refuse it.
+ */
+static void
+views_refuse_on_conflict(PlannedStmt *ps, Plan *plan)
+{
+	ModifyTable *mt = (ModifyTable *) plan;
+	ListCell   *lc;
+
+	if (plan == NULL || !IsA(plan, ModifyTable) || mt->onConflictAction == ONCONFLICT_NONE)
+		return;
+	foreach(lc, mt->resultRelations)
+	{
+		RangeTblEntry *rte = rt_fetch(lfirst_int(lc), ps->rtable);
+
+		if (rte->rtekind == RTE_RELATION && OidIsValid(views_base_of_view(rte->relid)))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("INSERT ... ON CONFLICT is not supported on masking view %s",
+							views_masking_view_name(rte->relid)),
+					 errdetail("Rows are written through the view by a trigger, which cannot honour ON CONFLICT."),
+					 errhint("Check for the row first (SELECT ... FOR UPDATE), then INSERT or UPDATE it.")));
+	}
+}
+
+/*
+ * ExecutorStart (after the executor state exists): learn which columns the
+ * statement targets on masking views, for masking_view_write(), and refuse
+ * ON CONFLICT on them.
+ */
+void
+views_note_statement(QueryDesc *queryDesc, int eflags)
+{
+	PlannedStmt *ps = queryDesc->plannedstmt;
+	bool		registered = false;
+	ListCell   *lc;
+
+	if (views_loading || (eflags & EXEC_FLAG_EXPLAIN_ONLY) || queryDesc->estate == NULL ||
+		(ps->commandType != CMD_INSERT && ps->commandType != CMD_UPDATE && !ps->hasModifyingCTE))
+		return;
+	views_refuse_on_conflict(ps, ps->planTree);
+	foreach(lc, ps->subplans)
+		views_refuse_on_conflict(ps, (Plan *) lfirst(lc));
+	foreach(lc, COMPAT_PLANNED_PERMS(ps))
+	{
+		Oid			relid;
+		AclMode		perms;
+		Bitmapset  *inserted;
+		Bitmapset  *updated;
+
+		if (!compat_perm_columns(lfirst(lc), &relid, &perms, &inserted, &updated) ||
+			!(perms & (ACL_INSERT | ACL_UPDATE)) || !OidIsValid(views_base_of_view(relid)))
+			continue;
+		if (perms & ACL_INSERT)
+			views_add_target(queryDesc->estate, &registered, relid, CMD_INSERT, inserted);
+		/* (SELECT ... FOR UPDATE asks for ACL_UPDATE too, with no columns) */
+		if ((perms & ACL_UPDATE) && !bms_is_empty(updated))
+			views_add_target(queryDesc->estate, &registered, relid, CMD_UPDATE, updated);
+	}
+}
+
+/*
+ * The columns the running statement targets on view_relid for operation
+ * (NULL: none noted, as for COPY FROM, which has no executor start).
+ */
+static WriteTarget *
+views_find_target(Oid view_relid, CmdType operation)
+{
+	WriteTarget *t;
+
+	for (t = write_targets; t != NULL; t = t->next)
+		if (t->view_relid == view_relid && t->operation == operation)
+		{
+			if (t->ambiguous)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("a statement cannot write masking view %s twice with different columns",
+								views_masking_view_name(view_relid)),
+						 errhint("Run the writes as separate statements.")));
+			return t;
+		}
+	return NULL;
 }
 
 /* A saved plan for sql, cached under key. */
@@ -348,21 +558,70 @@ views_read_back(ProtectedTable *pt, TupleDesc desc, Datum rowkey, Oid keytype)
 }
 
 /*
- * Is view column attnum (1-based) written to the base table?  The trigger's
- * arguments name the columns that never are (generated, identity ALWAYS).
+ * Is view column attnum (1-based) one the trigger never writes?  The
+ * trigger's arguments name them (generated and identity ALWAYS columns).
  */
 static bool
-views_writable_column(TriggerData *td, TupleDesc desc, int attnum)
+views_never_written(TriggerData *td, Form_pg_attribute att)
 {
-	Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
 	int			i;
 
-	if (att->attisdropped)
-		return false;
 	for (i = 0; i < td->tg_trigger->tgnargs; i++)
 		if (strcmp(td->tg_trigger->tgargs[i], NameStr(att->attname)) == 0)
-			return false;
-	return true;
+			return true;
+	return false;
+}
+
+/* Does the statement's target list name view column attnum? */
+static inline bool
+views_targets(WriteTarget *target, int attnum)
+{
+	return target == NULL ||
+		bms_is_member(attnum - FirstLowInvalidHeapAttributeNumber, target->columns);
+}
+
+/*
+ * Run one of the trigger's statements on the write view; the fail-closed
+ * check lets a statement at this nesting level through (and nothing that
+ * runs inside it, such as base table triggers).
+ */
+static int
+views_execute(SPIPlanPtr plan, Datum *values, const char *nulls)
+{
+	int			save = views_writing_level;
+	int			ret;
+
+	PG_TRY();
+	{
+		views_writing_level = hooks_nesting_level();
+		ret = SPI_execute_plan(plan, values, nulls, false, 0);
+	}
+	PG_FINALLY();
+	{
+		views_writing_level = save;
+	}
+	PG_END_TRY();
+	return ret;
+}
+
+/* A saved plan for sql under key, or a one-off plan if the key is too long. */
+static SPIPlanPtr
+views_plan_for(StringInfo key, const char *sql, int nargs, Oid *argtypes, bool *keep)
+{
+	SPIPlanPtr	plan;
+
+	*keep = key->len < NAMEDATALEN * 4;
+	if (*keep)
+		plan = views_plan(key->data, sql, nargs, argtypes);
+	else
+	{
+		plan = SPI_prepare(sql, nargs, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\"", sql);
+	}
+	if (SPI_getargcount(plan) != nargs)
+		elog(ERROR, "cached plan does not match its statement \"%s\"", sql);
+	return plan;
 }
 
 /*
@@ -445,29 +704,67 @@ pii_guard_masking_view_write(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
 		HeapTuple	newtup = td->tg_trigtuple;
+		WriteTarget *target = views_find_target(pt->view_relid, CMD_INSERT);
+		StringInfoData cached;	/* the plan's cache key: the written attnums */
 		Datum		newkey;
+		SPIPlanPtr	plan;
+		bool		keep;
 
+		/*
+		 * The columns the statement names, and those it does not name but
+		 * the view has a default for (the value the view's default gave,
+		 * which is the table's own default); the others are left to the
+		 * table (NULL, or a domain's default).
+		 */
 		appendStringInfo(&sql, "INSERT INTO %s (", pt->write_name);
+		initStringInfo(&cached);
+		appendStringInfo(&cached, "%u:I", pt->view_relid);
 		for (i = 1; i <= natts; i++)
 		{
-			if (!views_writable_column(td, desc, i))
+			Form_pg_attribute att = TupleDescAttr(desc, i - 1);
+			bool		targeted = views_targets(target, i);
+			Datum		v;
+
+			if (att->attisdropped)
 				continue;
-			values[nargs] = SPI_getbinval(newtup, desc, i, &isnull);
+			v = SPI_getbinval(newtup, desc, i, &isnull);
+			if (views_never_written(td, att))
+			{
+				if (targeted && !isnull)
+					ereport(ERROR,
+							(errcode(ERRCODE_GENERATED_ALWAYS),
+							 errmsg("cannot insert a non-DEFAULT value into column \"%s\"",
+									NameStr(att->attname)),
+							 errdetail("Column \"%s\" of %s is generated by the database (a generated column or an identity column GENERATED ALWAYS).",
+									   NameStr(att->attname), pt->base_name)));
+				continue;
+			}
+			if (!targeted && !att->atthasdef)
+				continue;
+			values[nargs] = v;
 			nulls[nargs] = isnull ? 'n' : ' ';
-			argtypes[nargs] = TupleDescAttr(desc, i - 1)->atttypid;
+			argtypes[nargs] = att->atttypid;
 			appendStringInfo(&sql, "%s%s", nargs ? ", " : "",
-							 quote_identifier(NameStr(TupleDescAttr(desc, i - 1)->attname)));
+							 quote_identifier(NameStr(att->attname)));
 			appendStringInfo(&cols, "%s$%d", nargs ? ", " : "", nargs + 1);
+			appendStringInfo(&cached, ":%d", i);
 			nargs++;
 		}
 		nulls[nargs] = '\0';
-		appendStringInfo(&sql, ") VALUES (%s) RETURNING %s", cols.data,
-						 quote_identifier(pt->row_key));
-		snprintf(key, sizeof(key), "%u:I", pt->view_relid);
-		if (SPI_execute_plan(views_plan(key, sql.data, nargs, argtypes),
-							 values, nulls, false, 0) != SPI_OK_INSERT_RETURNING ||
+		if (nargs == 0)
+		{
+			resetStringInfo(&sql);
+			appendStringInfo(&sql, "INSERT INTO %s DEFAULT VALUES", pt->write_name);
+		}
+		else
+			appendStringInfo(&sql, ") VALUES (%s)", cols.data);
+		appendStringInfo(&sql, " RETURNING %s", quote_identifier(pt->row_key));
+		plan = views_plan_for(&cached, sql.data, nargs, argtypes, &keep);
+		if (views_execute(plan, values, nulls) != SPI_OK_INSERT_RETURNING ||
 			SPI_processed != 1)
 			elog(ERROR, "insert through masking view %s failed", pt->view_name);
+		if (!keep)
+			SPI_freeplan(plan);
 		newkey = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		result = wants_rows ? views_read_back(pt, desc, newkey, keytype) : NULL;
 		if (result == NULL)
@@ -477,32 +774,46 @@ pii_guard_masking_view_write(PG_FUNCTION_ARGS)
 	{
 		HeapTuple	oldtup = td->tg_trigtuple;
 		HeapTuple	newtup = td->tg_newtuple;
-		StringInfoData cached;	/* the plan's cache key: the changed attnums */
+		WriteTarget *target = views_find_target(pt->view_relid, CMD_UPDATE);
+		StringInfoData cached;	/* the plan's cache key: the written attnums */
 		int			nchanged = 0;
 		Datum		oldkey = SPI_getbinval(oldtup, desc, keyatt, &isnull);
 		Datum		newkey;
 		SPIPlanPtr	plan;
 		bool		keep;
 
+		/*
+		 * Exactly the columns the statement's SET names: a column it does
+		 * not name carries the masked (or NULL) value the view showed, and
+		 * writing it back would destroy the stored value; one it names is
+		 * written even if the new value equals what the view showed (SET
+		 * phone = NULL erases a hidden phone).
+		 */
+		if (target == NULL)
+			elog(ERROR, "no statement is updating masking view %s", pt->view_name);
 		appendStringInfo(&sql, "UPDATE %s SET ", pt->write_name);
 		initStringInfo(&cached);
 		appendStringInfo(&cached, "%u:U", pt->view_relid);
 		for (i = 1; i <= natts; i++)
 		{
 			Form_pg_attribute att = TupleDescAttr(desc, i - 1);
-			bool		oldnull;
 			bool		newnull;
-			Datum		oldval;
 			Datum		newval;
 
-			if (!views_writable_column(td, desc, i))
+			if (att->attisdropped || !views_targets(target, i))
 				continue;
-			oldval = SPI_getbinval(oldtup, desc, i, &oldnull);
 			newval = SPI_getbinval(newtup, desc, i, &newnull);
-			/* Unchanged (possibly masked or hidden) values are never written. */
-			if (oldnull == newnull &&
-				(oldnull || datumIsEqual(oldval, newval, att->attbyval, att->attlen)))
+			if (views_never_written(td, att))
+			{
+				if (!newnull)
+					ereport(ERROR,
+							(errcode(ERRCODE_GENERATED_ALWAYS),
+							 errmsg("column \"%s\" can only be updated to DEFAULT",
+									NameStr(att->attname)),
+							 errdetail("Column \"%s\" of %s is generated by the database (a generated column or an identity column GENERATED ALWAYS).",
+									   NameStr(att->attname), pt->base_name)));
 				continue;
+			}
 			values[nargs] = newval;
 			nulls[nargs] = newnull ? 'n' : ' ';
 			argtypes[nargs] = att->atttypid;
@@ -526,21 +837,11 @@ pii_guard_masking_view_write(PG_FUNCTION_ARGS)
 						 quote_identifier(pt->row_key), nargs,
 						 quote_identifier(pt->row_key));
 		/*
-		 * Plans are cached under the exact list of changed columns; a list
+		 * Plans are cached under the exact list of written columns; a list
 		 * too long for a cache key gets a one-off plan.
 		 */
-		keep = cached.len < (int) sizeof(key);
-		if (keep)
-			plan = views_plan(cached.data, sql.data, nargs, argtypes);
-		else
-		{
-			plan = SPI_prepare(sql.data, nargs, argtypes);
-			if (plan == NULL)
-				elog(ERROR, "SPI_prepare failed for \"%s\"", sql.data);
-		}
-		if (SPI_getargcount(plan) != nargs)
-			elog(ERROR, "cached plan for %s does not match its statement", pt->view_name);
-		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
+		plan = views_plan_for(&cached, sql.data, nargs, argtypes, &keep);
+		if (views_execute(plan, values, nulls) != SPI_OK_UPDATE_RETURNING)
 			elog(ERROR, "update through masking view %s failed", pt->view_name);
 		if (!keep)
 			SPI_freeplan(plan);
@@ -563,8 +864,7 @@ pii_guard_masking_view_write(PG_FUNCTION_ARGS)
 		appendStringInfo(&sql, "DELETE FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
 						 pt->write_name, quote_identifier(pt->row_key));
 		snprintf(key, sizeof(key), "%u:D", pt->view_relid);
-		if (SPI_execute_plan(views_plan(key, sql.data, 1, argtypes),
-							 values, NULL, false, 0) != SPI_OK_DELETE)
+		if (views_execute(views_plan(key, sql.data, 1, argtypes), values, NULL) != SPI_OK_DELETE)
 			elog(ERROR, "delete through masking view %s failed", pt->view_name);
 		result = SPI_processed > 0 ? oldtup : NULL;
 	}

@@ -4,7 +4,7 @@
 -- An approval by another approver opens it for every row; revoking it
 -- closes it again at once.
 BEGIN;
-SELECT plan(16);
+SELECT plan(28);
 CREATE ROLE tap_approver2 IN ROLE pii_guard_approver;
 
 SET LOCAL ROLE mgr_eve;
@@ -47,7 +47,7 @@ SELECT is((SELECT national_id FROM customers WHERE id = 3), '310104********432X'
           'the approval is for mgr_eve only: support_dan still sees it masked');
 SET LOCAL ROLE mgr_eve;
 SELECT throws_ok(format($$UPDATE pii_guard.grants SET valid_until = now() + interval '1 year' WHERE grant_id = %s$$, :gid),
-                 '42501', NULL, 'mgr_eve cannot extend her own approval');
+                 '42501', 'permission denied for table grants', 'mgr_eve cannot extend her own approval');
 
 -- Revocation closes it at once.
 SET LOCAL ROLE tap_approver2;
@@ -59,10 +59,59 @@ SELECT results_eq($$SELECT national_id FROM customers ORDER BY id$$,
     $$VALUES ('110101********1234'), ('440301********0018'), ('310104********432X'), ('110105********0011')$$,
     '... on every row');
 SET LOCAL ROLE tap_approver2;
-SELECT throws_ok(format('SELECT pii_guard.revoke_grant(%s)', :gid), '42704', NULL,
+SELECT throws_ok(format('SELECT pii_guard.revoke_grant(%s)', :gid), '42704', format('no live pii_guard grant %s', :gid),
                  'a revoked grant cannot be revoked again');
 SELECT throws_ok(format('UPDATE pii_guard.grants SET revoked_at = NULL WHERE grant_id = %s', :gid),
                  '42501', 'a pii_guard grant can only be revoked, once', 'nor brought back');
+
+-- Approvals are time-boxed: at most pii_guard.max_grant_duration (a
+-- superuser's setting, 7 days by default), however they are issued.
+SELECT throws_ok($$SELECT pii_guard.approve('mgr_eve', 'customers', now() + interval '100 years', 'forever')$$,
+                 '22023', 'an approval may last at most 7 days', 'an approval for 100 years is refused');
+SELECT throws_ok($$SELECT pii_guard.approve('mgr_eve', 'customers', now() + interval '8 days', 'a while')$$,
+                 '22023', 'an approval may last at most 7 days', '... and one for 8 days');
+SELECT throws_ok($$SELECT pii_guard.approve_export('intern', 10, now() + interval '30 days', 'a while')$$,
+                 '22023', 'an approval may last at most 7 days', '... and an export approval for 30 days');
+SELECT throws_ok($$INSERT INTO pii_guard.grants (kind, role, base, valid_until, reason, approver)
+                   VALUES ('unmask', 'mgr_eve', 'public_pii.customers', now() + interval '1 year', 'x', 'tap_approver2')$$,
+                 '22023', 'an approval may last at most 7 days', '... and one written into the grants table');
+SELECT throws_ok($$SET pii_guard.max_grant_duration = '1000d'$$,
+                 '42501', 'permission denied to set parameter "pii_guard.max_grant_duration"',
+                 'an approver cannot lengthen the limit');
+SELECT lives_ok($$SELECT pii_guard.revoke_grant(pii_guard.approve('mgr_eve', 'customers', now() + interval '7 days' - interval '1 minute', 'a week'))$$,
+                'an approval for just under 7 days is accepted');
+RESET ROLE;
+SET LOCAL pii_guard.max_grant_duration = '30d';
+SET LOCAL ROLE tap_approver2;
+SELECT lives_ok($$SELECT pii_guard.revoke_grant(pii_guard.approve('mgr_eve', 'customers', now() + interval '20 days', 'audit season'))$$,
+                'with the limit raised by a superuser to 30 days, 20 days are accepted');
+RESET ROLE;
+RESET pii_guard.max_grant_duration;
+
+-- No self-approval through a role of one's own making: mgr_eve, given
+-- CREATEROLE, creates a role, approves national IDs for it and joins it.
+ALTER ROLE mgr_eve CREATEROLE;
+SET LOCAL ROLE mgr_eve;
+CREATE ROLE tap_shadow;
+SELECT ok(pii_guard.approve('tap_shadow', 'customers', now() + interval '1 hour', 'shadow', '{national_id}') > 0,
+          'mgr_eve approves national IDs for tap_shadow, a role she just created');
+GRANT tap_shadow TO mgr_eve;
+SELECT is((SELECT national_id FROM customers WHERE id = 1), '110101********1234',
+          '... joins it, and still sees the national ID masked: her own approval does not count for her');
+RESET ROLE;
+GRANT SELECT ON customers TO tap_shadow;
+SET LOCAL ROLE tap_shadow;
+SELECT is((SELECT national_id FROM customers WHERE id = 1), '110101********1234',
+          '... nor for tap_shadow, as which she can act');
+RESET ROLE;
+SET LOCAL ROLE tap_approver2;
+SELECT ok(pii_guard.approve('tap_shadow', 'customers', now() + interval '1 hour', 'real need', '{national_id}') > 0,
+          'another approver approves the same for tap_shadow');
+SET LOCAL ROLE mgr_eve;
+SELECT is((SELECT national_id FROM customers WHERE id = 1), '110101199003071234',
+          '... and that approval counts, for tap_shadow''s members too');
+RESET ROLE;
+ALTER ROLE mgr_eve NOCREATEROLE;
 
 -- Only an approver approves; the manager profile alone does not.
 RESET ROLE;

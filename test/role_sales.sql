@@ -6,7 +6,7 @@
 -- customers for themselves only, and a time-boxed approval opens one
 -- customer's national ID to one rep and closes by itself.
 BEGIN;
-SELECT plan(33);
+SELECT plan(37);
 
 -- The stored values before anything happens, to prove what writes leave alone.
 CREATE TEMP TABLE stored_before AS
@@ -37,6 +37,33 @@ SELECT results_eq(
     'sales_carl sees exactly his customers 3 and 4, national ID masked');
 SELECT is((SELECT count(*)::int FROM customers WHERE id IN (1, 2)), 0,
           'sales_carl does not see sales_bob''s customers');
+
+-- A leaky function of his own in WHERE (cheap, so that the planner would
+-- like to run it first) sees only his own rows: row-level security on the
+-- base table is applied before any of his conditions.
+RESET ROLE;
+CREATE SCHEMA tap_sales AUTHORIZATION sales_bob;
+CREATE TEMP TABLE seen (id bigint, owner name, name text, phone text);
+GRANT INSERT, SELECT ON seen TO sales_bob;
+SET LOCAL ROLE sales_bob;
+CREATE FUNCTION tap_sales.leak(bigint, name, text, text) RETURNS boolean LANGUAGE plpgsql COST 0.0001 AS $$
+BEGIN
+    INSERT INTO pg_temp.seen VALUES ($1, $2, $3, $4);
+    RETURN true;
+END $$;
+SELECT is((SELECT count(*)::int FROM customers WHERE tap_sales.leak(id, sales_owner, name, phone)), 2,
+          'sales_bob''s query with a leaky function in WHERE returns his 2 customers');
+SELECT results_eq($$SELECT DISTINCT id, owner, name, phone FROM pg_temp.seen ORDER BY id$$,
+                  $$VALUES (1::bigint, 'sales_bob'::name, '张三丰', '13812345678'),
+                           (2::bigint, 'sales_bob'::name, '李小龙', '13900001111')$$,
+                  '... and the function saw his own rows only, never sales_carl''s');
+-- Nor can he ask the write view whether a row he cannot see exists.
+SELECT throws_ok($$INSERT INTO public_pii.customers__pii_write (id, name) VALUES (3, 'probe') ON CONFLICT DO NOTHING$$,
+                 '42501', 'permission denied for view customers__pii_write',
+                 'sales_bob cannot probe for hidden rows with INSERT ... ON CONFLICT on the write view');
+SELECT throws_ok($$INSERT INTO customers (id, name) VALUES (3, 'probe') ON CONFLICT DO NOTHING$$,
+                 '0A000', 'INSERT ... ON CONFLICT is not supported on masking view public.customers',
+                 '... nor on the masking view');
 
 -- Writes: contacts yes, service tier no, other reps' customers no.
 SET LOCAL ROLE sales_bob;
