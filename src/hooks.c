@@ -32,8 +32,10 @@
  *	statement that a portal started at level 0 -- a client's statement:
  *	for a query, when its executor state is freed (a callback on the
  *	EState's memory, which fires at ExecutorEnd and in abort cleanup
- *	alike); for a utility statement, its return -- and the end of a
- *	top-level transaction.
+ *	alike), and for a plain SELECT already when ExecutorRun returns (an
+ *	Execute message that stops after some rows ends a statement, while the
+ *	portal's own count goes on); for a utility statement, its return --
+ *	and the end of a top-level transaction.
  *
  * ExecutorRun/Finish and ProcessUtility also tell limits.c which portal
  * they run in, so that a cursor's rows count for it across fetches.
@@ -224,6 +226,16 @@ pii_guard_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction,
 		limits_leave_portal(pushed);
 	}
 	PG_END_TRY();
+
+	/*
+	 * A client's query has run for now (an Execute message may stop it
+	 * after some rows and resume it later): a boundary, unless what
+	 * ExecutorFinish still has to do (AFTER triggers, modifying CTEs) can
+	 * produce rows of the same statement.
+	 */
+	if (nesting_level == 0 && ActivePortal != NULL &&
+		queryDesc->operation == CMD_SELECT && !queryDesc->plannedstmt->hasModifyingCTE)
+		limits_statement_boundary();
 }
 
 /* ExecutorFinish (AFTER triggers run here): likewise. */

@@ -9,8 +9,8 @@
  * counters that must hold across sessions and processes.
  *
  * Day window.  Per (database, session role): 25 hourly buckets, each
- * tagged with the hour it counts (hours since the epoch, from the current
- * time when the row is produced).  A bucket counts while its hour is one of
+ * tagged with the hour it counts (hours since 2000-01-01 UTC, from the
+ * current time when the row is produced).  A bucket counts while its hour is one of
  * the last 25 including the current one, so a row counts for at least 24
  * and at most 25 hours: a budget spent at 10:59 comes back at 11:00 the
  * next day, never earlier.  An entry whose buckets are all outside the
@@ -24,7 +24,10 @@
  * statement's).  The audit worker of each database copies what its
  * approvals have used into pii_guard.export_grant_use (dumped with the
  * policy), marks revoked approvals, and drops the entries of approvals that
- * ended more than a minute ago or no longer exist -- so a restored or
+ * ended more than a minute ago, or that it has not found a minute after
+ * their first use (their grant is gone, or was never committed; it reads
+ * grants with a snapshot taken after copying the entries, so a grant a
+ * backend saw committed is always found) -- so a restored or
  * replicated database starts from what its approvals had used, not from
  * zero.  Entries of 0.1's state file have no created_at: they are kept
  * under DT_NOBEGIN and adopted by the first use of the approval with that
@@ -114,6 +117,7 @@ typedef struct GrantUse
 	int64		rows;
 	TimestampTz valid_until;
 	int64		used;
+	TimestampTz first_use;		/* when this entry was made */
 	bool		revoked;
 } GrantUse;
 
@@ -261,6 +265,7 @@ limits_load_v2(FILE *f)
 		gu->rows = PG_INT64_MAX;
 		gu->valid_until = DT_NOEND;
 		gu->used = old_grant.used;
+		gu->first_use = GetCurrentTimestamp();
 		gu->revoked = false;
 	}
 }
@@ -350,6 +355,7 @@ limits_load_state(void)
 		gu->rows = v[2];
 		gu->valid_until = v[3];
 		gu->used = v[4];
+		gu->first_use = GetCurrentTimestamp();
 		gu->revoked = revoked != 0;
 	}
 	FIN_CRC32C(crc);
@@ -699,6 +705,7 @@ limits_grant_take(const LimitsApproval *a, int n)
 			gu->rows = a[i].rows;
 			gu->valid_until = a[i].valid_until;
 			gu->used = used;
+			gu->first_use = now;
 			gu->revoked = false;
 		}
 		if (gu->revoked || gu->used >= gu->rows || now >= gu->valid_until)
@@ -718,6 +725,7 @@ typedef struct GrantSnap
 	GrantKey	key;
 	int64		used;
 	TimestampTz valid_until;
+	TimestampTz first_use;
 } GrantSnap;
 
 /*
@@ -762,7 +770,7 @@ limits_sync_sql(GrantSnap *snaps, int n, bool *revoked, bool *gone)
 							  "       AND (g.created_at = s.created_at OR s.created_at = '-infinity') "
 							  "       AND g.kind = 'export' "
 							  " WHERE g.grant_id IS NULL OR g.revoked_at IS NOT NULL",
-							  2, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read pii_guard export approvals");
 	for (r = 0; r < SPI_processed; r++)
 	{
@@ -821,6 +829,7 @@ limits_sync_grant_use(void)
 		snaps[n].key = gu->key;
 		snaps[n].used = gu->used;
 		snaps[n].valid_until = gu->valid_until;
+		snaps[n].first_use = gu->first_use;
 		n++;
 	}
 	LWLockRelease(limits_shared->lock);
@@ -867,6 +876,12 @@ limits_sync_grant_use(void)
 		bool		ended = now > snaps[i].valid_until &&
 		now - snaps[i].valid_until > LIMITS_GRACE;
 
+		/*
+		 * A grant is gone only if it still is a while after its first use:
+		 * the transaction that inserted it may not have committed yet.
+		 */
+		if (gone[i] && now - snaps[i].first_use <= LIMITS_GRACE)
+			continue;
 		if (gone[i] || ended)
 		{
 			(void) hash_search(grant_uses, &snaps[i].key, HASH_REMOVE, NULL);
