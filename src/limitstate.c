@@ -767,7 +767,9 @@ limits_sync_sql(GrantSnap *snaps, int n, bool *revoked, bool *gone)
 	if (SPI_execute_with_args("SELECT s.i, g.grant_id IS NULL, g.revoked_at IS NOT NULL "
 							  "  FROM unnest($1, $2) WITH ORDINALITY AS s(grant_id, created_at, i) "
 							  "  LEFT JOIN pii_guard.grants g ON g.grant_id = s.grant_id "
-							  "       AND (g.created_at = s.created_at OR s.created_at = '-infinity') "
+							  "       AND (g.created_at = s.created_at OR "
+							  "            (s.created_at = '-infinity' AND "
+							  "             g.valid_until > pg_catalog.now() - interval '1 minute')) "
 							  "       AND g.kind = 'export' "
 							  " WHERE g.grant_id IS NULL OR g.revoked_at IS NOT NULL",
 							  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)

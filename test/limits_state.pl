@@ -7,6 +7,9 @@
 #       rows of (DBOID, ROLEID) in the window at HOUR (default: now)
 #   perl test/limits_state.pl put FILE DBOID ROLEID HOUR:ROWS...
 #       replace that day counter's buckets (others are kept)
+#   perl test/limits_state.pl v2 FILE DBOID ROLEID HOUR:ROWS GRANT_ID:USED
+#       write a state file as pii_guard 0.1 wrote it ("PGL2": raw structs,
+#       24 buckets), with one day counter and one approval's use
 #   perl test/limits_state.pl hour
 #       the current hour number (hours since 2000-01-01 UTC)
 use strict;
@@ -94,6 +97,17 @@ if ($cmd eq 'hour') {
 	@{ $state->{days} } = grep { !($_->[0] == $db && $_->[1] == $role) } @{ $state->{days} };
 	push @{ $state->{days} }, [$db, $role, \@b];
 	save($file, $state);
+} elsif ($cmd eq 'v2') {
+	my ($h, $r) = split /:/, $rest[0];
+	my ($grant, $used) = split /:/, $rest[1];
+	my @hours = (0) x 24;
+	my @rows = (0) x 24;
+	($hours[$h % 24], $rows[$h % 24]) = ($h, $r);
+	my $data = pack('L l', 0x50474c32, 1) . pack('L L', $db, $role) . pack('q24 q24', @hours, @rows);
+	$data .= pack('l', 1) . pack('L x4 q q', $db, $grant, $used);
+	open(my $fh, '>:raw', $file) or die "$file: $!\n";
+	print $fh $data;
+	close $fh or die "$file: $!\n";
 } else {
-	die "usage: limits_state.pl sum|put|hour ...\n";
+	die "usage: limits_state.pl sum|put|v2|hour ...\n";
 }

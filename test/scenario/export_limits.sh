@@ -175,6 +175,53 @@ pgg_is "reinstall: ... but none of its use" "$(sql "SELECT pii_guard.export_gran
 pgg_is "reinstall: 50 rows pass again" \
 	"$(as_user intern_gus -d reinstall -tAc "SELECT count(phone) FROM customers WHERE id <= 50")" 50
 
+# Upgrading from 0.1: approvals work before ALTER EXTENSION UPDATE (no
+# export_grant_use yet), their use is recorded once it has run, and what
+# 0.1's limits.state held is read back (24 buckets, and approval use keyed
+# without the grant's created_at).
+sql "CREATE DATABASE upgrade" >/dev/null
+pgg_psql $name -d upgrade <<'SQL' >/dev/null
+CREATE EXTENSION pii_guard VERSION '0.1';
+CREATE TABLE customers (id int PRIMARY KEY, phone text);
+INSERT INTO customers SELECT g, '136' || lpad(g::text, 8, '0') FROM generate_series(1, 100) g;
+GRANT SELECT ON customers TO intern;
+SELECT pii_guard.protect_column('customers', 'phone', 'sensitive', 'pii_guard.partial(text,integer,text,integer)', '{3,****,4}');
+SELECT pii_guard.set_clearance('intern', 'public');
+SELECT pii_guard.set_export_limits('intern', 20, NULL);
+SQL
+old_grant=$(as_user mgr_eve -d upgrade -tA \
+	-c "SELECT pii_guard.approve_export('intern', 40, now() + interval '1 hour', 'across the upgrade')")
+pgg_is "0.1 schema: 30 rows, 10 of them approved" \
+	"$(as_user intern_gus -d upgrade -tAc "SELECT count(phone) FROM customers WHERE id <= 30")" 30
+sql "ALTER EXTENSION pii_guard UPDATE" upgrade >/dev/null
+pgg_is "updated to $(sql "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'" upgrade)" \
+	"$(sql "SELECT pii_guard.export_grant_used($old_grant)" upgrade)" 10
+wait_use_row() {
+	local i
+	for i in $(seq 100); do
+		[ "$(sql "SELECT used FROM pii_guard.export_grant_use WHERE grant_id = $old_grant" upgrade)" = 10 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+pgg_ok "... and the audit worker records its use" wait_use_row
+up_db=$(sql "SELECT oid FROM pg_database WHERE datname = 'upgrade'")
+sql "CREATE ROLE old_probe LOGIN IN ROLE intern" >/dev/null
+old_probe=$(sql "SELECT 'old_probe'::regrole::oid")
+sql "DELETE FROM pii_guard.export_grant_use" upgrade >/dev/null
+pgg_stop $name
+hour=$(perl test/limits_state.pl hour)
+pgg_as_server perl test/limits_state.pl v2 "$state_file" "$up_db" "$old_probe" "$((hour - 2)):6" "$old_grant:25"
+pgg_start $name
+pgg_is "0.1's state file: the day's rows are read back" \
+	"$(sql "SELECT pii_guard.export_usage('old_probe')" upgrade)" 6
+pgg_is "0.1's state file: so is the approval's use" \
+	"$(sql "SELECT pii_guard.export_grant_used($old_grant)" upgrade)" 25
+pgg_is "... which the next use goes on from: 35 rows, 15 approved" \
+	"$(as_user intern_gus -d upgrade -tAc "SELECT count(phone) FROM customers WHERE id <= 35")" 35
+pgg_is "... and the approval is used up" \
+	"$(sql "SELECT used || '/' || rows || ' ' || live FROM pii_guard.export_approvals WHERE grant_id = $old_grant" upgrade)" "40/40 false"
+
 # The window's edge, in the persisted state: rows of 24 hours ago (the
 # oldest hour of the window) still count, rows of 25 hours ago do not.
 # (Retried if the hour turns meanwhile.)
