@@ -208,8 +208,8 @@ SELECT count(phone) FROM people WHERE id <= 5;
 SELECT count(phone) FROM people WHERE id <= 5;
 RESET ROLE;
 
--- An export approval: the role may export that many rows, then no more
--- (the approved rows count toward the day, too).
+-- An export approval: the role may export that many rows beyond its
+-- limits, then no more (the day is spent here, so every row is approved).
 SET ROLE regress_lim_approver;
 SELECT pii_guard.approve_export('regress_lim', 25, now() + interval '1 hour',
                                 'quarterly mailing') AS export_grant \gset
