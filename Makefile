@@ -25,6 +25,7 @@ OBJS = \
 	src/hooks.o \
 	src/audit.o \
 	src/limits.o \
+	src/limitstate.o \
 	src/mask.o
 
 EXTENSION = pii_guard
@@ -39,7 +40,8 @@ REGRESS = \
 	keys \
 	masking_views \
 	audit \
-	limits
+	limits \
+	limits_approvals
 
 SHLIB_LINK += -lcrypto
 # -Wall -Wextra, less -Wunused-parameter: PostgreSQL's own headers and its

@@ -237,9 +237,10 @@ used=$(super "$DB" -tAc "SELECT used FROM pii_guard.export_approvals ORDER BY gr
 printf '\n---- as intern_fay\n'
 as_refused intern_fay 54P01 "$EXPORT"
 lines=$(wc -l <"$OUT")
-note "$lines lines exported (masked, as the intern sees them); the 501st row was refused. Lines 499-500:"
-sed -n '499,500p' "$OUT"
-[ "$lines" -eq 500 ] || fail "expected 500 exported lines, got $lines"
+note "$lines lines exported (masked, as the intern sees them): her own 20 per statement and the 500" \
+	"approved beyond them; the next row was refused. Lines 519-520:"
+sed -n '519,520p' "$OUT"
+[ "$lines" -eq 520 ] || fail "expected 520 exported lines (20 of her own, 500 approved), got $lines"
 printf '\n---- as mgr_eve\n'
 as mgr_eve -c "SELECT grant_id, role, rows, used, valid_until::timestamp(0), live FROM pii_guard.export_approvals"
 

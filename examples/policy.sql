@@ -174,7 +174,10 @@ SELECT pii_guard.set_clearance('intern', 'public', 'masked data only');
 -- clear or masked -- is produced: to the screen, COPY TO, CREATE TABLE AS,
 -- an aggregate.  count(*) and unprotected columns cost nothing.  Beyond the
 -- limit: SQLSTATE 54P01, audited; more needs pii_guard.approve_export().
--- NULL means unlimited.  A person gets the most open of their profiles.
+-- NULL sets no limit (unlimited, unless pii_guard.default_max_rows_per_*
+-- say otherwise).  A person gets the most open of their profiles.  An
+-- export approval adds rows beyond these limits; they do not count toward
+-- the day.
 
 -- Sales and support work customer by customer: a screenful at a time, a
 -- working day's worth a day -- no bulk export.

@@ -1067,6 +1067,7 @@ pii_guard_audit_worker_main(Datum arg)
 				audit_grant_expiries();
 			audit_seal(cycles % 600 == 0);
 			SPI_finish();
+			limits_sync_grant_use();
 		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -1432,9 +1433,7 @@ audit_flush_reads(bool aborting)
 	ReadColumn *col;
 	List	   *rels = NIL;
 	ListCell   *lc;
-	int64		grant_id = 0;
-	int64		granted = limits_end_statement(&grant_id);
-	bool		export = hooks_statement_is_export() || granted > 0;
+	bool		export = hooks_statement_is_export();
 
 	if (reads == NULL || hash_get_num_entries(reads) == 0)
 		return;
@@ -1455,9 +1454,6 @@ audit_flush_reads(bool aborting)
 		const char *view;
 
 		audit_event_init(&ev, export ? AUDIT_EXPORT : AUDIT_READ);
-		if (granted > 0)
-			snprintf(ev.detail, sizeof(ev.detail),
-					 INT64_FORMAT " rows under export approval " INT64_FORMAT, granted, grant_id);
 		view = aborting ? NULL : views_masking_view_name(relid);
 		if (view)
 			AUDIT_SET(&ev, relation, view);

@@ -8,10 +8,37 @@
  * ExecutorCheckPerms_hook (queries and COPY alike): the fail-closed check
  * that keeps governed roles off protected base tables.
  *
- * ExecutorRun/Finish/End and ProcessUtility keep a nesting level, restored
- * in PG_FINALLY, so that the reads of a top-level statement (including
- * everything its functions ran) become audit events once, when it ends;
- * a failed statement's reads are reported by the abort callback.
+ * Nesting and statement boundaries.  ExecutorRun/Finish, ProcessUtility
+ * and the planner keep a nesting level, restored in PG_FINALLY (so it is
+ * balanced after any ERROR; it is not reset at transaction abort, which
+ * also happens inside a procedure that runs ROLLBACK).  The planner is
+ * counted because it runs executors of its own (constant folding of an
+ * immutable function that queries a view) outside of ExecutorRun.
+ *
+ * Two notions of "end" use it:
+ *
+ *	Every execution that returns to nesting level 0 -- ExecutorEnd, or a
+ *	utility statement's return -- flushes the reads into audit events
+ *	(audit_flush_reads), the rows export approvals carried into export
+ *	events (limits_statement_done), and forgets the statement's command
+ *	tag and plaintext flag.  A failed statement's are flushed by the abort
+ *	callback.
+ *
+ *	A real top-level boundary ends the export limits' statement scope
+ *	(limits_statement_boundary).  Not every return to level 0 is one:
+ *	deferred triggers at commit and fast-path function calls run their
+ *	queries at level 0 with no client statement around them, and a
+ *	procedure commits between its statements.  A boundary is the end of a
+ *	statement that a portal started at level 0 -- a client's statement:
+ *	for a query, when its executor state is freed (a callback on the
+ *	EState's memory, which fires at ExecutorEnd and in abort cleanup
+ *	alike), and for a plain SELECT already when ExecutorRun returns (an
+ *	Execute message that stops after some rows ends a statement, while the
+ *	portal's own count goes on); for a utility statement, its return --
+ *	and the end of a top-level transaction.
+ *
+ * ExecutorRun/Finish and ProcessUtility also tell limits.c which portal
+ * they run in, so that a cursor's rows count for it across fetches.
  *
  * emit_log_hook keeps the text (and the error details and context) of a
  * statement that carried plaintext of protected values out of the server
@@ -55,6 +82,10 @@
 #include "executor/spi.h"
 #include "nodes/parsenodes.h"
 #include "tcop/tcopprot.h"
+#include "optimizer/planner.h"
+#include "tcop/pquery.h"
+#include "utils/memutils.h"
+#include "utils/portal.h"
 #include "tcop/utility.h"
 #include "tcop/cmdtag.h"
 #include "utils/acl.h"
@@ -70,6 +101,7 @@ static ExecutorRun_hook_type prev_ExecutorRun = NULL;
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
+static planner_hook_type prev_planner = NULL;
 static object_access_hook_type prev_object_access = NULL;
 static int	maintenance_depth = 0;
 static int	nesting_level = 0;	/* executor and utility nesting */
@@ -103,13 +135,21 @@ hooks_statement_command(void)
 	return statement_command ? statement_command : "SELECT";
 }
 
-/* Forget what we knew of the finished top-level statement. */
+/* Execution is back at nesting level 0: report it, forget the statement. */
 static void
 hooks_statement_done(void)
 {
 	audit_flush_reads(false);
+	limits_statement_done(false);
 	statement_is_export = false;
 	statement_command = NULL;
+}
+
+/* Memory context callback: a client's query's executor state is gone. */
+static void
+hooks_query_gone(void *arg)
+{
+	limits_statement_boundary();
 }
 
 /* Hash of a query text, for plaintext_texts. */
@@ -242,13 +282,29 @@ pii_guard_ExecutorStart(QueryDesc *queryDesc, int eflags)
 	else
 		standard_ExecutorStart(queryDesc, eflags);
 	views_note_statement(queryDesc, eflags);
+
+	/* A query a portal starts at level 0 is a client's statement. */
+	if (nesting_level == 0 && ActivePortal != NULL && queryDesc->estate != NULL)
+	{
+		MemoryContextCallback *cb;
+
+		cb = MemoryContextAlloc(queryDesc->estate->es_query_cxt, sizeof(MemoryContextCallback));
+		cb->func = hooks_query_gone;
+		cb->arg = NULL;
+		MemoryContextRegisterResetCallback(queryDesc->estate->es_query_cxt, cb);
+	}
 }
 
-/* ExecutorRun: count nesting, so that nested statements' ends don't flush. */
+/*
+ * ExecutorRun: count nesting, so that nested statements' ends don't flush,
+ * and tell the export limits which portal the rows are produced for.
+ */
 static void
 pii_guard_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction,
 					  uint64 count, bool execute_once)
 {
+	bool		pushed = limits_enter_portal();
+
 	nesting_level++;
 	PG_TRY();
 	{
@@ -260,13 +316,27 @@ pii_guard_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction,
 	PG_FINALLY();
 	{
 		nesting_level--;
+		limits_leave_portal(pushed);
 	}
 	PG_END_TRY();
+
+	/*
+	 * A client's query has run for now (an Execute message may stop it
+	 * after some rows and resume it later): a boundary, unless what
+	 * ExecutorFinish still has to do (AFTER triggers, modifying CTEs) can
+	 * produce rows of the same statement.
+	 */
+	if (nesting_level == 0 && ActivePortal != NULL &&
+		queryDesc->operation == CMD_SELECT && !queryDesc->plannedstmt->hasModifyingCTE)
+		limits_statement_boundary();
 }
 
+/* ExecutorFinish (AFTER triggers run here): likewise. */
 static void
 pii_guard_ExecutorFinish(QueryDesc *queryDesc)
 {
+	bool		pushed = limits_enter_portal();
+
 	nesting_level++;
 	PG_TRY();
 	{
@@ -278,11 +348,12 @@ pii_guard_ExecutorFinish(QueryDesc *queryDesc)
 	PG_FINALLY();
 	{
 		nesting_level--;
+		limits_leave_portal(pushed);
 	}
 	PG_END_TRY();
 }
 
-/* ExecutorEnd: a top-level statement is over; its reads become events. */
+/* ExecutorEnd: back at level 0, the reads become events. */
 static void
 pii_guard_ExecutorEnd(QueryDesc *queryDesc)
 {
@@ -291,7 +362,33 @@ pii_guard_ExecutorEnd(QueryDesc *queryDesc)
 	else
 		standard_ExecutorEnd(queryDesc);
 	if (nesting_level == 0)
-		audit_flush_reads(false);
+		hooks_statement_done();
+}
+
+/*
+ * planner_hook: planning is one level down, so that executors it runs
+ * (constant folding) are part of the statement being planned.
+ */
+static PlannedStmt *
+pii_guard_planner(Query *parse, const char *query_string, int cursorOptions,
+				  ParamListInfo boundParams)
+{
+	PlannedStmt *result;
+
+	nesting_level++;
+	PG_TRY();
+	{
+		if (prev_planner)
+			result = prev_planner(parse, query_string, cursorOptions, boundParams);
+		else
+			result = standard_planner(parse, query_string, cursorOptions, boundParams);
+	}
+	PG_FINALLY();
+	{
+		nesting_level--;
+	}
+	PG_END_TRY();
+	return result;
 }
 
 /* Executor permission hook: the fail-closed base table check. */
@@ -426,10 +523,16 @@ hooks_call(const char *sql, Oid base, const char *from, const char *to)
 	maintenance_depth--;
 }
 
-/* Run the utility statement one nesting level down. */
+/*
+ * Run the utility statement one nesting level down.  Back at level 0 it is
+ * over; if a portal ran it, it was a client's statement.
+ */
 static void
 hooks_run_utility(COMPAT_UTILITY_PARAMS)
 {
+	bool		client = nesting_level == 0 && ActivePortal != NULL;
+	bool		pushed = limits_enter_portal();
+
 	nesting_level++;
 	PG_TRY();
 	{
@@ -441,10 +544,15 @@ hooks_run_utility(COMPAT_UTILITY_PARAMS)
 	PG_FINALLY();
 	{
 		nesting_level--;
+		limits_leave_portal(pushed);
 	}
 	PG_END_TRY();
 	if (nesting_level == 0)
+	{
+		if (client)
+			limits_statement_boundary();
 		hooks_statement_done();
+	}
 }
 
 /* Utility hook: forward DDL aimed at masking views; rebuild around it. */
@@ -516,8 +624,6 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 		statement_is_export =
 			(IsA(parsetree, CopyStmt) && !((CopyStmt *) parsetree)->is_from) ||
 			IsA(parsetree, CreateTableAsStmt);
-		if (IsA(parsetree, DeclareCursorStmt))
-			limits_note_user_cursor(((DeclareCursorStmt *) parsetree)->portalname);
 	}
 	hooks_run_utility(COMPAT_UTILITY_ARGS);
 
@@ -528,20 +634,30 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 
 /*
  * Transaction end: a maintenance flag never outlives its transaction, and
- * the reads of a failed statement are still reported.
+ * the reads of a failed statement are still reported.  A top-level
+ * transaction's end (nesting level 0: not a procedure's COMMIT or
+ * ROLLBACK) is a statement boundary; rows that deferred triggers produced
+ * at commit are reported before it, while catalog access still works.
  */
 static void
 hooks_xact_callback(XactEvent event, void *arg)
 {
+	bool		toplevel = nesting_level == 0;
+
+	if ((event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PARALLEL_PRE_COMMIT) &&
+		toplevel)
+		limits_statement_done(false);
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 	{
-		nesting_level = 0;
 		audit_flush_reads(true);
+		if (toplevel)
+			limits_statement_done(true);
 	}
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
-		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT)
+	if ((event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
+		 event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT) &&
+		toplevel)
 	{
-		limits_end_transaction();
+		limits_statement_boundary();
 		statement_is_export = false;
 		statement_command = NULL;
 	}
@@ -680,5 +796,7 @@ hooks_install(void)
 	ExecutorFinish_hook = pii_guard_ExecutorFinish;
 	prev_ExecutorEnd = ExecutorEnd_hook;
 	ExecutorEnd_hook = pii_guard_ExecutorEnd;
+	prev_planner = planner_hook;
+	planner_hook = pii_guard_planner;
 	RegisterXactCallback(hooks_xact_callback, NULL);
 }

@@ -1,37 +1,58 @@
 /*-------------------------------------------------------------------------
  *
  * limits.c
- *		Export-row limits: per statement and per rolling 24 hours, and the
- *		time-boxed export approvals that raise them.
+ *		Export-row limits: per statement and per rolling day, and the
+ *		time-boxed export approvals that raise them.  (The shared counters
+ *		are in limitstate.c.)
  *
- * What counts.  A protected row counts once per statement as soon as one of
+ * What counts.  A protected row counts once per scope as soon as one of
  * its protected values is produced, clear or masked, wherever it goes: to
  * the client, COPY, a cursor, CREATE TABLE AS, INSERT ... SELECT, a
- * function's result, an aggregate.  reveal() reports every value it
- * produces (limits_count_row); a hidden value (NULL) produces nothing, and
- * count(*) never calls reveal().  Rows are told apart by a 64-bit hash of
- * (table, row key) in a per-statement set, so a row whose phone and e-mail
- * are both shown counts once.  reveal() is PARALLEL RESTRICTED, so all
- * counting happens in one process.
+ * function's result, an aggregate, a constant folded by the planner.
+ * reveal() reports every value it produces (limits_count_row) before the
+ * value exists; a hidden value (NULL) produces nothing, and count(*) never
+ * calls reveal().  Rows are told apart by a 64-bit hash of (table, row key)
+ * per scope, so a row whose phone and e-mail are both shown counts once.
  *
- * Statement.  The top-level statement -- including everything its
- * functions run -- except for rows fetched from a user-declared cursor,
- * which count cumulatively for that cursor across FETCHes.
+ * Scopes.  Every row counts in the statement's scope and in the scope of
+ * every user-visible portal whose execution is under way (hooks.c tells us
+ * when one starts and ends running): cursors from DECLARE (at top level or
+ * through EXECUTE), refcursors opened by functions, PL/pgSQL loops, and
+ * protocol-level portals, named or not.  A portal's scope is created at its
+ * first counted row, keyed by the Portal itself (never by its name), is
+ * never reset while the portal exists, and is dropped by a callback on the
+ * portal's memory context when the portal goes.  So a cursor's count is
+ * cumulative across FETCHes, however it was opened and whatever other
+ * statements run in between, and a statement's limit also bounds every
+ * cursor it fetches from.  The statement scope ends at real top-level
+ * boundaries only (hooks.c: the end of a statement a client's portal ran,
+ * the end of a top-level transaction); work done while planning, in
+ * deferred triggers at commit, in fast-path function calls, or inside a
+ * procedure between its COMMITs belongs to the statement around it.
  *
- * Day.  A rolling window of 24 hourly buckets per (database, session
- * user) in shared memory, so that it holds across sessions and cannot be
- * reset by SET ROLE or a SECURITY DEFINER function; the audit worker
- * writes the buckets (and what export approvals have used) to
- * $PGDATA/pg_pii_guard/limits.state, read back at server start, so a
- * restart does not hand out a fresh day's budget.
+ * Parallel workers.  reveal() is PARALLEL RESTRICTED, but a PARALLEL SAFE
+ * function can read a masking view inside a worker, which would count in a
+ * budget of its own.  A role with export limits is therefore refused any
+ * protected value in a parallel worker (SQLSTATE 0A000, audited), before
+ * anything is decrypted or masked.
  *
  * Limits.  From the acting role's profiles, union semantics: the most open
- * one; NULL means unlimited, and so does having no profile with a limit.
- * While the role has a live export approval with rows left, every row it
- * produces consumes the approval (and still counts toward the day); once
- * the approval is used up, the profile's limits apply again -- so with an
- * approval for 500 rows a statement produces 500 rows and the 501st is
- * refused (unless the profile itself allows more).
+ * one.  A profile's NULL means that it sets no limit: it then has the
+ * default of pii_guard.default_max_rows_per_statement and
+ * pii_guard.default_max_rows_per_day (-1, the default, is unlimited), as
+ * has a governed role with no profile at all.
+ *
+ * Approvals.  A row within the profile's limits is charged to them (and to
+ * the day).  A row beyond them -- past the per-statement limit of one of
+ * its scopes, or past the day's -- is carried by a live export approval
+ * that has rows left, the one ending soonest first, and does not count
+ * toward the day; with none, it is refused.  So an approval for 500 rows
+ * lets a statement produce 500 rows beyond the profile's allowance, small
+ * lookups within the allowance never touch it, and approved rows never
+ * eat the day's budget.  An approval for a group role is one pool its
+ * members share.  Used-up approvals are not loaded.  Every statement that
+ * used an approval leaves one export event per approval naming it, with
+ * the rows it carried (FETCHes included).
  *
  * Exceeding a limit raises SQLSTATE 54P01 at the row that would exceed it:
  * no value past the limit is produced.  The refusal is audited (through the
@@ -41,17 +62,12 @@
  */
 #include "postgres.h"
 
-#include <unistd.h>
-
+#include "access/parallel.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "storage/fd.h"
-#include "storage/lwlock.h"
-#include "storage/shmem.h"
-#include "storage/spin.h"
 #include "tcop/pquery.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -63,340 +79,296 @@
 
 #include "pii_guard.h"
 
-#define LIMITS_MAX_ROLES	4096
-#define LIMITS_MAX_GRANTS	4096
-#define LIMITS_HOURS		24
-#define LIMITS_STATE_FILE	"pg_pii_guard/limits.state"
-#define LIMITS_STATE_MAGIC	0x50474c32	/* "PGL2" */
+#define SCOPE_INLINE		16	/* row hashes kept without a hash table */
+#define MAX_PORTAL_DEPTH	64
 
-typedef struct DayKey
-{
-	Oid			dboid;
-	Oid			roleid;
-} DayKey;
+int			pii_guard_default_max_rows_per_statement = -1;
+int			pii_guard_default_max_rows_per_day = -1;
 
-typedef struct DayCounter
-{
-	DayKey		key;
-	int64		hour[LIMITS_HOURS];		/* the hour each bucket counts */
-	int64		rows[LIMITS_HOURS];
-} DayCounter;
-
-typedef struct GrantKey
-{
-	Oid			dboid;
-	int64		grant_id;
-} GrantKey;
-
-typedef struct GrantUse
-{
-	GrantKey	key;			/* hash key: grant ids are unique per database */
-	int64		used;
-} GrantUse;
-
-typedef struct LimitsShared
-{
-	LWLock	   *lock;
-	bool		dirty;
-} LimitsShared;
-
-static LimitsShared *limits_shared = NULL;
-static HTAB *day_counters = NULL;
-static HTAB *grant_uses = NULL;
-
-/* The effective limits of a role, cached per backend. */
+/* The acting role's limits and live approvals, cached per backend. */
 typedef struct RoleLimits
 {
 	Oid			userid;
 	uint64		generation;
-	TimestampTz expires;
+	TimestampTz expires;		/* when an approval starts or ends */
 	bool		exempt;
-	int64		per_statement;	/* -1: unlimited */
-	int64		per_day;
-	int			ngrants;
-	int64		grant_id[8];
-	int64		grant_rows[8];
+	int64		nprofiles;
+	int64		stmt_unset;		/* profiles without a per-statement limit */
+	int64		stmt_max;		/* largest limit set, -1 if none */
+	int64		day_unset;
+	int64		day_max;
+	int			napprovals;
+	LimitsApproval *approvals;
 } RoleLimits;
 
 static RoleLimits role_limits;
 
-/* A counting scope: the top-level statement, or one cursor. */
+/* A counting scope: the statement, or one portal. */
 typedef struct CountScope
 {
-	HTAB	   *seen;
-	int64		rows;
-	int64		granted;		/* rows that consumed an export approval */
-	int64		last_grant;
+	uint64		generation;		/* statement scope: its statement */
+	int64		rows;			/* distinct rows counted */
+	int64		own;			/* of which charged to the profile */
+	int			ninline;
+	uint64		inline_keys[SCOPE_INLINE];
+	HTAB	   *seen;			/* the rest, in LimitsContext */
 } CountScope;
 
-static CountScope statement_scope;
-static MemoryContext LimitsContext = NULL;
-
-typedef struct CursorScope
+typedef struct PortalScope
 {
-	char		name[NAMEDATALEN];	/* hash key */
+	Portal		portal;			/* hash key */
 	CountScope	scope;
-} CursorScope;
+} PortalScope;
 
-static HTAB *cursor_scopes = NULL;
-
-/*
- * Cursors the client declared (DECLARE at top level).  Functions' internal
- * cursors (PL/pgSQL FOR loops) are portals too, but their rows count for
- * the statement that runs the function.
- */
-void
-limits_note_user_cursor(const char *name)
+/* Rows an approval carried in the current statement, for its event. */
+typedef struct ApprovalUse
 {
-	CursorScope *cs;
-	bool		found;
+	int64		grant_id;
+	int64		rows;
+	char		relation[2 * NAMEDATALEN + 8];	/* named while catalogs work */
+} ApprovalUse;
 
-	if (name == NULL || name[0] == '\0')
-		return;
+static MemoryContext LimitsContext = NULL;
+static CountScope statement_scope;
+static uint64 statement_generation = 1;
+static HTAB *portal_scopes = NULL;
+static Portal portal_stack[MAX_PORTAL_DEPTH];
+static int	portal_depth = 0;
+static ApprovalUse *pending_uses = NULL;
+static int	npending = 0;
+static int	maxpending = 0;
+static bool counters_changed = false;
+static uint64 null_keys = 0;
+
+/* The context everything here lives in. */
+static MemoryContext
+limits_context(void)
+{
 	if (LimitsContext == NULL)
 		LimitsContext = AllocSetContextCreate(TopMemoryContext, "pii_guard limits",
 											  ALLOCSET_SMALL_SIZES);
-	if (cursor_scopes == NULL)
+	return LimitsContext;
+}
+
+/* Is row hash h in scope s? */
+static bool
+scope_contains(CountScope *s, uint64 h)
+{
+	int			i;
+
+	for (i = 0; i < s->ninline; i++)
+		if (s->inline_keys[i] == h)
+			return true;
+	return s->seen != NULL && hash_search(s->seen, &h, HASH_FIND, NULL) != NULL;
+}
+
+/* Add row hash h (not yet in it) to scope s. */
+static void
+scope_add(CountScope *s, uint64 h)
+{
+	if (s->ninline < SCOPE_INLINE)
+	{
+		s->inline_keys[s->ninline++] = h;
+		return;
+	}
+	if (s->seen == NULL)
 	{
 		HASHCTL		ctl;
 
 		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = NAMEDATALEN;
-		ctl.entrysize = sizeof(CursorScope);
-		ctl.hcxt = LimitsContext;
-		cursor_scopes = hash_create("pii_guard cursor counts", 8, &ctl,
-									HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(uint64);
+		ctl.hcxt = limits_context();
+		s->seen = hash_create("pii_guard counted rows", 256, &ctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
-	cs = hash_search(cursor_scopes, name, HASH_ENTER, &found);
-	memset(&cs->scope, 0, sizeof(cs->scope));
+	(void) hash_search(s->seen, &h, HASH_ENTER, NULL);
 }
 
-Size
-limits_shmem_size(void)
-{
-	Size		size = MAXALIGN(sizeof(LimitsShared));
-
-	size = add_size(size, hash_estimate_size(LIMITS_MAX_ROLES, sizeof(DayCounter)));
-	size = add_size(size, hash_estimate_size(LIMITS_MAX_GRANTS, sizeof(GrantUse)));
-	return size;
-}
-
-/* Read the persisted counters (postmaster, at shared memory creation). */
+/* Empty scope s (a small table is kept for the next statement). */
 static void
-limits_load_state(void)
+scope_reset(CountScope *s, uint64 generation)
 {
-	FILE	   *f = AllocateFile(LIMITS_STATE_FILE, PG_BINARY_R);
-	uint32		magic;
-	int32		nday;
-	int32		ngrant;
-	int			i;
+	HTAB	   *seen = s->seen;
 
-	if (f == NULL)
-		return;
-	if (fread(&magic, sizeof(magic), 1, f) != 1 || magic != LIMITS_STATE_MAGIC ||
-		fread(&nday, sizeof(nday), 1, f) != 1)
-		goto done;
-	for (i = 0; i < nday; i++)
+	if (seen != NULL)
 	{
-		DayCounter	dc;
-		DayCounter *e;
+		if (hash_get_num_entries(seen) > 10000)
+		{
+			hash_destroy(seen);
+			seen = NULL;
+		}
+		else
+		{
+			HASH_SEQ_STATUS status;
+			uint64	   *h;
 
-		if (fread(&dc, sizeof(dc), 1, f) != 1)
-			goto done;
-		e = hash_search(day_counters, &dc.key, HASH_ENTER_NULL, NULL);
-		if (e)
-			memcpy(e, &dc, sizeof(dc));
+			hash_seq_init(&status, seen);
+			while ((h = hash_seq_search(&status)) != NULL)
+				(void) hash_search(seen, h, HASH_REMOVE, NULL);
+		}
 	}
-	if (fread(&ngrant, sizeof(ngrant), 1, f) != 1)
-		goto done;
-	for (i = 0; i < ngrant; i++)
-	{
-		GrantUse	gu;
-		GrantUse   *e;
-
-		if (fread(&gu, sizeof(gu), 1, f) != 1)
-			goto done;
-		e = hash_search(grant_uses, &gu.key, HASH_ENTER_NULL, NULL);
-		if (e)
-			memcpy(e, &gu, sizeof(gu));
-	}
-done:
-	FreeFile(f);
+	memset(s, 0, sizeof(*s));
+	s->seen = seen;
+	s->generation = generation;
 }
 
-/* shmem_startup_hook part: attach to (or create) the counters. */
-void
-limits_shmem_startup(void)
+/* The portal's memory is going: so is its scope. */
+static void
+limits_portal_gone(void *arg)
 {
-	bool		found;
-	HASHCTL		ctl;
+	Portal		portal = (Portal) arg;
+	PortalScope *ps;
 
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	limits_shared = ShmemInitStruct("pii_guard limits", sizeof(LimitsShared), &found);
+	if (portal_scopes == NULL)
+		return;
+	ps = hash_search(portal_scopes, &portal, HASH_FIND, NULL);
+	if (ps == NULL)
+		return;
+	if (ps->scope.seen != NULL)
+		hash_destroy(ps->scope.seen);
+	(void) hash_search(portal_scopes, &portal, HASH_REMOVE, NULL);
+}
+
+/* The scope of a live portal, created at its first counted row. */
+static CountScope *
+limits_portal_scope(Portal portal)
+{
+	PortalScope *ps;
+	bool		found;
+
+	if (portal_scopes == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Portal);
+		ctl.entrysize = sizeof(PortalScope);
+		ctl.hcxt = limits_context();
+		portal_scopes = hash_create("pii_guard portal counts", 16, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	ps = hash_search(portal_scopes, &portal, HASH_ENTER, &found);
 	if (!found)
 	{
-		limits_shared->lock = &(GetNamedLWLockTranche("pii_guard limits"))->lock;
-		limits_shared->dirty = false;
-	}
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(DayKey);
-	ctl.entrysize = sizeof(DayCounter);
-	day_counters = ShmemInitHash("pii_guard day counters", LIMITS_MAX_ROLES, LIMITS_MAX_ROLES,
-								 &ctl, HASH_ELEM | HASH_BLOBS);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(GrantKey);
-	ctl.entrysize = sizeof(GrantUse);
-	grant_uses = ShmemInitHash("pii_guard export approval use", LIMITS_MAX_GRANTS, LIMITS_MAX_GRANTS,
-							   &ctl, HASH_ELEM | HASH_BLOBS);
-	if (!found && !IsUnderPostmaster)
-		limits_load_state();
-	LWLockRelease(AddinShmemInitLock);
-}
+		MemoryContextCallback *cb;
 
-void
-limits_shmem_request(void)
-{
-	RequestAddinShmemSpace(limits_shmem_size());
-	RequestNamedLWLockTranche("pii_guard limits", 1);
+		memset(&ps->scope, 0, sizeof(ps->scope));
+		cb = MemoryContextAlloc(portal->portalContext, sizeof(MemoryContextCallback));
+		cb->func = limits_portal_gone;
+		cb->arg = portal;
+		MemoryContextRegisterResetCallback(portal->portalContext, cb);
+	}
+	return &ps->scope;
 }
 
 /*
- * Write the counters to disk if they changed (the audit worker calls this
- * every cycle): temporary file, fsync, rename.
+ * hooks.c: the executor or a utility statement starts running in
+ * ActivePortal.  Returns whether a portal was pushed (pass it to
+ * limits_leave_portal).  Portals that are not user-visible -- the simple
+ * protocol's unnamed portal, EXECUTE's -- last one statement and need no
+ * scope of their own.
+ */
+bool
+limits_enter_portal(void)
+{
+	Portal		portal = ActivePortal;
+
+	if (portal == NULL || !portal->visible ||
+		(portal_depth > 0 && portal_stack[portal_depth - 1] == portal))
+		return false;
+	if (portal_depth >= MAX_PORTAL_DEPTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_STATEMENT_TOO_COMPLEX),
+				 errmsg("cursors are nested too deeply for pii_guard's export limits"),
+				 errdetail("At most %d cursors can run one inside another.", MAX_PORTAL_DEPTH)));
+	portal_stack[portal_depth++] = portal;
+	return true;
+}
+
+/* hooks.c: the run that limits_enter_portal pushed a portal for is over. */
+void
+limits_leave_portal(bool pushed)
+{
+	if (pushed && portal_depth > 0)
+		portal_depth--;
+}
+
+/*
+ * hooks.c: a top-level statement is over (or a top-level transaction
+ * ends).  The statement scope starts afresh at the next counted row.
+ * Called from memory context callbacks too: only bumps a counter.
  */
 void
-limits_persist(void)
+limits_statement_boundary(void)
 {
-	HASH_SEQ_STATUS status;
-	DayCounter *dc;
-	GrantUse   *gu;
-	FILE	   *f;
-	uint32		magic = LIMITS_STATE_MAGIC;
-	int32		n;
-	char		tmp[MAXPGPATH];
-
-	if (limits_shared == NULL)
-		return;
-	LWLockAcquire(limits_shared->lock, LW_EXCLUSIVE);
-	if (!limits_shared->dirty)
-	{
-		LWLockRelease(limits_shared->lock);
-		return;
-	}
-	(void) MakePGDirectory("pg_pii_guard");
-	snprintf(tmp, sizeof(tmp), "%s.tmp", LIMITS_STATE_FILE);
-	f = AllocateFile(tmp, PG_BINARY_W);
-	if (f == NULL)
-	{
-		LWLockRelease(limits_shared->lock);
-		ereport(WARNING,
-				(errcode_for_file_access(),
-				 errmsg("could not write \"%s\": %m", tmp)));
-		return;
-	}
-	fwrite(&magic, sizeof(magic), 1, f);
-	n = (int32) hash_get_num_entries(day_counters);
-	fwrite(&n, sizeof(n), 1, f);
-	hash_seq_init(&status, day_counters);
-	while ((dc = hash_seq_search(&status)) != NULL)
-		fwrite(dc, sizeof(*dc), 1, f);
-	n = (int32) hash_get_num_entries(grant_uses);
-	fwrite(&n, sizeof(n), 1, f);
-	hash_seq_init(&status, grant_uses);
-	while ((gu = hash_seq_search(&status)) != NULL)
-		fwrite(gu, sizeof(*gu), 1, f);
-	if (fflush(f) != 0 || pg_fsync(fileno(f)) != 0 || FreeFile(f) != 0 ||
-		durable_rename(tmp, LIMITS_STATE_FILE, WARNING) != 0)
-	{
-		LWLockRelease(limits_shared->lock);
-		return;
-	}
-	limits_shared->dirty = false;
-	LWLockRelease(limits_shared->lock);
+	statement_generation++;
 }
 
-/* The current hour number, from the statement's start. */
-static int64
-limits_hour(void)
+/* Remember that approval which carried a row of relid in this statement. */
+static void
+limits_note_use(int64 grant_id, Oid relid)
 {
-	return GetCurrentStatementStartTimestamp() / USECS_PER_HOUR;
-}
-
-/* Rows counted for (db, role) in the last 24 hours, plus add. */
-static int64
-limits_day_add(Oid roleid, int64 add)
-{
-	DayKey		key;
-	DayCounter *dc;
-	int64		now = limits_hour();
-	int64		total = 0;
-	int			slot = (int) (now % LIMITS_HOURS);
+	const char *view;
 	int			i;
-	bool		found;
 
-	key.dboid = MyDatabaseId;
-	key.roleid = roleid;
-	LWLockAcquire(limits_shared->lock, LW_EXCLUSIVE);
-	dc = hash_search(day_counters, &key, add > 0 ? HASH_ENTER_NULL : HASH_FIND, &found);
-	if (dc == NULL)
+	for (i = 0; i < npending; i++)
+		if (pending_uses[i].grant_id == grant_id)
+		{
+			pending_uses[i].rows++;
+			return;
+		}
+	if (npending == maxpending)
 	{
-		LWLockRelease(limits_shared->lock);
-		if (add > 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("too many roles with pii_guard export counters")));
-		return 0;
+		maxpending = Max(8, maxpending * 2);
+		pending_uses = pending_uses == NULL ?
+			MemoryContextAlloc(limits_context(), sizeof(ApprovalUse) * maxpending) :
+			repalloc(pending_uses, sizeof(ApprovalUse) * maxpending);
 	}
-	if (!found)
-	{
-		memset(dc->hour, 0, sizeof(dc->hour));
-		memset(dc->rows, 0, sizeof(dc->rows));
-	}
-	if (dc->hour[slot] != now)
-	{
-		dc->hour[slot] = now;
-		dc->rows[slot] = 0;
-	}
-	dc->rows[slot] += add;
-	if (add != 0)
-		limits_shared->dirty = true;
-	for (i = 0; i < LIMITS_HOURS; i++)
-		if (dc->hour[i] > now - LIMITS_HOURS)
-			total += dc->rows[i];
-	LWLockRelease(limits_shared->lock);
-	return total;
+	pending_uses[npending].grant_id = grant_id;
+	pending_uses[npending].rows = 1;
+	view = views_masking_view_name(relid);
+	if (view)
+		strlcpy(pending_uses[npending].relation, view, sizeof(pending_uses[npending].relation));
+	else
+		snprintf(pending_uses[npending].relation, sizeof(pending_uses[npending].relation), "%u", relid);
+	npending++;
 }
 
-/* Rows of an export approval used so far, plus add. */
-static int64
-limits_grant_add(int64 grant_id, int64 add)
+/*
+ * hooks.c, at the end of every nesting-level-0 execution (and at abort):
+ * one export event per approval that carried rows since the last call,
+ * naming it.  Wakes the audit worker when counters changed, so that they
+ * are persisted even when no read events are written.
+ */
+void
+limits_statement_done(bool aborting)
 {
-	GrantUse   *gu;
-	GrantKey	key;
-	bool		found;
-	int64		used;
+	int			i;
 
-	memset(&key, 0, sizeof(key));
-	key.dboid = MyDatabaseId;
-	key.grant_id = grant_id;
-	LWLockAcquire(limits_shared->lock, LW_EXCLUSIVE);
-	gu = hash_search(grant_uses, &key, add > 0 ? HASH_ENTER_NULL : HASH_FIND, &found);
-	if (gu == NULL)
+	for (i = 0; i < npending; i++)
 	{
-		LWLockRelease(limits_shared->lock);
-		return 0;
+		AuditEvent	ev;
+
+		audit_event_init(&ev, AUDIT_EXPORT);
+		AUDIT_SET(&ev, relation, pending_uses[i].relation);
+		if (aborting)
+			snprintf(ev.operation, sizeof(ev.operation), "%s (failed)", hooks_statement_command());
+		else
+			AUDIT_SET(&ev, operation, hooks_statement_command());
+		ev.rows = pending_uses[i].rows;
+		snprintf(ev.detail, sizeof(ev.detail),
+				 INT64_FORMAT " rows under export approval " INT64_FORMAT,
+				 pending_uses[i].rows, pending_uses[i].grant_id);
+		audit_enqueue(&ev, aborting);
 	}
-	if (!found)
-		gu->used = 0;
-	gu->used += add;
-	used = gu->used;
-	if (add != 0)
-		limits_shared->dirty = true;
-	LWLockRelease(limits_shared->lock);
-	return used;
+	npending = 0;
+	if (counters_changed && !aborting)
+		audit_ensure_worker();
+	counters_changed = false;
 }
 
-/* Load the acting role's limits and live export approvals. */
+/* Load the acting role's limits and live, not used-up export approvals. */
 static void
 limits_load_role(Oid userid)
 {
@@ -404,38 +376,61 @@ limits_load_role(Oid userid)
 	Oid			argtypes[2] = {OIDOID, TIMESTAMPTZOID};
 	Datum		values[2];
 	TimestampTz now = GetCurrentStatementStartTimestamp();
+	bool		have_use_table;
 	uint64		i;
 	bool		isnull;
+	HeapTuple	row;
+	TupleDesc	desc;
 
+	if (role_limits.approvals != NULL)
+		pfree(role_limits.approvals);
 	memset(&role_limits, 0, sizeof(role_limits));
 	role_limits.userid = userid;
 	role_limits.generation = policy_current_generation();
 	role_limits.expires = DT_NOEND;
-	role_limits.per_statement = -1;
-	role_limits.per_day = -1;
+	role_limits.stmt_max = -1;
+	role_limits.day_max = -1;
 	role_limits.exempt = superuser_arg(userid);
 	if (role_limits.exempt || !OidIsValid(pii_guard_relation_oid("profiles", true)))
+	{
+		role_limits.exempt = true;
 		return;
+	}
+	have_use_table = OidIsValid(pii_guard_relation_oid("export_grant_use", true));
 
 	values[0] = ObjectIdGetDatum(userid);
 	values[1] = TimestampTzGetDatum(now);
 	pii_guard_enter_owner_context(&oc);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	/* Union: unlimited if any profile is; else the largest limit. */
-	if (SPI_execute_with_args("SELECT CASE WHEN count(*) = 0 OR bool_or(p.max_rows_per_statement IS NULL) "
-							  "            THEN -1 ELSE max(p.max_rows_per_statement) END, "
-							  "       CASE WHEN count(*) = 0 OR bool_or(p.max_rows_per_day IS NULL) "
-							  "            THEN -1 ELSE max(p.max_rows_per_day) END "
+	if (SPI_execute_with_args("SELECT count(*), "
+							  "       count(*) FILTER (WHERE p.max_rows_per_statement IS NULL), "
+							  "       coalesce(max(p.max_rows_per_statement), -1), "
+							  "       count(*) FILTER (WHERE p.max_rows_per_day IS NULL), "
+							  "       coalesce(max(p.max_rows_per_day), -1) "
 							  "FROM pii_guard.profiles p "
 							  "WHERE pg_catalog.pg_has_role($1, p.role, 'USAGE')",
 							  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read pii_guard export limits");
-	role_limits.per_statement = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-															SPI_tuptable->tupdesc, 1, &isnull));
-	role_limits.per_day = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-													  SPI_tuptable->tupdesc, 2, &isnull));
-	if (SPI_execute_with_args("SELECT g.grant_id, g.rows, g.valid_from, g.valid_until "
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	role_limits.nprofiles = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+	role_limits.stmt_unset = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
+	role_limits.stmt_max = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
+	role_limits.day_unset = DatumGetInt64(SPI_getbinval(row, desc, 4, &isnull));
+	role_limits.day_max = DatumGetInt64(SPI_getbinval(row, desc, 5, &isnull));
+
+	if (SPI_execute_with_args(have_use_table ?
+							  "SELECT g.grant_id, g.created_at, g.rows, g.valid_from, g.valid_until, "
+							  "       coalesce(u.used, 0) "
+							  "FROM pii_guard.grants g "
+							  "LEFT JOIN pii_guard.export_grant_use u "
+							  "       ON u.grant_id = g.grant_id AND u.created_at = g.created_at "
+							  "WHERE g.kind = 'export' AND g.revoked_at IS NULL "
+							  "  AND g.valid_until > $2 AND coalesce(u.used, 0) < g.rows "
+							  "  AND pg_catalog.pg_has_role($1, g.role, 'USAGE') "
+							  "ORDER BY g.valid_until, g.grant_id" :
+							  "SELECT g.grant_id, g.created_at, g.rows, g.valid_from, g.valid_until, 0::bigint "
 							  "FROM pii_guard.grants g "
 							  "WHERE g.kind = 'export' AND g.revoked_at IS NULL "
 							  "  AND g.valid_until > $2 "
@@ -443,33 +438,38 @@ limits_load_role(Oid userid)
 							  "ORDER BY g.valid_until, g.grant_id",
 							  2, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read pii_guard export approvals");
+	if (SPI_processed > 0)
+		role_limits.approvals = MemoryContextAlloc(limits_context(),
+												   sizeof(LimitsApproval) * SPI_processed);
+	desc = SPI_tuptable->tupdesc;
 	for (i = 0; i < SPI_processed; i++)
 	{
-		HeapTuple	row = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		TimestampTz from = DatumGetTimestampTz(SPI_getbinval(row, desc, 3, &isnull));
-		TimestampTz until = DatumGetTimestampTz(SPI_getbinval(row, desc, 4, &isnull));
+		LimitsApproval *a = &role_limits.approvals[role_limits.napprovals];
+		TimestampTz from;
 
+		row = SPI_tuptable->vals[i];
+		from = DatumGetTimestampTz(SPI_getbinval(row, desc, 4, &isnull));
 		if (from > now)
 		{
 			role_limits.expires = Min(role_limits.expires, from);
 			continue;
 		}
-		role_limits.expires = Min(role_limits.expires, until);
-		if (role_limits.ngrants < (int) lengthof(role_limits.grant_id))
-		{
-			role_limits.grant_id[role_limits.ngrants] =
-				DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-			role_limits.grant_rows[role_limits.ngrants] =
-				DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
-			role_limits.ngrants++;
-		}
+		a->grant_id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+		a->created_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 2, &isnull));
+		a->rows = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
+		a->valid_until = DatumGetTimestampTz(SPI_getbinval(row, desc, 5, &isnull));
+		a->stored_used = DatumGetInt64(SPI_getbinval(row, desc, 6, &isnull));
+		/* Used up (by what shared memory says): not worth a slot. */
+		if (limits_grant_used(a) >= a->rows)
+			continue;
+		role_limits.expires = Min(role_limits.expires, a->valid_until);
+		role_limits.napprovals++;
 	}
 	SPI_finish();
 	pii_guard_leave_owner_context(&oc);
 }
 
-/* Does the acting role have any limit at all? (cheap, cached) */
+/* The acting role's limits, reloaded when the policy changed or an approval starts or ends. */
 static RoleLimits *
 limits_current(void)
 {
@@ -477,197 +477,174 @@ limits_current(void)
 
 	if (likely(role_limits.userid == userid &&
 			   role_limits.generation == policy_current_generation() &&
-			   role_limits.expires == DT_NOEND))
+			   (role_limits.expires == DT_NOEND ||
+				GetCurrentStatementStartTimestamp() < role_limits.expires)))
 		return &role_limits;
-	if (role_limits.userid != userid ||
-		role_limits.generation != policy_current_generation() ||
-		GetCurrentStatementStartTimestamp() >= role_limits.expires)
-		limits_load_role(userid);
+	limits_load_role(userid);
 	return &role_limits;
 }
 
-/* Rows of a live approval still available (consulting shared memory). */
-static int64
-limits_grant_remaining(RoleLimits *rl, int *which)
+/*
+ * One limit from the profiles: unlimited (-1) if any profile is unlimited,
+ * else the largest.  A profile that sets none has the default; so has a
+ * role without profiles.
+ */
+static inline int64
+limits_combine(int64 nprofiles, int64 nunset, int64 maxset, int dflt)
 {
-	int			i;
-
-	for (i = 0; i < rl->ngrants; i++)
-	{
-		int64		left = rl->grant_rows[i] - limits_grant_add(rl->grant_id[i], 0);
-
-		if (left > 0)
-		{
-			*which = i;
-			return left;
-		}
-	}
-	*which = -1;
-	return 0;
+	if (nprofiles == 0 || nunset == nprofiles)
+		return dflt;
+	if (nunset > 0)
+		return dflt < 0 ? -1 : Max(maxset, (int64) dflt);
+	return maxset;
 }
 
-/* The scope rows count in right now: a user cursor, or the statement. */
-static CountScope *
-limits_scope(void)
-{
-	if (LimitsContext == NULL)
-		LimitsContext = AllocSetContextCreate(TopMemoryContext, "pii_guard limits",
-											  ALLOCSET_SMALL_SIZES);
-	if (cursor_scopes != NULL && ActivePortal != NULL && ActivePortal->name != NULL &&
-		ActivePortal->name[0] != '\0')
-	{
-		CursorScope *cs = hash_search(cursor_scopes, ActivePortal->name, HASH_FIND, NULL);
+static void limits_refuse_parallel(Oid relid) pg_attribute_noreturn();
+static void limits_refuse(const char *what, int64 limit, int64 count, Oid relid,
+						  Portal portal, bool had_approvals) pg_attribute_noreturn();
 
-		if (cs != NULL)
-			return &cs->scope;
-	}
-	return &statement_scope;
+/* Record a refused parallel-worker read, and raise it. */
+static void
+limits_refuse_parallel(Oid relid)
+{
+	audit_deny(views_masking_view_name(relid), "export",
+			   "export limit: protected values refused in a parallel worker");
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("pii_guard does not produce protected values in parallel workers for roles with export limits"),
+			 errdetail("A function marked PARALLEL SAFE read a masking view inside a parallel worker, where its rows could not be counted with the statement's."),
+			 errhint("Declare the function PARALLEL RESTRICTED, or set max_parallel_workers_per_gather to 0.")));
 }
 
 /* Raise the export-limit error (after auditing it). */
 static void
-limits_refuse(const char *what, int64 limit, int64 count, const char *relation)
+limits_refuse(const char *what, int64 limit, int64 count, Oid relid,
+			  Portal portal, bool had_approvals)
 {
 	char		detail[256];
 
 	snprintf(detail, sizeof(detail),
-			 "export limit: %s limit of " INT64_FORMAT " protected rows reached at row " INT64_FORMAT,
-			 what, limit, count);
-	audit_deny(relation, "export", detail);
+			 "export limit: %s limit of " INT64_FORMAT " protected rows reached at row " INT64_FORMAT "%s",
+			 what, limit, count, portal ? " of a cursor" : "");
+	audit_deny(views_masking_view_name(relid), "export", detail);
+	if (portal)
+		ereport(ERROR,
+				(errcode(ERRCODE_PII_GUARD_EXPORT_LIMIT),
+				 errmsg("pii_guard export limit exceeded"),
+				 errdetail("The limit is " INT64_FORMAT " protected rows %s, counted across the fetches of a cursor; this would be row " INT64_FORMAT " of cursor \"%s\".%s",
+						   limit, what, count, portal->name,
+						   had_approvals ? " The role's export approvals have no rows left." : ""),
+				 errhint("Ask a member of pii_guard_approver for an export approval: pii_guard.approve_export(role, rows, valid_until, reason).")));
 	ereport(ERROR,
 			(errcode(ERRCODE_PII_GUARD_EXPORT_LIMIT),
 			 errmsg("pii_guard export limit exceeded"),
-			 errdetail("The limit is " INT64_FORMAT " protected rows %s; this would be row " INT64_FORMAT ".",
-					   limit, what, count),
+			 errdetail("The limit is " INT64_FORMAT " protected rows %s; this would be row " INT64_FORMAT ".%s",
+					   limit, what, count,
+					   had_approvals ? " The role's export approvals have no rows left." : ""),
 			 errhint("Ask a member of pii_guard_approver for an export approval: pii_guard.approve_export(role, rows, valid_until, reason).")));
 }
 
 /*
- * A protected value of row (relid, rowkey) is being produced.  Counts the
- * row once per scope and refuses it if it would exceed a limit.
+ * A protected value of row (relid, rowkey) is about to be produced.  Counts
+ * the row once per scope, and refuses it if it would exceed a limit that no
+ * live export approval can carry.
  */
 void
 limits_count_row(Oid relid, Datum rowkey, Oid rowkey_type, bool rowkey_null)
 {
 	RoleLimits *rl;
-	CountScope *scope;
+	int64		per_statement;
+	int64		per_day;
+	CountScope *scopes[MAX_PORTAL_DEPTH + 1];
+	bool		is_new[MAX_PORTAL_DEPTH + 1];
+	int			nscopes = 0;
+	int			over = -1;
+	bool		any_new = false;
+	bool		all_new = true;
+	bool		day_over = false;
+	bool		carried = false;
+	int64		day = 0;
 	uint64		h;
-	bool		found;
-	int			which;
-	int64		grant_left;
-	int64		day;
+	int			i;
 
 	rl = limits_current();
-	if (rl->exempt || (rl->per_statement < 0 && rl->per_day < 0))
+	if (rl->exempt)
 		return;
+	per_statement = limits_combine(rl->nprofiles, rl->stmt_unset, rl->stmt_max,
+								   pii_guard_default_max_rows_per_statement);
+	per_day = limits_combine(rl->nprofiles, rl->day_unset, rl->day_max,
+							 pii_guard_default_max_rows_per_day);
+	if (per_statement < 0 && per_day < 0)
+		return;
+	if (IsParallelWorker())
+		limits_refuse_parallel(relid);
 
-	scope = limits_scope();
-	if (scope->seen == NULL)
-	{
-		HASHCTL		ctl;
-
-		/* The statement's set is kept and emptied; a cursor's is its own. */
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(uint64);
-		ctl.entrysize = sizeof(uint64);
-		ctl.hcxt = scope == &statement_scope ? TopMemoryContext : LimitsContext;
-		scope->seen = hash_create("pii_guard counted rows", 256, &ctl,
-								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
 	if (rowkey_null)
-		h = hash_bytes_uint32_extended((uint32) relid, (uint64) scope->rows + 1);
+		h = hash_bytes_uint32_extended((uint32) relid, ++null_keys);
 	else
 	{
 		TypeCacheEntry *tce = lookup_type_cache(rowkey_type, TYPECACHE_HASH_EXTENDED_PROC_FINFO);
 
 		if (!OidIsValid(tce->hash_extended_proc))
-			h = hash_bytes_uint32_extended((uint32) relid, (uint64) scope->rows + 1);
+			h = hash_bytes_uint32_extended((uint32) relid, ++null_keys);
 		else
 			h = DatumGetUInt64(FunctionCall2(&tce->hash_extended_proc_finfo, rowkey,
 											 Int64GetDatum((int64) relid)));
 	}
-	(void) hash_search(scope->seen, &h, HASH_ENTER, &found);
-	if (found)
+
+	if (statement_scope.generation != statement_generation)
+		scope_reset(&statement_scope, statement_generation);
+	scopes[nscopes++] = &statement_scope;
+	for (i = 0; i < portal_depth; i++)
+		scopes[nscopes++] = limits_portal_scope(portal_stack[i]);
+
+	for (i = 0; i < nscopes; i++)
+	{
+		is_new[i] = !scope_contains(scopes[i], h);
+		if (!is_new[i])
+		{
+			all_new = false;
+			continue;
+		}
+		any_new = true;
+		if (per_statement >= 0 && scopes[i]->own >= per_statement && over < 0)
+			over = i;
+	}
+	if (!any_new)
 		return;
 
-	/* A new row for this scope: a live export approval carries it first. */
-	grant_left = limits_grant_remaining(rl, &which);
-	if (grant_left > 0)
+	/* A row new everywhere counts toward the day, if the profile carries it. */
+	if (over < 0 && all_new)
 	{
-		/* An export approval carries this row. */
-		scope->rows++;
-		scope->granted++;
-		scope->last_grant = rl->grant_id[which];
-		(void) limits_grant_add(rl->grant_id[which], 1);
-		(void) limits_day_add(GetSessionUserId(), 1);
-		return;
-	}
-	if (rl->per_statement >= 0 && scope->rows + 1 > rl->per_statement)
-	{
-		(void) hash_search(scope->seen, &h, HASH_REMOVE, NULL);
-		limits_refuse("per statement", rl->per_statement, scope->rows + 1,
-					  views_masking_view_name(relid));
-	}
-	if (rl->per_day >= 0)
-	{
-		day = limits_day_add(GetSessionUserId(), 1);
-		if (day > rl->per_day)
-		{
-			(void) limits_day_add(GetSessionUserId(), -1);
-			(void) hash_search(scope->seen, &h, HASH_REMOVE, NULL);
-			limits_refuse("per 24 hours", rl->per_day, day,
-						  views_masking_view_name(relid));
-		}
-	}
-	else
-		(void) limits_day_add(GetSessionUserId(), 1);
-	scope->rows++;
-}
-
-/*
- * The top-level statement is over: forget its rows.  Returns how many rows
- * an export approval carried (for the audit), and which one.
- */
-int64
-limits_end_statement(int64 *grant_id)
-{
-	int64		granted = statement_scope.granted;
-	HTAB	   *seen = statement_scope.seen;
-
-	*grant_id = statement_scope.last_grant;
-	if (seen != NULL && statement_scope.rows > 0)
-	{
-		HASH_SEQ_STATUS status;
-		uint64	   *h;
-
-		if (statement_scope.rows > 10000)
-		{
-			/* A big one: cheaper to start afresh. */
-			hash_destroy(seen);
-			seen = NULL;
-		}
+		if (limits_day_take(GetSessionUserId(), per_day, &day))
+			counters_changed = true;
 		else
-		{
-			hash_seq_init(&status, seen);
-			while ((h = hash_seq_search(&status)) != NULL)
-				(void) hash_search(seen, h, HASH_REMOVE, NULL);
-		}
+			day_over = true;
 	}
-	memset(&statement_scope, 0, sizeof(statement_scope));
-	statement_scope.seen = seen;
-	return granted;
-}
+	if (over >= 0 || day_over)
+	{
+		int			which = limits_grant_take(rl->approvals, rl->napprovals);
 
-/* Transaction end: cursors are gone (WITH HOLD ones too is acceptable). */
-void
-limits_end_transaction(void)
-{
-	int64		ignored;
-
-	(void) limits_end_statement(&ignored);
-	if (LimitsContext)
-		MemoryContextReset(LimitsContext);
-	cursor_scopes = NULL;
+		if (which < 0)
+		{
+			if (over >= 0)
+				limits_refuse("per statement", per_statement, scopes[over]->rows + 1, relid,
+							  over > 0 ? portal_stack[over - 1] : NULL, rl->napprovals > 0);
+			limits_refuse("per 24 hours", per_day, day + 1, relid, NULL, rl->napprovals > 0);
+		}
+		carried = true;
+		counters_changed = true;
+		limits_note_use(rl->approvals[which].grant_id, relid);
+	}
+	for (i = 0; i < nscopes; i++)
+	{
+		if (!is_new[i])
+			continue;
+		scope_add(scopes[i], h);
+		scopes[i]->rows++;
+		if (!carried)
+			scopes[i]->own++;
+	}
 }
 
 /* Forget cached limits (policy changed). */
@@ -680,25 +657,61 @@ limits_invalidate(void)
 PG_FUNCTION_INFO_V1(pii_guard_export_usage);
 
 /*
- * SQL function: export_usage(role regrole, OUT rows_last_24h bigint)
+ * SQL function: export_usage(role regrole) returns bigint
  *
- * Protected rows the session role produced in the last 24 hours.
+ * Protected rows the role, as session role, produced in this database in
+ * the rolling day (rows carried by export approvals are not in it).
  */
 Datum
 pii_guard_export_usage(PG_FUNCTION_ARGS)
 {
-	if (limits_shared == NULL)
-		PG_RETURN_INT64(0);
-	PG_RETURN_INT64(limits_day_add(PG_GETARG_OID(0), 0));
+	PG_RETURN_INT64(limits_day_total(PG_GETARG_OID(0)));
 }
 
 PG_FUNCTION_INFO_V1(pii_guard_export_grant_used);
 
-/* SQL function: export_grant_used(grant_id bigint) returns bigint */
+/*
+ * SQL function: export_grant_used(grant_id bigint) returns bigint
+ *
+ * Rows export approval grant_id has carried: what shared memory counts, or
+ * what pii_guard.export_grant_use recorded (after a restore, on a standby),
+ * whichever is more.
+ */
 Datum
 pii_guard_export_grant_used(PG_FUNCTION_ARGS)
 {
-	if (limits_shared == NULL)
+	OwnerContext oc;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+	LimitsApproval a;
+	bool		isnull;
+	bool		found;
+
+	memset(&a, 0, sizeof(a));
+	a.grant_id = PG_GETARG_INT64(0);
+	values[0] = Int64GetDatum(a.grant_id);
+	pii_guard_enter_owner_context(&oc);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(OidIsValid(pii_guard_relation_oid("export_grant_use", true)) ?
+							  "SELECT g.created_at, coalesce(u.used, 0) FROM pii_guard.grants g "
+							  "LEFT JOIN pii_guard.export_grant_use u "
+							  "       ON u.grant_id = g.grant_id AND u.created_at = g.created_at "
+							  "WHERE g.grant_id = $1" :
+							  "SELECT g.created_at, 0::bigint FROM pii_guard.grants g WHERE g.grant_id = $1",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pii_guard export approvals");
+	found = SPI_processed > 0;
+	if (found)
+	{
+		a.created_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 1, &isnull));
+		a.stored_used = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	SPI_finish();
+	pii_guard_leave_owner_context(&oc);
+	if (!found)
 		PG_RETURN_INT64(0);
-	PG_RETURN_INT64(limits_grant_add(PG_GETARG_INT64(0), 0));
+	PG_RETURN_INT64(limits_grant_used(&a));
 }

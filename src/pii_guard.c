@@ -18,12 +18,18 @@
  *	pii_guard.audit_max_row_keys			PGC_SUSET
  *	pii_guard.audit_log_destination			PGC_SIGHUP
  *	pii_guard.max_grant_duration			PGC_SUSET
+ *	pii_guard.default_max_rows_per_statement	PGC_SUSET
+ *	pii_guard.default_max_rows_per_day		PGC_SUSET
+ *	pii_guard.max_export_counters			PGC_POSTMASTER
+ *	pii_guard.max_export_approvals			PGC_POSTMASTER
  * The two key commands are shown only to superusers (GUC_SUPERUSER_ONLY);
  * the key they print is never stored as a setting at all.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <limits.h>
 
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
@@ -158,6 +164,42 @@ _PG_init(void)
 							7 * 24 * 60, 1, INT_MAX,
 							PGC_SUSET,
 							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pii_guard.default_max_rows_per_statement",
+							"Export limit per statement for governed roles whose profiles set none (-1: unlimited).",
+							"Applies to roles without a profile, and to profiles whose max_rows_per_statement is NULL.",
+							&pii_guard_default_max_rows_per_statement,
+							-1, -1, INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pii_guard.default_max_rows_per_day",
+							"Export limit per rolling day for governed roles whose profiles set none (-1: unlimited).",
+							"Applies to roles without a profile, and to profiles whose max_rows_per_day is NULL.",
+							&pii_guard_default_max_rows_per_day,
+							-1, -1, INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pii_guard.max_export_counters",
+							"Number of (database, role) day counters of the export limits kept in shared memory.",
+							NULL,
+							&pii_guard_max_export_counters,
+							4096, 1, 1000000,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pii_guard.max_export_approvals",
+							"Number of export approvals whose use can be counted at once.",
+							NULL,
+							&pii_guard_max_export_approvals,
+							4096, 1, 1000000,
+							PGC_POSTMASTER,
+							0,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pii_guard");

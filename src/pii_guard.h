@@ -12,7 +12,8 @@
  *	views.c		masking views: the write trigger, the protected-table cache
  *	hooks.c		executor and utility hooks (dispatch only)
  *	audit.c		audit events: queue, worker, write trigger, MAC and chain
- *	limits.c	export-row limits and export approvals
+ *	limits.c	export-row limits: what counts, scopes, approvals
+ *	limitstate.c	their shared counters and persistence
  *
  *-------------------------------------------------------------------------
  */
@@ -174,15 +175,41 @@ extern void views_note_statement(struct QueryDesc *queryDesc, int eflags);
 /* limits.c */
 #define ERRCODE_PII_GUARD_EXPORT_LIMIT MAKE_SQLSTATE('5','4','P','0','1')
 
+extern int	pii_guard_default_max_rows_per_statement;
+extern int	pii_guard_default_max_rows_per_day;
+
+extern void limits_count_row(Oid relid, Datum rowkey, Oid rowkey_type, bool rowkey_null);
+extern bool limits_enter_portal(void);
+extern void limits_leave_portal(bool pushed);
+extern void limits_statement_boundary(void);
+extern void limits_statement_done(bool aborting);
+extern void limits_invalidate(void);
+
+/* limitstate.c */
+#define LIMITS_BUCKETS	25		/* hourly: a rolling window of 24 to 25 hours */
+
+/* An export approval as a backend loaded it. */
+typedef struct LimitsApproval
+{
+	int64		grant_id;
+	TimestampTz created_at;		/* with grant_id: unique across reinstalls */
+	int64		rows;
+	TimestampTz valid_until;
+	int64		stored_used;	/* from pii_guard.export_grant_use */
+} LimitsApproval;
+
+extern int	pii_guard_max_export_counters;
+extern int	pii_guard_max_export_approvals;
+
 extern Size limits_shmem_size(void);
 extern void limits_shmem_request(void);
 extern void limits_shmem_startup(void);
 extern void limits_persist(void);
-extern void limits_count_row(Oid relid, Datum rowkey, Oid rowkey_type, bool rowkey_null);
-extern int64 limits_end_statement(int64 *grant_id);
-extern void limits_end_transaction(void);
-extern void limits_invalidate(void);
-extern void limits_note_user_cursor(const char *name);
+extern void limits_sync_grant_use(void);
+extern bool limits_day_take(Oid roleid, int64 per_day, int64 *total);
+extern int64 limits_day_total(Oid roleid);
+extern int	limits_grant_take(const LimitsApproval *approvals, int n);
+extern int64 limits_grant_used(const LimitsApproval *approval);
 
 /* hooks.c */
 extern void hooks_install(void);

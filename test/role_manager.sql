@@ -4,7 +4,7 @@
 -- An approval by another approver opens it for every row; revoking it
 -- closes it again at once.
 BEGIN;
-SELECT plan(28);
+SELECT plan(33);
 CREATE ROLE tap_approver2 IN ROLE pii_guard_approver;
 
 SET LOCAL ROLE mgr_eve;
@@ -120,6 +120,20 @@ SET LOCAL ROLE tap_manager2;
 SELECT throws_ok($$SELECT pii_guard.approve('sales_bob', 'customers', now() + interval '1 hour', 'x')$$,
                  '42501', 'permission denied for function approve',
                  'a manager who is not an approver cannot approve');
+-- Export approvals: the manager profile sets no export limit; mgr_eve, an
+-- approver, approves exports for others, never for a group she is in.
+SET LOCAL ROLE mgr_eve;
+SELECT is((SELECT count(phone)::int FROM customers), 4, 'the manager reads every customer in one statement');
+SELECT throws_ok($$SELECT pii_guard.approve_export('manager', 100, now() + interval '1 hour', 'my own export')$$,
+                 '42501', 'an approver cannot approve access for a role they belong to',
+                 'mgr_eve cannot approve an export for her own profile');
+SELECT pii_guard.approve_export('intern', 100, now() + interval '1 hour', 'quarterly mailing') AS xgid \gset
+SELECT ok(:xgid > 0, 'mgr_eve approves an export for the interns');
+SELECT lives_ok(format('SELECT pii_guard.revoke_grant(%s)', :xgid), '... and revokes it');
+SET LOCAL ROLE tap_manager2;
+SELECT throws_ok($$SELECT pii_guard.approve_export('intern', 100, now() + interval '1 hour', 'x')$$,
+                 '42501', 'permission denied for function approve_export',
+                 'a manager who is not an approver cannot approve an export');
 RESET ROLE;
 SELECT results_eq(
     $$SELECT name, pii_guard.decrypt(national_id), service_tier, deal_amount FROM public_pii.customers WHERE id = 1$$,
