@@ -955,6 +955,13 @@ AS $$
 DECLARE
     longest interval := current_setting('pii_guard.max_grant_duration')::interval;
 BEGIN
+    -- A superuser's row is kept as it is: that is how pg_restore brings
+    -- grants back, with their approvers, times and revocations (and a
+    -- superuser, trusted anyway, has the privileges of every role, so the
+    -- checks below would refuse every grant to them).
+    IF TG_OP = 'INSERT' AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RETURN NEW;
+    END IF;
     IF TG_OP = 'INSERT' THEN
         IF NOT pg_has_role(current_user, 'pii_guard_approver', 'USAGE') THEN
             RAISE EXCEPTION 'permission denied to issue pii_guard grants'
@@ -1026,3 +1033,38 @@ GRANT SELECT ON @extschema@.export_grant_use TO pii_guard_admin, pii_guard_appro
 -- profile's own allowance; they are now only the rows beyond it.
 COMMENT ON FUNCTION @extschema@.approve_export(regrole, bigint, timestamptz, text) IS
     'time-boxed export approval: up to rows protected rows beyond the role''s export limits, until valid_until; they do not count toward the day';
+
+--------------------------------------------------------------------------
+-- Restoring grants
+--------------------------------------------------------------------------
+
+-- A grant a superuser inserts with a creation time before its transaction
+-- began is a restored one (pg_restore): its issue is already in the
+-- restored audit trail, and an event written now could take an event id
+-- the restore is about to bring back.  Every other insert is an issue.
+CREATE OR REPLACE FUNCTION @extschema@.grants_audit()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.created_at < transaction_timestamp()
+           AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user) THEN
+            RETURN NULL;
+        END IF;
+        PERFORM @extschema@._audit_admin(CASE NEW.kind WHEN 'export' THEN 'approve_export' ELSE 'approve' END,
+            format('grant %s: %s for %s by %s, %s, until %s, reason: %s', NEW.grant_id, NEW.kind, NEW.role,
+                   NEW.approver,
+                   CASE NEW.kind WHEN 'export' THEN NEW.rows || ' rows'
+                        ELSE format('%s, columns %s, rows %s', NEW.base, coalesce(NEW.columns::text, 'all'),
+                                    coalesce(array_length(NEW.row_keys, 1)::text, 'all')) END,
+                   NEW.valid_until, NEW.reason));
+    ELSE
+        PERFORM @extschema@._audit_admin('revoke_grant',
+            format('grant %s revoked by %s', NEW.grant_id, session_user));
+    END IF;
+    RETURN NULL;
+END
+$$;
