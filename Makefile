@@ -22,6 +22,7 @@ OBJS = \
 	src/enctype.o \
 	src/policy.o \
 	src/views.o \
+	src/lookup.o \
 	src/hooks.o \
 	src/audit.o \
 	src/limits.o \
@@ -39,6 +40,7 @@ REGRESS = \
 	mask \
 	keys \
 	masking_views \
+	lookup \
 	audit \
 	limits \
 	limits_approvals

@@ -159,7 +159,10 @@ $proc$;
 -- and most drivers send it, had no operator: only untyped literals worked.
 -- These compare the plaintext's blind index with the envelope's (nothing is
 -- decrypted), and are in the btree and hash families, so they use the
--- column's indexes and hash joins.
+-- column's indexes and hash joins.  = and <> are LEAKPROOF (they return a
+-- boolean, and fail only without a master key or on a damaged envelope,
+-- never because of a value), so that a lookup through a masking view can
+-- use the index under row-level security too (lookup.c).
 DO $plainops$
 DECLARE
     t text;
@@ -170,19 +173,19 @@ BEGIN
         EXECUTE pg_catalog.format($f$
             CREATE FUNCTION @extschema@.%1$s_eq_plain(@extschema@.%1$s, %2$s)
             RETURNS boolean AS 'MODULE_PATHNAME', 'pii_guard_envelope_eq_plain'
-            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
             CREATE FUNCTION @extschema@.%1$s_ne_plain(@extschema@.%1$s, %2$s)
             RETURNS boolean AS 'MODULE_PATHNAME', 'pii_guard_envelope_ne_plain'
-            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
             CREATE FUNCTION @extschema@.%1$s_cmp_plain(@extschema@.%1$s, %2$s)
             RETURNS integer AS 'MODULE_PATHNAME', 'pii_guard_envelope_cmp_plain'
             LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
             CREATE FUNCTION @extschema@.plain_eq_%1$s(%2$s, @extschema@.%1$s)
             RETURNS boolean AS 'MODULE_PATHNAME', 'pii_guard_plain_eq_envelope'
-            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
             CREATE FUNCTION @extschema@.plain_ne_%1$s(%2$s, @extschema@.%1$s)
             RETURNS boolean AS 'MODULE_PATHNAME', 'pii_guard_plain_ne_envelope'
-            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
             CREATE FUNCTION @extschema@.plain_cmp_%1$s(%2$s, @extschema@.%1$s)
             RETURNS integer AS 'MODULE_PATHNAME', 'pii_guard_plain_cmp_envelope'
             LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;

@@ -374,6 +374,11 @@ pii_guard_planner(Query *parse, const char *query_string, int cursorOptions,
 				  ParamListInfo boundParams)
 {
 	PlannedStmt *result;
+	volatile bool for_role = false;
+
+	/* Lookups through masking views by roles that see the column clear. */
+	if (maintenance_depth == 0 && IsTransactionState())
+		for_role = lookup_add_quals(parse);
 
 	nesting_level++;
 	PG_TRY();
@@ -388,6 +393,13 @@ pii_guard_planner(Query *parse, const char *query_string, int cursorOptions,
 		nesting_level--;
 	}
 	PG_END_TRY();
+	if (for_role)
+	{
+		/* Replanned when the user or the policy changes (lookup.c). */
+		result->dependsOnRole = true;
+		result->relationOids = lappend_oid(result->relationOids,
+										   pii_guard_relation_oid("column_rules", false));
+	}
 	return result;
 }
 

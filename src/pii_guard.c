@@ -218,6 +218,7 @@ _PG_init(void)
 	keys_load_master_keys();
 	keys_register_callbacks();
 	policy_register_callbacks();
+	lookup_register_callbacks();
 	hooks_install();
 }
 

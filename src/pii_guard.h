@@ -159,7 +159,13 @@ extern Decision *policy_decide(Oid userid, Oid relid, const char *attname);
 extern ColumnAccess policy_row_access(Decision *d, const char *rowkey);
 extern const char *policy_access_name(ColumnAccess access);
 extern bool policy_reveal_exists(void);
+extern int	policy_reveal_functions(const Oid **oids);
+extern bool policy_clear_for_all_rows(Oid relid, const char *attname, bool encrypted);
 extern bool policy_text_calls_reveal(const char *nodes);
+
+/* lookup.c */
+extern bool lookup_add_quals(Query *parse);
+extern void lookup_register_callbacks(void);
 
 /* views.c */
 #define PII_GUARD_OWNER_ROLE	"pii_guard_owner"

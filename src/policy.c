@@ -760,6 +760,49 @@ policy_reveal_oids(Oid *oids, int max)
 	return n;
 }
 
+/*
+ * The reveal() functions' OIDs for the planner (lookup.c), kept while the
+ * policy generation holds (it moves when any function changes, and when
+ * the extension goes or comes).  Returns how many.
+ */
+int
+policy_reveal_functions(const Oid **oids)
+{
+	static Oid	cached[8];
+	static int	ncached = 0;
+	static uint64 cached_generation = 0;
+	uint64		generation = policy_current_generation();
+
+	if (cached_generation != generation)
+	{
+		ncached = policy_reveal_oids(cached, lengthof(cached));
+		cached_generation = generation;
+	}
+	*oids = cached;
+	return ncached;
+}
+
+/*
+ * Does reveal() return the stored value itself (or, for an encrypted
+ * column, its plaintext) for every row of relid.attname the current user
+ * reads, for as long as the policy and the role do not change (no grant
+ * that will end)?  For an unprotected column only plaintext columns
+ * qualify: reveal() refuses unprotected encrypted ones.
+ */
+bool
+policy_clear_for_all_rows(Oid relid, const char *attname, bool encrypted)
+{
+	Decision   *d = policy_decide(GetUserId(), relid, attname);
+
+	if (d->expires != DT_NOEND)
+		return false;
+	if (d->exempt)
+		return true;
+	if (!d->has_rule)
+		return !encrypted;
+	return d->access == ACCESS_CLEAR;
+}
+
 /* Is pii_guard installed (with its reveal()) in this database? */
 bool
 policy_reveal_exists(void)

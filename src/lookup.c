@@ -1,0 +1,278 @@
+/*-------------------------------------------------------------------------
+ *
+ * lookup.c
+ *		Equality lookups through a masking view use the base table's indexes.
+ *
+ * A filter on a masking view's column compares what the role sees:
+ * `WHERE phone = '13812345678'` on the view is `reveal(phone, ...) =
+ * '13812345678'`, which no index answers, so every row is read and revealed
+ * -- and, for a role with export limits, counted.  For a role that sees the
+ * column in clear on every row, reveal() returns the stored value itself
+ * (for an encrypted column, its plaintext), so the filter means the same as
+ * comparing the stored column: `phone = '13812345678'::text`, which the
+ * blind index answers (or any index on a plaintext column).  So, before
+ * planning, for each such filter -- view column = constant or parameter,
+ * at the top level of a WHERE clause -- that comparison is added inside the
+ * view's subquery, where the stored column is in scope.  The filter itself
+ * stays: the result is the same whichever the planner uses.  For every
+ * other role (masked, hidden, a row-specific or time-boxed grant) nothing
+ * is added, and a filter keeps seeing only what the role sees.
+ *
+ * A plan with such a filter depends on the role and the policy, whether or
+ * not the comparison was added: lookup_add_quals says so, and hooks.c marks
+ * the plan dependsOnRole and makes it depend on the policy sentinel
+ * relation, so a cached plan is replanned when the user or the policy
+ * changes; a change of role membership resets the plan cache.
+ * Nothing here can widen what a role sees: the comparison added is only
+ * ever the role's own filter, on a value the role sees in clear anyway.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_operator.h"
+#include "catalog/pg_type.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/plancache.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
+
+#include "pii_guard.h"
+
+typedef struct LookupContext
+{
+	const Oid  *reveal_oids;
+	int			nreveal;
+	Oid			encrypted_text;
+	Oid			encrypted_bytea;
+	bool		for_role;		/* a filter's plan depends on the role */
+} LookupContext;
+
+static bool lookup_walker(Node *node, LookupContext *cxt);
+
+/* Strip the relabelling and collation nodes around an expression. */
+static Node *
+lookup_strip(Node *node)
+{
+	while (node != NULL)
+	{
+		if (IsA(node, RelabelType))
+			node = (Node *) ((RelabelType *) node)->arg;
+		else if (IsA(node, CollateExpr))
+			node = (Node *) ((CollateExpr *) node)->arg;
+		else
+			break;
+	}
+	return node;
+}
+
+/* The reveal() call a masking view's column is, or NULL. */
+static FuncExpr *
+lookup_reveal_call(LookupContext *cxt, Query *view, AttrNumber attno)
+{
+	TargetEntry *tle;
+	Node	   *expr;
+	FuncExpr   *fe;
+	int			i;
+
+	if (attno <= 0 || attno > list_length(view->targetList))
+		return NULL;
+	tle = list_nth_node(TargetEntry, view->targetList, attno - 1);
+	if (tle->resjunk || tle->resno != attno)
+		return NULL;
+	expr = lookup_strip((Node *) tle->expr);
+	if (expr == NULL || !IsA(expr, FuncExpr))
+		return NULL;
+	fe = (FuncExpr *) expr;
+	for (i = 0; i < cxt->nreveal; i++)
+		if (fe->funcid == cxt->reveal_oids[i])
+			break;
+	if (i == cxt->nreveal || list_length(fe->args) != 4 ||
+		!IsA(linitial(fe->args), Var) || !IsA(lsecond(fe->args), Const) ||
+		!IsA(lthird(fe->args), Const) ||
+		((Const *) lsecond(fe->args))->constisnull ||
+		((Const *) lthird(fe->args))->constisnull)
+		return NULL;
+	return fe;
+}
+
+/* Is node a constant or a parameter of type typid (after relabelling)? */
+static bool
+lookup_is_value(Node *node, Oid typid)
+{
+	node = lookup_strip(node);
+	if (node == NULL || exprType(node) != typid)
+		return false;
+	return IsA(node, Const) ||
+		(IsA(node, Param) && ((Param *) node)->paramkind == PARAM_EXTERN);
+}
+
+/*
+ * If qual is `view column = value` for view (range table index varno of
+ * q), with the column a reveal() the current role sees in clear on every
+ * row, add `stored column = value` to the view's subquery.
+ */
+static void
+lookup_try_qual(LookupContext *cxt, Query *view, Index varno, Node *qual)
+{
+	OpExpr	   *op;
+	Node	   *left;
+	Node	   *right;
+	Var		   *var;
+	Node	   *value;
+	FuncExpr   *reveal;
+	Var		   *stored;
+	Oid			stored_type;
+	Oid			value_type;
+	Oid			opno;
+	Oid			relid;
+	const char *attname;
+	Expr	   *added;
+
+	if (!IsA(qual, OpExpr) || list_length(((OpExpr *) qual)->args) != 2)
+		return;
+	op = (OpExpr *) qual;
+	left = lookup_strip(linitial(op->args));
+	right = lookup_strip(lsecond(op->args));
+	if (left != NULL && IsA(left, Var))
+	{
+		var = (Var *) left;
+		value = lsecond(op->args);
+	}
+	else if (right != NULL && IsA(right, Var))
+	{
+		var = (Var *) right;
+		value = linitial(op->args);
+	}
+	else
+		return;
+	if (var->varno != (int) varno || var->varlevelsup != 0)
+		return;
+	reveal = lookup_reveal_call(cxt, view, var->varattno);
+	if (reveal == NULL)
+		return;
+	/* Only a deterministic comparison means the same on stored bytes. */
+	if (OidIsValid(op->inputcollid) && !get_collation_isdeterministic(op->inputcollid))
+		return;
+
+	stored = (Var *) linitial(reveal->args);
+	stored_type = stored->vartype;
+	value_type = exprType(lookup_strip(value));
+	if (stored_type == cxt->encrypted_text || stored_type == cxt->encrypted_bytea)
+	{
+		Oid			plain = stored_type == cxt->encrypted_text ? TEXTOID : BYTEAOID;
+
+		/* The view's column is text (bytea): the same equality on it. */
+		if (op->opno != (plain == TEXTOID ? TextEqualOperator : ByteaEqualOperator) ||
+			!lookup_is_value(value, plain))
+			return;
+		opno = OpernameGetOprid(list_make2(makeString("pg_catalog"), makeString("=")),
+								stored_type, plain);
+	}
+	else
+	{
+		TypeCacheEntry *tce = lookup_type_cache(stored_type, TYPECACHE_EQ_OPR);
+
+		if (op->opno != tce->eq_opr || value_type != stored_type ||
+			!lookup_is_value(value, stored_type))
+			return;
+		opno = op->opno;
+	}
+	if (!OidIsValid(opno))
+		return;
+
+	/* Whichever way it is decided, the plan is the role's own. */
+	cxt->for_role = true;
+	relid = DatumGetObjectId(((Const *) lsecond(reveal->args))->constvalue);
+	attname = NameStr(*DatumGetName(((Const *) lthird(reveal->args))->constvalue));
+	if (!policy_clear_for_all_rows(relid, attname,
+								   stored_type == cxt->encrypted_text ||
+								   stored_type == cxt->encrypted_bytea))
+		return;
+
+	added = make_opclause(opno, BOOLOID, false, (Expr *) copyObject(stored),
+						  (Expr *) copyObject(value), InvalidOid, op->inputcollid);
+	set_opfuncid((OpExpr *) added);
+	view->jointree->quals = make_and_qual(view->jointree->quals, (Node *) added);
+}
+
+/* Look at the WHERE clause of q for filters on the masking views it reads. */
+static void
+lookup_query(Query *q, LookupContext *cxt)
+{
+	List	   *quals;
+	ListCell   *lc;
+	Index		varno = 0;
+
+	if (q->jointree == NULL || q->jointree->quals == NULL)
+		return;
+	quals = make_ands_implicit((Expr *) q->jointree->quals);
+	foreach(lc, q->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+		ListCell   *lq;
+
+		varno++;
+		if (rte->rtekind != RTE_SUBQUERY || rte->subquery == NULL ||
+			rte->security_barrier || rte->subquery->jointree == NULL)
+			continue;
+		foreach(lq, quals)
+			lookup_try_qual(cxt, rte->subquery, varno, lfirst(lq));
+	}
+}
+
+static bool
+lookup_walker(Node *node, LookupContext *cxt)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+	{
+		lookup_query((Query *) node, cxt);
+		return query_tree_walker((Query *) node, lookup_walker, (void *) cxt, 0);
+	}
+	return expression_tree_walker(node, lookup_walker, (void *) cxt);
+}
+
+/*
+ * Add the indexable comparisons (see the file header) to a query about to
+ * be planned.  True if it has a filter they apply to, added or not: then
+ * its plan depends on the role and the policy either way.
+ */
+bool
+lookup_add_quals(Query *parse)
+{
+	LookupContext cxt;
+	Oid			nsp;
+
+	memset(&cxt, 0, sizeof(cxt));
+	cxt.nreveal = policy_reveal_functions(&cxt.reveal_oids);
+	if (cxt.nreveal == 0)
+		return false;
+	nsp = pii_guard_schema_oid(true);
+	cxt.encrypted_text = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+										 CStringGetDatum("encrypted_text"), ObjectIdGetDatum(nsp));
+	cxt.encrypted_bytea = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+										  CStringGetDatum("encrypted_bytea"), ObjectIdGetDatum(nsp));
+	(void) lookup_walker((Node *) parse, &cxt);
+	return cxt.for_role;
+}
+
+/* A role joined or left a profile: plans made for it may be stale. */
+static void
+lookup_membership_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	ResetPlanCache();
+}
+
+void
+lookup_register_callbacks(void)
+{
+	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, lookup_membership_callback, (Datum) 0);
+}
