@@ -24,6 +24,7 @@ OBJS = \
 	src/views.o \
 	src/hooks.o \
 	src/audit.o \
+	src/audit_worker.o \
 	src/limits.o \
 	src/mask.o
 
