@@ -375,7 +375,10 @@ audit_kind_name(char kind)
 
 /*
  * Insert events into audit_log, in the current transaction, as the
- * extension owner.  Returns the event_id of the last one.
+ * extension owner.  Returns the event_id of the last one.  (Like every
+ * query text in this file, this one names pg_catalog for every type,
+ * operator and function it uses: the owner context pins search_path too,
+ * but the text should not need it.)
  */
 #define NARGS 18
 int64
@@ -385,7 +388,7 @@ audit_insert_events(const AuditEvent *events, int n)
 		"INSERT INTO pii_guard.audit_log (event_time, kind, session_role, acting_role, "
 		" client_addr, application_name, backend_pid, xid, query_id, relation, operation, "
 		" columns_clear, columns_masked, columns_changed, rows, row_keys, row_keys_masked, detail) "
-		"VALUES ($1, $2, $3, $4, $5::inet, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) "
+		"VALUES ($1, $2, $3, $4, $5::pg_catalog.inet, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) "
 		"RETURNING event_id";
 	Oid			argtypes[NARGS] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 		TEXTOID, INT4OID, INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID,
@@ -491,13 +494,15 @@ audit_insert_now(const AuditEvent *ev)
 }
 
 /*
- * Seal committed, unsealed rows into the chain, in event_id order.  Runs in
- * the worker's transaction.  A full anti-join now and then catches rows
- * whose transactions committed long after their neighbours.
+ * Seal committed, unsealed rows into the chain, in event_id order, as the
+ * extension owner.  Runs in the worker's transaction.  A full anti-join now
+ * and then catches rows whose transactions committed long after their
+ * neighbours.
  */
 void
 audit_seal_rows(bool full_scan)
 {
+	OwnerContext oc;
 	SPITupleTable *rows;
 	uint64		n;
 	uint64		i;
@@ -510,10 +515,11 @@ audit_seal_rows(bool full_scan)
 	Datum	   *links;
 	Datum		v[3];
 
+	pii_guard_enter_owner_context(&oc);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT seal_seq, chain_hash FROM pii_guard.audit_seal "
-					"ORDER BY seal_seq DESC LIMIT 1", true, 1) != SPI_OK_SELECT)
+	if (SPI_execute("SELECT s.seal_seq, s.chain_hash FROM pii_guard.audit_seal s "
+					"ORDER BY s.seal_seq DESC LIMIT 1", true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the audit chain");
 	if (SPI_processed == 1)
 	{
@@ -522,80 +528,89 @@ audit_seal_rows(bool full_scan)
 	}
 	if (SPI_execute(full_scan ?
 					"SELECT a.event_id, a.row_mac FROM pii_guard.audit_log a "
-					"WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s WHERE s.event_id = a.event_id) "
+					"WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s "
+					"                  WHERE s.event_id OPERATOR(pg_catalog.=) a.event_id) "
 					"ORDER BY a.event_id LIMIT 10000" :
 					"SELECT a.event_id, a.row_mac FROM pii_guard.audit_log a "
-					"WHERE a.event_id > coalesce((SELECT max(event_id) FROM pii_guard.audit_seal), 0) - 10000 "
-					"AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s WHERE s.event_id = a.event_id) "
+					"WHERE a.event_id OPERATOR(pg_catalog.>) "
+					"      (coalesce((SELECT pg_catalog.max(s.event_id) FROM pii_guard.audit_seal s), 0) "
+					"       OPERATOR(pg_catalog.-) 10000) "
+					"AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s "
+					"                WHERE s.event_id OPERATOR(pg_catalog.=) a.event_id) "
 					"ORDER BY a.event_id LIMIT 10000",
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read unsealed audit rows");
 	rows = SPI_tuptable;
 	n = SPI_processed;
-	if (n == 0)
+	if (n > 0)
 	{
-		SPI_finish();
-		return;
-	}
-	seqs = palloc(sizeof(Datum) * n);
-	ids = palloc(sizeof(Datum) * n);
-	links = palloc(sizeof(Datum) * n);
-	for (i = 0; i < n; i++)
-	{
-		int64		event_id = DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull));
-		Datum		m = SPI_getbinval(rows->vals[i], rows->tupdesc, 2, &isnull);
-		bytea	   *link = audit_chain_link(prev, event_id, isnull ? NULL : DatumGetByteaPP(m));
+		seqs = palloc(sizeof(Datum) * n);
+		ids = palloc(sizeof(Datum) * n);
+		links = palloc(sizeof(Datum) * n);
+		for (i = 0; i < n; i++)
+		{
+			int64		event_id = DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull));
+			Datum		m = SPI_getbinval(rows->vals[i], rows->tupdesc, 2, &isnull);
+			bytea	   *link = audit_chain_link(prev, event_id, isnull ? NULL : DatumGetByteaPP(m));
 
-		seq++;
-		seqs[i] = Int64GetDatum(seq);
-		ids[i] = Int64GetDatum(event_id);
-		links[i] = PointerGetDatum(link);
-		prev = link;
+			seq++;
+			seqs[i] = Int64GetDatum(seq);
+			ids[i] = Int64GetDatum(event_id);
+			links[i] = PointerGetDatum(link);
+			prev = link;
+		}
+		/* One statement for the whole batch. */
+		v[0] = PointerGetDatum(construct_array(seqs, (int) n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		v[1] = PointerGetDatum(construct_array(ids, (int) n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		v[2] = PointerGetDatum(construct_array(links, (int) n, BYTEAOID, -1, false, TYPALIGN_INT));
+		if (SPI_execute_with_args("INSERT INTO pii_guard.audit_seal (seal_seq, event_id, chain_hash) "
+								  "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))",
+								  3, argtypes, v, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not seal audit rows");
 	}
-	/* One statement for the whole batch. */
-	v[0] = PointerGetDatum(construct_array(seqs, (int) n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	v[1] = PointerGetDatum(construct_array(ids, (int) n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	v[2] = PointerGetDatum(construct_array(links, (int) n, BYTEAOID, -1, false, TYPALIGN_INT));
-	if (SPI_execute_with_args("INSERT INTO pii_guard.audit_seal (seal_seq, event_id, chain_hash) "
-							  "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))",
-							  3, argtypes, v, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not seal audit rows");
 	SPI_finish();
+	pii_guard_leave_owner_context(&oc);
 }
 
 /*
  * Grants expire by themselves; the worker records each expiry once, as an
  * admin event, so that the trail shows issue, use and end of every grant.
+ * The grants are read as the extension owner; the events name the worker's
+ * own role as acting role, as every event the worker makes.
  */
 void
 audit_record_grant_expiries(void)
 {
+	OwnerContext oc;
+	Oid			acting_role = GetUserId();
+	MemoryContext outer = CurrentMemoryContext;
 	uint64		i;
 	uint64		n;
 	SPITupleTable *rows;
-	AuditEvent *evs;
+	AuditEvent *evs = NULL;
 
+	pii_guard_enter_owner_context(&oc);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT g.grant_id, g.kind, g.role::text, coalesce(g.base::text, ''), g.valid_until "
+	if (SPI_execute("SELECT g.grant_id, g.kind, g.role::pg_catalog.text, "
+					"       coalesce(g.base::pg_catalog.text, ''), g.valid_until "
 					"FROM pii_guard.grants g "
-					"WHERE g.valid_until <= pg_catalog.now() AND g.revoked_at IS NULL "
+					"WHERE g.valid_until OPERATOR(pg_catalog.<=) pg_catalog.now() "
+					"AND g.revoked_at IS NULL "
 					"AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_log a "
-					"  WHERE a.kind = 'admin' AND a.operation = 'grant_expired' "
-					"    AND a.detail LIKE 'grant ' || g.grant_id || ':%') "
+					"  WHERE a.kind OPERATOR(pg_catalog.=) 'admin' "
+					"    AND a.operation OPERATOR(pg_catalog.=) 'grant_expired' "
+					"    AND pg_catalog.starts_with(a.detail, pg_catalog.concat('grant ', g.grant_id, ':'))) "
 					"ORDER BY g.grant_id LIMIT 100", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read expired grants");
 	rows = SPI_tuptable;
 	n = SPI_processed;
-	if (n == 0)
-	{
-		SPI_finish();
-		return;
-	}
-	evs = palloc(sizeof(AuditEvent) * n);
+	if (n > 0)
+		evs = MemoryContextAlloc(outer, sizeof(AuditEvent) * n);
 	for (i = 0; i < n; i++)
 	{
 		audit_event_init(&evs[i], AUDIT_ADMIN);
+		evs[i].current_role = acting_role;
 		AUDIT_SET(&evs[i], operation, "grant_expired");
 		snprintf(evs[i].detail, sizeof(evs[i].detail), "grant %s: %s grant for %s on %s ended at %s",
 				 SPI_getvalue(rows->vals[i], rows->tupdesc, 1),
@@ -604,8 +619,10 @@ audit_record_grant_expiries(void)
 				 SPI_getvalue(rows->vals[i], rows->tupdesc, 4),
 				 SPI_getvalue(rows->vals[i], rows->tupdesc, 5));
 	}
-	audit_insert_events(evs, (int) n);
 	SPI_finish();
+	pii_guard_leave_owner_context(&oc);
+	if (n > 0)
+		audit_insert_events(evs, (int) n);
 }
 
 /*

@@ -504,6 +504,18 @@ audit_worker_sigterm(SIGNAL_ARGS)
 
 PGDLLEXPORT void pii_guard_audit_worker_main(Datum arg);
 
+/*
+ * The worker runs as the bootstrap superuser.  Settings that the database's
+ * owner (ALTER DATABASE ... SET) or anyone with ALTER ROLE could give it must
+ * not decide what its queries resolve to: pin them, before connecting, at
+ * a priority no database or role setting overrides.
+ */
+static void
+audit_worker_pin_settings(void)
+{
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+}
+
 /* Background worker: write this database's queued events, seal the chain. */
 void
 pii_guard_audit_worker_main(Datum arg)
@@ -520,6 +532,7 @@ pii_guard_audit_worker_main(Datum arg)
 	pqsignal(SIGTERM, audit_worker_sigterm);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
+	audit_worker_pin_settings();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 
 	/* After connecting: InitPostgres frees the postmaster's memory. */
