@@ -17,7 +17,18 @@
  * last moments, never a committed change's write event.
  *
  * Workers.  One dynamic background worker per database that uses
- * pii_guard, started on demand by the first backend that needs it.
+ * pii_guard, started on demand by the first backend that needs it (never
+ * by the postmaster: a dropped database's worker would come back forever).
+ * It connects as the bootstrap superuser, so its session settings are
+ * pinned before it connects (search_path = pg_catalog, pg_temp, no
+ * read-only default, no timeouts, triggers firing) and its queries run as
+ * the extension owner.  An ERROR in a cycle is logged and the cycle retried
+ * with a back-off; whatever else ends the worker, an on_shmem_exit callback
+ * gives its slot in AuditShared.workers back, and a slot whose process is
+ * gone counts as free, so the next backend that needs a worker starts one.
+ *
+ * Locking.  AuditShared.lock (an LWLock) guards the ring, its counters and
+ * the worker slots; nothing is done under it but copying and bookkeeping.
  *
  *-------------------------------------------------------------------------
  */
@@ -194,7 +205,14 @@ audit_spill(const AuditEvent *ev)
 				 errdetail("Stopping rather than losing the event.")));
 }
 
-/* Wake (or start) the audit worker of ev's database. */
+static bool audit_pid_alive(pid_t pid);
+
+/*
+ * Wake the audit worker of dboid, or, when may_start and none runs, start
+ * one (at most once a second).  A slot whose worker died without giving it
+ * back is taken as free; so is a slot a worker was requested for long ago
+ * that never came (its database may be gone).
+ */
 static void
 audit_wake_worker(Oid dboid, bool may_start)
 {
@@ -202,32 +220,42 @@ audit_wake_worker(Oid dboid, bool may_start)
 	int			free_slot = -1;
 	Latch	   *latch = NULL;
 	bool		need_start = false;
+	TimestampTz now = GetCurrentTimestamp();
 
 	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
 	for (i = 0; i < AUDIT_MAX_WORKERS; i++)
 	{
 		AuditWorkerSlot *w = &audit_shared->workers[i];
 
+		if (w->dboid != InvalidOid && w->pid != 0 && !audit_pid_alive(w->pid))
+		{
+			w->pid = 0;
+			w->latch = NULL;
+			w->requested_at = 0;
+		}
 		if (w->dboid == dboid)
 		{
 			if (w->pid != 0)
 				latch = w->latch;
 			else if (may_start &&
-					 TimestampDifferenceExceeds(w->requested_at, GetCurrentTimestamp(), 1000))
+					 TimestampDifferenceExceeds(w->requested_at, now, 1000))
 			{
-				w->requested_at = GetCurrentTimestamp();
+				w->requested_at = now;
 				need_start = true;
 			}
 			break;
 		}
-		if (w->dboid == InvalidOid && free_slot < 0)
+		if (free_slot < 0 &&
+			(w->dboid == InvalidOid ||
+			 (w->pid == 0 && TimestampDifferenceExceeds(w->requested_at, now, 10000))))
 			free_slot = i;
 	}
 	if (i == AUDIT_MAX_WORKERS && may_start && free_slot >= 0)
 	{
 		audit_shared->workers[free_slot].dboid = dboid;
 		audit_shared->workers[free_slot].pid = 0;
-		audit_shared->workers[free_slot].requested_at = GetCurrentTimestamp();
+		audit_shared->workers[free_slot].latch = NULL;
+		audit_shared->workers[free_slot].requested_at = now;
 		need_start = true;
 	}
 	LWLockRelease(audit_shared->lock);
@@ -241,6 +269,7 @@ audit_wake_worker(Oid dboid, bool may_start)
 		memset(&bgw, 0, sizeof(bgw));
 		bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 		bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+
 		/*
 		 * Not restarted by the postmaster (a dropped database's worker would
 		 * come back forever): the next backend that needs it starts it.
@@ -254,9 +283,10 @@ audit_wake_worker(Oid dboid, bool may_start)
 		bgw.bgw_notify_pid = 0;
 		if (!RegisterDynamicBackgroundWorker(&bgw, NULL))
 			ereport(WARNING,
-					(errmsg("pii_guard could not start the audit worker for this database"),
-					 errdetail("Audit events stay queued until it can start."),
-					 errhint("Raise max_worker_processes.")));
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("pii_guard could not start the audit worker for this database"),
+					 errdetail("Audit events stay queued, or go to spill files, until it can start."),
+					 errhint("Raise max_worker_processes: each database that uses pii_guard needs one audit worker.")));
 	}
 }
 
@@ -490,7 +520,31 @@ audit_harvest_pending(Oid dboid, AuditEvent *events, int max)
 	return n;
 }
 
+/*
+ * The worker's state.  The batch arrays live in TopMemoryContext; the
+ * counts describe the cycle in progress, so that an ERROR in it knows what
+ * to put back.
+ */
+typedef struct WorkerState
+{
+	Oid			dboid;
+	int			slot;			/* index in audit_shared->workers */
+	AuditEvent *batch;			/* queued, then spilled, then harvested */
+	uint64	   *seqs;			/* queue positions of the queued ones */
+	char		(*files)[MAXPGPATH];	/* spill files of the spilled ones */
+	int			nqueued;
+	int			nspill;
+	int			nharvest;
+	bool		installed;		/* pii_guard is in this database */
+	int			cycles;			/* cycles that committed */
+	int			idle_cycles;	/* consecutive ones without pii_guard */
+	int			backoff_ms;		/* wait after a failed cycle */
+} WorkerState;
+
+static WorkerState ws;
 static volatile sig_atomic_t worker_got_sigterm = false;
+
+#define AUDIT_MAX_BACKOFF_MS	10000
 
 static void
 audit_worker_sigterm(SIGNAL_ARGS)
@@ -502,159 +556,300 @@ audit_worker_sigterm(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
+/* Does process pid exist?  (Workers run as the server's OS user.) */
+static bool
+audit_pid_alive(pid_t pid)
+{
+	return pid != 0 && (kill(pid, 0) == 0 || errno != ESRCH);
+}
+
 PGDLLEXPORT void pii_guard_audit_worker_main(Datum arg);
 
 /*
  * The worker runs as the bootstrap superuser.  Settings that the database's
  * owner (ALTER DATABASE ... SET) or anyone with ALTER ROLE could give it must
- * not decide what its queries resolve to: pin them, before connecting, at
- * a priority no database or role setting overrides.
+ * decide neither what its queries resolve to nor whether they can run:
+ * pin them, before connecting, at a priority that no database or role
+ * setting overrides (as autovacuum does).
  */
 static void
 audit_worker_pin_settings(void)
 {
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	static const char *const pins[][2] = {
+		{"search_path", "pg_catalog, pg_temp"},
+		{"default_transaction_read_only", "off"},
+		{"default_transaction_isolation", "read committed"},
+		{"default_transaction_deferrable", "off"},
+		{"statement_timeout", "0"},
+		{"lock_timeout", "0"},
+		{"idle_in_transaction_session_timeout", "0"},
+#ifdef COMPAT_HAS_TRANSACTION_TIMEOUT
+		{"transaction_timeout", "0"},
+#endif
+		{"session_replication_role", "origin"},	/* or no row MAC trigger */
+		{"exit_on_error", "off"},	/* an ERROR is retried, not fatal */
+	};
+	int			i;
+
+	for (i = 0; i < (int) lengthof(pins); i++)
+		SetConfigOption(pins[i][0], pins[i][1], PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/*
+ * on_shmem_exit: give the worker slot back however the worker leaves (its
+ * own exit, a FATAL, the postmaster's death), so that the next backend that
+ * needs a worker for this database starts one.
+ */
+static void
+audit_worker_release(int code, Datum arg)
+{
+	AuditWorkerSlot *me = &audit_shared->workers[DatumGetInt32(arg)];
+
+	/* (Nothing else runs in this process any more.) */
+	LWLockReleaseAll();
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	if (me->pid == MyProcPid)
+	{
+		me->pid = 0;
+		me->latch = NULL;
+		me->dboid = InvalidOid;
+		me->requested_at = 0;
+	}
+	LWLockRelease(audit_shared->lock);
+}
+
+/*
+ * Take the worker slot of dboid.  Returns its index, or -1 when another
+ * live worker has it (or no slot is left).
+ */
+static int
+audit_worker_claim(Oid dboid)
+{
+	int			i;
+	int			slot = -1;
+	bool		none_left = false;
+
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < AUDIT_MAX_WORKERS && slot < 0; i++)
+		if (audit_shared->workers[i].dboid == dboid)
+			slot = i;
+	for (i = 0; i < AUDIT_MAX_WORKERS && slot < 0; i++)
+		if (audit_shared->workers[i].dboid == InvalidOid)
+		{
+			slot = i;
+			audit_shared->workers[i].dboid = dboid;
+		}
+	if (slot < 0)
+		none_left = true;
+	else
+	{
+		AuditWorkerSlot *w = &audit_shared->workers[slot];
+
+		if (w->pid != 0 && w->pid != MyProcPid && audit_pid_alive(w->pid))
+			slot = -1;
+		else
+		{
+			w->pid = MyProcPid;
+			w->latch = MyLatch;
+		}
+	}
+	LWLockRelease(audit_shared->lock);
+	if (none_left)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("pii_guard has no audit worker slot left for database %u", dboid),
+				 errdetail("At most %d databases can have an audit worker at a time.", AUDIT_MAX_WORKERS)));
+	return slot;
+}
+
+/*
+ * One cycle: copy this database's queued events out (their slots stay in
+ * use), read its spill files and take its pending reads; insert them all,
+ * record grant expiries and seal, in one transaction; after the commit,
+ * free the slots and remove the files.  Returns how many events it wrote.
+ */
+static int
+audit_worker_cycle(void)
+{
+	int			n = 0;
+	int			total;
+	int			i;
+	uint64		pos;
+
+	ws.nqueued = ws.nspill = ws.nharvest = 0;
+	LWLockAcquire(audit_shared->lock, LW_SHARED);
+	for (pos = audit_shared->tail; pos < audit_shared->head && n < AUDIT_BATCH; pos++)
+	{
+		AuditEvent *ev = &audit_shared->events[pos % audit_shared->capacity];
+
+		if (ev->dboid == ws.dboid)
+		{
+			memcpy(&ws.batch[n], ev, sizeof(AuditEvent));
+			ws.seqs[n] = ev->seq;
+			n++;
+		}
+	}
+	LWLockRelease(audit_shared->lock);
+	ws.nqueued = n;
+	ws.nspill = audit_read_spill(ws.dboid, ws.batch + n, ws.files, AUDIT_BATCH - n);
+	/* From here on, an ERROR must hand the pending reads back. */
+	ws.nharvest = audit_harvest_pending(ws.dboid, ws.batch + n + ws.nspill,
+										AUDIT_BATCH - n - ws.nspill);
+	total = ws.nqueued + ws.nspill + ws.nharvest;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "pii_guard audit");
+	ws.installed = OidIsValid(pii_guard_relation_oid("audit_log", true));
+	if (ws.installed)
+	{
+		if (total > 0)
+			audit_insert_events(ws.batch, total);
+		if (ws.cycles % 5 == 0)
+			audit_record_grant_expiries();
+		audit_seal_rows(ws.cycles % 600 == 0);
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	ws.nharvest = 0;
+
+	/* Committed (or nowhere to go): free the slots and spill files. */
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < ws.nqueued; i++)
+	{
+		AuditEvent *ev = &audit_shared->events[ws.seqs[i] % audit_shared->capacity];
+
+		if (ev->seq == ws.seqs[i] && ev->dboid == ws.dboid)
+			ev->dboid = InvalidOid;
+	}
+	while (audit_shared->tail < audit_shared->head &&
+		   audit_shared->events[audit_shared->tail % audit_shared->capacity].dboid == InvalidOid)
+		audit_shared->tail++;
+	LWLockRelease(audit_shared->lock);
+	ConditionVariableBroadcast(&audit_shared->space_cv);
+	for (i = 0; i < ws.nspill; i++)
+		(void) unlink(ws.files[i]);
+	ws.nqueued = ws.nspill = 0;
+
+	limits_persist();
+	ws.cycles++;
+	return total;
+}
+
+/*
+ * After an ERROR in a cycle: report it and clean up as the main loop of a
+ * backend does.  Queued events keep their slots and spill files stay on
+ * disk, so they are simply taken again; the pending reads this cycle had
+ * taken go back to the queue (or to a spill file).
+ */
+static void
+audit_worker_recover(void)
+{
+	int			i;
+
+	HOLD_INTERRUPTS();
+	EmitErrorReport();
+	AbortCurrentTransaction();
+	LWLockReleaseAll();
+	ConditionVariableCancelSleep();
+	MemoryContextSwitchTo(TopMemoryContext);
+	FlushErrorState();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	RESUME_INTERRUPTS();
+
+	for (i = 0; i < ws.nharvest; i++)
+		audit_enqueue(&ws.batch[ws.nqueued + ws.nspill + i], true);
+	ws.nqueued = ws.nspill = ws.nharvest = 0;
+}
+
+/*
+ * Run one cycle; an ERROR in it is logged and the cycle retried later, with
+ * a back-off, so that one bad cycle does not stop the worker.  Returns the
+ * events written, or -1 when the cycle failed.
+ */
+static int
+audit_worker_run_cycle(void)
+{
+	volatile int written = -1;
+
+	PG_TRY();
+	{
+		written = audit_worker_cycle();
+		ws.backoff_ms = 0;
+	}
+	PG_CATCH();
+	{
+		audit_worker_recover();
+		ws.backoff_ms = ws.backoff_ms == 0 ? 1000 :
+			Min(ws.backoff_ms * 2, AUDIT_MAX_BACKOFF_MS);
+	}
+	PG_END_TRY();
+	return written;
 }
 
 /* Background worker: write this database's queued events, seal the chain. */
 void
 pii_guard_audit_worker_main(Datum arg)
 {
-	Oid			dboid = DatumGetObjectId(arg);
-	AuditWorkerSlot *me = NULL;
-	AuditEvent *batch;
-	uint64	   *seqs;
-	char		(*files)[MAXPGPATH];
-	int			cycles = 0;
-	int			idle_cycles = 0;
-	int			i;
+	memset(&ws, 0, sizeof(ws));
+	ws.dboid = DatumGetObjectId(arg);
 
 	pqsignal(SIGTERM, audit_worker_sigterm);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 	audit_worker_pin_settings();
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	BackgroundWorkerInitializeConnectionByOid(ws.dboid, InvalidOid, 0);
 
 	/* After connecting: InitPostgres frees the postmaster's memory. */
-	batch = MemoryContextAlloc(TopMemoryContext, sizeof(AuditEvent) * AUDIT_BATCH);
-	seqs = MemoryContextAlloc(TopMemoryContext, sizeof(uint64) * AUDIT_BATCH);
-	files = MemoryContextAlloc(TopMemoryContext, MAXPGPATH * AUDIT_BATCH);
+	ws.batch = MemoryContextAlloc(TopMemoryContext, sizeof(AuditEvent) * AUDIT_BATCH);
+	ws.seqs = MemoryContextAlloc(TopMemoryContext, sizeof(uint64) * AUDIT_BATCH);
+	ws.files = MemoryContextAlloc(TopMemoryContext, MAXPGPATH * AUDIT_BATCH);
 
-	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
-	for (i = 0; i < AUDIT_MAX_WORKERS; i++)
-		if (audit_shared->workers[i].dboid == dboid)
-			me = &audit_shared->workers[i];
-	for (i = 0; me == NULL && i < AUDIT_MAX_WORKERS; i++)
-		if (audit_shared->workers[i].dboid == InvalidOid)
-		{
-			me = &audit_shared->workers[i];
-			me->dboid = dboid;
-		}
 	/* Another worker for this database already runs: leave it the job. */
-	if (me != NULL && me->pid != 0 && me->pid != MyProcPid && kill(me->pid, 0) == 0)
-		me = NULL;
-	else if (me != NULL)
-	{
-		me->pid = MyProcPid;
-		me->latch = MyLatch;
-	}
-	LWLockRelease(audit_shared->lock);
-	if (me == NULL)
+	ws.slot = audit_worker_claim(ws.dboid);
+	if (ws.slot < 0)
 		proc_exit(0);
+	on_shmem_exit(audit_worker_release, Int32GetDatum(ws.slot));
 
 	while (!worker_got_sigterm)
 	{
-		int			n = 0;
-		int			nspill;
-		int			nharvest;
-		uint64		pos;
-		bool		installed;
+		int			written;
+		long		wait_ms = 200;
 
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-
-		/* Copy this database's queued events out; the slots stay in use. */
-		LWLockAcquire(audit_shared->lock, LW_SHARED);
-		for (pos = audit_shared->tail; pos < audit_shared->head && n < AUDIT_BATCH; pos++)
+		written = audit_worker_run_cycle();
+		if (written < 0)
+			wait_ms = ws.backoff_ms;
+		else
 		{
-			AuditEvent *ev = &audit_shared->events[pos % audit_shared->capacity];
-
-			if (ev->dboid == dboid)
-			{
-				memcpy(&batch[n], ev, sizeof(AuditEvent));
-				seqs[n] = ev->seq;
-				n++;
-			}
+			/*
+			 * No pii_guard here (yet: the CREATE EXTENSION that started us
+			 * may not have committed; or any more): give up after half a
+			 * minute.
+			 */
+			if (!ws.installed && ++ws.idle_cycles > 150)
+				break;
+			if (ws.installed)
+				ws.idle_cycles = 0;
+			if (written >= AUDIT_BATCH)
+				wait_ms = 0;
 		}
-		LWLockRelease(audit_shared->lock);
-		nspill = audit_read_spill(dboid, batch + n, files, AUDIT_BATCH - n);
-		nharvest = audit_harvest_pending(dboid, batch + n + nspill, AUDIT_BATCH - n - nspill);
-
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "pii_guard audit");
-		installed = OidIsValid(pii_guard_relation_oid("audit_log", true));
-		if (installed)
-		{
-			if (n + nspill + nharvest > 0)
-				audit_insert_events(batch, n + nspill + nharvest);
-			if (cycles % 5 == 0)
-				audit_record_grant_expiries();
-			audit_seal_rows(cycles % 600 == 0);
-		}
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		pgstat_report_activity(STATE_IDLE, NULL);
-
-		/* Committed (or nowhere to go): free the slots and spill files. */
-		LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
-		for (i = 0; i < n; i++)
-		{
-			AuditEvent *ev = &audit_shared->events[seqs[i] % audit_shared->capacity];
-
-			if (ev->seq == seqs[i] && ev->dboid == dboid)
-				ev->dboid = InvalidOid;
-		}
-		while (audit_shared->tail < audit_shared->head &&
-			   audit_shared->events[audit_shared->tail % audit_shared->capacity].dboid == InvalidOid)
-			audit_shared->tail++;
-		LWLockRelease(audit_shared->lock);
-		ConditionVariableBroadcast(&audit_shared->space_cv);
-		for (i = 0; i < nspill; i++)
-			(void) unlink(files[i]);
-
-		limits_persist();
-		/*
-		 * No pii_guard here (yet: the CREATE EXTENSION that started us may
-		 * not have committed; or any more): give up after half a minute.
-		 */
-		if (!installed && ++idle_cycles > 150)
-			break;
-		if (installed)
-			idle_cycles = 0;
-		cycles++;
-		if (n + nspill + nharvest < AUDIT_BATCH)
+		if (wait_ms > 0)
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 200L, PG_WAIT_EXTENSION);
+							 wait_ms, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 		}
 		CHECK_FOR_INTERRUPTS();
 	}
 
 	limits_persist();
-	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
-	me->pid = 0;
-	me->latch = NULL;
-	if (worker_got_sigterm)
-		me->requested_at = 0;
-	else
-		me->dboid = InvalidOid;
-	LWLockRelease(audit_shared->lock);
 	proc_exit(worker_got_sigterm ? 1 : 0);
 }
 

@@ -120,6 +120,11 @@ compat_perm_relation(void *elem, Oid *relid, Oid *check_as_user)
 #define compat_backend_slot() ((int) MyBackendId - 1)
 #endif
 
+/* transaction_timeout exists from PostgreSQL 17 on. */
+#if PG_VERSION_NUM >= 170000
+#define COMPAT_HAS_TRANSACTION_TIMEOUT 1
+#endif
+
 /* shmem_request_hook exists from PostgreSQL 15 on. */
 #if PG_VERSION_NUM >= 150000
 #define COMPAT_HAS_SHMEM_REQUEST_HOOK 1
