@@ -9,12 +9,18 @@
  * queue applies back-pressure: the enqueuing backend waits on a condition
  * variable up to pii_guard.audit_enqueue_timeout, then spills the event to
  * a file under $PGDATA/pg_pii_guard/ which the worker ingests; an event is
- * never dropped.  (In an aborting transaction we never wait: we spill at
- * once.)  The worker copies its database's events out, inserts them, and
- * only after its transaction commits frees their slots: a worker that dies
- * half-way leaves them queued for its successor.  What a crash of the whole
- * server can lose is what was still queued in shared memory: events of the
- * last moments, never a committed change's write event.
+ * never dropped.  (In an aborting transaction, or when the statement is
+ * being cancelled or the backend terminated, we never wait: we spill at
+ * once.)  A spill file is written under a .tmp name and moved into place
+ * with durable_rename; a .tmp whose writer is gone is removed when a worker
+ * starts.  The worker copies its database's events out, inserts them, and
+ * only after its transaction commits frees their slots and removes their
+ * files: a worker that fails half-way leaves them for its next cycle or
+ * its successor.  Asked to stop (SIGTERM: server shutdown, DROP DATABASE,
+ * pg_terminate_backend), it first writes what is queued, exits with code 0.
+ * What a crash of the whole server can lose is what was still queued in
+ * shared memory: events of the last moments, never a committed change's
+ * write event.
  *
  * Workers.  One dynamic background worker per database that uses
  * pii_guard, started on demand by the first backend that needs it (never
@@ -50,6 +56,7 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
@@ -174,8 +181,10 @@ audit_spill_dir(char *path, int size)
 }
 
 /*
- * Spill one event to its own file (written to a temporary name, fsynced
- * and renamed, so the worker never reads half an event).
+ * Spill one event to its own file: written under a temporary name, then
+ * renamed into place with durable_rename (which fsyncs the file and the
+ * directory), so that the worker never reads half an event and a crash
+ * loses no spilled one.
  */
 static void
 audit_spill(const AuditEvent *ev)
@@ -187,7 +196,8 @@ audit_spill(const AuditEvent *ev)
 	int			fd;
 
 	audit_spill_dir(dir, sizeof(dir));
-	(void) MakePGDirectory(dir);
+	if (MakePGDirectory(dir) == 0)
+		(void) fsync_fname_ext(DataDir, true, false, LOG);
 	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
 	n = ++audit_shared->spill_counter;
 	audit_shared->spilled++;
@@ -197,12 +207,48 @@ audit_spill(const AuditEvent *ev)
 	snprintf(path, sizeof(path), "%s/%u.%d.%llu.event", dir, ev->dboid, MyProcPid,
 			 (unsigned long long) n);
 	fd = OpenTransientFile(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
-	if (fd < 0 || write(fd, ev, sizeof(*ev)) != sizeof(*ev) || pg_fsync(fd) != 0 ||
-		CloseTransientFile(fd) != 0 || rename(tmp, path) != 0)
+	if (fd < 0 || write(fd, ev, sizeof(*ev)) != sizeof(*ev) ||
+		CloseTransientFile(fd) != 0 || durable_rename(tmp, path, LOG) != 0)
 		ereport(PANIC,
 				(errcode_for_file_access(),
 				 errmsg("pii_guard could neither queue nor spill an audit event: %m"),
 				 errdetail("Stopping rather than losing the event.")));
+}
+
+/*
+ * Remove spill files that were never renamed into place: their writer
+ * died (a crash) before the event was complete, and no live backend has
+ * that process id.  The event itself went with the crash.
+ */
+static void
+audit_remove_stale_spill_files(void)
+{
+	char		dir[MAXPGPATH];
+	DIR		   *d;
+	struct dirent *de;
+
+	audit_spill_dir(dir, sizeof(dir));
+	d = AllocateDir(dir);
+	if (d == NULL)
+		return;
+	while ((de = ReadDirExtended(d, dir, LOG)) != NULL)
+	{
+		unsigned int db;
+		int			pid;
+		unsigned long long n;
+		char		ext[8];
+		char		path[MAXPGPATH];
+
+		if (sscanf(de->d_name, "%u.%d.%llu.%7s", &db, &pid, &n, ext) != 4 ||
+			strcmp(ext, "tmp") != 0 || BackendPidGetProc(pid) != NULL)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (unlink(path) == 0)
+			ereport(LOG,
+					(errmsg("pii_guard removed stale audit spill file \"%s\"", path),
+					 errdetail("Process %d began writing it and ended before it was complete.", pid)));
+	}
+	FreeDir(d);
 }
 
 static bool audit_pid_alive(pid_t pid);
@@ -311,7 +357,10 @@ audit_ensure_worker(void)
 
 /*
  * Queue an event for the worker.  Waits for space (back-pressure) unless
- * aborting, then spills: an event is never dropped.
+ * aborting, then spills: an event is never dropped.  Interrupts are held
+ * while waiting, so that a cancel or a termination (a statement_timeout,
+ * say) cannot throw out of the wait and lose the event: it is spilled at
+ * once instead, and the interrupt is served afterwards.
  */
 void
 audit_enqueue(const AuditEvent *ev, bool aborting)
@@ -323,6 +372,7 @@ audit_enqueue(const AuditEvent *ev, bool aborting)
 		return;
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   pii_guard_audit_enqueue_timeout);
+	HOLD_INTERRUPTS();
 	for (;;)
 	{
 		LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
@@ -338,7 +388,8 @@ audit_enqueue(const AuditEvent *ev, bool aborting)
 		LWLockRelease(audit_shared->lock);
 		if (queued || aborting)
 			break;
-		if (GetCurrentTimestamp() >= deadline)
+		if (QueryCancelPending || ProcDiePending ||
+			GetCurrentTimestamp() >= deadline)
 			break;
 		audit_wake_worker(ev->dboid, true);
 		(void) ConditionVariableTimedSleep(&audit_shared->space_cv, 100,
@@ -347,6 +398,7 @@ audit_enqueue(const AuditEvent *ev, bool aborting)
 	ConditionVariableCancelSleep();
 	if (!queued)
 		audit_spill(ev);
+	RESUME_INTERRUPTS();
 	audit_wake_worker(ev->dboid, !aborting);
 }
 
@@ -731,6 +783,14 @@ audit_worker_cycle(void)
 	ConditionVariableBroadcast(&audit_shared->space_cv);
 	for (i = 0; i < ws.nspill; i++)
 		(void) unlink(ws.files[i]);
+	if (ws.nspill > 0)
+	{
+		char		dir[MAXPGPATH];
+
+		/* (Or a crash could bring a written event back.) */
+		audit_spill_dir(dir, sizeof(dir));
+		(void) fsync_fname_ext(dir, true, false, LOG);
+	}
 	ws.nqueued = ws.nspill = 0;
 
 	limits_persist();
@@ -789,6 +849,33 @@ audit_worker_run_cycle(void)
 	return written;
 }
 
+/*
+ * Asked to stop: write what is queued, and what the other backends of this
+ * database hand over as they exit (their pending reads), for as long as
+ * they are there, up to a few seconds.  (DROP DATABASE ... WITH (FORCE)
+ * waits five seconds for us.)
+ */
+static void
+audit_worker_drain(void)
+{
+	TimestampTz give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 3000);
+
+	for (;;)
+	{
+		int			written = audit_worker_run_cycle();
+
+		if (GetCurrentTimestamp() >= give_up)
+			break;
+		if (written >= AUDIT_BATCH)
+			continue;
+		if (written >= 0 && CountDBBackends(ws.dboid) <= 1)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 100L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
 /* Background worker: write this database's queued events, seal the chain. */
 void
 pii_guard_audit_worker_main(Datum arg)
@@ -812,6 +899,7 @@ pii_guard_audit_worker_main(Datum arg)
 	if (ws.slot < 0)
 		proc_exit(0);
 	on_shmem_exit(audit_worker_release, Int32GetDatum(ws.slot));
+	audit_remove_stale_spill_files();
 
 	while (!worker_got_sigterm)
 	{
@@ -849,8 +937,10 @@ pii_guard_audit_worker_main(Datum arg)
 		CHECK_FOR_INTERRUPTS();
 	}
 
+	if (worker_got_sigterm)
+		audit_worker_drain();
 	limits_persist();
-	proc_exit(worker_got_sigterm ? 1 : 0);
+	proc_exit(0);
 }
 
 PG_FUNCTION_INFO_V1(pii_guard_audit_queue_status);

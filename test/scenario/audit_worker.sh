@@ -138,5 +138,35 @@ before=$(denials)
 deny 3
 pgg_is "a new worker writes the next events" "$(wait_denials $((before + 3)))" $((before + 3))
 pgg_ok "... and it is another process" test "$(worker_pid)" != "$worker"
+
+# 4. Asked to stop (SIGTERM: server shutdown, DROP DATABASE, pg_terminate_
+# backend), the worker first writes what is queued, and exits with code 0.
+# Frozen, it sees the SIGTERM only after the events are queued.
+worker=$(worker_pid)
+before=$(denials)
+kill -STOP "$worker"
+deny 7
+kill -TERM "$worker"
+kill -CONT "$worker"
+for _ in $(seq 100); do kill -0 "$worker" 2>/dev/null || break; sleep 0.1; done
+# What is still only in shared memory is gone after a restart.
+pgg_restart $name
+postmaster=$(head -1 "$(pgg_data $name)/postmaster.pid")
+pgg_is "events queued when the worker was asked to stop survive a restart" "$(denials)" $((before + 7))
+pgg_is "a requested stop is not an exit with code 1" \
+	"$(grep -c "audit worker\" (PID $worker) exited with exit code 1" "$(pgg_log $name)")" 0
+
+# 5. A spill file whose writer died before renaming it into place is
+# removed when a worker starts.
+worker=$(worker_pid)
+stray="$(pgg_data $name)/pg_pii_guard/$dboid.999999.1.tmp"
+pgg_ok "the worker runs" test -n "$worker"
+pgg_ok "... and stops" stop_worker "$worker"
+pgg_as_server bash -c "mkdir -p '$(dirname "$stray")' && printf 'half an event' > '$stray'"
+deny 1
+worker=$(worker_pid)
+for _ in $(seq 100); do [ -e "$stray" ] || break; sleep 0.1; done
+pgg_ok "a new worker removes the stale .tmp spill file" test ! -e "$stray"
+pgg_ok "... and says so in the server log" grep -q "removed stale audit spill file .*$dboid.999999.1.tmp" "$(pgg_log $name)"
 pgg_is "the chain verifies" "$(wpsql -tAc "SELECT count(*) FROM pii_guard.verify_audit()")" 0
 pgg_stop $name
