@@ -45,6 +45,8 @@
 #include <unistd.h>
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "commands/defrem.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -64,6 +66,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "pii_guard.h"
@@ -584,6 +587,7 @@ typedef struct WorkerState
 	AuditEvent *batch;			/* queued, then spilled, then harvested */
 	uint64	   *seqs;			/* queue positions of the queued ones */
 	char		(*files)[MAXPGPATH];	/* spill files of the spilled ones */
+	AuditEvent *orphans;		/* other databases' events being moved */
 	int			nqueued;
 	int			nspill;
 	int			nharvest;
@@ -714,6 +718,125 @@ audit_worker_claim(Oid dboid)
 	return slot;
 }
 
+/* Does a live worker hold the slot of dboid?  (Caller holds the lock.) */
+static bool
+audit_worker_running(Oid dboid)
+{
+	int			i;
+
+	for (i = 0; i < AUDIT_MAX_WORKERS; i++)
+	{
+		AuditWorkerSlot *w = &audit_shared->workers[i];
+
+		if (w->dboid == dboid && w->pid != 0 && audit_pid_alive(w->pid))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Only a database's own worker frees its slots, and the ring's tail moves
+ * only over free slots: events at the tail whose database has no running
+ * worker (it cannot start, it died, the database was dropped) would keep
+ * every later slot in use, and every backend of every database would wait
+ * and spill.  So any worker moves such events into spill files of their
+ * database, which its worker ingests when it runs, and frees their slots.
+ * (Spill files of a database that no longer exists are removed by
+ * audit_remove_dropped_spill_files.)
+ */
+static void
+audit_move_orphans(void)
+{
+	int			n = 0;
+	int			i;
+	uint64		pos;
+	Oid			last_running = InvalidOid;
+
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	for (pos = audit_shared->tail; pos < audit_shared->head && n < AUDIT_BATCH; pos++)
+	{
+		AuditEvent *ev = &audit_shared->events[pos % audit_shared->capacity];
+
+		/* Free, or ours: freed by this worker's own cycles. */
+		if (ev->dboid == InvalidOid || ev->dboid == ws.dboid)
+			continue;
+		if (ev->dboid == last_running || audit_worker_running(ev->dboid))
+		{
+			last_running = ev->dboid;
+			break;
+		}
+		memcpy(&ws.orphans[n++], ev, sizeof(AuditEvent));
+		ev->dboid = InvalidOid;
+	}
+	while (audit_shared->tail < audit_shared->head &&
+		   audit_shared->events[audit_shared->tail % audit_shared->capacity].dboid == InvalidOid)
+		audit_shared->tail++;
+	LWLockRelease(audit_shared->lock);
+
+	/*
+	 * Out of the ring and not yet on disk only for these moments: a crash
+	 * now loses them, as it would have lost them in the ring.
+	 */
+	for (i = 0; i < n; i++)
+		audit_spill(&ws.orphans[i]);
+	if (n > 0)
+		ConditionVariableBroadcast(&audit_shared->space_cv);
+}
+
+/*
+ * Remove the spill files of databases that no longer exist (dropped while
+ * they had events queued, or with spill files no worker had read yet),
+ * with a LOG line per database.  Runs in a transaction: it looks the
+ * databases up.
+ */
+static void
+audit_remove_dropped_spill_files(void)
+{
+	char		dir[MAXPGPATH];
+	DIR		   *d;
+	struct dirent *de;
+	Oid			gone[32];
+	int			removed[32];
+	int			ngone = 0;
+	int			i;
+
+	audit_spill_dir(dir, sizeof(dir));
+	d = AllocateDir(dir);
+	if (d == NULL)
+		return;
+	while ((de = ReadDirExtended(d, dir, LOG)) != NULL)
+	{
+		unsigned int db;
+		int			pid;
+		unsigned long long n;
+		char		ext[8];
+		char		path[MAXPGPATH];
+
+		if (sscanf(de->d_name, "%u.%d.%llu.%7s", &db, &pid, &n, ext) != 4 ||
+			strcmp(ext, "event") != 0 || (Oid) db == ws.dboid ||
+			SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum((Oid) db)))
+			continue;
+		for (i = 0; i < ngone && gone[i] != (Oid) db; i++)
+			;
+		if (i == ngone)
+		{
+			if (ngone == (int) lengthof(gone))
+				continue;		/* the next pass takes these */
+			gone[ngone] = (Oid) db;
+			removed[ngone++] = 0;
+		}
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (unlink(path) == 0)
+			removed[i]++;
+	}
+	FreeDir(d);
+	for (i = 0; i < ngone; i++)
+		if (removed[i] > 0)
+			ereport(LOG,
+					(errmsg("pii_guard removed %d audit spill files of database %u, which no longer exists",
+							removed[i], gone[i])));
+}
+
 /*
  * One cycle: copy this database's queued events out (their slots stay in
  * use), read its spill files and take its pending reads; insert them all,
@@ -762,6 +885,8 @@ audit_worker_cycle(void)
 			audit_record_grant_expiries();
 		audit_seal_rows(ws.cycles % 600 == 0);
 	}
+	if (ws.cycles % 25 == 0)
+		audit_remove_dropped_spill_files();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -793,6 +918,7 @@ audit_worker_cycle(void)
 	}
 	ws.nqueued = ws.nspill = 0;
 
+	audit_move_orphans();
 	limits_persist();
 	ws.cycles++;
 	return total;
@@ -893,6 +1019,7 @@ pii_guard_audit_worker_main(Datum arg)
 	ws.batch = MemoryContextAlloc(TopMemoryContext, sizeof(AuditEvent) * AUDIT_BATCH);
 	ws.seqs = MemoryContextAlloc(TopMemoryContext, sizeof(uint64) * AUDIT_BATCH);
 	ws.files = MemoryContextAlloc(TopMemoryContext, MAXPGPATH * AUDIT_BATCH);
+	ws.orphans = MemoryContextAlloc(TopMemoryContext, sizeof(AuditEvent) * AUDIT_BATCH);
 
 	/* Another worker for this database already runs: leave it the job. */
 	ws.slot = audit_worker_claim(ws.dboid);
@@ -941,6 +1068,69 @@ pii_guard_audit_worker_main(Datum arg)
 		audit_worker_drain();
 	limits_persist();
 	proc_exit(0);
+}
+
+/*
+ * DROP DATABASE, ALTER DATABASE ... RENAME TO or SET TABLESPACE, and
+ * CREATE DATABASE ... TEMPLATE need the database to themselves, but its
+ * audit worker stays connected (and, being a superuser's session, a
+ * non-superuser's DROP DATABASE ... WITH (FORCE) may not terminate it).
+ * Called by the utility hook before such a statement: when the current
+ * role owns the database (or is a superuser), stop its worker -- which
+ * first writes what is queued -- and wait, up to 5 s, until it is gone.
+ * The next backend that needs a worker there starts one again.
+ */
+void
+audit_release_database(Node *parsetree)
+{
+	const char *dbname = NULL;
+	ListCell   *lc;
+	Oid			dboid;
+	pid_t		pid = 0;
+	int			i;
+
+	if (IsA(parsetree, DropdbStmt))
+		dbname = ((DropdbStmt *) parsetree)->dbname;
+	else if (IsA(parsetree, RenameStmt) &&
+			 ((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
+		dbname = ((RenameStmt *) parsetree)->subname;
+	else if (IsA(parsetree, AlterDatabaseStmt))
+	{
+		foreach(lc, ((AlterDatabaseStmt *) parsetree)->options)
+			if (strcmp(((DefElem *) lfirst(lc))->defname, "tablespace") == 0)
+				dbname = ((AlterDatabaseStmt *) parsetree)->dbname;
+	}
+	else if (IsA(parsetree, CreatedbStmt))
+	{
+		foreach(lc, ((CreatedbStmt *) parsetree)->options)
+		{
+			DefElem    *opt = (DefElem *) lfirst(lc);
+
+			if (strcmp(opt->defname, "template") == 0 && opt->arg != NULL)
+				dbname = defGetString(opt);
+		}
+	}
+	if (dbname == NULL || audit_shared == NULL || !IsTransactionState())
+		return;
+	dboid = get_database_oid(dbname, true);
+	if (!OidIsValid(dboid) || dboid == MyDatabaseId ||
+		!compat_database_ownercheck(dboid, GetUserId()))
+		return;
+
+	LWLockAcquire(audit_shared->lock, LW_SHARED);
+	for (i = 0; i < AUDIT_MAX_WORKERS; i++)
+		if (audit_shared->workers[i].dboid == dboid && audit_shared->workers[i].pid != 0)
+			pid = audit_shared->workers[i].pid;
+	LWLockRelease(audit_shared->lock);
+	if (pid == 0 || kill(pid, SIGTERM) != 0)
+		return;
+	for (i = 0; i < 500 && BackendPidGetProc(pid) != NULL; i++)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 PG_FUNCTION_INFO_V1(pii_guard_audit_queue_status);

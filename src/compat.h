@@ -120,6 +120,16 @@ compat_perm_relation(void *elem, Oid *relid, Oid *check_as_user)
 #define compat_backend_slot() ((int) MyBackendId - 1)
 #endif
 
+/* Ownership of a database: PostgreSQL 16 folded the per-kind checks into one. */
+#include "utils/acl.h"
+#if PG_VERSION_NUM >= 160000
+#include "catalog/pg_database.h"
+#define compat_database_ownercheck(dboid, roleid) \
+	object_ownercheck(DatabaseRelationId, (dboid), (roleid))
+#else
+#define compat_database_ownercheck(dboid, roleid) pg_database_ownercheck((dboid), (roleid))
+#endif
+
 /* transaction_timeout exists from PostgreSQL 17 on. */
 #if PG_VERSION_NUM >= 170000
 #define COMPAT_HAS_TRANSACTION_TIMEOUT 1

@@ -242,6 +242,7 @@ extern void audit_shmem_startup(void);
 extern void audit_enqueue(const AuditEvent *ev, bool aborting);
 extern void audit_submit_read(const AuditEvent *ev, bool aborting);
 extern void audit_ensure_worker(void);
+extern void audit_release_database(Node *parsetree);
 
 #define AUDIT_SET(ev, field, value) audit_event_set((ev)->field, sizeof((ev)->field), (value))
 

@@ -168,5 +168,32 @@ worker=$(worker_pid)
 for _ in $(seq 100); do [ -e "$stray" ] || break; sleep 0.1; done
 pgg_ok "a new worker removes the stale .tmp spill file" test ! -e "$stray"
 pgg_ok "... and says so in the server log" grep -q "removed stale audit spill file .*$dboid.999999.1.tmp" "$(pgg_log $name)"
+
+# 6. Statements that need a database to themselves -- CREATE DATABASE ...
+# TEMPLATE, DROP DATABASE -- work while its worker is connected, when the
+# database's owner (not a superuser) issues them; a role that does not own
+# it cannot stop its worker that way.
+pgg_psql $name -d postgres -c "CREATE ROLE w_owner LOGIN CREATEDB" -c "CREATE DATABASE wdrop OWNER w_owner"
+pgg_psql $name -d wdrop -c "CREATE EXTENSION pii_guard" -c "SELECT pii_guard.rotate_data_key()" >/dev/null
+as_owner() { psql -X -q -v ON_ERROR_STOP=1 -h "$(pgg_sock $name)" -p 5432 -U w_owner -d postgres "$@"; }
+wdrop_worker() {
+	local pid
+	for _ in $(seq 100); do
+		pid=$(pgrep -P "$postmaster" -f "pii_guard audit worker for database $(pgg_psql $name -d postgres -tAc \
+			"SELECT oid FROM pg_database WHERE datname = 'wdrop'")( |\$)" | head -1)
+		[ -n "$pid" ] && break
+		sleep 0.1
+	done
+	echo "$pid"
+}
+pgg_ok "wdrop's worker runs" test -n "$(wdrop_worker)"
+pgg_ok "its owner copies it with CREATE DATABASE ... TEMPLATE" as_owner -c "CREATE DATABASE wcopy TEMPLATE wdrop"
+pgg_psql $name -d wdrop -c "SELECT pii_guard.rotate_data_key()" >/dev/null
+pgg_ok "wdrop's worker runs again" test -n "$(wdrop_worker)"
+worker=$(worker_pid)
+pgg_ok "a role that does not own wdb cannot drop it" bash -c "! psql -X -q -h '$(pgg_sock $name)' -p 5432 -U w_owner -d postgres -c 'DROP DATABASE wdb' 2>/dev/null"
+pgg_ok "... nor stop its worker trying" kill -0 "$worker"
+pgg_ok "wdrop's owner drops it" as_owner -c "DROP DATABASE wdrop"
+pgg_ok "... and wcopy" as_owner -c "DROP DATABASE wcopy"
 pgg_is "the chain verifies" "$(wpsql -tAc "SELECT count(*) FROM pii_guard.verify_audit()")" 0
 pgg_stop $name
