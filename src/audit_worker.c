@@ -34,7 +34,9 @@
  * gone counts as free, so the next backend that needs a worker starts one.
  *
  * Locking.  AuditShared.lock (an LWLock) guards the ring, its counters and
- * the worker slots; nothing is done under it but copying and bookkeeping.
+ * the worker slots; nothing is done under it but copying and bookkeeping
+ * (spill files are written after it is released).  Each pending-read slot
+ * has its own LWLock; no one holds two of these locks at once.
  *
  *-------------------------------------------------------------------------
  */
@@ -60,7 +62,6 @@
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "storage/shmem.h"
-#include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
 #include "utils/guc.h"
@@ -107,18 +108,23 @@ int			pii_guard_audit_enqueue_timeout = 1000;
  * row keys still fit; the worker harvests the slots every cycle.  So a
  * stream of identical single-row lookups costs one event per hundred rows
  * or per worker cycle, not one per statement -- and no row key is lost.
+ * Each slot has an LWLock of its own (tranche "pii_guard audit pending
+ * reads"): comparing, merging and copying an event is a few kilobytes of
+ * work, too much for a spinlock.
  */
 typedef struct PendingSlot
 {
-	slock_t		mutex;
 	bool		used;
 	int			statements;
 	AuditEvent	ev;
 } PendingSlot;
 
+#define PENDING_TRANCHE		"pii_guard audit pending reads"
+
 static AuditShared *audit_shared = NULL;
 static PendingSlot *pending_slots = NULL;
-static int	pending_nslots = 0;
+static LWLockPadded *pending_locks = NULL;
+static int	pending_nslots = 0;		/* fixed when shared memory is requested */
 static bool pending_exit_registered = false;
 
 static int	audit_harvest_pending(Oid dboid, AuditEvent *events, int max);
@@ -140,9 +146,11 @@ audit_pending_count(void)
 void
 audit_shmem_request(void)
 {
+	pending_nslots = audit_pending_count();
 	RequestAddinShmemSpace(audit_shmem_size());
-	RequestAddinShmemSpace(mul_size(sizeof(PendingSlot), audit_pending_count()));
+	RequestAddinShmemSpace(mul_size(sizeof(PendingSlot), pending_nslots));
 	RequestNamedLWLockTranche("pii_guard audit", 1);
+	RequestNamedLWLockTranche(PENDING_TRANCHE, pending_nslots);
 }
 
 /* shmem_startup_hook: create or attach to the queue. */
@@ -160,18 +168,15 @@ audit_shmem_startup(void)
 		ConditionVariableInit(&audit_shared->space_cv);
 		audit_shared->capacity = pii_guard_audit_queue_size;
 	}
-	pending_nslots = audit_pending_count();
 	pending_slots = ShmemInitStruct("pii_guard audit pending reads",
 									mul_size(sizeof(PendingSlot), pending_nslots), &found);
+	pending_locks = GetNamedLWLockTranche(PENDING_TRANCHE);
 	if (!found)
 	{
 		int			i;
 
 		for (i = 0; i < pending_nslots; i++)
-		{
-			SpinLockInit(&pending_slots[i].mutex);
 			pending_slots[i].used = false;
-		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -487,14 +492,14 @@ audit_pending_exit(int code, Datum arg)
 	if (pending_slots == NULL || slot < 0 || slot >= pending_nslots)
 		return;
 	ps = &pending_slots[slot];
-	SpinLockAcquire(&ps->mutex);
+	LWLockAcquire(&pending_locks[slot].lock, LW_EXCLUSIVE);
 	if (ps->used)
 	{
 		memcpy(&ev, &ps->ev, sizeof(ev));
 		ps->used = false;
 		had = true;
 	}
-	SpinLockRelease(&ps->mutex);
+	LWLockRelease(&pending_locks[slot].lock);
 	if (had)
 		audit_enqueue(&ev, true);
 }
@@ -524,7 +529,7 @@ audit_submit_read(const AuditEvent *ev, bool aborting)
 		pending_exit_registered = true;
 	}
 	ps = &pending_slots[slot];
-	SpinLockAcquire(&ps->mutex);
+	LWLockAcquire(&pending_locks[slot].lock, LW_EXCLUSIVE);
 	if (ps->used && audit_same_reads(&ps->ev, ev))
 	{
 		audit_merge_reads(&ps->ev, ev);
@@ -541,7 +546,7 @@ audit_submit_read(const AuditEvent *ev, bool aborting)
 		ps->statements = 1;
 		ps->used = true;
 	}
-	SpinLockRelease(&ps->mutex);
+	LWLockRelease(&pending_locks[slot].lock);
 	if (have_displaced)
 		audit_enqueue(&displaced, false);
 }
@@ -557,9 +562,10 @@ audit_harvest_pending(Oid dboid, AuditEvent *events, int max)
 	{
 		PendingSlot *ps = &pending_slots[i];
 
+		/* (Unlocked first look, so as not to lock every slot: a hint only.) */
 		if (!ps->used || ps->ev.dboid != dboid)
 			continue;
-		SpinLockAcquire(&ps->mutex);
+		LWLockAcquire(&pending_locks[i].lock, LW_EXCLUSIVE);
 		if (ps->used && ps->ev.dboid == dboid)
 		{
 			memcpy(&events[n], &ps->ev, sizeof(AuditEvent));
@@ -570,7 +576,7 @@ audit_harvest_pending(Oid dboid, AuditEvent *events, int max)
 			ps->used = false;
 			n++;
 		}
-		SpinLockRelease(&ps->mutex);
+		LWLockRelease(&pending_locks[i].lock);
 	}
 	return n;
 }
