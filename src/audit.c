@@ -919,9 +919,14 @@ pii_guard_audit_write(PG_FUNCTION_ARGS)
 	bool	   *changed;
 	int			i;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "audit_write must be called as a trigger");
+	if (!TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
 		!TRIGGER_FIRED_AFTER(td->tg_event) || td->tg_trigger->tgnargs < 1)
-		elog(ERROR, "audit_write must be an AFTER ... FOR EACH STATEMENT trigger with the row key as argument");
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("pii_guard.audit_write() must be fired AFTER ... FOR EACH STATEMENT with the row key column as argument"),
+				 errhint("Use pii_guard.audit_table() to put a table under write audit.")));
 	rel = td->tg_relation;
 	desc = RelationGetDescr(rel);
 	keyatt = SPI_fnumber(desc, td->tg_trigger->tgargs[0]);

@@ -55,7 +55,10 @@ b=$(oid_of ringb)
 pgg_psql $name -d ringa -c "CREATE EXTENSION pii_guard" -c "SELECT pii_guard.rotate_data_key()" >/dev/null
 worker_a=$(worker_of "$a")
 pgg_ok "ringa's worker runs" test -n "$worker_a"
-pgg_psql $name -d ringb -c "CREATE EXTENSION pii_guard" -c "SELECT pii_guard.rotate_data_key()" >/dev/null 2>&1
+warning=$(pgg_psql $name -d ringb -v VERBOSITY=verbose -c "CREATE EXTENSION pii_guard" \
+	-c "SELECT pii_guard.rotate_data_key()" 2>&1 >/dev/null)
+pgg_ok "ringb's worker cannot start: a WARNING with SQLSTATE 53400" \
+	grep -q "WARNING:  53400: pii_guard could not start the audit worker" <<<"$warning"
 
 # 1. ringb's events, with no worker to write them.
 deny_in ringb 12
