@@ -32,6 +32,16 @@
  * with a back-off; whatever else ends the worker, an on_shmem_exit callback
  * gives its slot in AuditShared.workers back, and a slot whose process is
  * gone counts as free, so the next backend that needs a worker starts one.
+ * A worker stays connected to its database; the utility hook has it
+ * stopped first (audit_release_database) when the database's owner runs a
+ * statement that needs the database to itself, such as DROP DATABASE.
+ *
+ * One database never holds up the others.  Only a database's own worker
+ * frees its slots, and the tail moves only over free slots; so every
+ * worker moves the events at the tail whose database has no live worker
+ * (it cannot be registered, it died, the database is gone) into spill
+ * files of that database, and now and then removes the spill files of
+ * databases that no longer exist.
  *
  * Locking.  AuditShared.lock (an LWLock) guards the ring, its counters and
  * the worker slots; nothing is done under it but copying and bookkeeping
@@ -128,6 +138,7 @@ static int	pending_nslots = 0;		/* fixed when shared memory is requested */
 static bool pending_exit_registered = false;
 
 static int	audit_harvest_pending(Oid dboid, AuditEvent *events, int max);
+static bool audit_pid_alive(pid_t pid);
 
 static Size
 audit_shmem_size(void)
@@ -258,8 +269,6 @@ audit_remove_stale_spill_files(void)
 	}
 	FreeDir(d);
 }
-
-static bool audit_pid_alive(pid_t pid);
 
 /*
  * Wake the audit worker of dboid, or, when may_start and none runs, start
