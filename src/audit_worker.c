@@ -179,6 +179,8 @@ audit_shmem_startup(void)
 		ConditionVariableInit(&audit_shared->space_cv);
 		audit_shared->capacity = pii_guard_audit_queue_size;
 	}
+	if (pending_nslots == 0)	/* (EXEC_BACKEND: no request hook here) */
+		pending_nslots = audit_pending_count();
 	pending_slots = ShmemInitStruct("pii_guard audit pending reads",
 									mul_size(sizeof(PendingSlot), pending_nslots), &found);
 	pending_locks = GetNamedLWLockTranche(PENDING_TRANCHE);
@@ -290,14 +292,15 @@ audit_wake_worker(Oid dboid, bool may_start)
 	{
 		AuditWorkerSlot *w = &audit_shared->workers[i];
 
-		if (w->dboid != InvalidOid && w->pid != 0 && !audit_pid_alive(w->pid))
-		{
-			w->pid = 0;
-			w->latch = NULL;
-			w->requested_at = 0;
-		}
 		if (w->dboid == dboid)
 		{
+			/* (One kill(pid, 0) per call at most: this runs per event.) */
+			if (w->pid != 0 && may_start && !audit_pid_alive(w->pid))
+			{
+				w->pid = 0;
+				w->latch = NULL;
+				w->requested_at = 0;
+			}
 			if (w->pid != 0)
 				latch = w->latch;
 			else if (may_start &&
@@ -765,7 +768,7 @@ audit_move_orphans(void)
 	int			n = 0;
 	int			i;
 	uint64		pos;
-	Oid			last_running = InvalidOid;
+	Oid			last_orphaned = InvalidOid;
 
 	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
 	for (pos = audit_shared->tail; pos < audit_shared->head && n < AUDIT_BATCH; pos++)
@@ -775,10 +778,11 @@ audit_move_orphans(void)
 		/* Free, or ours: freed by this worker's own cycles. */
 		if (ev->dboid == InvalidOid || ev->dboid == ws.dboid)
 			continue;
-		if (ev->dboid == last_running || audit_worker_running(ev->dboid))
+		if (ev->dboid != last_orphaned)
 		{
-			last_running = ev->dboid;
-			break;
+			if (audit_worker_running(ev->dboid))
+				break;
+			last_orphaned = ev->dboid;
 		}
 		memcpy(&ws.orphans[n++], ev, sizeof(AuditEvent));
 		ev->dboid = InvalidOid;
@@ -1055,7 +1059,24 @@ pii_guard_audit_worker_main(Datum arg)
 		}
 		written = audit_worker_run_cycle();
 		if (written < 0)
-			wait_ms = ws.backoff_ms;
+		{
+			/* Back off for real: enqueuing backends set our latch. */
+			TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															ws.backoff_ms);
+
+			wait_ms = 0;
+			while (!worker_got_sigterm)
+			{
+				long		left = (long) ((until - GetCurrentTimestamp()) / 1000);
+
+				if (left <= 0)
+					break;
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 left, PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+				CHECK_FOR_INTERRUPTS();
+			}
+		}
 		else
 		{
 			/*
