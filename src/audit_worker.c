@@ -140,6 +140,7 @@ static bool pending_exit_registered = false;
 static int	audit_harvest_pending(Oid dboid, AuditEvent *events, int max);
 static bool audit_pid_alive(pid_t pid);
 
+/* Size of the queue in shared memory. */
 static Size
 audit_shmem_size(void)
 {
@@ -147,6 +148,7 @@ audit_shmem_size(void)
 					mul_size(sizeof(AuditEvent), pii_guard_audit_queue_size));
 }
 
+/* Number of pending-read slots: one per backend. */
 static int
 audit_pending_count(void)
 {
@@ -620,6 +622,7 @@ static volatile sig_atomic_t worker_got_sigterm = false;
 
 #define AUDIT_MAX_BACKOFF_MS	10000
 
+/* SIGTERM: leave the main loop, drain, exit with code 0. */
 static void
 audit_worker_sigterm(SIGNAL_ARGS)
 {
