@@ -25,6 +25,7 @@ OBJS = \
 	src/lookup.o \
 	src/hooks.o \
 	src/audit.o \
+	src/audit_worker.o \
 	src/limits.o \
 	src/limitstate.o \
 	src/mask.o

@@ -223,5 +223,46 @@ SELECT problem FROM pii_guard.verify_audit();
 ROLLBACK;
 SELECT * FROM pii_guard.verify_audit();
 
+-- pii_guard's own tables cannot be put under write audit (audit rows
+-- about audit rows; they are guarded by triggers of their own).
+SELECT pii_guard.audit_table('pii_guard.audit_log');
+SELECT pii_guard.audit_table('pii_guard.audit_seal', 'event_id');
+SELECT pii_guard.audit_table('pii_guard.data_keys');
+SELECT pii_guard.audit_table('pii_guard.grants');
+SELECT pii_guard.protect_table('pii_guard.profiles');
+
+-- The audit trigger functions are pii_guard's: nobody else can attach them
+-- to a table of their own -- grants_audit() (SECURITY DEFINER) would write
+-- forged admin events as the extension owner.
+CREATE ROLE regress_forger;
+GRANT CREATE ON SCHEMA shop TO regress_forger;
+SET ROLE regress_forger;
+CREATE TABLE shop.forged (grant_id bigint, kind text, role regrole, base regclass,
+                          columns name[], row_keys text[], rows bigint,
+                          valid_until timestamptz, reason text, approver regrole);
+CREATE TRIGGER forge1 AFTER INSERT ON shop.forged
+    FOR EACH ROW EXECUTE FUNCTION pii_guard.grants_audit();
+CREATE TRIGGER forge2 AFTER INSERT ON shop.forged REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION pii_guard.audit_write('grant_id');
+CREATE TRIGGER forge3 BEFORE INSERT ON shop.forged
+    FOR EACH ROW EXECUTE FUNCTION pii_guard.audit_log_guard();
+INSERT INTO shop.forged VALUES (424242, 'unmask', 'regress_clerk', NULL, NULL, NULL, NULL,
+                                now(), 'forged', 'regress_approver');
+RESET ROLE;
+SELECT count(*) AS forged_events FROM pii_guard.audit_log WHERE detail LIKE 'grant 424242:%';
+DROP TABLE shop.forged;
+REVOKE CREATE ON SCHEMA shop FROM regress_forger;
+DROP ROLE regress_forger;
+
+-- audit_write() used as anything but an AFTER ... FOR EACH STATEMENT
+-- trigger with a row key says so, with its SQLSTATE.
+CREATE TABLE shop.misused (id int PRIMARY KEY);
+CREATE TRIGGER misused AFTER INSERT ON shop.misused
+    FOR EACH ROW EXECUTE FUNCTION pii_guard.audit_write('id');
+\set VERBOSITY sqlstate
+INSERT INTO shop.misused VALUES (1);
+\set VERBOSITY terse
+DROP TABLE shop.misused;
+
 SELECT pii_guard.unprotect_table('clients');
 RESET search_path;

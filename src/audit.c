@@ -1,32 +1,17 @@
 /*-------------------------------------------------------------------------
  *
  * audit.c
- *		Audit events: the shared-memory queue, the per-database background
- *		worker that writes them, the row MAC and the hash chain.
+ *		Audit events: what they hold, the read notes they are built from,
+ *		the write trigger, the row MAC and the hash chain.
  *
  * Two paths into pii_guard.audit_log:
  *
  *	write and admin events are inserted in the transaction that makes the
  *	change (audit_insert_now), so they are atomic with it;
  *
- *	read, export and deny events are enqueued in shared memory and written
- *	by the audit worker of their database in its own transactions, so a
+ *	read, export and deny events are handed to audit_worker.c, which queues
+ *	them in shared memory for the audit worker of their database, so a
  *	denial is recorded although the statement that caused it rolls back.
- *
- * Queue.  A ring of fixed-size AuditEvent slots under one LWLock.  A full
- * queue applies back-pressure: the enqueuing backend waits on a condition
- * variable up to pii_guard.audit_enqueue_timeout, then spills the event to
- * a file under $PGDATA/pg_pii_guard/ which the worker ingests; an event is
- * never dropped.  (In an aborting transaction we never wait: we spill at
- * once.)  The worker copies its database's events out, inserts them, and
- * only after its transaction commits frees their slots: a worker that dies
- * half-way leaves them queued for its successor.  What a crash of the whole
- * server can lose is what was still queued in shared memory: events of the
- * last moments, never a committed change's write event.
- *
- * Workers.  One dynamic background worker per database that uses
- * pii_guard, started on demand by the first backend that needs it and
- * restarted by the postmaster if it dies.
  *
  * Tamper evidence.  Every row carries row_mac, an HMAC-SHA256 (under the
  * 'audit' data key) of its content; a BEFORE INSERT trigger computes it for
@@ -45,160 +30,41 @@
  */
 #include "postgres.h"
 
-#include <dirent.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <openssl/evp.h>
 
+#include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
-#include "executor/spi.h"
-#include "funcapi.h"
 #include "common/ip.h"
-#include "utils/backend_status.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
-#include "pgstat.h"
-#include "postmaster/bgworker.h"
-#include "postmaster/interrupt.h"
-#include "storage/condition_variable.h"
-#include "storage/fd.h"
-#include "storage/ipc.h"
-#include "storage/latch.h"
-#include "storage/lwlock.h"
-#include "storage/proc.h"
-#include "storage/spin.h"
-#include "storage/shmem.h"
-#include "tcop/tcopprot.h"
-#include "utils/builtins.h"
+#include "nodes/value.h"
 #include "port/pg_bswap.h"
 #include "utils/array.h"
+#include "utils/backend_status.h"
+#include "utils/builtins.h"
 #include "utils/datum.h"
-#include "utils/json.h"
-#include "utils/hsearch.h"
-#include "utils/typcache.h"
-#include "executor/tuptable.h"
-#include "nodes/value.h"
-#include "access/htup_details.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 
 #include "pii_guard.h"
 
-#define AUDIT_MAX_WORKERS	64
-#define AUDIT_BATCH			128
-#define AUDIT_SPILL_DIR		"pg_pii_guard"
-
-typedef struct AuditWorkerSlot
-{
-	Oid			dboid;
-	pid_t		pid;
-	Latch	   *latch;
-	TimestampTz requested_at;
-} AuditWorkerSlot;
-
-typedef struct AuditShared
-{
-	LWLock	   *lock;
-	ConditionVariable space_cv;
-	uint64		head;			/* sequence number of the next event */
-	uint64		tail;			/* oldest slot still in use */
-	int			capacity;
-	uint64		spilled;		/* events that went to spill files */
-	uint64		spill_counter;
-	AuditWorkerSlot workers[AUDIT_MAX_WORKERS];
-	AuditEvent	events[FLEXIBLE_ARRAY_MEMBER];
-} AuditShared;
-
 /* Settings */
 bool		pii_guard_audit_reads = true;
-int			pii_guard_audit_queue_size = 1024;
-int			pii_guard_audit_enqueue_timeout = 1000;
 int			pii_guard_audit_max_row_keys = 100;
 char	   *pii_guard_audit_log_destination = NULL;
 
-/*
- * Coalescing of read events.  A backend keeps its latest read event in its
- * own slot in shared memory and merges the next one into it while they
- * describe the same reads (role, relation, columns, query) and the merged
- * row keys still fit; the worker harvests the slots every cycle.  So a
- * stream of identical single-row lookups costs one event per hundred rows
- * or per worker cycle, not one per statement -- and no row key is lost.
- */
-typedef struct PendingSlot
-{
-	slock_t		mutex;
-	bool		used;
-	int			statements;
-	AuditEvent	ev;
-} PendingSlot;
-
-static AuditShared *audit_shared = NULL;
-static PendingSlot *pending_slots = NULL;
-static int	pending_nslots = 0;
-static bool pending_exit_registered = false;
-
-static int	audit_harvest_pending(Oid dboid, AuditEvent *events, int max);
 static bool audit_inserting = false;	/* our own INSERT into audit_log */
 static bool audit_mirror_to_log = false;
-
-static Size
-audit_shmem_size(void)
-{
-	return add_size(offsetof(AuditShared, events),
-					mul_size(sizeof(AuditEvent), pii_guard_audit_queue_size));
-}
-
-static int
-audit_pending_count(void)
-{
-	return MaxBackends > 0 ? MaxBackends : 1024;
-}
-
-/* shmem_request_hook (or _PG_init before 15): reserve the queue. */
-void
-audit_shmem_request(void)
-{
-	RequestAddinShmemSpace(audit_shmem_size());
-	RequestAddinShmemSpace(mul_size(sizeof(PendingSlot), audit_pending_count()));
-	RequestNamedLWLockTranche("pii_guard audit", 1);
-}
-
-/* shmem_startup_hook: create or attach to the queue. */
-void
-audit_shmem_startup(void)
-{
-	bool		found;
-
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	audit_shared = ShmemInitStruct("pii_guard audit queue", audit_shmem_size(), &found);
-	if (!found)
-	{
-		memset(audit_shared, 0, offsetof(AuditShared, events));
-		audit_shared->lock = &(GetNamedLWLockTranche("pii_guard audit"))->lock;
-		ConditionVariableInit(&audit_shared->space_cv);
-		audit_shared->capacity = pii_guard_audit_queue_size;
-	}
-	pending_nslots = audit_pending_count();
-	pending_slots = ShmemInitStruct("pii_guard audit pending reads",
-									mul_size(sizeof(PendingSlot), pending_nslots), &found);
-	if (!found)
-	{
-		int			i;
-
-		for (i = 0; i < pending_nslots; i++)
-		{
-			SpinLockInit(&pending_slots[i].mutex);
-			pending_slots[i].used = false;
-		}
-	}
-	LWLockRelease(AddinShmemInitLock);
-}
 
 /* GUC check hook of audit_log_destination: 'table' or 'table,log'. */
 bool
@@ -264,171 +130,6 @@ audit_event_set(char *field, int size, const char *value)
 	audit_copy(field, value, size);
 }
 
-/* Path of the spill directory, created on demand. */
-static void
-audit_spill_dir(char *path, int size)
-{
-	snprintf(path, size, "%s/%s", DataDir, AUDIT_SPILL_DIR);
-}
-
-/*
- * Spill one event to its own file (written to a temporary name, fsynced
- * and renamed, so the worker never reads half an event).
- */
-static void
-audit_spill(const AuditEvent *ev)
-{
-	char		dir[MAXPGPATH];
-	char		tmp[MAXPGPATH];
-	char		path[MAXPGPATH];
-	uint64		n;
-	int			fd;
-
-	audit_spill_dir(dir, sizeof(dir));
-	(void) MakePGDirectory(dir);
-	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
-	n = ++audit_shared->spill_counter;
-	audit_shared->spilled++;
-	LWLockRelease(audit_shared->lock);
-	snprintf(tmp, sizeof(tmp), "%s/%u.%d.%llu.tmp", dir, ev->dboid, MyProcPid,
-			 (unsigned long long) n);
-	snprintf(path, sizeof(path), "%s/%u.%d.%llu.event", dir, ev->dboid, MyProcPid,
-			 (unsigned long long) n);
-	fd = OpenTransientFile(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
-	if (fd < 0 || write(fd, ev, sizeof(*ev)) != sizeof(*ev) || pg_fsync(fd) != 0 ||
-		CloseTransientFile(fd) != 0 || rename(tmp, path) != 0)
-		ereport(PANIC,
-				(errcode_for_file_access(),
-				 errmsg("pii_guard could neither queue nor spill an audit event: %m"),
-				 errdetail("Stopping rather than losing the event.")));
-}
-
-/* Wake (or start) the audit worker of ev's database. */
-static void
-audit_wake_worker(Oid dboid, bool may_start)
-{
-	int			i;
-	int			free_slot = -1;
-	Latch	   *latch = NULL;
-	bool		need_start = false;
-
-	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
-	for (i = 0; i < AUDIT_MAX_WORKERS; i++)
-	{
-		AuditWorkerSlot *w = &audit_shared->workers[i];
-
-		if (w->dboid == dboid)
-		{
-			if (w->pid != 0)
-				latch = w->latch;
-			else if (may_start &&
-					 TimestampDifferenceExceeds(w->requested_at, GetCurrentTimestamp(), 1000))
-			{
-				w->requested_at = GetCurrentTimestamp();
-				need_start = true;
-			}
-			break;
-		}
-		if (w->dboid == InvalidOid && free_slot < 0)
-			free_slot = i;
-	}
-	if (i == AUDIT_MAX_WORKERS && may_start && free_slot >= 0)
-	{
-		audit_shared->workers[free_slot].dboid = dboid;
-		audit_shared->workers[free_slot].pid = 0;
-		audit_shared->workers[free_slot].requested_at = GetCurrentTimestamp();
-		need_start = true;
-	}
-	LWLockRelease(audit_shared->lock);
-
-	if (latch)
-		SetLatch(latch);
-	if (need_start)
-	{
-		BackgroundWorker bgw;
-
-		memset(&bgw, 0, sizeof(bgw));
-		bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		/*
-		 * Not restarted by the postmaster (a dropped database's worker would
-		 * come back forever): the next backend that needs it starts it.
-		 */
-		bgw.bgw_restart_time = BGW_NEVER_RESTART;
-		snprintf(bgw.bgw_library_name, BGW_MAXLEN, "pii_guard");
-		snprintf(bgw.bgw_function_name, BGW_MAXLEN, "pii_guard_audit_worker_main");
-		snprintf(bgw.bgw_name, BGW_MAXLEN, "pii_guard audit worker for database %u", dboid);
-		snprintf(bgw.bgw_type, BGW_MAXLEN, "pii_guard audit worker");
-		bgw.bgw_main_arg = ObjectIdGetDatum(dboid);
-		bgw.bgw_notify_pid = 0;
-		if (!RegisterDynamicBackgroundWorker(&bgw, NULL))
-			ereport(WARNING,
-					(errmsg("pii_guard could not start the audit worker for this database"),
-					 errdetail("Audit events stay queued until it can start."),
-					 errhint("Raise max_worker_processes.")));
-	}
-}
-
-/*
- * Make sure this database's audit worker runs (at most once a second per
- * backend: it takes the queue's lock).
- */
-void
-audit_ensure_worker(void)
-{
-	static TimestampTz last_check = 0;
-	TimestampTz now;
-
-	if (audit_shared == NULL || !OidIsValid(MyDatabaseId) || IsBackgroundWorker)
-		return;
-	now = GetCurrentTimestamp();
-	if (now - last_check < USECS_PER_SEC)
-		return;
-	last_check = now;
-	audit_wake_worker(MyDatabaseId, true);
-}
-
-/*
- * Queue an event for the worker.  Waits for space (back-pressure) unless
- * aborting, then spills: an event is never dropped.
- */
-void
-audit_enqueue(const AuditEvent *ev, bool aborting)
-{
-	TimestampTz deadline;
-	bool		queued = false;
-
-	if (audit_shared == NULL)
-		return;
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-										   pii_guard_audit_enqueue_timeout);
-	for (;;)
-	{
-		LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
-		if (audit_shared->head - audit_shared->tail < (uint64) audit_shared->capacity)
-		{
-			AuditEvent *slot = &audit_shared->events[audit_shared->head % audit_shared->capacity];
-
-			memcpy(slot, ev, sizeof(*ev));
-			slot->seq = audit_shared->head;
-			audit_shared->head++;
-			queued = true;
-		}
-		LWLockRelease(audit_shared->lock);
-		if (queued || aborting)
-			break;
-		if (GetCurrentTimestamp() >= deadline)
-			break;
-		audit_wake_worker(ev->dboid, true);
-		(void) ConditionVariableTimedSleep(&audit_shared->space_cv, 100,
-										   PG_WAIT_EXTENSION);
-	}
-	ConditionVariableCancelSleep();
-	if (!queued)
-		audit_spill(ev);
-	audit_wake_worker(ev->dboid, !aborting);
-}
-
 /*
  * MAC of an audit_log row: HMAC over every column but row_mac, each as a
  * tag and its length-prefixed binary send form.
@@ -475,7 +176,6 @@ audit_row_mac(HeapTuple tuple, TupleDesc desc, uint8 *out)
 PG_FUNCTION_INFO_V1(pii_guard_audit_log_guard);
 PG_FUNCTION_INFO_V1(pii_guard_audit_row_ok);
 PG_FUNCTION_INFO_V1(pii_guard_audit_chain_next);
-PG_FUNCTION_INFO_V1(pii_guard_audit_queue_status);
 
 /*
  * SQL function: audit_log_guard() returns trigger
@@ -597,37 +297,6 @@ pii_guard_audit_chain_next(PG_FUNCTION_ARGS)
 									   PG_ARGISNULL(2) ? NULL : PG_GETARG_BYTEA_PP(2)));
 }
 
-/*
- * SQL function: audit_queue_status(OUT queued bigint, OUT capacity integer,
- *		OUT spilled bigint, OUT workers integer)
- */
-Datum
-pii_guard_audit_queue_status(PG_FUNCTION_ARGS)
-{
-	TupleDesc	tupdesc;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
-	int			i;
-	int			workers = 0;
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	if (audit_shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("pii_guard audit queue is not initialised")));
-	LWLockAcquire(audit_shared->lock, LW_SHARED);
-	values[0] = Int64GetDatum((int64) (audit_shared->head - audit_shared->tail));
-	values[1] = Int32GetDatum(audit_shared->capacity);
-	values[2] = Int64GetDatum((int64) audit_shared->spilled);
-	for (i = 0; i < AUDIT_MAX_WORKERS; i++)
-		if (audit_shared->workers[i].pid != 0)
-			workers++;
-	LWLockRelease(audit_shared->lock);
-	values[3] = Int32GetDatum(workers);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
-}
-
 /* Text array from a comma-separated list (NULL when empty). */
 static Datum
 audit_list_datum(const char *list, bool *isnull)
@@ -706,17 +375,20 @@ audit_kind_name(char kind)
 
 /*
  * Insert events into audit_log, in the current transaction, as the
- * extension owner.  Returns the event_id of the last one.
+ * extension owner.  Returns the event_id of the last one.  (Like every
+ * query text in this file, this one names pg_catalog for every type,
+ * operator and function it uses: the owner context pins search_path too,
+ * but the text should not need it.)
  */
 #define NARGS 18
-static int64
-audit_insert(const AuditEvent *events, int n)
+int64
+audit_insert_events(const AuditEvent *events, int n)
 {
 	static const char *sql =
 		"INSERT INTO pii_guard.audit_log (event_time, kind, session_role, acting_role, "
 		" client_addr, application_name, backend_pid, xid, query_id, relation, operation, "
 		" columns_clear, columns_masked, columns_changed, rows, row_keys, row_keys_masked, detail) "
-		"VALUES ($1, $2, $3, $4, $5::inet, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) "
+		"VALUES ($1, $2, $3, $4, $5::pg_catalog.inet, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) "
 		"RETURNING event_id";
 	Oid			argtypes[NARGS] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 		TEXTOID, INT4OID, INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID,
@@ -815,20 +487,22 @@ audit_insert(const AuditEvent *events, int n)
 int64
 audit_insert_now(const AuditEvent *ev)
 {
-	int64		id = audit_insert(ev, 1);
+	int64		id = audit_insert_events(ev, 1);
 
 	audit_ensure_worker();
 	return id;
 }
 
 /*
- * Seal committed, unsealed rows into the chain, in event_id order.  Runs in
- * the worker's transaction.  A full anti-join now and then catches rows
- * whose transactions committed long after their neighbours.
+ * Seal committed, unsealed rows into the chain, in event_id order, as the
+ * extension owner.  Runs in the worker's transaction.  A full anti-join now
+ * and then catches rows whose transactions committed long after their
+ * neighbours.
  */
-static void
-audit_seal(bool full_scan)
+void
+audit_seal_rows(bool full_scan)
 {
+	OwnerContext oc;
 	SPITupleTable *rows;
 	uint64		n;
 	uint64		i;
@@ -841,8 +515,11 @@ audit_seal(bool full_scan)
 	Datum	   *links;
 	Datum		v[3];
 
-	if (SPI_execute("SELECT seal_seq, chain_hash FROM pii_guard.audit_seal "
-					"ORDER BY seal_seq DESC LIMIT 1", true, 1) != SPI_OK_SELECT)
+	pii_guard_enter_owner_context(&oc);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT s.seal_seq, s.chain_hash FROM pii_guard.audit_seal s "
+					"ORDER BY s.seal_seq DESC LIMIT 1", true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the audit chain");
 	if (SPI_processed == 1)
 	{
@@ -851,106 +528,89 @@ audit_seal(bool full_scan)
 	}
 	if (SPI_execute(full_scan ?
 					"SELECT a.event_id, a.row_mac FROM pii_guard.audit_log a "
-					"WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s WHERE s.event_id = a.event_id) "
+					"WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s "
+					"                  WHERE s.event_id OPERATOR(pg_catalog.=) a.event_id) "
 					"ORDER BY a.event_id LIMIT 10000" :
 					"SELECT a.event_id, a.row_mac FROM pii_guard.audit_log a "
-					"WHERE a.event_id > coalesce((SELECT max(event_id) FROM pii_guard.audit_seal), 0) - 10000 "
-					"AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s WHERE s.event_id = a.event_id) "
+					"WHERE a.event_id OPERATOR(pg_catalog.>) "
+					"      (coalesce((SELECT pg_catalog.max(s.event_id) FROM pii_guard.audit_seal s), 0) "
+					"       OPERATOR(pg_catalog.-) 10000) "
+					"AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s "
+					"                WHERE s.event_id OPERATOR(pg_catalog.=) a.event_id) "
 					"ORDER BY a.event_id LIMIT 10000",
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read unsealed audit rows");
 	rows = SPI_tuptable;
 	n = SPI_processed;
-	if (n == 0)
-		return;
-	seqs = palloc(sizeof(Datum) * n);
-	ids = palloc(sizeof(Datum) * n);
-	links = palloc(sizeof(Datum) * n);
-	for (i = 0; i < n; i++)
+	if (n > 0)
 	{
-		int64		event_id = DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull));
-		Datum		m = SPI_getbinval(rows->vals[i], rows->tupdesc, 2, &isnull);
-		bytea	   *link = audit_chain_link(prev, event_id, isnull ? NULL : DatumGetByteaPP(m));
+		seqs = palloc(sizeof(Datum) * n);
+		ids = palloc(sizeof(Datum) * n);
+		links = palloc(sizeof(Datum) * n);
+		for (i = 0; i < n; i++)
+		{
+			int64		event_id = DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull));
+			Datum		m = SPI_getbinval(rows->vals[i], rows->tupdesc, 2, &isnull);
+			bytea	   *link = audit_chain_link(prev, event_id, isnull ? NULL : DatumGetByteaPP(m));
 
-		seq++;
-		seqs[i] = Int64GetDatum(seq);
-		ids[i] = Int64GetDatum(event_id);
-		links[i] = PointerGetDatum(link);
-		prev = link;
+			seq++;
+			seqs[i] = Int64GetDatum(seq);
+			ids[i] = Int64GetDatum(event_id);
+			links[i] = PointerGetDatum(link);
+			prev = link;
+		}
+		/* One statement for the whole batch. */
+		v[0] = PointerGetDatum(construct_array(seqs, (int) n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		v[1] = PointerGetDatum(construct_array(ids, (int) n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		v[2] = PointerGetDatum(construct_array(links, (int) n, BYTEAOID, -1, false, TYPALIGN_INT));
+		if (SPI_execute_with_args("INSERT INTO pii_guard.audit_seal (seal_seq, event_id, chain_hash) "
+								  "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))",
+								  3, argtypes, v, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not seal audit rows");
 	}
-	/* One statement for the whole batch. */
-	v[0] = PointerGetDatum(construct_array(seqs, (int) n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	v[1] = PointerGetDatum(construct_array(ids, (int) n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	v[2] = PointerGetDatum(construct_array(links, (int) n, BYTEAOID, -1, false, TYPALIGN_INT));
-	if (SPI_execute_with_args("INSERT INTO pii_guard.audit_seal (seal_seq, event_id, chain_hash) "
-							  "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))",
-							  3, argtypes, v, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not seal audit rows");
-}
-
-/* Read the spill files of this database into events (up to max). */
-static int
-audit_read_spill(Oid dboid, AuditEvent *events, char (*files)[MAXPGPATH], int max)
-{
-	char		dir[MAXPGPATH];
-	char		prefix[32];
-	DIR		   *d;
-	struct dirent *de;
-	int			n = 0;
-
-	audit_spill_dir(dir, sizeof(dir));
-	snprintf(prefix, sizeof(prefix), "%u.", dboid);
-	d = AllocateDir(dir);
-	if (d == NULL)
-		return 0;
-	while (n < max && (de = ReadDirExtended(d, dir, LOG)) != NULL)
-	{
-		int			fd;
-		size_t		len = strlen(de->d_name);
-
-		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0 ||
-			len < 6 || strcmp(de->d_name + len - 6, ".event") != 0)
-			continue;
-		snprintf(files[n], MAXPGPATH, "%s/%s", dir, de->d_name);
-		fd = OpenTransientFile(files[n], O_RDONLY | PG_BINARY);
-		if (fd < 0)
-			continue;
-		if (read(fd, &events[n], sizeof(AuditEvent)) == sizeof(AuditEvent))
-			n++;
-		CloseTransientFile(fd);
-	}
-	FreeDir(d);
-	return n;
+	SPI_finish();
+	pii_guard_leave_owner_context(&oc);
 }
 
 /*
  * Grants expire by themselves; the worker records each expiry once, as an
  * admin event, so that the trail shows issue, use and end of every grant.
+ * The grants are read as the extension owner; the events name the worker's
+ * own role as acting role, as every event the worker makes.
  */
-static void
-audit_grant_expiries(void)
+void
+audit_record_grant_expiries(void)
 {
+	OwnerContext oc;
+	Oid			acting_role = GetUserId();
+	MemoryContext outer = CurrentMemoryContext;
 	uint64		i;
 	uint64		n;
 	SPITupleTable *rows;
-	AuditEvent *evs;
+	AuditEvent *evs = NULL;
 
-	if (SPI_execute("SELECT g.grant_id, g.kind, g.role::text, coalesce(g.base::text, ''), g.valid_until "
+	pii_guard_enter_owner_context(&oc);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT g.grant_id, g.kind, g.role::pg_catalog.text, "
+					"       coalesce(g.base::pg_catalog.text, ''), g.valid_until "
 					"FROM pii_guard.grants g "
-					"WHERE g.valid_until <= pg_catalog.now() AND g.revoked_at IS NULL "
+					"WHERE g.valid_until OPERATOR(pg_catalog.<=) pg_catalog.now() "
+					"AND g.revoked_at IS NULL "
 					"AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_log a "
-					"  WHERE a.kind = 'admin' AND a.operation = 'grant_expired' "
-					"    AND a.detail LIKE 'grant ' || g.grant_id || ':%') "
+					"  WHERE a.kind OPERATOR(pg_catalog.=) 'admin' "
+					"    AND a.operation OPERATOR(pg_catalog.=) 'grant_expired' "
+					"    AND pg_catalog.starts_with(a.detail, pg_catalog.concat('grant ', g.grant_id, ':'))) "
 					"ORDER BY g.grant_id LIMIT 100", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read expired grants");
 	rows = SPI_tuptable;
 	n = SPI_processed;
-	if (n == 0)
-		return;
-	evs = palloc(sizeof(AuditEvent) * n);
+	if (n > 0)
+		evs = MemoryContextAlloc(outer, sizeof(AuditEvent) * n);
 	for (i = 0; i < n; i++)
 	{
 		audit_event_init(&evs[i], AUDIT_ADMIN);
+		evs[i].current_role = acting_role;
 		AUDIT_SET(&evs[i], operation, "grant_expired");
 		snprintf(evs[i].detail, sizeof(evs[i].detail), "grant %s: %s grant for %s on %s ended at %s",
 				 SPI_getvalue(rows->vals[i], rows->tupdesc, 1),
@@ -959,166 +619,10 @@ audit_grant_expiries(void)
 				 SPI_getvalue(rows->vals[i], rows->tupdesc, 4),
 				 SPI_getvalue(rows->vals[i], rows->tupdesc, 5));
 	}
-	audit_insert(evs, (int) n);
-}
-
-static volatile sig_atomic_t worker_got_sigterm = false;
-
-static void
-audit_worker_sigterm(SIGNAL_ARGS)
-{
-	int			save_errno = errno;
-
-	worker_got_sigterm = true;
-	SetLatch(MyLatch);
-	errno = save_errno;
-}
-
-PGDLLEXPORT void pii_guard_audit_worker_main(Datum arg);
-
-/* Background worker: write this database's queued events, seal the chain. */
-void
-pii_guard_audit_worker_main(Datum arg)
-{
-	Oid			dboid = DatumGetObjectId(arg);
-	AuditWorkerSlot *me = NULL;
-	AuditEvent *batch;
-	uint64	   *seqs;
-	char		(*files)[MAXPGPATH];
-	int			cycles = 0;
-	int			idle_cycles = 0;
-	int			i;
-
-	pqsignal(SIGTERM, audit_worker_sigterm);
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-
-	/* After connecting: InitPostgres frees the postmaster's memory. */
-	batch = MemoryContextAlloc(TopMemoryContext, sizeof(AuditEvent) * AUDIT_BATCH);
-	seqs = MemoryContextAlloc(TopMemoryContext, sizeof(uint64) * AUDIT_BATCH);
-	files = MemoryContextAlloc(TopMemoryContext, MAXPGPATH * AUDIT_BATCH);
-
-	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
-	for (i = 0; i < AUDIT_MAX_WORKERS; i++)
-		if (audit_shared->workers[i].dboid == dboid)
-			me = &audit_shared->workers[i];
-	for (i = 0; me == NULL && i < AUDIT_MAX_WORKERS; i++)
-		if (audit_shared->workers[i].dboid == InvalidOid)
-		{
-			me = &audit_shared->workers[i];
-			me->dboid = dboid;
-		}
-	/* Another worker for this database already runs: leave it the job. */
-	if (me != NULL && me->pid != 0 && me->pid != MyProcPid && kill(me->pid, 0) == 0)
-		me = NULL;
-	else if (me != NULL)
-	{
-		me->pid = MyProcPid;
-		me->latch = MyLatch;
-	}
-	LWLockRelease(audit_shared->lock);
-	if (me == NULL)
-		proc_exit(0);
-
-	while (!worker_got_sigterm)
-	{
-		int			n = 0;
-		int			nspill;
-		int			nharvest;
-		uint64		pos;
-		bool		installed;
-
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-
-		/* Copy this database's queued events out; the slots stay in use. */
-		LWLockAcquire(audit_shared->lock, LW_SHARED);
-		for (pos = audit_shared->tail; pos < audit_shared->head && n < AUDIT_BATCH; pos++)
-		{
-			AuditEvent *ev = &audit_shared->events[pos % audit_shared->capacity];
-
-			if (ev->dboid == dboid)
-			{
-				memcpy(&batch[n], ev, sizeof(AuditEvent));
-				seqs[n] = ev->seq;
-				n++;
-			}
-		}
-		LWLockRelease(audit_shared->lock);
-		nspill = audit_read_spill(dboid, batch + n, files, AUDIT_BATCH - n);
-		nharvest = audit_harvest_pending(dboid, batch + n + nspill, AUDIT_BATCH - n - nspill);
-
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "pii_guard audit");
-		installed = OidIsValid(pii_guard_relation_oid("audit_log", true));
-		if (installed)
-		{
-			if (n + nspill + nharvest > 0)
-				audit_insert(batch, n + nspill + nharvest);
-			if (SPI_connect() != SPI_OK_CONNECT)
-				elog(ERROR, "SPI_connect failed");
-			if (cycles % 5 == 0)
-				audit_grant_expiries();
-			audit_seal(cycles % 600 == 0);
-			SPI_finish();
-			limits_sync_grant_use();
-		}
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		pgstat_report_activity(STATE_IDLE, NULL);
-
-		/* Committed (or nowhere to go): free the slots and spill files. */
-		LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
-		for (i = 0; i < n; i++)
-		{
-			AuditEvent *ev = &audit_shared->events[seqs[i] % audit_shared->capacity];
-
-			if (ev->seq == seqs[i] && ev->dboid == dboid)
-				ev->dboid = InvalidOid;
-		}
-		while (audit_shared->tail < audit_shared->head &&
-			   audit_shared->events[audit_shared->tail % audit_shared->capacity].dboid == InvalidOid)
-			audit_shared->tail++;
-		LWLockRelease(audit_shared->lock);
-		ConditionVariableBroadcast(&audit_shared->space_cv);
-		for (i = 0; i < nspill; i++)
-			(void) unlink(files[i]);
-
-		limits_persist();
-		/*
-		 * No pii_guard here (yet: the CREATE EXTENSION that started us may
-		 * not have committed; or any more): give up after half a minute.
-		 */
-		if (!installed && ++idle_cycles > 150)
-			break;
-		if (installed)
-			idle_cycles = 0;
-		cycles++;
-		if (n + nspill + nharvest < AUDIT_BATCH)
-		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 200L, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-		}
-		CHECK_FOR_INTERRUPTS();
-	}
-
-	limits_persist();
-	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
-	me->pid = 0;
-	me->latch = NULL;
-	if (worker_got_sigterm)
-		me->requested_at = 0;
-	else
-		me->dboid = InvalidOid;
-	LWLockRelease(audit_shared->lock);
-	proc_exit(worker_got_sigterm ? 1 : 0);
+	SPI_finish();
+	pii_guard_leave_owner_context(&oc);
+	if (n > 0)
+		audit_insert_events(evs, (int) n);
 }
 
 /*
@@ -1255,141 +759,6 @@ audit_note_reveal(Oid relid, const char *attname, ColumnAccess access,
 			*keys = lappend(*keys, makeString(pstrdup(k)));
 		MemoryContextSwitchTo(old);
 	}
-}
-
-/* Do two read events describe the same reads (all but rows and row keys)? */
-static bool
-audit_same_reads(const AuditEvent *a, const AuditEvent *b)
-{
-	return a->dboid == b->dboid && a->kind == b->kind &&
-		a->session_role == b->session_role && a->current_role == b->current_role &&
-		a->pid == b->pid && a->query_id == b->query_id &&
-		strcmp(a->relation, b->relation) == 0 &&
-		strcmp(a->operation, b->operation) == 0 &&
-		strcmp(a->columns_clear, b->columns_clear) == 0 &&
-		strcmp(a->columns_masked, b->columns_masked) == 0 &&
-		strcmp(a->detail, b->detail) == 0 &&
-		strlen(a->row_keys) + strlen(b->row_keys) + 2 < sizeof(a->row_keys) &&
-		strlen(a->row_keys_masked) + strlen(b->row_keys_masked) + 2 < sizeof(a->row_keys_masked);
-}
-
-/* Merge b's rows and row keys into a (audit_same_reads said they fit). */
-static void
-audit_merge_reads(AuditEvent *a, const AuditEvent *b)
-{
-	a->rows += b->rows;
-	if (b->row_keys[0])
-	{
-		if (a->row_keys[0])
-			strcat(a->row_keys, ",");
-		strcat(a->row_keys, b->row_keys);
-	}
-	if (b->row_keys_masked[0])
-	{
-		if (a->row_keys_masked[0])
-			strcat(a->row_keys_masked, ",");
-		strcat(a->row_keys_masked, b->row_keys_masked);
-	}
-}
-
-/* Backend exit: its pending read event goes to the queue. */
-static void
-audit_pending_exit(int code, Datum arg)
-{
-	int			slot = compat_backend_slot();
-	PendingSlot *ps;
-	AuditEvent	ev;
-	bool		had = false;
-
-	if (pending_slots == NULL || slot < 0 || slot >= pending_nslots)
-		return;
-	ps = &pending_slots[slot];
-	SpinLockAcquire(&ps->mutex);
-	if (ps->used)
-	{
-		memcpy(&ev, &ps->ev, sizeof(ev));
-		ps->used = false;
-		had = true;
-	}
-	SpinLockRelease(&ps->mutex);
-	if (had)
-		audit_enqueue(&ev, true);
-}
-
-/*
- * Hand a read event to this backend's pending slot (merging it into the
- * pending one if they describe the same reads); what it displaces goes to
- * the queue.  Other events, and backends without a slot, go to the queue.
- */
-static void
-audit_submit_read(const AuditEvent *ev, bool aborting)
-{
-	int			slot = compat_backend_slot();
-	PendingSlot *ps;
-	AuditEvent	displaced;
-	bool		have_displaced = false;
-
-	if (pending_slots == NULL || aborting || ev->kind != AUDIT_READ ||
-		slot < 0 || slot >= pending_nslots)
-	{
-		audit_enqueue(ev, aborting);
-		return;
-	}
-	if (!pending_exit_registered)
-	{
-		before_shmem_exit(audit_pending_exit, (Datum) 0);
-		pending_exit_registered = true;
-	}
-	ps = &pending_slots[slot];
-	SpinLockAcquire(&ps->mutex);
-	if (ps->used && audit_same_reads(&ps->ev, ev))
-	{
-		audit_merge_reads(&ps->ev, ev);
-		ps->statements++;
-	}
-	else
-	{
-		if (ps->used)
-		{
-			memcpy(&displaced, &ps->ev, sizeof(displaced));
-			have_displaced = true;
-		}
-		memcpy(&ps->ev, ev, sizeof(*ev));
-		ps->statements = 1;
-		ps->used = true;
-	}
-	SpinLockRelease(&ps->mutex);
-	if (have_displaced)
-		audit_enqueue(&displaced, false);
-}
-
-/* Worker: take the pending read events of this database. */
-static int
-audit_harvest_pending(Oid dboid, AuditEvent *events, int max)
-{
-	int			i;
-	int			n = 0;
-
-	for (i = 0; i < pending_nslots && n < max; i++)
-	{
-		PendingSlot *ps = &pending_slots[i];
-
-		if (!ps->used || ps->ev.dboid != dboid)
-			continue;
-		SpinLockAcquire(&ps->mutex);
-		if (ps->used && ps->ev.dboid == dboid)
-		{
-			memcpy(&events[n], &ps->ev, sizeof(AuditEvent));
-			if (ps->statements > 1)
-				snprintf(events[n].detail + strlen(events[n].detail),
-						 sizeof(events[n].detail) - strlen(events[n].detail),
-						 "%s%d statements", events[n].detail[0] ? "; " : "", ps->statements);
-			ps->used = false;
-			n++;
-		}
-		SpinLockRelease(&ps->mutex);
-	}
-	return n;
 }
 
 /* Is s one of the items of a comma-separated list? */
@@ -1545,9 +914,14 @@ pii_guard_audit_write(PG_FUNCTION_ARGS)
 	bool	   *changed;
 	int			i;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "audit_write must be called as a trigger");
+	if (!TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
 		!TRIGGER_FIRED_AFTER(td->tg_event) || td->tg_trigger->tgnargs < 1)
-		elog(ERROR, "audit_write must be an AFTER ... FOR EACH STATEMENT trigger with the row key as argument");
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("pii_guard.audit_write() must be fired AFTER ... FOR EACH STATEMENT with the row key column as argument"),
+				 errhint("Use pii_guard.audit_table() to put a table under write audit.")));
 	rel = td->tg_relation;
 	desc = RelationGetDescr(rel);
 	keyatt = SPI_fnumber(desc, td->tg_trigger->tgargs[0]);

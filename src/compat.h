@@ -169,6 +169,21 @@ compat_perm_columns(void *elem, Oid *relid, AclMode *perms,
 #define compat_class_ownercheck(relid, roleid) pg_class_ownercheck((relid), (roleid))
 #endif
 
+/* Ownership of a database: PostgreSQL 16 folded the per-kind checks into one. */
+#include "utils/acl.h"
+#if PG_VERSION_NUM >= 160000
+#include "catalog/pg_database.h"
+#define compat_database_ownercheck(dboid, roleid) \
+	object_ownercheck(DatabaseRelationId, (dboid), (roleid))
+#else
+#define compat_database_ownercheck(dboid, roleid) pg_database_ownercheck((dboid), (roleid))
+#endif
+
+/* transaction_timeout exists from PostgreSQL 17 on. */
+#if PG_VERSION_NUM >= 170000
+#define COMPAT_HAS_TRANSACTION_TIMEOUT 1
+#endif
+
 /* shmem_request_hook exists from PostgreSQL 15 on. */
 #if PG_VERSION_NUM >= 150000
 #define COMPAT_HAS_SHMEM_REQUEST_HOOK 1

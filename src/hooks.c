@@ -53,6 +53,8 @@
  * transaction.
  * While pii_guard itself runs DDL (protecting, unprotecting, rebuilding),
  * the maintenance flag turns this off; it is reset at transaction end.
+ * Statements that need a database to themselves (DROP DATABASE, ...) first
+ * let audit_worker.c stop that database's audit worker.
  *
  *-------------------------------------------------------------------------
  */
@@ -629,6 +631,7 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 		hooks_check_owner(base);
 	if (detach)
 		hooks_call("SELECT pii_guard._detach_views($1, $2, $3)", base, NULL, NULL);
+	audit_release_database(parsetree);
 
 	if (nesting_level == 0)
 	{

@@ -11,7 +11,9 @@
  *	policy.c	access decisions, their cache, reveal()
  *	views.c		masking views: the write trigger, the protected-table cache
  *	hooks.c		executor and utility hooks (dispatch only)
- *	audit.c		audit events: queue, worker, write trigger, MAC and chain
+ *	lookup.c	indexable lookups through masking views
+ *	audit.c		audit events, read notes, write trigger, MAC and chain
+ *	audit_worker.c	audit queue, spill files, pending reads, the worker
  *	limits.c	export-row limits: what counts, scopes, approvals
  *	limitstate.c	their shared counters and persistence
  *
@@ -257,25 +259,32 @@ typedef struct AuditEvent
 } AuditEvent;
 
 extern bool pii_guard_audit_reads;
-extern int	pii_guard_audit_queue_size;
+extern int	pii_guard_audit_queue_size;	/* audit_worker.c */
 extern int	pii_guard_audit_enqueue_timeout;
 extern int	pii_guard_audit_max_row_keys;
 extern char *pii_guard_audit_log_destination;
 
-extern void audit_shmem_request(void);
-extern void audit_shmem_startup(void);
 extern bool audit_destination_check(char **newval, void **extra, GucSource source);
 extern void audit_destination_assign(const char *newval, void *extra);
 extern void audit_event_init(AuditEvent *ev, char kind);
 extern void audit_event_set(char *field, int size, const char *value);
-extern void audit_enqueue(const AuditEvent *ev, bool aborting);
+extern int64 audit_insert_events(const AuditEvent *events, int n);
 extern int64 audit_insert_now(const AuditEvent *ev);
-extern void audit_ensure_worker(void);
+extern void audit_seal_rows(bool full_scan);
+extern void audit_record_grant_expiries(void);
 extern const char *audit_kind_name(char kind);
 extern void audit_deny(const char *relation, const char *operation, const char *detail);
 extern void audit_note_reveal(Oid relid, const char *attname, ColumnAccess access,
 							  FunctionCallInfo fcinfo, int rowkey_arg, void **cache);
 extern void audit_flush_reads(bool aborting);
+
+/* audit_worker.c */
+extern void audit_shmem_request(void);
+extern void audit_shmem_startup(void);
+extern void audit_enqueue(const AuditEvent *ev, bool aborting);
+extern void audit_submit_read(const AuditEvent *ev, bool aborting);
+extern void audit_ensure_worker(void);
+extern void audit_release_database(Node *parsetree);
 
 #define AUDIT_SET(ev, field, value) audit_event_set((ev)->field, sizeof((ev)->field), (value))
 

@@ -39,6 +39,14 @@ for i in $(seq 40); do
 done | psql -X -q -h "$(pgg_sock $name)" -p 5432 -U q_reader -d postgres >/dev/null
 spilled=$(pgg_psql $name -d postgres -tAc "SELECT spilled FROM pii_guard.audit_queue_status()")
 pgg_ok "a full queue spilled events to disk ($spilled)" test "$spilled" -gt 0
+# A statement cancelled (here: its statement_timeout) while its denial
+# waits for room in the full queue: the denial is spilled, not lost.
+psql -X -q -h "$(pgg_sock $name)" -p 5432 -U postgres -d postgres >/dev/null 2>&1 <<'SQL'
+SET pii_guard.audit_enqueue_timeout = 10000;
+SET statement_timeout = 300;
+SET ROLE q_reader;
+SELECT pii_guard.decrypt(pii_guard.encrypt('x'));
+SQL
 kill -CONT "$worker"
 for _ in $(seq 100); do
 	after=$(rows_read)
@@ -48,6 +56,13 @@ done
 pgg_is "all 40 reads reached the table" "$((after - before))" 40
 pgg_is "nothing is left queued" \
 	"$(pgg_psql $name -d postgres -tAc "SELECT queued FROM pii_guard.audit_queue_status()")" 0
+for _ in $(seq 100); do
+	cancelled=$(pgg_psql $name -d postgres -tAc "SELECT count(*) FROM pii_guard.audit_log
+		WHERE kind = 'deny' AND acting_role = 'q_reader' AND operation = 'decrypt'")
+	[ "$cancelled" = 1 ] && break
+	sleep 0.1
+done
+pgg_is "the denial of the cancelled statement reached the table" "$cancelled" 1
 
 # Consecutive reads of the same shape are coalesced into one event, with
 # every row key kept.

@@ -1,0 +1,1208 @@
+/*-------------------------------------------------------------------------
+ *
+ * audit_worker.c
+ *		How read, export and deny events reach pii_guard.audit_log: the
+ *		shared-memory queue, spill files, pending (coalesced) read events,
+ *		and the per-database background worker that writes them.
+ *
+ * Queue.  A ring of fixed-size AuditEvent slots under one LWLock.  A full
+ * queue applies back-pressure: the enqueuing backend waits on a condition
+ * variable up to pii_guard.audit_enqueue_timeout, then spills the event to
+ * a file under $PGDATA/pg_pii_guard/ which the worker ingests; an event is
+ * never dropped.  (In an aborting transaction, or when the statement is
+ * being cancelled or the backend terminated, we never wait: we spill at
+ * once.)  A spill file is written under a .tmp name and moved into place
+ * with durable_rename; a .tmp whose writer is gone is removed when a worker
+ * starts.  The worker copies its database's events out, inserts them, and
+ * only after its transaction commits frees their slots and removes their
+ * files: a worker that fails half-way leaves them for its next cycle or
+ * its successor.  Asked to stop (SIGTERM: server shutdown, DROP DATABASE,
+ * pg_terminate_backend), it first writes what is queued, exits with code 0.
+ * What a crash of the whole server can lose is what was still queued in
+ * shared memory: events of the last moments, never a committed change's
+ * write event.
+ *
+ * Workers.  One dynamic background worker per database that uses
+ * pii_guard, started on demand by the first backend that needs it (never
+ * by the postmaster: a dropped database's worker would come back forever).
+ * It connects as the bootstrap superuser, so its session settings are
+ * pinned before it connects (search_path = pg_catalog, pg_temp, no
+ * read-only default, no timeouts, triggers firing) and its queries run as
+ * the extension owner.  An ERROR in a cycle is logged and the cycle retried
+ * with a back-off; whatever else ends the worker, an on_shmem_exit callback
+ * gives its slot in AuditShared.workers back, and a slot whose process is
+ * gone counts as free, so the next backend that needs a worker starts one.
+ * A worker stays connected to its database; the utility hook has it
+ * stopped first (audit_release_database) when the database's owner runs a
+ * statement that needs the database to itself, such as DROP DATABASE.
+ *
+ * One database never holds up the others.  Only a database's own worker
+ * frees its slots, and the tail moves only over free slots; so every
+ * worker moves the events at the tail whose database has no live worker
+ * (it cannot be registered, it died, the database is gone) into spill
+ * files of that database, and now and then removes the spill files of
+ * databases that no longer exist.
+ *
+ * Locking.  AuditShared.lock (an LWLock) guards the ring, its counters and
+ * the worker slots; nothing is done under it but copying and bookkeeping
+ * (spill files are written after it is released).  Each pending-read slot
+ * has its own LWLock; no one holds two of these locks at once.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "commands/defrem.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/condition_variable.h"
+#include "storage/fd.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "storage/shmem.h"
+#include "tcop/tcopprot.h"
+#include "utils/backend_status.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "pii_guard.h"
+
+#define AUDIT_MAX_WORKERS	64
+#define AUDIT_BATCH			128
+#define AUDIT_SPILL_DIR		"pg_pii_guard"
+
+typedef struct AuditWorkerSlot
+{
+	Oid			dboid;
+	pid_t		pid;
+	Latch	   *latch;
+	TimestampTz requested_at;
+} AuditWorkerSlot;
+
+typedef struct AuditShared
+{
+	LWLock	   *lock;
+	ConditionVariable space_cv;
+	uint64		head;			/* sequence number of the next event */
+	uint64		tail;			/* oldest slot still in use */
+	int			capacity;
+	uint64		spilled;		/* events that went to spill files */
+	uint64		spill_counter;
+	AuditWorkerSlot workers[AUDIT_MAX_WORKERS];
+	AuditEvent	events[FLEXIBLE_ARRAY_MEMBER];
+} AuditShared;
+
+/* Settings */
+int			pii_guard_audit_queue_size = 1024;
+int			pii_guard_audit_enqueue_timeout = 1000;
+
+/*
+ * Coalescing of read events.  A backend keeps its latest read event in its
+ * own slot in shared memory and merges the next one into it while they
+ * describe the same reads (role, relation, columns, query) and the merged
+ * row keys still fit; the worker harvests the slots every cycle.  So a
+ * stream of identical single-row lookups costs one event per hundred rows
+ * or per worker cycle, not one per statement -- and no row key is lost.
+ * Each slot has an LWLock of its own (tranche "pii_guard audit pending
+ * reads"): comparing, merging and copying an event is a few kilobytes of
+ * work, too much for a spinlock.
+ */
+typedef struct PendingSlot
+{
+	bool		used;
+	int			statements;
+	AuditEvent	ev;
+} PendingSlot;
+
+#define PENDING_TRANCHE		"pii_guard audit pending reads"
+
+static AuditShared *audit_shared = NULL;
+static PendingSlot *pending_slots = NULL;
+static LWLockPadded *pending_locks = NULL;
+static int	pending_nslots = 0;		/* fixed when shared memory is requested */
+static bool pending_exit_registered = false;
+
+static int	audit_harvest_pending(Oid dboid, AuditEvent *events, int max);
+static bool audit_pid_alive(pid_t pid);
+
+/* Size of the queue in shared memory. */
+static Size
+audit_shmem_size(void)
+{
+	return add_size(offsetof(AuditShared, events),
+					mul_size(sizeof(AuditEvent), pii_guard_audit_queue_size));
+}
+
+/* Number of pending-read slots: one per backend. */
+static int
+audit_pending_count(void)
+{
+	return MaxBackends > 0 ? MaxBackends : 1024;
+}
+
+/* shmem_request_hook (or _PG_init before 15): reserve the queue. */
+void
+audit_shmem_request(void)
+{
+	pending_nslots = audit_pending_count();
+	RequestAddinShmemSpace(audit_shmem_size());
+	RequestAddinShmemSpace(mul_size(sizeof(PendingSlot), pending_nslots));
+	RequestNamedLWLockTranche("pii_guard audit", 1);
+	RequestNamedLWLockTranche(PENDING_TRANCHE, pending_nslots);
+}
+
+/* shmem_startup_hook: create or attach to the queue. */
+void
+audit_shmem_startup(void)
+{
+	bool		found;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	audit_shared = ShmemInitStruct("pii_guard audit queue", audit_shmem_size(), &found);
+	if (!found)
+	{
+		memset(audit_shared, 0, offsetof(AuditShared, events));
+		audit_shared->lock = &(GetNamedLWLockTranche("pii_guard audit"))->lock;
+		ConditionVariableInit(&audit_shared->space_cv);
+		audit_shared->capacity = pii_guard_audit_queue_size;
+	}
+	if (pending_nslots == 0)	/* (EXEC_BACKEND: no request hook here) */
+		pending_nslots = audit_pending_count();
+	pending_slots = ShmemInitStruct("pii_guard audit pending reads",
+									mul_size(sizeof(PendingSlot), pending_nslots), &found);
+	pending_locks = GetNamedLWLockTranche(PENDING_TRANCHE);
+	if (!found)
+	{
+		int			i;
+
+		for (i = 0; i < pending_nslots; i++)
+			pending_slots[i].used = false;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Path of the spill directory, created on demand. */
+static void
+audit_spill_dir(char *path, int size)
+{
+	snprintf(path, size, "%s/%s", DataDir, AUDIT_SPILL_DIR);
+}
+
+/*
+ * Spill one event to its own file: written under a temporary name, then
+ * renamed into place with durable_rename (which fsyncs the file and the
+ * directory), so that the worker never reads half an event and a crash
+ * loses no spilled one.
+ */
+static void
+audit_spill(const AuditEvent *ev)
+{
+	char		dir[MAXPGPATH];
+	char		tmp[MAXPGPATH];
+	char		path[MAXPGPATH];
+	uint64		n;
+	int			fd;
+
+	audit_spill_dir(dir, sizeof(dir));
+	if (MakePGDirectory(dir) == 0)
+		(void) fsync_fname_ext(DataDir, true, false, LOG);
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	n = ++audit_shared->spill_counter;
+	audit_shared->spilled++;
+	LWLockRelease(audit_shared->lock);
+	snprintf(tmp, sizeof(tmp), "%s/%u.%d.%llu.tmp", dir, ev->dboid, MyProcPid,
+			 (unsigned long long) n);
+	snprintf(path, sizeof(path), "%s/%u.%d.%llu.event", dir, ev->dboid, MyProcPid,
+			 (unsigned long long) n);
+	fd = OpenTransientFile(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+	if (fd < 0 || write(fd, ev, sizeof(*ev)) != sizeof(*ev) ||
+		CloseTransientFile(fd) != 0 || durable_rename(tmp, path, LOG) != 0)
+		ereport(PANIC,
+				(errcode_for_file_access(),
+				 errmsg("pii_guard could neither queue nor spill an audit event: %m"),
+				 errdetail("Stopping rather than losing the event.")));
+}
+
+/*
+ * Remove spill files that were never renamed into place: their writer
+ * died (a crash) before the event was complete, and no live backend has
+ * that process id.  The event itself went with the crash.
+ */
+static void
+audit_remove_stale_spill_files(void)
+{
+	char		dir[MAXPGPATH];
+	DIR		   *d;
+	struct dirent *de;
+
+	audit_spill_dir(dir, sizeof(dir));
+	d = AllocateDir(dir);
+	if (d == NULL)
+		return;
+	while ((de = ReadDirExtended(d, dir, LOG)) != NULL)
+	{
+		unsigned int db;
+		int			pid;
+		unsigned long long n;
+		char		ext[8];
+		char		path[MAXPGPATH];
+
+		if (sscanf(de->d_name, "%u.%d.%llu.%7s", &db, &pid, &n, ext) != 4 ||
+			strcmp(ext, "tmp") != 0 || BackendPidGetProc(pid) != NULL)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (unlink(path) == 0)
+			ereport(LOG,
+					(errmsg("pii_guard removed stale audit spill file \"%s\"", path),
+					 errdetail("Process %d began writing it and ended before it was complete.", pid)));
+	}
+	FreeDir(d);
+}
+
+/*
+ * Wake the audit worker of dboid, or, when may_start and none runs, start
+ * one (at most once a second).  A slot whose worker died without giving it
+ * back is taken as free; so is a slot a worker was requested for long ago
+ * that never came (its database may be gone).
+ */
+static void
+audit_wake_worker(Oid dboid, bool may_start)
+{
+	int			i;
+	int			free_slot = -1;
+	Latch	   *latch = NULL;
+	bool		need_start = false;
+	TimestampTz now = GetCurrentTimestamp();
+
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < AUDIT_MAX_WORKERS; i++)
+	{
+		AuditWorkerSlot *w = &audit_shared->workers[i];
+
+		if (w->dboid == dboid)
+		{
+			/* (One kill(pid, 0) per call at most: this runs per event.) */
+			if (w->pid != 0 && may_start && !audit_pid_alive(w->pid))
+			{
+				w->pid = 0;
+				w->latch = NULL;
+				w->requested_at = 0;
+			}
+			if (w->pid != 0)
+				latch = w->latch;
+			else if (may_start &&
+					 TimestampDifferenceExceeds(w->requested_at, now, 1000))
+			{
+				w->requested_at = now;
+				need_start = true;
+			}
+			break;
+		}
+		if (free_slot < 0 &&
+			(w->dboid == InvalidOid ||
+			 (w->pid == 0 && TimestampDifferenceExceeds(w->requested_at, now, 10000))))
+			free_slot = i;
+	}
+	if (i == AUDIT_MAX_WORKERS && may_start && free_slot >= 0)
+	{
+		audit_shared->workers[free_slot].dboid = dboid;
+		audit_shared->workers[free_slot].pid = 0;
+		audit_shared->workers[free_slot].latch = NULL;
+		audit_shared->workers[free_slot].requested_at = now;
+		need_start = true;
+	}
+	LWLockRelease(audit_shared->lock);
+
+	if (latch)
+		SetLatch(latch);
+	if (need_start)
+	{
+		BackgroundWorker bgw;
+
+		memset(&bgw, 0, sizeof(bgw));
+		bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+
+		/*
+		 * Not restarted by the postmaster (a dropped database's worker would
+		 * come back forever): the next backend that needs it starts it.
+		 */
+		bgw.bgw_restart_time = BGW_NEVER_RESTART;
+		snprintf(bgw.bgw_library_name, BGW_MAXLEN, "pii_guard");
+		snprintf(bgw.bgw_function_name, BGW_MAXLEN, "pii_guard_audit_worker_main");
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "pii_guard audit worker for database %u", dboid);
+		snprintf(bgw.bgw_type, BGW_MAXLEN, "pii_guard audit worker");
+		bgw.bgw_main_arg = ObjectIdGetDatum(dboid);
+		bgw.bgw_notify_pid = 0;
+		if (!RegisterDynamicBackgroundWorker(&bgw, NULL))
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("pii_guard could not start the audit worker for this database"),
+					 errdetail("Audit events stay queued, or go to spill files, until it can start."),
+					 errhint("Raise max_worker_processes: each database that uses pii_guard needs one audit worker.")));
+	}
+}
+
+/*
+ * Make sure this database's audit worker runs (at most once a second per
+ * backend: it takes the queue's lock).
+ */
+void
+audit_ensure_worker(void)
+{
+	static TimestampTz last_check = 0;
+	TimestampTz now;
+
+	if (audit_shared == NULL || !OidIsValid(MyDatabaseId) || IsBackgroundWorker)
+		return;
+	now = GetCurrentTimestamp();
+	if (now - last_check < USECS_PER_SEC)
+		return;
+	last_check = now;
+	audit_wake_worker(MyDatabaseId, true);
+}
+
+/*
+ * Queue an event for the worker.  Waits for space (back-pressure) unless
+ * aborting, then spills: an event is never dropped.  Interrupts are held
+ * while waiting, so that a cancel or a termination (a statement_timeout,
+ * say) cannot throw out of the wait and lose the event: it is spilled at
+ * once instead, and the interrupt is served afterwards.
+ */
+void
+audit_enqueue(const AuditEvent *ev, bool aborting)
+{
+	TimestampTz deadline;
+	bool		queued = false;
+
+	if (audit_shared == NULL)
+		return;
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   pii_guard_audit_enqueue_timeout);
+	HOLD_INTERRUPTS();
+	for (;;)
+	{
+		LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+		if (audit_shared->head - audit_shared->tail < (uint64) audit_shared->capacity)
+		{
+			AuditEvent *slot = &audit_shared->events[audit_shared->head % audit_shared->capacity];
+
+			memcpy(slot, ev, sizeof(*ev));
+			slot->seq = audit_shared->head;
+			audit_shared->head++;
+			queued = true;
+		}
+		LWLockRelease(audit_shared->lock);
+		if (queued || aborting)
+			break;
+		if (QueryCancelPending || ProcDiePending ||
+			GetCurrentTimestamp() >= deadline)
+			break;
+		audit_wake_worker(ev->dboid, true);
+		(void) ConditionVariableTimedSleep(&audit_shared->space_cv, 100,
+										   PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+	if (!queued)
+		audit_spill(ev);
+	RESUME_INTERRUPTS();
+	audit_wake_worker(ev->dboid, !aborting);
+}
+
+/* Read the spill files of this database into events (up to max). */
+static int
+audit_read_spill(Oid dboid, AuditEvent *events, char (*files)[MAXPGPATH], int max)
+{
+	char		dir[MAXPGPATH];
+	char		prefix[32];
+	DIR		   *d;
+	struct dirent *de;
+	int			n = 0;
+
+	audit_spill_dir(dir, sizeof(dir));
+	snprintf(prefix, sizeof(prefix), "%u.", dboid);
+	d = AllocateDir(dir);
+	if (d == NULL)
+		return 0;
+	while (n < max && (de = ReadDirExtended(d, dir, LOG)) != NULL)
+	{
+		int			fd;
+		size_t		len = strlen(de->d_name);
+
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0 ||
+			len < 6 || strcmp(de->d_name + len - 6, ".event") != 0)
+			continue;
+		snprintf(files[n], MAXPGPATH, "%s/%s", dir, de->d_name);
+		fd = OpenTransientFile(files[n], O_RDONLY | PG_BINARY);
+		if (fd < 0)
+			continue;
+		if (read(fd, &events[n], sizeof(AuditEvent)) == sizeof(AuditEvent))
+			n++;
+		CloseTransientFile(fd);
+	}
+	FreeDir(d);
+	return n;
+}
+
+/* Do two read events describe the same reads (all but rows and row keys)? */
+static bool
+audit_same_reads(const AuditEvent *a, const AuditEvent *b)
+{
+	return a->dboid == b->dboid && a->kind == b->kind &&
+		a->session_role == b->session_role && a->current_role == b->current_role &&
+		a->pid == b->pid && a->query_id == b->query_id &&
+		strcmp(a->relation, b->relation) == 0 &&
+		strcmp(a->operation, b->operation) == 0 &&
+		strcmp(a->columns_clear, b->columns_clear) == 0 &&
+		strcmp(a->columns_masked, b->columns_masked) == 0 &&
+		strcmp(a->detail, b->detail) == 0 &&
+		strlen(a->row_keys) + strlen(b->row_keys) + 2 < sizeof(a->row_keys) &&
+		strlen(a->row_keys_masked) + strlen(b->row_keys_masked) + 2 < sizeof(a->row_keys_masked);
+}
+
+/* Merge b's rows and row keys into a (audit_same_reads said they fit). */
+static void
+audit_merge_reads(AuditEvent *a, const AuditEvent *b)
+{
+	a->rows += b->rows;
+	if (b->row_keys[0])
+	{
+		if (a->row_keys[0])
+			strcat(a->row_keys, ",");
+		strcat(a->row_keys, b->row_keys);
+	}
+	if (b->row_keys_masked[0])
+	{
+		if (a->row_keys_masked[0])
+			strcat(a->row_keys_masked, ",");
+		strcat(a->row_keys_masked, b->row_keys_masked);
+	}
+}
+
+/* Backend exit: its pending read event goes to the queue. */
+static void
+audit_pending_exit(int code, Datum arg)
+{
+	int			slot = compat_backend_slot();
+	PendingSlot *ps;
+	AuditEvent	ev;
+	bool		had = false;
+
+	if (pending_slots == NULL || slot < 0 || slot >= pending_nslots)
+		return;
+	ps = &pending_slots[slot];
+	LWLockAcquire(&pending_locks[slot].lock, LW_EXCLUSIVE);
+	if (ps->used)
+	{
+		memcpy(&ev, &ps->ev, sizeof(ev));
+		ps->used = false;
+		had = true;
+	}
+	LWLockRelease(&pending_locks[slot].lock);
+	if (had)
+		audit_enqueue(&ev, true);
+}
+
+/*
+ * Hand a read event to this backend's pending slot (merging it into the
+ * pending one if they describe the same reads); what it displaces goes to
+ * the queue.  Other events, and backends without a slot, go to the queue.
+ */
+void
+audit_submit_read(const AuditEvent *ev, bool aborting)
+{
+	int			slot = compat_backend_slot();
+	PendingSlot *ps;
+	AuditEvent	displaced;
+	bool		have_displaced = false;
+
+	if (pending_slots == NULL || aborting || ev->kind != AUDIT_READ ||
+		slot < 0 || slot >= pending_nslots)
+	{
+		audit_enqueue(ev, aborting);
+		return;
+	}
+	if (!pending_exit_registered)
+	{
+		before_shmem_exit(audit_pending_exit, (Datum) 0);
+		pending_exit_registered = true;
+	}
+	ps = &pending_slots[slot];
+	LWLockAcquire(&pending_locks[slot].lock, LW_EXCLUSIVE);
+	if (ps->used && audit_same_reads(&ps->ev, ev))
+	{
+		audit_merge_reads(&ps->ev, ev);
+		ps->statements++;
+	}
+	else
+	{
+		if (ps->used)
+		{
+			memcpy(&displaced, &ps->ev, sizeof(displaced));
+			have_displaced = true;
+		}
+		memcpy(&ps->ev, ev, sizeof(*ev));
+		ps->statements = 1;
+		ps->used = true;
+	}
+	LWLockRelease(&pending_locks[slot].lock);
+	if (have_displaced)
+		audit_enqueue(&displaced, false);
+}
+
+/* Worker: take the pending read events of this database. */
+static int
+audit_harvest_pending(Oid dboid, AuditEvent *events, int max)
+{
+	int			i;
+	int			n = 0;
+
+	for (i = 0; i < pending_nslots && n < max; i++)
+	{
+		PendingSlot *ps = &pending_slots[i];
+
+		/* (Unlocked first look, so as not to lock every slot: a hint only.) */
+		if (!ps->used || ps->ev.dboid != dboid)
+			continue;
+		LWLockAcquire(&pending_locks[i].lock, LW_EXCLUSIVE);
+		if (ps->used && ps->ev.dboid == dboid)
+		{
+			memcpy(&events[n], &ps->ev, sizeof(AuditEvent));
+			if (ps->statements > 1)
+				snprintf(events[n].detail + strlen(events[n].detail),
+						 sizeof(events[n].detail) - strlen(events[n].detail),
+						 "%s%d statements", events[n].detail[0] ? "; " : "", ps->statements);
+			ps->used = false;
+			n++;
+		}
+		LWLockRelease(&pending_locks[i].lock);
+	}
+	return n;
+}
+
+/*
+ * The worker's state.  The batch arrays live in TopMemoryContext; the
+ * counts describe the cycle in progress, so that an ERROR in it knows what
+ * to put back.
+ */
+typedef struct WorkerState
+{
+	Oid			dboid;
+	int			slot;			/* index in audit_shared->workers */
+	AuditEvent *batch;			/* queued, then spilled, then harvested */
+	uint64	   *seqs;			/* queue positions of the queued ones */
+	char		(*files)[MAXPGPATH];	/* spill files of the spilled ones */
+	AuditEvent *orphans;		/* other databases' events being moved */
+	int			nqueued;
+	int			nspill;
+	int			nharvest;
+	bool		installed;		/* pii_guard is in this database */
+	int			cycles;			/* cycles that committed */
+	int			idle_cycles;	/* consecutive ones without pii_guard */
+	int			backoff_ms;		/* wait after a failed cycle */
+} WorkerState;
+
+static WorkerState ws;
+static volatile sig_atomic_t worker_got_sigterm = false;
+
+#define AUDIT_MAX_BACKOFF_MS	10000
+
+/* SIGTERM: leave the main loop, drain, exit with code 0. */
+static void
+audit_worker_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	worker_got_sigterm = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/* Does process pid exist?  (Workers run as the server's OS user.) */
+static bool
+audit_pid_alive(pid_t pid)
+{
+	return pid != 0 && (kill(pid, 0) == 0 || errno != ESRCH);
+}
+
+PGDLLEXPORT void pii_guard_audit_worker_main(Datum arg);
+
+/*
+ * The worker runs as the bootstrap superuser.  Settings that the database's
+ * owner (ALTER DATABASE ... SET) or anyone with ALTER ROLE could give it must
+ * decide neither what its queries resolve to nor whether they can run:
+ * pin them, before connecting, at a priority that no database or role
+ * setting overrides (as autovacuum does).
+ */
+static void
+audit_worker_pin_settings(void)
+{
+	static const char *const pins[][2] = {
+		{"search_path", "pg_catalog, pg_temp"},
+		{"default_transaction_read_only", "off"},
+		{"default_transaction_isolation", "read committed"},
+		{"default_transaction_deferrable", "off"},
+		{"statement_timeout", "0"},
+		{"lock_timeout", "0"},
+		{"idle_in_transaction_session_timeout", "0"},
+#ifdef COMPAT_HAS_TRANSACTION_TIMEOUT
+		{"transaction_timeout", "0"},
+#endif
+		{"session_replication_role", "origin"},	/* or no row MAC trigger */
+		{"exit_on_error", "off"},	/* an ERROR is retried, not fatal */
+	};
+	int			i;
+
+	for (i = 0; i < (int) lengthof(pins); i++)
+		SetConfigOption(pins[i][0], pins[i][1], PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/*
+ * on_shmem_exit: give the worker slot back however the worker leaves (its
+ * own exit, a FATAL, the postmaster's death), so that the next backend that
+ * needs a worker for this database starts one.
+ */
+static void
+audit_worker_release(int code, Datum arg)
+{
+	AuditWorkerSlot *me = &audit_shared->workers[DatumGetInt32(arg)];
+
+	/* (Nothing else runs in this process any more.) */
+	LWLockReleaseAll();
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	if (me->pid == MyProcPid)
+	{
+		me->pid = 0;
+		me->latch = NULL;
+		me->dboid = InvalidOid;
+		me->requested_at = 0;
+	}
+	LWLockRelease(audit_shared->lock);
+}
+
+/*
+ * Take the worker slot of dboid.  Returns its index, or -1 when another
+ * live worker has it (or no slot is left).
+ */
+static int
+audit_worker_claim(Oid dboid)
+{
+	int			i;
+	int			slot = -1;
+	bool		none_left = false;
+
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < AUDIT_MAX_WORKERS && slot < 0; i++)
+		if (audit_shared->workers[i].dboid == dboid)
+			slot = i;
+	for (i = 0; i < AUDIT_MAX_WORKERS && slot < 0; i++)
+		if (audit_shared->workers[i].dboid == InvalidOid)
+		{
+			slot = i;
+			audit_shared->workers[i].dboid = dboid;
+		}
+	if (slot < 0)
+		none_left = true;
+	else
+	{
+		AuditWorkerSlot *w = &audit_shared->workers[slot];
+
+		if (w->pid != 0 && w->pid != MyProcPid && audit_pid_alive(w->pid))
+			slot = -1;
+		else
+		{
+			w->pid = MyProcPid;
+			w->latch = MyLatch;
+		}
+	}
+	LWLockRelease(audit_shared->lock);
+	if (none_left)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("pii_guard has no audit worker slot left for database %u", dboid),
+				 errdetail("At most %d databases can have an audit worker at a time.", AUDIT_MAX_WORKERS)));
+	return slot;
+}
+
+/* Does a live worker hold the slot of dboid?  (Caller holds the lock.) */
+static bool
+audit_worker_running(Oid dboid)
+{
+	int			i;
+
+	for (i = 0; i < AUDIT_MAX_WORKERS; i++)
+	{
+		AuditWorkerSlot *w = &audit_shared->workers[i];
+
+		if (w->dboid == dboid && w->pid != 0 && audit_pid_alive(w->pid))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Only a database's own worker frees its slots, and the ring's tail moves
+ * only over free slots: events at the tail whose database has no running
+ * worker (it cannot start, it died, the database was dropped) would keep
+ * every later slot in use, and every backend of every database would wait
+ * and spill.  So any worker moves such events into spill files of their
+ * database, which its worker ingests when it runs, and frees their slots.
+ * (Spill files of a database that no longer exists are removed by
+ * audit_remove_dropped_spill_files.)
+ */
+static void
+audit_move_orphans(void)
+{
+	int			n = 0;
+	int			i;
+	uint64		pos;
+	Oid			last_orphaned = InvalidOid;
+
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	for (pos = audit_shared->tail; pos < audit_shared->head && n < AUDIT_BATCH; pos++)
+	{
+		AuditEvent *ev = &audit_shared->events[pos % audit_shared->capacity];
+
+		/* Free, or ours: freed by this worker's own cycles. */
+		if (ev->dboid == InvalidOid || ev->dboid == ws.dboid)
+			continue;
+		if (ev->dboid != last_orphaned)
+		{
+			if (audit_worker_running(ev->dboid))
+				break;
+			last_orphaned = ev->dboid;
+		}
+		memcpy(&ws.orphans[n++], ev, sizeof(AuditEvent));
+		ev->dboid = InvalidOid;
+	}
+	while (audit_shared->tail < audit_shared->head &&
+		   audit_shared->events[audit_shared->tail % audit_shared->capacity].dboid == InvalidOid)
+		audit_shared->tail++;
+	LWLockRelease(audit_shared->lock);
+
+	/*
+	 * Out of the ring and not yet on disk only for these moments: a crash
+	 * now loses them, as it would have lost them in the ring.
+	 */
+	for (i = 0; i < n; i++)
+		audit_spill(&ws.orphans[i]);
+	if (n > 0)
+		ConditionVariableBroadcast(&audit_shared->space_cv);
+}
+
+/*
+ * Remove the spill files of databases that no longer exist (dropped while
+ * they had events queued, or with spill files no worker had read yet),
+ * with a LOG line per database.  Runs in a transaction: it looks the
+ * databases up.
+ */
+static void
+audit_remove_dropped_spill_files(void)
+{
+	char		dir[MAXPGPATH];
+	DIR		   *d;
+	struct dirent *de;
+	Oid			gone[32];
+	int			removed[32];
+	int			ngone = 0;
+	int			i;
+
+	audit_spill_dir(dir, sizeof(dir));
+	d = AllocateDir(dir);
+	if (d == NULL)
+		return;
+	while ((de = ReadDirExtended(d, dir, LOG)) != NULL)
+	{
+		unsigned int db;
+		int			pid;
+		unsigned long long n;
+		char		ext[8];
+		char		path[MAXPGPATH];
+
+		if (sscanf(de->d_name, "%u.%d.%llu.%7s", &db, &pid, &n, ext) != 4 ||
+			strcmp(ext, "event") != 0 || (Oid) db == ws.dboid ||
+			SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum((Oid) db)))
+			continue;
+		for (i = 0; i < ngone && gone[i] != (Oid) db; i++)
+			;
+		if (i == ngone)
+		{
+			if (ngone == (int) lengthof(gone))
+				continue;		/* the next pass takes these */
+			gone[ngone] = (Oid) db;
+			removed[ngone++] = 0;
+		}
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (unlink(path) == 0)
+			removed[i]++;
+	}
+	FreeDir(d);
+	for (i = 0; i < ngone; i++)
+		if (removed[i] > 0)
+			ereport(LOG,
+					(errmsg("pii_guard removed %d audit spill files of database %u, which no longer exists",
+							removed[i], gone[i])));
+}
+
+/*
+ * One cycle: copy this database's queued events out (their slots stay in
+ * use), read its spill files and take its pending reads; insert them all,
+ * record grant expiries and seal, in one transaction; after the commit,
+ * free the slots and remove the files.  Returns how many events it wrote.
+ */
+static int
+audit_worker_cycle(void)
+{
+	int			n = 0;
+	int			total;
+	int			i;
+	uint64		pos;
+
+	ws.nqueued = ws.nspill = ws.nharvest = 0;
+	LWLockAcquire(audit_shared->lock, LW_SHARED);
+	for (pos = audit_shared->tail; pos < audit_shared->head && n < AUDIT_BATCH; pos++)
+	{
+		AuditEvent *ev = &audit_shared->events[pos % audit_shared->capacity];
+
+		if (ev->dboid == ws.dboid)
+		{
+			memcpy(&ws.batch[n], ev, sizeof(AuditEvent));
+			ws.seqs[n] = ev->seq;
+			n++;
+		}
+	}
+	LWLockRelease(audit_shared->lock);
+	ws.nqueued = n;
+	ws.nspill = audit_read_spill(ws.dboid, ws.batch + n, ws.files, AUDIT_BATCH - n);
+	/* From here on, an ERROR must hand the pending reads back. */
+	ws.nharvest = audit_harvest_pending(ws.dboid, ws.batch + n + ws.nspill,
+										AUDIT_BATCH - n - ws.nspill);
+	total = ws.nqueued + ws.nspill + ws.nharvest;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "pii_guard audit");
+	ws.installed = OidIsValid(pii_guard_relation_oid("audit_log", true));
+	if (ws.installed)
+	{
+		if (total > 0)
+			audit_insert_events(ws.batch, total);
+		if (ws.cycles % 5 == 0)
+			audit_record_grant_expiries();
+		audit_seal_rows(ws.cycles % 600 == 0);
+		/* Export approvals' use, into export_grant_use (limitstate.c). */
+		limits_sync_grant_use();
+	}
+	if (ws.cycles % 25 == 0)
+		audit_remove_dropped_spill_files();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	ws.nharvest = 0;
+
+	/* Committed (or nowhere to go): free the slots and spill files. */
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < ws.nqueued; i++)
+	{
+		AuditEvent *ev = &audit_shared->events[ws.seqs[i] % audit_shared->capacity];
+
+		if (ev->seq == ws.seqs[i] && ev->dboid == ws.dboid)
+			ev->dboid = InvalidOid;
+	}
+	while (audit_shared->tail < audit_shared->head &&
+		   audit_shared->events[audit_shared->tail % audit_shared->capacity].dboid == InvalidOid)
+		audit_shared->tail++;
+	LWLockRelease(audit_shared->lock);
+	ConditionVariableBroadcast(&audit_shared->space_cv);
+	for (i = 0; i < ws.nspill; i++)
+		(void) unlink(ws.files[i]);
+	if (ws.nspill > 0)
+	{
+		char		dir[MAXPGPATH];
+
+		/* (Or a crash could bring a written event back.) */
+		audit_spill_dir(dir, sizeof(dir));
+		(void) fsync_fname_ext(dir, true, false, LOG);
+	}
+	ws.nqueued = ws.nspill = 0;
+
+	audit_move_orphans();
+	limits_persist();
+	ws.cycles++;
+	return total;
+}
+
+/*
+ * After an ERROR in a cycle: report it and clean up as the main loop of a
+ * backend does.  Queued events keep their slots and spill files stay on
+ * disk, so they are simply taken again; the pending reads this cycle had
+ * taken go back to the queue (or to a spill file).
+ */
+static void
+audit_worker_recover(void)
+{
+	int			i;
+
+	HOLD_INTERRUPTS();
+	EmitErrorReport();
+	AbortCurrentTransaction();
+	LWLockReleaseAll();
+	ConditionVariableCancelSleep();
+	MemoryContextSwitchTo(TopMemoryContext);
+	FlushErrorState();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	RESUME_INTERRUPTS();
+
+	for (i = 0; i < ws.nharvest; i++)
+		audit_enqueue(&ws.batch[ws.nqueued + ws.nspill + i], true);
+	ws.nqueued = ws.nspill = ws.nharvest = 0;
+}
+
+/*
+ * Run one cycle; an ERROR in it is logged and the cycle retried later, with
+ * a back-off, so that one bad cycle does not stop the worker.  Returns the
+ * events written, or -1 when the cycle failed.
+ */
+static int
+audit_worker_run_cycle(void)
+{
+	volatile int written = -1;
+
+	PG_TRY();
+	{
+		written = audit_worker_cycle();
+		ws.backoff_ms = 0;
+	}
+	PG_CATCH();
+	{
+		audit_worker_recover();
+		ws.backoff_ms = ws.backoff_ms == 0 ? 1000 :
+			Min(ws.backoff_ms * 2, AUDIT_MAX_BACKOFF_MS);
+	}
+	PG_END_TRY();
+	return written;
+}
+
+/*
+ * Asked to stop: write what is queued, and what the other backends of this
+ * database hand over as they exit (their pending reads), for as long as
+ * they are there, up to a few seconds.  (DROP DATABASE ... WITH (FORCE)
+ * waits five seconds for us.)
+ */
+static void
+audit_worker_drain(void)
+{
+	TimestampTz give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 3000);
+
+	for (;;)
+	{
+		int			written = audit_worker_run_cycle();
+
+		if (GetCurrentTimestamp() >= give_up)
+			break;
+		if (written >= AUDIT_BATCH)
+			continue;
+		if (written >= 0 && CountDBBackends(ws.dboid) <= 1)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 100L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* Background worker: write this database's queued events, seal the chain. */
+void
+pii_guard_audit_worker_main(Datum arg)
+{
+	memset(&ws, 0, sizeof(ws));
+	ws.dboid = DatumGetObjectId(arg);
+
+	pqsignal(SIGTERM, audit_worker_sigterm);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	audit_worker_pin_settings();
+	BackgroundWorkerInitializeConnectionByOid(ws.dboid, InvalidOid, 0);
+
+	/* After connecting: InitPostgres frees the postmaster's memory. */
+	ws.batch = MemoryContextAlloc(TopMemoryContext, sizeof(AuditEvent) * AUDIT_BATCH);
+	ws.seqs = MemoryContextAlloc(TopMemoryContext, sizeof(uint64) * AUDIT_BATCH);
+	ws.files = MemoryContextAlloc(TopMemoryContext, MAXPGPATH * AUDIT_BATCH);
+	ws.orphans = MemoryContextAlloc(TopMemoryContext, sizeof(AuditEvent) * AUDIT_BATCH);
+
+	/* Another worker for this database already runs: leave it the job. */
+	ws.slot = audit_worker_claim(ws.dboid);
+	if (ws.slot < 0)
+		proc_exit(0);
+	on_shmem_exit(audit_worker_release, Int32GetDatum(ws.slot));
+	audit_remove_stale_spill_files();
+
+	while (!worker_got_sigterm)
+	{
+		int			written;
+		long		wait_ms = 200;
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		written = audit_worker_run_cycle();
+		if (written < 0)
+		{
+			/* Back off for real: enqueuing backends set our latch. */
+			TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															ws.backoff_ms);
+
+			wait_ms = 0;
+			while (!worker_got_sigterm)
+			{
+				long		left = (long) ((until - GetCurrentTimestamp()) / 1000);
+
+				if (left <= 0)
+					break;
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 left, PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+				CHECK_FOR_INTERRUPTS();
+			}
+		}
+		else
+		{
+			/*
+			 * No pii_guard here (yet: the CREATE EXTENSION that started us
+			 * may not have committed; or any more): give up after half a
+			 * minute.
+			 */
+			if (!ws.installed && ++ws.idle_cycles > 150)
+				break;
+			if (ws.installed)
+				ws.idle_cycles = 0;
+			if (written >= AUDIT_BATCH)
+				wait_ms = 0;
+		}
+		if (wait_ms > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 wait_ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	if (worker_got_sigterm)
+		audit_worker_drain();
+	limits_persist();
+	proc_exit(0);
+}
+
+/*
+ * DROP DATABASE, ALTER DATABASE ... RENAME TO or SET TABLESPACE, and
+ * CREATE DATABASE ... TEMPLATE need the database to themselves, but its
+ * audit worker stays connected (and, being a superuser's session, a
+ * non-superuser's DROP DATABASE ... WITH (FORCE) may not terminate it).
+ * Called by the utility hook before such a statement: when the current
+ * role owns the database (or is a superuser), stop its worker -- which
+ * first writes what is queued -- and wait, up to 5 s, until it is gone.
+ * The next backend that needs a worker there starts one again.
+ */
+void
+audit_release_database(Node *parsetree)
+{
+	const char *dbname = NULL;
+	ListCell   *lc;
+	Oid			dboid;
+	pid_t		pid = 0;
+	int			i;
+
+	if (IsA(parsetree, DropdbStmt))
+		dbname = ((DropdbStmt *) parsetree)->dbname;
+	else if (IsA(parsetree, RenameStmt) &&
+			 ((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
+		dbname = ((RenameStmt *) parsetree)->subname;
+	else if (IsA(parsetree, AlterDatabaseStmt))
+	{
+		foreach(lc, ((AlterDatabaseStmt *) parsetree)->options)
+			if (strcmp(((DefElem *) lfirst(lc))->defname, "tablespace") == 0)
+				dbname = ((AlterDatabaseStmt *) parsetree)->dbname;
+	}
+	else if (IsA(parsetree, CreatedbStmt))
+	{
+		foreach(lc, ((CreatedbStmt *) parsetree)->options)
+		{
+			DefElem    *opt = (DefElem *) lfirst(lc);
+
+			if (strcmp(opt->defname, "template") == 0 && opt->arg != NULL)
+				dbname = defGetString(opt);
+		}
+	}
+	if (dbname == NULL || audit_shared == NULL || !IsTransactionState())
+		return;
+	dboid = get_database_oid(dbname, true);
+	if (!OidIsValid(dboid) || dboid == MyDatabaseId ||
+		!compat_database_ownercheck(dboid, GetUserId()))
+		return;
+
+	LWLockAcquire(audit_shared->lock, LW_SHARED);
+	for (i = 0; i < AUDIT_MAX_WORKERS; i++)
+		if (audit_shared->workers[i].dboid == dboid && audit_shared->workers[i].pid != 0)
+			pid = audit_shared->workers[i].pid;
+	LWLockRelease(audit_shared->lock);
+	if (pid == 0 || kill(pid, SIGTERM) != 0)
+		return;
+	for (i = 0; i < 500 && BackendPidGetProc(pid) != NULL; i++)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+PG_FUNCTION_INFO_V1(pii_guard_audit_queue_status);
+
+/*
+ * SQL function: audit_queue_status(OUT queued bigint, OUT capacity integer,
+ *		OUT spilled bigint, OUT workers integer)
+ */
+Datum
+pii_guard_audit_queue_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	int			i;
+	int			workers = 0;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (audit_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pii_guard audit queue is not initialised")));
+	LWLockAcquire(audit_shared->lock, LW_SHARED);
+	values[0] = Int64GetDatum((int64) (audit_shared->head - audit_shared->tail));
+	values[1] = Int32GetDatum(audit_shared->capacity);
+	values[2] = Int64GetDatum((int64) audit_shared->spilled);
+	for (i = 0; i < AUDIT_MAX_WORKERS; i++)
+		if (audit_shared->workers[i].pid != 0)
+			workers++;
+	LWLockRelease(audit_shared->lock);
+	values[3] = Int32GetDatum(workers);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}
