@@ -68,7 +68,8 @@ static bool audit_mirror_to_log = false;
 
 /* GUC check hook of audit_log_destination: 'table' or 'table,log'. */
 bool
-audit_destination_check(char **newval, void **extra, GucSource source)
+audit_destination_check(char **newval, void **extra pg_attribute_unused(),
+						 GucSource source pg_attribute_unused())
 {
 	if (*newval == NULL || strcmp(*newval, "table") == 0 ||
 		strcmp(*newval, "table,log") == 0 || strcmp(*newval, "log,table") == 0)
@@ -78,7 +79,7 @@ audit_destination_check(char **newval, void **extra, GucSource source)
 }
 
 void
-audit_destination_assign(const char *newval, void *extra)
+audit_destination_assign(const char *newval, void *extra pg_attribute_unused())
 {
 	audit_mirror_to_log = newval != NULL && strstr(newval, "log") != NULL;
 }

@@ -496,7 +496,8 @@ audit_merge_reads(AuditEvent *a, const AuditEvent *b)
 
 /* Backend exit: its pending read event goes to the queue. */
 static void
-audit_pending_exit(int code, Datum arg)
+audit_pending_exit(int code pg_attribute_unused(),
+				   Datum arg pg_attribute_unused())
 {
 	int			slot = compat_backend_slot();
 	PendingSlot *ps;
@@ -678,7 +679,7 @@ audit_worker_pin_settings(void)
  * needs a worker for this database starts one.
  */
 static void
-audit_worker_release(int code, Datum arg)
+audit_worker_release(int code pg_attribute_unused(), Datum arg)
 {
 	AuditWorkerSlot *me = &audit_shared->workers[DatumGetInt32(arg)];
 

@@ -149,7 +149,7 @@ hooks_statement_done(void)
 
 /* Memory context callback: a client's query's executor state is gone. */
 static void
-hooks_query_gone(void *arg)
+hooks_query_gone(void *arg pg_attribute_unused())
 {
 	limits_statement_boundary();
 }
@@ -655,7 +655,7 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
  * at commit are reported before it, while catalog access still works.
  */
 static void
-hooks_xact_callback(XactEvent event, void *arg)
+hooks_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	bool		toplevel = nesting_level == 0;
 

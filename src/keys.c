@@ -394,7 +394,7 @@ keys_require_master_key(void)
 
 /* Free the OpenSSL contexts of every cached key; KeysContext reset callback. */
 static void
-keys_free_cache(void *arg)
+keys_free_cache(void *arg pg_attribute_unused())
 {
 	HASH_SEQ_STATUS status;
 	DataKey    *entry;
@@ -420,7 +420,7 @@ keys_free_cache(void *arg)
 
 /* Relcache callback: a change to pii_guard.data_keys makes the cache stale. */
 static void
-keys_relcache_callback(Datum arg, Oid relid)
+keys_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 {
 	if (relid == InvalidOid || relid == data_keys_relid)
 		key_cache_valid = false;

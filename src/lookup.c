@@ -266,7 +266,9 @@ lookup_add_quals(Query *parse)
 
 /* A role joined or left a profile: plans made for it may be stale. */
 static void
-lookup_membership_callback(Datum arg, int cacheid, uint32 hashvalue)
+lookup_membership_callback(Datum arg pg_attribute_unused(),
+						   int cacheid pg_attribute_unused(),
+						   uint32 hashvalue pg_attribute_unused())
 {
 	ResetPlanCache();
 }

@@ -143,7 +143,7 @@ policy_current_generation(void)
 
 /* Relcache callback: the sentinel (or everything) changed. */
 static void
-policy_relcache_callback(Datum arg, Oid relid)
+policy_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 {
 	if (relid == InvalidOid || relid == sentinel_relid)
 	{
@@ -159,7 +159,9 @@ policy_relcache_callback(Datum arg, Oid relid)
  * still be used).
  */
 static void
-policy_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+policy_syscache_callback(Datum arg pg_attribute_unused(),
+						 int cacheid pg_attribute_unused(),
+						 uint32 hashvalue pg_attribute_unused())
 {
 	policy_generation++;
 }

@@ -112,7 +112,7 @@ static int	views_writing_level = -1;	/* nesting level of the trigger's own write
 
 /* Free the trigger's saved plans; ViewsContext reset callback. */
 static void
-views_free_plans(void *arg)
+views_free_plans(void *arg pg_attribute_unused())
 {
 	HASH_SEQ_STATUS status;
 	PlanEntry  *pe;
@@ -539,7 +539,8 @@ views_rowkey_attnum(TupleDesc desc, ProtectedTable *pt)
  * invoker); NULL when it is not visible to the invoker.
  */
 static HeapTuple
-views_read_back(ProtectedTable *pt, TupleDesc desc, Datum rowkey, Oid keytype)
+views_read_back(ProtectedTable *pt, TupleDesc desc pg_attribute_unused(),
+				Datum rowkey, Oid keytype)
 {
 	char		key[NAMEDATALEN * 4];
 	StringInfoData sql;
