@@ -499,6 +499,24 @@ limits_combine(int64 nprofiles, int64 nunset, int64 maxset, int dflt)
 	return maxset;
 }
 
+/*
+ * Do no export limits apply to the current user now?  reveal() keeps the
+ * answer per call site while the policy generation, the user and the
+ * default limits stay the same: none of them changed, none of the limits
+ * did (approvals only ever raise limits).
+ */
+bool
+limits_role_unlimited(void)
+{
+	RoleLimits *rl = limits_current();
+
+	return rl->exempt ||
+		(limits_combine(rl->nprofiles, rl->stmt_unset, rl->stmt_max,
+						pii_guard_default_max_rows_per_statement) < 0 &&
+		 limits_combine(rl->nprofiles, rl->day_unset, rl->day_max,
+						pii_guard_default_max_rows_per_day) < 0);
+}
+
 static void limits_refuse_parallel(Oid relid) pg_attribute_noreturn();
 static void limits_refuse(const char *what, int64 limit, int64 count, Oid relid,
 						  Portal portal, bool had_approvals) pg_attribute_noreturn();

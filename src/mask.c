@@ -306,37 +306,46 @@ mask_more(const MaskReader *r)
 	return r->p < r->end;
 }
 
-/*
- * Read the next character (the caller checked mask_more) and return its
- * code point, or MASK_CP_OTHER where that is unknown.
- */
-static pg_wchar
-mask_next(MaskReader *r)
+/* mask_next for a character of more than one byte: the slow path. */
+static pg_noinline pg_wchar
+mask_next_mb(MaskReader *r)
 {
 	const unsigned char *p = (const unsigned char *) r->p;
 	int			remain = r->end - r->p;
 	int			len;
 	pg_wchar	c;
 
-	if (*p < 0x80)
-	{
-		len = 1;
-		c = *p;
-	}
+	len = pg_encoding_mblen(r->encoding, (const char *) p);
+	if (len < 1 || len > remain)
+		len = remain;			/* malformed: take the rest as one character */
+	if (r->utf8 && pg_utf8_islegal(p, len))
+		c = utf8_to_unicode(p);
 	else
-	{
-		len = pg_encoding_mblen(r->encoding, (const char *) p);
-		if (len < 1 || len > remain)
-			len = remain;		/* malformed: take the rest as one character */
-		if (r->utf8 && pg_utf8_islegal(p, len))
-			c = utf8_to_unicode(p);
-		else
-			c = MASK_CP_OTHER;
-	}
+		c = MASK_CP_OTHER;
 	r->chr = r->p;
 	r->chrlen = len;
 	r->p += len;
 	return c;
+}
+
+/*
+ * Read the next character (the caller checked mask_more) and return its
+ * code point, or MASK_CP_OTHER where that is unknown.  ASCII, the most
+ * common case (names, e-mail addresses, digits), is read inline.
+ */
+static inline pg_wchar
+mask_next(MaskReader *r)
+{
+	unsigned char c = (unsigned char) *r->p;
+
+	if (likely(c < 0x80))
+	{
+		r->chr = r->p;
+		r->chrlen = 1;
+		r->p++;
+		return c;
+	}
+	return mask_next_mb(r);
 }
 
 /* The number of characters in s. */
@@ -345,14 +354,21 @@ mask_count_chars(const char *s, Size len)
 {
 	MaskReader	r;
 	int64		n = 0;
+	Size		i;
 
-	mask_reader_init(&r, s, len);
+	/* Most values are ASCII: one byte, one character. */
+	for (i = 0; i < len; i++)
+		if ((unsigned char) s[i] >= 0x80)
+			break;
+	if (i == len)
+		return (int64) len;
+	mask_reader_init(&r, s + i, len - i);
 	while (mask_more(&r))
 	{
 		mask_next(&r);
 		n++;
 	}
-	return n;
+	return (int64) i + n;
 }
 
 /* Start a result of at most maxlen bytes. */
@@ -368,20 +384,31 @@ mask_writer_init(MaskWriter *w, Size maxlen)
 #endif
 }
 
+/* (Masks write a character at a time: one byte, without a call.) */
 static inline void
 mask_put(MaskWriter *w, const char *s, Size len)
 {
 	Assert(w->p + len <= w->end);
-	memcpy(w->p, s, len);
-	w->p += len;
+	if (len == 1)
+		*w->p++ = *s;
+	else
+	{
+		memcpy(w->p, s, len);
+		w->p += len;
+	}
 }
 
 static inline void
 mask_put_stars(MaskWriter *w, int64 n)
 {
 	Assert(n >= 0 && w->p + n <= w->end);
-	memset(w->p, '*', n);
-	w->p += n;
+	if (n == 1)
+		*w->p++ = '*';
+	else
+	{
+		memset(w->p, '*', n);
+		w->p += n;
+	}
 }
 
 static text *

@@ -186,6 +186,7 @@ extern void views_note_statement(struct QueryDesc *queryDesc, int eflags);
 extern int	pii_guard_default_max_rows_per_statement;
 extern int	pii_guard_default_max_rows_per_day;
 
+extern bool limits_role_unlimited(void);
 extern void limits_count_row(Oid relid, Datum rowkey, Oid rowkey_type, bool rowkey_null);
 extern bool limits_enter_portal(void);
 extern void limits_leave_portal(bool pushed);

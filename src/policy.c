@@ -108,6 +108,13 @@ typedef struct RevealCache
 	uint64		generation;
 	Oid			userid;
 	Decision   *decision;
+	/* Derived from the decision when it is (re)loaded, for the row path: */
+	bool		never_expires;	/* decision->expires == DT_NOEND */
+	bool		governed;		/* has a rule and the user is not exempt */
+	bool		per_row;		/* row-specific grants: look at the row key */
+	ColumnAccess access;		/* the access for every row, unless per_row */
+	bool		unlimited;		/* no export limits apply to the user ... */
+	int			unlimited_dflt[2];	/* ... with these default limits */
 	FmgrInfo	mask_finfo;
 	bool		mask_ready;
 	Oid			rowkey_type;
@@ -832,24 +839,19 @@ policy_text_calls_reveal(const char *nodes)
 	return false;
 }
 
-/* The reveal() call-site cache, refreshed when stale. */
-static RevealCache *
-reveal_cache(FunctionCallInfo fcinfo)
+/* Load (or reload) the reveal() call-site cache; the slow path. */
+static pg_noinline RevealCache *
+reveal_cache_refresh(FunctionCallInfo fcinfo)
 {
 	RevealCache *rc = (RevealCache *) fcinfo->flinfo->fn_extra;
 	Oid			userid = GetUserId();
-
-	/* The per-row fast path: same policy, same user, no grant ending. */
-	if (likely(rc != NULL && rc->decision != NULL &&
-			   rc->generation == policy_generation && rc->userid == userid &&
-			   (rc->decision->expires == DT_NOEND ||
-				GetCurrentStatementStartTimestamp() < rc->decision->expires)))
-		return rc;
+	Decision   *d;
 
 	if (rc == NULL)
 	{
 		reveal_check_call(fcinfo);
 		rc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(RevealCache));
+		rc->rowkey_type = get_fn_expr_argtype(fcinfo->flinfo, 3);
 		fcinfo->flinfo->fn_extra = rc;
 	}
 	if (rc->decision == NULL || rc->generation != policy_current_generation() ||
@@ -864,33 +866,60 @@ reveal_cache(FunctionCallInfo fcinfo)
 		rc->userid = userid;
 		rc->mask_ready = false;
 	}
+	d = rc->decision;
+	rc->never_expires = d->expires == DT_NOEND;
+	rc->governed = d->has_rule && !d->exempt;
+	rc->per_row = rc->governed && d->access != ACCESS_CLEAR && d->nrowkeys > 0;
+	rc->access = rc->governed ? d->access : ACCESS_CLEAR;
+	rc->unlimited = !rc->governed || limits_role_unlimited();
+	rc->unlimited_dflt[0] = pii_guard_default_max_rows_per_statement;
+	rc->unlimited_dflt[1] = pii_guard_default_max_rows_per_day;
 	return rc;
 }
 
+/*
+ * The reveal() call-site cache.  The per-row fast path: same policy, same
+ * user, no grant ending.
+ */
+static inline RevealCache *
+reveal_cache(FunctionCallInfo fcinfo)
+{
+	RevealCache *rc = (RevealCache *) fcinfo->flinfo->fn_extra;
+
+	if (likely(rc != NULL && rc->decision != NULL &&
+			   rc->generation == policy_generation && rc->userid == GetUserId() &&
+			   (rc->never_expires ||
+				GetCurrentStatementStartTimestamp() < rc->decision->expires)))
+		return rc;
+	return reveal_cache_refresh(fcinfo);
+}
+
+/* The access for a row with a row-specific grant somewhere; the slow path. */
+static pg_noinline ColumnAccess
+reveal_row_access(FunctionCallInfo fcinfo, RevealCache *rc)
+{
+	char	   *rowkey;
+
+	if (!rc->rowkey_ready)
+	{
+		Oid			typoutput;
+		bool		varlena;
+
+		getTypeOutputInfo(rc->rowkey_type, &typoutput, &varlena);
+		fmgr_info_cxt(typoutput, &rc->rowkey_out, fcinfo->flinfo->fn_mcxt);
+		rc->rowkey_ready = true;
+	}
+	rowkey = PG_ARGISNULL(3) ? NULL : OutputFunctionCall(&rc->rowkey_out, PG_GETARG_DATUM(3));
+	return policy_row_access(rc->decision, rowkey);
+}
+
 /* The access for this call's row. */
-static ColumnAccess
+static inline ColumnAccess
 reveal_access(FunctionCallInfo fcinfo, RevealCache *rc)
 {
-	Decision   *d = rc->decision;
-	char	   *rowkey = NULL;
-
-	if (d->exempt || !d->has_rule || d->access == ACCESS_CLEAR)
-		return ACCESS_CLEAR;
-	if (d->nrowkeys > 0)
-	{
-		if (!rc->rowkey_ready)
-		{
-			Oid			typoutput;
-			bool		varlena;
-
-			rc->rowkey_type = get_fn_expr_argtype(fcinfo->flinfo, 3);
-			getTypeOutputInfo(rc->rowkey_type, &typoutput, &varlena);
-			fmgr_info_cxt(typoutput, &rc->rowkey_out, fcinfo->flinfo->fn_mcxt);
-			rc->rowkey_ready = true;
-		}
-		rowkey = OutputFunctionCall(&rc->rowkey_out, PG_GETARG_DATUM(3));
-	}
-	return policy_row_access(d, rowkey);
+	if (likely(!rc->per_row))
+		return rc->access;
+	return reveal_row_access(fcinfo, rc);
 }
 
 /*
@@ -901,15 +930,14 @@ reveal_access(FunctionCallInfo fcinfo, RevealCache *rc)
 static inline void
 reveal_note(FunctionCallInfo fcinfo, RevealCache *rc, ColumnAccess access)
 {
-	if (rc->decision->exempt || !rc->decision->has_rule)
+	if (!rc->governed)
 		return;
-	if (access != ACCESS_HIDDEN)
-	{
-		if (!OidIsValid(rc->rowkey_type))
-			rc->rowkey_type = get_fn_expr_argtype(fcinfo->flinfo, 3);
+	if (access != ACCESS_HIDDEN &&
+		!(rc->unlimited &&
+		  rc->unlimited_dflt[0] == pii_guard_default_max_rows_per_statement &&
+		  rc->unlimited_dflt[1] == pii_guard_default_max_rows_per_day))
 		limits_count_row(PG_GETARG_OID(1), PG_GETARG_DATUM(3), rc->rowkey_type,
 						 PG_ARGISNULL(3));
-	}
 	audit_note_reveal(PG_GETARG_OID(1), NameStr(*PG_GETARG_NAME(2)), access,
 					  fcinfo, 3, &rc->audit_site);
 }
@@ -1050,7 +1078,7 @@ reveal_encrypted(FunctionCallInfo fcinfo, char kind)
 	reveal_note(fcinfo, rc, access);
 	if (access == ACCESS_HIDDEN)
 		PG_RETURN_NULL();
-	if (!rc->decision->has_rule && !rc->decision->exempt)
+	if (unlikely(!rc->decision->has_rule && !rc->decision->exempt))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("column \"%s\" is not protected by pii_guard", NameStr(*PG_GETARG_NAME(2))),
