@@ -52,6 +52,10 @@ SELECT id, phone FROM people WHERE '13800000043' = phone;
 -- A plaintext column with an index of its own: that index.
 SELECT lk.plan($$SELECT id FROM people WHERE email = 'u7@example.com'$$);
 SELECT id, email FROM people WHERE email = 'u7@example.com';
+-- Inside a subquery, a CTE and a SubLink too.
+SELECT lk.plan($$SELECT * FROM (SELECT id FROM people WHERE phone = '13800000042') s$$);
+SELECT lk.plan($$WITH c AS MATERIALIZED (SELECT id FROM people WHERE phone = '13800000042') SELECT * FROM c$$);
+SELECT lk.plan($$SELECT 1 WHERE EXISTS (SELECT 1 FROM people WHERE phone = '13800000042')$$);
 -- A prepared statement, generic plan included.
 PREPARE by_phone(text) AS SELECT id, phone FROM people WHERE phone = $1;
 EXECUTE by_phone('13800000044');

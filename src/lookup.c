@@ -36,6 +36,7 @@
 #include "catalog/pg_type.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
+#include "miscadmin.h"
 #include "optimizer/optimizer.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -54,7 +55,7 @@ typedef struct LookupContext
 	bool		for_role;		/* a filter's plan depends on the role */
 } LookupContext;
 
-static bool lookup_walker(Node *node, LookupContext *cxt);
+static void lookup_query_tree(Query *q, LookupContext *cxt);
 
 /* Strip the relabelling and collation nodes around an expression. */
 static Node *
@@ -227,17 +228,49 @@ lookup_query(Query *q, LookupContext *cxt)
 	}
 }
 
+/* Subqueries in expressions (SubLinks): their queries. */
 static bool
-lookup_walker(Node *node, LookupContext *cxt)
+lookup_sublink_walker(Node *node, LookupContext *cxt)
 {
 	if (node == NULL)
 		return false;
-	if (IsA(node, Query))
+	if (IsA(node, SubLink))
 	{
-		lookup_query((Query *) node, cxt);
-		return query_tree_walker((Query *) node, lookup_walker, (void *) cxt, 0);
+		lookup_query_tree((Query *) ((SubLink *) node)->subselect, cxt);
+		return expression_tree_walker(((SubLink *) node)->testexpr,
+									  lookup_sublink_walker, (void *) cxt);
 	}
-	return expression_tree_walker(node, lookup_walker, (void *) cxt);
+	return expression_tree_walker(node, lookup_sublink_walker, (void *) cxt);
+}
+
+/*
+ * q and every query in it: subqueries in FROM, CTEs, and -- only when it
+ * has any, since walking every expression costs -- SubLinks.
+ */
+static void
+lookup_query_tree(Query *q, LookupContext *cxt)
+{
+	ListCell   *lc;
+
+	check_stack_depth();
+	lookup_query(q, cxt);
+	foreach(lc, q->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind == RTE_SUBQUERY && rte->subquery != NULL)
+			lookup_query_tree(rte->subquery, cxt);
+	}
+	foreach(lc, q->cteList)
+	{
+		CommonTableExpr *cte = lfirst_node(CommonTableExpr, lc);
+
+		if (IsA(cte->ctequery, Query))
+			lookup_query_tree((Query *) cte->ctequery, cxt);
+	}
+	if (q->hasSubLinks)
+		(void) query_tree_walker(q, lookup_sublink_walker, (void *) cxt,
+								 QTW_IGNORE_RANGE_TABLE | QTW_IGNORE_CTE_SUBQUERIES);
 }
 
 /*
@@ -260,7 +293,7 @@ lookup_add_quals(Query *parse)
 										 CStringGetDatum("encrypted_text"), ObjectIdGetDatum(nsp));
 	cxt.encrypted_bytea = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
 										  CStringGetDatum("encrypted_bytea"), ObjectIdGetDatum(nsp));
-	(void) lookup_walker((Node *) parse, &cxt);
+	lookup_query_tree(parse, &cxt);
 	return cxt.for_role;
 }
 
