@@ -183,8 +183,9 @@ SELECT pii_guard.set_clearance('intern', 'public', 'masked data only');
 -- working day's worth a day -- no bulk export.
 SELECT pii_guard.set_export_limits('sales',   100, 1000);
 SELECT pii_guard.set_export_limits('support', 100, 2000);
--- Interns: a few rows at a time, and no bulk export at all.
-SELECT pii_guard.set_export_limits('intern',   20,  100);
+-- Interns: a few rows at a time, a screenful a day, and no bulk export at
+-- all (more only through an approval).
+SELECT pii_guard.set_export_limits('intern',   20,   20);
 -- Managers are the ones authorised to export in bulk.
 SELECT pii_guard.set_export_limits('manager', NULL, NULL);
 -- Marketing see nothing above internal (channel, campaign, tier), and their
