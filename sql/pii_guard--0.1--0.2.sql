@@ -469,8 +469,10 @@ BEGIN
     -- condition the planner folds away: that records a dependency, so a
     -- mask function cannot be dropped from under the view, and a decision
     -- can tell the function the view was built with from another that took
-    -- its name (policy.c).
-    SELECT array_agg(DISTINCT format('%L::pg_catalog.regprocedure', f::oid::text))
+    -- its name (policy.c).  One "IS NOT NULL" per function: a test of a
+    -- constant folds at once, where an ARRAY[...] of them would be
+    -- evaluated by an executor of its own at every planning.
+    SELECT array_agg(DISTINCT format('%L::pg_catalog.regprocedure IS NOT NULL', f::oid::text))
       INTO masks
       FROM (SELECT to_regprocedure(r.mask_function) AS f FROM @extschema@.column_rules r
              WHERE r.base = p.base AND r.mask_function IS NOT NULL) s
@@ -482,7 +484,7 @@ BEGIN
     -- declaration) for the rows returned only, not for every row sorted.
     view_sql := format('SELECT %s FROM %s', array_to_string(sel, ', '), base_q)
              || CASE WHEN masks IS NULL THEN ''
-                     ELSE format(' WHERE ARRAY[%s] IS NOT NULL', array_to_string(masks, ', ')) END;
+                     ELSE format(' WHERE %s', array_to_string(masks, ' AND ')) END;
 
     -- Replace each view in place; one that cannot be (a column went or
     -- changed its type) is dropped -- refused while others depend on it --

@@ -51,6 +51,7 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
+#include "catalog/pg_attribute.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
@@ -714,13 +715,18 @@ reveal_check_call(FunctionCallInfo fcinfo)
 	FuncExpr   *fe = (FuncExpr *) fcinfo->flinfo->fn_expr;
 	Oid			relid = PG_GETARG_OID(1);
 	Name		attname = PG_GETARG_NAME(2);
-	AttrNumber	attnum;
-	Oid			coltype;
+	HeapTuple	atttup;
+	Oid			coltype = InvalidOid;
 	Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
 	bool		ok;
 
-	attnum = get_attnum(relid, NameStr(*attname));
-	coltype = attnum != InvalidAttrNumber ? get_atttype(relid, attnum) : InvalidOid;
+	/* (Once per call site, so once per statement: one syscache lookup.) */
+	atttup = SearchSysCacheAttName(relid, NameStr(*attname));
+	if (HeapTupleIsValid(atttup))
+	{
+		coltype = ((Form_pg_attribute) GETSTRUCT(atttup))->atttypid;
+		ReleaseSysCache(atttup);
+	}
 	if (!OidIsValid(coltype) || coltype != argtype)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
