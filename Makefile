@@ -6,6 +6,7 @@
 #                   against a throwaway cluster (see test/run.sh)
 #   make demo       the guided demonstration (examples/)
 #   make bench      the benchmarks (bench/), ratios against peers in one run
+#   make soak       a long mixed load, then consistency checks (DURATION=s)
 #
 # The test, demo and bench targets work before the PostgreSQL development
 # packages are installed: their scripts install them first, so this file only
@@ -72,7 +73,7 @@ all:
 	@exit 1
 endif
 
-.PHONY: test demo bench
+.PHONY: test demo bench soak
 
 test:
 	@PG_MAJOR=$(PG_MAJOR) REGRESS="$(REGRESS)" ./test/run.sh
@@ -82,3 +83,8 @@ demo:
 
 bench:
 	@PG_MAJOR=$(PG_MAJOR) ./bench/run.sh
+
+# make soak DURATION=600: all roles' reads and writes under load, grants
+# expiring, a key rotation and re-encryption, limits hit; then a reckoning.
+soak:
+	@PG_MAJOR=$(PG_MAJOR) DURATION=$(DURATION) ./test/soak.sh
