@@ -131,6 +131,7 @@ static MemoryContext PolicyContext = NULL;
 static HTAB *decisions = NULL;
 static uint64 policy_generation = 1;
 static uint64 decisions_generation = 0;
+static uint64 policy_cache_resets = 0;	/* PolicyContext resets so far */
 static Oid	sentinel_relid = InvalidOid;
 
 /*
@@ -197,6 +198,7 @@ policy_ensure_cache(void)
 											  "pii_guard policy",
 											  ALLOCSET_DEFAULT_SIZES);
 	MemoryContextReset(PolicyContext);
+	policy_cache_resets++;
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(DecisionKey);
 	ctl.entrysize = sizeof(Decision);
@@ -631,6 +633,14 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 /*
  * The decision for (userid, relid, attname), from the cache or computed.
  * The pointer stays valid until the next call of this function.
+ *
+ * A decision is computed aside and entered only when complete: an ERROR
+ * half way (a cancel, a timeout in its SPI queries) must not leave a
+ * half-made decision in the cache, where it would read as "unprotected".
+ * Computing runs SPI, which can accept an invalidation of the policy; the
+ * next policy_ensure_cache then resets PolicyContext, freeing what the
+ * computation allocated there (row keys, mask arguments): so it is done
+ * again until no reset came in between.
  */
 Decision *
 policy_decide(Oid userid, Oid relid, const char *attname)
@@ -648,20 +658,20 @@ policy_decide(Oid userid, Oid relid, const char *attname)
 	d = hash_search(decisions, &key, HASH_FIND, NULL);
 	if (d != NULL && GetCurrentStatementStartTimestamp() < d->expires)
 		return d;
-	if (d == NULL)
+	for (;;)
 	{
 		Decision	tmp;
+		uint64		resets = policy_cache_resets;
 
 		policy_compute(&tmp, userid, relid, attname);
-		/* The cache may have been reset meanwhile. */
 		policy_ensure_cache();
+		if (resets != policy_cache_resets)
+			continue;
 		d = hash_search(decisions, &key, HASH_ENTER, &found);
 		memcpy(((char *) d) + sizeof(DecisionKey), ((char *) &tmp) + sizeof(DecisionKey),
 			   sizeof(Decision) - sizeof(DecisionKey));
 		return d;
 	}
-	policy_compute(d, userid, relid, attname);
-	return d;
 }
 
 /* Access for one row: the decision, opened by a row-specific grant. */

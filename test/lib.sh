@@ -130,9 +130,9 @@ pgg_conf() {
 		pgg_as_server tee -a "$(pgg_data "$name")/postgresql.conf" >/dev/null
 }
 
-pgg_start() {
+pgg_start() {	# (PGG_CORE=1: let the server write core files, into its data directory)
 	local name=$1
-	pgg_as_server "$PGG_SERVER_BIN/pg_ctl" -D "$(pgg_data "$name")" -w -t 60 \
+	pgg_as_server "$PGG_SERVER_BIN/pg_ctl" -D "$(pgg_data "$name")" -w -t 60 ${PGG_CORE:+-c} \
 		-l "$PGG_WORK/$name/server.log" start >/dev/null ||
 		{ tail -20 "$PGG_WORK/$name/server.log" >&2; pgg_die "cluster $name did not start"; }
 }
