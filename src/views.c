@@ -109,6 +109,7 @@ static bool views_loading = false;
 static Oid	views_owner_role = InvalidOid;
 static WriteTarget *write_targets = NULL;	/* newest statement first */
 static int	views_writing_level = -1;	/* nesting level of the trigger's own write */
+static int	views_write_depth = 0;	/* masking_view_write calls running */
 
 /* Free the trigger's saved plans; ViewsContext reset callback. */
 static void
@@ -136,7 +137,8 @@ views_ensure_cache(void)
 	Oid			tables_relid;
 	uint64		i;
 
-	if (protected_tables != NULL && views_generation == policy_current_generation())
+	if (protected_tables != NULL &&
+		(views_generation == policy_current_generation() || views_write_depth > 0))
 		return;
 	if (views_loading)
 		return;
@@ -646,21 +648,13 @@ views_statement_wants_rows(void)
 	return ps->hasReturning || hooks_nesting_level() > 1;
 }
 
-PG_FUNCTION_INFO_V1(pii_guard_masking_view_write);
-
-/*
- * SQL function: masking_view_write() returns trigger
- *
- * INSTEAD OF INSERT OR UPDATE OR DELETE FOR EACH ROW on a masking view.
- */
-Datum
-pii_guard_masking_view_write(PG_FUNCTION_ARGS)
+/* Write one row of a masking view through its write view (see below). */
+static HeapTuple
+views_write_row(TriggerData *td, ProtectedTable *pt)
 {
-	TriggerData *td = (TriggerData *) fcinfo->context;
-	Relation	view;
-	TupleDesc	desc;
-	ProtectedTable *pt;
-	int			natts;
+	Relation	view = td->tg_relation;
+	TupleDesc	desc = RelationGetDescr(view);
+	int			natts = desc->natts;
 	int			keyatt;
 	Oid			keytype;
 	HeapTuple	result = NULL;
@@ -675,19 +669,6 @@ pii_guard_masking_view_write(PG_FUNCTION_ARGS)
 	bool		isnull;
 	bool		wants_rows;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_INSTEAD(td->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
-		elog(ERROR, "masking_view_write must be an INSTEAD OF row trigger");
-
-	view = td->tg_relation;
-	desc = RelationGetDescr(view);
-	natts = desc->natts;
-	pt = views_lookup(RelationGetRelid(view));
-	if (pt == NULL || pt->view_relid != RelationGetRelid(view))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("%s is not a pii_guard masking view",
-						RelationGetRelationName(view))));
 	keyatt = views_rowkey_attnum(desc, pt);
 	keytype = TupleDescAttr(desc, keyatt - 1)->atttypid;
 	hooks_note_plaintext();
@@ -827,7 +808,7 @@ pii_guard_masking_view_write(PG_FUNCTION_ARGS)
 		if (nchanged == 0)
 		{
 			SPI_finish();
-			return PointerGetDatum(newtup);
+			return newtup;
 		}
 		values[nargs] = oldkey;
 		nulls[nargs] = ' ';
@@ -871,5 +852,49 @@ pii_guard_masking_view_write(PG_FUNCTION_ARGS)
 	}
 
 	SPI_finish();
+	return result;
+}
+
+PG_FUNCTION_INFO_V1(pii_guard_masking_view_write);
+
+/*
+ * SQL function: masking_view_write() returns trigger
+ *
+ * INSTEAD OF INSERT OR UPDATE OR DELETE FOR EACH ROW on a masking view.
+ */
+Datum
+pii_guard_masking_view_write(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	ProtectedTable *pt;
+	HeapTuple	result = NULL;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_INSTEAD(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "masking_view_write must be an INSTEAD OF row trigger");
+
+	pt = views_lookup(RelationGetRelid(td->tg_relation));
+	if (pt == NULL || pt->view_relid != RelationGetRelid(td->tg_relation))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s is not a pii_guard masking view",
+						RelationGetRelationName(td->tg_relation))));
+
+	/*
+	 * pt and the saved plans live in ViewsContext: while the row is being
+	 * written, a policy change seen by the statements it runs (their
+	 * executor start looks the cache up) must not reload the cache from
+	 * under them.
+	 */
+	views_write_depth++;
+	PG_TRY();
+	{
+		result = views_write_row(td, pt);
+	}
+	PG_FINALLY();
+	{
+		views_write_depth--;
+	}
+	PG_END_TRY();
 	return PointerGetDatum(result);
 }

@@ -5,6 +5,9 @@
 # masked column through the masking view, in fresh sessions (every
 # decision computed anew), while an approver issues grants for some of its
 # rows as fast as it can (each one invalidates every backend's decisions).
+# It also writes through the view (prepared, RETURNING the row as it sees
+# it): the write trigger keeps the masking views' cache it started with
+# while it runs, since the statements it runs would reload it from under it.
 # Before decisions were computed aside and entered only when no cache reset
 # came in between, a reset during the computation freed the row keys the
 # new decision then pointed at, and a read crashed the backend within
@@ -25,13 +28,17 @@ CREATE ROLE pr_reader LOGIN;
 CREATE ROLE pr_approver LOGIN IN ROLE pii_guard_approver;
 CREATE TABLE pr (id int PRIMARY KEY, phone pii_guard.encrypted_text, note text);
 INSERT INTO pr SELECT g, '1370000' || lpad(g::text, 4, '0'), 'n' || g FROM generate_series(1, 200) g;
-GRANT SELECT ON pr TO pr_reader;
+GRANT SELECT, UPDATE (note), INSERT ON pr TO pr_reader;
 SELECT pii_guard.protect_column('pr', 'phone', 'sensitive', 'pii_guard.mask_phone(text)');
 SELECT pii_guard.set_clearance('pr_reader', 'public');
 SQL
 cat >"$PGG_WORK/prace_read.sql" <<'EOF'
 \set id random(1, 200)
 SELECT id, phone FROM pr WHERE id BETWEEN :id AND :id + 5;
+EOF
+cat >"$PGG_WORK/prace_write.sql" <<'EOF'
+\set id random(1, 200)
+UPDATE pr SET note = 'n' || :id WHERE id = :id RETURNING id, phone;
 EOF
 cat >"$PGG_WORK/prace_approve.sql" <<'EOF'
 \set id random(1, 200)
@@ -44,13 +51,18 @@ prace_bench() {	# prace_bench LOG USER ARGS...
 }
 prace_bench "$PGG_WORK/prace_read.log" pr_reader -C -c 3 -j 3 -T 8 -f "$PGG_WORK/prace_read.sql" &
 prace_reader=$!
+prace_bench "$PGG_WORK/prace_write.log" pr_reader -M prepared -c 2 -j 2 -T 8 -f "$PGG_WORK/prace_write.sql" &
+prace_writer=$!
 prace_bench "$PGG_WORK/prace_approve.log" pr_approver -c 1 -T 8 -f "$PGG_WORK/prace_approve.sql"
 prace_approve_rc=$?
 wait $prace_reader
 prace_read_rc=$?
+wait $prace_writer
+prace_write_rc=$?
 
 pgg_is "no backend crashed" "$(grep -c 'terminated by signal' "$(pgg_log $name)")" 0
 pgg_is "the reading clients ran without error" "$prace_read_rc" 0
+pgg_is "the writing clients (through the view, RETURNING) ran without error" "$prace_write_rc" 0
 pgg_is "the approving client ran without error" "$prace_approve_rc" 0
 pgg_ok "grants were issued during the reads" test "$(pgg_psql $name -d postgres -tAc \
 	"SELECT count(*) FROM pii_guard.grants")" -gt 50
