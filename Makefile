@@ -7,6 +7,12 @@
 #   make demo       the guided demonstration (examples/)
 #   make bench      the benchmarks (bench/), ratios against peers in one run
 #   make soak       a long mixed load, then consistency checks (DURATION=s)
+#   make lint       cppcheck, clang-tidy and clang's warnings on src/
+#                   (test/lint.sh)
+#   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each (fuzz/run.sh)
+#   make fuzz-regress   replay the fuzz corpus and regression inputs
+#   make test-memcheck  every test suite with pii_guard built with
+#                   AddressSanitizer and UndefinedBehaviorSanitizer
 #
 # The test, demo and bench targets work before the PostgreSQL development
 # packages are installed: their scripts install them first, so this file only
@@ -33,6 +39,7 @@ OBJS = \
 
 EXTENSION = pii_guard
 DATA = $(wildcard sql/pii_guard--*.sql)
+EXTRA_CLEAN = fuzz/build
 
 # pg_regress suites, in order; test/run.sh runs them against its own cluster.
 REGRESS = \
@@ -58,6 +65,12 @@ PG_CPPFLAGS += -isystem $(includedir_server)
 ifdef WERROR
 PG_CFLAGS += -Werror
 endif
+# `make test-memcheck` builds with AddressSanitizer and UndefinedBehavior-
+# Sanitizer (test/lib.sh, in a copy of the sources).
+ifdef SANITIZE
+PG_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -g
+SHLIB_LINK += -fsanitize=address,undefined
+endif
 
 # No LLVM bitcode: it would need clang on every build machine, and JIT
 # inlining of these functions gains nothing measurable.
@@ -73,10 +86,23 @@ all:
 	@exit 1
 endif
 
-.PHONY: test demo bench soak
+.PHONY: test demo bench soak lint fuzz fuzz-regress test-memcheck
 
 test:
 	@PG_MAJOR=$(PG_MAJOR) REGRESS="$(REGRESS)" ./test/run.sh
+
+test-memcheck:
+	@PG_MAJOR=$(PG_MAJOR) REGRESS="$(REGRESS)" SANITIZE=1 ./test/run.sh
+
+lint:
+	@PG_MAJOR=$(PG_MAJOR) ./test/lint.sh
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	@PG_MAJOR=$(PG_MAJOR) FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run.sh fuzz
+
+fuzz-regress:
+	@PG_MAJOR=$(PG_MAJOR) ./fuzz/run.sh regress
 
 demo:
 	@PG_MAJOR=$(PG_MAJOR) ./examples/demo.sh

@@ -27,12 +27,15 @@
  * different databases practically never meet.
  *
  * Cache.  Unwrapped keys are cached per backend, as keyed OpenSSL contexts,
- * in KeysContext under TopMemoryContext; a reset callback frees the contexts
- * (OpenSSL cleanses their key schedules).  A statement trigger on
- * pii_guard.data_keys sends a relcache invalidation for the table, and our
- * relcache callback marks the cache stale; it is rebuilt on next use, never
- * inside the callback, so pointers handed out stay valid for the duration
- * of the call that asked for them.
+ * in KeysContext under TopMemoryContext; keys_free_cache frees the contexts
+ * (OpenSSL cleanses their key schedules) before the cache is rebuilt.  It
+ * is not KeysContext's reset callback: the hash table lives in a child
+ * context of its own (dynahash's), which MemoryContextReset deletes before
+ * it runs the parent's callbacks, so a callback would read freed memory.
+ * A statement trigger on pii_guard.data_keys sends a relcache invalidation
+ * for the table, and our relcache callback marks the cache stale; it is
+ * rebuilt on next use, never inside the callback, so pointers handed out
+ * stay valid for the duration of the call that asked for them.
  *
  * Access.  Key rows are read and written through SPI as the extension's
  * owner with search_path pinned (pii_guard_enter_owner_context), so that
@@ -165,7 +168,7 @@ keys_run_command(const char *command, char *buf, size_t size, size_t *n,
 	*exit_status = 0;
 	if (pipe(fds) != 0)
 		return "a pipe could not be created";
-	fflush(NULL);
+	(void) fflush(NULL);		/* else the child may repeat buffered output */
 	pid = fork();
 	if (pid < 0)
 	{
@@ -298,6 +301,7 @@ keys_load_one(MasterKey *mk, const char *command, const char *setting)
 
 	start = 0;
 	end = Min(n, sizeof(buf) - 1);
+	/* cppcheck-suppress knownConditionTrueFalse ; n is set by keys_run_command() */
 	while (start < end && isspace((unsigned char) buf[start]))
 		start++;
 	while (end > start && isspace((unsigned char) buf[end - 1]))
@@ -392,9 +396,12 @@ keys_require_master_key(void)
 				 errhint("Set pii_guard.master_key_command in postgresql.conf to a command that prints the master key as 64 hexadecimal digits, and restart the server.")));
 }
 
-/* Free the OpenSSL contexts of every cached key; KeysContext reset callback. */
+/*
+ * Free the OpenSSL contexts of every cached key and forget the cache; run
+ * before KeysContext is reset (see "Cache" above).
+ */
 static void
-keys_free_cache(void *arg pg_attribute_unused())
+keys_free_cache(void)
 {
 	HASH_SEQ_STATUS status;
 	DataKey    *entry;
@@ -437,7 +444,6 @@ static void
 keys_ensure_cache(void)
 {
 	HASHCTL		ctl;
-	MemoryContextCallback *cb;
 
 	if (key_cache_valid && key_cache != NULL)
 		return;
@@ -446,13 +452,9 @@ keys_ensure_cache(void)
 		KeysContext = AllocSetContextCreate(TopMemoryContext,
 											"pii_guard data keys",
 											ALLOCSET_SMALL_SIZES);
-	MemoryContextReset(KeysContext);	/* runs keys_free_cache */
+	keys_free_cache();
+	MemoryContextReset(KeysContext);
 	key_cache_generation++;
-
-	cb = MemoryContextAlloc(KeysContext, sizeof(MemoryContextCallback));
-	cb->func = keys_free_cache;
-	cb->arg = NULL;
-	MemoryContextRegisterResetCallback(KeysContext, cb);
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(uint32);
@@ -958,7 +960,7 @@ PG_FUNCTION_INFO_V1(pii_guard_data_keys_changed);
  * already written stay readable under their own key until re-encrypted.
  */
 Datum
-pii_guard_rotate_data_key(PG_FUNCTION_ARGS)
+pii_guard_rotate_data_key(FunctionCallInfo fcinfo pg_attribute_unused())
 {
 	OwnerContext oc;
 	uint32		ids[KEY_SLOTS];
@@ -987,7 +989,7 @@ pii_guard_rotate_data_key(PG_FUNCTION_ARGS)
  * the previous master key; returns how many were re-wrapped.
  */
 Datum
-pii_guard_rewrap_data_keys(PG_FUNCTION_ARGS)
+pii_guard_rewrap_data_keys(FunctionCallInfo fcinfo pg_attribute_unused())
 {
 	OwnerContext oc;
 	Oid			argtypes[3] = {INT4OID, BYTEAOID, BYTEAOID};

@@ -173,6 +173,7 @@ lookup_try_qual(LookupContext *cxt, Query *view, Index varno, Node *qual)
 		if (op->opno != (plain == TEXTOID ? TextEqualOperator : ByteaEqualOperator) ||
 			!lookup_is_value(value, plain))
 			return;
+		/* cppcheck-suppress unknownEvaluationOrder ; the two makeString() are independent */
 		opno = OpernameGetOprid(list_make2(makeString("pg_catalog"), makeString("=")),
 								stored_type, plain);
 	}

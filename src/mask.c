@@ -292,14 +292,9 @@ static const bool two_digit_country_code[100] = {
 static void
 mask_reader_init(MaskReader *r, const char *s, Size len)
 {
-	/* A backend's database, and so its encoding, never changes. */
-	static int	encoding = -1;
-
-	if (unlikely(encoding < 0))
-		encoding = GetDatabaseEncoding();
 	r->p = s;
 	r->end = s + len;
-	r->encoding = encoding;
+	r->encoding = GetDatabaseEncoding();
 	r->utf8 = (r->encoding == PG_UTF8);
 	r->chr = s;
 	r->chrlen = 0;
@@ -321,9 +316,18 @@ mask_next_mb(MaskReader *r)
 	pg_wchar	c;
 
 	len = pg_encoding_mblen(r->encoding, (const char *) p);
+
+	/*
+	 * Malformed: take the rest as one character.  Its code point is
+	 * unknown: pg_utf8_islegal() trusts the length it is given, and would
+	 * pass a lead byte cut short, which utf8_to_unicode() then reads past.
+	 */
 	if (len < 1 || len > remain)
-		len = remain;			/* malformed: take the rest as one character */
-	if (r->utf8 && pg_utf8_islegal(p, len))
+	{
+		len = remain;
+		c = MASK_CP_OTHER;
+	}
+	else if (r->utf8 && pg_utf8_islegal(p, len))
 		c = utf8_to_unicode(p);
 	else
 		c = MASK_CP_OTHER;
@@ -1119,6 +1123,7 @@ mask_address_chinese(const char *s, Size len)
 		/* No level: at most two characters, and always less than half. */
 		kept = Min(2, (nc - 1) / 2);
 	}
+	/* cppcheck-suppress uninitvar ; kept <= nc, and ends[0 .. nc - 1] are set */
 	mask_writer_init(&w, (kept > 0 ? ends[kept - 1] - s : 0) + strlen(ADDR_STARS));
 	if (kept > 0)
 		mask_put(&w, s, ends[kept - 1] - s);

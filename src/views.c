@@ -111,9 +111,13 @@ static WriteTarget *write_targets = NULL;	/* newest statement first */
 static int	views_writing_level = -1;	/* nesting level of the trigger's own write */
 static int	views_write_depth = 0;	/* masking_view_write calls running */
 
-/* Free the trigger's saved plans; ViewsContext reset callback. */
+/*
+ * Free the trigger's saved plans; run before ViewsContext is reset.  (Not
+ * as its reset callback: saved_plans lives in a child context of its own,
+ * dynahash's, which MemoryContextReset deletes before it runs callbacks.)
+ */
 static void
-views_free_plans(void *arg pg_attribute_unused())
+views_free_plans(void)
 {
 	HASH_SEQ_STATUS status;
 	PlanEntry  *pe;
@@ -132,7 +136,6 @@ static void
 views_ensure_cache(void)
 {
 	HASHCTL		ctl;
-	MemoryContextCallback *cb;
 	OwnerContext oc;
 	Oid			tables_relid;
 	uint64		i;
@@ -147,12 +150,9 @@ views_ensure_cache(void)
 		ViewsContext = AllocSetContextCreate(TopMemoryContext,
 											 "pii_guard masking views",
 											 ALLOCSET_SMALL_SIZES);
+	views_free_plans();
 	MemoryContextReset(ViewsContext);
 	protected_tables = NULL;
-	cb = MemoryContextAlloc(ViewsContext, sizeof(MemoryContextCallback));
-	cb->func = views_free_plans;
-	cb->arg = NULL;
-	MemoryContextRegisterResetCallback(ViewsContext, cb);
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(Oid);
@@ -366,7 +366,7 @@ views_check_relation(Oid relid, Oid check_as)
 
 /* Memory context callback: the statement that owned these targets ended. */
 static void
-views_forget_targets(void *arg)
+views_forget_targets(void *arg)	/* cppcheck-suppress constParameter ; a MemoryContextCallback */
 {
 	WriteTarget **link = &write_targets;
 

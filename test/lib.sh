@@ -13,6 +13,13 @@
 #   $PGG_WORK/<name>/   one cluster: data/ and its unix socket (no TCP)
 #
 # As root the server runs as the "postgres" user (PostgreSQL refuses root).
+#
+# SANITIZE=1 (make test-memcheck): pii_guard is built with GCC's
+# AddressSanitizer and UndefinedBehaviorSanitizer, in a copy of the sources
+# ($PGG_WORK/build-sanitize, so the tree's own objects stay as they are),
+# and every server starts with the ASan runtime preloaded (the postgres
+# binary itself is not instrumented).  Reports go to $PGG_WORK/sanitizer/
+# (that of the outermost run); pgg_sanitizer_report sorts them.
 
 PG_MAJOR=${PG_MAJOR:-15}
 PGG_REPO=${PGG_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
@@ -68,13 +75,23 @@ pgg_shadow() {
 
 # Build pii_guard and install it into a private copy of the installation.
 pgg_install() {
-	local bindir libdir sharedir inst=$PGG_WORK/inst
+	local bindir libdir sharedir inst=$PGG_WORK/inst build=$PGG_REPO
 	bindir=$("$PG_CONFIG" --bindir)
 	libdir=$("$PG_CONFIG" --pkglibdir)
 	sharedir=$("$PG_CONFIG" --sharedir)
-	make -s -C "$PGG_REPO" PG_CONFIG="$PG_CONFIG" WERROR=1 >/dev/null ||
+	if [ -n "${SANITIZE:-}" ]; then
+		# Sources only: objects built without the sanitizers would be reused.
+		build=$PGG_WORK/build-sanitize
+		mkdir -p "$build/src" "$build/sql"
+		cp "$PGG_REPO/Makefile" "$PGG_REPO/pii_guard.control" "$build/"
+		cp "$PGG_REPO"/src/*.[ch] "$build/src/"
+		cp "$PGG_REPO"/sql/pii_guard--*.sql "$build/sql/"
+		pgg_sanitizer_env
+	fi
+	make -s -C "$build" PG_CONFIG="$PG_CONFIG" WERROR=1 SANITIZE="${SANITIZE:-}" >/dev/null ||
 		pgg_die "build failed"
-	make -s -C "$PGG_REPO" PG_CONFIG="$PG_CONFIG" install DESTDIR="$inst" >/dev/null ||
+	make -s -C "$build" PG_CONFIG="$PG_CONFIG" SANITIZE="${SANITIZE:-}" install \
+		DESTDIR="$inst" >/dev/null ||
 		pgg_die "install into $inst failed"
 	mkdir -p "$inst$bindir"
 	cp "$bindir/postgres" "$bindir/initdb" "$bindir/pg_ctl" "$inst$bindir/"
@@ -90,6 +107,73 @@ pgg_install() {
 	if [ "$(id -u)" -eq 0 ]; then
 		chown -R postgres "$PGG_WORK/keys"
 	fi
+}
+
+# The environment every server starts with (empty unless SANITIZE is set).
+PGG_SERVER_ENV=()
+
+# Sanitizer runtime and options for the servers.  ASan errors abort the
+# process (the postmaster then restarts the cluster: tests fail loudly);
+# UBSan reports and continues; LeakSanitizer checks each process as it
+# exits without changing its exit status (a backend exiting non-zero would
+# make the postmaster restart the cluster), unwinding through libraries
+# built without frame pointers (OpenSSL, PostgreSQL) so that a leak's stack
+# shows who allocated it.
+pgg_sanitizer_env() {
+	local asan initfirst=$PGG_WORK/asan_initfirst.so
+	asan=$(gcc -print-file-name=libasan.so)
+	[ -e "$asan" ] || pgg_die "libasan not found (gcc -print-file-name=libasan.so)"
+	# ASan must initialise before the server's other libraries: see the file.
+	gcc -shared -fPIC -Wl,-z,initfirst -o "$initfirst" \
+		"$PGG_REPO/test/memcheck/asan_initfirst.c" -L"$(dirname "$asan")" -lasan ||
+		pgg_die "could not build $initfirst"
+	# (Inherited by nested runs -- the demo scenario -- whose reports count too.)
+	export PGG_SANITIZER_DIR=${PGG_SANITIZER_DIR:-$PGG_WORK/sanitizer}
+	mkdir -p "$PGG_SANITIZER_DIR"
+	chmod 777 "$PGG_SANITIZER_DIR"
+	PGG_SERVER_ENV=(
+		"LD_PRELOAD=$asan $initfirst"
+		"ASAN_OPTIONS=log_path=$PGG_SANITIZER_DIR/asan:abort_on_error=1:detect_leaks=1:fast_unwind_on_malloc=0:malloc_context_size=30:detect_stack_use_after_return=0"
+		"LSAN_OPTIONS=exitcode=0"
+		"UBSAN_OPTIONS=log_path=$PGG_SANITIZER_DIR/ubsan:print_stacktrace=1:halt_on_error=0"
+	)
+}
+
+# Sort the sanitizer reports of every server of this run: errors and leaks
+# whose stack passes through pii_guard are ours and fail; leaks allocated
+# elsewhere (PostgreSQL's own, OpenSSL's start-up, the shell that runs the
+# master key command) are counted and not shown.
+pgg_sanitizer_report() {
+	local dir=${PGG_SANITIZER_DIR:-$PGG_WORK/sanitizer}
+	[ -d "$dir" ] || { echo "sanitizer: no report directory"; return 1; }
+	awk '
+		function flush() {
+			if (block == "")
+				return
+			# (our frames: the library, or our sources, built with -g)
+			if (block ~ /pii_guard\.so| src\/[a-z_]+\.[ch]:[0-9]/) {
+				ours++
+				if (shown++ < 10)
+					printf "---- %s\n%s\n", blockfile, block
+			} else if (kind == "leak")
+				other_leaks++
+			else {
+				other_errors++
+				if (shown++ < 10)
+					printf "---- %s (not in pii_guard)\n%s\n", blockfile, block
+			}
+			block = ""
+		}
+		FNR == 1 { flush() }
+		/^(Direct|Indirect) leak of / { flush(); kind = "leak"; block = $0; blockfile = FILENAME; next }
+		/ERROR: AddressSanitizer|runtime error:/ { flush(); kind = "error"; block = $0; blockfile = FILENAME; next }
+		/^$|^SUMMARY:/ { flush(); next }
+		block != "" { block = block "\n" $0 }
+		END {
+			flush()
+			printf "sanitizer: %d report(s) in pii_guard, %d error(s) elsewhere; %d leak(s) allocated outside pii_guard not counted\n", ours, other_errors, other_leaks
+			exit (ours + other_errors > 0)
+		}' /dev/null $(find "$dir" -type f | sort)
 }
 
 pgg_data() { echo "$PGG_WORK/$1/data"; }
@@ -132,7 +216,8 @@ pgg_conf() {
 
 pgg_start() {	# (PGG_CORE=1: let the server write core files, into its data directory)
 	local name=$1
-	pgg_as_server "$PGG_SERVER_BIN/pg_ctl" -D "$(pgg_data "$name")" -w -t 60 ${PGG_CORE:+-c} \
+	pgg_as_server env "${PGG_SERVER_ENV[@]}" "$PGG_SERVER_BIN/pg_ctl" \
+		-D "$(pgg_data "$name")" -w -t 60 ${PGG_CORE:+-c} \
 		-l "$PGG_WORK/$name/server.log" start >/dev/null ||
 		{ tail -20 "$PGG_WORK/$name/server.log" >&2; pgg_die "cluster $name did not start"; }
 }

@@ -8,12 +8,18 @@
 #     test master key) and runs the pg_regress suites and the pgTAP suites;
 #  4. runs the scenario scripts (test/scenario/*.sh), which start their own
 #     clusters for restarts, dumps and crashes;
-#  5. stops and removes every cluster, also on failure or Ctrl-C, and ends
+#  5. runs the static analysis (test/lint.sh: cppcheck, clang-tidy, clang) and
+#     replays the fuzz corpus and regression inputs under ASan and UBSan
+#     (fuzz/run.sh regress);
+#  6. stops and removes every cluster, also on failure or Ctrl-C, and ends
 #     with a pass/fail summary and a non-zero exit on any failure.
 #
 # Environment: REGRESS (suite names, from the Makefile), ONLY=regress|tap|
-# scenario (one stage), SCENARIOS="name ..." (a subset), KEEP=1 (keep the
-# work directory for inspection).
+# scenario|lint|fuzz (one stage), SCENARIOS="name ..." (a subset), KEEP=1
+# (keep the work directory for inspection), SANITIZE=1 (make test-memcheck:
+# stages 3 and 4 with pii_guard built with AddressSanitizer and
+# UndefinedBehaviorSanitizer -- see test/lib.sh -- then the sorted sanitizer
+# reports as one more result; stage 5 is skipped).
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -22,7 +28,11 @@ cd "$(dirname "$0")/.."
 ./test/deps.sh || exit 1
 
 pgg_init
-pgg_install
+# (lint and the fuzz replays build what they need themselves)
+case "${ONLY:-}" in
+	lint | fuzz) ;;
+	*) pgg_install ;;
+esac
 
 # The stages run as a background job in a process group of their own, so
 # that an interrupt reaches this shell even while a psql or pg_regress in
@@ -42,10 +52,17 @@ run_stages() {
 		fi
 }
 
-want() { [ -z "${ONLY:-}" ] || [ "$ONLY" = "$1" ]; }
+want() {
+	if [ -n "${SANITIZE:-}" ] && { [ "$1" = lint ] || [ "$1" = fuzz ]; }; then
+		return 1
+	fi
+	[ -z "${ONLY:-}" ] || [ "$ONLY" = "$1" ]
+}
 
-pgg_new_cluster main
-pgg_start main
+if want regress || want tap; then
+	pgg_new_cluster main
+	pgg_start main
+fi
 
 # --- pg_regress -------------------------------------------------------------
 if want regress; then
@@ -126,6 +143,45 @@ if want scenario; then
 		fi
 		pgg_stop_all
 	done
+fi
+
+# --- static analysis and fuzz regressions ---------------------------------
+# Both print "ok - NAME" / "not ok - NAME" per check; a run that fails
+# before any (missing tools, a build error) must not pass for "no failures".
+record_lines() {	# record_lines PREFIX LOG EXIT_STATUS
+	local status name n=0
+	while read -r status name; do
+		record "$1/$name" "$status"
+		n=$((n + 1))
+	done < <(sed -nE -e 's/^ok - (fuzz )?([a-z_-]+).*/ok \2/p' \
+		-e 's/^not ok - (fuzz )?([a-z_-]+).*/fail \2/p' "$2")
+	if [ "$3" -ne 0 ] && [ "$n" -eq 0 ]; then
+		record "$1/setup" fail
+	fi
+}
+if want lint; then
+	./test/lint.sh >"$PGG_WORK/lint.log" 2>&1
+	lint_rc=$?
+	cat "$PGG_WORK/lint.log"
+	record_lines lint "$PGG_WORK/lint.log" "$lint_rc"
+fi
+if want fuzz; then
+	echo "== fuzz regressions"
+	./fuzz/run.sh regress >"$PGG_WORK/fuzz.log" 2>&1
+	fuzz_rc=$?
+	cat "$PGG_WORK/fuzz.log"
+	record_lines fuzz "$PGG_WORK/fuzz.log" "$fuzz_rc"
+fi
+
+# --- sanitizer reports (make test-memcheck) ---------------------------------
+if [ -n "${SANITIZE:-}" ]; then
+	echo "== sanitizer reports"
+	pgg_stop_all
+	if pgg_sanitizer_report; then
+		record memcheck/sanitizer ok
+	else
+		record memcheck/sanitizer fail
+	fi
 fi
 
 echo

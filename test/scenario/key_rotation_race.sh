@@ -43,6 +43,9 @@ pgg_ok "keys were rotated during the inserts" test "$(pgg_psql $name -d postgres
 	"SELECT count(*) FROM pii_guard.key_status WHERE purpose = 'encrypt'")" -gt 10
 pgg_ok "values were written under many keys" test "$(pgg_psql $name -d postgres -tAc \
 	"SELECT count(DISTINCT pii_guard.key_id(v)) FROM kr")" -gt 5
+# (How many rows depends on the machine: under make test-memcheck a new
+# connection costs some 30 times more.  The key count above already proves
+# the race was run.)
 pgg_is "every value decrypts" "$(pgg_psql $name -d postgres -tAc \
-	"SELECT count(*) = count(*) FILTER (WHERE pii_guard.decrypt(v) = '13812345678') AND count(*) > 100 FROM kr")" t
+	"SELECT count(*) = count(*) FILTER (WHERE pii_guard.decrypt(v) = '13812345678') AND count(*) > 0 FROM kr")" t
 pgg_stop $name
