@@ -132,6 +132,70 @@ audit_event_set(char *field, int size, const char *value)
 }
 
 /*
+ * The send functions of audit_log's columns, looked up once per backend
+ * (each lookup is a syscache search and an fmgr_info; per column of every
+ * event, they cost more than the HMAC).  Rebuilt when the row type is not
+ * the one they were looked up for.
+ */
+typedef struct AuditMacColumns
+{
+	int			natts;
+	Oid		   *typids;			/* InvalidOid: not in the MAC */
+	FmgrInfo   *send;
+} AuditMacColumns;
+
+static AuditMacColumns mac_columns;
+
+/* The type a column's MAC part is sent as; InvalidOid: not in the MAC. */
+static inline Oid
+audit_mac_type(Form_pg_attribute att)
+{
+	if (att->attisdropped || strcmp(NameStr(att->attname), "row_mac") == 0)
+		return InvalidOid;
+	return att->atttypid;
+}
+
+static const AuditMacColumns *
+audit_mac_columns(TupleDesc desc)
+{
+	AuditMacColumns *c = &mac_columns;
+	int			i;
+
+	if (c->natts == desc->natts)
+	{
+		for (i = 0; i < desc->natts; i++)
+			if (c->typids[i] != audit_mac_type(TupleDescAttr(desc, i)))
+				break;
+		if (i == desc->natts)
+			return c;
+	}
+
+	if (c->typids)
+	{
+		pfree(c->typids);
+		pfree(c->send);
+	}
+	c->natts = 0;
+	c->typids = MemoryContextAllocZero(TopMemoryContext, desc->natts * sizeof(Oid));
+	c->send = MemoryContextAllocZero(TopMemoryContext, desc->natts * sizeof(FmgrInfo));
+	for (i = 0; i < desc->natts; i++)
+	{
+		Oid			typid = audit_mac_type(TupleDescAttr(desc, i));
+		Oid			typsend;
+		bool		varlena;
+
+		if (typid == InvalidOid)
+			continue;
+		/* Binary send form: independent of TimeZone, DateStyle, ... */
+		getTypeBinaryOutputInfo(typid, &typsend, &varlena);
+		fmgr_info_cxt(typsend, &c->send[i], TopMemoryContext);
+		c->typids[i] = typid;
+	}
+	c->natts = desc->natts;
+	return c;
+}
+
+/*
  * MAC of an audit_log row: HMAC over every column but row_mac, each as a
  * tag and its length-prefixed binary send form.
  */
@@ -139,19 +203,17 @@ static void
 audit_row_mac(HeapTuple tuple, TupleDesc desc, uint8 *out)
 {
 	DataKey    *key = keys_audit();
+	const AuditMacColumns *cols = audit_mac_columns(desc);
 	StringInfoData buf;
 	int			i;
 
 	initStringInfo(&buf);
 	for (i = 0; i < desc->natts; i++)
 	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
 		bool		isnull;
 		Datum		d;
-		Oid			typoutput;
-		bool		varlena;
 
-		if (att->attisdropped || strcmp(NameStr(att->attname), "row_mac") == 0)
+		if (cols->typids[i] == InvalidOid)
 			continue;
 		d = heap_getattr(tuple, i + 1, desc, &isnull);
 		if (isnull)
@@ -161,9 +223,7 @@ audit_row_mac(HeapTuple tuple, TupleDesc desc, uint8 *out)
 			bytea	   *b;
 			uint32		len;
 
-			/* Binary send form: independent of TimeZone, DateStyle, ... */
-			getTypeBinaryOutputInfo(att->atttypid, &typoutput, &varlena);
-			b = OidSendFunctionCall(typoutput, d);
+			b = SendFunctionCall(&cols->send[i], d);
 			len = pg_hton32(VARSIZE(b) - VARHDRSZ);
 			appendStringInfoChar(&buf, 'V');
 			appendBinaryStringInfo(&buf, (const char *) &len, 4);
