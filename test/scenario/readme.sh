@@ -34,15 +34,16 @@ rd_setup || tail -20 "$PGG_WORK/readme_setup.log" | sed 's/^/  # /'
 pgg_ok "the examples load" grep -vq ERROR "$PGG_WORK/readme_setup.log"
 
 rd_log=$PGG_WORK/readme_blocks.log
-/usr/bin/python3 - "$PGG_REPO/README.md" "$(pgg_sock readme)" >"$rd_log" 2>&1 <<'PY'
+/usr/bin/python3 - "$PGG_REPO/README.md" "$(pgg_sock readme)" \
+	"$PGG_WORK/readme_output.log" >"$rd_log" 2>&1 <<'PY'
 import re, subprocess, sys
 
 readme, sock = sys.argv[1], sys.argv[2]
 lines = open(readme, encoding="utf-8").read().split("\n")
 
-def psql(user, sql, db="readme"):
-    p = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose",
-                        "-P", "pager=off", "-h", sock, "-p", "5432", "-U", user, "-d", db],
+def psql(user, sql, *flags):
+    p = subprocess.run(["psql", "-X", *flags, "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose",
+                        "-P", "pager=off", "-P", "null=(null)", "-h", sock, "-p", "5432", "-U", user, "-d", "readme"],
                        input=sql, capture_output=True, text=True)
     return p.returncode, p.stdout, p.stderr
 
@@ -73,10 +74,11 @@ while i < len(lines):
     else:
         i += 1
 
-rc, logins, _ = psql("postgres", "SELECT string_agg(rolname, ' ') FROM pg_roles WHERE rolcanlogin")
+rc, logins, _ = psql("postgres", "SELECT string_agg(rolname, ' ') FROM pg_roles WHERE rolcanlogin", "-tA")
 logins = set(logins.split()) if rc == 0 else set()
 
 fails = run = illustrations = 0
+shown = open(sys.argv[3], "w", encoding="utf-8")     # what each block printed
 for k, (line, lang, marker, body, end) in enumerate(blocks):
     if lang != "sql":
         continue
@@ -97,6 +99,7 @@ for k, (line, lang, marker, body, end) in enumerate(blocks):
         sql = f'SET ROLE "{role}";\n' + body
     rc, out, err = psql(user, sql)
     run += 1
+    shown.write(f"== README.md:{line} as {user}\n{out}{err}")
     what = f"README.md:{line}" + (f" (as {role})" if role else "")
     if state:
         if rc == 0 or f"ERROR:  {state}:" not in err:
@@ -127,22 +130,27 @@ rc, out, err = psql("postgres", r"""
 SELECT 'function ' || p.proname FROM pg_proc p
  WHERE p.pronamespace = 'pii_guard'::regnamespace AND p.proname NOT LIKE '\_%'
    AND p.prorettype <> 'trigger'::regtype
+   -- the functions behind operators, type I/O and operator classes: the
+   -- reference names the operators, types and index support instead
+   AND NOT EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprcode = p.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_type t WHERE p.oid IN (t.typinput, t.typoutput, t.typreceive, t.typsend))
+   AND NOT EXISTS (SELECT 1 FROM pg_amproc a WHERE a.amproc = p.oid)
 UNION SELECT 'relation ' || c.relname FROM pg_class c
  WHERE c.relnamespace = 'pii_guard'::regnamespace AND c.relkind IN ('r', 'v', 'p', 'm')
 UNION SELECT 'type ' || t.typname FROM pg_type t
- WHERE t.typnamespace = 'pii_guard'::regnamespace AND t.typtype IN ('b', 'e', 'd')
+ WHERE t.typnamespace = 'pii_guard'::regnamespace AND t.typtype IN ('b', 'e', 'd') AND t.typelem = 0 AND t.typname NOT LIKE '\_%'
 UNION SELECT 'setting ' || name FROM pg_settings WHERE name LIKE 'pii\_guard.%'
 UNION SELECT 'role ' || rolname FROM pg_roles WHERE rolname LIKE 'pii\_guard\_%'
-ORDER BY 1""")
+ORDER BY 1""", "-tA")
 if rc != 0:
     print("not ok - the catalogue query: " + err.strip())
     fails += 1
-missing = [o for o in out.split("\n") if o.strip() and not re.search(r"(?<![\w.])" + re.escape(o.split()[1]) + r"(?!\w)", text)]
+missing = [o for o in out.split("\n") if o.strip() and not re.search(r"(?<!\w)" + re.escape(o.split()[1]) + r"(?!\w)", text)]
 for o in missing:
     print(f"not ok - README.md does not name {o}")
 fails += len(missing)
 if not missing and rc == 0:
-    print(f"ok - README.md names all {len(out.split())//2} functions, tables, views, types, settings and roles")
+    print(f"ok - README.md names all {len(out.split(chr(10))) - 1} functions, tables, views, types, settings and roles")
 sys.exit(1 if fails else 0)
 PY
 rd_rc=$?
