@@ -264,5 +264,56 @@ INSERT INTO shop.misused VALUES (1);
 \set VERBOSITY terse
 DROP TABLE shop.misused;
 
+-- No role may call or attach pii_guard's trigger functions: none is
+-- executable by PUBLIC (the triggers fire all the same).
+SELECT p.oid::regprocedure AS public_trigger_function
+  FROM pg_proc p
+ WHERE p.pronamespace = 'pii_guard'::regnamespace
+   AND p.prorettype IN ('trigger'::regtype, 'event_trigger'::regtype)
+   AND has_function_privilege('public', p.oid, 'EXECUTE')
+ ORDER BY 1::text;
+CREATE ROLE regress_tblowner;
+GRANT CREATE ON SCHEMA shop TO regress_tblowner;
+CREATE TABLE shop.owned (id int PRIMARY KEY, v text);
+ALTER TABLE shop.owned OWNER TO regress_tblowner;
+SELECT pii_guard.audit_table('shop.owned');
+SET ROLE regress_tblowner;
+-- forged write events: attaching audit_write to a table of one's own
+CREATE TABLE shop.forged (id int PRIMARY KEY);
+CREATE TRIGGER forged AFTER INSERT ON shop.forged REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION pii_guard.audit_write('id');
+DROP TABLE shop.forged;
+-- The owner cannot switch the write audit of its table off.
+ALTER TABLE shop.owned DISABLE TRIGGER pii_guard_audit_insert;
+ALTER TABLE shop.owned ENABLE REPLICA TRIGGER pii_guard_audit_update;
+ALTER TABLE shop.owned DISABLE TRIGGER ALL;
+ALTER TABLE shop.owned DISABLE TRIGGER USER;
+DROP TRIGGER pii_guard_audit_delete ON shop.owned;
+ALTER TRIGGER pii_guard_audit_insert ON shop.owned RENAME TO x;
+CREATE OR REPLACE TRIGGER pii_guard_audit_insert AFTER INSERT ON shop.owned
+    FOR EACH STATEMENT EXECUTE FUNCTION suppress_redundant_updates_trigger();
+-- its own triggers stay its own
+CREATE FUNCTION shop.noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER noop AFTER INSERT ON shop.owned FOR EACH STATEMENT EXECUTE FUNCTION shop.noop();
+ALTER TABLE shop.owned DISABLE TRIGGER noop;
+DROP TRIGGER noop ON shop.owned;
+INSERT INTO shop.owned VALUES (1, 'a');
+RESET ROLE;
+SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'shop.owned'::regclass ORDER BY 1;
+SELECT count(*) AS write_events FROM pii_guard.audit_log
+ WHERE event_id > :start AND kind = 'write' AND relation = 'shop.owned';
+-- A superuser may, and it is an admin event.
+ALTER TABLE shop.owned DISABLE TRIGGER ALL;
+ALTER TABLE shop.owned ENABLE TRIGGER ALL;
+DROP TRIGGER pii_guard_audit_truncate ON shop.owned;
+SELECT operation, relation, regexp_replace(detail, 'role \S+', 'role R') AS detail
+  FROM pii_guard.audit_log
+ WHERE event_id > :start AND kind = 'admin' AND operation = 'audit_trigger_changed'
+ ORDER BY event_id;
+DROP TABLE shop.owned;
+DROP FUNCTION shop.noop();
+REVOKE CREATE ON SCHEMA shop FROM regress_tblowner;
+DROP ROLE regress_tblowner;
+
 SELECT pii_guard.unprotect_table('clients');
 RESET search_path;

@@ -79,6 +79,8 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "catalog/namespace.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -569,6 +571,145 @@ hooks_run_utility(COMPAT_UTILITY_PARAMS)
 	}
 }
 
+/*
+ * The write-audit triggers (audit_table(): pii_guard_audit_*) are what puts
+ * every change of an audited table into the audit log.  Their table's owner
+ * may otherwise disable, drop, rename or replace them and write unaudited:
+ * outside pii_guard's own maintenance that is refused to anyone but a
+ * superuser, and a superuser's doing it is an admin event in the log.
+ */
+#define AUDIT_TRIGGER_PREFIX "pii_guard_audit_"
+
+static bool
+hooks_is_audit_trigger(const char *name)
+{
+	return name != NULL &&
+		strncmp(name, AUDIT_TRIGGER_PREFIX, strlen(AUDIT_TRIGGER_PREFIX)) == 0;
+}
+
+/* Does relid carry a write-audit trigger? */
+static bool
+hooks_has_audit_trigger(Oid relid)
+{
+	Relation	rel;
+	bool		found = false;
+
+	rel = table_open(relid, AccessShareLock);
+	if (rel->trigdesc)
+	{
+		for (int i = 0; i < rel->trigdesc->numtriggers && !found; i++)
+			found = hooks_is_audit_trigger(rel->trigdesc->triggers[i].tgname);
+	}
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+static void
+hooks_audit_trigger_change(Oid relid, const char *trigger, const char *action,
+						   const char *done)
+{
+	AuditEvent	ev;
+	char	   *relname;
+
+	if (!OidIsValid(relid))
+		return;
+	if (trigger ? !hooks_is_audit_trigger(trigger) : !hooks_has_audit_trigger(relid))
+		return;
+	relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+										 get_rel_name(relid));
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s the write-audit trigger%s of table %s",
+						action, trigger ? "" : "s", relname),
+				 errdetail("Changes to %s are audited; only a superuser may turn that off behind pii_guard's back.",
+						   relname),
+				 errhint("Use pii_guard.unaudit_table() or pii_guard.unprotect_table() (pii_guard_admin).")));
+	audit_event_init(&ev, AUDIT_ADMIN);
+	AUDIT_SET(&ev, relation, relname);
+	AUDIT_SET(&ev, operation, "audit_trigger_changed");
+	AUDIT_SET(&ev, detail,
+			  psprintf("audit trigger%s %s %s on table %s by role %s",
+					   trigger ? "" : "s", trigger ? trigger : "(all)", done, relname,
+					   GetUserNameFromId(GetUserId(), false)));
+	(void) audit_insert_now(&ev);
+}
+
+static void
+hooks_guard_audit_triggers(Node *parsetree)
+{
+	if (IsA(parsetree, AlterTableStmt))
+	{
+		AlterTableStmt *stmt = (AlterTableStmt *) parsetree;
+		ListCell   *lc;
+		Oid			relid;
+
+		if (stmt->objtype != OBJECT_TABLE)
+			return;
+		relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+		foreach(lc, stmt->cmds)
+		{
+			AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+
+			switch (cmd->subtype)
+			{
+				case AT_DisableTrig:
+				case AT_EnableReplicaTrig:
+					hooks_audit_trigger_change(relid, cmd->name, "disable", "disabled");
+					break;
+				case AT_DisableTrigAll:
+				case AT_DisableTrigUser:
+					hooks_audit_trigger_change(relid, NULL, "disable", "disabled");
+					break;
+				default:
+					break;
+			}
+		}
+	}
+	else if (IsA(parsetree, DropStmt) &&
+			 ((DropStmt *) parsetree)->removeType == OBJECT_TRIGGER)
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((DropStmt *) parsetree)->objects)
+		{
+			List	   *names = (List *) lfirst(lc);
+			List	   *relname;
+
+			if (list_length(names) < 2)
+				continue;
+			relname = list_copy_head(names, list_length(names) - 1);
+			hooks_audit_trigger_change(RangeVarGetRelid(makeRangeVarFromNameList(relname),
+														NoLock, true),
+									   strVal(llast(names)), "drop", "dropped");
+		}
+	}
+	else if (IsA(parsetree, RenameStmt) &&
+			 ((RenameStmt *) parsetree)->renameType == OBJECT_TRIGGER)
+	{
+		RenameStmt *rs = (RenameStmt *) parsetree;
+
+		hooks_audit_trigger_change(RangeVarGetRelid(rs->relation, NoLock, true),
+								   rs->subname, "rename", "renamed");
+	}
+	else if (IsA(parsetree, CreateTrigStmt) &&
+			 hooks_is_audit_trigger(((CreateTrigStmt *) parsetree)->trigname))
+	{
+		CreateTrigStmt *ct = (CreateTrigStmt *) parsetree;
+		Oid			relid = RangeVarGetRelid(ct->relation, NoLock, true);
+
+		/* a replacement, or one posing as pii_guard's */
+		if (OidIsValid(relid) && !superuser())
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("trigger names beginning with \"%s\" are reserved for pii_guard",
+							AUDIT_TRIGGER_PREFIX),
+					 errhint("Use pii_guard.audit_table() to audit writes to a table.")));
+		if (ct->replace)
+			hooks_audit_trigger_change(relid, ct->trigname, "replace", "replaced");
+	}
+}
+
 /* Utility hook: forward DDL aimed at masking views; rebuild around it. */
 static void
 pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
@@ -627,6 +768,8 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 		}
 	}
 
+	if (maintenance_depth == 0 && IsTransactionState())
+		hooks_guard_audit_triggers(parsetree);
 	if (rebuild)
 		hooks_check_owner(base);
 	if (detach)
