@@ -315,5 +315,25 @@ DROP FUNCTION shop.noop();
 REVOKE CREATE ON SCHEMA shop FROM regress_tblowner;
 DROP ROLE regress_tblowner;
 
+-- Exports: a prepared INSERT ... SELECT and CREATE TABLE AS EXECUTE are
+-- export events, like the same statements sent unprepared.
+SELECT coalesce(max(event_id), 0) AS start FROM pii_guard.audit_log \gset
+SELECT count(*) AS exports_before FROM pii_guard.audit_log WHERE kind = 'export' \gset
+SET ROLE regress_clerk;
+CREATE TEMP TABLE sink (id int, phone text);
+INSERT INTO sink SELECT id, phone FROM clients;
+PREPARE ins AS INSERT INTO sink SELECT id, phone FROM clients;
+EXECUTE ins;
+CREATE TEMP TABLE sink2 AS SELECT id, phone FROM clients;
+PREPARE sel AS SELECT id, phone FROM clients;
+CREATE TEMP TABLE sink3 AS EXECUTE sel;
+DEALLOCATE ins;
+DEALLOCATE sel;
+RESET ROLE;
+SELECT wait_for_events('{export}', :exports_before + 4);
+SELECT kind, operation, rows FROM pii_guard.audit_log
+ WHERE event_id > :start AND acting_role = 'regress_clerk' AND kind IN ('read', 'export')
+ ORDER BY kind, operation;
+
 SELECT pii_guard.unprotect_table('clients');
 RESET search_path;

@@ -79,6 +79,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "catalog/namespace.h"
+#include "commands/prepare.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "catalog/pg_type.h"
@@ -782,6 +783,19 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 		statement_is_export =
 			(IsA(parsetree, CopyStmt) && !((CopyStmt *) parsetree)->is_from) ||
 			IsA(parsetree, CreateTableAsStmt);
+		/*
+		 * EXECUTE of a prepared INSERT: its executor starts one level down,
+		 * where ExecutorStart no longer looks; it is as much an export as
+		 * the same INSERT ... SELECT sent unprepared.
+		 */
+		if (IsA(parsetree, ExecuteStmt))
+		{
+			PreparedStatement *ps =
+				FetchPreparedStatement(((ExecuteStmt *) parsetree)->name, false);
+
+			if (ps && ps->plansource->commandTag == CMDTAG_INSERT)
+				statement_is_export = true;
+		}
 	}
 	hooks_run_utility(COMPAT_UTILITY_ARGS);
 
