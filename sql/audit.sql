@@ -335,5 +335,22 @@ SELECT kind, operation, rows FROM pii_guard.audit_log
  WHERE event_id > :start AND acting_role = 'regress_clerk' AND kind IN ('read', 'export')
  ORDER BY kind, operation;
 
+-- Refusals are audited, PostgreSQL's own on a masking view too: a
+-- governed role without a grant on the view, and the table owner refused
+-- above.
+SELECT coalesce(max(event_id), 0) AS start2 FROM pii_guard.audit_log \gset
+CREATE ROLE regress_nogrant;
+SELECT pii_guard.set_clearance('regress_nogrant', 'internal');
+SET ROLE regress_nogrant;
+SELECT name FROM clients;
+DELETE FROM clients WHERE id = 1;
+RESET ROLE;
+SELECT wait_for_events('{deny}', (SELECT count(*) + 2 FROM pii_guard.audit_log WHERE kind = 'deny' AND event_id <= :start2)::int);
+SELECT acting_role, relation, operation, detail FROM pii_guard.audit_denials
+ WHERE acting_role IN ('regress_nogrant', 'regress_tblowner')
+ ORDER BY acting_role, operation, detail;
+SELECT pii_guard.drop_profile('regress_nogrant');
+DROP ROLE regress_nogrant;
+
 SELECT pii_guard.unprotect_table('clients');
 RESET search_path;

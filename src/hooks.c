@@ -82,6 +82,7 @@
 #include "commands/prepare.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -271,6 +272,77 @@ hooks_nesting_level(void)
  * privilege check, so that a refusal by missing privileges is audited as
  * well; afterwards, the columns the statement writes on masking views.
  */
+/*
+ * A role refused by PostgreSQL's own privilege check on a masking view (no
+ * grant on it) is refused while the statement is planned (the view's
+ * expansion) or when the executor starts, after any hook of ours: note the
+ * refusal ahead of the planner, so that it is audited like pii_guard's own
+ * refusals.  Column-level grants are left to PostgreSQL.
+ */
+static bool
+hooks_audit_view_refusals(List *perms)
+{
+	static const struct
+	{
+		AclMode		mode;
+		const char *name;
+	}			modes[] = {
+		{ACL_SELECT, "SELECT"}, {ACL_INSERT, "INSERT"},
+		{ACL_UPDATE, "UPDATE"}, {ACL_DELETE, "DELETE"}
+	};
+	ListCell   *lc;
+
+	foreach(lc, perms)
+	{
+		Oid			relid;
+		Oid			check_as;
+		AclMode		required;
+		Bitmapset  *inserted;
+		Bitmapset  *updated;
+		Oid			user;
+
+		if (!compat_perm_relation(lfirst(lc), &relid, &check_as) ||
+			!compat_perm_columns(lfirst(lc), &relid, &required, &inserted, &updated) ||
+			required == 0 || !OidIsValid(views_base_of_view(relid)))
+			continue;
+		user = OidIsValid(check_as) ? check_as : GetUserId();
+		for (int i = 0; i < (int) lengthof(modes); i++)
+		{
+			if (!(required & modes[i].mode) ||
+				pg_class_aclmask(relid, user, modes[i].mode, ACLMASK_ANY) != 0 ||
+				(modes[i].mode != ACL_DELETE &&
+				 pg_attribute_aclcheck_all(relid, user, modes[i].mode, ACLMASK_ANY) == ACLCHECK_OK))
+				continue;
+			audit_deny(views_masking_view_name(relid), "permission denied",
+					   psprintf("the role holds no %s privilege on the masking view", modes[i].name));
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Every query level of a statement, subqueries and CTEs included. */
+static bool
+hooks_refusal_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+	{
+		Query	   *q = (Query *) node;
+
+#if PG_VERSION_NUM >= 160000
+		if (hooks_audit_view_refusals(q->rteperminfos))
+			return true;
+#else
+		if (hooks_audit_view_refusals(q->rtable))
+			return true;
+#endif
+		return query_tree_walker(q, hooks_refusal_walker, context, 0);
+	}
+	return expression_tree_walker(node, hooks_refusal_walker, context);
+}
+
 static void
 pii_guard_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
@@ -383,7 +455,10 @@ pii_guard_planner(Query *parse, const char *query_string, int cursorOptions,
 
 	/* Lookups through masking views by roles that see the column clear. */
 	if (maintenance_depth == 0 && IsTransactionState())
+	{
+		(void) hooks_refusal_walker((Node *) parse, NULL);
 		for_role = lookup_add_quals(parse);
+	}
 
 	nesting_level++;
 	PG_TRY();
@@ -619,6 +694,9 @@ hooks_audit_trigger_change(Oid relid, const char *trigger, const char *action,
 	relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 										 get_rel_name(relid));
 	if (!superuser())
+	{
+		audit_deny(relname, psprintf("%s audit trigger", action),
+				   "refused: only a superuser may switch a table's write audit off behind pii_guard's back");
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to %s the write-audit trigger%s of table %s",
@@ -626,6 +704,7 @@ hooks_audit_trigger_change(Oid relid, const char *trigger, const char *action,
 				 errdetail("Changes to %s are audited; only a superuser may turn that off behind pii_guard's back.",
 						   relname),
 				 errhint("Use pii_guard.unaudit_table() or pii_guard.unprotect_table() (pii_guard_admin).")));
+	}
 	audit_event_init(&ev, AUDIT_ADMIN);
 	AUDIT_SET(&ev, relation, relname);
 	AUDIT_SET(&ev, operation, "audit_trigger_changed");
@@ -701,11 +780,17 @@ hooks_guard_audit_triggers(Node *parsetree)
 
 		/* a replacement, or one posing as pii_guard's */
 		if (OidIsValid(relid) && !superuser())
+		{
+			audit_deny(quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												  get_rel_name(relid)),
+					   "create audit trigger",
+					   "refused: trigger names beginning with pii_guard_audit_ are pii_guard's");
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("trigger names beginning with \"%s\" are reserved for pii_guard",
 							AUDIT_TRIGGER_PREFIX),
 					 errhint("Use pii_guard.audit_table() to audit writes to a table.")));
+		}
 		if (ct->replace)
 			hooks_audit_trigger_change(relid, ct->trigname, "replace", "replaced");
 	}
