@@ -264,5 +264,93 @@ INSERT INTO shop.misused VALUES (1);
 \set VERBOSITY terse
 DROP TABLE shop.misused;
 
+-- No role may call or attach pii_guard's trigger functions: none is
+-- executable by PUBLIC (the triggers fire all the same).
+SELECT p.oid::regprocedure AS public_trigger_function
+  FROM pg_proc p
+ WHERE p.pronamespace = 'pii_guard'::regnamespace
+   AND p.prorettype IN ('trigger'::regtype, 'event_trigger'::regtype)
+   AND has_function_privilege('public', p.oid, 'EXECUTE')
+ ORDER BY 1::text;
+CREATE ROLE regress_tblowner;
+GRANT CREATE ON SCHEMA shop TO regress_tblowner;
+CREATE TABLE shop.owned (id int PRIMARY KEY, v text);
+ALTER TABLE shop.owned OWNER TO regress_tblowner;
+SELECT pii_guard.audit_table('shop.owned');
+SET ROLE regress_tblowner;
+-- forged write events: attaching audit_write to a table of one's own
+CREATE TABLE shop.forged (id int PRIMARY KEY);
+CREATE TRIGGER forged AFTER INSERT ON shop.forged REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION pii_guard.audit_write('id');
+DROP TABLE shop.forged;
+-- The owner cannot switch the write audit of its table off.
+ALTER TABLE shop.owned DISABLE TRIGGER pii_guard_audit_insert;
+ALTER TABLE shop.owned ENABLE REPLICA TRIGGER pii_guard_audit_update;
+ALTER TABLE shop.owned DISABLE TRIGGER ALL;
+ALTER TABLE shop.owned DISABLE TRIGGER USER;
+DROP TRIGGER pii_guard_audit_delete ON shop.owned;
+ALTER TRIGGER pii_guard_audit_insert ON shop.owned RENAME TO x;
+CREATE OR REPLACE TRIGGER pii_guard_audit_insert AFTER INSERT ON shop.owned
+    FOR EACH STATEMENT EXECUTE FUNCTION suppress_redundant_updates_trigger();
+-- its own triggers stay its own
+CREATE FUNCTION shop.noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER noop AFTER INSERT ON shop.owned FOR EACH STATEMENT EXECUTE FUNCTION shop.noop();
+ALTER TABLE shop.owned DISABLE TRIGGER noop;
+DROP TRIGGER noop ON shop.owned;
+INSERT INTO shop.owned VALUES (1, 'a');
+RESET ROLE;
+SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'shop.owned'::regclass ORDER BY 1;
+SELECT count(*) AS write_events FROM pii_guard.audit_log
+ WHERE event_id > :start AND kind = 'write' AND relation = 'shop.owned';
+-- A superuser may, and it is an admin event.
+ALTER TABLE shop.owned DISABLE TRIGGER ALL;
+ALTER TABLE shop.owned ENABLE TRIGGER ALL;
+DROP TRIGGER pii_guard_audit_truncate ON shop.owned;
+SELECT operation, relation, regexp_replace(detail, 'role \S+', 'role R') AS detail
+  FROM pii_guard.audit_log
+ WHERE event_id > :start AND kind = 'admin' AND operation = 'audit_trigger_changed'
+ ORDER BY event_id;
+DROP TABLE shop.owned;
+DROP FUNCTION shop.noop();
+REVOKE CREATE ON SCHEMA shop FROM regress_tblowner;
+DROP ROLE regress_tblowner;
+
+-- Exports: a prepared INSERT ... SELECT and CREATE TABLE AS EXECUTE are
+-- export events, like the same statements sent unprepared.
+SELECT coalesce(max(event_id), 0) AS start FROM pii_guard.audit_log \gset
+SELECT count(*) AS exports_before FROM pii_guard.audit_log WHERE kind = 'export' \gset
+SET ROLE regress_clerk;
+CREATE TEMP TABLE sink (id int, phone text);
+INSERT INTO sink SELECT id, phone FROM clients;
+PREPARE ins AS INSERT INTO sink SELECT id, phone FROM clients;
+EXECUTE ins;
+CREATE TEMP TABLE sink2 AS SELECT id, phone FROM clients;
+PREPARE sel AS SELECT id, phone FROM clients;
+CREATE TEMP TABLE sink3 AS EXECUTE sel;
+DEALLOCATE ins;
+DEALLOCATE sel;
+RESET ROLE;
+SELECT wait_for_events('{export}', :exports_before + 4);
+SELECT kind, operation, rows FROM pii_guard.audit_log
+ WHERE event_id > :start AND acting_role = 'regress_clerk' AND kind IN ('read', 'export')
+ ORDER BY kind, operation;
+
+-- Refusals are audited, PostgreSQL's own on a masking view too: a
+-- governed role without a grant on the view, and the table owner refused
+-- above.
+SELECT coalesce(max(event_id), 0) AS start2 FROM pii_guard.audit_log \gset
+CREATE ROLE regress_nogrant;
+SELECT pii_guard.set_clearance('regress_nogrant', 'internal');
+SET ROLE regress_nogrant;
+SELECT name FROM clients;
+DELETE FROM clients WHERE id = 1;
+RESET ROLE;
+SELECT wait_for_events('{deny}', (SELECT count(*) + 2 FROM pii_guard.audit_log WHERE kind = 'deny' AND event_id <= :start2)::int);
+SELECT acting_role, relation, operation, detail FROM pii_guard.audit_denials
+ WHERE acting_role IN ('regress_nogrant', 'regress_tblowner')
+ ORDER BY acting_role, operation, detail;
+SELECT pii_guard.drop_profile('regress_nogrant');
+DROP ROLE regress_nogrant;
+
 SELECT pii_guard.unprotect_table('clients');
 RESET search_path;

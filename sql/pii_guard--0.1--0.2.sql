@@ -1139,3 +1139,25 @@ BEGIN
     PERFORM @extschema@._audit_admin('audit_table', format('write audit on %s', tbl));
 END
 $$;
+
+--------------------------------------------------------------------------
+-- Trigger functions are not for calling: nobody gets EXECUTE on them.
+-- PostgreSQL checks EXECUTE on a trigger function when CREATE TRIGGER
+-- names it, not when the trigger fires, and pii_guard creates its
+-- triggers as the extension owner; so the triggers keep firing for every
+-- role, while no role can attach pii_guard's trigger functions (write
+-- audit, the grants and policy guards, the masking views' write trigger)
+-- to tables of its own.
+--------------------------------------------------------------------------
+DO $privs$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = '@extschema@'::regnamespace
+                AND p.prorettype IN ('pg_catalog.trigger'::regtype, 'pg_catalog.event_trigger'::regtype)
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END
+$privs$;

@@ -79,6 +79,10 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "catalog/namespace.h"
+#include "commands/prepare.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -268,6 +272,77 @@ hooks_nesting_level(void)
  * privilege check, so that a refusal by missing privileges is audited as
  * well; afterwards, the columns the statement writes on masking views.
  */
+/*
+ * A role refused by PostgreSQL's own privilege check on a masking view (no
+ * grant on it) is refused while the statement is planned (the view's
+ * expansion) or when the executor starts, after any hook of ours: note the
+ * refusal ahead of the planner, so that it is audited like pii_guard's own
+ * refusals.  Column-level grants are left to PostgreSQL.
+ */
+static bool
+hooks_audit_view_refusals(List *perms)
+{
+	static const struct
+	{
+		AclMode		mode;
+		const char *name;
+	}			modes[] = {
+		{ACL_SELECT, "SELECT"}, {ACL_INSERT, "INSERT"},
+		{ACL_UPDATE, "UPDATE"}, {ACL_DELETE, "DELETE"}
+	};
+	ListCell   *lc;
+
+	foreach(lc, perms)
+	{
+		Oid			relid;
+		Oid			check_as;
+		AclMode		required;
+		Bitmapset  *inserted;
+		Bitmapset  *updated;
+		Oid			user;
+
+		if (!compat_perm_relation(lfirst(lc), &relid, &check_as) ||
+			!compat_perm_columns(lfirst(lc), &relid, &required, &inserted, &updated) ||
+			required == 0 || !OidIsValid(views_base_of_view(relid)))
+			continue;
+		user = OidIsValid(check_as) ? check_as : GetUserId();
+		for (int i = 0; i < (int) lengthof(modes); i++)
+		{
+			if (!(required & modes[i].mode) ||
+				pg_class_aclmask(relid, user, modes[i].mode, ACLMASK_ANY) != 0 ||
+				(modes[i].mode != ACL_DELETE &&
+				 pg_attribute_aclcheck_all(relid, user, modes[i].mode, ACLMASK_ANY) == ACLCHECK_OK))
+				continue;
+			audit_deny(views_masking_view_name(relid), "permission denied",
+					   psprintf("the role holds no %s privilege on the masking view", modes[i].name));
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Every query level of a statement, subqueries and CTEs included. */
+static bool
+hooks_refusal_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+	{
+		Query	   *q = (Query *) node;
+
+#if PG_VERSION_NUM >= 160000
+		if (hooks_audit_view_refusals(q->rteperminfos))
+			return true;
+#else
+		if (hooks_audit_view_refusals(q->rtable))
+			return true;
+#endif
+		return query_tree_walker(q, hooks_refusal_walker, context, 0);
+	}
+	return expression_tree_walker(node, hooks_refusal_walker, context);
+}
+
 static void
 pii_guard_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
@@ -380,7 +455,10 @@ pii_guard_planner(Query *parse, const char *query_string, int cursorOptions,
 
 	/* Lookups through masking views by roles that see the column clear. */
 	if (maintenance_depth == 0 && IsTransactionState())
+	{
+		(void) hooks_refusal_walker((Node *) parse, NULL);
 		for_role = lookup_add_quals(parse);
+	}
 
 	nesting_level++;
 	PG_TRY();
@@ -569,6 +647,155 @@ hooks_run_utility(COMPAT_UTILITY_PARAMS)
 	}
 }
 
+/*
+ * The write-audit triggers (audit_table(): pii_guard_audit_*) are what puts
+ * every change of an audited table into the audit log.  Their table's owner
+ * may otherwise disable, drop, rename or replace them and write unaudited:
+ * outside pii_guard's own maintenance that is refused to anyone but a
+ * superuser, and a superuser's doing it is an admin event in the log.
+ */
+#define AUDIT_TRIGGER_PREFIX "pii_guard_audit_"
+
+static bool
+hooks_is_audit_trigger(const char *name)
+{
+	return name != NULL &&
+		strncmp(name, AUDIT_TRIGGER_PREFIX, strlen(AUDIT_TRIGGER_PREFIX)) == 0;
+}
+
+/* Does relid carry a write-audit trigger? */
+static bool
+hooks_has_audit_trigger(Oid relid)
+{
+	Relation	rel;
+	bool		found = false;
+
+	rel = table_open(relid, AccessShareLock);
+	if (rel->trigdesc)
+	{
+		for (int i = 0; i < rel->trigdesc->numtriggers && !found; i++)
+			found = hooks_is_audit_trigger(rel->trigdesc->triggers[i].tgname);
+	}
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+static void
+hooks_audit_trigger_change(Oid relid, const char *trigger, const char *action,
+						   const char *done)
+{
+	AuditEvent	ev;
+	char	   *relname;
+
+	if (!OidIsValid(relid))
+		return;
+	if (trigger ? !hooks_is_audit_trigger(trigger) : !hooks_has_audit_trigger(relid))
+		return;
+	relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+										 get_rel_name(relid));
+	if (!superuser())
+	{
+		audit_deny(relname, psprintf("%s audit trigger", action),
+				   "refused: only a superuser may switch a table's write audit off behind pii_guard's back");
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s the write-audit trigger%s of table %s",
+						action, trigger ? "" : "s", relname),
+				 errdetail("Changes to %s are audited; only a superuser may turn that off behind pii_guard's back.",
+						   relname),
+				 errhint("Use pii_guard.unaudit_table() or pii_guard.unprotect_table() (pii_guard_admin).")));
+	}
+	audit_event_init(&ev, AUDIT_ADMIN);
+	AUDIT_SET(&ev, relation, relname);
+	AUDIT_SET(&ev, operation, "audit_trigger_changed");
+	AUDIT_SET(&ev, detail,
+			  psprintf("audit trigger%s %s %s on table %s by role %s",
+					   trigger ? "" : "s", trigger ? trigger : "(all)", done, relname,
+					   GetUserNameFromId(GetUserId(), false)));
+	(void) audit_insert_now(&ev);
+}
+
+static void
+hooks_guard_audit_triggers(Node *parsetree)
+{
+	if (IsA(parsetree, AlterTableStmt))
+	{
+		AlterTableStmt *stmt = (AlterTableStmt *) parsetree;
+		ListCell   *lc;
+		Oid			relid;
+
+		if (stmt->objtype != OBJECT_TABLE)
+			return;
+		relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+		foreach(lc, stmt->cmds)
+		{
+			AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+
+			switch (cmd->subtype)
+			{
+				case AT_DisableTrig:
+				case AT_EnableReplicaTrig:
+					hooks_audit_trigger_change(relid, cmd->name, "disable", "disabled");
+					break;
+				case AT_DisableTrigAll:
+				case AT_DisableTrigUser:
+					hooks_audit_trigger_change(relid, NULL, "disable", "disabled");
+					break;
+				default:
+					break;
+			}
+		}
+	}
+	else if (IsA(parsetree, DropStmt) &&
+			 ((DropStmt *) parsetree)->removeType == OBJECT_TRIGGER)
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((DropStmt *) parsetree)->objects)
+		{
+			List	   *names = (List *) lfirst(lc);
+			List	   *relname;
+
+			if (list_length(names) < 2)
+				continue;
+			relname = list_copy_head(names, list_length(names) - 1);
+			hooks_audit_trigger_change(RangeVarGetRelid(makeRangeVarFromNameList(relname),
+														NoLock, true),
+									   strVal(llast(names)), "drop", "dropped");
+		}
+	}
+	else if (IsA(parsetree, RenameStmt) &&
+			 ((RenameStmt *) parsetree)->renameType == OBJECT_TRIGGER)
+	{
+		RenameStmt *rs = (RenameStmt *) parsetree;
+
+		hooks_audit_trigger_change(RangeVarGetRelid(rs->relation, NoLock, true),
+								   rs->subname, "rename", "renamed");
+	}
+	else if (IsA(parsetree, CreateTrigStmt) &&
+			 hooks_is_audit_trigger(((CreateTrigStmt *) parsetree)->trigname))
+	{
+		CreateTrigStmt *ct = (CreateTrigStmt *) parsetree;
+		Oid			relid = RangeVarGetRelid(ct->relation, NoLock, true);
+
+		/* a replacement, or one posing as pii_guard's */
+		if (OidIsValid(relid) && !superuser())
+		{
+			audit_deny(quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												  get_rel_name(relid)),
+					   "create audit trigger",
+					   "refused: trigger names beginning with pii_guard_audit_ are pii_guard's");
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("trigger names beginning with \"%s\" are reserved for pii_guard",
+							AUDIT_TRIGGER_PREFIX),
+					 errhint("Use pii_guard.audit_table() to audit writes to a table.")));
+		}
+		if (ct->replace)
+			hooks_audit_trigger_change(relid, ct->trigname, "replace", "replaced");
+	}
+}
+
 /* Utility hook: forward DDL aimed at masking views; rebuild around it. */
 static void
 pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
@@ -627,6 +854,8 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 		}
 	}
 
+	if (maintenance_depth == 0 && IsTransactionState())
+		hooks_guard_audit_triggers(parsetree);
 	if (rebuild)
 		hooks_check_owner(base);
 	if (detach)
@@ -639,6 +868,19 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 		statement_is_export =
 			(IsA(parsetree, CopyStmt) && !((CopyStmt *) parsetree)->is_from) ||
 			IsA(parsetree, CreateTableAsStmt);
+		/*
+		 * EXECUTE of a prepared INSERT: its executor starts one level down,
+		 * where ExecutorStart no longer looks; it is as much an export as
+		 * the same INSERT ... SELECT sent unprepared.
+		 */
+		if (IsA(parsetree, ExecuteStmt))
+		{
+			PreparedStatement *ps =
+				FetchPreparedStatement(((ExecuteStmt *) parsetree)->name, false);
+
+			if (ps && ps->plansource->commandTag == CMDTAG_INSERT)
+				statement_is_export = true;
+		}
 	}
 	hooks_run_utility(COMPAT_UTILITY_ARGS);
 
