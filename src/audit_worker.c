@@ -239,6 +239,45 @@ audit_spill(const AuditEvent *ev)
 }
 
 /*
+ * Parse a spill file name, "DBOID.PID.N.EXT" (all decimal): false for a
+ * name of any other form or with a number out of range (a stray file in
+ * the directory).  *ext points into name.
+ */
+static bool
+audit_parse_spill_name(const char *name, Oid *db, int *pid, const char **ext)
+{
+	const char *p = name;
+	char	   *end;
+	unsigned long v;
+	int			i;
+
+	for (i = 0; i < 3; i++)
+	{
+		if (*p < '0' || *p > '9')
+			return false;
+		errno = 0;
+		v = strtoul(p, &end, 10);
+		if (errno != 0 || *end != '.')
+			return false;
+		if (i == 0)
+		{
+			if (v > PG_UINT32_MAX)
+				return false;
+			*db = (Oid) v;
+		}
+		else if (i == 1)
+		{
+			if (v > (unsigned long) PG_INT32_MAX)
+				return false;
+			*pid = (int) v;
+		}
+		p = end + 1;
+	}
+	*ext = p;
+	return true;
+}
+
+/*
  * Remove spill files that were never renamed into place: their writer
  * died (a crash) before the event was complete, and no live backend has
  * that process id.  The event itself went with the crash.
@@ -256,13 +295,12 @@ audit_remove_stale_spill_files(void)
 		return;
 	while ((de = ReadDirExtended(d, dir, LOG)) != NULL)
 	{
-		unsigned int db;
+		Oid			db;
 		int			pid;
-		unsigned long long n;
-		char		ext[8];
+		const char *ext;
 		char		path[MAXPGPATH];
 
-		if (sscanf(de->d_name, "%u.%d.%llu.%7s", &db, &pid, &n, ext) != 4 ||
+		if (!audit_parse_spill_name(de->d_name, &db, &pid, &ext) ||
 			strcmp(ext, "tmp") != 0 || BackendPidGetProc(pid) != NULL)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
@@ -483,14 +521,14 @@ audit_merge_reads(AuditEvent *a, const AuditEvent *b)
 	if (b->row_keys[0])
 	{
 		if (a->row_keys[0])
-			strcat(a->row_keys, ",");
-		strcat(a->row_keys, b->row_keys);
+			strlcat(a->row_keys, ",", sizeof(a->row_keys));
+		strlcat(a->row_keys, b->row_keys, sizeof(a->row_keys));
 	}
 	if (b->row_keys_masked[0])
 	{
 		if (a->row_keys_masked[0])
-			strcat(a->row_keys_masked, ",");
-		strcat(a->row_keys_masked, b->row_keys_masked);
+			strlcat(a->row_keys_masked, ",", sizeof(a->row_keys_masked));
+		strlcat(a->row_keys_masked, b->row_keys_masked, sizeof(a->row_keys_masked));
 	}
 }
 
@@ -623,9 +661,12 @@ static volatile sig_atomic_t worker_got_sigterm = false;
 
 #define AUDIT_MAX_BACKOFF_MS	10000
 
-/* SIGTERM: leave the main loop, drain, exit with code 0. */
+/*
+ * SIGTERM: leave the main loop, drain, exit with code 0.  (SIGNAL_ARGS,
+ * spelled out: the parameter is unused.)
+ */
 static void
-audit_worker_sigterm(SIGNAL_ARGS)
+audit_worker_sigterm(int postgres_signal_arg pg_attribute_unused())
 {
 	int			save_errno = errno;
 
@@ -829,14 +870,13 @@ audit_remove_dropped_spill_files(void)
 		return;
 	while ((de = ReadDirExtended(d, dir, LOG)) != NULL)
 	{
-		unsigned int db;
+		Oid			db;
 		int			pid;
-		unsigned long long n;
-		char		ext[8];
+		const char *ext;
 		char		path[MAXPGPATH];
 
-		if (sscanf(de->d_name, "%u.%d.%llu.%7s", &db, &pid, &n, ext) != 4 ||
-			strcmp(ext, "event") != 0 || (Oid) db == ws.dboid ||
+		if (!audit_parse_spill_name(de->d_name, &db, &pid, &ext) ||
+			strcmp(ext, "event") != 0 || db == ws.dboid ||
 			SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum((Oid) db)))
 			continue;
 		for (i = 0; i < ngone && gone[i] != (Oid) db; i++)
