@@ -36,6 +36,14 @@
  * stopped first (audit_release_database) when the database's owner runs a
  * statement that needs the database to itself, such as DROP DATABASE.
  *
+ * Hot standby.  Nothing can be inserted in recovery, and a queue nobody
+ * empties would make every event wait out the enqueue timeout: there
+ * audit_enqueue writes each event at once as a JSON line to the server log
+ * ("pii_guard audit (standby): ...") and queues nothing.  The worker runs
+ * on a standby too (started from a consistent state), keeps limits.state
+ * and otherwise waits; after a promotion its next cycle works as on any
+ * primary, and so do the backends' events.
+ *
  * One database never holds up the others.  Only a database's own worker
  * frees its slots, and the tail moves only over free slots; so every
  * worker moves the events at the tail whose database has no live worker
@@ -57,6 +65,7 @@
 #include <unistd.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "funcapi.h"
@@ -75,6 +84,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
 #include "utils/guc.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -374,7 +384,8 @@ audit_wake_worker(Oid dboid, bool may_start)
 
 		memset(&bgw, 0, sizeof(bgw));
 		bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		/* (On a hot standby too: it keeps limits.state, and waits.) */
+		bgw.bgw_start_time = BgWorkerStart_ConsistentState;
 
 		/*
 		 * Not restarted by the postmaster (a dropped database's worker would
@@ -415,6 +426,93 @@ audit_ensure_worker(void)
 	audit_wake_worker(MyDatabaseId, true);
 }
 
+/* A role's name for the standby's log line (its OID where none can be had). */
+static void
+audit_standby_role(StringInfo buf, Oid role)
+{
+	const char *name = NULL;
+
+	/*
+	 * No catalog lookups in an aborted transaction; there the session
+	 * role's name is still known (the setting session_authorization).
+	 */
+	if (IsTransactionState())
+		name = GetUserNameFromId(role, true);
+	else if (OidIsValid(role) && role == GetSessionUserId())
+		name = GetConfigOption("session_authorization", true, false);
+	escape_json(buf, name ? name : psprintf("%u", role));
+}
+
+/* A comma-separated list as a JSON array of strings. */
+static void
+audit_standby_list(StringInfo buf, const char *list)
+{
+	const char *p = list;
+
+	appendStringInfoChar(buf, '[');
+	while (*p)
+	{
+		const char *comma = strchr(p, ',');
+		int			len = comma ? (int) (comma - p) : (int) strlen(p);
+		char	   *item = pnstrdup(p, len);
+
+		if (p != list)
+			appendStringInfoChar(buf, ',');
+		escape_json(buf, item);
+		pfree(item);
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	appendStringInfoChar(buf, ']');
+}
+
+/*
+ * A hot standby cannot write audit_log (nor can its worker), and a queue
+ * that nobody empties would make every event wait out
+ * pii_guard.audit_enqueue_timeout and then spill.  So in recovery an event
+ * is written at once, as one JSON line, to the server log: "pii_guard audit
+ * (standby): {...}" -- the fields of the JSON mirror (no event_id: it has
+ * none), and the client, application, query id and row keys that audit_log
+ * would have held; never a value.
+ */
+static void
+audit_log_standby(const AuditEvent *ev)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"event_id\":null,\"kind\":");
+	escape_json(&buf, audit_kind_name(ev->kind));
+	appendStringInfoString(&buf, ",\"time\":");
+	escape_json(&buf, timestamptz_to_str(ev->at));
+	appendStringInfoString(&buf, ",\"session_role\":");
+	audit_standby_role(&buf, ev->session_role);
+	appendStringInfoString(&buf, ",\"current_role\":");
+	audit_standby_role(&buf, ev->current_role);
+	appendStringInfo(&buf, ",\"pid\":%d,\"client_addr\":", ev->pid);
+	escape_json(&buf, ev->client_addr);
+	appendStringInfoString(&buf, ",\"application_name\":");
+	escape_json(&buf, ev->application_name);
+	appendStringInfo(&buf, ",\"query_id\":" UINT64_FORMAT ",\"relation\":", ev->query_id);
+	escape_json(&buf, ev->relation);
+	appendStringInfoString(&buf, ",\"operation\":");
+	escape_json(&buf, ev->operation);
+	appendStringInfo(&buf, ",\"rows\":" INT64_FORMAT ",\"columns_clear\":", ev->rows);
+	escape_json(&buf, ev->columns_clear);
+	appendStringInfoString(&buf, ",\"columns_masked\":");
+	escape_json(&buf, ev->columns_masked);
+	appendStringInfoString(&buf, ",\"row_keys\":");
+	audit_standby_list(&buf, ev->row_keys);
+	appendStringInfoString(&buf, ",\"row_keys_masked\":");
+	audit_standby_list(&buf, ev->row_keys_masked);
+	appendStringInfoString(&buf, ",\"detail\":");
+	escape_json(&buf, ev->detail);
+	appendStringInfoChar(&buf, '}');
+	ereport(LOG, (errmsg("pii_guard audit (standby): %s", buf.data), errhidestmt(true)));
+	pfree(buf.data);
+}
+
 /*
  * Queue an event for the worker.  Waits for space (back-pressure) unless
  * aborting, then spills: an event is never dropped.  Interrupts are held
@@ -430,6 +528,11 @@ audit_enqueue(const AuditEvent *ev, bool aborting)
 
 	if (audit_shared == NULL)
 		return;
+	if (RecoveryInProgress())
+	{
+		audit_log_standby(ev);
+		return;
+	}
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   pii_guard_audit_enqueue_timeout);
 	HOLD_INTERRUPTS();
@@ -570,8 +673,9 @@ audit_submit_read(const AuditEvent *ev, bool aborting)
 	AuditEvent	displaced;
 	bool		have_displaced = false;
 
+	/* (In recovery no worker harvests the slots: audit_enqueue logs it.) */
 	if (pending_slots == NULL || aborting || ev->kind != AUDIT_READ ||
-		slot < 0 || slot >= pending_nslots)
+		slot < 0 || slot >= pending_nslots || RecoveryInProgress())
 	{
 		audit_enqueue(ev, aborting);
 		return;
@@ -651,6 +755,7 @@ typedef struct WorkerState
 	int			nspill;
 	int			nharvest;
 	bool		installed;		/* pii_guard is in this database */
+	bool		standby;		/* the last cycle ran in recovery */
 	int			cycles;			/* cycles that committed */
 	int			idle_cycles;	/* consecutive ones without pii_guard */
 	int			backoff_ms;		/* wait after a failed cycle */
@@ -915,6 +1020,23 @@ audit_worker_cycle(void)
 	uint64		pos;
 
 	ws.nqueued = ws.nspill = ws.nharvest = 0;
+	ws.standby = RecoveryInProgress();
+	if (ws.standby)
+	{
+		/*
+		 * A hot standby: nothing can be written, and nothing is queued
+		 * (audit_enqueue logs events instead).  Keep the export counters
+		 * in limits.state and wait for a promotion; the first cycle after
+		 * it works as on any primary.
+		 */
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		ws.installed = OidIsValid(pii_guard_relation_oid("audit_log", true));
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		limits_persist();
+		return 0;
+	}
 	LWLockAcquire(audit_shared->lock, LW_SHARED);
 	for (pos = audit_shared->tail; pos < audit_shared->head && n < AUDIT_BATCH; pos++)
 	{
@@ -1136,6 +1258,8 @@ pii_guard_audit_worker_main(Datum arg)
 				ws.idle_cycles = 0;
 			if (written >= AUDIT_BATCH)
 				wait_ms = 0;
+			else if (ws.standby)
+				wait_ms = 1000;
 		}
 		if (wait_ms > 0)
 		{
