@@ -36,6 +36,14 @@
  * stopped first (audit_release_database) when the database's owner runs a
  * statement that needs the database to itself, such as DROP DATABASE.
  *
+ * Hot standby.  Nothing can be inserted in recovery, and a queue nobody
+ * empties would make every event wait out the enqueue timeout: there
+ * audit_enqueue writes each event at once as a JSON line to the server log
+ * ("pii_guard audit (standby): ...") and queues nothing.  The worker runs
+ * on a standby too (started from a consistent state), keeps limits.state
+ * and otherwise waits; after a promotion its next cycle works as on any
+ * primary, and so do the backends' events.
+ *
  * One database never holds up the others.  Only a database's own worker
  * frees its slots, and the tail moves only over free slots; so every
  * worker moves the events at the tail whose database has no live worker
@@ -57,6 +65,7 @@
 #include <unistd.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "funcapi.h"
@@ -75,6 +84,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
 #include "utils/guc.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -239,6 +249,45 @@ audit_spill(const AuditEvent *ev)
 }
 
 /*
+ * Parse a spill file name, "DBOID.PID.N.EXT" (all decimal): false for a
+ * name of any other form or with a number out of range (a stray file in
+ * the directory).  *ext points into name.
+ */
+static bool
+audit_parse_spill_name(const char *name, Oid *db, int *pid, const char **ext)
+{
+	const char *p = name;
+	char	   *end;
+	unsigned long v;
+	int			i;
+
+	for (i = 0; i < 3; i++)
+	{
+		if (*p < '0' || *p > '9')
+			return false;
+		errno = 0;
+		v = strtoul(p, &end, 10);
+		if (errno != 0 || *end != '.')
+			return false;
+		if (i == 0)
+		{
+			if (v > PG_UINT32_MAX)
+				return false;
+			*db = (Oid) v;
+		}
+		else if (i == 1)
+		{
+			if (v > (unsigned long) PG_INT32_MAX)
+				return false;
+			*pid = (int) v;
+		}
+		p = end + 1;
+	}
+	*ext = p;
+	return true;
+}
+
+/*
  * Remove spill files that were never renamed into place: their writer
  * died (a crash) before the event was complete, and no live backend has
  * that process id.  The event itself went with the crash.
@@ -256,13 +305,12 @@ audit_remove_stale_spill_files(void)
 		return;
 	while ((de = ReadDirExtended(d, dir, LOG)) != NULL)
 	{
-		unsigned int db;
+		Oid			db;
 		int			pid;
-		unsigned long long n;
-		char		ext[8];
+		const char *ext;
 		char		path[MAXPGPATH];
 
-		if (sscanf(de->d_name, "%u.%d.%llu.%7s", &db, &pid, &n, ext) != 4 ||
+		if (!audit_parse_spill_name(de->d_name, &db, &pid, &ext) ||
 			strcmp(ext, "tmp") != 0 || BackendPidGetProc(pid) != NULL)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
@@ -336,7 +384,8 @@ audit_wake_worker(Oid dboid, bool may_start)
 
 		memset(&bgw, 0, sizeof(bgw));
 		bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		/* (On a hot standby too: it keeps limits.state, and waits.) */
+		bgw.bgw_start_time = BgWorkerStart_ConsistentState;
 
 		/*
 		 * Not restarted by the postmaster (a dropped database's worker would
@@ -377,6 +426,93 @@ audit_ensure_worker(void)
 	audit_wake_worker(MyDatabaseId, true);
 }
 
+/* A role's name for the standby's log line (its OID where none can be had). */
+static void
+audit_standby_role(StringInfo buf, Oid role)
+{
+	const char *name = NULL;
+
+	/*
+	 * No catalog lookups in an aborted transaction; there the session
+	 * role's name is still known (the setting session_authorization).
+	 */
+	if (IsTransactionState())
+		name = GetUserNameFromId(role, true);
+	else if (OidIsValid(role) && role == GetSessionUserId())
+		name = GetConfigOption("session_authorization", true, false);
+	escape_json(buf, name ? name : psprintf("%u", role));
+}
+
+/* A comma-separated list as a JSON array of strings. */
+static void
+audit_standby_list(StringInfo buf, const char *list)
+{
+	const char *p = list;
+
+	appendStringInfoChar(buf, '[');
+	while (*p)
+	{
+		const char *comma = strchr(p, ',');
+		int			len = comma ? (int) (comma - p) : (int) strlen(p);
+		char	   *item = pnstrdup(p, len);
+
+		if (p != list)
+			appendStringInfoChar(buf, ',');
+		escape_json(buf, item);
+		pfree(item);
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	appendStringInfoChar(buf, ']');
+}
+
+/*
+ * A hot standby cannot write audit_log (nor can its worker), and a queue
+ * that nobody empties would make every event wait out
+ * pii_guard.audit_enqueue_timeout and then spill.  So in recovery an event
+ * is written at once, as one JSON line, to the server log: "pii_guard audit
+ * (standby): {...}" -- the fields of the JSON mirror (no event_id: it has
+ * none), and the client, application, query id and row keys that audit_log
+ * would have held; never a value.
+ */
+static void
+audit_log_standby(const AuditEvent *ev)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"event_id\":null,\"kind\":");
+	escape_json(&buf, audit_kind_name(ev->kind));
+	appendStringInfoString(&buf, ",\"time\":");
+	escape_json(&buf, timestamptz_to_str(ev->at));
+	appendStringInfoString(&buf, ",\"session_role\":");
+	audit_standby_role(&buf, ev->session_role);
+	appendStringInfoString(&buf, ",\"current_role\":");
+	audit_standby_role(&buf, ev->current_role);
+	appendStringInfo(&buf, ",\"pid\":%d,\"client_addr\":", ev->pid);
+	escape_json(&buf, ev->client_addr);
+	appendStringInfoString(&buf, ",\"application_name\":");
+	escape_json(&buf, ev->application_name);
+	appendStringInfo(&buf, ",\"query_id\":" UINT64_FORMAT ",\"relation\":", ev->query_id);
+	escape_json(&buf, ev->relation);
+	appendStringInfoString(&buf, ",\"operation\":");
+	escape_json(&buf, ev->operation);
+	appendStringInfo(&buf, ",\"rows\":" INT64_FORMAT ",\"columns_clear\":", ev->rows);
+	escape_json(&buf, ev->columns_clear);
+	appendStringInfoString(&buf, ",\"columns_masked\":");
+	escape_json(&buf, ev->columns_masked);
+	appendStringInfoString(&buf, ",\"row_keys\":");
+	audit_standby_list(&buf, ev->row_keys);
+	appendStringInfoString(&buf, ",\"row_keys_masked\":");
+	audit_standby_list(&buf, ev->row_keys_masked);
+	appendStringInfoString(&buf, ",\"detail\":");
+	escape_json(&buf, ev->detail);
+	appendStringInfoChar(&buf, '}');
+	ereport(LOG, (errmsg("pii_guard audit (standby): %s", buf.data), errhidestmt(true)));
+	pfree(buf.data);
+}
+
 /*
  * Queue an event for the worker.  Waits for space (back-pressure) unless
  * aborting, then spills: an event is never dropped.  Interrupts are held
@@ -392,6 +528,11 @@ audit_enqueue(const AuditEvent *ev, bool aborting)
 
 	if (audit_shared == NULL)
 		return;
+	if (RecoveryInProgress())
+	{
+		audit_log_standby(ev);
+		return;
+	}
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   pii_guard_audit_enqueue_timeout);
 	HOLD_INTERRUPTS();
@@ -483,14 +624,14 @@ audit_merge_reads(AuditEvent *a, const AuditEvent *b)
 	if (b->row_keys[0])
 	{
 		if (a->row_keys[0])
-			strcat(a->row_keys, ",");
-		strcat(a->row_keys, b->row_keys);
+			strlcat(a->row_keys, ",", sizeof(a->row_keys));
+		strlcat(a->row_keys, b->row_keys, sizeof(a->row_keys));
 	}
 	if (b->row_keys_masked[0])
 	{
 		if (a->row_keys_masked[0])
-			strcat(a->row_keys_masked, ",");
-		strcat(a->row_keys_masked, b->row_keys_masked);
+			strlcat(a->row_keys_masked, ",", sizeof(a->row_keys_masked));
+		strlcat(a->row_keys_masked, b->row_keys_masked, sizeof(a->row_keys_masked));
 	}
 }
 
@@ -532,8 +673,9 @@ audit_submit_read(const AuditEvent *ev, bool aborting)
 	AuditEvent	displaced;
 	bool		have_displaced = false;
 
+	/* (In recovery no worker harvests the slots: audit_enqueue logs it.) */
 	if (pending_slots == NULL || aborting || ev->kind != AUDIT_READ ||
-		slot < 0 || slot >= pending_nslots)
+		slot < 0 || slot >= pending_nslots || RecoveryInProgress())
 	{
 		audit_enqueue(ev, aborting);
 		return;
@@ -613,6 +755,7 @@ typedef struct WorkerState
 	int			nspill;
 	int			nharvest;
 	bool		installed;		/* pii_guard is in this database */
+	bool		standby;		/* the last cycle ran in recovery */
 	int			cycles;			/* cycles that committed */
 	int			idle_cycles;	/* consecutive ones without pii_guard */
 	int			backoff_ms;		/* wait after a failed cycle */
@@ -623,9 +766,12 @@ static volatile sig_atomic_t worker_got_sigterm = false;
 
 #define AUDIT_MAX_BACKOFF_MS	10000
 
-/* SIGTERM: leave the main loop, drain, exit with code 0. */
+/*
+ * SIGTERM: leave the main loop, drain, exit with code 0.  (SIGNAL_ARGS,
+ * spelled out: the parameter is unused.)
+ */
 static void
-audit_worker_sigterm(SIGNAL_ARGS)
+audit_worker_sigterm(int postgres_signal_arg pg_attribute_unused())
 {
 	int			save_errno = errno;
 
@@ -829,14 +975,13 @@ audit_remove_dropped_spill_files(void)
 		return;
 	while ((de = ReadDirExtended(d, dir, LOG)) != NULL)
 	{
-		unsigned int db;
+		Oid			db;
 		int			pid;
-		unsigned long long n;
-		char		ext[8];
+		const char *ext;
 		char		path[MAXPGPATH];
 
-		if (sscanf(de->d_name, "%u.%d.%llu.%7s", &db, &pid, &n, ext) != 4 ||
-			strcmp(ext, "event") != 0 || (Oid) db == ws.dboid ||
+		if (!audit_parse_spill_name(de->d_name, &db, &pid, &ext) ||
+			strcmp(ext, "event") != 0 || db == ws.dboid ||
 			SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum((Oid) db)))
 			continue;
 		for (i = 0; i < ngone && gone[i] != (Oid) db; i++)
@@ -875,6 +1020,23 @@ audit_worker_cycle(void)
 	uint64		pos;
 
 	ws.nqueued = ws.nspill = ws.nharvest = 0;
+	ws.standby = RecoveryInProgress();
+	if (ws.standby)
+	{
+		/*
+		 * A hot standby: nothing can be written, and nothing is queued
+		 * (audit_enqueue logs events instead).  Keep the export counters
+		 * in limits.state and wait for a promotion; the first cycle after
+		 * it works as on any primary.
+		 */
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		ws.installed = OidIsValid(pii_guard_relation_oid("audit_log", true));
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		limits_persist();
+		return 0;
+	}
 	LWLockAcquire(audit_shared->lock, LW_SHARED);
 	for (pos = audit_shared->tail; pos < audit_shared->head && n < AUDIT_BATCH; pos++)
 	{
@@ -1096,6 +1258,8 @@ pii_guard_audit_worker_main(Datum arg)
 				ws.idle_cycles = 0;
 			if (written >= AUDIT_BATCH)
 				wait_ms = 0;
+			else if (ws.standby)
+				wait_ms = 1000;
 		}
 		if (wait_ms > 0)
 		{

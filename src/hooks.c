@@ -1029,7 +1029,7 @@ PG_FUNCTION_INFO_V1(pii_guard_in_maintenance);
 
 /* SQL function: _in_maintenance() returns boolean */
 Datum
-pii_guard_in_maintenance(PG_FUNCTION_ARGS)
+pii_guard_in_maintenance(FunctionCallInfo fcinfo pg_attribute_unused())
 {
 	PG_RETURN_BOOL(maintenance_depth > 0);
 }
