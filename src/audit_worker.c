@@ -1109,6 +1109,9 @@ audit_worker_cycle(void)
 		}
 		if (now - ws.last_sweep >= AUDIT_SWEEP_INTERVAL)
 		{
+			/* (Its read-only queries must see the seals just made.) */
+			CommandCounterIncrement();
+			UpdateActiveSnapshotCommandId();
 			sweep = ws.sweep_from;
 			audit_seal_rows(&sweep);
 			ws.last_sweep = now;
