@@ -5,8 +5,8 @@
 # both tables, a grant's recorded end by a partial index), and the seal,
 # sweep and expiry checks run at their own rates, not per cycle.  (Before,
 # every cycle's seal query read all of audit_seal and every fifth cycle's
-# expiry query all of audit_log: some 870 ms of CPU in these 10 s.)  Parallel query
-# is off so that all of the work is the worker's own CPU time.
+# expiry query all of audit_log: some 870 ms of CPU in these 10 s.)
+# Parallel query is off so that all of the work is the worker's own CPU.
 name=wcost
 pgg_new_cluster $name "max_parallel_workers_per_gather = 0"
 pgg_start $name
