@@ -1161,3 +1161,12 @@ BEGIN
     END LOOP;
 END
 $privs$;
+
+-- The audit worker's periodic queries are bounded so that their cost does
+-- not grow with audit_log: whether a grant's expiry is recorded is one
+-- probe of this partial index (only grant_expired events are in it), and
+-- the grants that ended since its last look are found by valid_until.
+CREATE INDEX audit_log_grant_expired ON @extschema@.audit_log
+    (pg_catalog.split_part(detail, ':', 1))
+    WHERE kind = 'admin' AND operation = 'grant_expired';
+CREATE INDEX grants_valid_until ON @extschema@.grants (valid_until);

@@ -556,12 +556,18 @@ audit_insert_now(const AuditEvent *ev)
 
 /*
  * Seal committed, unsealed rows into the chain, in event_id order, as the
- * extension owner.  Runs in the worker's transaction.  A full anti-join now
- * and then catches rows whose transactions committed long after their
- * neighbours.
+ * extension owner.  Runs in the worker's transaction.  Every query is
+ * bounded by an event_id range on both tables, so that its cost does not
+ * grow with the size of audit_log: without sweep, the last 10,000 event
+ * ids (up to the newest sealed one and beyond); with sweep, the 100,000
+ * ids from *sweep on, after which *sweep moves on (back to the start past
+ * the newest sealed row).  The sweep, run now and then, catches rows whose
+ * transactions committed long after their neighbours.
  */
+#define AUDIT_SEAL_WINDOW	10000
+#define AUDIT_SWEEP_CHUNK	100000
 void
-audit_seal_rows(bool full_scan)
+audit_seal_rows(int64 *sweep)
 {
 	OwnerContext oc;
 	SPITupleTable *rows;
@@ -569,8 +575,11 @@ audit_seal_rows(bool full_scan)
 	uint64		i;
 	bytea	   *prev = NULL;
 	int64		seq = 0;
+	int64		newest = 0;
 	bool		isnull;
 	Oid			argtypes[3] = {INT8ARRAYOID, INT8ARRAYOID, BYTEAARRAYOID};
+	Oid			rangetypes[2] = {INT8OID, INT8OID};
+	Datum		range[2];
 	Datum	   *seqs;
 	Datum	   *ids;
 	Datum	   *links;
@@ -587,19 +596,34 @@ audit_seal_rows(bool full_scan)
 		seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		prev = DatumGetByteaPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	}
-	if (SPI_execute(full_scan ?
-					"SELECT a.event_id, a.row_mac FROM pii_guard.audit_log a "
-					"WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s "
-					"                  WHERE s.event_id OPERATOR(pg_catalog.=) a.event_id) "
-					"ORDER BY a.event_id LIMIT 10000" :
-					"SELECT a.event_id, a.row_mac FROM pii_guard.audit_log a "
-					"WHERE a.event_id OPERATOR(pg_catalog.>) "
-					"      (coalesce((SELECT pg_catalog.max(s.event_id) FROM pii_guard.audit_seal s), 0) "
-					"       OPERATOR(pg_catalog.-) 10000) "
-					"AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s "
-					"                WHERE s.event_id OPERATOR(pg_catalog.=) a.event_id) "
-					"ORDER BY a.event_id LIMIT 10000",
-					true, 0) != SPI_OK_SELECT)
+	if (SPI_execute("SELECT s.event_id FROM pii_guard.audit_seal s "
+					"ORDER BY s.event_id DESC LIMIT 1", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the audit chain");
+	if (SPI_processed == 1)
+		newest = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (sweep == NULL)
+	{
+		range[0] = Int64GetDatum(newest - AUDIT_SEAL_WINDOW);
+		range[1] = Int64GetDatum(PG_INT64_MAX);
+	}
+	else
+	{
+		if (*sweep > newest)
+			*sweep = 0;
+		range[0] = Int64GetDatum(*sweep);
+		range[1] = Int64GetDatum(*sweep + AUDIT_SWEEP_CHUNK);
+		*sweep += AUDIT_SWEEP_CHUNK;
+	}
+	/* (The range on audit_seal too: or the anti-join reads all of it.) */
+	if (SPI_execute_with_args("SELECT a.event_id, a.row_mac FROM pii_guard.audit_log a "
+							  "WHERE a.event_id OPERATOR(pg_catalog.>) $1 "
+							  "AND a.event_id OPERATOR(pg_catalog.<=) $2 "
+							  "AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s "
+							  "  WHERE s.event_id OPERATOR(pg_catalog.=) a.event_id "
+							  "    AND s.event_id OPERATOR(pg_catalog.>) $1 "
+							  "    AND s.event_id OPERATOR(pg_catalog.<=) $2) "
+							  "ORDER BY a.event_id LIMIT 10000",
+							  2, rangetypes, range, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read unsealed audit rows");
 	rows = SPI_tuptable;
 	n = SPI_processed;
@@ -637,10 +661,16 @@ audit_seal_rows(bool full_scan)
  * Grants expire by themselves; the worker records each expiry once, as an
  * admin event, so that the trail shows issue, use and end of every grant.
  * The grants are read as the extension owner; the events name the worker's
- * own role as acting role, as every event the worker makes.
+ * own role as acting role, as every event the worker makes.  Only grants
+ * that ended after since are looked at (DT_NOBEGIN: all); whether a grant's
+ * expiry is recorded is one probe of the partial index
+ * audit_log_grant_expired, never a scan of audit_log.  Returns the time up
+ * to which every ended grant it could see is now recorded (0 when there
+ * were more than it takes at once): the caller's next since, once this
+ * transaction has committed.
  */
-void
-audit_record_grant_expiries(void)
+TimestampTz
+audit_record_grant_expiries(TimestampTz since)
 {
 	OwnerContext oc;
 	Oid			acting_role = GetUserId();
@@ -649,20 +679,27 @@ audit_record_grant_expiries(void)
 	uint64		n;
 	SPITupleTable *rows;
 	AuditEvent *evs = NULL;
+	Oid			argtypes[1] = {TIMESTAMPTZOID};
+	Datum		args[1];
+	TimestampTz done = GetCurrentTransactionStartTimestamp();	/* now() */
 
 	pii_guard_enter_owner_context(&oc);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT g.grant_id, g.kind, g.role::pg_catalog.text, "
-					"       coalesce(g.base::pg_catalog.text, ''), g.valid_until "
-					"FROM pii_guard.grants g "
-					"WHERE g.valid_until OPERATOR(pg_catalog.<=) pg_catalog.now() "
-					"AND g.revoked_at IS NULL "
-					"AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_log a "
-					"  WHERE a.kind OPERATOR(pg_catalog.=) 'admin' "
-					"    AND a.operation OPERATOR(pg_catalog.=) 'grant_expired' "
-					"    AND pg_catalog.starts_with(a.detail, pg_catalog.concat('grant ', g.grant_id, ':'))) "
-					"ORDER BY g.grant_id LIMIT 100", true, 0) != SPI_OK_SELECT)
+	args[0] = TimestampTzGetDatum(since);
+	if (SPI_execute_with_args("SELECT g.grant_id, g.kind, g.role::pg_catalog.text, "
+							  "       coalesce(g.base::pg_catalog.text, ''), g.valid_until "
+							  "FROM pii_guard.grants g "
+							  "WHERE g.valid_until OPERATOR(pg_catalog.<=) pg_catalog.now() "
+							  "AND g.valid_until OPERATOR(pg_catalog.>) $1 "
+							  "AND g.revoked_at IS NULL "
+							  "AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_log a "
+							  "  WHERE a.kind OPERATOR(pg_catalog.=) 'admin' "
+							  "    AND a.operation OPERATOR(pg_catalog.=) 'grant_expired' "
+							  "    AND pg_catalog.split_part(a.detail, ':', 1) OPERATOR(pg_catalog.=) "
+							  "        pg_catalog.concat('grant ', g.grant_id)) "
+							  "ORDER BY g.grant_id LIMIT 100",
+							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read expired grants");
 	rows = SPI_tuptable;
 	n = SPI_processed;
@@ -684,6 +721,7 @@ audit_record_grant_expiries(void)
 	pii_guard_leave_owner_context(&oc);
 	if (n > 0)
 		audit_insert_events(evs, (int) n);
+	return n < 100 ? done : 0;
 }
 
 /*

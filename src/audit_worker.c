@@ -756,6 +756,13 @@ typedef struct WorkerState
 	int			nharvest;
 	bool		installed;		/* pii_guard is in this database */
 	bool		standby;		/* the last cycle ran in recovery */
+	bool		draining;		/* asked to stop: seal what we wrote */
+	TimestampTz last_seal;
+	TimestampTz last_sweep;
+	int64		sweep_from;		/* where the next sweep begins */
+	TimestampTz last_expiry_check;
+	TimestampTz last_full_expiry_check;
+	TimestampTz expiry_since;	/* grants that ended before are recorded */
 	int			cycles;			/* cycles that committed */
 	int			idle_cycles;	/* consecutive ones without pii_guard */
 	int			backoff_ms;		/* wait after a failed cycle */
@@ -765,6 +772,13 @@ static WorkerState ws;
 static volatile sig_atomic_t worker_got_sigterm = false;
 
 #define AUDIT_MAX_BACKOFF_MS	10000
+
+/* Rates of the worker's periodic work (microseconds). */
+#define AUDIT_SEAL_INTERVAL			(500 * INT64CONST(1000))
+#define AUDIT_SWEEP_INTERVAL		(10 * USECS_PER_SEC)
+#define AUDIT_EXPIRY_INTERVAL		USECS_PER_SEC
+#define AUDIT_FULL_EXPIRY_INTERVAL	(60 * USECS_PER_SEC)
+#define AUDIT_EXPIRY_MARGIN			(60 * USECS_PER_SEC)
 
 /*
  * SIGTERM: leave the main loop, drain, exit with code 0.  (SIGNAL_ARGS,
@@ -1018,6 +1032,9 @@ audit_worker_cycle(void)
 	int			total;
 	int			i;
 	uint64		pos;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz expiry_done = 0;
+	int64		sweep = 0;
 
 	ws.nqueued = ws.nspill = ws.nharvest = 0;
 	ws.standby = RecoveryInProgress();
@@ -1066,9 +1083,39 @@ audit_worker_cycle(void)
 	{
 		if (total > 0)
 			audit_insert_events(ws.batch, total);
-		if (ws.cycles % 5 == 0)
-			audit_record_grant_expiries();
-		audit_seal_rows(ws.cycles % 600 == 0);
+
+		/*
+		 * The periodic work runs at most at its own rate, however often
+		 * events wake us, and each piece is bounded (see audit.c): a
+		 * grant's end is recorded within a second; rows are sealed every
+		 * half second; a sweep over 100,000 event ids for rows that
+		 * committed late every 10 s; every minute the grants are looked at
+		 * from the start, in case one committed after it had ended.
+		 */
+		if (ws.draining || now - ws.last_expiry_check >= AUDIT_EXPIRY_INTERVAL)
+		{
+			if (now - ws.last_full_expiry_check >= AUDIT_FULL_EXPIRY_INTERVAL)
+			{
+				ws.expiry_since = DT_NOBEGIN;
+				ws.last_full_expiry_check = now;
+			}
+			expiry_done = audit_record_grant_expiries(ws.expiry_since);
+			ws.last_expiry_check = now;
+		}
+		if (ws.draining || now - ws.last_seal >= AUDIT_SEAL_INTERVAL)
+		{
+			audit_seal_rows(NULL);
+			ws.last_seal = now;
+		}
+		if (now - ws.last_sweep >= AUDIT_SWEEP_INTERVAL)
+		{
+			/* (Its read-only queries must see the seals just made.) */
+			CommandCounterIncrement();
+			UpdateActiveSnapshotCommandId();
+			sweep = ws.sweep_from;
+			audit_seal_rows(&sweep);
+			ws.last_sweep = now;
+		}
 		/* Export approvals' use, into export_grant_use (limitstate.c). */
 		limits_sync_grant_use();
 	}
@@ -1078,6 +1125,11 @@ audit_worker_cycle(void)
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	ws.nharvest = 0;
+	/* (Only once committed: or a failed cycle would skip grants.) */
+	if (expiry_done != 0)
+		ws.expiry_since = expiry_done - AUDIT_EXPIRY_MARGIN;
+	if (sweep != 0)
+		ws.sweep_from = sweep;
 
 	/* Committed (or nowhere to go): free the slots and spill files. */
 	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
@@ -1172,6 +1224,8 @@ static void
 audit_worker_drain(void)
 {
 	TimestampTz give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 3000);
+
+	ws.draining = true;
 
 	for (;;)
 	{

@@ -271,8 +271,8 @@ extern void audit_event_init(AuditEvent *ev, char kind);
 extern void audit_event_set(char *field, int size, const char *value);
 extern int64 audit_insert_events(const AuditEvent *events, int n);
 extern int64 audit_insert_now(const AuditEvent *ev);
-extern void audit_seal_rows(bool full_scan);
-extern void audit_record_grant_expiries(void);
+extern void audit_seal_rows(int64 *sweep);
+extern TimestampTz audit_record_grant_expiries(TimestampTz since);
 extern const char *audit_kind_name(char kind);
 extern void audit_deny(const char *relation, const char *operation, const char *detail);
 extern void audit_note_reveal(Oid relid, const char *attname, ColumnAccess access,

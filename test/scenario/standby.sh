@@ -78,6 +78,8 @@ for line in sys.stdin:
 pgg_is "no phone number in the standby's log" "$(grep -c '13[89]0000' "$slog")" 0
 pgg_is "nothing queued or spilled on the standby" \
 	"$(pgg_psql $stby -d postgres -tAc "SELECT queued || '/' || spilled FROM pii_guard.audit_queue_status()")" "0/0"
+spm=$(head -1 "$(pgg_data $stby)/postmaster.pid")
+pgg_ok "the standby's audit worker runs (and waits)" pgrep -P "$spm" -f "pii_guard audit worker"
 pgg_is "no error in the standby's log" "$(grep -c 'ERROR:' "$slog")" 1	# (the refusal)
 
 # Promotion: from now on the events go to audit_log, and the chain holds.
