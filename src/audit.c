@@ -384,6 +384,96 @@ audit_list_datum(const char *list, bool *isnull)
 	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
+/* A role's name for a JSON line (its OID where none can be had). */
+static void
+audit_json_role(StringInfo buf, Oid role)
+{
+	const char *name = NULL;
+
+	/*
+	 * No catalog lookups in an aborted transaction; there the session
+	 * role's name is still known (the setting session_authorization).
+	 */
+	if (IsTransactionState())
+		name = GetUserNameFromId(role, true);
+	else if (OidIsValid(role) && role == GetSessionUserId())
+		name = GetConfigOption("session_authorization", true, false);
+	escape_json(buf, name ? name : psprintf("%u", role));
+}
+
+/* A comma-separated list as a JSON array of strings. */
+static void
+audit_json_list(StringInfo buf, const char *list)
+{
+	const char *p = list;
+
+	appendStringInfoChar(buf, '[');
+	while (*p)
+	{
+		const char *comma = strchr(p, ',');
+		int			len = comma ? (int) (comma - p) : (int) strlen(p);
+		char	   *item = pnstrdup(p, len);
+
+		if (p != list)
+			appendStringInfoChar(buf, ',');
+		escape_json(buf, item);
+		pfree(item);
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	appendStringInfoChar(buf, ']');
+}
+
+/*
+ * One event as a JSON object: the fields of the JSON mirror, event_id null
+ * when negative (a standby's event has none); "full" adds the client,
+ * application, query id and row keys (what audit_log holds besides).
+ * Never a value.
+ */
+void
+audit_event_json(StringInfo buf, const AuditEvent *ev, int64 event_id, bool full)
+{
+	if (event_id < 0)
+		appendStringInfoString(buf, "{\"event_id\":null,\"kind\":");
+	else
+		appendStringInfo(buf, "{\"event_id\":" INT64_FORMAT ",\"kind\":", event_id);
+	escape_json(buf, audit_kind_name(ev->kind));
+	appendStringInfoString(buf, ",\"time\":");
+	escape_json(buf, timestamptz_to_str(ev->at));
+	appendStringInfoString(buf, ",\"session_role\":");
+	audit_json_role(buf, ev->session_role);
+	appendStringInfoString(buf, ",\"current_role\":");
+	audit_json_role(buf, ev->current_role);
+	appendStringInfo(buf, ",\"pid\":%d", ev->pid);
+	if (full)
+	{
+		appendStringInfoString(buf, ",\"client_addr\":");
+		escape_json(buf, ev->client_addr);
+		appendStringInfoString(buf, ",\"application_name\":");
+		escape_json(buf, ev->application_name);
+		appendStringInfo(buf, ",\"query_id\":" UINT64_FORMAT, ev->query_id);
+	}
+	appendStringInfoString(buf, ",\"relation\":");
+	escape_json(buf, ev->relation);
+	appendStringInfoString(buf, ",\"operation\":");
+	escape_json(buf, ev->operation);
+	appendStringInfo(buf, ",\"rows\":" INT64_FORMAT ",\"columns_clear\":", ev->rows);
+	escape_json(buf, ev->columns_clear);
+	appendStringInfoString(buf, ",\"columns_masked\":");
+	escape_json(buf, ev->columns_masked);
+	if (full)
+	{
+		appendStringInfoString(buf, ",\"row_keys\":");
+		audit_json_list(buf, ev->row_keys);
+		appendStringInfoString(buf, ",\"row_keys_masked\":");
+		audit_json_list(buf, ev->row_keys_masked);
+	}
+	appendStringInfoString(buf, ",\"detail\":");
+	escape_json(buf, ev->detail);
+	appendStringInfoChar(buf, '}');
+}
+
 /* Mirror one event to the server log as a JSON line, if configured. */
 static void
 audit_mirror(const AuditEvent *ev, int64 event_id)
@@ -393,25 +483,7 @@ audit_mirror(const AuditEvent *ev, int64 event_id)
 	if (!audit_mirror_to_log)
 		return;
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"event_id\":" INT64_FORMAT ",\"kind\":", event_id);
-	escape_json(&buf, audit_kind_name(ev->kind));
-	appendStringInfoString(&buf, ",\"time\":");
-	escape_json(&buf, timestamptz_to_str(ev->at));
-	appendStringInfoString(&buf, ",\"session_role\":");
-	escape_json(&buf, GetUserNameFromId(ev->session_role, true) ? GetUserNameFromId(ev->session_role, true) : "");
-	appendStringInfoString(&buf, ",\"current_role\":");
-	escape_json(&buf, GetUserNameFromId(ev->current_role, true) ? GetUserNameFromId(ev->current_role, true) : "");
-	appendStringInfo(&buf, ",\"pid\":%d,\"relation\":", ev->pid);
-	escape_json(&buf, ev->relation);
-	appendStringInfoString(&buf, ",\"operation\":");
-	escape_json(&buf, ev->operation);
-	appendStringInfo(&buf, ",\"rows\":" INT64_FORMAT ",\"columns_clear\":", ev->rows);
-	escape_json(&buf, ev->columns_clear);
-	appendStringInfoString(&buf, ",\"columns_masked\":");
-	escape_json(&buf, ev->columns_masked);
-	appendStringInfoString(&buf, ",\"detail\":");
-	escape_json(&buf, ev->detail);
-	appendStringInfoChar(&buf, '}');
+	audit_event_json(&buf, ev, event_id, false);
 	ereport(LOG, (errmsg("pii_guard audit: %s", buf.data), errhidestmt(true)));
 	pfree(buf.data);
 }

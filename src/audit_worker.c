@@ -426,47 +426,6 @@ audit_ensure_worker(void)
 	audit_wake_worker(MyDatabaseId, true);
 }
 
-/* A role's name for the standby's log line (its OID where none can be had). */
-static void
-audit_standby_role(StringInfo buf, Oid role)
-{
-	const char *name = NULL;
-
-	/*
-	 * No catalog lookups in an aborted transaction; there the session
-	 * role's name is still known (the setting session_authorization).
-	 */
-	if (IsTransactionState())
-		name = GetUserNameFromId(role, true);
-	else if (OidIsValid(role) && role == GetSessionUserId())
-		name = GetConfigOption("session_authorization", true, false);
-	escape_json(buf, name ? name : psprintf("%u", role));
-}
-
-/* A comma-separated list as a JSON array of strings. */
-static void
-audit_standby_list(StringInfo buf, const char *list)
-{
-	const char *p = list;
-
-	appendStringInfoChar(buf, '[');
-	while (*p)
-	{
-		const char *comma = strchr(p, ',');
-		int			len = comma ? (int) (comma - p) : (int) strlen(p);
-		char	   *item = pnstrdup(p, len);
-
-		if (p != list)
-			appendStringInfoChar(buf, ',');
-		escape_json(buf, item);
-		pfree(item);
-		p += len;
-		if (*p == ',')
-			p++;
-	}
-	appendStringInfoChar(buf, ']');
-}
-
 /*
  * A hot standby cannot write audit_log (nor can its worker), and a queue
  * that nobody empties would make every event wait out
@@ -482,33 +441,7 @@ audit_log_standby(const AuditEvent *ev)
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"event_id\":null,\"kind\":");
-	escape_json(&buf, audit_kind_name(ev->kind));
-	appendStringInfoString(&buf, ",\"time\":");
-	escape_json(&buf, timestamptz_to_str(ev->at));
-	appendStringInfoString(&buf, ",\"session_role\":");
-	audit_standby_role(&buf, ev->session_role);
-	appendStringInfoString(&buf, ",\"current_role\":");
-	audit_standby_role(&buf, ev->current_role);
-	appendStringInfo(&buf, ",\"pid\":%d,\"client_addr\":", ev->pid);
-	escape_json(&buf, ev->client_addr);
-	appendStringInfoString(&buf, ",\"application_name\":");
-	escape_json(&buf, ev->application_name);
-	appendStringInfo(&buf, ",\"query_id\":" UINT64_FORMAT ",\"relation\":", ev->query_id);
-	escape_json(&buf, ev->relation);
-	appendStringInfoString(&buf, ",\"operation\":");
-	escape_json(&buf, ev->operation);
-	appendStringInfo(&buf, ",\"rows\":" INT64_FORMAT ",\"columns_clear\":", ev->rows);
-	escape_json(&buf, ev->columns_clear);
-	appendStringInfoString(&buf, ",\"columns_masked\":");
-	escape_json(&buf, ev->columns_masked);
-	appendStringInfoString(&buf, ",\"row_keys\":");
-	audit_standby_list(&buf, ev->row_keys);
-	appendStringInfoString(&buf, ",\"row_keys_masked\":");
-	audit_standby_list(&buf, ev->row_keys_masked);
-	appendStringInfoString(&buf, ",\"detail\":");
-	escape_json(&buf, ev->detail);
-	appendStringInfoChar(&buf, '}');
+	audit_event_json(&buf, ev, -1, true);
 	ereport(LOG, (errmsg("pii_guard audit (standby): %s", buf.data), errhidestmt(true)));
 	pfree(buf.data);
 }

@@ -273,6 +273,7 @@ extern int64 audit_insert_events(const AuditEvent *events, int n);
 extern int64 audit_insert_now(const AuditEvent *ev);
 extern void audit_seal_rows(int64 *sweep);
 extern TimestampTz audit_record_grant_expiries(TimestampTz since);
+extern void audit_event_json(StringInfo buf, const AuditEvent *ev, int64 event_id, bool full);
 extern const char *audit_kind_name(char kind);
 extern void audit_deny(const char *relation, const char *operation, const char *detail);
 extern void audit_note_reveal(Oid relid, const char *attname, ColumnAccess access,
