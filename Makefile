@@ -24,12 +24,16 @@ PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_confi
 MODULE_big = pii_guard
 OBJS = \
 	src/pii_guard.o \
+	src/owner.o \
+	src/statement.o \
 	src/keys.o \
 	src/crypto.o \
 	src/enctype.o \
 	src/policy.o \
+	src/reveal.o \
 	src/views.o \
 	src/lookup.o \
+	src/ddl.o \
 	src/hooks.o \
 	src/audit.o \
 	src/audit_worker.o \

@@ -94,16 +94,20 @@ SELECT kind, session_role, relation, operation, columns_clear, columns_masked, r
    AND operation = 'SELECT';
 
 -- A denial inside a transaction that rolls back is still recorded.
+SELECT pii_guard.encrypt('x')::text AS envelope \gset
 SELECT coalesce(max(event_id), 0) AS start FROM pii_guard.audit_log \gset
 SET ROLE regress_clerk;
 BEGIN;
 SELECT name FROM shop_pii.clients;
 ROLLBACK;
 BEGIN;
-SELECT pii_guard.decrypt(pii_guard.encrypt('x'));
+SELECT pii_guard.decrypt(:'envelope'::pii_guard.encrypted_text) IS NULL;
+ROLLBACK;
+BEGIN;
+SELECT pii_guard.encrypt('x') IS NULL;
 ROLLBACK;
 RESET ROLE;
-SELECT wait_for_events('{deny}', (SELECT count(*) + 2 FROM pii_guard.audit_log WHERE kind = 'deny' AND event_id <= :start)::int);
+SELECT wait_for_events('{deny}', (SELECT count(*) + 3 FROM pii_guard.audit_log WHERE kind = 'deny' AND event_id <= :start)::int);
 SELECT kind, acting_role, relation, operation, detail FROM pii_guard.audit_log
  WHERE event_id > :start AND kind = 'deny' AND acting_role = 'regress_clerk' ORDER BY event_id;
 

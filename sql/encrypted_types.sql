@@ -77,14 +77,26 @@ SELECT count(*) FROM customers WHERE phone = 'pii_guard:staged'::text::pii_guard
 -- encrypt() always encrypts, even a string that looks like an envelope.
 SELECT pii_guard.decrypt(pii_guard.encrypt('pii_guard:not an envelope'));
 
--- Only superusers and pii_guard_admin members may decrypt; others get 42501.
+-- Outside a masking view, only trusted roles may encrypt or compare a
+-- plaintext with encrypted values (either shows a blind index of a value of
+-- one's choosing, which tests guesses against any envelope): others get
+-- 42501.  An application that writes and searches such a table gets
+-- pii_guard_encryptor, which does not let it decrypt.
 CREATE ROLE regress_app;
 CREATE ROLE regress_keeper;
 GRANT pii_guard_admin TO regress_keeper;
 GRANT ALL ON customers, customers_id_seq TO regress_app, regress_keeper;
 SET ROLE regress_app;
 INSERT INTO customers (name, phone) VALUES ('by app', '13600000000');
+SELECT count(*) FROM customers WHERE phone = '13600000000'::text;
+SELECT pii_guard.encrypt('13600000000');
+SELECT count(*) FROM customers WHERE phone = phone;
+RESET ROLE;
+GRANT pii_guard_encryptor TO regress_app;
+SET ROLE regress_app;
+INSERT INTO customers (name, phone) VALUES ('by app', '13600000000');
 SELECT count(*) FROM customers WHERE phone = '13600000000';
+SELECT count(*) FROM customers WHERE phone = '13600000000'::text;
 \set VERBOSITY default
 SELECT pii_guard.decrypt(phone) FROM customers WHERE name = 'by app';
 \set VERBOSITY terse

@@ -532,9 +532,7 @@ audit_insert_events(const AuditEvent *events, int n)
 	int			i;
 	bool		save = audit_inserting;
 
-	pii_guard_enter_owner_context(&oc);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	owner_spi_begin(&oc);
 	if (plan == NULL)
 	{
 		SPIPlanPtr	p = SPI_prepare(sql, NARGS, argtypes);
@@ -610,8 +608,7 @@ audit_insert_events(const AuditEvent *events, int n)
 		audit_inserting = save;
 	}
 	PG_END_TRY();
-	SPI_finish();
-	pii_guard_leave_owner_context(&oc);
+	owner_spi_end(&oc);
 	return last;
 }
 #undef NARGS
@@ -657,9 +654,7 @@ audit_seal_rows(int64 *sweep)
 	Datum	   *links;
 	Datum		v[3];
 
-	pii_guard_enter_owner_context(&oc);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	owner_spi_begin(&oc);
 	if (SPI_execute("SELECT s.seal_seq, s.chain_hash FROM pii_guard.audit_seal s "
 					"ORDER BY s.seal_seq DESC LIMIT 1", true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the audit chain");
@@ -725,8 +720,7 @@ audit_seal_rows(int64 *sweep)
 								  3, argtypes, v, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not seal audit rows");
 	}
-	SPI_finish();
-	pii_guard_leave_owner_context(&oc);
+	owner_spi_end(&oc);
 }
 
 /*
@@ -755,9 +749,7 @@ audit_record_grant_expiries(TimestampTz since)
 	Datum		args[1];
 	TimestampTz done = GetCurrentTransactionStartTimestamp();	/* now() */
 
-	pii_guard_enter_owner_context(&oc);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	owner_spi_begin(&oc);
 	args[0] = TimestampTzGetDatum(since);
 	if (SPI_execute_with_args("SELECT g.grant_id, g.kind, g.role::pg_catalog.text, "
 							  "       coalesce(g.base::pg_catalog.text, ''), g.valid_until "
@@ -789,8 +781,7 @@ audit_record_grant_expiries(TimestampTz since)
 				 SPI_getvalue(rows->vals[i], rows->tupdesc, 4),
 				 SPI_getvalue(rows->vals[i], rows->tupdesc, 5));
 	}
-	SPI_finish();
-	pii_guard_leave_owner_context(&oc);
+	owner_spi_end(&oc);
 	if (n > 0)
 		audit_insert_events(evs, (int) n);
 	return n < 100 ? done : 0;
@@ -973,7 +964,7 @@ audit_flush_reads(bool aborting)
 	ReadColumn *col;
 	List	   *rels = NIL;
 	ListCell   *lc;
-	bool		export = hooks_statement_is_export();
+	bool		export = statement_is_export();
 
 	if (reads == NULL || hash_get_num_entries(reads) == 0)
 		return;
@@ -1000,9 +991,9 @@ audit_flush_reads(bool aborting)
 		else
 			snprintf(ev.relation, sizeof(ev.relation), "%u", relid);
 		if (aborting)
-			snprintf(ev.operation, sizeof(ev.operation), "%s (failed)", hooks_statement_command());
+			snprintf(ev.operation, sizeof(ev.operation), "%s (failed)", statement_command());
 		else
-			AUDIT_SET(&ev, operation, hooks_statement_command());
+			AUDIT_SET(&ev, operation, statement_command());
 		hash_seq_init(&status, reads);
 		while ((col = hash_seq_search(&status)) != NULL)
 		{

@@ -16,6 +16,7 @@
 
 #include "common/base64.h"
 #include "nodes/parsenodes.h"
+#include "nodes/plannodes.h"
 #include "utils/guc.h"
 
 #if PG_VERSION_NUM < 130000
@@ -52,6 +53,13 @@
 #define COMPAT_CHECKPERMS_PARAMS List *rangeTable, bool ereport_on_violation
 #define COMPAT_CHECKPERMS_ARGS rangeTable, ereport_on_violation
 #define COMPAT_CHECKPERMS_LIST rangeTable
+#endif
+
+/* The permission list of a query (before planning). */
+#if PG_VERSION_NUM >= 160000
+#define COMPAT_QUERY_PERMS(query) ((query)->rteperminfos)
+#else
+#define COMPAT_QUERY_PERMS(query) ((query)->rtable)
 #endif
 
 /* The permission list of a planned statement. */
@@ -109,6 +117,24 @@ compat_perm_columns(void *elem, Oid *relid, AclMode *perms,
 	*inserted = rte->insertedCols;
 	*updated = rte->updatedCols;
 	return true;
+#endif
+}
+
+/*
+ * The role a range table entry of a planned statement is checked as
+ * (InvalidOid: the current user).
+ */
+static inline Oid
+compat_rte_check_as_user(PlannedStmt *stmt, RangeTblEntry *rte)
+{
+#if PG_VERSION_NUM >= 160000
+	if (rte->perminfoindex == 0 || rte->perminfoindex > list_length(stmt->permInfos))
+		return InvalidOid;
+	return list_nth_node(RTEPermissionInfo, stmt->permInfos,
+						 rte->perminfoindex - 1)->checkAsUser;
+#else
+	(void) stmt;
+	return rte->checkAsUser;
 #endif
 }
 

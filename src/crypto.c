@@ -404,7 +404,7 @@ crypto_seal(char kind, const char *plain, Size len)
 						   len, (Size) PII_MAX_PLAINTEXT)));
 
 	keys_current(&ek, &bk);
-	hooks_note_plaintext();
+	statement_note_plaintext();
 
 	result = (bytea *) palloc(VARHDRSZ + len + ENV_OVERHEAD);
 	SET_VARSIZE(result, VARHDRSZ + len + ENV_OVERHEAD);

@@ -22,6 +22,22 @@
  * The same C functions serve both types: the kind byte is in the header and
  * the blind index is domain-separated by kind.
  *
+ * Who may make a blind index.  An envelope carries the blind index of its
+ * plaintext, and comparing a plaintext with an envelope computes one: so
+ * whoever may encrypt or compare a plaintext of their choosing can test
+ * guesses against any envelope they hold (a stolen dump, say) -- a
+ * million a second.  Both are therefore reserved to trusted roles
+ * (enctype_trusted: superusers, members of pii_guard_admin and of
+ * pii_guard_encryptor, and owners of protected tables).  Everyone else
+ * writes plaintext only through a masking view, whose trigger seals it
+ * (views.c), and searches only through a masking view, where lookup.c
+ * compares the stored column with a probe -- _blind_probe(), which
+ * answers only at the call sites lookup.c built (PII_SITE_MARK), for
+ * roles that see the column in clear anyway.  Envelope text input (dumps,
+ * COPY) and envelope-to-envelope comparison use no key and stay open:
+ * which stored values are equal is what a dump shows already.  Refusals
+ * are 42501, audited.
+ *
  * Errors: every ERROR raised while handling a value (here, in crypto.c and
  * in keys.c) carries errhidestmt(true).  The statement text may hold the
  * plaintext -- INSERT ... VALUES ('13812345678') -- and must not be written
@@ -37,6 +53,7 @@
 #include "access/relation.h"
 #include "catalog/pg_type.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_proc.h"
 #include "common/hashfn.h"
 #include "libpq/pqformat.h"
 #include "mb/pg_wchar.h"
@@ -168,6 +185,149 @@ enctype_may_decrypt(void)
 	return OidIsValid(admin) && has_privs_of_role(GetUserId(), admin);
 }
 
+/* Type OIDs and the trust cache, per policy generation. */
+static uint64 types_generation = 0;
+static Oid	encrypted_text_oid = InvalidOid;
+static Oid	encrypted_bytea_oid = InvalidOid;
+static Oid	probe_text_oid = InvalidOid;
+static Oid	probe_bytea_oid = InvalidOid;
+static Oid	trusted_userid = InvalidOid;
+static uint64 trusted_generation = 0;
+static bool trusted_answer = false;
+
+/* Look the types and probe functions up again if the policy moved. */
+static void
+enctype_load_oids(void)
+{
+	uint64		generation = policy_current_generation();
+	Oid			nsp;
+
+	if (types_generation == generation)
+		return;
+	encrypted_text_oid = encrypted_bytea_oid = InvalidOid;
+	probe_text_oid = probe_bytea_oid = InvalidOid;
+	nsp = pii_guard_schema_oid(true);
+	if (OidIsValid(nsp))
+	{
+		oidvector  *args;
+		Oid			argtype;
+
+		encrypted_text_oid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+											 CStringGetDatum("encrypted_text"),
+											 ObjectIdGetDatum(nsp));
+		encrypted_bytea_oid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+											  CStringGetDatum("encrypted_bytea"),
+											  ObjectIdGetDatum(nsp));
+		argtype = TEXTOID;
+		args = buildoidvector(&argtype, 1);
+		probe_text_oid = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
+										 CStringGetDatum("_blind_probe"),
+										 PointerGetDatum(args), ObjectIdGetDatum(nsp));
+		argtype = BYTEAOID;
+		args = buildoidvector(&argtype, 1);
+		probe_bytea_oid = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
+										  CStringGetDatum("_blind_probe"),
+										  PointerGetDatum(args), ObjectIdGetDatum(nsp));
+	}
+	types_generation = generation;
+}
+
+/* pii_guard.encrypted_text's OID (InvalidOid: not installed here). */
+Oid
+enctype_encrypted_text_oid(void)
+{
+	enctype_load_oids();
+	return encrypted_text_oid;
+}
+
+/* pii_guard.encrypted_bytea's OID (InvalidOid: not installed here). */
+Oid
+enctype_encrypted_bytea_oid(void)
+{
+	enctype_load_oids();
+	return encrypted_bytea_oid;
+}
+
+/* The probe function for an encrypted type (_blind_probe), or InvalidOid. */
+Oid
+enctype_probe_function(Oid encrypted_type)
+{
+	enctype_load_oids();
+	if (OidIsValid(encrypted_type) && encrypted_type == encrypted_text_oid)
+		return probe_text_oid;
+	if (OidIsValid(encrypted_type) && encrypted_type == encrypted_bytea_oid)
+		return probe_bytea_oid;
+	return InvalidOid;
+}
+
+/*
+ * May the current user make blind indexes of plaintexts of its choosing
+ * (encrypt, compare a plaintext with an envelope)?  Superusers, members of
+ * pii_guard_admin or pii_guard_encryptor, and roles with the privileges of
+ * a protected table's owner may.  Cached per user and policy generation
+ * (role changes move it).
+ */
+bool
+enctype_trusted(void)
+{
+	Oid			userid = GetUserId();
+	uint64		generation = policy_current_generation();
+	Oid			role;
+
+	if (trusted_userid == userid && trusted_generation == generation)
+		return trusted_answer;
+	trusted_answer = superuser_arg(userid);
+	if (!trusted_answer)
+	{
+		role = get_role_oid(PII_GUARD_ADMIN_ROLE, true);
+		trusted_answer = OidIsValid(role) && has_privs_of_role(userid, role);
+	}
+	if (!trusted_answer)
+	{
+		role = get_role_oid(PII_GUARD_ENCRYPTOR_ROLE, true);
+		trusted_answer = OidIsValid(role) && has_privs_of_role(userid, role);
+	}
+	if (!trusted_answer)
+		trusted_answer = views_any_owned_by(userid);
+	trusted_userid = userid;
+	trusted_generation = generation;
+	return trusted_answer;
+}
+
+/* ERROR (audited) unless the current user may encrypt a plaintext. */
+static void
+enctype_check_seal(void)
+{
+	if (likely(enctype_trusted()))
+		return;
+	audit_deny(NULL, "encrypt",
+			   "refused: encrypting a plaintext outside a masking view shows its blind index");
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errhidestmt(true),
+			 errmsg("permission denied to encrypt pii_guard values"),
+			 errdetail("Outside a masking view only superusers, members of %s and %s, and owners of protected tables may encrypt: an envelope shows the blind index of its plaintext, which can be compared with stolen values.",
+					   PII_GUARD_ADMIN_ROLE, PII_GUARD_ENCRYPTOR_ROLE),
+			 errhint("Write the value through the table's masking view.")));
+}
+
+/* ERROR (audited) unless the current user may compare a plaintext. */
+static void
+enctype_check_compare(void)
+{
+	if (likely(enctype_trusted()))
+		return;
+	audit_deny(NULL, "compare",
+			   "refused: comparing a plaintext with encrypted values computes its blind index");
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errhidestmt(true),
+			 errmsg("permission denied to compare plaintext with pii_guard encrypted values"),
+			 errdetail("Only superusers, members of %s and %s, and owners of protected tables may: the comparison would test guesses against any envelope.",
+					   PII_GUARD_ADMIN_ROLE, PII_GUARD_ENCRYPTOR_ROLE),
+			 errhint("Search through the table's masking view, where the column is compared as the role sees it.")));
+}
+
 /* ERROR unless the current user may decrypt; cached per call site. */
 static void
 enctype_check_decrypt(FunctionCallInfo fcinfo)
@@ -260,6 +420,7 @@ pii_guard_encrypted_text_in(PG_FUNCTION_ARGS)
 
 	if (strncmp(s, ENV_TEXT_PREFIX, ENV_TEXT_PREFIX_LEN) == 0)
 		PG_RETURN_BYTEA_P(envelope_from_text(s, ENV_KIND_TEXT));
+	enctype_check_seal();
 	PG_RETURN_BYTEA_P(crypto_seal(ENV_KIND_TEXT, s, strlen(s)));
 }
 
@@ -272,6 +433,7 @@ pii_guard_encrypted_bytea_in(PG_FUNCTION_ARGS)
 
 	if (strncmp(s, ENV_TEXT_PREFIX, ENV_TEXT_PREFIX_LEN) == 0)
 		PG_RETURN_BYTEA_P(envelope_from_text(s, ENV_KIND_BYTEA));
+	enctype_check_seal();
 	plain = DatumGetByteaPP(DirectFunctionCall1(byteain, CStringGetDatum(s)));
 	PG_RETURN_BYTEA_P(crypto_seal(ENV_KIND_BYTEA, VARDATA_ANY(plain),
 								  VARSIZE_ANY_EXHDR(plain)));
@@ -394,6 +556,7 @@ pii_guard_envelope_hash_extended(PG_FUNCTION_ARGS)
  */
 typedef struct PlainBlind
 {
+	Oid			checked_user;	/* the user enctype_check_compare passed */
 	Size		len;			/* of the plaintext, kept in data */
 	char		kind;
 	char	   *data;			/* palloc'd in fn_mcxt, or NULL */
@@ -410,14 +573,19 @@ plain_blind(FmgrInfo *flinfo, char kind, const struct varlena *p)
 	DataKey    *ek;
 	DataKey    *bk;
 
-	if (pb != NULL && pb->data != NULL && pb->kind == kind && pb->len == len &&
-		memcmp(pb->data, data, len) == 0)
-		return pb->blind;
 	if (pb == NULL)
 	{
 		pb = MemoryContextAllocZero(flinfo->fn_mcxt, sizeof(PlainBlind));
 		flinfo->fn_extra = pb;
 	}
+	if (unlikely(pb->checked_user != GetUserId()))
+	{
+		enctype_check_compare();
+		pb->checked_user = GetUserId();
+	}
+	if (pb->data != NULL && pb->kind == kind && pb->len == len &&
+		memcmp(pb->data, data, len) == 0)
+		return pb->blind;
 	if (pb->data != NULL)
 	{
 		OPENSSL_cleanse(pb->data, pb->len);
@@ -425,7 +593,7 @@ plain_blind(FmgrInfo *flinfo, char kind, const struct varlena *p)
 		pb->data = NULL;
 	}
 	/* The statement holds a plaintext: keep its text out of the log. */
-	hooks_note_plaintext();
+	statement_note_plaintext();
 	keys_current(&ek, &bk);
 	crypto_hmac(bk->mac, kind, data, len, pb->blind, ENV_BLIND_LEN);
 	pb->data = MemoryContextAlloc(flinfo->fn_mcxt, Max(len, 1));
@@ -565,6 +733,7 @@ pii_guard_encrypt_text(PG_FUNCTION_ARGS)
 {
 	text	   *t = PG_GETARG_TEXT_PP(0);
 
+	enctype_check_seal();
 	PG_RETURN_BYTEA_P(crypto_seal(ENV_KIND_TEXT, VARDATA_ANY(t),
 								  VARSIZE_ANY_EXHDR(t)));
 }
@@ -575,6 +744,7 @@ pii_guard_encrypt_bytea(PG_FUNCTION_ARGS)
 {
 	bytea	   *b = PG_GETARG_BYTEA_PP(0);
 
+	enctype_check_seal();
 	PG_RETURN_BYTEA_P(crypto_seal(ENV_KIND_BYTEA, VARDATA_ANY(b),
 								  VARSIZE_ANY_EXHDR(b)));
 }
@@ -644,4 +814,91 @@ pii_guard_reencrypt(PG_FUNCTION_ARGS)
 	result = crypto_seal(kind, VARDATA(plain), VARSIZE(plain) - VARHDRSZ);
 	crypto_wipe(plain);
 	PG_RETURN_BYTEA_P(result);
+}
+
+/*
+ * What _blind_probe keeps in fn_extra: the last plaintext and its probe,
+ * so that a filter evaluated on every row seals once.
+ */
+typedef struct ProbeCache
+{
+	Oid			userid;
+	Size		len;
+	char	   *data;			/* the plaintext, wiped when replaced */
+	bytea	   *probe;
+} ProbeCache;
+
+/*
+ * The probe for plaintext p: an envelope of it, whose blind index the
+ * stored column is compared with.  Answers a trusted user anywhere, and
+ * everyone at a call site lookup.c built (the filter of a role that sees
+ * the column in clear on every row).  Anywhere else the planner's own
+ * evaluation (a selectivity estimate) gets no answer, and a statement an
+ * ERROR.
+ */
+static Datum
+enctype_probe(FunctionCallInfo fcinfo, char kind)
+{
+	struct varlena *plain = PG_GETARG_VARLENA_PP(0);
+	Node	   *site = fcinfo->flinfo->fn_expr;
+	ProbeCache *pc = (ProbeCache *) fcinfo->flinfo->fn_extra;
+	const char *data = VARDATA_ANY(plain);
+	Size		len = VARSIZE_ANY_EXHDR(plain);
+
+	if (pc == NULL)
+	{
+		pc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ProbeCache));
+		fcinfo->flinfo->fn_extra = pc;
+	}
+	if (pc->userid != GetUserId())
+	{
+		if (!(site != NULL && IsA(site, FuncExpr) &&
+			  ((FuncExpr *) site)->location == PII_SITE_MARK) &&
+			!enctype_trusted())
+		{
+			if (statement_planning_depth() > 0)
+				PG_RETURN_NULL();
+			enctype_check_compare();
+		}
+		pc->userid = GetUserId();
+	}
+	statement_note_plaintext();
+	if (pc->probe != NULL && pc->len == len && memcmp(pc->data, data, len) == 0)
+		PG_RETURN_BYTEA_P((bytea *) pg_detoast_datum_copy((struct varlena *) pc->probe));
+	if (pc->data != NULL)
+	{
+		OPENSSL_cleanse(pc->data, pc->len);
+		pfree(pc->data);
+		pfree(pc->probe);
+		pc->data = NULL;
+		pc->probe = NULL;
+	}
+	{
+		bytea	   *env = crypto_seal(kind, data, len);
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		pc->probe = (bytea *) pg_detoast_datum_copy((struct varlena *) env);
+		pc->data = palloc(Max(len, 1));
+		memcpy(pc->data, data, len);
+		pc->len = len;
+		MemoryContextSwitchTo(old);
+		PG_RETURN_BYTEA_P(env);
+	}
+}
+
+PG_FUNCTION_INFO_V1(pii_guard_blind_probe_text);
+PG_FUNCTION_INFO_V1(pii_guard_blind_probe_bytea);
+
+/* SQL function: _blind_probe(text) returns encrypted_text */
+Datum
+pii_guard_blind_probe_text(PG_FUNCTION_ARGS)
+{
+	return enctype_probe(fcinfo, ENV_KIND_TEXT);
+}
+
+/* SQL function: _blind_probe(bytea) returns encrypted_bytea */
+Datum
+pii_guard_blind_probe_bytea(PG_FUNCTION_ARGS)
+{
+	return enctype_probe(fcinfo, ENV_KIND_BYTEA);
 }

@@ -353,9 +353,9 @@ limits_statement_done(bool aborting)
 		audit_event_init(&ev, AUDIT_EXPORT);
 		AUDIT_SET(&ev, relation, pending_uses[i].relation);
 		if (aborting)
-			snprintf(ev.operation, sizeof(ev.operation), "%s (failed)", hooks_statement_command());
+			snprintf(ev.operation, sizeof(ev.operation), "%s (failed)", statement_command());
 		else
-			AUDIT_SET(&ev, operation, hooks_statement_command());
+			AUDIT_SET(&ev, operation, statement_command());
 		ev.rows = pending_uses[i].rows;
 		snprintf(ev.detail, sizeof(ev.detail),
 				 INT64_FORMAT " rows under export approval " INT64_FORMAT,
@@ -368,10 +368,20 @@ limits_statement_done(bool aborting)
 	counters_changed = false;
 }
 
+/* Make rl the cached limits of the acting role (replacing the old ones). */
+static void
+limits_install_role(RoleLimits *rl)
+{
+	if (role_limits.approvals != NULL)
+		pfree(role_limits.approvals);
+	role_limits = *rl;
+}
+
 /* Load the acting role's limits and live, not used-up export approvals. */
 static void
 limits_load_role(Oid userid)
 {
+	RoleLimits	rl;
 	OwnerContext oc;
 	Oid			argtypes[2] = {OIDOID, TIMESTAMPTZOID};
 	Datum		values[2];
@@ -382,27 +392,30 @@ limits_load_role(Oid userid)
 	HeapTuple	row;
 	TupleDesc	desc;
 
-	if (role_limits.approvals != NULL)
-		pfree(role_limits.approvals);
-	memset(&role_limits, 0, sizeof(role_limits));
-	role_limits.userid = userid;
-	role_limits.generation = policy_current_generation();
-	role_limits.expires = DT_NOEND;
-	role_limits.stmt_max = -1;
-	role_limits.day_max = -1;
-	role_limits.exempt = superuser_arg(userid);
-	if (role_limits.exempt || !OidIsValid(pii_guard_relation_oid("profiles", true)))
+	/*
+	 * Built aside and installed only when complete: an ERROR half way (a
+	 * cancel during the queries) must not leave a half-loaded role that
+	 * reads as "no limits".
+	 */
+	rl.userid = InvalidOid;
+	memset(&rl, 0, sizeof(rl));
+	rl.userid = userid;
+	rl.generation = policy_current_generation();
+	rl.expires = DT_NOEND;
+	rl.stmt_max = -1;
+	rl.day_max = -1;
+	rl.exempt = superuser_arg(userid);
+	if (rl.exempt || !OidIsValid(pii_guard_relation_oid("profiles", true)))
 	{
-		role_limits.exempt = true;
+		rl.exempt = true;
+		limits_install_role(&rl);
 		return;
 	}
 	have_use_table = OidIsValid(pii_guard_relation_oid("export_grant_use", true));
 
 	values[0] = ObjectIdGetDatum(userid);
 	values[1] = TimestampTzGetDatum(now);
-	pii_guard_enter_owner_context(&oc);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	owner_spi_begin(&oc);
 	if (SPI_execute_with_args("SELECT count(*), "
 							  "       count(*) FILTER (WHERE p.max_rows_per_statement IS NULL), "
 							  "       coalesce(max(p.max_rows_per_statement), -1), "
@@ -414,11 +427,11 @@ limits_load_role(Oid userid)
 		elog(ERROR, "could not read pii_guard export limits");
 	row = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	role_limits.nprofiles = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-	role_limits.stmt_unset = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
-	role_limits.stmt_max = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
-	role_limits.day_unset = DatumGetInt64(SPI_getbinval(row, desc, 4, &isnull));
-	role_limits.day_max = DatumGetInt64(SPI_getbinval(row, desc, 5, &isnull));
+	rl.nprofiles = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+	rl.stmt_unset = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
+	rl.stmt_max = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
+	rl.day_unset = DatumGetInt64(SPI_getbinval(row, desc, 4, &isnull));
+	rl.day_max = DatumGetInt64(SPI_getbinval(row, desc, 5, &isnull));
 
 	if (SPI_execute_with_args(have_use_table ?
 							  "SELECT g.grant_id, g.created_at, g.rows, g.valid_from, g.valid_until, "
@@ -439,19 +452,19 @@ limits_load_role(Oid userid)
 							  2, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read pii_guard export approvals");
 	if (SPI_processed > 0)
-		role_limits.approvals = MemoryContextAlloc(limits_context(),
+		rl.approvals = MemoryContextAlloc(limits_context(),
 												   sizeof(LimitsApproval) * SPI_processed);
 	desc = SPI_tuptable->tupdesc;
 	for (i = 0; i < SPI_processed; i++)
 	{
-		LimitsApproval *a = &role_limits.approvals[role_limits.napprovals];
+		LimitsApproval *a = &rl.approvals[rl.napprovals];
 		TimestampTz from;
 
 		row = SPI_tuptable->vals[i];
 		from = DatumGetTimestampTz(SPI_getbinval(row, desc, 4, &isnull));
 		if (from > now)
 		{
-			role_limits.expires = Min(role_limits.expires, from);
+			rl.expires = Min(rl.expires, from);
 			continue;
 		}
 		a->grant_id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
@@ -462,11 +475,11 @@ limits_load_role(Oid userid)
 		/* Used up (by what shared memory says): not worth a slot. */
 		if (limits_grant_used(a) >= a->rows)
 			continue;
-		role_limits.expires = Min(role_limits.expires, a->valid_until);
-		role_limits.napprovals++;
+		rl.expires = Min(rl.expires, a->valid_until);
+		rl.napprovals++;
 	}
-	SPI_finish();
-	pii_guard_leave_owner_context(&oc);
+	owner_spi_end(&oc);
+	limits_install_role(&rl);
 }
 
 /* The acting role's limits, reloaded when the policy changed or an approval starts or ends. */
@@ -665,6 +678,26 @@ limits_count_row(Oid relid, Datum rowkey, Oid rowkey_type, bool rowkey_null)
 	}
 }
 
+/*
+ * views.c, at the abort of a (sub)transaction: n writes through a masking
+ * view by the acting role conflicted with existing rows (probes).  Each
+ * counts as a row toward the role's day -- also past its limit: the probe
+ * has been answered, but the rows the role may still take shrink -- if the
+ * role has limits at all (loaded before the write).  Never raises.
+ */
+void
+limits_charge_probes(int n)
+{
+	if (n <= 0 || role_limits.userid != GetUserId() || role_limits.exempt ||
+		(limits_combine(role_limits.nprofiles, role_limits.stmt_unset, role_limits.stmt_max,
+						pii_guard_default_max_rows_per_statement) < 0 &&
+		 limits_combine(role_limits.nprofiles, role_limits.day_unset, role_limits.day_max,
+						pii_guard_default_max_rows_per_day) < 0))
+		return;
+	if (limits_day_add(GetSessionUserId(), n))
+		counters_changed = true;
+}
+
 /* Forget cached limits (policy changed). */
 void
 limits_invalidate(void)
@@ -708,9 +741,7 @@ pii_guard_export_grant_used(PG_FUNCTION_ARGS)
 	memset(&a, 0, sizeof(a));
 	a.grant_id = PG_GETARG_INT64(0);
 	values[0] = Int64GetDatum(a.grant_id);
-	pii_guard_enter_owner_context(&oc);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	owner_spi_begin(&oc);
 	if (SPI_execute_with_args(OidIsValid(pii_guard_relation_oid("export_grant_use", true)) ?
 							  "SELECT g.created_at, coalesce(u.used, 0) FROM pii_guard.grants g "
 							  "LEFT JOIN pii_guard.export_grant_use u "
@@ -727,8 +758,7 @@ pii_guard_export_grant_used(PG_FUNCTION_ARGS)
 		a.stored_used = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 													SPI_tuptable->tupdesc, 2, &isnull));
 	}
-	SPI_finish();
-	pii_guard_leave_owner_context(&oc);
+	owner_spi_end(&oc);
 	if (!found)
 		PG_RETURN_INT64(0);
 	PG_RETURN_INT64(limits_grant_used(&a));

@@ -607,6 +607,44 @@ limits_day_take(Oid roleid, int64 per_day, int64 *total)
 	return true;
 }
 
+/*
+ * Add n rows to (this database, roleid)'s day regardless of its limit;
+ * for probes, at abort (views.c): never raises, and when no counter can
+ * be had the rows are not counted.  True if they were.
+ */
+bool
+limits_day_add(Oid roleid, int64 n)
+{
+	DayKey		key;
+	DayCounter *dc;
+	int64		now = limits_now_hour();
+	bool		found = false;
+
+	if (limits_shared == NULL)
+		return false;
+	memset(&key, 0, sizeof(key));
+	key.dboid = MyDatabaseId;
+	key.roleid = roleid;
+	LWLockAcquire(limits_shared->lock, LW_EXCLUSIVE);
+	dc = hash_search(day_counters, &key, HASH_FIND, NULL);
+	if (dc == NULL && hash_get_num_entries(day_counters) < pii_guard_max_export_counters)
+	{
+		dc = hash_search(day_counters, &key, HASH_ENTER_NULL, &found);
+		if (dc != NULL)
+		{
+			memset(dc->hour, 0, sizeof(dc->hour));
+			memset(dc->rows, 0, sizeof(dc->rows));
+		}
+	}
+	if (dc != NULL)
+	{
+		limits_day_put(dc, now, n);
+		limits_shared->changes++;
+	}
+	LWLockRelease(limits_shared->lock);
+	return dc != NULL;
+}
+
 /* Rows counted for (this database, roleid) in the window. */
 int64
 limits_day_total(Oid roleid)

@@ -5,24 +5,45 @@
  *
  * A filter on a masking view's column compares what the role sees:
  * `WHERE phone = '13812345678'` on the view is `reveal(phone, ...) =
- * '13812345678'`, which no index answers, so every row is read and revealed
- * -- and, for a role with export limits, counted.  For a role that sees the
- * column in clear on every row, reveal() returns the stored value itself
- * (for an encrypted column, its plaintext), so the filter means the same as
- * comparing the stored column: `phone = '13812345678'::text`, which the
- * blind index answers (or any index on a plaintext column).  So, before
- * planning, for each such filter -- view column = constant or parameter,
- * at the top level of a WHERE clause -- that comparison is added inside the
- * view's subquery, where the stored column is in scope.  The filter itself
- * stays: the result is the same whichever the planner uses.  For every
- * other role (masked, hidden, a row-specific or time-boxed grant) nothing
- * is added, and a filter keeps seeing only what the role sees.
+ * '13812345678'`, which no index answers, so every row is read and revealed.
+ * For a role that sees the column in clear on every row, reveal() returns
+ * the stored value itself (for an encrypted column, its plaintext), so the
+ * filter means the same as comparing the stored column: for a plaintext
+ * column `phone = '13812345678'`, for an encrypted one `phone =
+ * _blind_probe('13812345678')` -- an envelope of the value, whose blind
+ * index the column's index answers.  So, before planning, for each such
+ * filter -- view column = constant or parameter (text or varchar for an
+ * encrypted column), at the top level of a WHERE clause -- that comparison
+ * is added inside the view's subquery, where the stored column is in
+ * scope.  The filter itself stays: the result is the same whichever the
+ * planner uses.  For every other role (masked, hidden, a row-specific or
+ * time-boxed grant) nothing is added, and a filter keeps seeing only what
+ * the role sees.
+ *
+ * The probe answers only where it was put: its call carries PII_SITE_MARK
+ * (enctype.c refuses a plaintext comparison anywhere else to everyone but
+ * trusted roles, since it would test guesses against any envelope).
+ *
+ * Row-level security.  The added comparison is leakproof, so the planner
+ * may evaluate it -- through the index -- before the base table's
+ * row-level security quals, on rows the role may not see; EXPLAIN ANALYZE
+ * would then count them ("Rows Removed by Filter"), telling whether a
+ * value exists among them.  So it is added as it is only when the role's
+ * policies hide nothing: each security qual of the base table, evaluated
+ * for the current role as the planner estimates (current_user,
+ * pg_has_role() and other stable functions folded), is constant true.
+ * Otherwise -- a sales rep whose policy keeps only his own customers -- it
+ * is wrapped in _after_policies(), an identity that is not leakproof: the
+ * planner then evaluates it only after the policy, on the rep's own rows,
+ * and before the role's own filter (it is cheaper), so that only the rows
+ * that match are revealed.  No index, but nothing about other rows shows.
  *
  * A plan with such a filter depends on the role and the policy, whether or
  * not the comparison was added: lookup_add_quals says so, and hooks.c marks
  * the plan dependsOnRole and makes it depend on the policy sentinel
  * relation, so a cached plan is replanned when the user or the policy
- * changes; a change of role membership resets the plan cache.
+ * changes; a change of role membership resets the plan cache (row-level
+ * security policies are the base table's, whose changes replan already).
  * Nothing here can widen what a role sees: the comparison added is only
  * ever the role's own filter, on a value the role sees in clear anyway.
  *
@@ -33,15 +54,19 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_operator.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "miscadmin.h"
 #include "optimizer/optimizer.h"
+#include "nodes/pathnodes.h"
+#include "parser/parsetree.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/plancache.h"
 #include "utils/syscache.h"
+#include "utils/builtins.h"
 #include "utils/typcache.h"
 
 #include "pii_guard.h"
@@ -52,8 +77,43 @@ typedef struct LookupContext
 	int			nreveal;
 	Oid			encrypted_text;
 	Oid			encrypted_bytea;
+	Oid			after_policies; /* pii_guard._after_policies(boolean) */
 	bool		for_role;		/* a filter's plan depends on the role */
 } LookupContext;
+
+/*
+ * Do the row-level security quals of base table entry rte hide nothing
+ * from the current role?  Each must fold, as the planner estimates (stable
+ * functions and current_user evaluated now), to constant true.
+ */
+static bool
+lookup_policies_hide_nothing(RangeTblEntry *rte)
+{
+	PlannerGlobal glob;
+	PlannerInfo root;
+	ListCell   *lc;
+
+	if (rte->securityQuals == NIL)
+		return true;
+	memset(&glob, 0, sizeof(glob));
+	memset(&root, 0, sizeof(root));
+	glob.type = T_PlannerGlobal;
+	root.type = T_PlannerInfo;
+	root.glob = &glob;
+	foreach(lc, rte->securityQuals)
+	{
+		Node	   *qual = (Node *) lfirst(lc);
+		Node	   *folded;
+
+		if (IsA(qual, List))
+			qual = (Node *) make_ands_explicit((List *) qual);
+		folded = estimate_expression_value(&root, copyObject(qual));
+		if (folded == NULL || !IsA(folded, Const) || ((Const *) folded)->constisnull ||
+			!DatumGetBool(((Const *) folded)->constvalue))
+			return false;
+	}
+	return true;
+}
 
 static void lookup_query_tree(Query *q, LookupContext *cxt);
 
@@ -103,21 +163,26 @@ lookup_reveal_call(LookupContext *cxt, Query *view, AttrNumber attno)
 	return fe;
 }
 
-/* Is node a constant or a parameter of type typid (after relabelling)? */
+/*
+ * Is node a constant or a parameter, possibly relabelled (a varchar
+ * compared as text), of type typid?
+ */
 static bool
 lookup_is_value(Node *node, Oid typid)
 {
-	node = lookup_strip(node);
+	Node	   *inner = lookup_strip(node);
+
 	if (node == NULL || exprType(node) != typid)
 		return false;
-	return IsA(node, Const) ||
-		(IsA(node, Param) && ((Param *) node)->paramkind == PARAM_EXTERN);
+	return IsA(inner, Const) ||
+		(IsA(inner, Param) && ((Param *) inner)->paramkind == PARAM_EXTERN);
 }
 
 /*
  * If qual is `view column = value` for view (range table index varno of
  * q), with the column a reveal() the current role sees in clear on every
- * row, add `stored column = value` to the view's subquery.
+ * row, add the same comparison on the stored column to the view's
+ * subquery (see the file header).
  */
 static void
 lookup_try_qual(LookupContext *cxt, Query *view, Index varno, Node *qual)
@@ -130,11 +195,13 @@ lookup_try_qual(LookupContext *cxt, Query *view, Index varno, Node *qual)
 	FuncExpr   *reveal;
 	Var		   *stored;
 	Oid			stored_type;
-	Oid			value_type;
 	Oid			opno;
 	Oid			relid;
 	const char *attname;
+	Expr	   *compared;
 	Expr	   *added;
+	RangeTblEntry *base_rte;
+	bool		encrypted;
 
 	if (!IsA(qual, OpExpr) || list_length(((OpExpr *) qual)->args) != 2)
 		return;
@@ -164,26 +231,32 @@ lookup_try_qual(LookupContext *cxt, Query *view, Index varno, Node *qual)
 
 	stored = (Var *) linitial(reveal->args);
 	stored_type = stored->vartype;
-	value_type = exprType(lookup_strip(value));
-	if (stored_type == cxt->encrypted_text || stored_type == cxt->encrypted_bytea)
+	encrypted = stored_type == cxt->encrypted_text || stored_type == cxt->encrypted_bytea;
+	if (encrypted)
 	{
 		Oid			plain = stored_type == cxt->encrypted_text ? TEXTOID : BYTEAOID;
+		Oid			probe = enctype_probe_function(stored_type);
+		FuncExpr   *call;
 
 		/* The view's column is text (bytea): the same equality on it. */
 		if (op->opno != (plain == TEXTOID ? TextEqualOperator : ByteaEqualOperator) ||
-			!lookup_is_value(value, plain))
+			!lookup_is_value(value, plain) || !OidIsValid(probe))
 			return;
+		call = makeFuncExpr(probe, stored_type, list_make1(copyObject(value)),
+							InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+		call->location = PII_SITE_MARK;
+		compared = (Expr *) call;
 		/* cppcheck-suppress unknownEvaluationOrder ; the two makeString() are independent */
 		opno = OpernameGetOprid(list_make2(makeString("pg_catalog"), makeString("=")),
-								stored_type, plain);
+								stored_type, stored_type);
 	}
 	else
 	{
 		TypeCacheEntry *tce = lookup_type_cache(stored_type, TYPECACHE_EQ_OPR);
 
-		if (op->opno != tce->eq_opr || value_type != stored_type ||
-			!lookup_is_value(value, stored_type))
+		if (op->opno != tce->eq_opr || !lookup_is_value(value, stored_type))
 			return;
+		compared = (Expr *) copyObject(value);
 		opno = op->opno;
 	}
 	if (!OidIsValid(opno))
@@ -193,14 +266,23 @@ lookup_try_qual(LookupContext *cxt, Query *view, Index varno, Node *qual)
 	cxt->for_role = true;
 	relid = DatumGetObjectId(((Const *) lsecond(reveal->args))->constvalue);
 	attname = NameStr(*DatumGetName(((Const *) lthird(reveal->args))->constvalue));
-	if (!policy_clear_for_all_rows(relid, attname,
-								   stored_type == cxt->encrypted_text ||
-								   stored_type == cxt->encrypted_bytea))
+	if (!policy_clear_for_all_rows(relid, attname, encrypted))
 		return;
+	if (stored->varlevelsup != 0 || stored->varno < 1 ||
+		stored->varno > list_length(view->rtable))
+		return;
+	base_rte = rt_fetch(stored->varno, view->rtable);
 
 	added = make_opclause(opno, BOOLOID, false, (Expr *) copyObject(stored),
-						  (Expr *) copyObject(value), InvalidOid, op->inputcollid);
+						  compared, InvalidOid, op->inputcollid);
 	set_opfuncid((OpExpr *) added);
+	if (!lookup_policies_hide_nothing(base_rte))
+	{
+		if (!OidIsValid(cxt->after_policies))
+			return;
+		added = (Expr *) makeFuncExpr(cxt->after_policies, BOOLOID, list_make1(added),
+									  InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	}
 	view->jointree->quals = make_and_qual(view->jointree->quals, (Node *) added);
 }
 
@@ -274,6 +356,21 @@ lookup_query_tree(Query *q, LookupContext *cxt)
 								 QTW_IGNORE_RANGE_TABLE | QTW_IGNORE_CTE_SUBQUERIES);
 }
 
+/* pii_guard._after_policies(boolean), or InvalidOid (before 0.3). */
+static Oid
+lookup_after_policies_oid(void)
+{
+	Oid			nsp = pii_guard_schema_oid(true);
+	Oid			argtype = BOOLOID;
+
+	if (!OidIsValid(nsp))
+		return InvalidOid;
+	return GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
+						   CStringGetDatum("_after_policies"),
+						   PointerGetDatum(buildoidvector(&argtype, 1)),
+						   ObjectIdGetDatum(nsp));
+}
+
 /*
  * Add the indexable comparisons (see the file header) to a query about to
  * be planned.  True if it has a filter they apply to, added or not: then
@@ -283,17 +380,14 @@ bool
 lookup_add_quals(Query *parse)
 {
 	LookupContext cxt;
-	Oid			nsp;
 
 	memset(&cxt, 0, sizeof(cxt));
-	cxt.nreveal = policy_reveal_functions(&cxt.reveal_oids);
+	cxt.nreveal = reveal_functions(&cxt.reveal_oids);
 	if (cxt.nreveal == 0)
 		return false;
-	nsp = pii_guard_schema_oid(true);
-	cxt.encrypted_text = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-										 CStringGetDatum("encrypted_text"), ObjectIdGetDatum(nsp));
-	cxt.encrypted_bytea = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-										  CStringGetDatum("encrypted_bytea"), ObjectIdGetDatum(nsp));
+	cxt.encrypted_text = enctype_encrypted_text_oid();
+	cxt.encrypted_bytea = enctype_encrypted_bytea_oid();
+	cxt.after_policies = lookup_after_policies_oid();
 	lookup_query_tree(parse, &cxt);
 	return cxt.for_role;
 }
@@ -311,4 +405,18 @@ void
 lookup_register_callbacks(void)
 {
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, lookup_membership_callback, (Datum) 0);
+}
+
+PG_FUNCTION_INFO_V1(pii_guard_after_policies);
+
+/*
+ * SQL function: _after_policies(boolean) returns boolean
+ *
+ * The identity, not leakproof: a lookup comparison wrapped in it is
+ * evaluated after the row-level security policies (see the file header).
+ */
+Datum
+pii_guard_after_policies(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 }

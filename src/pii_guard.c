@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * pii_guard.c
- *		Module initialisation, settings, and the owner-context helper.
+ *		Module initialisation and settings.
  *
  * pii_guard must be preloaded (shared_preload_libraries): the master key is
  * read once by the postmaster, and later features install executor hooks and
@@ -31,13 +31,9 @@
 
 #include <limits.h>
 
-#include "catalog/namespace.h"
-#include "catalog/pg_namespace.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/guc.h"
-#include "utils/lsyscache.h"
-#include "utils/syscache.h"
 
 #include "pii_guard.h"
 
@@ -218,66 +214,7 @@ _PG_init(void)
 	keys_load_master_keys();
 	keys_register_callbacks();
 	policy_register_callbacks();
+	views_register_callbacks();
 	lookup_register_callbacks();
 	hooks_install();
-}
-
-/* OID of the pii_guard schema, or InvalidOid if missing_ok and absent. */
-Oid
-pii_guard_schema_oid(bool missing_ok)
-{
-	return get_namespace_oid(PII_GUARD_SCHEMA, missing_ok);
-}
-
-/* OID of a relation in the pii_guard schema. */
-Oid
-pii_guard_relation_oid(const char *relname, bool missing_ok)
-{
-	Oid			nsp = pii_guard_schema_oid(missing_ok);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
-
-	if (!OidIsValid(relid) && !missing_ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation \"%s.%s\" does not exist", PII_GUARD_SCHEMA, relname),
-				 errhint("Run CREATE EXTENSION pii_guard in this database.")));
-	return relid;
-}
-
-/*
- * Act as the owner of the pii_guard schema (the extension's owner) with a
- * safe search_path, so that internal SPI queries need no privilege of the
- * calling role and no object of its choosing can be resolved by them.
- * Transaction and subtransaction abort restore both, so an ERROR between
- * enter and leave needs no cleanup here.
- */
-void
-pii_guard_enter_owner_context(OwnerContext *ctx)
-{
-	Oid			nsp = pii_guard_schema_oid(false);
-	HeapTuple	tup;
-	Oid			owner;
-
-	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for namespace %u", nsp);
-	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
-	ReleaseSysCache(tup);
-
-	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec_context);
-	SetUserIdAndSecContext(owner, ctx->save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	ctx->save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-}
-
-/* Undo pii_guard_enter_owner_context. */
-void
-pii_guard_leave_owner_context(OwnerContext *ctx)
-{
-	AtEOXact_GUC(true, ctx->save_nestlevel);
-	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
 }

@@ -3,19 +3,35 @@
  * pii_guard.h
  *		Declarations shared by the pii_guard source files.
  *
- * One .c file per concern:
- *	pii_guard.c	_PG_init, settings, the owner-context helper
- *	keys.c		master key, data keys, their per-backend cache
- *	crypto.c	AES-256-GCM envelopes, blind index, key wrapping
- *	enctype.c	the encrypted_text and encrypted_bytea SQL types
- *	policy.c	access decisions, their cache, reveal()
- *	views.c		masking views: the write trigger, the protected-table cache
- *	hooks.c		executor and utility hooks (dispatch only)
- *	lookup.c	indexable lookups through masking views
- *	audit.c		audit events, read notes, write trigger, MAC and chain
- *	audit_worker.c	audit queue, spill files, pending reads, the worker
- *	limits.c	export-row limits: what counts, scopes, approvals
- *	limitstate.c	their shared counters and persistence
+ * One .c file per concern, by layer from the ground up (a file calls only
+ * files of its own or lower layers):
+ *
+ *	ground		compat.h	every PG_VERSION_NUM guard
+ *				owner.c		acting as the extension owner; its schema and
+ *							relations; the owner + SPI bracket
+ *				statement.c	per-statement state: nesting level, command,
+ *							export flag, plaintext marks, maintenance
+ *	crypto		crypto.c	AES-256-GCM envelopes, blind index, key wrapping
+ *				keys.c		master key, data keys, their per-backend cache
+ *				enctype.c	the encrypted_text and encrypted_bytea types,
+ *							who may encrypt and compare, the lookup probe
+ *	shaping		mask.c		the mask functions
+ *	audit		audit.c		audit events, read notes, write trigger, MAC,
+ *							chain
+ *				audit_worker.c	audit queue, spill files, the worker
+ *	decisions	policy.c	access decisions and their cache
+ *				limits.c	export-row limits: what counts, scopes,
+ *							approvals
+ *				limitstate.c	their shared counters and persistence
+ *	views		views.c		masking views: the protected-table cache, the
+ *							fail-closed check, the write trigger
+ *				lookup.c	indexable lookups through masking views
+ *	per row		reveal.c	reveal(), and the proof that a call is a
+ *							masking view's own scan of its own row
+ *	top			ddl.c		utility statements on protected tables
+ *				hooks.c		executor, planner, utility and log hooks:
+ *							dispatch only
+ *				pii_guard.c	_PG_init, settings
  *
  *-------------------------------------------------------------------------
  */
@@ -26,12 +42,16 @@
 
 #include <openssl/evp.h>
 
+#include "access/xact.h"
 #include "compat.h"
 #include "fmgr.h"
+#include "nodes/parsenodes.h"
+#include "nodes/plannodes.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
 #define PII_GUARD_SCHEMA		"pii_guard"
+#define PII_GUARD_ENCRYPTOR_ROLE	"pii_guard_encryptor"
 #define PII_GUARD_ADMIN_ROLE	"pii_guard_admin"
 
 /*
@@ -81,17 +101,47 @@ extern char *pii_guard_master_key_command;
 extern char *pii_guard_previous_master_key_command;
 extern int	pii_guard_master_key_timeout;
 
+/* owner.c */
 typedef struct OwnerContext
 {
 	Oid			save_userid;
 	int			save_sec_context;
 	int			save_nestlevel;
+	bool		pushed_snapshot;
 } OwnerContext;
 
 extern void pii_guard_enter_owner_context(OwnerContext *ctx);
 extern void pii_guard_leave_owner_context(OwnerContext *ctx);
+extern void owner_spi_begin(OwnerContext *ctx);
+extern void owner_spi_end(OwnerContext *ctx);
 extern Oid	pii_guard_schema_oid(bool missing_ok);
 extern Oid	pii_guard_relation_oid(const char *relname, bool missing_ok);
+
+/* statement.c */
+extern int	statement_nesting_level(void);
+extern void statement_push(void);
+extern void statement_pop(void);
+extern void statement_begin(const char *command, bool is_export, bool replace);
+extern void statement_forget(void);
+extern bool statement_is_export(void);
+extern const char *statement_command(void);
+extern void statement_note_plaintext(void);
+extern bool statement_logging_plaintext(void);
+extern void statement_scrub_log(ErrorData *edata);
+extern bool statement_in_maintenance(void);
+extern void statement_maintenance(bool on);
+extern void statement_xact_end(bool toplevel);
+extern void statement_subxact_end(SubXactEvent event);
+extern int	statement_planning_depth(void);
+extern void statement_planning(bool entering);
+
+/*
+ * The location every call site that pii_guard made or proved carries
+ * (reveal() in a masking view's scan, the probes lookup.c adds).  The
+ * parser only ever sets a location >= -1 and stored expressions are read
+ * back with -1, so no expression of anyone else's making carries it.
+ */
+#define PII_SITE_MARK		(-0x50494947)
 
 /* keys.c */
 typedef struct CryptoHmac CryptoHmac;	/* a keyed HMAC-SHA256, crypto.c */
@@ -138,8 +188,13 @@ extern void crypto_wipe(bytea *plain);
 
 /* enctype.c */
 extern bool enctype_may_decrypt(void);
+extern bool enctype_trusted(void);
 extern void enctype_check_encoding(bytea *plain);
 extern bool enctype_relation_has_encrypted(Oid relid);
+extern Oid	enctype_encrypted_text_oid(void);
+extern Oid	enctype_encrypted_bytea_oid(void);
+extern Oid	enctype_probe_function(Oid encrypted_type);
+extern void enctype_register_callbacks(void);
 
 /* policy.c */
 typedef enum ColumnAccess
@@ -149,21 +204,48 @@ typedef enum ColumnAccess
 	ACCESS_CLEAR = 2
 } ColumnAccess;
 
-typedef struct Decision Decision;
+/*
+ * What a role may see of one protected column, for rows without a
+ * row-specific grant (and which rows have one).  Computed by policy.c,
+ * read on every row by reveal.c.
+ */
+typedef struct DecisionKey
+{
+	Oid			userid;
+	Oid			relid;
+	NameData	attname;
+} DecisionKey;
+
+typedef struct Decision
+{
+	DecisionKey key;			/* hash key: must be first */
+	bool		has_rule;		/* false: the column is not protected */
+	bool		exempt;			/* superuser or table owner */
+	char		level[16];		/* the column's level, for reports */
+	ColumnAccess access;		/* for rows without a row-specific grant */
+	Oid			mask_fn;		/* InvalidOid: no mask function */
+	Oid			mask_run_as;	/* the mask's owner, for masks not in C */
+	int			mask_nargs;		/* extra arguments after the value */
+	Datum	   *mask_args;
+	bool	   *mask_argnulls;
+	TimestampTz expires;		/* recompute from this statement time on */
+	int			nrowkeys;		/* rows with a live row-specific grant */
+	char	  **rowkeys;		/* sorted, for bsearch */
+} Decision;
 
 extern int	pii_guard_max_grant_duration;
 
+extern uint64 policy_generation;
+
 extern void policy_register_callbacks(void);
 extern uint64 policy_current_generation(void);
+extern void policy_watch_function(Oid fn);
 extern bool policy_is_exempt(Oid userid, Oid relid);
 extern const char *policy_mask_problem(Oid fn, int *sqlstate);
 extern Decision *policy_decide(Oid userid, Oid relid, const char *attname);
 extern ColumnAccess policy_row_access(Decision *d, const char *rowkey);
 extern const char *policy_access_name(ColumnAccess access);
-extern bool policy_reveal_exists(void);
-extern int	policy_reveal_functions(const Oid **oids);
 extern bool policy_clear_for_all_rows(Oid relid, const char *attname, bool encrypted);
-extern bool policy_text_calls_reveal(const char *nodes);
 
 /* lookup.c */
 extern bool lookup_add_quals(Query *parse);
@@ -175,10 +257,33 @@ extern void lookup_register_callbacks(void);
 extern bool views_is_protected_base(Oid relid);
 extern const char *views_masking_view_name(Oid relid);
 extern Oid	views_base_of_view(Oid relid);
-extern void views_check_permissions(List *perms);
-extern void views_check_relation(Oid relid, Oid check_as);
+extern const char *views_row_key(Oid base);
+extern Oid	views_owner_role(void);
+extern bool views_any_owned_by(Oid userid);
+extern bool views_check_permissions(List *perms, bool ereport_on_violation);
+extern bool views_check_relation(Oid relid, Oid check_as, bool ereport_on_violation);
+extern void views_audit_refusals(Query *parse);
 struct QueryDesc;
 extern void views_note_statement(struct QueryDesc *queryDesc, int eflags);
+extern void views_register_callbacks(void);
+extern void views_abort(void);
+
+/* reveal.c */
+extern int	reveal_functions(const Oid **oids);
+extern void reveal_prove_plan(PlannedStmt *stmt);
+
+/* ddl.c */
+typedef struct DdlAfter
+{
+	bool		tree_copied;	/* the statement was copied to be changed */
+	bool		rebuild;		/* rebuild base's masking views afterwards */
+	Oid			base;
+	const char *rename_from;	/* a column rename to carry into the views */
+	const char *rename_to;
+} DdlAfter;
+
+extern void ddl_before(PlannedStmt **pstmt, bool read_only_tree, DdlAfter *after);
+extern void ddl_after(const DdlAfter *after);
 
 /* limits.c */
 #define ERRCODE_PII_GUARD_EXPORT_LIMIT MAKE_SQLSTATE('5','4','P','0','1')
@@ -193,6 +298,7 @@ extern void limits_leave_portal(bool pushed);
 extern void limits_statement_boundary(void);
 extern void limits_statement_done(bool aborting);
 extern void limits_invalidate(void);
+extern void limits_charge_probes(int n);
 
 /* limitstate.c */
 #define LIMITS_BUCKETS	25		/* hourly: a rolling window of 24 to 25 hours */
@@ -216,16 +322,13 @@ extern void limits_shmem_startup(void);
 extern void limits_persist(void);
 extern void limits_sync_grant_use(void);
 extern bool limits_day_take(Oid roleid, int64 per_day, int64 *total);
+extern bool limits_day_add(Oid roleid, int64 n);
 extern int64 limits_day_total(Oid roleid);
 extern int	limits_grant_take(const LimitsApproval *approvals, int n);
 extern int64 limits_grant_used(const LimitsApproval *approval);
 
 /* hooks.c */
 extern void hooks_install(void);
-extern int	hooks_nesting_level(void);
-extern void hooks_note_plaintext(void);
-extern bool hooks_statement_is_export(void);
-extern const char *hooks_statement_command(void);
 
 /* audit.c */
 #define AUDIT_READ		'r'

@@ -1,8 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * policy.c
- *		Access decisions (clear, masked, hidden) and their per-backend cache;
- *		the reveal() functions that masking views call.
+ *		Access decisions (clear, masked, hidden) and their per-backend cache.
  *
  * Decision for (current role, protected column, row), in this order:
  *	exempt (superuser, or has the privileges of the table's owner) => clear;
@@ -17,10 +16,15 @@
  * owner) the first time a backend needs one for (role, table, column), and
  * kept in PolicyContext.  A statement trigger on every policy table sends a
  * relcache invalidation for pii_guard.column_rules (the sentinel), and
- * role membership changes and function changes arrive as syscache
- * invalidations; all bump policy_generation, and a decision of an older
- * generation is recomputed on next use.  The context is reset only when a decision is (re)loaded, never
- * inside a callback, so a pointer a caller holds stays valid for its call.
+ * role membership and attribute changes arrive as syscache invalidations;
+ * all bump policy_generation, and a decision of an older generation is
+ * recomputed on next use.  Invalidation is narrow: of all function changes
+ * only those of functions a decision took (its mask function,
+ * policy_watch_function) count -- any role can create and drop functions
+ * in its temp schema as fast as it likes, and that must neither flush
+ * other sessions' caches nor slow them down.  The context is reset only
+ * when a decision is (re)loaded, never inside a callback, so a pointer a
+ * caller holds stays valid for its call.
  * A decision that depends on a grant also expires at the grant's end (or
  * start): it is valid while the statement's start time is before
  * Decision.expires, so a grant closes by itself, consistently for a whole
@@ -39,10 +43,6 @@
  * A function that fails any check leaves its column hidden, with a WARNING.
  * The rule stores the signature (OIDs change across dump and restore), and
  * it is resolved as the extension owner.
- *
- * reveal() keeps in fn_extra the decision for its call site, the mask
- * function's FmgrInfo and the row key's output function, so that a row
- * costs a generation check, a user check and a time comparison.
  *
  *-------------------------------------------------------------------------
  */
@@ -78,61 +78,24 @@
 
 #include "pii_guard.h"
 
-typedef struct DecisionKey
-{
-	Oid			userid;
-	Oid			relid;
-	NameData	attname;
-} DecisionKey;
-
-struct Decision
-{
-	DecisionKey key;			/* hash key: must be first */
-	bool		has_rule;		/* false: the column is not protected */
-	bool		exempt;			/* superuser or table owner */
-	char		level[16];		/* the column's level, for reports */
-	ColumnAccess access;		/* for rows without a row-specific grant */
-	Oid			mask_fn;		/* InvalidOid: no mask function */
-	Oid			mask_run_as;	/* the mask's owner, for masks not in C */
-	int			mask_nargs;		/* extra arguments after the value */
-	Datum	   *mask_args;
-	bool	   *mask_argnulls;
-	TimestampTz expires;		/* recompute from this statement time on */
-	int			nrowkeys;		/* rows with a live row-specific grant */
-	char	  **rowkeys;		/* sorted, for bsearch */
-};
-
-/* What reveal() keeps in fn_extra. */
-typedef struct RevealCache
-{
-	void	   *audit_site;		/* audit.c's per-call-site state */
-	uint64		generation;
-	Oid			userid;
-	Decision   *decision;
-	/* Derived from the decision when it is (re)loaded, for the row path: */
-	bool		never_expires;	/* decision->expires == DT_NOEND */
-	bool		governed;		/* has a rule and the user is not exempt */
-	bool		per_row;		/* row-specific grants: look at the row key */
-	ColumnAccess access;		/* the access for every row, unless per_row */
-	bool		unlimited;		/* no export limits apply to the user ... */
-	int			unlimited_dflt[2];	/* ... with these default limits */
-	FmgrInfo	mask_finfo;
-	bool		mask_ready;
-	Oid			rowkey_type;
-	FmgrInfo	rowkey_out;
-	bool		rowkey_ready;
-	FunctionCallInfo mask_fcinfo;
-} RevealCache;
-
 /* pii_guard.max_grant_duration, in minutes (grants_guard() enforces it) */
 int			pii_guard_max_grant_duration = 7 * 24 * 60;
 
 static MemoryContext PolicyContext = NULL;
 static HTAB *decisions = NULL;
-static uint64 policy_generation = 1;
+uint64		policy_generation = 1;	/* read on every row by reveal.c */
 static uint64 decisions_generation = 0;
 static uint64 policy_cache_resets = 0;	/* PolicyContext resets so far */
 static Oid	sentinel_relid = InvalidOid;
+
+/*
+ * PROCOID hash values of the functions decisions depend on; past
+ * MAX_WATCHED, every function change counts (the safe side).
+ */
+#define MAX_WATCHED 64
+static uint32 watched[MAX_WATCHED];
+static int	nwatched = 0;
+static bool watch_all = false;
 
 /*
  * The policy generation.  Also learns the sentinel's OID the first time it
@@ -162,11 +125,7 @@ policy_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 	}
 }
 
-/*
- * Syscache callback: role memberships or attributes changed, or a function
- * did (a mask function's owner, volatility or body decides whether it may
- * still be used).
- */
+/* Syscache callback: role memberships or attributes changed. */
 static void
 policy_syscache_callback(Datum arg pg_attribute_unused(),
 						 int cacheid pg_attribute_unused(),
@@ -175,13 +134,54 @@ policy_syscache_callback(Datum arg pg_attribute_unused(),
 	policy_generation++;
 }
 
+/*
+ * Syscache callback: a function changed.  Only a function a decision took
+ * (a mask's owner, volatility or body decides whether it may still be
+ * used), or every function (hash value 0: a cache reset), counts.
+ */
+static void
+policy_function_callback(Datum arg pg_attribute_unused(),
+						 int cacheid pg_attribute_unused(),
+						 uint32 hashvalue)
+{
+	int			i;
+
+	if (hashvalue == 0 || watch_all)
+	{
+		policy_generation++;
+		return;
+	}
+	for (i = 0; i < nwatched; i++)
+		if (watched[i] == hashvalue)
+		{
+			policy_generation++;
+			return;
+		}
+}
+
+/* Decisions depend on function fn: its changes invalidate them. */
+void
+policy_watch_function(Oid fn)
+{
+	uint32		h = GetSysCacheHashValue1(PROCOID, ObjectIdGetDatum(fn));
+	int			i;
+
+	for (i = 0; i < nwatched; i++)
+		if (watched[i] == h)
+			return;
+	if (nwatched == MAX_WATCHED)
+		watch_all = true;
+	else
+		watched[nwatched++] = h;
+}
+
 void
 policy_register_callbacks(void)
 {
 	CacheRegisterRelcacheCallback(policy_relcache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, policy_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, policy_syscache_callback, (Datum) 0);
-	CacheRegisterSyscacheCallback(PROCOID, policy_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, policy_function_callback, (Datum) 0);
 }
 
 /* Drop every cached decision if the policy changed since they were made. */
@@ -459,9 +459,7 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 	values[2] = ObjectIdGetDatum(userid);
 	values[3] = TimestampTzGetDatum(now);
 
-	pii_guard_enter_owner_context(&oc);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	owner_spi_begin(&oc);
 
 	/*
 	 * The rule, its mask function resolved (as the extension owner: the
@@ -599,9 +597,10 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 				d->access = ACCESS_CLEAR;
 		}
 	}
-	SPI_finish();
-	pii_guard_leave_owner_context(&oc);
+	owner_spi_end(&oc);
 
+	if (OidIsValid(mask_oid))
+		policy_watch_function(mask_oid);
 	if (mask_sig != NULL &&
 		!policy_load_mask(d, mask_oid, mask_in_view, mask_args, &mask_problem, &mask_sqlstate))
 	{
@@ -704,110 +703,6 @@ policy_access_name(ColumnAccess access)
 }
 
 /*
- * reveal() is meant to be called by masking views only, on the column it
- * names.  Called otherwise it could be handed a value of another type (and
- * crash a mask function) or an envelope copied from elsewhere (and decrypt
- * it under the decision for a column the caller may see in clear).  So,
- * once per call site, unless the caller is a superuser:
- *	- the value must have the named column's type (encrypted columns: the
- *	  same encrypted type), and the column must exist;
- *	- the call must come from a stored definition (a view: its expression
- *	  locations read back as -1), not from a query typed now;
- *	- the value and the row key must be column references (Vars), and the
- *	  table and column name constants.
- * Definitions of a governed role's making that call reveal() (views,
- * rules, CHECK constraints, policies, ...) are refused when created, by
- * the object access hook in hooks.c.
- */
-static void
-reveal_check_call(FunctionCallInfo fcinfo)
-{
-	FuncExpr   *fe = (FuncExpr *) fcinfo->flinfo->fn_expr;
-	Oid			relid = PG_GETARG_OID(1);
-	Name		attname = PG_GETARG_NAME(2);
-	HeapTuple	atttup;
-	Oid			coltype = InvalidOid;
-	Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
-	bool		ok;
-
-	/* (Once per call site, so once per statement: one syscache lookup.) */
-	atttup = SearchSysCacheAttName(relid, NameStr(*attname));
-	if (HeapTupleIsValid(atttup))
-	{
-		coltype = ((Form_pg_attribute) GETSTRUCT(atttup))->atttypid;
-		ReleaseSysCache(atttup);
-	}
-	if (!OidIsValid(coltype) || coltype != argtype)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("reveal() was given a value that is not a value of column \"%s\"",
-						NameStr(*attname)),
-				 errhint("reveal() is called by pii_guard's masking views; query the view instead.")));
-	if (superuser())
-		return;
-	ok = fe != NULL && IsA(fe, FuncExpr) && fe->location < 0 &&
-		list_length(fe->args) == 4 &&
-		IsA(linitial(fe->args), Var) && IsA(lsecond(fe->args), Const) &&
-		IsA(lthird(fe->args), Const) && IsA(lfourth(fe->args), Var);
-	if (!ok)
-	{
-		audit_deny(NULL, "reveal", "reveal() called outside a masking view");
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("pii_guard.reveal() can only be used by masking views"),
-				 errhint("Query the table's masking view instead.")));
-	}
-}
-
-/*
- * The OIDs of the reveal() functions, as " :funcid N " needles for
- * nodeToString text (looked up per call: this serves DDL, not queries).
- */
-static int
-policy_reveal_oids(Oid *oids, int max)
-{
-	Oid			nsp = pii_guard_schema_oid(true);
-	CatCList   *list;
-	int			i;
-	int			n = 0;
-
-	if (!OidIsValid(nsp))
-		return 0;
-	list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum("reveal"));
-	for (i = 0; i < list->n_members && n < max; i++)
-	{
-		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
-
-		if (proc->pronamespace == nsp)
-			oids[n++] = proc->oid;
-	}
-	ReleaseSysCacheList(list);
-	return n;
-}
-
-/*
- * The reveal() functions' OIDs for the planner (lookup.c), kept while the
- * policy generation holds (it moves when any function changes, and when
- * the extension goes or comes).  Returns how many.
- */
-int
-policy_reveal_functions(const Oid **oids)
-{
-	static Oid	cached[8];
-	static int	ncached = 0;
-	static uint64 cached_generation = 0;
-	uint64		generation = policy_current_generation();
-
-	if (cached_generation != generation)
-	{
-		ncached = policy_reveal_oids(cached, lengthof(cached));
-		cached_generation = generation;
-	}
-	*oids = cached;
-	return ncached;
-}
-
-/*
  * Does reveal() return the stored value itself (or, for an encrypted
  * column, its plaintext) for every row of relid.attname the current user
  * reads, for as long as the policy and the role do not change (no grant
@@ -826,192 +721,6 @@ policy_clear_for_all_rows(Oid relid, const char *attname, bool encrypted)
 	if (!d->has_rule)
 		return !encrypted;
 	return d->access == ACCESS_CLEAR;
-}
-
-/* Is pii_guard installed (with its reveal()) in this database? */
-bool
-policy_reveal_exists(void)
-{
-	Oid			oids[8];
-
-	return policy_reveal_oids(oids, 8) > 0;
-}
-
-/* Does a stored expression (nodeToString text) call reveal()? */
-bool
-policy_text_calls_reveal(const char *nodes)
-{
-	Oid			oids[8];
-	int			n = policy_reveal_oids(oids, 8);
-	int			i;
-	char		needle[32];
-
-	for (i = 0; i < n; i++)
-	{
-		snprintf(needle, sizeof(needle), ":funcid %u ", oids[i]);
-		if (strstr(nodes, needle) != NULL)
-			return true;
-	}
-	return false;
-}
-
-/* Load (or reload) the reveal() call-site cache; the slow path. */
-static pg_noinline RevealCache *
-reveal_cache_refresh(FunctionCallInfo fcinfo)
-{
-	RevealCache *rc = (RevealCache *) fcinfo->flinfo->fn_extra;
-	Oid			userid = GetUserId();
-	Decision   *d;
-
-	if (rc == NULL)
-	{
-		reveal_check_call(fcinfo);
-		rc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(RevealCache));
-		rc->rowkey_type = get_fn_expr_argtype(fcinfo->flinfo, 3);
-		fcinfo->flinfo->fn_extra = rc;
-	}
-	if (rc->decision == NULL || rc->generation != policy_current_generation() ||
-		rc->userid != userid ||
-		GetCurrentStatementStartTimestamp() >= rc->decision->expires)
-	{
-		Oid			relid = PG_GETARG_OID(1);
-		Name		attname = PG_GETARG_NAME(2);
-
-		rc->decision = policy_decide(userid, relid, NameStr(*attname));
-		rc->generation = policy_generation;
-		rc->userid = userid;
-		rc->mask_ready = false;
-	}
-	d = rc->decision;
-	rc->never_expires = d->expires == DT_NOEND;
-	rc->governed = d->has_rule && !d->exempt;
-	rc->per_row = rc->governed && d->access != ACCESS_CLEAR && d->nrowkeys > 0;
-	rc->access = rc->governed ? d->access : ACCESS_CLEAR;
-	rc->unlimited = !rc->governed || limits_role_unlimited();
-	rc->unlimited_dflt[0] = pii_guard_default_max_rows_per_statement;
-	rc->unlimited_dflt[1] = pii_guard_default_max_rows_per_day;
-	return rc;
-}
-
-/*
- * The reveal() call-site cache.  The per-row fast path: same policy, same
- * user, no grant ending.
- */
-static inline RevealCache *
-reveal_cache(FunctionCallInfo fcinfo)
-{
-	RevealCache *rc = (RevealCache *) fcinfo->flinfo->fn_extra;
-
-	if (likely(rc != NULL && rc->decision != NULL &&
-			   rc->generation == policy_generation && rc->userid == GetUserId() &&
-			   (rc->never_expires ||
-				GetCurrentStatementStartTimestamp() < rc->decision->expires)))
-		return rc;
-	return reveal_cache_refresh(fcinfo);
-}
-
-/* The access for a row with a row-specific grant somewhere; the slow path. */
-static pg_noinline ColumnAccess
-reveal_row_access(FunctionCallInfo fcinfo, RevealCache *rc)
-{
-	char	   *rowkey;
-
-	if (!rc->rowkey_ready)
-	{
-		Oid			typoutput;
-		bool		varlena;
-
-		getTypeOutputInfo(rc->rowkey_type, &typoutput, &varlena);
-		fmgr_info_cxt(typoutput, &rc->rowkey_out, fcinfo->flinfo->fn_mcxt);
-		rc->rowkey_ready = true;
-	}
-	rowkey = PG_ARGISNULL(3) ? NULL : OutputFunctionCall(&rc->rowkey_out, PG_GETARG_DATUM(3));
-	return policy_row_access(rc->decision, rowkey);
-}
-
-/* The access for this call's row. */
-static inline ColumnAccess
-reveal_access(FunctionCallInfo fcinfo, RevealCache *rc)
-{
-	if (likely(!rc->per_row))
-		return rc->access;
-	return reveal_row_access(fcinfo, rc);
-}
-
-/*
- * Tell the audit what this call produced, and count the row against the
- * export limits if a value of it is produced (exempt roles are not
- * governed).  Raises the export-limit error before the value exists.
- */
-static inline void
-reveal_note(FunctionCallInfo fcinfo, RevealCache *rc, ColumnAccess access)
-{
-	if (!rc->governed)
-		return;
-	if (access != ACCESS_HIDDEN &&
-		!(rc->unlimited &&
-		  rc->unlimited_dflt[0] == pii_guard_default_max_rows_per_statement &&
-		  rc->unlimited_dflt[1] == pii_guard_default_max_rows_per_day))
-		limits_count_row(PG_GETARG_OID(1), PG_GETARG_DATUM(3), rc->rowkey_type,
-						 PG_ARGISNULL(3));
-	audit_note_reveal(PG_GETARG_OID(1), NameStr(*PG_GETARG_NAME(2)), access,
-					  fcinfo, 3, &rc->audit_site);
-}
-
-/* Apply the mask function of the decision to value. */
-static Datum
-reveal_mask(FunctionCallInfo fcinfo, RevealCache *rc, Datum value, bool *isnull)
-{
-	Decision   *d = rc->decision;
-	FunctionCallInfo mfc;
-	Datum		result;
-	int			i;
-
-	if (!rc->mask_ready)
-	{
-		fmgr_info_cxt(d->mask_fn, &rc->mask_finfo, fcinfo->flinfo->fn_mcxt);
-		if (rc->mask_fcinfo == NULL)
-			rc->mask_fcinfo = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt,
-													 SizeForFunctionCallInfo(FUNC_MAX_ARGS));
-		rc->mask_ready = true;
-	}
-	mfc = rc->mask_fcinfo;
-	InitFunctionCallInfoData(*mfc, &rc->mask_finfo, d->mask_nargs + 1,
-							 fcinfo->fncollation, NULL, NULL);
-	mfc->args[0].value = value;
-	mfc->args[0].isnull = false;
-	for (i = 0; i < d->mask_nargs; i++)
-	{
-		mfc->args[i + 1].value = d->mask_args[i];
-		mfc->args[i + 1].isnull = d->mask_argnulls[i];
-		if (d->mask_argnulls[i] && rc->mask_finfo.fn_strict)
-		{
-			*isnull = true;
-			return (Datum) 0;
-		}
-	}
-	if (OidIsValid(d->mask_run_as))
-	{
-		/*
-		 * A mask in SQL or PL/pgSQL runs as its owner (a superuser or the
-		 * extension owner, see policy_mask_problem), like an index
-		 * expression: what its body uses needs no privilege of the reader,
-		 * and it cannot SET ROLE.  An ERROR restores the user at abort.
-		 */
-		Oid			save_userid;
-		int			save_sec_context;
-
-		GetUserIdAndSecContext(&save_userid, &save_sec_context);
-		SetUserIdAndSecContext(d->mask_run_as, save_sec_context |
-							   SECURITY_LOCAL_USERID_CHANGE |
-							   SECURITY_RESTRICTED_OPERATION);
-		result = FunctionCallInvoke(mfc);
-		SetUserIdAndSecContext(save_userid, save_sec_context);
-	}
-	else
-		result = FunctionCallInvoke(mfc);
-	*isnull = mfc->isnull;
-	return result;
 }
 
 PG_FUNCTION_INFO_V1(pii_guard_mask_problem);
@@ -1050,86 +759,7 @@ pii_guard_policy_changed(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-PG_FUNCTION_INFO_V1(pii_guard_reveal);
-PG_FUNCTION_INFO_V1(pii_guard_reveal_text);
-PG_FUNCTION_INFO_V1(pii_guard_reveal_bytea);
 PG_FUNCTION_INFO_V1(pii_guard_column_access);
-
-/*
- * SQL function: reveal(value anyelement, base regclass, col name, row_key "any")
- *		returns anyelement
- *
- * A plaintext column as the current role may see it: the value, the mask
- * function's result, or NULL.
- */
-Datum
-pii_guard_reveal(PG_FUNCTION_ARGS)
-{
-	RevealCache *rc = reveal_cache(fcinfo);
-	ColumnAccess access = reveal_access(fcinfo, rc);
-	Datum		result;
-	bool		isnull;
-
-	reveal_note(fcinfo, rc, access);
-	if (access == ACCESS_CLEAR)
-		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
-	if (access == ACCESS_HIDDEN)
-		PG_RETURN_NULL();
-	result = reveal_mask(fcinfo, rc, PG_GETARG_DATUM(0), &isnull);
-	if (isnull)
-		PG_RETURN_NULL();
-	PG_RETURN_DATUM(result);
-}
-
-/* Shared body of the encrypted reveal() variants. */
-static Datum
-reveal_encrypted(FunctionCallInfo fcinfo, char kind)
-{
-	RevealCache *rc = reveal_cache(fcinfo);
-	ColumnAccess access = reveal_access(fcinfo, rc);
-	bytea	   *plain;
-	Datum		result;
-	bool		isnull;
-
-	reveal_note(fcinfo, rc, access);
-	if (access == ACCESS_HIDDEN)
-		PG_RETURN_NULL();
-	if (unlikely(!rc->decision->has_rule && !rc->decision->exempt))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("column \"%s\" is not protected by pii_guard", NameStr(*PG_GETARG_NAME(2))),
-				 errhint("Protect it with pii_guard.protect_column().")));
-	plain = crypto_open(PG_GETARG_BYTEA_PP(0), kind);
-	if (kind == ENV_KIND_TEXT)
-		enctype_check_encoding(plain);
-	if (access == ACCESS_CLEAR)
-		PG_RETURN_BYTEA_P(plain);
-	result = reveal_mask(fcinfo, rc, PointerGetDatum(plain), &isnull);
-	crypto_wipe(plain);
-	if (isnull)
-		PG_RETURN_NULL();
-	PG_RETURN_DATUM(result);
-}
-
-/*
- * SQL function: reveal(value encrypted_text, base regclass, col name,
- *		row_key "any") returns text
- */
-Datum
-pii_guard_reveal_text(PG_FUNCTION_ARGS)
-{
-	return reveal_encrypted(fcinfo, ENV_KIND_TEXT);
-}
-
-/*
- * SQL function: reveal(value encrypted_bytea, base regclass, col name,
- *		row_key "any") returns bytea
- */
-Datum
-pii_guard_reveal_bytea(PG_FUNCTION_ARGS)
-{
-	return reveal_encrypted(fcinfo, ENV_KIND_BYTEA);
-}
 
 /*
  * SQL function: column_access(role oid, base regclass, col name) returns text

@@ -30,6 +30,19 @@
  * to RETURNING is read back through the masking view, so it is masked for
  * the invoker like any other read.
  *
+ * What a write may do.  The values a statement gives for encrypted columns
+ * are plaintext, always (a string that looks like an envelope included):
+ * the trigger seals them itself, in the column's kind, and hands the write
+ * view envelopes -- the only place a governed role's plaintext is sealed
+ * (enctype.c refuses it anywhere else: an envelope of a plaintext of one's
+ * choosing shows its blind index).  A governed role may not change a row
+ * key (an unmask grant is for a row key: moving the key would move the
+ * grant to another customer's row).  A write that fails on a unique or
+ * exclusion constraint tells whether a value exists, also among rows that
+ * row-level security hides: each is a probe, audited as a deny event and
+ * counted against the role's export limits when the (sub)transaction
+ * aborts, where nothing else is held.
+ *
  * Fail-closed.  views_check_relation() refuses a governed role's direct
  * access to a protected base table, whatever privileges someone granted by
  * mistake.  Access through our views carries checkAsUser = pii_guard_owner
@@ -37,23 +50,31 @@
  * statement: views_writing_level holds the nesting level it runs at, so
  * that nothing nested inside it (a base table trigger) passes either.
  *
- * Cache.  protected_tables is read whole (it is small) into ViewsContext,
- * keyed by the base table's, the masking view's and the write view's OIDs,
- * and reloaded when the policy generation (policy.c) changes.  Saved SPI
- * plans of the trigger are dropped with it.
+ * Cache.  pii_guard.protected_tables is read whole (it is small) by a heap
+ * scan -- no SPI, so it can be built wherever a transaction is open --
+ * into ViewsContext, keyed by the base table's, the masking view's and the
+ * write view's OIDs.  It is built aside and takes over only when complete,
+ * and it is rebuilt when the policy generation (policy.c) moves or one of
+ * its relations or a schema changes: never on unrelated catalog traffic.
+ * Saved SPI plans of the trigger are dropped with it.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
 #include "parser/parsetree.h"
 #include "tcop/pquery.h"
 #include "utils/portal.h"
@@ -61,9 +82,12 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "pii_guard.h"
 
@@ -77,6 +101,10 @@ typedef struct ProtectedTable
 	char	   *view_name;		/* qualified, quoted */
 	char	   *write_name;		/* qualified, quoted */
 	char	   *row_key;		/* column name, unquoted */
+	char	   *sealed;			/* per masking view column (0-based): the
+								 * envelope kind the trigger seals it into,
+								 * or 0; NULL until the trigger first runs */
+	int			nsealed;
 } ProtectedTable;
 
 typedef struct PlanEntry
@@ -104,17 +132,21 @@ typedef struct WriteTarget
 static MemoryContext ViewsContext = NULL;
 static HTAB *protected_tables = NULL;
 static HTAB *saved_plans = NULL;
-static uint64 views_generation = 0;
-static bool views_loading = false;
-static Oid	views_owner_role = InvalidOid;
+static bool views_valid = false;	/* protected_tables is complete and current */
+static uint64 views_generation = 0; /* the policy generation it was built at */
+static Oid	owner_role = InvalidOid;
 static WriteTarget *write_targets = NULL;	/* newest statement first */
 static int	views_writing_level = -1;	/* nesting level of the trigger's own write */
 static int	views_write_depth = 0;	/* masking_view_write calls running */
 
+/* Conflicts of writes through a masking view, reported at (sub)abort. */
+static int	pending_probes = 0;
+static char pending_probe_view[2 * NAMEDATALEN + 8];
+
 /*
- * Free the trigger's saved plans; run before ViewsContext is reset.  (Not
- * as its reset callback: saved_plans lives in a child context of its own,
- * dynahash's, which MemoryContextReset deletes before it runs callbacks.)
+ * Free the trigger's saved plans; run before ViewsContext is dropped.
+ * (Not as its reset callback: saved_plans lives in a child context of its
+ * own, dynahash's, which is deleted before callbacks run.)
  */
 static void
 views_free_plans(void)
@@ -131,128 +163,207 @@ views_free_plans(void)
 	saved_plans = NULL;
 }
 
-/* Load pii_guard.protected_tables into the cache if it is stale. */
-static void
-views_ensure_cache(void)
+/* A text column of a protected_tables row, or NULL. */
+static char *
+views_row_text(HeapTuple tup, TupleDesc desc, AttrNumber attnum)
 {
+	bool		isnull;
+	Datum		d;
+
+	if (attnum == InvalidAttrNumber)
+		return NULL;
+	d = heap_getattr(tup, attnum, desc, &isnull);
+	return isnull ? NULL : pstrdup(NameStr(*DatumGetName(d)));
+}
+
+/* Enter one protected table under its base, masking view and write view. */
+static void
+views_enter(HTAB *tables, ProtectedTable *proto)
+{
+	Oid			keys[3];
+	int			i;
+
+	keys[0] = proto->base_relid;
+	keys[1] = proto->view_relid;
+	keys[2] = proto->write_relid;
+	for (i = 0; i < 3; i++)
+	{
+		ProtectedTable *e;
+
+		if (!OidIsValid(keys[i]))
+			continue;
+		e = hash_search(tables, &keys[i], HASH_ENTER, NULL);
+		*e = *proto;
+		e->relid = keys[i];
+	}
+}
+
+/*
+ * Build the protected-table cache from pii_guard.protected_tables: a heap
+ * scan under the latest snapshot, no SPI and no executor, so that it can
+ * be built wherever a transaction is open (an executor's end included) and
+ * nothing it does re-enters these hooks.  Built aside, in a context that
+ * belongs to the caller's memory until the build is complete: an ERROR
+ * half way leaves the previous cache invalid and frees the half-built one.
+ */
+static void
+views_build(void)
+{
+	uint64		generation = policy_current_generation();
+	MemoryContext building;
+	MemoryContext old;
+	HTAB	   *tables;
+	HTAB	   *plans;
 	HASHCTL		ctl;
-	OwnerContext oc;
 	Oid			tables_relid;
-	uint64		i;
 
-	if (protected_tables != NULL &&
-		(views_generation == policy_current_generation() || views_write_depth > 0))
-		return;
-	if (views_loading)
-		return;
-
-	if (ViewsContext == NULL)
-		ViewsContext = AllocSetContextCreate(TopMemoryContext,
-											 "pii_guard masking views",
-											 ALLOCSET_SMALL_SIZES);
-	views_free_plans();
-	MemoryContextReset(ViewsContext);
-	protected_tables = NULL;
-
+	building = AllocSetContextCreate(CurrentMemoryContext, "pii_guard masking views",
+									 ALLOCSET_SMALL_SIZES);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(Oid);
 	ctl.entrysize = sizeof(ProtectedTable);
-	ctl.hcxt = ViewsContext;
-	protected_tables = hash_create("pii_guard protected tables", 16, &ctl,
-								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ctl.hcxt = building;
+	tables = hash_create("pii_guard protected tables", 16, &ctl,
+						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = NAMEDATALEN * 4;
 	ctl.entrysize = sizeof(PlanEntry);
-	ctl.hcxt = ViewsContext;
-	saved_plans = hash_create("pii_guard write plans", 16, &ctl,
-							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	views_generation = policy_current_generation();
-	views_owner_role = get_role_oid(PII_GUARD_OWNER_ROLE, true);
+	ctl.hcxt = building;
+	plans = hash_create("pii_guard write plans", 16, &ctl,
+						HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 
 	tables_relid = pii_guard_relation_oid("protected_tables", true);
-	if (!OidIsValid(tables_relid) || !IsTransactionState())
-		return;
-
-	views_loading = true;
-	PG_TRY();
+	if (OidIsValid(tables_relid))
 	{
-		pii_guard_enter_owner_context(&oc);
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute("SELECT p.base::oid, "
-						"  pg_catalog.to_regclass(pg_catalog.format('%I.%I', p.view_schema, p.view_name))::oid, "
-						"  pg_catalog.format('%I.%I', n.nspname, c.relname), "
-						"  pg_catalog.format('%I.%I', p.view_schema, p.view_name), "
-						"  pg_catalog.format('%I.%I', n.nspname, p.write_view_name), "
-						"  p.row_key, "
-						"  pg_catalog.to_regclass(pg_catalog.format('%I.%I', n.nspname, p.write_view_name))::oid "
-						"FROM pii_guard.protected_tables p "
-						"JOIN pg_catalog.pg_class c ON c.oid = p.base "
-						"JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
-						true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read pii_guard.protected_tables");
-		for (i = 0; i < SPI_processed; i++)
+		Relation	rel = table_open(tables_relid, AccessShareLock);
+		TupleDesc	desc = RelationGetDescr(rel);
+		AttrNumber	att_base = get_attnum(tables_relid, "base");
+		AttrNumber	att_schema = get_attnum(tables_relid, "view_schema");
+		AttrNumber	att_view = get_attnum(tables_relid, "view_name");
+		AttrNumber	att_write = get_attnum(tables_relid, "write_view_name");
+		AttrNumber	att_key = get_attnum(tables_relid, "row_key");
+		/* (No new snapshot may be taken in a parallel worker: its own then.) */
+		Snapshot	snapshot = RegisterSnapshot(IsInParallelMode() ?
+												GetTransactionSnapshot() :
+												GetLatestSnapshot());
+		TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
+		HeapTuple	tup;
+
+		old = MemoryContextSwitchTo(building);
+		while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
 		{
-			HeapTuple	row = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			Oid			base = DatumGetObjectId(SPI_getbinval(row, desc, 1, &isnull));
-			Datum		v = SPI_getbinval(row, desc, 2, &isnull);
-			Oid			view = isnull ? InvalidOid : DatumGetObjectId(v);
-			Datum		w = SPI_getbinval(row, desc, 7, &isnull);
-			Oid			write = isnull ? InvalidOid : DatumGetObjectId(w);
 			ProtectedTable proto;
-			ProtectedTable *e;
-			MemoryContext old = MemoryContextSwitchTo(ViewsContext);
+			bool		isnull;
+			Datum		d = heap_getattr(tup, att_base, desc, &isnull);
+			char	   *view_schema = views_row_text(tup, desc, att_schema);
+			char	   *view_name = views_row_text(tup, desc, att_view);
+			char	   *write_name = views_row_text(tup, desc, att_write);
+			char	   *base_rel;
+			char	   *base_nsp;
+			Oid			base_nspid;
 
-			proto.base_relid = base;
-			proto.view_relid = view;
-			proto.write_relid = write;
-			proto.base_name = pstrdup(SPI_getvalue(row, desc, 3));
-			proto.view_name = pstrdup(SPI_getvalue(row, desc, 4));
-			proto.write_name = pstrdup(SPI_getvalue(row, desc, 5));
-			proto.row_key = pstrdup(SPI_getvalue(row, desc, 6));
-			MemoryContextSwitchTo(old);
-
-			e = hash_search(protected_tables, &base, HASH_ENTER, NULL);
-			proto.relid = base;
-			*e = proto;
-			if (OidIsValid(view))
-			{
-				e = hash_search(protected_tables, &view, HASH_ENTER, NULL);
-				proto.relid = view;
-				*e = proto;
-			}
-			if (OidIsValid(write))
-			{
-				e = hash_search(protected_tables, &write, HASH_ENTER, NULL);
-				proto.relid = write;
-				*e = proto;
-			}
+			memset(&proto, 0, sizeof(proto));
+			if (isnull)
+				continue;
+			proto.base_relid = DatumGetObjectId(d);
+			base_rel = get_rel_name(proto.base_relid);
+			base_nspid = get_rel_namespace(proto.base_relid);
+			base_nsp = OidIsValid(base_nspid) ? get_namespace_name(base_nspid) : NULL;
+			if (base_rel == NULL || base_nsp == NULL || view_schema == NULL ||
+				view_name == NULL || write_name == NULL)
+				continue;		/* a table dropped meanwhile */
+			proto.view_relid = get_relname_relid(view_name,
+												 get_namespace_oid(view_schema, true));
+			proto.write_relid = get_relname_relid(write_name, base_nspid);
+			proto.base_name = quote_qualified_identifier(base_nsp, base_rel);
+			proto.view_name = quote_qualified_identifier(view_schema, view_name);
+			proto.write_name = quote_qualified_identifier(base_nsp, write_name);
+			proto.row_key = views_row_text(tup, desc, att_key);
+			views_enter(tables, &proto);
 		}
-		SPI_finish();
-		pii_guard_leave_owner_context(&oc);
+		MemoryContextSwitchTo(old);
+		table_endscan(scan);
+		UnregisterSnapshot(snapshot);
+		table_close(rel, AccessShareLock);
 	}
-	PG_FINALLY();
-	{
-		views_loading = false;
-	}
-	PG_END_TRY();
+
+	/* Complete: it replaces the previous cache. */
+	views_free_plans();
+	if (ViewsContext != NULL)
+		MemoryContextDelete(ViewsContext);
+	MemoryContextSetParent(building, TopMemoryContext);
+	ViewsContext = building;
+	protected_tables = tables;
+	saved_plans = plans;
+	owner_role = get_role_oid(PII_GUARD_OWNER_ROLE, true);
+	views_generation = generation;
+	views_valid = true;
 	/* pii_guard is in use in this database: its audit worker should run. */
-	audit_ensure_worker();
+	if (hash_get_num_entries(tables) > 0)
+		audit_ensure_worker();
 }
 
-/* The protected-table entry for a base table or masking view, or NULL. */
-static ProtectedTable *
+/*
+ * The protected-table cache, rebuilt if stale.  While a masking view's
+ * write trigger runs, the cache it started with is kept (its plans and
+ * entries are in use).  Outside a transaction there is nothing to read:
+ * NULL, which callers treat as "unknown".
+ */
+static HTAB *
+views_cache(void)
+{
+	if (protected_tables != NULL && views_write_depth > 0)
+		return protected_tables;
+	if (views_valid && views_generation == policy_current_generation())
+		return protected_tables;
+	if (!IsTransactionState())
+		return NULL;
+	views_build();
+	return protected_tables;
+}
+
+/* The protected-table entry for a base table, masking or write view, or NULL. */
+static pg_noinline ProtectedTable *
 views_lookup(Oid relid)
 {
-	views_ensure_cache();
-	if (protected_tables == NULL)
+	HTAB	   *tables = views_cache();
+
+	if (tables == NULL)
 		return NULL;
-	return hash_search(protected_tables, &relid, HASH_FIND, NULL);
+	return hash_search(tables, &relid, HASH_FIND, NULL);
 }
 
-/* Is relid a protected base table? (false while the cache loads) */
+/*
+ * Relcache callback: a protected table or one of its views changed (a
+ * rename, a schema move, dropped) -- or everything did.
+ */
+static void
+views_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
+{
+	if (!views_valid)
+		return;
+	if (relid == InvalidOid ||
+		(protected_tables != NULL && hash_search(protected_tables, &relid, HASH_FIND, NULL) != NULL))
+		views_valid = false;
+}
+
+/* Syscache callback: a schema was renamed or dropped, or a role changed. */
+static void
+views_syscache_callback(Datum arg pg_attribute_unused(),
+						int cacheid pg_attribute_unused(),
+						uint32 hashvalue pg_attribute_unused())
+{
+	views_valid = false;
+}
+
+void
+views_register_callbacks(void)
+{
+	CacheRegisterRelcacheCallback(views_relcache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, views_syscache_callback, (Datum) 0);
+}
+
+/* Is relid a protected base table? */
 bool
 views_is_protected_base(Oid relid)
 {
@@ -279,26 +390,72 @@ views_base_of_view(Oid relid)
 	return (pt != NULL && pt->view_relid == relid) ? pt->base_relid : InvalidOid;
 }
 
+/* The row key column of protected base table base, or NULL. */
+const char *
+views_row_key(Oid base)
+{
+	ProtectedTable *pt = views_lookup(base);
+
+	return (pt != NULL && pt->base_relid == base) ? pt->row_key : NULL;
+}
+
+/* pii_guard_owner, the owner of every masking and write view. */
+Oid
+views_owner_role(void)
+{
+	(void) views_cache();
+	return owner_role;
+}
+
+/* Has userid the privileges of the owner of some protected table? */
+bool
+views_any_owned_by(Oid userid)
+{
+	HTAB	   *tables = views_cache();
+	HASH_SEQ_STATUS status;
+	ProtectedTable *pt;
+	bool		found = false;
+
+	if (tables == NULL)
+		return false;
+	hash_seq_init(&status, tables);
+	while ((pt = hash_seq_search(&status)) != NULL)
+	{
+		HeapTuple	tup;
+
+		if (found || pt->relid != pt->base_relid)
+			continue;
+		tup = SearchSysCache1(RELOID, ObjectIdGetDatum(pt->base_relid));
+		if (!HeapTupleIsValid(tup))
+			continue;
+		found = has_privs_of_role(userid, ((Form_pg_class) GETSTRUCT(tup))->relowner);
+		ReleaseSysCache(tup);
+	}
+	return found;
+}
+
 /*
  * Fail-closed check of the permission list of a query or COPY (range table
  * entries, or RTEPermissionInfos from PostgreSQL 16 on): a governed role
  * may not reach a protected base table except through pii_guard's views.
+ * With ereport_on_violation false (RI_Initial_Check asks so, to fall back
+ * to another way), a refusal is returned, not raised, and not audited.
  */
-void
-views_check_permissions(List *perms)
+bool
+views_check_permissions(List *perms, bool ereport_on_violation)
 {
 	ListCell   *lc;
 
-	if (views_loading)
-		return;
 	foreach(lc, perms)
 	{
 		Oid			relid;
 		Oid			check_as;
 
-		if (compat_perm_relation(lfirst(lc), &relid, &check_as))
-			views_check_relation(relid, check_as);
+		if (compat_perm_relation(lfirst(lc), &relid, &check_as) &&
+			!views_check_relation(relid, check_as, ereport_on_violation))
+			return false;
 	}
+	return true;
 }
 
 /*
@@ -309,14 +466,16 @@ views_check_permissions(List *perms)
  * row-level security hides).  Only the trigger's own statement, at the
  * nesting level the trigger recorded, passes.
  */
-static void
-views_check_write_view(ProtectedTable *pt, Oid relid, Oid user)
+static bool
+views_check_write_view(ProtectedTable *pt, Oid relid, Oid user, bool ereport_on_violation)
 {
-	if (views_writing_level >= 0 && views_writing_level == hooks_nesting_level())
-		return;
-	if ((OidIsValid(views_owner_role) && user == views_owner_role) ||
+	if (views_writing_level >= 0 && views_writing_level == statement_nesting_level())
+		return true;
+	if ((OidIsValid(owner_role) && user == owner_role) ||
 		policy_is_exempt(user, pt->base_relid))
-		return;
+		return true;
+	if (!ereport_on_violation)
+		return false;
 	audit_deny(pt->base_name, "direct access",
 			   "fail-closed: a governed role reached for a masking view's write path");
 	ereport(ERROR,
@@ -325,43 +484,120 @@ views_check_write_view(ProtectedTable *pt, Oid relid, Oid user)
 			 errdetail("View %s is pii_guard's internal write path to %s; rows are written through its masking view.",
 					   pt->write_name, pt->base_name),
 			 errhint("Use %s instead.", pt->view_name)));
+	return false;
 }
 
 /*
  * The fail-closed check for one relation reached as check_as (InvalidOid:
- * the current user); refusals are audited.
+ * the current user); refusals are audited.  Returns false for a refusal
+ * only when !ereport_on_violation.
  */
-void
-views_check_relation(Oid relid, Oid check_as)
+bool
+views_check_relation(Oid relid, Oid check_as, bool ereport_on_violation)
 {
 	Oid			user;
 	ProtectedTable *pt;
 
-	if (views_loading)
-		return;
 	pt = views_lookup(relid);
 	if (pt == NULL)
-		return;
+		return true;
 	user = OidIsValid(check_as) ? check_as : GetUserId();
 	if (relid == pt->write_relid)
-	{
-		views_check_write_view(pt, relid, user);
-		return;
-	}
+		return views_check_write_view(pt, relid, user, ereport_on_violation);
 	if (relid != pt->base_relid)
-		return;
-	if (OidIsValid(views_owner_role) && user == views_owner_role)
-		return;
+		return true;
+	if (OidIsValid(owner_role) && user == owner_role)
+		return true;
 	if (policy_is_exempt(user, relid))
-		return;
-	audit_deny(views_lookup(relid)->base_name, "direct access",
+		return true;
+	if (!ereport_on_violation)
+		return false;
+	audit_deny(pt->base_name, "direct access",
 			   "fail-closed: a governed role reached for a protected base table");
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("permission denied for table %s", get_rel_name(relid)),
 			 errdetail("Table %s is protected by pii_guard; its data is read and written through its masking view.",
-					   views_lookup(relid)->base_name),
-			 errhint("Use %s instead.", views_masking_view_name(relid))));
+					   pt->base_name),
+			 errhint("Use %s instead.", pt->view_name)));
+	return false;
+}
+
+/*
+ * A role refused by PostgreSQL's own privilege check on a masking view (no
+ * grant on it) is refused while the statement is planned (the view's
+ * expansion) or when the executor starts, after any hook of ours: note the
+ * refusal ahead of the planner, so that it is audited like pii_guard's own
+ * refusals.  Column-level grants are left to PostgreSQL.
+ */
+static bool
+views_audit_refusals_in(List *perms)
+{
+	static const struct
+	{
+		AclMode		mode;
+		const char *name;
+	}			modes[] = {
+		{ACL_SELECT, "SELECT"}, {ACL_INSERT, "INSERT"},
+		{ACL_UPDATE, "UPDATE"}, {ACL_DELETE, "DELETE"}
+	};
+	ListCell   *lc;
+
+	foreach(lc, perms)
+	{
+		Oid			relid;
+		Oid			check_as;
+		AclMode		required;
+		Bitmapset  *inserted;
+		Bitmapset  *updated;
+		Oid			user;
+
+		if (!compat_perm_relation(lfirst(lc), &relid, &check_as) ||
+			!compat_perm_columns(lfirst(lc), &relid, &required, &inserted, &updated) ||
+			required == 0 || !OidIsValid(views_base_of_view(relid)))
+			continue;
+		user = OidIsValid(check_as) ? check_as : GetUserId();
+		for (int i = 0; i < (int) lengthof(modes); i++)
+		{
+			if (!(required & modes[i].mode) ||
+				pg_class_aclmask(relid, user, modes[i].mode, ACLMASK_ANY) != 0 ||
+				(modes[i].mode != ACL_DELETE &&
+				 pg_attribute_aclcheck_all(relid, user, modes[i].mode, ACLMASK_ANY) == ACLCHECK_OK))
+				continue;
+			audit_deny(views_masking_view_name(relid), "permission denied",
+					   psprintf("the role holds no %s privilege on the masking view", modes[i].name));
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Every query level of a statement, subqueries and CTEs included. */
+static bool
+views_refusal_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+	{
+		Query	   *q = (Query *) node;
+
+		if (views_audit_refusals_in(COMPAT_QUERY_PERMS(q)))
+			return true;
+		return query_tree_walker(q, views_refusal_walker, context, 0);
+	}
+	return expression_tree_walker(node, views_refusal_walker, context);
+}
+
+
+/*
+ * hooks.c, before planning: audit a refusal PostgreSQL's own privilege
+ * check will make on a masking view.
+ */
+void
+views_audit_refusals(Query *parse)
+{
+	(void) views_refusal_walker((Node *) parse, NULL);
 }
 
 /* Memory context callback: the statement that owned these targets ended. */
@@ -452,7 +688,7 @@ views_note_statement(QueryDesc *queryDesc, int eflags)
 	bool		registered = false;
 	ListCell   *lc;
 
-	if (views_loading || (eflags & EXEC_FLAG_EXPLAIN_ONLY) || queryDesc->estate == NULL ||
+	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) || queryDesc->estate == NULL ||
 		(ps->commandType != CMD_INSERT && ps->commandType != CMD_UPDATE && !ps->hasModifyingCTE))
 		return;
 	views_refuse_on_conflict(ps, ps->planTree);
@@ -584,27 +820,171 @@ views_targets(WriteTarget *target, int attnum)
 }
 
 /*
+ * A write through pt's masking view failed on a unique or exclusion
+ * constraint: a probe.  Only noted here, in the middle of the error; the
+ * (sub)transaction's abort reports it (views_abort).
+ */
+static void
+views_note_probe(ProtectedTable *pt)
+{
+	pending_probes++;
+	strlcpy(pending_probe_view, pt->view_name, sizeof(pending_probe_view));
+}
+
+/*
  * Run one of the trigger's statements on the write view; the fail-closed
  * check lets a statement at this nesting level through (and nothing that
- * runs inside it, such as base table triggers).
+ * runs inside it, such as base table triggers).  A governed role's write
+ * that conflicts with an existing row is noted as a probe.
  */
 static int
-views_execute(SPIPlanPtr plan, Datum *values, const char *nulls)
+views_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
+			  ProtectedTable *probe_of)
 {
 	int			save = views_writing_level;
-	int			ret;
+	int			ret = 0;
+	MemoryContext cxt = CurrentMemoryContext;
 
 	PG_TRY();
 	{
-		views_writing_level = hooks_nesting_level();
+		views_writing_level = statement_nesting_level();
 		ret = SPI_execute_plan(plan, values, nulls, false, 0);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		views_writing_level = save;
+		if (probe_of != NULL)
+		{
+			MemoryContext ecxt = MemoryContextSwitchTo(cxt);
+			ErrorData  *edata = CopyErrorData();
+
+			MemoryContextSwitchTo(ecxt);
+			if (edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION ||
+				edata->sqlerrcode == ERRCODE_EXCLUSION_VIOLATION)
+				views_note_probe(probe_of);
+			FreeErrorData(edata);
+		}
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	views_writing_level = save;
 	return ret;
+}
+
+/*
+ * (Sub)transaction abort (hooks.c): the probes noted since the last one
+ * become a deny event and count against the role's export limits.  Every
+ * lock the failed statement held is released by now.
+ */
+void
+views_abort(void)
+{
+	AuditEvent	ev;
+	int			n = pending_probes;
+
+	if (n == 0)
+		return;
+	pending_probes = 0;
+	audit_event_init(&ev, AUDIT_DENY);
+	AUDIT_SET(&ev, relation, pending_probe_view);
+	AUDIT_SET(&ev, operation, "probe");
+	ev.rows = n;
+	snprintf(ev.detail, sizeof(ev.detail),
+			 "%d write%s through the masking view conflicted with existing rows (a unique or exclusion constraint): each tells whether a value exists, and counts against the export limits",
+			 n, n == 1 ? "" : "s");
+	audit_enqueue(&ev, true);
+	limits_charge_probes(n);
+}
+
+/*
+ * The envelope kind each column of pt's masking view is sealed into by
+ * the trigger (the write view's column is encrypted), learnt once per
+ * cache.
+ */
+static const char *
+views_sealed_columns(ProtectedTable *pt, TupleDesc desc)
+{
+	Oid			enc_text = enctype_encrypted_text_oid();
+	Oid			enc_bytea = enctype_encrypted_bytea_oid();
+	char	   *sealed;
+	int			i;
+
+	if (pt->sealed != NULL && pt->nsealed == desc->natts)
+		return pt->sealed;
+	sealed = MemoryContextAllocZero(ViewsContext, desc->natts);
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		HeapTuple	wtup;
+		Oid			wtype;
+
+		if (att->attisdropped)
+			continue;
+		wtup = SearchSysCacheAttName(pt->write_relid, NameStr(att->attname));
+		if (!HeapTupleIsValid(wtup))
+			continue;
+		wtype = ((Form_pg_attribute) GETSTRUCT(wtup))->atttypid;
+		ReleaseSysCache(wtup);
+		if (OidIsValid(enc_text) && wtype == enc_text)
+			sealed[i] = ENV_KIND_TEXT;
+		else if (OidIsValid(enc_bytea) && wtype == enc_bytea)
+			sealed[i] = ENV_KIND_BYTEA;
+	}
+	pt->sealed = sealed;
+	pt->nsealed = desc->natts;
+	return sealed;
+}
+
+/* The type of the parameter a value of view column i is passed as. */
+static inline Oid
+views_param_type(const char *sealed, int i, Form_pg_attribute att)
+{
+	if (sealed[i] == ENV_KIND_TEXT)
+		return enctype_encrypted_text_oid();
+	if (sealed[i] == ENV_KIND_BYTEA)
+		return enctype_encrypted_bytea_oid();
+	return att->atttypid;
+}
+
+/*
+ * The value of view column i as passed to the write view: for an
+ * encrypted column, the plaintext sealed here (always as plaintext, even
+ * if it looks like an envelope).
+ */
+static inline Datum
+views_param_value(const char *sealed, int i, Datum v, bool isnull)
+{
+	struct varlena *plain;
+
+	if (isnull || sealed[i] == 0)
+		return v;
+	plain = PG_DETOAST_DATUM_PACKED(v);
+	return PointerGetDatum(crypto_seal(sealed[i], VARDATA_ANY(plain),
+									   VARSIZE_ANY_EXHDR(plain)));
+}
+
+/*
+ * A governed role's UPDATE may not change the row key: refused (audited)
+ * unless the new value is the old one (an ORM saving a whole row).
+ */
+static void
+views_check_row_key(ProtectedTable *pt, Form_pg_attribute att, Datum oldval,
+					bool oldnull, Datum newval, bool newnull)
+{
+	if (oldnull == newnull &&
+		(oldnull || datumIsEqual(oldval, newval, att->attbyval, att->attlen)))
+		return;
+	if (policy_is_exempt(GetUserId(), pt->base_relid))
+		return;
+	audit_deny(pt->view_name, "UPDATE",
+			   psprintf("refused: a governed role may not change row key column %s (grants are given for row keys)",
+						quote_identifier(pt->row_key)));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to change row key column \"%s\" of %s",
+					pt->row_key, pt->view_name),
+			 errdetail("Approvals are given for row keys: a row key of a protected table can be changed only by the table's owner."),
+			 errhint("Insert a new row and delete the old one, or ask the table's owner.")));
 }
 
 /* A saved plan for sql under key, or a one-off plan if the key is too long. */
@@ -645,7 +1025,7 @@ views_statement_wants_rows(void)
 	if (ps->commandType != CMD_INSERT && ps->commandType != CMD_UPDATE &&
 		ps->commandType != CMD_DELETE)
 		return true;
-	return ps->hasReturning || hooks_nesting_level() > 1;
+	return ps->hasReturning || statement_nesting_level() > 1;
 }
 
 /* Write one row of a masking view through its write view (see below). */
@@ -668,11 +1048,18 @@ views_write_row(TriggerData *td, ProtectedTable *pt)
 	int			i;
 	bool		isnull;
 	bool		wants_rows;
+	bool		governed;
+	const char *sealed;
 
 	keyatt = views_rowkey_attnum(desc, pt);
 	keytype = TupleDescAttr(desc, keyatt - 1)->atttypid;
-	hooks_note_plaintext();
+	statement_note_plaintext();
 	wants_rows = views_statement_wants_rows();
+	sealed = views_sealed_columns(pt, desc);
+	governed = !policy_is_exempt(GetUserId(), pt->base_relid);
+	/* (a probe's count needs the role's limits: load them while we can) */
+	if (governed)
+		(void) limits_role_unlimited();
 
 	argtypes = palloc(sizeof(Oid) * (natts + 1));
 	values = palloc(sizeof(Datum) * (natts + 1));
@@ -723,9 +1110,9 @@ views_write_row(TriggerData *td, ProtectedTable *pt)
 			}
 			if (!targeted && !att->atthasdef)
 				continue;
-			values[nargs] = v;
+			values[nargs] = views_param_value(sealed, i - 1, v, isnull);
 			nulls[nargs] = isnull ? 'n' : ' ';
-			argtypes[nargs] = att->atttypid;
+			argtypes[nargs] = views_param_type(sealed, i - 1, att);
 			appendStringInfo(&sql, "%s%s", nargs ? ", " : "",
 							 quote_identifier(NameStr(att->attname)));
 			appendStringInfo(&cols, "%s$%d", nargs ? ", " : "", nargs + 1);
@@ -742,7 +1129,7 @@ views_write_row(TriggerData *td, ProtectedTable *pt)
 			appendStringInfo(&sql, ") VALUES (%s)", cols.data);
 		appendStringInfo(&sql, " RETURNING %s", quote_identifier(pt->row_key));
 		plan = views_plan_for(&cached, sql.data, nargs, argtypes, &keep);
-		if (views_execute(plan, values, nulls) != SPI_OK_INSERT_RETURNING ||
+		if (views_execute(plan, values, nulls, governed ? pt : NULL) != SPI_OK_INSERT_RETURNING ||
 			SPI_processed != 1)
 			elog(ERROR, "insert through masking view %s failed", pt->view_name);
 		if (!keep)
@@ -796,9 +1183,16 @@ views_write_row(TriggerData *td, ProtectedTable *pt)
 									   NameStr(att->attname), pt->base_name)));
 				continue;
 			}
-			values[nargs] = newval;
+			if (i == keyatt)
+			{
+				bool		oldnull;
+				Datum		oldval = SPI_getbinval(oldtup, desc, i, &oldnull);
+
+				views_check_row_key(pt, att, oldval, oldnull, newval, newnull);
+			}
+			values[nargs] = views_param_value(sealed, i - 1, newval, newnull);
 			nulls[nargs] = newnull ? 'n' : ' ';
-			argtypes[nargs] = att->atttypid;
+			argtypes[nargs] = views_param_type(sealed, i - 1, att);
 			appendStringInfo(&sql, "%s%s = $%d", nchanged ? ", " : "",
 							 quote_identifier(NameStr(att->attname)), nargs + 1);
 			appendStringInfo(&cached, ":%d", i);
@@ -823,7 +1217,7 @@ views_write_row(TriggerData *td, ProtectedTable *pt)
 		 * too long for a cache key gets a one-off plan.
 		 */
 		plan = views_plan_for(&cached, sql.data, nargs, argtypes, &keep);
-		if (views_execute(plan, values, nulls) != SPI_OK_UPDATE_RETURNING)
+		if (views_execute(plan, values, nulls, governed ? pt : NULL) != SPI_OK_UPDATE_RETURNING)
 			elog(ERROR, "update through masking view %s failed", pt->view_name);
 		if (!keep)
 			SPI_freeplan(plan);
@@ -846,7 +1240,7 @@ views_write_row(TriggerData *td, ProtectedTable *pt)
 		appendStringInfo(&sql, "DELETE FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
 						 pt->write_name, quote_identifier(pt->row_key));
 		snprintf(key, sizeof(key), "%u:D", pt->view_relid);
-		if (views_execute(views_plan(key, sql.data, 1, argtypes), values, NULL) != SPI_OK_DELETE)
+		if (views_execute(views_plan(key, sql.data, 1, argtypes), values, NULL, NULL) != SPI_OK_DELETE)
 			elog(ERROR, "delete through masking view %s failed", pt->view_name);
 		result = SPI_processed > 0 ? oldtup : NULL;
 	}

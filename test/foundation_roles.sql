@@ -1,15 +1,17 @@
 -- pgTAP: who may do what with keys and encrypted values, role by role.
 -- Roles: an application role (writes and searches, never decrypts or manages
--- keys), a key administrator (pii_guard_admin member), and a superuser.
+-- keys: a pii_guard_encryptor member), a role that is not trusted to
+-- encrypt, a key administrator (pii_guard_admin member), and a superuser.
 BEGIN;
-SELECT plan(30);
+SELECT plan(35);
 
-CREATE ROLE tap_app;
+CREATE ROLE tap_app IN ROLE pii_guard_encryptor;
+CREATE ROLE tap_other;
 CREATE ROLE tap_keyadmin IN ROLE pii_guard_admin;
 CREATE TABLE tap_customers (id serial PRIMARY KEY, phone pii_guard.encrypted_text UNIQUE,
                             id_card pii_guard.encrypted_bytea);
-GRANT SELECT, INSERT, UPDATE, DELETE ON tap_customers TO tap_app, tap_keyadmin;
-GRANT USAGE ON SEQUENCE tap_customers_id_seq TO tap_app, tap_keyadmin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON tap_customers TO tap_app, tap_keyadmin, tap_other;
+GRANT USAGE ON SEQUENCE tap_customers_id_seq TO tap_app, tap_keyadmin, tap_other;
 
 -- The extension's objects.
 SELECT has_type('pii_guard', 'encrypted_text', 'type encrypted_text exists');
@@ -51,6 +53,24 @@ SELECT throws_ok($$SELECT pii_guard.reencrypt(phone) FROM tap_customers$$, '4250
 SELECT throws_ok($$SELECT * FROM pii_guard.key_status$$, '42501', NULL, 'app may not read key_status');
 SELECT throws_ok($$SHOW pii_guard.master_key_command$$, '42501', NULL,
                  'app may not see the master key command');
+RESET ROLE;
+
+-- A role not trusted to encrypt: outside a masking view it can neither
+-- encrypt a plaintext nor compare one with encrypted values (either would
+-- let it test guesses against any envelope), but it may compare envelopes.
+SET LOCAL ROLE tap_other;
+SELECT throws_ok($$INSERT INTO tap_customers (phone) VALUES ('13900000000')$$, '42501',
+                 'permission denied to encrypt pii_guard values', 'an untrusted role may not encrypt');
+SELECT throws_ok($$SELECT pii_guard.encrypt('13812345678')$$, '42501',
+                 'permission denied to encrypt pii_guard values', '... nor call encrypt()');
+SELECT throws_ok($$SELECT count(*) FROM tap_customers WHERE phone = '13812345678'::text$$, '42501',
+                 'permission denied to compare plaintext with pii_guard encrypted values',
+                 '... nor compare a plaintext with the column');
+SELECT throws_ok($$SELECT pii_guard.text_blind_hash('13812345678')$$, '42501',
+                 'permission denied to compare plaintext with pii_guard encrypted values',
+                 '... nor compute a plaintext''s blind hash');
+SELECT is((SELECT count(*)::int FROM tap_customers a JOIN tap_customers b ON a.phone = b.phone), 1,
+          '... but compares envelopes with envelopes');
 RESET ROLE;
 
 -- Key administrator.

@@ -61,7 +61,7 @@ SELECT throws_ok($$DELETE FROM customers WHERE id = 1$$,
 SELECT throws_ok($$SELECT * FROM public_pii.customers$$, '42501', 'permission denied for table customers',
                  'marketing cannot read the base table');
 SELECT throws_ok($$SELECT pii_guard.decrypt(pii_guard.encrypt('13812345678'))$$, '42501',
-                 'permission denied to decrypt pii_guard values', 'marketing cannot decrypt');
+                 'permission denied to encrypt pii_guard values', 'marketing cannot encrypt (nor decrypt)');
 SELECT throws_ok($$SELECT * FROM pii_guard.effective_access('mkt_amy')$$, '42501', NULL,
                  'marketing may not ask what roles see');
 SELECT throws_ok($$SELECT pii_guard.set_column_access('marketing', 'customers', 'phone', 'clear')$$,

@@ -42,10 +42,11 @@ pgg_ok "a full queue spilled events to disk ($spilled)" test "$spilled" -gt 0
 # A statement cancelled (here: its statement_timeout) while its denial
 # waits for room in the full queue: the denial is spilled, not lost.
 psql -X -q -h "$(pgg_sock $name)" -p 5432 -U postgres -d postgres >/dev/null 2>&1 <<'SQL'
+SELECT pii_guard.encrypt('x')::text AS envelope \gset
 SET pii_guard.audit_enqueue_timeout = 10000;
 SET statement_timeout = 300;
 SET ROLE q_reader;
-SELECT pii_guard.decrypt(pii_guard.encrypt('x'));
+SELECT pii_guard.decrypt(:'envelope'::pii_guard.encrypted_text);
 SQL
 kill -CONT "$worker"
 for _ in $(seq 100); do

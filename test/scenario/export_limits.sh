@@ -103,8 +103,12 @@ pgg_is "the approval is used up" \
 pgg_is "approved rows do not count toward the day" "$(sql "SELECT pii_guard.export_usage('intern_fay')")" 100
 pgg_ok "the use of the approval is audited" test "$(sql \
 	"SELECT count(*) FROM pii_guard.audit_exports WHERE session_role = 'intern_fay' AND detail LIKE '%export approval $grant'")" -ge 1
+# (Text fields only: a query id, a transaction id or a MAC can hold eleven
+# digits starting with 138 by chance.)
 pgg_is "no plaintext phone in the audit log" "$(sql \
-	"SELECT count(*) FROM pii_guard.audit_log a WHERE a::text ~ '138[0-9]{8}'")" 0
+	"SELECT count(*) FROM pii_guard.audit_log a
+	  WHERE (to_jsonb(a) - '{row_mac,query_id,xid,backend_pid,event_id,event_time}'::text[])::text
+	        ~ '138[0-9]{8}'")" 0
 
 # Named portals of the extended protocol, interleaved with another
 # statement: the portal's count goes on across its Execute messages.

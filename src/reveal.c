@@ -1,0 +1,798 @@
+/*-------------------------------------------------------------------------
+ *
+ * reveal.c
+ *		reveal(), the function masking views call on every protected column,
+ *		and the proof that a call is a masking view's own scan of its own
+ *		row.
+ *
+ * The per-row path, top-down: reveal() -> the call site's cached decision
+ * (policy.c) -> the export limits (limits.c) -> the audit note (audit.c)
+ * -> decrypting the envelope (crypto.c) -> the mask (reveal_mask).
+ *
+ * Which calls may reveal.  reveal(value, base, col, row_key) decides by
+ * the current role's policy for base.col and the row key: it would decrypt
+ * any envelope handed to it, under any row key.  So it returns anything
+ * only when it is evaluated by a masking view's query over its base table,
+ * on the value of the row being read, with that row's own key -- and that
+ * is established from the plan the executor runs, not from what the query
+ * or any catalog says.  When a plan is made (hooks.c's planner hook),
+ * reveal_prove_plan() walks every expression of every plan node; for each
+ * call of reveal() it follows the value and the row key through the plan
+ * -- join inputs, sorts, appends, subquery and CTE scans, index-only scans
+ * -- down to the scan that produces them, and requires that:
+ *
+ *	- both are plain columns of the same scan, of the same row;
+ *	- that scan reads base (or a partition or inheritance child of it, as
+ *	  this query expanded it) and is checked as pii_guard_owner -- the
+ *	  owner of the masking views, whose expansion is the only way a
+ *	  governed role reaches a base table past the fail-closed check;
+ *	- the value is the column named col and the key is base's row key.
+ *
+ * A call that passes is marked (its location becomes PII_SITE_MARK, a value
+ * no parser or stored expression carries); every other call keeps -1.  At
+ * its first call per site, reveal() refuses an unmarked site (42501,
+ * audited) unless the user is a superuser.  So a rule, a policy, a
+ * default, a generated column, a CHECK or domain constraint, an index
+ * expression, a trigger's WHEN, a view, a function of any language, a
+ * prepared statement or a typed query -- anything of a governed role's
+ * making -- may name reveal(), but none of them ever gets a value from it:
+ * expressions the executor evaluates from the catalogs never pass through
+ * the planner hook, and those that do cannot be proved.  Table owners are
+ * exempt from masking but not from this rule: their own queries read the
+ * base table directly.
+ *
+ * The proof runs once per plan (cached plans keep their marks) and only
+ * when the plan calls reveal() at all.
+ *
+ * Cache.  reveal() keeps in fn_extra the decision for its call site, the
+ * mask function's FmgrInfo and the row key's output function, so that a
+ * row costs a generation check, a user check and a time comparison.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_attribute.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
+#include "nodes/pathnodes.h"
+#include "parser/parsetree.h"
+#include "utils/builtins.h"
+#include "utils/catcache.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "pii_guard.h"
+
+/* What reveal() keeps in fn_extra. */
+typedef struct RevealCache
+{
+	void	   *audit_site;		/* audit.c's per-call-site state */
+	uint64		generation;
+	Oid			userid;
+	Decision   *decision;
+	/* Derived from the decision when it is (re)loaded, for the row path: */
+	bool		never_expires;	/* decision->expires == DT_NOEND */
+	bool		governed;		/* has a rule and the user is not exempt */
+	bool		per_row;		/* row-specific grants: look at the row key */
+	ColumnAccess access;		/* the access for every row, unless per_row */
+	bool		unlimited;		/* no export limits apply to the user ... */
+	int			unlimited_dflt[2];	/* ... with these default limits */
+	FmgrInfo	mask_finfo;
+	bool		mask_ready;
+	Oid			rowkey_type;
+	FmgrInfo	rowkey_out;
+	bool		rowkey_ready;
+	FunctionCallInfo mask_fcinfo;
+} RevealCache;
+
+
+
+/*
+ * The OIDs of the reveal() functions in this database (looked up through
+ * the syscache: this serves the planner, not rows).
+ */
+static int
+reveal_lookup_oids(Oid *oids, int max)
+{
+	Oid			nsp = pii_guard_schema_oid(true);
+	CatCList   *list;
+	int			i;
+	int			n = 0;
+
+	if (!OidIsValid(nsp))
+		return 0;
+	list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum("reveal"));
+	for (i = 0; i < list->n_members && n < max; i++)
+	{
+		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
+
+		if (proc->pronamespace == nsp)
+			oids[n++] = proc->oid;
+	}
+	ReleaseSysCacheList(list);
+	return n;
+}
+
+/*
+ * The reveal() functions' OIDs, kept while the policy generation holds (it
+ * moves when the extension goes or comes).  Returns how many.
+ */
+int
+reveal_functions(const Oid **oids)
+{
+	static Oid	cached[8];
+	static int	ncached = 0;
+	static uint64 cached_generation = 0;
+	uint64		generation = policy_current_generation();
+
+	if (cached_generation != generation)
+	{
+		ncached = reveal_lookup_oids(cached, lengthof(cached));
+		cached_generation = generation;
+	}
+	*oids = cached;
+	return ncached;
+}
+
+/* What reveal_prove_plan carries through the plan. */
+typedef struct ProofContext
+{
+	PlannedStmt *stmt;
+	const Oid  *reveal_oids;
+	int			nreveal;
+	Oid			view_owner;		/* pii_guard_owner */
+	Plan	   *node;			/* the node whose expressions are walked */
+	Oid			base;			/* the call being proved: its table ... */
+	const char *col;			/* ... and column */
+} ProofContext;
+
+static bool reveal_prove_pair(ProofContext *cx, Plan *plan, Expr *value,
+							  Expr *key, int depth);
+
+/* The expression of output column attno of plan, or NULL. */
+static Expr *
+reveal_output(Plan *plan, AttrNumber attno)
+{
+	TargetEntry *tle;
+
+	if (plan == NULL || attno <= 0 || attno > list_length(plan->targetlist))
+		return NULL;
+	tle = list_nth_node(TargetEntry, plan->targetlist, attno - 1);
+	return tle->expr;
+}
+
+/* The range table index of the top parent of an inheritance child. */
+static Index
+reveal_top_parent(PlannedStmt *stmt, Index rti)
+{
+	int			guard = list_length(stmt->rtable);
+	bool		moved = true;
+
+	while (moved && guard-- > 0)
+	{
+		ListCell   *lc;
+
+		moved = false;
+		foreach(lc, stmt->appendRelations)
+		{
+			AppendRelInfo *ai = lfirst_node(AppendRelInfo, lc);
+
+			if (ai->child_relid == rti)
+			{
+				rti = ai->parent_relid;
+				moved = true;
+				break;
+			}
+		}
+	}
+	return rti;
+}
+
+/*
+ * The base case: columns value_att and key_att of range table entry rti,
+ * which a scan reads.  Proved if the entry is base (or one of its children
+ * in this query), reached through a view of pii_guard_owner's, and the
+ * columns are col and base's row key.
+ */
+static bool
+reveal_prove_scan(ProofContext *cx, Index rti, AttrNumber value_att,
+				  AttrNumber key_att)
+{
+	RangeTblEntry *rte;
+	RangeTblEntry *top;
+	const char *row_key;
+	char	   *name;
+
+	if (rti < 1 || rti > (Index) list_length(cx->stmt->rtable))
+		return false;
+	rte = rt_fetch(rti, cx->stmt->rtable);
+	if (rte->rtekind != RTE_RELATION)
+		return false;
+	top = rt_fetch(reveal_top_parent(cx->stmt, rti), cx->stmt->rtable);
+	if (top->rtekind != RTE_RELATION || top->relid != cx->base ||
+		!OidIsValid(cx->view_owner) ||
+		compat_rte_check_as_user(cx->stmt, top) != cx->view_owner)
+		return false;
+	row_key = views_row_key(cx->base);
+	if (row_key == NULL)
+		return false;
+	/* By name: a partition may number its columns differently. */
+	name = get_attname(rte->relid, value_att, true);
+	if (name == NULL || strcmp(name, cx->col) != 0)
+		return false;
+	name = get_attname(rte->relid, key_att, true);
+	return name != NULL && strcmp(name, row_key) == 0;
+}
+
+/* Prove the pair in every child of an Append or MergeAppend. */
+static bool
+reveal_prove_children(ProofContext *cx, List *children, AttrNumber value_att,
+					  AttrNumber key_att, int depth)
+{
+	ListCell   *lc;
+
+	if (children == NIL)
+		return false;
+	foreach(lc, children)
+	{
+		Plan	   *child = (Plan *) lfirst(lc);
+
+		if (!reveal_prove_pair(cx, child, reveal_output(child, value_att),
+							   reveal_output(child, key_att), depth + 1))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Do expressions value and key, evaluated in plan node plan, both come
+ * from the same row of a scan of the protected table cx is proving for?
+ * Follows them down the plan: a join's or upper node's input columns, an
+ * append's children, a subquery's or CTE's outputs, an index-only scan's
+ * index columns.  Anything else -- a constant, a parameter, a function of
+ * columns, a column of another relation, two different rows -- is not.
+ */
+static bool
+reveal_prove_pair(ProofContext *cx, Plan *plan, Expr *value, Expr *key, int depth)
+{
+	Var		   *v;
+	Var		   *k;
+
+	check_stack_depth();
+	if (plan == NULL || value == NULL || key == NULL || depth > 100 ||
+		!IsA(value, Var) || !IsA(key, Var))
+		return false;
+	v = (Var *) value;
+	k = (Var *) key;
+	if (v->varlevelsup != 0 || k->varlevelsup != 0 || v->varno != k->varno)
+		return false;
+
+	switch (v->varno)
+	{
+		case OUTER_VAR:
+			if (IsA(plan, Append))
+				return reveal_prove_children(cx, ((Append *) plan)->appendplans,
+											 v->varattno, k->varattno, depth);
+			if (IsA(plan, MergeAppend))
+				return reveal_prove_children(cx, ((MergeAppend *) plan)->mergeplans,
+											 v->varattno, k->varattno, depth);
+			return reveal_prove_pair(cx, outerPlan(plan),
+									 reveal_output(outerPlan(plan), v->varattno),
+									 reveal_output(outerPlan(plan), k->varattno), depth + 1);
+		case INNER_VAR:
+			return reveal_prove_pair(cx, innerPlan(plan),
+									 reveal_output(innerPlan(plan), v->varattno),
+									 reveal_output(innerPlan(plan), k->varattno), depth + 1);
+		case INDEX_VAR:
+			{
+				IndexOnlyScan *ios = (IndexOnlyScan *) plan;
+				Expr	   *iv;
+				Expr	   *ik;
+
+				if (!IsA(plan, IndexOnlyScan) ||
+					v->varattno <= 0 || v->varattno > list_length(ios->indextlist) ||
+					k->varattno <= 0 || k->varattno > list_length(ios->indextlist))
+					return false;
+				iv = list_nth_node(TargetEntry, ios->indextlist, v->varattno - 1)->expr;
+				ik = list_nth_node(TargetEntry, ios->indextlist, k->varattno - 1)->expr;
+				if (!IsA(iv, Var) || !IsA(ik, Var) ||
+					(Index) ((Var *) iv)->varno != ios->scan.scanrelid ||
+					(Index) ((Var *) ik)->varno != ios->scan.scanrelid)
+					return false;
+				return reveal_prove_scan(cx, ios->scan.scanrelid,
+										 ((Var *) iv)->varattno, ((Var *) ik)->varattno);
+			}
+		default:
+			break;
+	}
+
+	/* A column of the range table entry the node scans. */
+	switch (nodeTag(plan))
+	{
+		case T_SeqScan:
+		case T_SampleScan:
+		case T_IndexScan:
+		case T_IndexOnlyScan:
+		case T_BitmapHeapScan:
+		case T_TidScan:
+		case T_TidRangeScan:
+			if (((Scan *) plan)->scanrelid != (Index) v->varno)
+				return false;
+			return reveal_prove_scan(cx, v->varno, v->varattno, k->varattno);
+		case T_SubqueryScan:
+			{
+				Plan	   *sub = ((SubqueryScan *) plan)->subplan;
+
+				if (((Scan *) plan)->scanrelid != (Index) v->varno)
+					return false;
+				return reveal_prove_pair(cx, sub, reveal_output(sub, v->varattno),
+										 reveal_output(sub, k->varattno), depth + 1);
+			}
+		case T_CteScan:
+			{
+				CteScan    *cs = (CteScan *) plan;
+				Plan	   *sub;
+
+				if (cs->scan.scanrelid != (Index) v->varno ||
+					cs->ctePlanId < 1 || cs->ctePlanId > list_length(cx->stmt->subplans))
+					return false;
+				sub = (Plan *) list_nth(cx->stmt->subplans, cs->ctePlanId - 1);
+				return reveal_prove_pair(cx, sub, reveal_output(sub, v->varattno),
+										 reveal_output(sub, k->varattno), depth + 1);
+			}
+		default:
+			return false;
+	}
+}
+
+/* Is funcid one of the reveal() functions? */
+static inline bool
+reveal_is_reveal(ProofContext *cx, Oid funcid)
+{
+	for (int i = 0; i < cx->nreveal; i++)
+		if (cx->reveal_oids[i] == funcid)
+			return true;
+	return false;
+}
+
+/* Prove one call of reveal() found in cx->node's expressions. */
+static bool
+reveal_prove_call(ProofContext *cx, FuncExpr *fe)
+{
+	Const	   *base;
+	Const	   *col;
+
+	if (list_length(fe->args) != 4 ||
+		!IsA(lsecond(fe->args), Const) || !IsA(lthird(fe->args), Const))
+		return false;
+	base = lsecond_node(Const, fe->args);
+	col = lthird_node(Const, fe->args);
+	if (base->constisnull || col->constisnull ||
+		base->consttype != REGCLASSOID || col->consttype != NAMEOID)
+		return false;
+	cx->base = DatumGetObjectId(base->constvalue);
+	cx->col = NameStr(*DatumGetName(col->constvalue));
+	return reveal_prove_pair(cx, cx->node, linitial(fe->args), lfourth(fe->args), 0);
+}
+
+/* Expression walker: mark the reveal() calls that are proved, unmark the rest. */
+static bool
+reveal_expr_walker(Node *node, ProofContext *cx)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, FuncExpr) && reveal_is_reveal(cx, ((FuncExpr *) node)->funcid))
+	{
+		FuncExpr   *fe = (FuncExpr *) node;
+
+		fe->location = reveal_prove_call(cx, fe) ? PII_SITE_MARK : -1;
+	}
+	return expression_tree_walker(node, reveal_expr_walker, (void *) cx);
+}
+
+/* Walk the expressions of one plan node, then its children. */
+static void
+reveal_prove_node(ProofContext *cx, Plan *plan)
+{
+	Plan	   *save = cx->node;
+	List	   *children = NIL;
+	ListCell   *lc;
+
+	if (plan == NULL)
+		return;
+	check_stack_depth();
+	cx->node = plan;
+	(void) reveal_expr_walker((Node *) plan->targetlist, cx);
+	(void) reveal_expr_walker((Node *) plan->qual, cx);
+	switch (nodeTag(plan))
+	{
+		case T_Result:
+			(void) reveal_expr_walker(((Result *) plan)->resconstantqual, cx);
+			break;
+		case T_NestLoop:
+		case T_MergeJoin:
+		case T_HashJoin:
+			(void) reveal_expr_walker((Node *) ((Join *) plan)->joinqual, cx);
+			if (IsA(plan, MergeJoin))
+				(void) reveal_expr_walker((Node *) ((MergeJoin *) plan)->mergeclauses, cx);
+			if (IsA(plan, HashJoin))
+			{
+				(void) reveal_expr_walker((Node *) ((HashJoin *) plan)->hashclauses, cx);
+				(void) reveal_expr_walker((Node *) ((HashJoin *) plan)->hashkeys, cx);
+			}
+			break;
+		case T_Hash:
+			(void) reveal_expr_walker((Node *) ((Hash *) plan)->hashkeys, cx);
+			break;
+		case T_IndexScan:
+			(void) reveal_expr_walker((Node *) ((IndexScan *) plan)->indexqualorig, cx);
+			(void) reveal_expr_walker((Node *) ((IndexScan *) plan)->indexorderbyorig, cx);
+			break;
+		case T_IndexOnlyScan:
+			(void) reveal_expr_walker((Node *) ((IndexOnlyScan *) plan)->recheckqual, cx);
+			break;
+		case T_BitmapHeapScan:
+			(void) reveal_expr_walker((Node *) ((BitmapHeapScan *) plan)->bitmapqualorig, cx);
+			break;
+		case T_Limit:
+			(void) reveal_expr_walker(((Limit *) plan)->limitOffset, cx);
+			(void) reveal_expr_walker(((Limit *) plan)->limitCount, cx);
+			break;
+		case T_ModifyTable:
+			(void) reveal_expr_walker((Node *) ((ModifyTable *) plan)->returningLists, cx);
+			(void) reveal_expr_walker((Node *) ((ModifyTable *) plan)->withCheckOptionLists, cx);
+			(void) reveal_expr_walker((Node *) ((ModifyTable *) plan)->onConflictSet, cx);
+			(void) reveal_expr_walker(((ModifyTable *) plan)->onConflictWhere, cx);
+			break;
+		case T_FunctionScan:
+			(void) reveal_expr_walker((Node *) ((FunctionScan *) plan)->functions, cx);
+			break;
+		case T_ValuesScan:
+			(void) reveal_expr_walker((Node *) ((ValuesScan *) plan)->values_lists, cx);
+			break;
+		default:
+			break;
+	}
+	cx->node = save;
+
+	reveal_prove_node(cx, plan->lefttree);
+	reveal_prove_node(cx, plan->righttree);
+	switch (nodeTag(plan))
+	{
+		case T_Append:
+			children = ((Append *) plan)->appendplans;
+			break;
+		case T_MergeAppend:
+			children = ((MergeAppend *) plan)->mergeplans;
+			break;
+		case T_BitmapAnd:
+			children = ((BitmapAnd *) plan)->bitmapplans;
+			break;
+		case T_BitmapOr:
+			children = ((BitmapOr *) plan)->bitmapplans;
+			break;
+		case T_SubqueryScan:
+			reveal_prove_node(cx, ((SubqueryScan *) plan)->subplan);
+			break;
+		case T_CustomScan:
+			children = ((CustomScan *) plan)->custom_plans;
+			break;
+		default:
+			break;
+	}
+	foreach(lc, children)
+		reveal_prove_node(cx, (Plan *) lfirst(lc));
+}
+
+/*
+ * hooks.c, once a plan is made: mark the calls of reveal() that are a
+ * masking view's own scan of its own row (see the file header).
+ */
+void
+reveal_prove_plan(PlannedStmt *stmt)
+{
+	ProofContext cx;
+	ListCell   *lc;
+
+	memset(&cx, 0, sizeof(cx));
+	cx.nreveal = reveal_functions(&cx.reveal_oids);
+	if (cx.nreveal == 0 || stmt == NULL || stmt->commandType == CMD_UTILITY)
+		return;
+	cx.stmt = stmt;
+	cx.view_owner = views_owner_role();
+	reveal_prove_node(&cx, stmt->planTree);
+	foreach(lc, stmt->subplans)
+		reveal_prove_node(&cx, (Plan *) lfirst(lc));
+}
+
+/*
+ * reveal() is called by masking views only, on the column it names, and
+ * at a call site reveal_prove_plan marked (see the file header).  Checked
+ * once per call site:
+ *	- the value must have the named column's type (encrypted columns: the
+ *	  same encrypted type), and the column must exist -- for everyone, so
+ *	  that no mask function is handed a value of another type;
+ *	- the site must be marked, unless the user is a superuser.
+ */
+static void
+reveal_check_call(FunctionCallInfo fcinfo)
+{
+	FuncExpr   *fe = (FuncExpr *) fcinfo->flinfo->fn_expr;
+	Oid			relid = PG_GETARG_OID(1);
+	Name		attname = PG_GETARG_NAME(2);
+	HeapTuple	atttup;
+	Oid			coltype = InvalidOid;
+	Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
+
+	/* (Once per call site, so once per statement: one syscache lookup.) */
+	atttup = SearchSysCacheAttName(relid, NameStr(*attname));
+	if (HeapTupleIsValid(atttup))
+	{
+		coltype = ((Form_pg_attribute) GETSTRUCT(atttup))->atttypid;
+		ReleaseSysCache(atttup);
+	}
+	if (!OidIsValid(coltype) || coltype != argtype)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("reveal() was given a value that is not a value of column \"%s\"",
+						NameStr(*attname)),
+				 errhint("reveal() is called by pii_guard's masking views; query the view instead.")));
+	if (fe != NULL && IsA(fe, FuncExpr) && fe->location == PII_SITE_MARK)
+		return;
+	if (superuser())
+		return;
+	audit_deny(views_masking_view_name(relid), "reveal",
+			   "reveal() called outside a masking view's own scan of its own row");
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("pii_guard.reveal() can only be used by masking views"),
+			 errdetail("reveal() returns values only to a masking view's own scan of its base table, for the row being read."),
+			 errhint("Query the table's masking view instead.")));
+}
+
+/* Load (or reload) the reveal() call-site cache; the slow path. */
+static pg_noinline RevealCache *
+reveal_cache_refresh(FunctionCallInfo fcinfo)
+{
+	RevealCache *rc = (RevealCache *) fcinfo->flinfo->fn_extra;
+	Oid			userid = GetUserId();
+	Decision   *d;
+
+	if (rc == NULL)
+	{
+		reveal_check_call(fcinfo);
+		rc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(RevealCache));
+		rc->rowkey_type = get_fn_expr_argtype(fcinfo->flinfo, 3);
+		fcinfo->flinfo->fn_extra = rc;
+	}
+	if (rc->decision == NULL || rc->generation != policy_current_generation() ||
+		rc->userid != userid ||
+		GetCurrentStatementStartTimestamp() >= rc->decision->expires)
+	{
+		Oid			relid = PG_GETARG_OID(1);
+		Name		attname = PG_GETARG_NAME(2);
+
+		rc->decision = policy_decide(userid, relid, NameStr(*attname));
+		rc->generation = policy_generation;
+		rc->userid = userid;
+		rc->mask_ready = false;
+	}
+	d = rc->decision;
+	rc->never_expires = d->expires == DT_NOEND;
+	rc->governed = d->has_rule && !d->exempt;
+	rc->per_row = rc->governed && d->access != ACCESS_CLEAR && d->nrowkeys > 0;
+	rc->access = rc->governed ? d->access : ACCESS_CLEAR;
+	rc->unlimited = !rc->governed || limits_role_unlimited();
+	rc->unlimited_dflt[0] = pii_guard_default_max_rows_per_statement;
+	rc->unlimited_dflt[1] = pii_guard_default_max_rows_per_day;
+	return rc;
+}
+
+/*
+ * The reveal() call-site cache.  The per-row fast path: same policy, same
+ * user, no grant ending.
+ */
+static inline RevealCache *
+reveal_cache(FunctionCallInfo fcinfo)
+{
+	RevealCache *rc = (RevealCache *) fcinfo->flinfo->fn_extra;
+
+	if (likely(rc != NULL && rc->decision != NULL &&
+			   rc->generation == policy_generation && rc->userid == GetUserId() &&
+			   (rc->never_expires ||
+				GetCurrentStatementStartTimestamp() < rc->decision->expires)))
+		return rc;
+	return reveal_cache_refresh(fcinfo);
+}
+
+/* The access for a row with a row-specific grant somewhere; the slow path. */
+static pg_noinline ColumnAccess
+reveal_row_access(FunctionCallInfo fcinfo, RevealCache *rc)
+{
+	char	   *rowkey;
+
+	if (!rc->rowkey_ready)
+	{
+		Oid			typoutput;
+		bool		varlena;
+
+		getTypeOutputInfo(rc->rowkey_type, &typoutput, &varlena);
+		fmgr_info_cxt(typoutput, &rc->rowkey_out, fcinfo->flinfo->fn_mcxt);
+		rc->rowkey_ready = true;
+	}
+	rowkey = PG_ARGISNULL(3) ? NULL : OutputFunctionCall(&rc->rowkey_out, PG_GETARG_DATUM(3));
+	return policy_row_access(rc->decision, rowkey);
+}
+
+/* The access for this call's row. */
+static inline ColumnAccess
+reveal_access(FunctionCallInfo fcinfo, RevealCache *rc)
+{
+	if (likely(!rc->per_row))
+		return rc->access;
+	return reveal_row_access(fcinfo, rc);
+}
+
+/*
+ * Tell the audit what this call produced, and count the row against the
+ * export limits if a value of it is produced (exempt roles are not
+ * governed).  Raises the export-limit error before the value exists.
+ */
+static inline void
+reveal_note(FunctionCallInfo fcinfo, RevealCache *rc, ColumnAccess access)
+{
+	if (!rc->governed)
+		return;
+	if (access != ACCESS_HIDDEN &&
+		!(rc->unlimited &&
+		  rc->unlimited_dflt[0] == pii_guard_default_max_rows_per_statement &&
+		  rc->unlimited_dflt[1] == pii_guard_default_max_rows_per_day))
+		limits_count_row(PG_GETARG_OID(1), PG_GETARG_DATUM(3), rc->rowkey_type,
+						 PG_ARGISNULL(3));
+	audit_note_reveal(PG_GETARG_OID(1), NameStr(*PG_GETARG_NAME(2)), access,
+					  fcinfo, 3, &rc->audit_site);
+}
+
+/* Apply the mask function of the decision to value. */
+static Datum
+reveal_mask(FunctionCallInfo fcinfo, RevealCache *rc, Datum value, bool *isnull)
+{
+	Decision   *d = rc->decision;
+	FunctionCallInfo mfc;
+	Datum		result;
+	int			i;
+
+	if (!rc->mask_ready)
+	{
+		fmgr_info_cxt(d->mask_fn, &rc->mask_finfo, fcinfo->flinfo->fn_mcxt);
+		if (rc->mask_fcinfo == NULL)
+			rc->mask_fcinfo = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt,
+													 SizeForFunctionCallInfo(FUNC_MAX_ARGS));
+		rc->mask_ready = true;
+	}
+	mfc = rc->mask_fcinfo;
+	InitFunctionCallInfoData(*mfc, &rc->mask_finfo, d->mask_nargs + 1,
+							 fcinfo->fncollation, NULL, NULL);
+	mfc->args[0].value = value;
+	mfc->args[0].isnull = false;
+	for (i = 0; i < d->mask_nargs; i++)
+	{
+		mfc->args[i + 1].value = d->mask_args[i];
+		mfc->args[i + 1].isnull = d->mask_argnulls[i];
+		if (d->mask_argnulls[i] && rc->mask_finfo.fn_strict)
+		{
+			*isnull = true;
+			return (Datum) 0;
+		}
+	}
+	if (OidIsValid(d->mask_run_as))
+	{
+		/*
+		 * A mask in SQL or PL/pgSQL runs as its owner (a superuser or the
+		 * extension owner, see policy_mask_problem), like an index
+		 * expression: what its body uses needs no privilege of the reader,
+		 * and it cannot SET ROLE.  An ERROR restores the user at abort.
+		 */
+		Oid			save_userid;
+		int			save_sec_context;
+
+		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+		SetUserIdAndSecContext(d->mask_run_as, save_sec_context |
+							   SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+		result = FunctionCallInvoke(mfc);
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	else
+		result = FunctionCallInvoke(mfc);
+	*isnull = mfc->isnull;
+	return result;
+}
+
+
+PG_FUNCTION_INFO_V1(pii_guard_reveal);
+PG_FUNCTION_INFO_V1(pii_guard_reveal_text);
+PG_FUNCTION_INFO_V1(pii_guard_reveal_bytea);
+
+/*
+ * SQL function: reveal(value anyelement, base regclass, col name, row_key "any")
+ *		returns anyelement
+ *
+ * A plaintext column as the current role may see it: the value, the mask
+ * function's result, or NULL.
+ */
+Datum
+pii_guard_reveal(PG_FUNCTION_ARGS)
+{
+	RevealCache *rc = reveal_cache(fcinfo);
+	ColumnAccess access = reveal_access(fcinfo, rc);
+	Datum		result;
+	bool		isnull;
+
+	reveal_note(fcinfo, rc, access);
+	if (access == ACCESS_CLEAR)
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+	if (access == ACCESS_HIDDEN)
+		PG_RETURN_NULL();
+	result = reveal_mask(fcinfo, rc, PG_GETARG_DATUM(0), &isnull);
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
+/* Shared body of the encrypted reveal() variants. */
+static Datum
+reveal_encrypted(FunctionCallInfo fcinfo, char kind)
+{
+	RevealCache *rc = reveal_cache(fcinfo);
+	ColumnAccess access = reveal_access(fcinfo, rc);
+	bytea	   *plain;
+	Datum		result;
+	bool		isnull;
+
+	reveal_note(fcinfo, rc, access);
+	if (access == ACCESS_HIDDEN)
+		PG_RETURN_NULL();
+	if (unlikely(!rc->decision->has_rule && !rc->decision->exempt))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("column \"%s\" is not protected by pii_guard", NameStr(*PG_GETARG_NAME(2))),
+				 errhint("Protect it with pii_guard.protect_column().")));
+	plain = crypto_open(PG_GETARG_BYTEA_PP(0), kind);
+	if (kind == ENV_KIND_TEXT)
+		enctype_check_encoding(plain);
+	if (access == ACCESS_CLEAR)
+		PG_RETURN_BYTEA_P(plain);
+	result = reveal_mask(fcinfo, rc, PointerGetDatum(plain), &isnull);
+	crypto_wipe(plain);
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * SQL function: reveal(value encrypted_text, base regclass, col name,
+ *		row_key "any") returns text
+ */
+Datum
+pii_guard_reveal_text(PG_FUNCTION_ARGS)
+{
+	return reveal_encrypted(fcinfo, ENV_KIND_TEXT);
+}
+
+/*
+ * SQL function: reveal(value encrypted_bytea, base regclass, col name,
+ *		row_key "any") returns bytea
+ */
+Datum
+pii_guard_reveal_bytea(PG_FUNCTION_ARGS)
+{
+	return reveal_encrypted(fcinfo, ENV_KIND_BYTEA);
+}
+
