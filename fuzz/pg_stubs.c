@@ -22,6 +22,11 @@
  * to the innermost PG_TRY, as the server does, and fuzz_call() catches it.
  * An ERROR outside fuzz_call(), a FATAL or a PANIC aborts.
  *
+ * Resource owners.  There is one, always current; the release callbacks
+ * registered (crypto.c's, which frees keyed OpenSSL contexts) run when a
+ * test calls fuzz_release_resources(), as a transaction's end runs them.
+ * The fuzz targets never do: they keep what they build for the process.
+ *
  * Everything else the object files reference but the fuzz targets never
  * reach (catalog lookups, numeric and calendar arithmetic, privileges)
  * aborts with its name if called, so a target that strays there fails
@@ -49,6 +54,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/resowner.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -430,6 +436,50 @@ fuzz_call(PGFunction fn, Datum *result, int nargs,...)
 	}
 	PG_END_TRY();
 	return ok;
+}
+
+/* ----------------------------------------------------------------------
+ * Resource owners
+ * ----------------------------------------------------------------------
+ */
+
+/* The one resource owner: any non-NULL pointer no other owner has. */
+static char fuzz_owner;
+ResourceOwner CurrentResourceOwner = (ResourceOwner) &fuzz_owner;
+
+static struct
+{
+	ResourceReleaseCallback callback;
+	void	   *arg;
+}			release_callbacks[8];
+static int	nrelease_callbacks;
+
+void
+RegisterResourceReleaseCallback(ResourceReleaseCallback callback, void *arg)
+{
+	if (nrelease_callbacks == lengthof(release_callbacks))
+		fuzz_fail("too many resource release callbacks");
+	release_callbacks[nrelease_callbacks].callback = callback;
+	release_callbacks[nrelease_callbacks].arg = arg;
+	nrelease_callbacks++;
+}
+
+/*
+ * Release the resource owner as a transaction's commit or abort does: each
+ * phase in turn, every callback in each.
+ */
+void
+fuzz_release_resources(bool isCommit)
+{
+	ResourceReleasePhase phases[] = {RESOURCE_RELEASE_BEFORE_LOCKS,
+		RESOURCE_RELEASE_LOCKS, RESOURCE_RELEASE_AFTER_LOCKS};
+	int			p;
+	int			i;
+
+	for (p = 0; p < (int) lengthof(phases); p++)
+		for (i = 0; i < nrelease_callbacks; i++)
+			release_callbacks[i].callback(phases[p], isCommit, true,
+										  release_callbacks[i].arg);
 }
 
 /* ----------------------------------------------------------------------

@@ -28,7 +28,10 @@
  *
  * Cache.  Unwrapped keys are cached per backend, as keyed OpenSSL contexts,
  * in KeysContext under TopMemoryContext; keys_free_cache frees the contexts
- * (OpenSSL cleanses their key schedules) before the cache is rebuilt.  It
+ * (OpenSSL cleanses their key schedules) before the cache is rebuilt.  A
+ * new context belongs to the current resource owner (see crypto.c) until
+ * its cache entry holds it and the cache adopts it, so that an error while
+ * the entry is made (out of memory in hash_search) frees it at abort.  It
  * is not KeysContext's reset callback: the hash table lives in a child
  * context of its own (dynahash's), which MemoryContextReset deletes before
  * it runs the parent's callbacks, so a callback would read freed memory.
@@ -411,12 +414,9 @@ keys_free_cache(void)
 	hash_seq_init(&status, key_cache);
 	while ((entry = hash_seq_search(&status)) != NULL)
 	{
-		if (entry->enc)
-			EVP_CIPHER_CTX_free(entry->enc);
-		if (entry->dec)
-			EVP_CIPHER_CTX_free(entry->dec);
-		if (entry->mac)
-			crypto_free_hmac(entry->mac);
+		crypto_free_gcm_ctx(entry->enc);
+		crypto_free_gcm_ctx(entry->dec);
+		crypto_free_hmac(entry->mac);
 	}
 	key_cache = NULL;
 	current_encrypt_key = NULL;
@@ -558,7 +558,11 @@ key_slot(char purpose)
 		purpose == KEY_PURPOSE_AUDIT ? KEY_SLOT_AUDIT : KEY_SLOT_ENCRYPT;
 }
 
-/* Build the cache entry for an unwrapped key and wipe the key bytes. */
+/*
+ * Build the cache entry for an unwrapped key and wipe the key bytes.  The
+ * new contexts belong to the current resource owner until the entry holds
+ * them: if hash_search raises (out of memory), the abort frees them.
+ */
 static DataKey *
 keys_cache_insert(uint32 key_id, char purpose, uint8 *key)
 {
@@ -578,10 +582,8 @@ keys_cache_insert(uint32 key_id, char purpose, uint8 *key)
 	OPENSSL_cleanse(key, PII_KEY_LEN);
 	if (purpose == KEY_PURPOSE_ENCRYPT ? (enc == NULL || dec == NULL) : mac == NULL)
 	{
-		if (enc)
-			EVP_CIPHER_CTX_free(enc);
-		if (dec)
-			EVP_CIPHER_CTX_free(dec);
+		crypto_free_gcm_ctx(enc);
+		crypto_free_gcm_ctx(dec);
 		crypto_failure("data key setup");
 	}
 
@@ -589,18 +591,19 @@ keys_cache_insert(uint32 key_id, char purpose, uint8 *key)
 	if (found)
 	{
 		/* Loaded meanwhile by a nested call; keep the first one. */
-		if (enc)
-			EVP_CIPHER_CTX_free(enc);
-		if (dec)
-			EVP_CIPHER_CTX_free(dec);
-		if (mac)
-			crypto_free_hmac(mac);
+		crypto_free_gcm_ctx(enc);
+		crypto_free_gcm_ctx(dec);
+		crypto_free_hmac(mac);
 		return entry;
 	}
+	/* Nothing raises from here on: the cache takes the contexts over. */
 	entry->purpose = purpose;
 	entry->enc = enc;
 	entry->dec = dec;
 	entry->mac = mac;
+	crypto_adopt(enc);
+	crypto_adopt(dec);
+	crypto_adopt(mac);
 	return entry;
 }
 
