@@ -40,7 +40,11 @@
  * itself.  RegisterResourceReleaseCallback works on PostgreSQL 13 to 17 (17
  * adds ResourceOwnerDesc, which we don't need).  Nothing on the list
  * raises: its nodes come from OpenSSL's allocator, and a failed allocation
- * is a failure to create the object.
+ * is a failure to create the object.  Where it is simpler, code is ordered
+ * so that nothing can raise while a keyed object exists at all (the key
+ * wrapping draws its nonce before it builds its context); callers wipe
+ * key bytes on their stack in PG_CATCH too where a call in between may
+ * raise.
  *
  *-------------------------------------------------------------------------
  */
@@ -426,21 +430,25 @@ crypto_wrap_aad(uint32 key_id, char purpose, uint8 *aad)
 
 /*
  * Wrap a data key under a master key: nonce || AES-256-GCM(key) || tag,
- * with the key id and purpose as additional data.
+ * with the key id and purpose as additional data.  The nonce is drawn
+ * before the context keyed with the master key exists, so that nothing can
+ * raise while it does.  Raises on failure: the caller wipes key in
+ * PG_CATCH.
  */
 void
 crypto_wrap_key(const uint8 *master, uint32 key_id, char purpose,
 				const uint8 *key, uint8 *wrapped)
 {
-	EVP_CIPHER_CTX *ctx = crypto_new_gcm_ctx(master, true);
+	EVP_CIPHER_CTX *ctx;
 	uint8		aad[64];
 	int			aad_len = crypto_wrap_aad(key_id, purpose, aad);
 	int			outl;
 	bool		ok;
 
+	crypto_random_bytes(wrapped, ENV_NONCE_LEN);
+	ctx = crypto_new_gcm_ctx(master, true);
 	if (ctx == NULL)
 		crypto_failure("AES-256-GCM setup");
-	crypto_random_bytes(wrapped, ENV_NONCE_LEN);
 	ok = EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, wrapped) == 1 &&
 		EVP_EncryptUpdate(ctx, NULL, &outl, aad, aad_len) == 1 &&
 		EVP_EncryptUpdate(ctx, wrapped + ENV_NONCE_LEN, &outl,
