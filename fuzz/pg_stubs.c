@@ -17,6 +17,8 @@
  * header (fuzz_text) end right at an inaccessible page, so that reading
  * past one faults even in code built without the sanitizer, such as
  * libpgcommon's (that is how an over-read in utf8_to_unicode() showed).
+ * A test can make the next palloc raise "out of memory"
+ * (fuzz_fail_next_alloc).
  *
  * Errors.  errstart/errfinish collect the report; ereport(ERROR) longjmps
  * to the innermost PG_TRY, as the server does, and fuzz_call() catches it.
@@ -84,6 +86,9 @@ typedef struct GuardedChunk
 static GuardedChunk guarded[16];
 static int	nguarded;
 
+/* Set by fuzz_fail_next_alloc(): the next palloc raises "out of memory". */
+static bool fail_next_alloc = false;
+
 /*
  * size bytes that end where an inaccessible page begins (no alignment:
  * for data read a byte at a time).
@@ -130,6 +135,14 @@ fuzz_alloc(Size size, bool huge, bool zero)
 
 	if (huge ? !AllocHugeSizeIsValid(size) : !AllocSizeIsValid(size))
 		elog(ERROR, "invalid memory alloc request size %zu", size);
+	if (fail_next_alloc)
+	{
+		fail_next_alloc = false;
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Failed on request of size %zu (fuzz_fail_next_alloc).", size)));
+	}
 	if (nchunks == maxchunks)
 	{
 		maxchunks = maxchunks ? 2 * maxchunks : 64;
@@ -148,6 +161,13 @@ fuzz_alloc(Size size, bool huge, bool zero)
 				 errdetail("Failed on request of size %zu.", size)));
 	chunks[nchunks++] = p;
 	return p;
+}
+
+/* Make the next palloc fail as the server's does when memory runs out. */
+void
+fuzz_fail_next_alloc(void)
+{
+	fail_next_alloc = true;
 }
 
 /* The slot of a palloc'd pointer; aborts for anything else. */
@@ -314,6 +334,15 @@ errfinish(const char *filename, int lineno, const char *funcname)
 		fuzz_fail("ERROR outside fuzz_call() at %s:%d: %s", filename, lineno,
 				  pending.message);
 	fuzz_error = pending;
+	siglongjmp(*PG_exception_stack, 1);
+}
+
+/* PG_RE_THROW: pass the error in fuzz_error on to the next PG_TRY out. */
+void
+pg_re_throw(void)
+{
+	if (PG_exception_stack == NULL)
+		fuzz_fail("PG_RE_THROW outside fuzz_call(): %s", fuzz_error.message);
 	siglongjmp(*PG_exception_stack, 1);
 }
 
