@@ -39,6 +39,8 @@ extern FuzzError fuzz_error;
 /* pg_stubs.c: the stand-in server. */
 extern void fuzz_set_encoding(int encoding);
 extern void fuzz_reset_memory(void);
+extern void fuzz_release_resources(bool isCommit);
+extern void fuzz_fail_next_alloc(void);
 extern bool fuzz_call(PGFunction fn, Datum *result, int nargs,...);
 extern text *fuzz_text(const uint8_t *data, size_t len, bool short_header);
 /* (printf, not PostgreSQL's gnu_printf: clang builds the targets) */

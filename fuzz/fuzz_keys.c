@@ -46,6 +46,11 @@ fuzz_build_keys(void)
 	pseudonym_key.mac = crypto_new_hmac(key);
 	FUZZ_CHECK(encrypt_key.enc && encrypt_key.dec && blind_key.mac &&
 			   pseudonym_key.mac, "could not build the test keys");
+	/* kept for the process, as keys.c's cache keeps its keys */
+	crypto_adopt(encrypt_key.enc);
+	crypto_adopt(encrypt_key.dec);
+	crypto_adopt(blind_key.mac);
+	crypto_adopt(pseudonym_key.mac);
 	built = true;
 }
 

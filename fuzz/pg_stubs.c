@@ -17,10 +17,17 @@
  * header (fuzz_text) end right at an inaccessible page, so that reading
  * past one faults even in code built without the sanitizer, such as
  * libpgcommon's (that is how an over-read in utf8_to_unicode() showed).
+ * A test can make the next palloc raise "out of memory"
+ * (fuzz_fail_next_alloc).
  *
  * Errors.  errstart/errfinish collect the report; ereport(ERROR) longjmps
  * to the innermost PG_TRY, as the server does, and fuzz_call() catches it.
  * An ERROR outside fuzz_call(), a FATAL or a PANIC aborts.
+ *
+ * Resource owners.  There is one, always current; the release callbacks
+ * registered (crypto.c's, which frees keyed OpenSSL contexts) run when a
+ * test calls fuzz_release_resources(), as a transaction's end runs them.
+ * The fuzz targets never do: they keep what they build for the process.
  *
  * Everything else the object files reference but the fuzz targets never
  * reach (catalog lookups, numeric and calendar arithmetic, privileges)
@@ -49,6 +56,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/resowner.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -77,6 +85,9 @@ typedef struct GuardedChunk
 
 static GuardedChunk guarded[16];
 static int	nguarded;
+
+/* Set by fuzz_fail_next_alloc(): the next palloc raises "out of memory". */
+static bool fail_next_alloc = false;
 
 /*
  * size bytes that end where an inaccessible page begins (no alignment:
@@ -124,6 +135,14 @@ fuzz_alloc(Size size, bool huge, bool zero)
 
 	if (huge ? !AllocHugeSizeIsValid(size) : !AllocSizeIsValid(size))
 		elog(ERROR, "invalid memory alloc request size %zu", size);
+	if (fail_next_alloc)
+	{
+		fail_next_alloc = false;
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Failed on request of size %zu (fuzz_fail_next_alloc).", size)));
+	}
 	if (nchunks == maxchunks)
 	{
 		maxchunks = maxchunks ? 2 * maxchunks : 64;
@@ -142,6 +161,13 @@ fuzz_alloc(Size size, bool huge, bool zero)
 				 errdetail("Failed on request of size %zu.", size)));
 	chunks[nchunks++] = p;
 	return p;
+}
+
+/* Make the next palloc fail as the server's does when memory runs out. */
+void
+fuzz_fail_next_alloc(void)
+{
+	fail_next_alloc = true;
 }
 
 /* The slot of a palloc'd pointer; aborts for anything else. */
@@ -311,6 +337,15 @@ errfinish(const char *filename, int lineno, const char *funcname)
 	siglongjmp(*PG_exception_stack, 1);
 }
 
+/* PG_RE_THROW: pass the error in fuzz_error on to the next PG_TRY out. */
+void
+pg_re_throw(void)
+{
+	if (PG_exception_stack == NULL)
+		fuzz_fail("PG_RE_THROW outside fuzz_call(): %s", fuzz_error.message);
+	siglongjmp(*PG_exception_stack, 1);
+}
+
 int
 errcode(int sqlerrcode)
 {
@@ -430,6 +465,50 @@ fuzz_call(PGFunction fn, Datum *result, int nargs,...)
 	}
 	PG_END_TRY();
 	return ok;
+}
+
+/* ----------------------------------------------------------------------
+ * Resource owners
+ * ----------------------------------------------------------------------
+ */
+
+/* The one resource owner: any non-NULL pointer no other owner has. */
+static char fuzz_owner;
+ResourceOwner CurrentResourceOwner = (ResourceOwner) &fuzz_owner;
+
+static struct
+{
+	ResourceReleaseCallback callback;
+	void	   *arg;
+}			release_callbacks[8];
+static int	nrelease_callbacks;
+
+void
+RegisterResourceReleaseCallback(ResourceReleaseCallback callback, void *arg)
+{
+	if (nrelease_callbacks == lengthof(release_callbacks))
+		fuzz_fail("too many resource release callbacks");
+	release_callbacks[nrelease_callbacks].callback = callback;
+	release_callbacks[nrelease_callbacks].arg = arg;
+	nrelease_callbacks++;
+}
+
+/*
+ * Release the resource owner as a transaction's commit or abort does: each
+ * phase in turn, every callback in each.
+ */
+void
+fuzz_release_resources(bool isCommit)
+{
+	ResourceReleasePhase phases[] = {RESOURCE_RELEASE_BEFORE_LOCKS,
+		RESOURCE_RELEASE_LOCKS, RESOURCE_RELEASE_AFTER_LOCKS};
+	int			p;
+	int			i;
+
+	for (p = 0; p < (int) lengthof(phases); p++)
+		for (i = 0; i < nrelease_callbacks; i++)
+			release_callbacks[i].callback(phases[p], isCommit, true,
+										  release_callbacks[i].arg);
 }
 
 /* ----------------------------------------------------------------------

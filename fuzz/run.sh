@@ -13,8 +13,10 @@
 #   fuzz/run.sh regress [target ...]
 #       Builds the targets with gcc's AddressSanitizer and
 #       UndefinedBehaviorSanitizer and a plain main() (no clang needed) and
-#       runs each once on every committed corpus and regression input.  This
-#       is the `make test` stage "fuzz".
+#       runs each once on every committed corpus and regression input; then
+#       runs the unit tests built the same way (key_cleanup: no keyed
+#       OpenSSL context or key bytes survive an ERROR).  This is the
+#       `make test` stage "fuzz".
 #
 # Environment: FUZZ_SECONDS; FUZZ_CORPUS=DIR keeps the corpus the fuzzer
 # grows in DIR/<target>/ across runs (default: a temporary directory,
@@ -26,12 +28,25 @@ cd "$(dirname "$0")/.."
 PG_MAJOR=${PG_MAJOR:-15}
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
 ALL_TARGETS="envelope mask_phone mask_cn_id mask_bank_card mask_email mask_name mask_address partial noise pseudonym"
+UNITS="key_cleanup"	# (regress only: tests with a main() of their own)
 
 mode=${1:-}
 shift || true
-targets=${*:-$ALL_TARGETS}
-for t in $targets; do
-	[[ " $ALL_TARGETS " == *" $t "* ]] || { echo "fuzz: unknown target $t (targets: $ALL_TARGETS)" >&2; exit 2; }
+targets=
+units=
+if [ $# -eq 0 ]; then
+	targets=$ALL_TARGETS
+	[ "$mode" != regress ] || units=$UNITS
+fi
+for t in "$@"; do
+	if [[ " $ALL_TARGETS " == *" $t "* ]]; then
+		targets="$targets $t"
+	elif [ "$mode" = regress ] && [[ " $UNITS " == *" $t "* ]]; then
+		units="$units $t"
+	else
+		echo "fuzz: unknown target $t (targets: $ALL_TARGETS; for regress also: $UNITS)" >&2
+		exit 2
+	fi
 done
 
 # A sanitizer report must end the process with a failure, never scroll by.
@@ -60,6 +75,15 @@ regress)
 			# the input is named just before the report
 			grep '^input ' "$work/$t.log" | tail -1
 			grep -v '^input ' "$work/$t.log" | head -40
+			failed=$((failed + 1))
+		fi
+	done
+	for u in $units; do
+		if fuzz/build/standalone/"$u" >"$work/$u.log" 2>&1; then
+			echo "ok - fuzz $u: $(tail -1 "$work/$u.log" | sed 's/^[^:]*: //')"
+		else
+			echo "not ok - fuzz $u"
+			grep -v '^ok: ' "$work/$u.log" | head -60
 			failed=$((failed + 1))
 		fi
 	done

@@ -25,6 +25,27 @@
  * Secrets: this file never copies key material into palloc'd memory;
  * stack buffers holding keys are wiped with OPENSSL_cleanse before return.
  *
+ * Resource owners.  A keyed OpenSSL object (an EVP_CIPHER_CTX or a
+ * CryptoHmac, made by crypto_new_gcm_ctx or crypto_new_hmac) holds a key
+ * schedule in OpenSSL's heap, which an ERROR would leave there, uncleansed,
+ * if one were raised between creating the object and freeing it: a longjmp
+ * skips the free.  So every keyed object starts out tied to the resource
+ * owner that is current when it is made, as pgcrypto does: a list of live
+ * objects and their owners, and a resource release callback that frees and
+ * cleanses the objects of the owner being released at (sub)transaction
+ * abort (at commit too, with a WARNING: that would be a missing free).
+ * crypto_free_gcm_ctx and crypto_free_hmac take an object off the list;
+ * crypto_adopt takes it off the list without freeing it, for the key cache
+ * (keys.c), which keeps its contexts beyond the transaction and frees them
+ * itself.  RegisterResourceReleaseCallback works on PostgreSQL 13 to 17 (17
+ * adds ResourceOwnerDesc, which we don't need).  Nothing on the list
+ * raises: its nodes come from OpenSSL's allocator, and a failed allocation
+ * is a failure to create the object.  Where it is simpler, code is ordered
+ * so that nothing can raise while a keyed object exists at all (the key
+ * wrapping draws its nonce before it builds its context); callers wipe
+ * key bytes on their stack in PG_CATCH too where a call in between may
+ * raise.
+ *
  *-------------------------------------------------------------------------
  */
 /* The low-level SHA-256 routines: see "Speed" above. */
@@ -43,6 +64,7 @@
 
 #include "miscadmin.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 
 #include "pii_guard.h"
 
@@ -59,6 +81,22 @@ struct CryptoHmac
 	SHA256_CTX	inner;
 	SHA256_CTX	outer;
 };
+
+/*
+ * A keyed object not yet freed nor adopted, and the resource owner it
+ * belongs to (see "Resource owners" above).
+ */
+typedef struct LiveKeyed
+{
+	void	   *object;			/* an EVP_CIPHER_CTX or a CryptoHmac */
+	bool		is_hmac;
+	ResourceOwner owner;		/* NULL outside a transaction: never released
+								 * by the callback */
+	struct LiveKeyed *next;
+} LiveKeyed;
+
+static LiveKeyed *live_keyed = NULL;
+static bool live_keyed_callback_registered = false;
 
 static uint8 nonce_pool[ENV_NONCE_LEN * 256];
 static int	nonce_pool_pos = sizeof(nonce_pool);
@@ -103,6 +141,114 @@ crypto_next_nonce(uint8 *nonce)
 	nonce_pool_pos += ENV_NONCE_LEN;
 }
 
+/* Cleanse and free a keyed object, whichever kind it is. */
+static void
+crypto_destroy_keyed(void *object, bool is_hmac)
+{
+	if (is_hmac)
+		OPENSSL_clear_free(object, sizeof(CryptoHmac));
+	else
+		EVP_CIPHER_CTX_free((EVP_CIPHER_CTX *) object);	/* cleanses the key */
+}
+
+/*
+ * Resource release callback: free the keyed objects of the resource owner
+ * being released.  At commit there should be none left; one is freed all
+ * the same, and reported as the bug it is.
+ */
+static void
+crypto_release_keyed(ResourceReleasePhase phase, bool isCommit,
+					 bool isTopLevel pg_attribute_unused(),
+					 void *arg pg_attribute_unused())
+{
+	LiveKeyed **link = &live_keyed;
+	int			freed = 0;
+
+	if (phase != RESOURCE_RELEASE_BEFORE_LOCKS)
+		return;
+	while (*link != NULL)
+	{
+		LiveKeyed  *node = *link;
+
+		if (node->owner != CurrentResourceOwner)
+		{
+			link = &node->next;
+			continue;
+		}
+		*link = node->next;
+		crypto_destroy_keyed(node->object, node->is_hmac);
+		OPENSSL_free(node);
+		freed++;
+	}
+	if (isCommit && freed > 0)
+		elog(WARNING, "pii_guard: %d keyed OpenSSL contexts were not freed before the end of their resource owner",
+			 freed);
+}
+
+/*
+ * Register crypto_release_keyed once per process; before any keyed object
+ * exists, since registering allocates memory and may raise.
+ */
+static void
+crypto_register_release(void)
+{
+	if (live_keyed_callback_registered)
+		return;
+	RegisterResourceReleaseCallback(crypto_release_keyed, NULL);
+	live_keyed_callback_registered = true;
+}
+
+/*
+ * Tie a new keyed object to the current resource owner.  Never raises:
+ * false when the list node can't be allocated (the caller frees the object
+ * and reports the failure).
+ */
+static bool
+crypto_track_keyed(void *object, bool is_hmac)
+{
+	LiveKeyed  *node = OPENSSL_malloc(sizeof(LiveKeyed));
+
+	if (node == NULL)
+		return false;
+	node->object = object;
+	node->is_hmac = is_hmac;
+	node->owner = CurrentResourceOwner;
+	node->next = live_keyed;
+	live_keyed = node;
+	return true;
+}
+
+/* Take an object off the list of live keyed objects, if it is on it. */
+static void
+crypto_untrack_keyed(const void *object)
+{
+	LiveKeyed **link;
+
+	for (link = &live_keyed; *link != NULL; link = &(*link)->next)
+	{
+		LiveKeyed  *node = *link;
+
+		if (node->object == object)
+		{
+			*link = node->next;
+			OPENSSL_free(node);
+			return;
+		}
+	}
+}
+
+/*
+ * The caller (the key cache) keeps a keyed object beyond the current
+ * resource owner: no abort frees it from now on; the caller frees it with
+ * crypto_free_gcm_ctx or crypto_free_hmac.  Never raises.
+ */
+void
+crypto_adopt(const void *object)
+{
+	if (object != NULL)
+		crypto_untrack_keyed(object);
+}
+
 /*
  * Build an AES-256-GCM context keyed for encryption or decryption; NULL on
  * failure (the caller wipes the key before reporting it).
@@ -110,18 +256,31 @@ crypto_next_nonce(uint8 *nonce)
 EVP_CIPHER_CTX *
 crypto_new_gcm_ctx(const uint8 *key, bool encrypt)
 {
-	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	EVP_CIPHER_CTX *ctx;
 
+	crypto_register_release();
+	ctx = EVP_CIPHER_CTX_new();
 	if (ctx == NULL)
 		return NULL;
 	if ((encrypt ?
 		 EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, NULL) :
-		 EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, NULL)) != 1)
+		 EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, NULL)) != 1 ||
+		!crypto_track_keyed(ctx, false))
 	{
 		EVP_CIPHER_CTX_free(ctx);
 		return NULL;
 	}
 	return ctx;
+}
+
+/* Free (and so cleanse) a context made by crypto_new_gcm_ctx; NULL is ok. */
+void
+crypto_free_gcm_ctx(EVP_CIPHER_CTX *ctx)
+{
+	if (ctx == NULL)
+		return;
+	crypto_untrack_keyed(ctx);
+	EVP_CIPHER_CTX_free(ctx);
 }
 
 /*
@@ -133,11 +292,13 @@ crypto_new_gcm_ctx(const uint8 *key, bool encrypt)
 CryptoHmac *
 crypto_new_hmac(const uint8 *key)
 {
-	CryptoHmac *h = OPENSSL_zalloc(sizeof(CryptoHmac));
+	CryptoHmac *h;
 	uint8		pad[SHA256_CBLOCK];
 	int			i;
 	bool		ok;
 
+	crypto_register_release();
+	h = OPENSSL_zalloc(sizeof(CryptoHmac));
 	if (h == NULL)
 		return NULL;
 	memset(pad, 0x36, sizeof(pad));
@@ -151,18 +312,21 @@ crypto_new_hmac(const uint8 *key)
 	ok = ok && SHA256_Init(&h->outer) == 1 &&
 		SHA256_Update(&h->outer, pad, sizeof(pad)) == 1;
 	OPENSSL_cleanse(pad, sizeof(pad));
-	if (!ok)
+	if (!ok || !crypto_track_keyed(h, true))
 	{
-		crypto_free_hmac(h);
+		OPENSSL_clear_free(h, sizeof(CryptoHmac));
 		return NULL;
 	}
 	return h;
 }
 
-/* Cleanse and free an HMAC context. */
+/* Cleanse and free an HMAC context; NULL is ok. */
 void
 crypto_free_hmac(CryptoHmac *h)
 {
+	if (h == NULL)
+		return;
+	crypto_untrack_keyed(h);
 	OPENSSL_clear_free(h, sizeof(CryptoHmac));
 }
 
@@ -266,21 +430,25 @@ crypto_wrap_aad(uint32 key_id, char purpose, uint8 *aad)
 
 /*
  * Wrap a data key under a master key: nonce || AES-256-GCM(key) || tag,
- * with the key id and purpose as additional data.
+ * with the key id and purpose as additional data.  The nonce is drawn
+ * before the context keyed with the master key exists, so that nothing can
+ * raise while it does.  Raises on failure: the caller wipes key in
+ * PG_CATCH.
  */
 void
 crypto_wrap_key(const uint8 *master, uint32 key_id, char purpose,
 				const uint8 *key, uint8 *wrapped)
 {
-	EVP_CIPHER_CTX *ctx = crypto_new_gcm_ctx(master, true);
+	EVP_CIPHER_CTX *ctx;
 	uint8		aad[64];
 	int			aad_len = crypto_wrap_aad(key_id, purpose, aad);
 	int			outl;
 	bool		ok;
 
+	crypto_random_bytes(wrapped, ENV_NONCE_LEN);
+	ctx = crypto_new_gcm_ctx(master, true);
 	if (ctx == NULL)
 		crypto_failure("AES-256-GCM setup");
-	crypto_random_bytes(wrapped, ENV_NONCE_LEN);
 	ok = EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, wrapped) == 1 &&
 		EVP_EncryptUpdate(ctx, NULL, &outl, aad, aad_len) == 1 &&
 		EVP_EncryptUpdate(ctx, wrapped + ENV_NONCE_LEN, &outl,
@@ -288,7 +456,7 @@ crypto_wrap_key(const uint8 *master, uint32 key_id, char purpose,
 		EVP_EncryptFinal_ex(ctx, wrapped + ENV_NONCE_LEN + PII_KEY_LEN,
 							&outl) == 1 &&
 		crypto_gcm_tag(ctx, wrapped + ENV_NONCE_LEN + PII_KEY_LEN, true);
-	EVP_CIPHER_CTX_free(ctx);
+	crypto_free_gcm_ctx(ctx);
 	if (!ok)
 		crypto_failure("data key wrapping");
 }
@@ -316,7 +484,7 @@ crypto_unwrap_key(const uint8 *master, uint32 key_id, char purpose,
 						  PII_KEY_LEN) == 1 &&
 		crypto_gcm_tag(ctx, (uint8 *) (wrapped + ENV_NONCE_LEN + PII_KEY_LEN), false) &&
 		EVP_DecryptFinal_ex(ctx, tail, &outl) == 1;
-	EVP_CIPHER_CTX_free(ctx);
+	crypto_free_gcm_ctx(ctx);
 	ERR_clear_error();
 	if (!ok)
 		OPENSSL_cleanse(key, PII_KEY_LEN);

@@ -28,7 +28,15 @@
  *
  * Cache.  Unwrapped keys are cached per backend, as keyed OpenSSL contexts,
  * in KeysContext under TopMemoryContext; keys_free_cache frees the contexts
- * (OpenSSL cleanses their key schedules) before the cache is rebuilt.  It
+ * (OpenSSL cleanses their key schedules) before the cache is rebuilt.  A
+ * new context belongs to the current resource owner (see crypto.c) until
+ * its cache entry holds it and the cache adopts it, so that an error while
+ * the entry is made (out of memory in hash_search) frees it at abort.  Key
+ * bytes unwrapped or drawn into a stack buffer are wiped also when an
+ * ERROR passes (PG_CATCH, then re-thrown), since unwrapping, wrapping and
+ * building contexts may all raise.  (PG_CATCH rather than PG_FINALLY: GCC's
+ * -Wclobbered takes PG_FINALLY's own flag for clobbered in some of these
+ * functions.)  It
  * is not KeysContext's reset callback: the hash table lives in a child
  * context of its own (dynahash's), which MemoryContextReset deletes before
  * it runs the parent's callbacks, so a callback would read freed memory.
@@ -290,12 +298,14 @@ keys_load_one(MasterKey *mk, const char *command, const char *setting)
 	}
 	if (status != 0)
 	{
-		char	   *reason = wait_result_to_str(status);
+		char	   *reason;
 
+		/* (before wait_result_to_str, which allocates and so may raise) */
+		OPENSSL_cleanse(buf, sizeof(buf));
+		reason = wait_result_to_str(status);
 		snprintf(mk->problem, sizeof(mk->problem), "%s failed: %s",
 				 setting, reason);
 		pfree(reason);
-		OPENSSL_cleanse(buf, sizeof(buf));
 		return;
 	}
 
@@ -411,12 +421,9 @@ keys_free_cache(void)
 	hash_seq_init(&status, key_cache);
 	while ((entry = hash_seq_search(&status)) != NULL)
 	{
-		if (entry->enc)
-			EVP_CIPHER_CTX_free(entry->enc);
-		if (entry->dec)
-			EVP_CIPHER_CTX_free(entry->dec);
-		if (entry->mac)
-			crypto_free_hmac(entry->mac);
+		crypto_free_gcm_ctx(entry->enc);
+		crypto_free_gcm_ctx(entry->dec);
+		crypto_free_hmac(entry->mac);
 	}
 	key_cache = NULL;
 	current_encrypt_key = NULL;
@@ -558,7 +565,11 @@ key_slot(char purpose)
 		purpose == KEY_PURPOSE_AUDIT ? KEY_SLOT_AUDIT : KEY_SLOT_ENCRYPT;
 }
 
-/* Build the cache entry for an unwrapped key and wipe the key bytes. */
+/*
+ * Build the cache entry for an unwrapped key and wipe the key bytes.  The
+ * new contexts belong to the current resource owner until the entry holds
+ * them: if hash_search raises (out of memory), the abort frees them.
+ */
 static DataKey *
 keys_cache_insert(uint32 key_id, char purpose, uint8 *key)
 {
@@ -578,10 +589,8 @@ keys_cache_insert(uint32 key_id, char purpose, uint8 *key)
 	OPENSSL_cleanse(key, PII_KEY_LEN);
 	if (purpose == KEY_PURPOSE_ENCRYPT ? (enc == NULL || dec == NULL) : mac == NULL)
 	{
-		if (enc)
-			EVP_CIPHER_CTX_free(enc);
-		if (dec)
-			EVP_CIPHER_CTX_free(dec);
+		crypto_free_gcm_ctx(enc);
+		crypto_free_gcm_ctx(dec);
 		crypto_failure("data key setup");
 	}
 
@@ -589,18 +598,45 @@ keys_cache_insert(uint32 key_id, char purpose, uint8 *key)
 	if (found)
 	{
 		/* Loaded meanwhile by a nested call; keep the first one. */
-		if (enc)
-			EVP_CIPHER_CTX_free(enc);
-		if (dec)
-			EVP_CIPHER_CTX_free(dec);
-		if (mac)
-			crypto_free_hmac(mac);
+		crypto_free_gcm_ctx(enc);
+		crypto_free_gcm_ctx(dec);
+		crypto_free_hmac(mac);
 		return entry;
 	}
+	/* Nothing raises from here on: the cache takes the contexts over. */
 	entry->purpose = purpose;
 	entry->enc = enc;
 	entry->dec = dec;
 	entry->mac = mac;
+	crypto_adopt(enc);
+	crypto_adopt(dec);
+	crypto_adopt(mac);
+	return entry;
+}
+
+/*
+ * Unwrap a data key row and cache the key.  The key bytes are wiped also
+ * when unwrapping or building its contexts raises.
+ */
+static DataKey *
+keys_unwrap_and_cache(uint32 key_id, char purpose, const uint8 *wrapped,
+					  const uint8 *fp)
+{
+	uint8		key[PII_KEY_LEN];
+	DataKey    *volatile entry = NULL;
+
+	PG_TRY();
+	{
+		keys_unwrap_row(key_id, purpose, wrapped, fp, key);
+		entry = keys_cache_insert(key_id, purpose, key);
+	}
+	PG_CATCH();
+	{
+		OPENSSL_cleanse(key, PII_KEY_LEN);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	OPENSSL_cleanse(key, PII_KEY_LEN);	/* (keys_cache_insert wiped it already) */
 	return entry;
 }
 
@@ -613,7 +649,6 @@ keys_load(uint32 key_id)
 	Datum		values[1] = {Int32GetDatum((int32) key_id)};
 	uint8		wrapped[PII_WRAPPED_LEN];
 	uint8		fp[PII_FINGERPRINT_LEN];
-	uint8		key[PII_KEY_LEN];
 	char		purpose = 0;
 	bool		found = false;
 	bool		well_formed = false;
@@ -646,8 +681,7 @@ keys_load(uint32 key_id)
 				 errmsg("pii_guard data key %u cannot be unwrapped", key_id),
 				 errdetail("Its wrapped key or fingerprint has the wrong length: the row in pii_guard.data_keys is damaged.")));
 
-	keys_unwrap_row(key_id, purpose, wrapped, fp, key);
-	return keys_cache_insert(key_id, purpose, key);
+	return keys_unwrap_and_cache(key_id, purpose, wrapped, fp);
 }
 
 /* The cached key with this id, loading it on first use. */
@@ -762,11 +796,20 @@ keys_create(char purpose)
 					"WHERE purpose = $1 AND state = 'active'",
 					1, argtypes + 1, values, false);
 
-	crypto_random_bytes(key, PII_KEY_LEN);
 	SET_VARSIZE(wrapped, VARHDRSZ + PII_WRAPPED_LEN);
 	SET_VARSIZE(fp, VARHDRSZ + PII_FINGERPRINT_LEN);
-	crypto_wrap_key(master_current.key, key_id, purpose, key,
-					(uint8 *) VARDATA(wrapped));
+	PG_TRY();
+	{
+		crypto_random_bytes(key, PII_KEY_LEN);
+		crypto_wrap_key(master_current.key, key_id, purpose, key,
+						(uint8 *) VARDATA(wrapped));
+	}
+	PG_CATCH();
+	{
+		OPENSSL_cleanse(key, PII_KEY_LEN);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	OPENSSL_cleanse(key, PII_KEY_LEN);
 	memcpy(VARDATA(fp), master_current.fingerprint, PII_FINGERPRINT_LEN);
 
@@ -983,6 +1026,31 @@ pii_guard_rotate_data_key(FunctionCallInfo fcinfo pg_attribute_unused())
 }
 
 /*
+ * Re-wrap one data key under the current master key, into wrapped
+ * (PII_WRAPPED_LEN bytes).  The unwrapped key is wiped also when wrapping
+ * raises.
+ */
+static void
+keys_rewrap_one(uint32 key_id, char purpose, const uint8 *wrapped_old,
+				const uint8 *fp_old, uint8 *wrapped)
+{
+	uint8		key[PII_KEY_LEN];
+
+	PG_TRY();
+	{
+		keys_unwrap_row(key_id, purpose, wrapped_old, fp_old, key);
+		crypto_wrap_key(master_current.key, key_id, purpose, key, wrapped);
+	}
+	PG_CATCH();
+	{
+		OPENSSL_cleanse(key, PII_KEY_LEN);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	OPENSSL_cleanse(key, PII_KEY_LEN);
+}
+
+/*
  * SQL function: rewrap_data_keys() returns integer
  *
  * Re-wraps every data key not yet wrapped by the current master key, using
@@ -1015,7 +1083,6 @@ pii_guard_rewrap_data_keys(FunctionCallInfo fcinfo pg_attribute_unused())
 		char		purpose;
 		uint8		wrapped_old[PII_WRAPPED_LEN];
 		uint8		fp_old[PII_FINGERPRINT_LEN];
-		uint8		key[PII_KEY_LEN];
 		bytea	   *wrapped = palloc(VARHDRSZ + PII_WRAPPED_LEN);
 		bytea	   *fp = palloc(VARHDRSZ + PII_FINGERPRINT_LEN);
 		Datum		values[3];
@@ -1034,12 +1101,10 @@ pii_guard_rewrap_data_keys(FunctionCallInfo fcinfo pg_attribute_unused())
 		if (memcmp(fp_old, master_current.fingerprint, PII_FINGERPRINT_LEN) == 0)
 			continue;
 
-		keys_unwrap_row(key_id, purpose, wrapped_old, fp_old, key);
 		SET_VARSIZE(wrapped, VARHDRSZ + PII_WRAPPED_LEN);
 		SET_VARSIZE(fp, VARHDRSZ + PII_FINGERPRINT_LEN);
-		crypto_wrap_key(master_current.key, key_id, purpose, key,
+		keys_rewrap_one(key_id, purpose, wrapped_old, fp_old,
 						(uint8 *) VARDATA(wrapped));
-		OPENSSL_cleanse(key, PII_KEY_LEN);
 		memcpy(VARDATA(fp), master_current.fingerprint, PII_FINGERPRINT_LEN);
 
 		values[0] = Int32GetDatum((int32) key_id);

@@ -174,8 +174,10 @@ extern void crypto_wrap_key(const uint8 *master, uint32 key_id, char purpose,
 extern bool crypto_unwrap_key(const uint8 *master, uint32 key_id, char purpose,
 							  const uint8 *wrapped, uint8 *key);
 extern EVP_CIPHER_CTX *crypto_new_gcm_ctx(const uint8 *key, bool encrypt);
+extern void crypto_free_gcm_ctx(EVP_CIPHER_CTX *ctx);
 extern CryptoHmac *crypto_new_hmac(const uint8 *key);
 extern void crypto_free_hmac(CryptoHmac *mac);
+extern void crypto_adopt(const void *object);
 extern void crypto_hmac(const CryptoHmac *mac, char domain, const char *data,
 						Size len, uint8 *out, Size outlen);
 extern bytea *crypto_seal(char kind, const char *plain, Size len);
