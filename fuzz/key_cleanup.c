@@ -631,13 +631,15 @@ IsInParallelMode(void)
 }
 
 void
-pii_guard_enter_owner_context(OwnerContext *ctx pg_attribute_unused())
+owner_spi_begin(OwnerContext *ctx pg_attribute_unused())
 {
+	(void) SPI_connect();
 }
 
 void
-pii_guard_leave_owner_context(OwnerContext *ctx pg_attribute_unused())
+owner_spi_end(OwnerContext *ctx pg_attribute_unused())
 {
+	SPI_finish();
 }
 
 /* data_keys exists; audit_log doesn't (so no audit event is written). */

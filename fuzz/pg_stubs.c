@@ -733,7 +733,7 @@ pq_endtypsend(StringInfo buf)
 
 /* The statement's text is not logged here anyway. */
 void
-hooks_note_plaintext(void)
+statement_note_plaintext(void)
 {
 }
 

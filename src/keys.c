@@ -46,7 +46,7 @@
  * stay valid for the duration of the call that asked for them.
  *
  * Access.  Key rows are read and written through SPI as the extension's
- * owner with search_path pinned (pii_guard_enter_owner_context), so that
+ * owner with search_path pinned (owner_spi_begin), so that
  * application roles need no privilege on the table.  Reads use the latest
  * snapshot: keys never change once written, and a REPEATABLE READ
  * transaction must still find a key created after its snapshot.  Creating
@@ -653,9 +653,7 @@ keys_load(uint32 key_id)
 	bool		found = false;
 	bool		well_formed = false;
 
-	pii_guard_enter_owner_context(&oc);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	owner_spi_begin(&oc);
 	keys_spi_latest("SELECT purpose, wrapped_key, master_key_fingerprint "
 					"FROM pii_guard.data_keys WHERE key_id = $1",
 					1, argtypes, values, true);
@@ -669,8 +667,7 @@ keys_load(uint32 key_id)
 		well_formed = keys_spi_bytea(SPI_tuptable, 0, 2, wrapped, PII_WRAPPED_LEN) &&
 			keys_spi_bytea(SPI_tuptable, 0, 3, fp, PII_FINGERPRINT_LEN);
 	}
-	SPI_finish();
-	pii_guard_leave_owner_context(&oc);
+	owner_spi_end(&oc);
 
 	if (!found)
 		return NULL;
@@ -871,9 +868,7 @@ keys_ensure_active(const char *purposes, uint32 *ids)
 	bool		missing = false;
 
 	keys_require_master_key();
-	pii_guard_enter_owner_context(&oc);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	owner_spi_begin(&oc);
 	keys_active_ids(ids);
 	for (p = purposes; *p; p++)
 		missing |= ids[key_slot(*p)] == 0;
@@ -885,8 +880,7 @@ keys_ensure_active(const char *purposes, uint32 *ids)
 			if (ids[key_slot(*p)] == 0)
 				ids[key_slot(*p)] = keys_create(*p);
 	}
-	SPI_finish();
-	pii_guard_leave_owner_context(&oc);
+	owner_spi_end(&oc);
 }
 
 /* The cached key with this id, which must have the given purpose. */
@@ -1010,16 +1004,13 @@ pii_guard_rotate_data_key(FunctionCallInfo fcinfo pg_attribute_unused())
 	uint32		new_id;
 
 	keys_require_master_key();
-	pii_guard_enter_owner_context(&oc);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	owner_spi_begin(&oc);
 	keys_lock_table();
 	keys_active_ids(ids);
 	if (ids[KEY_SLOT_BLIND] == 0)
 		keys_create(KEY_PURPOSE_BLIND);
 	new_id = keys_create(KEY_PURPOSE_ENCRYPT);
-	SPI_finish();
-	pii_guard_leave_owner_context(&oc);
+	owner_spi_end(&oc);
 	keys_audit_admin("rotate_data_key", psprintf("data key %u is now the active encryption key", new_id));
 
 	PG_RETURN_INT32((int32) new_id);
@@ -1067,9 +1058,7 @@ pii_guard_rewrap_data_keys(FunctionCallInfo fcinfo pg_attribute_unused())
 	SPITupleTable *rows;
 
 	keys_require_master_key();
-	pii_guard_enter_owner_context(&oc);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	owner_spi_begin(&oc);
 	keys_lock_table();
 	keys_spi_latest("SELECT key_id, purpose, wrapped_key, master_key_fingerprint "
 					"FROM pii_guard.data_keys ORDER BY key_id", 0, NULL, NULL, true);
@@ -1117,8 +1106,7 @@ pii_guard_rewrap_data_keys(FunctionCallInfo fcinfo pg_attribute_unused())
 			elog(ERROR, "could not re-wrap pii_guard data key %u", key_id);
 		count++;
 	}
-	SPI_finish();
-	pii_guard_leave_owner_context(&oc);
+	owner_spi_end(&oc);
 	keys_audit_admin("rewrap_data_keys",
 					 psprintf("%d data keys re-wrapped under the master key with fingerprint %s",
 							  count, fingerprint_hex(master_current.fingerprint)));
