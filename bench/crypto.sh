@@ -3,7 +3,7 @@
 # What one encrypted value costs, on insert and on a decrypting scan, against
 # the same work on plain text and against pgcrypto -- all in one run on one
 # cluster, so that the ratios are comparable even where absolute figures are
-# not.  DESIGN.md §8 sets the targets this section checks:
+# not.  The targets this section checks (README, Performance):
 #
 #   decrypting scan       <= 0.5 µs per value above the plain scan
 #   encryption on insert  <= 0.8 µs per value above the plain insert
@@ -184,7 +184,7 @@ SQL
 		"(below 1: pii_guard costs less)"
 	say "    pgp_sym_encrypt / pii_guard $(ratio "$e_pgp" "$e_pii")×, pgp_sym_decrypt / pii_guard $(ratio "$d_pgp" "$d_pii")×" \
 		"(pgp_sym_* cost that many times more)"
-	say "  DESIGN.md §8 targets:"
+	say "  targets:"
 	check "decrypting scan, µs per value above the plain scan" "$d_pii" "<=" 0.5
 	check "encryption on insert, µs per value above the plain insert" "$e_pii" "<=" 0.8
 	check "decrypt overhead / decrypt_iv's" "$(ratio "$d_pii" "$d_cbc")" "<=" 1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh -- what `make bench` runs: pii_guard against its peers,
 # measured in one run on one throwaway cluster of this machine, printed as
-# microseconds per value and ratios, and checked against DESIGN.md §8.
+# microseconds per value and ratios, and checked against the targets (README, Performance).
 #
 #   bench/run.sh [crypto] [views] [audit] [limits]     (default: all)
 #

@@ -21,7 +21,7 @@
 -- pii_guard_admin; a superuser works too) after the data is loaded.  The
 -- profiles are NOLOGIN group roles; people get their rights by membership.
 --
---   profile     BRIEF.md says                                  clearance
+--   profile     what the job needs                             clearance
 --   ---------   --------------------------------------------   ---------
 --   marketing   acquisition channel and campaigns only;        internal
 --               no contact details, no amounts

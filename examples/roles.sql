@@ -5,7 +5,7 @@
 -- pii_guard_approver and pii_guard_auditor).  Safe to run twice: roles that
 -- exist already are kept.
 --
--- Two kinds of roles, as BRIEF.md describes them:
+-- Two kinds of roles:
 --   * profiles: NOLOGIN group roles, one per job.  Privileges (GRANT) and the
 --     pii_guard policy (clearance, column exceptions, export limits) are
 --     given to these, never to a person;

@@ -99,12 +99,13 @@ SELECT lk.plan($$SELECT id FROM people WHERE phone = '13800000042'$$);
 RESET ROLE;
 
 -- Under row-level security.  For a role whose policy hides rows (the rep
--- sees only their own), nothing is added: an index lookup would touch rows
--- the policy hides before the policy removes them, and EXPLAIN ANALYZE
--- would count them -- telling whether a value exists among other reps'
--- rows.  The filter runs after the policy: the same output for a phone of
--- someone else's row (43) as for one that exists nowhere.  For a role whose
--- policy, evaluated for it, hides nothing, the index still answers.
+-- sees only their own), the comparison goes behind the policy
+-- (_after_policies): an index lookup would touch rows the policy hides
+-- before the policy removes them, and EXPLAIN ANALYZE would count them --
+-- telling whether a value exists among other reps' rows.  So no index, and
+-- the same output for a phone of someone else's row (43) as for one that
+-- exists nowhere.  For a role whose policy, evaluated for it, hides
+-- nothing, the index still answers.
 ALTER TABLE lk_pii.people ENABLE ROW LEVEL SECURITY;
 CREATE POLICY own_rows ON lk_pii.people
     USING (owner = current_user OR NOT pg_has_role(current_user, 'regress_lk_rep', 'USAGE')

@@ -1,6 +1,8 @@
 # test/scenario/upgrade.sh -- ALTER EXTENSION pii_guard UPDATE from 0.1 to
-# 0.2 on a database in use: the seed scenario of the role suites, a table of
-# 3,000 protected customers, writes, an unmask approval and audit events.
+# the current version (pii_guard.control's default_version) on a database in
+# use: the seed scenario of the role suites, a table of 3,000 protected
+# customers, writes, an unmask approval and audit events; and from 0.2, the
+# previous release, on the seed scenario.
 #
 # Proves:
 #  - after the update (and refresh_views(), as the upgrade notes ask), every
@@ -9,14 +11,15 @@
 #  - verify_audit() is clean, and events written after the update extend the
 #    same chain and verify too;
 #  - every pgTAP role suite passes on the upgraded database;
-#  - the upgraded extension has the same objects as a fresh 0.2 install:
-#    members, function definitions and settings, columns, constraints,
-#    indexes, triggers, policies, views and every ACL.
+#  - the upgraded extension (from 0.1 and from 0.2) has the same objects as
+#    a fresh install: members, function definitions and settings, columns,
+#    constraints, indexes, triggers, policies, views and every ACL.
 #
 # Sourced by test/run.sh in a subshell after test/lib.sh, pgg_init and
 # pgg_install.
 
 ug=upgrade_full
+ug_latest=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$PGG_REPO/pii_guard.control")
 ug_files=$PGG_WORK/upgrade_files
 mkdir -p "$ug_files"
 pgg_new_cluster $ug
@@ -32,7 +35,8 @@ ug_settle() {	# the worker has written and sealed everything queued
 	done
 }
 
-pgg_psql $ug -d postgres -c "CREATE DATABASE crm" -c "CREATE DATABASE fresh" >/dev/null
+pgg_psql $ug -d postgres -c "CREATE DATABASE crm" -c "CREATE DATABASE fresh" \
+	-c "CREATE DATABASE from02" >/dev/null
 pgg_psql $ug -d crm -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION pii_guard VERSION '0.1'" >/dev/null
 pgg_is "installed as 0.1" "$(ug_sql "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'")" "0.1"
 pgg_ok "the seed scenario loads under 0.1" pgg_psql $ug -d crm -q -o /dev/null -f "$PGG_REPO/test/fixtures/crm.sql"
@@ -78,7 +82,7 @@ pgg_is "0.1: the audit verifies" "$(ug_sql "SELECT count(*) FROM pii_guard.verif
 ug_events_before=$(ug_sql "SELECT count(*) FROM pii_guard.audit_log")
 
 pgg_ok "ALTER EXTENSION pii_guard UPDATE succeeds" ug_sql "ALTER EXTENSION pii_guard UPDATE"
-pgg_is "now at 0.2" "$(ug_sql "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'")" "0.2"
+pgg_is "now at $ug_latest" "$(ug_sql "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'")" "$ug_latest"
 pgg_is "refresh_views() rebuilds both masking views" "$(ug_sql "SELECT pii_guard.refresh_views()")" 2
 pgg_is "every value decrypts to what it did" "$(ug_plain)" "$ug_plain_before"
 ug_seen_after=$(ug_seen)
@@ -108,7 +112,7 @@ for suite in "$PGG_REPO"/test/*.sql; do
 	fi
 done
 
-# --- the same objects as a fresh 0.2 install ----------------------------------------
+# --- the same objects as a fresh install ----------------------------------------------
 pgg_psql $ug -d fresh -c "CREATE EXTENSION pii_guard" >/dev/null
 ug_catalog() {
 	ug_sql "
@@ -166,13 +170,24 @@ UNION ALL
 SELECT 'config table ' || unnest(extconfig::regclass[])::text FROM pg_extension WHERE extname = 'pii_guard'
 ORDER BY 1" "$1"
 }
-ug_catalog crm >"$ug_files/upgraded.txt"
+# The previous release, 0.2, with the seed scenario on it, updated too.
+pgg_psql $ug -d from02 -c "CREATE EXTENSION pii_guard VERSION '0.2'" >/dev/null
+# (its roles exist already: they are the cluster's)
+sed '/^CREATE ROLE /d' "$PGG_REPO/test/fixtures/crm.sql" >"$ug_files/crm_tables.sql"
+pgg_ok "the seed scenario loads under 0.2" pgg_psql $ug -d from02 -q -o /dev/null -f "$ug_files/crm_tables.sql"
+pgg_ok "ALTER EXTENSION pii_guard UPDATE from 0.2 succeeds" ug_sql "ALTER EXTENSION pii_guard UPDATE" from02
+pgg_is "... now at $ug_latest" \
+	"$(ug_sql "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'" from02)" "$ug_latest"
 ug_catalog fresh >"$ug_files/fresh.txt"
-if [ "$(wc -l <"$ug_files/fresh.txt")" -gt 100 ] && diff -u "$ug_files/fresh.txt" "$ug_files/upgraded.txt" >"$ug_files/catalog.diff"; then
-	echo "  ok - an upgraded 0.1 has the same extension objects as a fresh 0.2 ($(wc -l <"$ug_files/fresh.txt") lines)"
-else
-	echo "  not ok - an upgraded 0.1 has the same extension objects as a fresh 0.2"
-	sed 's/^/    # /' "$ug_files/catalog.diff" | head -60
-	PGG_FAILS=$((PGG_FAILS + 1))
-fi
+for ug_from in crm:0.1 from02:0.2; do
+	ug_catalog "${ug_from%%:*}" >"$ug_files/upgraded.txt"
+	if [ "$(wc -l <"$ug_files/fresh.txt")" -gt 100 ] &&
+		diff -u "$ug_files/fresh.txt" "$ug_files/upgraded.txt" >"$ug_files/catalog.diff"; then
+		echo "  ok - an upgraded ${ug_from#*:} has the same extension objects as a fresh $ug_latest ($(wc -l <"$ug_files/fresh.txt") lines)"
+	else
+		echo "  not ok - an upgraded ${ug_from#*:} has the same extension objects as a fresh $ug_latest"
+		sed 's/^/    # /' "$ug_files/catalog.diff" | head -60
+		PGG_FAILS=$((PGG_FAILS + 1))
+	fi
+done
 pgg_stop $ug

@@ -1,10 +1,10 @@
 # test/scenario/upgrade_views.sh -- masking views protected under 0.1 come
-# through ALTER EXTENSION pii_guard UPDATE to 0.2.
+# through ALTER EXTENSION pii_guard UPDATE to the current version.
 #
 # Proves, for a table protected under version 0.1 (with a generated column,
 # which 0.1's write view left out, a custom mask function, column grants and
 # a view of the DBA's built on the masking view):
-#  - with the 0.2 library and the 0.1 objects, reads are masked as before;
+#  - with the current library and the 0.1 objects, reads are masked as before;
 #  - ALTER EXTENSION pii_guard UPDATE succeeds, and the views built by 0.1
 #    keep working (masked reads, no WARNING) until they are rebuilt;
 #  - pii_guard.refresh_views() rebuilds them in place, with the DBA's view
@@ -42,11 +42,12 @@ CREATE VIEW customer_phones AS SELECT id, phone FROM customers;
 GRANT SELECT ON customer_phones TO clerk;
 SQL
 pgg_is "installed as 0.1" "$(up_sql "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'")" "0.1"
-pgg_is "before the update, the 0.2 library masks as 0.1 did" \
+pgg_is "before the update, the current library masks as 0.1 did" \
 	"$(as_clerk -c "SELECT string_agg(phone, ',' ORDER BY id) FROM customers" 2>&1)" "138****,139****"
 
 pgg_ok "ALTER EXTENSION pii_guard UPDATE succeeds" up_sql "ALTER EXTENSION pii_guard UPDATE"
-pgg_is "now at 0.2" "$(up_sql "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'")" "0.2"
+up_latest=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$PGG_REPO/pii_guard.control")
+pgg_is "now at $up_latest" "$(up_sql "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'")" "$up_latest"
 pgg_is "the views built by 0.1 still mask, without a WARNING" \
 	"$(as_clerk -c "SELECT string_agg(phone, ',' ORDER BY id) FROM customers" 2>&1)" "138****,139****"
 pgg_is "refresh_views() rebuilds them, with a view on the masking view in place" \
