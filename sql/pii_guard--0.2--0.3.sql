@@ -75,3 +75,56 @@ AS 'MODULE_PATHNAME', 'pii_guard_after_policies'
 LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE COST 0.01;
 COMMENT ON FUNCTION @extschema@._after_policies(boolean) IS
     'internal: keeps a lookup comparison behind row-level security';
+
+--------------------------------------------------------------------------
+-- Caches: nothing but a change of the policy flushes them
+--------------------------------------------------------------------------
+
+-- The sql_drop event trigger ran a DELETE on protected_tables (and, for a
+-- dropped function, an UPDATE of column_rules) on every DROP anywhere --
+-- a role dropping a function or table in its temporary schema included.
+-- Each fired the policy tables' statement trigger, which makes every
+-- session recompute its decisions and reload its caches, even when no row
+-- changed.  Now it writes only when a protected table or a mask function
+-- in use was dropped.
+CREATE OR REPLACE FUNCTION @extschema@._on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
+                 JOIN @extschema@.protected_tables p ON p.base::oid = d.objid
+                WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0) THEN
+        DELETE FROM @extschema@.protected_tables p
+         WHERE p.base::oid IN (SELECT objid FROM pg_event_trigger_dropped_objects()
+                                WHERE classid = 'pg_class'::regclass AND objsubid = 0);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() WHERE classid = 'pg_proc'::regclass)
+       OR NOT EXISTS (SELECT 1 FROM @extschema@.column_rules c
+                       WHERE c.mask_function IS NOT NULL AND to_regprocedure(c.mask_function) IS NULL) THEN
+        RETURN;
+    END IF;
+    FOR r IN
+        UPDATE @extschema@.column_rules c SET mask_function = NULL, mask_args = NULL
+         WHERE c.mask_function IS NOT NULL AND to_regprocedure(c.mask_function) IS NULL
+        RETURNING c.base, c.column_name, c.mask_function
+    LOOP
+        RAISE WARNING 'mask function % of %.% was dropped; the column is hidden where it was masked',
+                      r.mask_function, r.base, quote_ident(r.column_name)
+            USING HINT = 'Give the column a new mask with pii_guard.protect_column().';
+        PERFORM @extschema@._audit_admin('protect_column',
+            format('%s.%I: mask %s dropped, now none', r.base, r.column_name, r.mask_function));
+    END LOOP;
+    FOR r IN
+        SELECT p.base FROM @extschema@.protected_tables p
+         WHERE to_regclass(format('%I.%I', p.view_schema, p.view_name)) IS NULL
+           AND to_regnamespace(quote_ident(p.view_schema)) IS NOT NULL
+    LOOP
+        PERFORM @extschema@._attach_views(r.base, NULL, NULL);
+    END LOOP;
+END
+$$;

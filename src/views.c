@@ -496,9 +496,19 @@ bool
 views_check_relation(Oid relid, Oid check_as, bool ereport_on_violation)
 {
 	Oid			user;
+	HTAB	   *tables = views_cache();
 	ProtectedTable *pt;
 
-	pt = views_lookup(relid);
+	/* Unknown (no transaction to read the cache in) is protected. */
+	if (tables == NULL)
+	{
+		if (!ereport_on_violation)
+			return false;
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("pii_guard cannot tell whether relation %u is protected outside a transaction", relid)));
+	}
+	pt = hash_search(tables, &relid, HASH_FIND, NULL);
 	if (pt == NULL)
 		return true;
 	user = OidIsValid(check_as) ? check_as : GetUserId();
