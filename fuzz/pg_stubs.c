@@ -45,6 +45,7 @@
 #include <sys/mman.h>
 
 #include "access/relation.h"
+#include "catalog/pg_authid.h"
 #include "fmgr.h"
 #include "libpq/pqformat.h"
 #include "mb/pg_wchar.h"
@@ -809,10 +810,47 @@ superuser(void)
 	FUZZ_UNREACHABLE("superuser");
 }
 
+/* The fuzzing "user" is a superuser: it may encrypt (enctype_trusted). */
 Oid
 GetUserId(void)
 {
-	FUZZ_UNREACHABLE("GetUserId");
+	return BOOTSTRAP_SUPERUSERID;
+}
+
+bool
+superuser_arg(Oid roleid)
+{
+	return roleid == BOOTSTRAP_SUPERUSERID;
+}
+
+uint64
+policy_current_generation(void)
+{
+	return 1;
+}
+
+bool
+views_any_owned_by(Oid userid pg_attribute_unused())
+{
+	FUZZ_UNREACHABLE("views_any_owned_by");
+}
+
+int
+statement_planning_depth(void)
+{
+	return 0;
+}
+
+oidvector *
+buildoidvector(const Oid *oids pg_attribute_unused(), int n pg_attribute_unused())
+{
+	FUZZ_UNREACHABLE("buildoidvector");
+}
+
+struct varlena *
+pg_detoast_datum_copy(struct varlena *datum pg_attribute_unused())
+{
+	FUZZ_UNREACHABLE("pg_detoast_datum_copy");
 }
 
 Oid

@@ -370,7 +370,7 @@ limits_statement_done(bool aborting)
 
 /* Make rl the cached limits of the acting role (replacing the old ones). */
 static void
-limits_install_role(RoleLimits *rl)
+limits_install_role(const RoleLimits *rl)
 {
 	if (role_limits.approvals != NULL)
 		pfree(role_limits.approvals);
