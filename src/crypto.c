@@ -601,6 +601,32 @@ crypto_seal(char kind, const char *plain, Size len)
 }
 
 /*
+ * A probe for plaintext plain: an envelope header carrying its blind index
+ * and nothing to decrypt (no key id, a zero nonce, no ciphertext, a zero
+ * tag).  It is only ever compared with stored envelopes (enctype.c's
+ * _blind_probe, for lookups through masking views) and never stored or
+ * returned; were it ever decrypted, it would fail authentication.
+ */
+bytea *
+crypto_probe(char kind, const char *plain, Size len)
+{
+	DataKey    *ek;
+	DataKey    *bk;
+	bytea	   *result;
+	uint8	   *env;
+
+	keys_current(&ek, &bk);
+	statement_note_plaintext();
+	result = (bytea *) palloc0(VARHDRSZ + ENV_OVERHEAD);
+	SET_VARSIZE(result, VARHDRSZ + ENV_OVERHEAD);
+	env = (uint8 *) VARDATA(result);
+	env[ENV_OFF_VERSION] = ENV_VERSION;
+	env[ENV_OFF_KIND] = (uint8) kind;
+	crypto_hmac(bk->mac, kind, plain, len, env + ENV_OFF_BLIND, ENV_BLIND_LEN);
+	return result;
+}
+
+/*
  * Authenticate and decrypt an envelope of the given kind.  Returns the
  * plaintext as a palloc'd varlena (text and bytea share that layout).
  */

@@ -829,10 +829,10 @@ typedef struct ProbeCache
 } ProbeCache;
 
 /*
- * The probe for plaintext p: an envelope of it, whose blind index the
- * stored column is compared with.  Answers a trusted user anywhere, and
- * everyone at a call site lookup.c built (the filter of a role that sees
- * the column in clear on every row).  Anywhere else the planner's own
+ * The probe for plaintext p: an envelope header with its blind index
+ * (crypto_probe), which the stored column is compared with.  Answers a
+ * trusted user anywhere, and everyone at a call site lookup.c built (the
+ * filter of a role that sees the column in clear on every row).  Anywhere else the planner's own
  * evaluation (a selectivity estimate) gets no answer, and a statement an
  * ERROR.
  */
@@ -874,7 +874,7 @@ enctype_probe(FunctionCallInfo fcinfo, char kind)
 		pc->probe = NULL;
 	}
 	{
-		bytea	   *env = crypto_seal(kind, data, len);
+		bytea	   *env = crypto_probe(kind, data, len);
 		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
 
 		pc->probe = (bytea *) pg_detoast_datum_copy((struct varlena *) env);

@@ -10,8 +10,8 @@
  * the stored value itself (for an encrypted column, its plaintext), so the
  * filter means the same as comparing the stored column: for a plaintext
  * column `phone = '13812345678'`, for an encrypted one `phone =
- * _blind_probe('13812345678')` -- an envelope of the value, whose blind
- * index the column's index answers.  So, before planning, for each such
+ * _blind_probe('13812345678')` -- an envelope header carrying the value's
+ * blind index, which the column's index answers.  So, before planning, for each such
  * filter -- view column = constant or parameter (text or varchar for an
  * encrypted column), at the top level of a WHERE clause -- that comparison
  * is added inside the view's subquery, where the stored column is in

@@ -181,6 +181,7 @@ extern void crypto_adopt(const void *object);
 extern void crypto_hmac(const CryptoHmac *mac, char domain, const char *data,
 						Size len, uint8 *out, Size outlen);
 extern bytea *crypto_seal(char kind, const char *plain, Size len);
+extern bytea *crypto_probe(char kind, const char *plain, Size len);
 extern bytea *crypto_open(const bytea *envelope, char kind);
 extern void crypto_check_envelope(const char *env, Size len, char kind,
 								  bool binary_input);
