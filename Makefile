@@ -31,6 +31,7 @@ OBJS = \
 	src/enctype.o \
 	src/policy.o \
 	src/reveal.o \
+	src/exports.o \
 	src/views.o \
 	src/lookup.o \
 	src/ddl.o \

@@ -128,3 +128,31 @@ BEGIN
     END LOOP;
 END
 $$;
+
+--------------------------------------------------------------------------
+-- Export limits count what leaves the statement
+--------------------------------------------------------------------------
+
+-- A row counts against a role's export limits when it delivers protected
+-- values somewhere outside the protected table (the library finds those
+-- places in the plan: exports.c), not when the executor merely evaluates
+-- them -- a lookup's filter, an UPDATE of one's own rows, rows an OFFSET
+-- skips used to count.  Where values go into an aggregate or a function
+-- that could pass them on, the plan wraps them in one of these: they count
+-- the row (once per row and statement when its table and key are known)
+-- and return the value unchanged.  Counting only ever refuses (54P01);
+-- calling them does nothing but count against the caller's own limits.
+CREATE FUNCTION @extschema@._exported(value anyelement)
+RETURNS anyelement
+AS 'MODULE_PATHNAME', 'pii_guard_exported'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+CREATE FUNCTION @extschema@._exported(value anyelement, base regclass, row_key "any")
+RETURNS anyelement
+AS 'MODULE_PATHNAME', 'pii_guard_exported_row'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION @extschema@._exported(anyelement) IS
+    'internal: counts a protected value leaving into an aggregate or a function';
+COMMENT ON FUNCTION @extschema@._exported(anyelement, regclass, "any") IS
+    'internal: counts a protected row leaving into an aggregate or a function';

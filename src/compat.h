@@ -210,6 +210,15 @@ compat_rte_check_as_user(PlannedStmt *stmt, RangeTblEntry *rte)
 #define COMPAT_HAS_TRANSACTION_TIMEOUT 1
 #endif
 
+/* MERGE exists from PostgreSQL 15 on. */
+#if PG_VERSION_NUM >= 150000
+#define compat_is_merge(mt) ((mt)->operation == CMD_MERGE)
+#define compat_merge_actions(mt) ((Node *) (mt)->mergeActionLists)
+#else
+#define compat_is_merge(mt) false
+#define compat_merge_actions(mt) ((Node *) NULL)
+#endif
+
 /* shmem_request_hook exists from PostgreSQL 15 on. */
 #if PG_VERSION_NUM >= 150000
 #define COMPAT_HAS_SHMEM_REQUEST_HOOK 1

@@ -11,12 +11,14 @@
  *						ereport_on_violation;
  *	planner				lookups through masking views (lookup.c) before
  *						planning; after it, the plan is proved: which
- *						reveal() calls are masking views' own, and no
- *						plaintext comparison pii_guard did not make
- *						(reveal.c);
+ *						reveal() calls are masking views' own (reveal.c),
+ *						and where protected values go into aggregates
+ *						and functions is marked (exports.c);
  *	ExecutorStart		the fail-closed check once more, the columns a
- *						statement writes through masking views (views.c);
- *	ExecutorRun/Finish	nesting and the portal rows count for (limits.c);
+ *						statement writes through masking views (views.c),
+ *						where its protected values leave (exports.c);
+ *	ExecutorRun/Finish	nesting, the portal rows count for (limits.c), the
+ *						destination wrapped to count them (exports.c);
  *	ExecutorEnd			back at level 0: reads become events (audit.c);
  *	ProcessUtility		DDL aimed at protected tables (ddl.c);
  *	emit_log_hook		statements that carried plaintext stay out of the
@@ -113,6 +115,17 @@ pii_guard_ExecutorStart(QueryDesc *queryDesc, int eflags)
 	else
 		standard_ExecutorStart(queryDesc, eflags);
 	views_note_statement(queryDesc, eflags);
+	/* (one level down: what it asks the catalogs is not a statement) */
+	statement_push();
+	PG_TRY();
+	{
+		exports_start(queryDesc, eflags);
+	}
+	PG_FINALLY();
+	{
+		statement_pop();
+	}
+	PG_END_TRY();
 
 	/* A query a portal starts at level 0 is a client's statement. */
 	if (statement_nesting_level() == 0 && ActivePortal != NULL && queryDesc->estate != NULL)
@@ -135,10 +148,14 @@ pii_guard_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction,
 					  uint64 count, bool execute_once)
 {
 	bool		pushed = limits_enter_portal();
+	DestReceiver *dest = queryDesc->dest;
+	DestReceiver *counted = exports_wrap_dest(queryDesc);
 
 	statement_push();
 	PG_TRY();
 	{
+		if (counted != NULL)
+			queryDesc->dest = counted;
 		if (prev_ExecutorRun)
 			prev_ExecutorRun(queryDesc, direction, count, execute_once);
 		else
@@ -146,6 +163,7 @@ pii_guard_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction,
 	}
 	PG_FINALLY();
 	{
+		queryDesc->dest = dest;
 		statement_pop();
 		limits_leave_portal(pushed);
 	}
@@ -237,7 +255,10 @@ pii_guard_planner(Query *parse, const char *query_string, int cursorOptions,
 										   pii_guard_relation_oid("column_rules", false));
 	}
 	if (IsTransactionState())
+	{
 		reveal_prove_plan(result);
+		exports_mark_plan(result);
+	}
 	return result;
 }
 

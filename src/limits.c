@@ -5,14 +5,14 @@
  *		time-boxed export approvals that raise them.  (The shared counters
  *		are in limitstate.c.)
  *
- * What counts.  A protected row counts once per scope as soon as one of
- * its protected values is produced, clear or masked, wherever it goes: to
- * the client, COPY, a cursor, CREATE TABLE AS, INSERT ... SELECT, a
- * function's result, an aggregate, a constant folded by the planner.
- * reveal() reports every value it produces (limits_count_row) before the
- * value exists; a hidden value (NULL) produces nothing, and count(*) never
- * calls reveal().  Rows are told apart by a 64-bit hash of (table, row key)
- * per scope, so a row whose phone and e-mail are both shown counts once.
+ * What counts.  A row counts when it delivers protected values (clear or
+ * masked) somewhere outside the protected table -- to the client, COPY TO,
+ * a cursor, CREATE TABLE AS, INSERT ... SELECT into another table, a
+ * function, an aggregate's result: exports.c finds those places in the
+ * plan and calls limits_count_output (a row each) or limits_count_row (a
+ * row of a table once per scope, by its key, however many of its values go
+ * in).  Rows only filtered, joined, sorted or skipped count nothing, nor
+ * count(), nor writes without RETURNING.
  *
  * Scopes.  Every row counts in the statement's scope and in the scope of
  * every user-visible portal whose execution is under way (hooks.c tells us
@@ -696,6 +696,16 @@ limits_charge_probes(int n)
 		return;
 	if (limits_day_add(GetSessionUserId(), n))
 		counters_changed = true;
+}
+
+/*
+ * exports.c: a row of protected values of relid leaves the statement (to
+ * the client, another table, a function).  Counts as a row of its own.
+ */
+void
+limits_count_output(Oid relid)
+{
+	limits_count_row(relid, (Datum) 0, InvalidOid, true);
 }
 
 /* Forget cached limits (policy changed). */

@@ -47,6 +47,7 @@
 #include "fmgr.h"
 #include "nodes/parsenodes.h"
 #include "nodes/plannodes.h"
+#include "tcop/dest.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
@@ -133,6 +134,8 @@ extern void statement_maintenance(bool on);
 extern void statement_xact_end(bool toplevel);
 extern void statement_subxact_end(SubXactEvent event);
 extern int	statement_planning_depth(void);
+extern bool statement_in_internal(void);
+extern void statement_internal(bool entering);
 extern void statement_planning(bool entering);
 
 /*
@@ -272,8 +275,18 @@ extern void views_register_callbacks(void);
 extern void views_abort(void);
 
 /* reveal.c */
+typedef void (*PlanExprCallback) (Plan *plan, Node *exprs, void *arg);
+
 extern int	reveal_functions(const Oid **oids);
 extern void reveal_prove_plan(PlannedStmt *stmt);
+extern bool reveal_plan_reveals(PlannedStmt *stmt);
+extern void plan_walk_expressions(PlannedStmt *stmt, PlanExprCallback fn, void *arg);
+
+/* exports.c */
+struct QueryDesc;
+extern void exports_mark_plan(PlannedStmt *stmt);
+extern void exports_start(struct QueryDesc *queryDesc, int eflags);
+extern DestReceiver *exports_wrap_dest(struct QueryDesc *queryDesc);
 
 /* ddl.c */
 typedef struct DdlAfter
@@ -302,6 +315,7 @@ extern void limits_statement_boundary(void);
 extern void limits_statement_done(bool aborting);
 extern void limits_invalidate(void);
 extern void limits_charge_probes(int n);
+extern void limits_count_output(Oid relid);
 
 /* limitstate.c */
 #define LIMITS_BUCKETS	25		/* hourly: a rolling window of 24 to 25 hours */

@@ -6,8 +6,9 @@
  *		row.
  *
  * The per-row path, top-down: reveal() -> the call site's cached decision
- * (policy.c) -> the export limits (limits.c) -> the audit note (audit.c)
- * -> decrypting the envelope (crypto.c) -> the mask (reveal_mask).
+ * (policy.c) -> the audit note (audit.c) -> decrypting the envelope
+ * (crypto.c) -> the mask (reveal_mask).  Export limits count where the
+ * values leave the statement (exports.c), not here.
  *
  * Which calls may reveal.  reveal(value, base, col, row_key) decides by
  * the current role's policy for base.col and the row key: it would decrypt
@@ -54,6 +55,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_attribute.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
@@ -81,8 +83,6 @@ typedef struct RevealCache
 	bool		governed;		/* has a rule and the user is not exempt */
 	bool		per_row;		/* row-specific grants: look at the row key */
 	ColumnAccess access;		/* the access for every row, unless per_row */
-	bool		unlimited;		/* no export limits apply to the user ... */
-	int			unlimited_dflt[2];	/* ... with these default limits */
 	FmgrInfo	mask_finfo;
 	bool		mask_ready;
 	Oid			rowkey_type;
@@ -396,73 +396,74 @@ reveal_expr_walker(Node *node, ProofContext *cx)
 	return expression_tree_walker(node, reveal_expr_walker, (void *) cx);
 }
 
-/* Walk the expressions of one plan node, then its children. */
+/*
+ * Call fn for every expression of plan node plan (its target list, quals
+ * and the node-specific ones), then for its children's.  An expression is
+ * given with the node it is evaluated in, whose inputs its Vars refer to.
+ */
 static void
-reveal_prove_node(ProofContext *cx, Plan *plan)
+plan_walk_node(Plan *plan, PlanExprCallback fn, void *arg)
 {
-	Plan	   *save = cx->node;
 	List	   *children = NIL;
 	ListCell   *lc;
 
 	if (plan == NULL)
 		return;
 	check_stack_depth();
-	cx->node = plan;
-	(void) reveal_expr_walker((Node *) plan->targetlist, cx);
-	(void) reveal_expr_walker((Node *) plan->qual, cx);
+	fn(plan, (Node *) plan->targetlist, arg);
+	fn(plan, (Node *) plan->qual, arg);
 	switch (nodeTag(plan))
 	{
 		case T_Result:
-			(void) reveal_expr_walker(((Result *) plan)->resconstantqual, cx);
+			fn(plan, ((Result *) plan)->resconstantqual, arg);
 			break;
 		case T_NestLoop:
 		case T_MergeJoin:
 		case T_HashJoin:
-			(void) reveal_expr_walker((Node *) ((Join *) plan)->joinqual, cx);
+			fn(plan, (Node *) ((Join *) plan)->joinqual, arg);
 			if (IsA(plan, MergeJoin))
-				(void) reveal_expr_walker((Node *) ((MergeJoin *) plan)->mergeclauses, cx);
+				fn(plan, (Node *) ((MergeJoin *) plan)->mergeclauses, arg);
 			if (IsA(plan, HashJoin))
 			{
-				(void) reveal_expr_walker((Node *) ((HashJoin *) plan)->hashclauses, cx);
-				(void) reveal_expr_walker((Node *) ((HashJoin *) plan)->hashkeys, cx);
+				fn(plan, (Node *) ((HashJoin *) plan)->hashclauses, arg);
+				fn(plan, (Node *) ((HashJoin *) plan)->hashkeys, arg);
 			}
 			break;
 		case T_Hash:
-			(void) reveal_expr_walker((Node *) ((Hash *) plan)->hashkeys, cx);
+			fn(plan, (Node *) ((Hash *) plan)->hashkeys, arg);
 			break;
 		case T_IndexScan:
-			(void) reveal_expr_walker((Node *) ((IndexScan *) plan)->indexqualorig, cx);
-			(void) reveal_expr_walker((Node *) ((IndexScan *) plan)->indexorderbyorig, cx);
+			fn(plan, (Node *) ((IndexScan *) plan)->indexqualorig, arg);
+			fn(plan, (Node *) ((IndexScan *) plan)->indexorderbyorig, arg);
 			break;
 		case T_IndexOnlyScan:
-			(void) reveal_expr_walker((Node *) ((IndexOnlyScan *) plan)->recheckqual, cx);
+			fn(plan, (Node *) ((IndexOnlyScan *) plan)->recheckqual, arg);
 			break;
 		case T_BitmapHeapScan:
-			(void) reveal_expr_walker((Node *) ((BitmapHeapScan *) plan)->bitmapqualorig, cx);
+			fn(plan, (Node *) ((BitmapHeapScan *) plan)->bitmapqualorig, arg);
 			break;
 		case T_Limit:
-			(void) reveal_expr_walker(((Limit *) plan)->limitOffset, cx);
-			(void) reveal_expr_walker(((Limit *) plan)->limitCount, cx);
+			fn(plan, ((Limit *) plan)->limitOffset, arg);
+			fn(plan, ((Limit *) plan)->limitCount, arg);
 			break;
 		case T_ModifyTable:
-			(void) reveal_expr_walker((Node *) ((ModifyTable *) plan)->returningLists, cx);
-			(void) reveal_expr_walker((Node *) ((ModifyTable *) plan)->withCheckOptionLists, cx);
-			(void) reveal_expr_walker((Node *) ((ModifyTable *) plan)->onConflictSet, cx);
-			(void) reveal_expr_walker(((ModifyTable *) plan)->onConflictWhere, cx);
+			fn(plan, (Node *) ((ModifyTable *) plan)->returningLists, arg);
+			fn(plan, (Node *) ((ModifyTable *) plan)->withCheckOptionLists, arg);
+			fn(plan, (Node *) ((ModifyTable *) plan)->onConflictSet, arg);
+			fn(plan, ((ModifyTable *) plan)->onConflictWhere, arg);
 			break;
 		case T_FunctionScan:
-			(void) reveal_expr_walker((Node *) ((FunctionScan *) plan)->functions, cx);
+			fn(plan, (Node *) ((FunctionScan *) plan)->functions, arg);
 			break;
 		case T_ValuesScan:
-			(void) reveal_expr_walker((Node *) ((ValuesScan *) plan)->values_lists, cx);
+			fn(plan, (Node *) ((ValuesScan *) plan)->values_lists, arg);
 			break;
 		default:
 			break;
 	}
-	cx->node = save;
 
-	reveal_prove_node(cx, plan->lefttree);
-	reveal_prove_node(cx, plan->righttree);
+	plan_walk_node(plan->lefttree, fn, arg);
+	plan_walk_node(plan->righttree, fn, arg);
 	switch (nodeTag(plan))
 	{
 		case T_Append:
@@ -478,7 +479,7 @@ reveal_prove_node(ProofContext *cx, Plan *plan)
 			children = ((BitmapOr *) plan)->bitmapplans;
 			break;
 		case T_SubqueryScan:
-			reveal_prove_node(cx, ((SubqueryScan *) plan)->subplan);
+			plan_walk_node(((SubqueryScan *) plan)->subplan, fn, arg);
 			break;
 		case T_CustomScan:
 			children = ((CustomScan *) plan)->custom_plans;
@@ -487,7 +488,32 @@ reveal_prove_node(ProofContext *cx, Plan *plan)
 			break;
 	}
 	foreach(lc, children)
-		reveal_prove_node(cx, (Plan *) lfirst(lc));
+		plan_walk_node((Plan *) lfirst(lc), fn, arg);
+}
+
+/*
+ * Call fn for every expression of every node of stmt's plan and of its
+ * subplans (SubPlans' and CTEs').  Nodes of a kind not listed in
+ * plan_walk_node give their target list and quals only.
+ */
+void
+plan_walk_expressions(PlannedStmt *stmt, PlanExprCallback fn, void *arg)
+{
+	ListCell   *lc;
+
+	plan_walk_node(stmt->planTree, fn, arg);
+	foreach(lc, stmt->subplans)
+		plan_walk_node((Plan *) lfirst(lc), fn, arg);
+}
+
+/* plan_walk_expressions callback of the proof. */
+static void
+reveal_prove_exprs(Plan *plan, Node *exprs, void *arg)
+{
+	ProofContext *cx = (ProofContext *) arg;
+
+	cx->node = plan;
+	(void) reveal_expr_walker(exprs, cx);
 }
 
 /*
@@ -498,7 +524,6 @@ void
 reveal_prove_plan(PlannedStmt *stmt)
 {
 	ProofContext cx;
-	ListCell   *lc;
 
 	memset(&cx, 0, sizeof(cx));
 	cx.nreveal = reveal_functions(&cx.reveal_oids);
@@ -506,9 +531,34 @@ reveal_prove_plan(PlannedStmt *stmt)
 		return;
 	cx.stmt = stmt;
 	cx.view_owner = views_owner_role();
-	reveal_prove_node(&cx, stmt->planTree);
-	foreach(lc, stmt->subplans)
-		reveal_prove_node(&cx, (Plan *) lfirst(lc));
+	plan_walk_expressions(stmt, reveal_prove_exprs, &cx);
+}
+
+/*
+ * Can stmt's plan reveal protected values: does it read a protected base
+ * table through a pii_guard view, or write through a masking view (whose
+ * RETURNING shows its columns)?  (Cheap: the range table only.)
+ */
+bool
+reveal_plan_reveals(PlannedStmt *stmt)
+{
+	Oid			owner = views_owner_role();
+	ListCell   *lc;
+
+	if (!OidIsValid(owner))
+		return false;
+	foreach(lc, stmt->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind != RTE_RELATION)
+			continue;
+		if (compat_rte_check_as_user(stmt, rte) == owner && views_is_protected_base(rte->relid))
+			return true;
+		if (rte->relkind == RELKIND_VIEW && OidIsValid(views_base_of_view(rte->relid)))
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -588,9 +638,6 @@ reveal_cache_refresh(FunctionCallInfo fcinfo)
 	rc->governed = d->has_rule && !d->exempt;
 	rc->per_row = rc->governed && d->access != ACCESS_CLEAR && d->nrowkeys > 0;
 	rc->access = rc->governed ? d->access : ACCESS_CLEAR;
-	rc->unlimited = !rc->governed || limits_role_unlimited();
-	rc->unlimited_dflt[0] = pii_guard_default_max_rows_per_statement;
-	rc->unlimited_dflt[1] = pii_guard_default_max_rows_per_day;
 	return rc;
 }
 
@@ -640,21 +687,15 @@ reveal_access(FunctionCallInfo fcinfo, RevealCache *rc)
 }
 
 /*
- * Tell the audit what this call produced, and count the row against the
- * export limits if a value of it is produced (exempt roles are not
- * governed).  Raises the export-limit error before the value exists.
+ * Tell the audit what this call produced (exempt roles are not governed).
+ * Export limits count where values leave the statement, not here
+ * (exports.c).
  */
 static inline void
 reveal_note(FunctionCallInfo fcinfo, RevealCache *rc, ColumnAccess access)
 {
 	if (!rc->governed)
 		return;
-	if (access != ACCESS_HIDDEN &&
-		!(rc->unlimited &&
-		  rc->unlimited_dflt[0] == pii_guard_default_max_rows_per_statement &&
-		  rc->unlimited_dflt[1] == pii_guard_default_max_rows_per_day))
-		limits_count_row(PG_GETARG_OID(1), PG_GETARG_DATUM(3), rc->rowkey_type,
-						 PG_ARGISNULL(3));
 	audit_note_reveal(PG_GETARG_OID(1), NameStr(*PG_GETARG_NAME(2)), access,
 					  fcinfo, 3, &rc->audit_site);
 }

@@ -51,6 +51,7 @@
 
 static int	nesting_level = 0;
 static int	planning_depth = 0;
+static int	internal_depth = 0;
 static const char *statement_command_tag = NULL;
 static bool statement_export = false;
 
@@ -98,6 +99,23 @@ void
 statement_planning(bool entering)
 {
 	planning_depth += entering ? 1 : -1;
+}
+
+/*
+ * pii_guard's own statement is running (the masking view's read-back for
+ * RETURNING): its rows go nowhere, so they count toward no export limit
+ * (exports.c).  Entered and left by views.c in PG_FINALLY.
+ */
+bool
+statement_in_internal(void)
+{
+	return internal_depth > 0;
+}
+
+void
+statement_internal(bool entering)
+{
+	internal_depth += entering ? 1 : -1;
 }
 
 /*

@@ -799,8 +799,18 @@ views_read_back(ProtectedTable *pt, TupleDesc desc pg_attribute_unused(),
 	appendStringInfo(&sql, "SELECT * FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
 					 pt->view_name, quote_identifier(pt->row_key));
 	plan = views_plan(key, sql.data, 1, &keytype);
-	if (SPI_execute_plan(plan, &rowkey, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read back a row of %s", pt->view_name);
+	/* (the row goes to the statement's RETURNING, which counts it there) */
+	statement_internal(true);
+	PG_TRY();
+	{
+		if (SPI_execute_plan(plan, &rowkey, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read back a row of %s", pt->view_name);
+	}
+	PG_FINALLY();
+	{
+		statement_internal(false);
+	}
+	PG_END_TRY();
 	if (SPI_processed != 1)
 		return NULL;
 	return SPI_copytuple(SPI_tuptable->vals[0]);
