@@ -135,9 +135,11 @@ DELETE FROM customers WHERE id = 3;
 RESET ROLE;
 SELECT id, name, pii_guard.decrypt(phone) AS phone, email, tier, touched FROM crm_pii.customers ORDER BY id;
 
--- An UPDATE writes exactly the columns its SET names: a hidden phone set to
--- NULL is erased, a column set to exactly the masked value it shows is
--- written, and columns it does not name are never written.
+-- An UPDATE writes only the columns its SET names, and a protected one only
+-- when its new value is not what the role was shown: a hidden phone set to
+-- NULL and an e-mail set to exactly the mask it shows stay as they are (an
+-- ORM saving a whole row sends them back), a new name is written, and
+-- columns it does not name are never written.
 SELECT pii_guard.set_column_access('regress_intern', 'customers', 'phone', 'hidden');
 SET ROLE regress_intern;
 SELECT id, phone, email FROM customers WHERE id = 3;
@@ -146,7 +148,14 @@ UPDATE customers SET email = 'lis*************' WHERE id = 3;
 UPDATE customers SET name = '李四' WHERE id = 3;
 RESET ROLE;
 SELECT pii_guard.reset_column_access('regress_intern', 'customers', 'phone');
-SELECT id, name, phone IS NULL AS phone_erased, email FROM crm_pii.customers WHERE id = 3;
+SELECT id, name, pii_guard.decrypt(phone) AS phone_kept, email FROM crm_pii.customers WHERE id = 3;
+-- Set to another value, they are written.
+SELECT pii_guard.set_column_access('regress_intern', 'customers', 'phone', 'hidden');
+SET ROLE regress_intern;
+UPDATE customers SET phone = '13700000000', email = 'li.si@example.com' WHERE id = 3;
+RESET ROLE;
+SELECT pii_guard.reset_column_access('regress_intern', 'customers', 'phone');
+SELECT id, pii_guard.decrypt(phone) AS phone, email FROM crm_pii.customers WHERE id = 3;
 UPDATE crm_pii.customers SET phone = '13711112222', email = 'lisi@example.com' WHERE id = 3;
 -- Column-level INSERT privileges: the insert writes the columns it names
 -- and the defaults, and needs no privilege on the others.

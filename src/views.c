@@ -30,6 +30,11 @@
  * to RETURNING is read back through the masking view, so it is masked for
  * the invoker like any other read.
  *
+ * Masks are never written back.  An UPDATE writes a protected column only
+ * when its new value differs from what the role was shown for that row
+ * (views_shown_again): a value sent back as it was loaded -- the mask, NULL
+ * for a hidden column -- leaves the stored value as it is.
+ *
  * What a write may do.  The values a statement gives for encrypted columns
  * are plaintext, always (a string that looks like an envelope included):
  * the trigger seals them itself, in the column's kind, and hands the write
@@ -984,6 +989,27 @@ views_param_value(const char *sealed, int i, Datum v, bool isnull)
 }
 
 /*
+ * Is the new value of protected view column i (attribute att) the value the
+ * role was shown for this row -- its mask, NULL for a hidden one, or the
+ * clear value unchanged?  Then the stored value stays as it is: an ORM that
+ * saves a whole row it loaded (Django's save(), Hibernate without dynamic
+ * update) sends back the masks it was shown, and writing them would destroy
+ * the real values.
+ */
+static bool
+views_shown_again(ProtectedTable *pt, Form_pg_attribute att, HeapTuple oldtup,
+				  TupleDesc desc, int i, Datum newval, bool newnull)
+{
+	bool		oldnull;
+	Datum		oldval = SPI_getbinval(oldtup, desc, i, &oldnull);
+
+	if (oldnull != newnull ||
+		(!oldnull && !datumIsEqual(oldval, newval, att->attbyval, att->attlen)))
+		return false;
+	return policy_decide(GetUserId(), pt->base_relid, NameStr(att->attname))->has_rule;
+}
+
+/*
  * A governed role's UPDATE may not change the row key: refused (audited)
  * unless the new value is the old one (an ORM saving a whole row).
  */
@@ -1172,11 +1198,11 @@ views_write_row(TriggerData *td, ProtectedTable *pt)
 		bool		keep;
 
 		/*
-		 * Exactly the columns the statement's SET names: a column it does
-		 * not name carries the masked (or NULL) value the view showed, and
-		 * writing it back would destroy the stored value; one it names is
-		 * written even if the new value equals what the view showed (SET
-		 * phone = NULL erases a hidden phone).
+		 * Exactly the columns the statement's SET names, and of those the
+		 * protected ones only when the new value is not what the view
+		 * showed: a column it does not name, or names with the value it was
+		 * shown, carries the masked (or NULL) value, and writing it back
+		 * would destroy the stored value.
 		 */
 		if (target == NULL)
 			elog(ERROR, "no statement is updating masking view %s", pt->view_name);
@@ -1210,6 +1236,8 @@ views_write_row(TriggerData *td, ProtectedTable *pt)
 
 				views_check_row_key(pt, att, oldval, oldnull, newval, newnull);
 			}
+			if (views_shown_again(pt, att, oldtup, desc, i, newval, newnull))
+				continue;
 			values[nargs] = views_param_value(sealed, i - 1, newval, newnull);
 			nulls[nargs] = newnull ? 'n' : ' ';
 			argtypes[nargs] = views_param_type(sealed, i - 1, att);
