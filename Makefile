@@ -57,7 +57,8 @@ REGRESS = \
 	lookup \
 	audit \
 	limits \
-	limits_approvals
+	limits_approvals \
+	views_copy_partitions
 
 SHLIB_LINK += -lcrypto
 # -Wall -Wextra.  PostgreSQL's headers are included as system headers (the

@@ -156,3 +156,137 @@ COMMENT ON FUNCTION @extschema@._exported(anyelement) IS
     'internal: counts a protected value leaving into an aggregate or a function';
 COMMENT ON FUNCTION @extschema@._exported(anyelement, regclass, "any") IS
     'internal: counts a protected row leaving into an aggregate or a function';
+
+--------------------------------------------------------------------------
+-- Partitioned tables can be protected
+--------------------------------------------------------------------------
+
+-- protect_table() accepts a partitioned table (its row key is a unique
+-- column, which PostgreSQL lets a partitioned table have when it is the
+-- partition key), refuses a partition on its own (protect the table it
+-- belongs to), and takes the privileges off every partition as well as
+-- off the table.  The library treats the partitions (and any partition or
+-- inheritance child attached later) as the protected table: the
+-- fail-closed check refuses governed roles each of them, and reveal()'s
+-- proof follows the masking view's scan into them.
+
+-- A table and all its partitions and inheritance children, at any depth.
+CREATE FUNCTION @extschema@._descendants(tbl regclass)
+RETURNS TABLE (rel regclass)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE d(rel) AS (
+        SELECT tbl::oid
+        UNION
+        SELECT i.inhrelid FROM pg_inherits i JOIN d ON i.inhparent = d.rel
+    )
+    SELECT rel::regclass FROM d
+$$;
+REVOKE ALL ON FUNCTION @extschema@._descendants(regclass) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION @extschema@.protect_table(tbl regclass, row_key name DEFAULT NULL)
+RETURNS regclass
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel      record;
+    comp     name;
+    key      name := row_key;
+    grants   text[];
+    r        record;
+BEGIN
+    IF @extschema@._base_of(tbl) IS NOT NULL THEN
+        RETURN @extschema@._base_of(tbl);
+    END IF;
+    SELECT c.oid, c.relname, c.relkind, n.nspname, c.relowner INTO rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+    IF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', tbl
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'pii_guard protects ordinary and partitioned tables; views and foreign tables are not supported.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = tbl) THEN
+        RAISE EXCEPTION '% is a partition or inheritance child', tbl
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'Protect the table it belongs to: its partitions and children are protected with it.';
+    END IF;
+    IF rel.nspname IN ('pg_catalog', 'information_schema', '@extschema@') OR rel.nspname LIKE 'pg\_%' THEN
+        RAISE EXCEPTION 'cannot protect % in schema %', tbl, rel.nspname
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF key IS NULL THEN
+        SELECT a.attname INTO key
+          FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+         WHERE i.indrelid = tbl AND i.indisprimary AND i.indnatts = 1;
+    END IF;
+    IF key IS NULL OR NOT EXISTS (
+            SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+             WHERE i.indrelid = tbl AND i.indisunique AND i.indnatts = 1 AND a.attname = key
+               AND a.attnotnull AND i.indpred IS NULL) THEN
+        RAISE EXCEPTION 'table % needs a row key', tbl
+            USING ERRCODE = 'invalid_table_definition',
+                  DETAIL = 'The row key identifies a row for writes through the masking view, for audit and for row-specific grants.',
+                  HINT = 'Give the table a single-column primary key, or name a NOT NULL column with a unique index as row_key.';
+    END IF;
+
+    comp := rel.nspname || '_pii';
+    IF to_regnamespace(quote_ident(comp)) IS NULL THEN
+        EXECUTE format('CREATE SCHEMA %I', comp);
+        EXECUTE format('COMMENT ON SCHEMA %I IS %L', comp,
+                       format('pii_guard companion schema of %I: protected base tables', rel.nspname));
+        EXECUTE format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', comp);
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO PUBLIC', comp);
+    ELSIF obj_description(to_regnamespace(quote_ident(comp)), 'pg_namespace') IS DISTINCT FROM
+          format('pii_guard companion schema of %I: protected base tables', rel.nspname) THEN
+        RAISE EXCEPTION 'schema "%" exists and is not a pii_guard companion schema', comp
+            USING ERRCODE = 'duplicate_schema',
+                  HINT = 'Rename that schema, then protect the table again.';
+    END IF;
+    IF to_regclass(format('%I.%I', comp, rel.relname)) IS NOT NULL
+       OR to_regclass(format('%I.%I', comp, left(rel.relname, 52) || '__pii_write')) IS NOT NULL THEN
+        RAISE EXCEPTION 'relation "%" already exists in schema "%"', rel.relname, comp
+            USING ERRCODE = 'duplicate_table';
+    END IF;
+
+    PERFORM @extschema@._maintenance(true);
+    grants := @extschema@._grants_of(tbl, format('%I.%I', rel.nspname, rel.relname));
+    -- Take every privilege off the table and its partitions (or
+    -- inheritance children): governed roles read and write through the
+    -- views only.
+    FOR r IN SELECT DISTINCT c.oid::regclass AS rel, a.grantee
+               FROM pg_class c, aclexplode(c.relacl) a
+              WHERE c.oid IN (SELECT d.rel FROM @extschema@._descendants(tbl) d)
+                AND a.grantee <> c.relowner
+    LOOP
+        EXECUTE format('REVOKE ALL ON %s FROM %s', r.rel,
+                       CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
+    END LOOP;
+    FOR r IN SELECT att.attrelid::regclass AS rel, att.attname, a.grantee
+               FROM pg_attribute att, aclexplode(att.attacl) a
+              WHERE att.attrelid IN (SELECT d.rel FROM @extschema@._descendants(tbl) d)
+                AND att.attnum > 0
+    LOOP
+        EXECUTE format('REVOKE ALL (%I) ON %s FROM %s', r.attname, r.rel,
+                       CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
+    END LOOP;
+    EXECUTE format('ALTER TABLE %s SET SCHEMA %I', tbl, comp);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO pii_guard_owner', tbl);
+    -- Sequences behind defaults: the view owner uses them too.
+    FOR r IN SELECT pg_get_serial_sequence(tbl::text, att.attname) AS seq
+               FROM pg_attribute att WHERE att.attrelid = tbl AND att.attnum > 0 AND NOT att.attisdropped
+    LOOP
+        IF r.seq IS NOT NULL THEN
+            EXECUTE format('GRANT USAGE ON SEQUENCE %s TO pii_guard_owner', r.seq);
+        END IF;
+    END LOOP;
+    INSERT INTO @extschema@.protected_tables (base, view_schema, view_name, write_view_name, row_key, saved_grants)
+    VALUES (tbl, rel.nspname, rel.relname, left(rel.relname, 52) || '__pii_write', key, grants);
+    PERFORM @extschema@._attach_views(tbl, NULL, NULL);
+    PERFORM @extschema@._maintenance(false);
+    PERFORM @extschema@.audit_table(tbl, key);
+    PERFORM @extschema@._audit_admin('protect_table', format('%s protected; row key %s', tbl, key));
+    RETURN tbl;
+END
+$$;

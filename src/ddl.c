@@ -22,7 +22,10 @@
  *
  * COPY names its table itself, with no executor start for COPY FROM: the
  * fail-closed check is made here, and a COPY FROM into a table with
- * encrypted columns marks the statement as carrying plaintext.
+ * encrypted columns marks the statement as carrying plaintext.  COPY FROM a
+ * masking view with a column list tells the view's write trigger which
+ * columns it writes; COPY TO a masking view (which PostgreSQL refuses for
+ * a view) copies the view's query instead.
  *
  * Nothing here runs during maintenance, nor outside a transaction.
  *
@@ -37,6 +40,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "parser/parser.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -311,6 +315,34 @@ ddl_guard_audit_triggers(Node *parsetree)
 }
 
 /*
+ * COPY masking_view [(columns)] TO: PostgreSQL copies only from tables, so
+ * it becomes COPY (SELECT columns FROM masking_view) TO -- what the role may
+ * see of the rows, as any query on the view.
+ */
+static void
+ddl_copy_view_to(CopyStmt *cs, Oid relid)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+	List	   *raw;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	if (cs->attlist == NIL)
+		appendStringInfoChar(&sql, '*');
+	foreach(lc, cs->attlist)
+		appendStringInfo(&sql, "%s%s", foreach_current_index(lc) > 0 ? ", " : "",
+						 quote_identifier(strVal(lfirst(lc))));
+	appendStringInfo(&sql, " FROM %s",
+					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												get_rel_name(relid)));
+	raw = raw_parser(sql.data, RAW_PARSE_DEFAULT);
+	cs->query = linitial_node(RawStmt, raw)->stmt;
+	cs->relation = NULL;
+	cs->attlist = NIL;
+}
+
+/*
  * Before a utility statement runs: forward it, check it, and say what must
  * happen after it (ddl_after).  *pstmt is replaced by a copy when the
  * statement is changed and the tree given is read-only.
@@ -358,15 +390,32 @@ ddl_before(PlannedStmt **pstmt, bool read_only_tree, DdlAfter *after)
 	}
 	if (IsA(parsetree, CopyStmt) && ((CopyStmt *) parsetree)->relation != NULL)
 	{
-		Oid			relid = RangeVarGetRelid(((CopyStmt *) parsetree)->relation, NoLock, true);
+		CopyStmt   *cs = (CopyStmt *) parsetree;
+		Oid			relid = RangeVarGetRelid(cs->relation, NoLock, true);
 
 		if (OidIsValid(relid))
 		{
 			views_check_relation(relid, InvalidOid, true);
 			/* Its data lines reach the log in an error's CONTEXT. */
-			if (((CopyStmt *) parsetree)->is_from &&
-				(views_is_protected_base(relid) || enctype_relation_has_encrypted(relid)))
+			if (cs->is_from &&
+				(views_is_protected_base(relid) || enctype_relation_has_encrypted(relid) ||
+				 OidIsValid(views_base_of_view(relid))))
 				statement_note_plaintext();
+			if (OidIsValid(views_base_of_view(relid)))
+			{
+				if (cs->is_from && cs->attlist != NIL)
+					views_copy_target(relid, cs->attlist, CurrentMemoryContext);
+				else if (!cs->is_from)
+				{
+					if (read_only_tree)
+					{
+						*pstmt = copyObject(*pstmt);
+						parsetree = (*pstmt)->utilityStmt;
+						after->tree_copied = true;
+					}
+					ddl_copy_view_to((CopyStmt *) parsetree, relid);
+				}
+			}
 		}
 	}
 

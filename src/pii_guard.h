@@ -271,6 +271,7 @@ extern bool views_check_relation(Oid relid, Oid check_as, bool ereport_on_violat
 extern void views_audit_refusals(Query *parse);
 struct QueryDesc;
 extern void views_note_statement(struct QueryDesc *queryDesc, int eflags);
+extern void views_copy_target(Oid view_relid, List *attnames, MemoryContext cxt);
 extern void views_register_callbacks(void);
 extern void views_abort(void);
 

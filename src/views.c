@@ -73,6 +73,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
@@ -204,6 +205,34 @@ views_enter(HTAB *tables, ProtectedTable *proto)
 }
 
 /*
+ * Enter the partitions and inheritance children of a protected table under
+ * their own OIDs: they hold its rows, and the fail-closed check treats them
+ * as it treats the table.  (Attaching or creating a partition invalidates
+ * the parent's relcache entry, which rebuilds this cache.)
+ */
+static void
+views_enter_descendants(HTAB *tables, ProtectedTable *proto)
+{
+	List	   *all;
+	ListCell   *lc;
+
+	if (!has_subclass(proto->base_relid))
+		return;
+	all = find_all_inheritors(proto->base_relid, NoLock, NULL);
+	foreach(lc, all)
+	{
+		Oid			child = lfirst_oid(lc);
+		ProtectedTable *e;
+
+		if (child == proto->base_relid)
+			continue;
+		e = hash_search(tables, &child, HASH_ENTER, NULL);
+		*e = *proto;
+		e->relid = child;
+	}
+}
+
+/*
  * Build the protected-table cache from pii_guard.protected_tables: a heap
  * scan under the latest snapshot, no SPI and no executor, so that it can
  * be built wherever a transaction is open (an executor's end included) and
@@ -285,6 +314,7 @@ views_build(void)
 			proto.write_name = quote_qualified_identifier(base_nsp, write_name);
 			proto.row_key = views_row_text(tup, desc, att_key);
 			views_enter(tables, &proto);
+			views_enter_descendants(tables, &proto);
 		}
 		MemoryContextSwitchTo(old);
 		table_endscan(scan);
@@ -494,7 +524,8 @@ views_check_write_view(ProtectedTable *pt, Oid relid, Oid user, bool ereport_on_
 
 /*
  * The fail-closed check for one relation reached as check_as (InvalidOid:
- * the current user); refusals are audited.  Returns false for a refusal
+ * the current user) -- a protected table, or a partition or inheritance
+ * child of one; refusals are audited.  Returns false for a refusal
  * only when !ereport_on_violation.
  */
 bool
@@ -519,8 +550,9 @@ views_check_relation(Oid relid, Oid check_as, bool ereport_on_violation)
 	user = OidIsValid(check_as) ? check_as : GetUserId();
 	if (relid == pt->write_relid)
 		return views_check_write_view(pt, relid, user, ereport_on_violation);
-	if (relid != pt->base_relid)
+	if (relid == pt->view_relid)
 		return true;
+	/* the base table, or one of its partitions or inheritance children */
 	if (OidIsValid(owner_role) && user == owner_role)
 		return true;
 	if (policy_is_exempt(user, relid))
@@ -725,6 +757,44 @@ views_note_statement(QueryDesc *queryDesc, int eflags)
 		if ((perms & ACL_UPDATE) && !bms_is_empty(updated))
 			views_add_target(queryDesc->estate, &registered, relid, CMD_UPDATE, updated);
 	}
+}
+
+/*
+ * ddl.c: COPY view (columns) FROM is running; it has no executor start for
+ * views_note_statement to learn its columns from.  The trigger writes the
+ * columns it names (and the defaults), as for INSERT; the target lives in
+ * the statement's memory (cxt) and goes with it.
+ */
+void
+views_copy_target(Oid view_relid, List *attnames, MemoryContext cxt)
+{
+	Bitmapset  *columns = NULL;
+	ListCell   *lc;
+	WriteTarget *t;
+	MemoryContextCallback *cb;
+	MemoryContext old;
+
+	foreach(lc, attnames)
+	{
+		AttrNumber	attno = get_attnum(view_relid, strVal(lfirst(lc)));
+
+		if (attno == InvalidAttrNumber)
+			return;				/* COPY itself reports the unknown column */
+		columns = bms_add_member(columns, attno - FirstLowInvalidHeapAttributeNumber);
+	}
+	old = MemoryContextSwitchTo(cxt);
+	t = palloc0(sizeof(WriteTarget));
+	t->owner = cxt;
+	t->view_relid = view_relid;
+	t->operation = CMD_INSERT;
+	t->columns = bms_copy(columns);
+	t->next = write_targets;
+	write_targets = t;
+	cb = palloc(sizeof(MemoryContextCallback));
+	cb->func = views_forget_targets;
+	cb->arg = cxt;
+	MemoryContextRegisterResetCallback(cxt, cb);
+	MemoryContextSwitchTo(old);
 }
 
 /*
