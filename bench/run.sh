@@ -3,7 +3,7 @@
 # measured in one run on one throwaway cluster of this machine, printed as
 # microseconds per value and ratios, and checked against the targets (README, Performance).
 #
-#   bench/run.sh [crypto] [views] [audit] [limits]     (default: all)
+#   bench/run.sh [crypto] [views] [audit] [limits] [writes]   (default: all)
 #
 # Sections are shell functions of the same name; a long one lives in its own
 # file, bench/<section>.sh, sourced below.  To add a section: write the
@@ -12,8 +12,9 @@
 #
 # Environment: BENCH_ROWS (default 1000000), BENCH_RUNS (timed runs per
 # measurement, best kept; default 3), BENCH_SECONDS (pgbench run length,
-# default 10), CRYPTO_SAMPLE (pgp_sym_* sample, default 20000), KEEP=1 (keep
-# the cluster's directory).
+# default 10), CRYPTO_SAMPLE (pgp_sym_* sample, default 20000), WRITES_ROWS
+# (the writes section's customers, default 100000), KEEP=1 (keep the
+# cluster's directory).
 # Results are also written to bench/results/latest.txt.  A missed target is
 # reported, not fatal: this is a measurement, not a test.  The exit status is
 # non-zero only when something failed.
@@ -22,8 +23,9 @@ shopt -s inherit_errexit		# a failing $(sql ...) stops the run too
 cd "$(dirname "$0")/.."
 . test/lib.sh
 . bench/crypto.sh
+. bench/writes.sh
 
-ALL_SECTIONS="crypto views audit limits"
+ALL_SECTIONS="crypto views audit limits writes"
 sections=${*:-$ALL_SECTIONS}
 for s in $sections; do
 	case " $ALL_SECTIONS " in
