@@ -13,7 +13,8 @@
 #  - pg_dump as the owner, with the options README.md gives a member of
 #    pii_guard_admin, succeeds; the dump holds the policy and the
 #    approval, no data key, no audit event, and no plaintext of an
-#    encrypted column;
+#    encrypted column; an owner who is in pii_guard_auditor too dumps the
+#    audit trail and its sequence as well;
 #  - restored by a superuser into a fresh database, with the data keys from
 #    a superuser's dump of pii_guard.data_keys: no error; every row; every
 #    encrypted value decrypts the same; the masking views are in place and
@@ -68,6 +69,11 @@ do_restore() {
 	rc=$?
 	[ "$rc" -eq 0 ] || sed 's/^/  # /' "$2.restore" | head -10
 	return $rc
+}
+# The pii_guard tables and sequences whose data a dump holds, sorted.
+do_pii_data() {	# do_pii_data DUMP
+	pg_restore -l "$1" | sed -n 's/.* \(TABLE DATA\|SEQUENCE SET\) pii_guard \([a-z_]*\) .*/\2/p' |
+		LC_ALL=C sort | tr '\n' ' '
 }
 do_fresh_db() { pgg_psql do_src -d postgres -c "CREATE DATABASE $1" >/dev/null; }
 
@@ -184,15 +190,24 @@ pgg_ok "pg_dump by the owner with README's options succeeds" \
 	do_dump crm_dba "$do_files/crm_owner.dump" -d crm \
 	--exclude-table-data=pii_guard.data_keys --exclude-table-data='pii_guard.audit_log*'
 sed 's/^/  # /' "$do_files/crm_owner.dump.err"
-pg_restore -l "$do_files/crm_owner.dump" >"$do_files/crm_owner.toc" 2>&1
 pgg_is "owner's dump: the policy and the approval, not the keys or the audit trail" \
-	"$(sed -n 's/.* TABLE DATA pii_guard \([a-z_]*\) .*/\1/p; s/.* SEQUENCE SET pii_guard \([a-z_]*\) .*/\1/p' \
-		"$do_files/crm_owner.toc" | LC_ALL=C sort | tr '\n' ' ')" \
+	"$(do_pii_data "$do_files/crm_owner.dump")" \
 	"column_rules export_grant_use grants grants_grant_id_seq profile_overrides profiles protected_tables sequence_grants "
-pgg_ok "owner's dump: the customers' data" grep -q 'TABLE DATA public_pii customers ' "$do_files/crm_owner.toc"
+pgg_ok "owner's dump: the customers' data" \
+	grep -q 'TABLE DATA public_pii customers ' <(pg_restore -l "$do_files/crm_owner.dump")
 do_absent "owner's dump" "$do_files/crm_owner.dump"
 pgg_is "owner's dump: 400 customers, as envelopes (not vacuous)" \
 	"$(sed -n '/^COPY public_pii.customers /,/^\\\.$/p' "$do_files/crm_owner.dump.sql" | grep -c 'pii_guard:')" 400
+
+# An owner who is an auditor too dumps the audit trail (and its sequence).
+pgg_psql do_src -d crm -c "GRANT pii_guard_auditor TO crm_dba" >/dev/null
+pgg_ok "owner and auditor: pg_dump --exclude-table-data=pii_guard.data_keys succeeds" \
+	do_dump crm_dba "$do_files/crm_auditor.dump" -d crm --exclude-table-data=pii_guard.data_keys
+sed 's/^/  # /' "$do_files/crm_auditor.dump.err"
+pgg_is "owner and auditor: the dump holds the policy and the audit trail, not the keys" \
+	"$(do_pii_data "$do_files/crm_auditor.dump")" \
+	"audit_log audit_log_event_id_seq column_rules export_grant_use grants grants_grant_id_seq profile_overrides profiles protected_tables sequence_grants "
+pgg_psql do_src -d crm -c "REVOKE pii_guard_auditor FROM crm_dba" >/dev/null
 
 # The data keys, dumped by a superuser (wrapped by the master key).
 pgg_ok "pg_dump of the data keys by a superuser succeeds" \
@@ -279,7 +294,7 @@ pgg_ok "outside pii_guard_admin: pg_dump --exclude-table-data='pii_guard.*' succ
 	do_dump crm_dba "$do_files/crm_app.dump" -d crm --exclude-table-data='pii_guard.*'
 sed 's/^/  # /' "$do_files/crm_app.dump.err"
 pgg_is "outside pii_guard_admin: the dump holds nothing of pii_guard's tables" \
-	"$(pg_restore -l "$do_files/crm_app.dump" | grep -c ' \(TABLE DATA\|SEQUENCE SET\) pii_guard ')" 0
+	"$(do_pii_data "$do_files/crm_app.dump")" ""
 do_absent "outside pii_guard_admin" "$do_files/crm_app.dump"
 pgg_psql do_src -d crm -c "GRANT pii_guard_admin TO crm_dba" >/dev/null
 
