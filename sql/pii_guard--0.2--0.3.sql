@@ -290,3 +290,123 @@ BEGIN
     RETURN tbl;
 END
 $$;
+
+--------------------------------------------------------------------------
+-- Backups by the tables' owner: pg_dump without superuser
+--------------------------------------------------------------------------
+
+-- pg_dump dumps the data of every table and sequence an extension
+-- registered with pg_extension_config_dump whenever it dumps the
+-- extension, whoever runs it, and stops at the first it may not read.
+-- The owner of the protected tables (not a superuser) got
+-- "permission denied for sequence audit_log_event_id_seq", and after that
+-- would have got the same for grants_grant_id_seq, data_keys and
+-- audit_log.  A sequence's data is read with SELECT last_value, is_called
+-- FROM the sequence, which needs SELECT on it: USAGE (nextval) is not
+-- enough.  Nothing an extension does can make pg_dump skip a table it
+-- cannot read: the COPY of a configuration table needs SELECT on all of
+-- its columns, a filter condition runs inside that same COPY, and under
+-- row-level security pg_dump fails (it sets row_security = off).  So what
+-- a role may not read is left out with pg_dump's --exclude-table-data,
+-- and README.md ("Recipe: backups by the tables' owner") says which
+-- patterns each kind of role gives:
+--   * the data keys stay readable by the extension owner (superuser) only,
+--     and the audit trail by pii_guard_auditor only: neither is widened
+--     for backups.  An owner's dump leaves them out; a superuser supplies
+--     the keys at restore (pg_dump -a -t pii_guard.data_keys), and the
+--     audit trail is kept by superusers' and auditors' dumps;
+--   * the sequences behind the policy and the audit trail become readable
+--     by exactly the roles that read their tables, so that whoever may
+--     dump a table may dump its sequence with it -- and must: restored
+--     grants without their sequence would make the next approve() collide
+--     with a restored grant id.  SELECT on a sequence shows its last
+--     value (the last grant id or event id handed out, which max() over
+--     the table shows those roles anyway, but for rolled-back ones) and
+--     gives neither nextval() nor setval().  Not to PUBLIC: the audit
+--     sequence counts the events written -- how much is being read and
+--     refused -- which only auditors are to see.
+-- (Privileges given in an extension script are recorded in pg_init_privs:
+-- a dump holds no GRANT for them, and a restore re-creates them with
+-- CREATE EXTENSION.)
+GRANT SELECT ON SEQUENCE @extschema@.grants_grant_id_seq
+   TO pii_guard_admin, pii_guard_approver, pii_guard_auditor;
+GRANT SELECT ON SEQUENCE @extschema@.audit_log_event_id_seq TO pii_guard_auditor;
+
+-- pg_dump -t customers matches the masking view public.customers only (an
+-- unqualified pattern matches what the dumping role's search_path shows),
+-- and a view has no data.  The table, its data and its write view are
+-- named with -t public_pii.customers -t public_pii.customers__pii_write;
+-- but pg_dump dumps an extension's configuration tables whole or not at
+-- all, so no single-table dump can carry the table's pii_guard policy --
+-- and a table that is dropped (pg_restore --clean, or by mistake) loses
+-- its policy rows with it.  Restored without them the masking views fail
+-- closed (reveal() refuses).  policy_script() writes the policy of one
+-- protected table as SQL for a superuser to run after restoring such a
+-- dump: the protected-table entry, its column rules, the profile
+-- exceptions on its columns and the sequence grants pii_guard made for
+-- it, plus the profiles the target lacks (their clearances and export
+-- limits decide what each role sees).  What the target has already is
+-- kept (ON CONFLICT DO NOTHING).  Approvals are not carried: they belong
+-- to the database they were issued in, and expire within
+-- pii_guard.max_grant_duration.  It runs as its caller, who must read the
+-- policy tables (pii_guard_admin), and shows nothing they do not show.
+CREATE FUNCTION @extschema@.policy_script(tbl regclass)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, YMD'
+AS $$
+DECLARE
+    b     regclass := @extschema@._base_of(tbl);
+    p     record;
+    comp  name;
+    sql   text[];
+BEGIN
+    IF b IS NULL THEN
+        RAISE EXCEPTION '% is not protected by pii_guard', tbl
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO p FROM @extschema@.protected_tables t WHERE t.base = b;
+    SELECT n.nspname INTO comp FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = b;
+    sql := ARRAY[
+        format('-- pii_guard policy of %s (masking view %I.%I).', b, p.view_schema, p.view_name),
+        '-- Run as a superuser after restoring the table and its views (pg_dump -t) into a',
+        '-- database with pii_guard and the data keys; what is there already is kept.',
+        '-- Approvals (pii_guard.grants) are not carried: issue them again.',
+        'BEGIN;',
+        -- the companion schema as protect_table() leaves it
+        format('COMMENT ON SCHEMA %I IS %L;', comp,
+               format('pii_guard companion schema of %I: protected base tables', p.view_schema)),
+        format('REVOKE ALL ON SCHEMA %I FROM PUBLIC;', comp),
+        format('GRANT USAGE ON SCHEMA %I TO PUBLIC;', comp),
+        format('INSERT INTO @extschema@.protected_tables (base, view_schema, view_name, write_view_name, row_key, protected_at, saved_grants) '
+               'VALUES (%L, %L, %L, %L, %L, %L, %L) ON CONFLICT DO NOTHING;',
+               b, p.view_schema, p.view_name, p.write_view_name, p.row_key, p.protected_at, p.saved_grants)];
+    sql := sql || ARRAY(
+        SELECT format('INSERT INTO @extschema@.column_rules (base, column_name, level, mask_function, mask_args) '
+                      'VALUES (%L, %L, %L, %L, %L) ON CONFLICT DO NOTHING;',
+                      r.base, r.column_name, r.level, r.mask_function, r.mask_args)
+          FROM @extschema@.column_rules r WHERE r.base = b ORDER BY r.column_name);
+    sql := sql || ARRAY(
+        SELECT format('INSERT INTO @extschema@.profiles (role, clearance, description, max_rows_per_statement, max_rows_per_day) '
+                      'VALUES (%L, %L, %L, %L, %L) ON CONFLICT DO NOTHING;',
+                      f.role, f.clearance, f.description, f.max_rows_per_statement, f.max_rows_per_day)
+          FROM @extschema@.profiles f ORDER BY f.role::text);
+    sql := sql || ARRAY(
+        SELECT format('INSERT INTO @extschema@.profile_overrides (role, base, column_name, access) '
+                      'VALUES (%L, %L, %L, %L) ON CONFLICT DO NOTHING;',
+                      o.role, o.base, o.column_name, o.access)
+          FROM @extschema@.profile_overrides o WHERE o.base = b ORDER BY o.role::text, o.column_name);
+    sql := sql || ARRAY(
+        SELECT format('INSERT INTO @extschema@.sequence_grants (base, seq, grantee) '
+                      'VALUES (%L, %L, %L) ON CONFLICT DO NOTHING;', s.base, s.seq, s.grantee)
+          FROM @extschema@.sequence_grants s WHERE s.base = b ORDER BY s.seq::text, s.grantee::text);
+    sql := sql || 'COMMIT;'::text;
+    RETURN array_to_string(sql, E'\n') || E'\n';
+END
+$$;
+COMMENT ON FUNCTION @extschema@.policy_script(regclass) IS
+    'the pii_guard policy of one protected table as SQL, to restore it with a pg_dump -t dump of the table';
+REVOKE ALL ON FUNCTION @extschema@.policy_script(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.policy_script(regclass) TO pii_guard_admin;
