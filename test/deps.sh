@@ -3,16 +3,36 @@
 # As root: apt-get installs whatever is missing.  As anyone else: print the
 # exact apt-get line and fail, so nothing is ever installed behind your back.
 #
-#   test/deps.sh [extra-package ...]
+#   test/deps.sh [clients] [extra-package ...]
+#
+# "clients": also what test/scenario/clients.sh drives the masking views
+# with (make test's scenario stage asks for it): Debian's python3-psycopg2
+# and python3-django, and Node.js and npm for the npm packages that the
+# scenario installs itself (node-postgres, Sequelize: npm ci from
+# test/clients/package-lock.json into its work directory).
 set -euo pipefail
 
 PG_MAJOR=${PG_MAJOR:-15}
+extra=()
+for arg in "$@"; do
+	if [ "$arg" = clients ]; then
+		extra+=(python3-psycopg2 python3-django)
+		# Debian's nodejs and npm, unless a node and an npm are there
+		# already (NodeSource's nodejs bundles npm and conflicts with
+		# Debian's npm package).
+		if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+			extra+=(nodejs npm)
+		fi
+	else
+		extra+=("$arg")
+	fi
+done
 packages=(
 	gcc make
 	"postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
 	libssl-dev
 	"postgresql-$PG_MAJOR-pgtap" libtap-parser-sourcehandler-pgtap-perl
-	"$@"
+	"${extra[@]}"
 )
 
 missing=()

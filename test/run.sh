@@ -25,7 +25,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . test/lib.sh
 
-./test/deps.sh || exit 1
+# (the scenario stage also drives real clients: test/scenario/clients.sh)
+case "${ONLY:-}" in
+	"" | scenario) ./test/deps.sh clients || exit 1 ;;
+	*) ./test/deps.sh || exit 1 ;;
+esac
 
 pgg_init
 # (lint and the fuzz replays build what they need themselves)
