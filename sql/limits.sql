@@ -26,9 +26,14 @@ EXPLAIN (COSTS OFF) SELECT id, phone FROM people ORDER BY id LIMIT 3;
 SELECT count(*) FROM people;
 SELECT count(DISTINCT city) FROM people;
 -- What counts is what leaves: rows only filtered, sorted or skipped count
--- nothing, nor count() of a protected column; the 30 ids of a filter on
--- every phone, the 5 phones after an OFFSET of 20, are under the limit.
+-- nothing, nor count() of a protected column: a filter on all 30 phones
+-- whose answer is one count, 12 ids in phone order, the 5 phones after an
+-- OFFSET of 20, are under the limit.
 SELECT count(*) AS ids FROM (SELECT id FROM people WHERE phone LIKE '138%') s;
+SELECT id FROM people ORDER BY phone DESC, id LIMIT 12;
+-- But the rows a filter on a protected value chooses count, whatever
+-- their columns: which ids match is itself protected.  5 fit, 12 do not.
+SELECT id FROM people WHERE phone LIKE '138%' ORDER BY id DESC LIMIT 5;
 SELECT id FROM people WHERE phone LIKE '138%' ORDER BY id DESC LIMIT 12;
 SELECT id, phone FROM people ORDER BY id OFFSET 20 LIMIT 5;
 SELECT count(phone), count(DISTINCT phone) FROM people;

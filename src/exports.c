@@ -8,7 +8,11 @@
  * values (clear or masked) somewhere else -- the client, COPY TO, a file,
  * another table, a function -- not when the executor merely touches it.
  * Rows only filtered, joined, sorted or skipped (OFFSET) do not count, nor
- * writes without RETURNING, nor count().  Which values are protected is
+ * writes without RETURNING, nor count().  But when a condition that
+ * chooses rows -- a filter, a join's, an index's -- tests a protected
+ * value, which rows come out is itself protected (the ids of every
+ * customer whose name starts with a surname): then every row the statement
+ * returns or writes elsewhere counts, whatever its columns.  Which values are protected is
  * known from the plan: an expression is "tainted" when it contains a call
  * of reveal() that reveal.c proved (a masking view's column), or takes a
  * column, a subquery output or a parameter that is -- followed through the
@@ -113,6 +117,7 @@ typedef struct CountedNode
 	PlanState  *ps;
 	ExecProcNodeMtd real;
 	Bitmapset  *columns;		/* tainted written columns of its output */
+	bool		every_row;		/* rows chosen by protected values */
 	Oid			relid;
 	void	   *owner;			/* the ExportsInfo of its query */
 	struct CountedNode *next;
@@ -125,6 +130,7 @@ typedef struct ExportsInfo
 	Bitmapset  *columns;		/* tainted output columns (attnos) */
 	Oid			relid;			/* the table to charge (for messages) */
 	bool		writes;			/* it counts rows it writes elsewhere */
+	bool		every_row;		/* rows chosen by protected values */
 	struct ExportsInfo *next;
 } ExportsInfo;
 
@@ -609,7 +615,11 @@ exports_wrap(ExportsCx *cx, Node **slot)
 		fe = makeFuncExpr(exports_counter_oid(1), type, list_make1(*slot), InvalidOid,
 						  exprCollation(*slot), COERCE_EXPLICIT_CALL);
 	else
-		return;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pii_guard's SQL objects are older than its library"),
+				 errdetail("This statement passes protected values to an aggregate or a function, which export limits count through pii_guard._exported(), added in version 0.3."),
+				 errhint("Run ALTER EXTENSION pii_guard UPDATE.")));
 	fe->location = PII_SITE_MARK;
 	*slot = (Node *) fe;
 }
@@ -755,7 +765,8 @@ exports_exec_counted(PlanState *ps)
 	if (cn == NULL)
 		elog(ERROR, "pii_guard: counted plan node not found");
 	slot = cn->real(ps);
-	if (!TupIsNull(slot) && !statement_in_internal() && exports_carries(slot, cn->columns))
+	if (!TupIsNull(slot) && !statement_in_internal() &&
+		(cn->every_row || exports_carries(slot, cn->columns)))
 		limits_count_output(cn->relid);
 	return slot;
 }
@@ -821,9 +832,10 @@ exports_count_writes(ExportsCx *cx, ExportsInfo *info, ModifyTableState *mts)
 		foreach(lc, sub->targetlist)
 			columns = bms_add_member(columns, lfirst_node(TargetEntry, lc)->resno);
 	}
-	if (columns == NULL)
+	if (columns == NULL && !info->every_row)
 		return;
 	cn = palloc0(sizeof(CountedNode));
+	cn->every_row = info->every_row;
 	cn->ps = subps;
 	cn->real = subps->ExecProcNodeReal;
 	cn->columns = columns;
@@ -846,6 +858,67 @@ exports_find_writes(PlanState *ps, void *arg)
 	if (IsA(ps, ModifyTableState))
 		exports_count_writes((ExportsCx *) a[0], (ExportsInfo *) a[1], (ModifyTableState *) ps);
 	return planstate_tree_walker(ps, exports_find_writes, arg);
+}
+
+/* plan_walk_expressions callback: is a condition that chooses rows tainted? */
+static void
+exports_selection_walk(Plan *plan, Node *exprs, void *arg)
+{
+	void	  **a = (void **) arg;
+	ExportsCx  *cx = (ExportsCx *) a[0];
+	bool	   *found = (bool *) a[1];
+	bool		chooses = false;
+
+	if (*found || exprs == NULL)
+		return;
+	if (exprs == (Node *) plan->qual)
+		chooses = true;
+	else
+		switch (nodeTag(plan))
+		{
+			case T_NestLoop:
+			case T_MergeJoin:
+			case T_HashJoin:
+				chooses = exprs == (Node *) ((Join *) plan)->joinqual ||
+					(IsA(plan, MergeJoin) && exprs == (Node *) ((MergeJoin *) plan)->mergeclauses) ||
+					(IsA(plan, HashJoin) && exprs == (Node *) ((HashJoin *) plan)->hashclauses);
+				break;
+			case T_IndexScan:
+				chooses = exprs == (Node *) ((IndexScan *) plan)->indexqualorig;
+				break;
+			case T_IndexOnlyScan:
+				chooses = exprs == (Node *) ((IndexOnlyScan *) plan)->recheckqual;
+				break;
+			case T_BitmapHeapScan:
+				chooses = exprs == (Node *) ((BitmapHeapScan *) plan)->bitmapqualorig;
+				break;
+			case T_Result:
+				chooses = exprs == ((Result *) plan)->resconstantqual;
+				break;
+			default:
+				break;
+		}
+	if (chooses && exports_tainted(cx, plan, exprs, 0))
+		*found = true;
+}
+
+/*
+ * Does a condition of stmt's plan -- a filter, a join's, an index's --
+ * test protected values?  Then which rows come out is itself protected
+ * information (the ids of every customer whose name starts with a
+ * surname), and every row the statement returns or writes elsewhere
+ * counts, whatever its columns.
+ */
+static bool
+exports_selection_tainted(ExportsCx *cx, PlannedStmt *stmt)
+{
+	bool		found = false;
+	void	   *args[2];
+
+	args[0] = cx;
+	args[1] = &found;
+	plan_walk_expressions(stmt, exports_selection_walk, args);
+	return found;
 }
 
 /*
@@ -883,6 +956,7 @@ exports_start(QueryDesc *queryDesc, int eflags)
 		if (!tle->resjunk && exports_output_tainted(&cx, stmt->planTree, i, 0))
 			info->columns = bms_add_member(info->columns, i);
 	}
+	info->every_row = exports_selection_tainted(&cx, stmt);
 	args[0] = &cx;
 	args[1] = info;
 	(void) exports_find_writes(queryDesc->planstate, args);
@@ -900,7 +974,7 @@ exports_start(QueryDesc *queryDesc, int eflags)
 	if (cx.params)
 		hash_destroy(cx.params);
 
-	if (info->columns == NULL && !info->writes)
+	if (info->columns == NULL && !info->writes && !info->every_row)
 	{
 		MemoryContextSwitchTo(old);
 		return;
@@ -922,7 +996,8 @@ exports_receive(TupleTableSlot *slot, DestReceiver *self)
 
 	if (ed->skip > 0)
 		ed->skip--;
-	else if (!statement_in_internal() && exports_carries(slot, ed->info->columns))
+	else if (!statement_in_internal() &&
+			 (ed->info->every_row || exports_carries(slot, ed->info->columns)))
 		limits_count_output(ed->info->relid);
 	return ed->inner->receiveSlot(slot, ed->inner);
 }
@@ -964,7 +1039,7 @@ exports_wrap_dest(QueryDesc *queryDesc)
 		return NULL;
 	for (info = running; info != NULL && info->qd != queryDesc; info = info->next)
 		;
-	if (info == NULL || info->columns == NULL)
+	if (info == NULL || (info->columns == NULL && !info->every_row))
 		return NULL;
 	ed = MemoryContextAllocZero(queryDesc->estate->es_query_cxt, sizeof(ExportDest));
 	ed->pub.receiveSlot = exports_receive;

@@ -221,6 +221,10 @@ cl_js node_checks.js copy_view "$(cl_db copy_view)"
 echo "  # 7. what ORMs' introspection sees"
 cl_js node_checks.js introspection lookups
 echo "  # 8. pg_dump as crm_dba"
-out=$(timeout -k 5 120 pg_dump -h "$(pgg_sock $name)" -p 5432 -U crm_dba -d crm -f "$PGG_WORK/clients_crm.sql" 2>&1)
+# (the README's options for an owner in pii_guard_admin: the data keys
+# and the audit trail are not theirs to read; scenario dump_owner restores
+# such dumps)
+out=$(timeout -k 5 120 pg_dump -h "$(pgg_sock $name)" -p 5432 -U crm_dba -d crm -f "$PGG_WORK/clients_crm.sql" \
+	--exclude-table-data=pii_guard.data_keys --exclude-table-data='pii_guard.audit_log*' 2>&1)
 rc=$?
-cl_ok "pg_dump -U crm_dba crm succeeds" "$out" test "$rc" -eq 0
+cl_ok "pg_dump -U crm_dba crm with the README's options succeeds" "$out" test "$rc" -eq 0
