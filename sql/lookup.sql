@@ -132,6 +132,25 @@ SELECT id, phone FROM people WHERE phone = '13800000043';
 RESET ROLE;
 ALTER TABLE lk_pii.people DISABLE ROW LEVEL SECURITY;
 
+-- A subquery of the role's own making calling reveal() on its own table of
+-- envelopes (a stolen dump), naming a column the role sees in clear, is
+-- not a masking view: nothing is added to it, and reveal() refuses it on
+-- its first row, whether or not the value searched for is among the
+-- envelopes (were the comparison added, it would run first and keep
+-- reveal() from being reached when nothing matched).
+CREATE TABLE lk.loot (k int, v pii_guard.encrypted_text);
+INSERT INTO lk.loot VALUES (1, pii_guard.encrypt('secret-1'::text)),
+                           (2, pii_guard.encrypt('secret-2'::text));
+ALTER TABLE lk.loot OWNER TO regress_lk_clear;
+SET ROLE regress_lk_clear;
+SELECT lk.plan($$SELECT k FROM (SELECT k, pii_guard.reveal(v, 'lk_pii.people'::regclass, 'phone', k) AS phone
+                                  FROM lk.loot) s WHERE phone = 'secret-1'$$);
+SELECT k FROM (SELECT k, pii_guard.reveal(v, 'lk_pii.people'::regclass, 'phone', k) AS phone
+                 FROM lk.loot) s WHERE phone = 'secret-1';
+SELECT k FROM (SELECT k, pii_guard.reveal(v, 'lk_pii.people'::regclass, 'phone', k) AS phone
+                 FROM lk.loot) s WHERE phone = 'secret-3';
+RESET ROLE;
+
 -- The table's owner (exempt) gets the index through the view as well.
 SELECT lk.plan($$SELECT id FROM people WHERE phone = '13800000042'$$);
 

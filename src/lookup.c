@@ -273,6 +273,20 @@ lookup_try_qual(LookupContext *cxt, Query *view, Index varno, Node *qual)
 		return;
 	base_rte = rt_fetch(stored->varno, view->rtable);
 
+	/*
+	 * The stored column must be the column reveal() names, of the table it
+	 * names.  Anyone may call reveal() in a subquery of their own, on a
+	 * column of their own table of envelopes (a stolen dump), naming a
+	 * protected column they see in clear: a comparison added there would
+	 * be evaluated on every row before reveal() refuses, so whether the
+	 * statement reached reveal() -- and was refused -- would tell whether
+	 * the value searched for matched an envelope.  On the protected table
+	 * itself, only its masking view's scan gets past the permission check.
+	 */
+	if (base_rte->rtekind != RTE_RELATION || base_rte->relid != relid ||
+		stored->varattno != get_attnum(relid, attname))
+		return;
+
 	added = make_opclause(opno, BOOLOID, false, (Expr *) copyObject(stored),
 						  compared, InvalidOid, op->inputcollid);
 	set_opfuncid((OpExpr *) added);
