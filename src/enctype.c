@@ -912,8 +912,12 @@ enctype_probe(FunctionCallInfo fcinfo, char kind, bool array)
 		pc->userid = GetUserId();
 	}
 	statement_note_plaintext();
-	/* (an array's bytes are its header, null bitmap and elements: equal
-	 * bytes, equal arrays) */
+
+	/*
+	 * The same argument as last time: the same probe.  (An array's bytes
+	 * are its dimensions, null bitmap and elements: equal bytes, equal
+	 * arrays.)
+	 */
 	if (pc->probe != NULL && pc->len == len && memcmp(pc->data, data, len) == 0)
 		PG_RETURN_POINTER(pg_detoast_datum_copy(pc->probe));
 	if (pc->data != NULL)
