@@ -52,9 +52,11 @@
 #include "miscadmin.h"
 #include "nodes/memnodes.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/resowner.h"
@@ -851,6 +853,33 @@ struct varlena *
 pg_detoast_datum_copy(struct varlena *datum pg_attribute_unused())
 {
 	FUZZ_UNREACHABLE("pg_detoast_datum_copy");
+}
+
+/* arrays: the probes of an IN list (_blind_probe(text[])) */
+void
+deconstruct_array(ArrayType *array pg_attribute_unused(), Oid elmtype pg_attribute_unused(),
+				  int elmlen pg_attribute_unused(), bool elmbyval pg_attribute_unused(),
+				  char elmalign pg_attribute_unused(), Datum **elemsp pg_attribute_unused(),
+				  bool **nullsp pg_attribute_unused(), int *nelemsp pg_attribute_unused())
+{
+	FUZZ_UNREACHABLE("deconstruct_array");
+}
+
+ArrayType *
+construct_md_array(Datum *elems pg_attribute_unused(), bool *nulls pg_attribute_unused(),
+				   int ndims pg_attribute_unused(), int *dims pg_attribute_unused(),
+				   int *lbs pg_attribute_unused(), Oid elmtype pg_attribute_unused(),
+				   int elmlen pg_attribute_unused(), bool elmbyval pg_attribute_unused(),
+				   char elmalign pg_attribute_unused())
+{
+	FUZZ_UNREACHABLE("construct_md_array");
+}
+
+void
+get_typlenbyvalalign(Oid typid pg_attribute_unused(), int16 *typlen pg_attribute_unused(),
+					 bool *typbyval pg_attribute_unused(), char *typalign pg_attribute_unused())
+{
+	FUZZ_UNREACHABLE("get_typlenbyvalalign");
 }
 
 Oid

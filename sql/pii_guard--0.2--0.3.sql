@@ -410,3 +410,31 @@ COMMENT ON FUNCTION @extschema@.policy_script(regclass) IS
     'the pii_guard policy of one protected table as SQL, to restore it with a pg_dump -t dump of the table';
 REVOKE ALL ON FUNCTION @extschema@.policy_script(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.policy_script(regclass) TO pii_guard_admin;
+
+--------------------------------------------------------------------------
+-- Lookups: IN lists and = ANY arrays through the blind index
+--------------------------------------------------------------------------
+
+-- `WHERE phone IN ('…', '…')` and `WHERE phone = ANY ($1)` (a text[] or
+-- varchar[] parameter, as drivers send lists) through a masking view, by
+-- a role that sees the column in clear on every row, are compared on the
+-- stored column as `phone = ANY (_blind_probe(array))` (lookup.c), which
+-- the column's index answers.  These are the array forms of the probes
+-- above: an array of the probes of the array's elements, NULL elements
+-- staying NULL.  They answer exactly where and to whom the scalar probes
+-- do (the same C function serves both), for the same reasons STABLE and
+-- PARALLEL RESTRICTED.
+CREATE FUNCTION @extschema@._blind_probe(text[])
+RETURNS @extschema@.encrypted_text[]
+AS 'MODULE_PATHNAME', 'pii_guard_blind_probe_text_array'
+LANGUAGE C STRICT STABLE PARALLEL RESTRICTED;
+
+CREATE FUNCTION @extschema@._blind_probe(bytea[])
+RETURNS @extschema@.encrypted_bytea[]
+AS 'MODULE_PATHNAME', 'pii_guard_blind_probe_bytea_array'
+LANGUAGE C STRICT STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION @extschema@._blind_probe(text[]) IS
+    'internal: the probes of a lookup of a list through a masking view; answers only where pii_guard put it';
+COMMENT ON FUNCTION @extschema@._blind_probe(bytea[]) IS
+    'internal: the probes of a lookup of a list through a masking view; answers only where pii_guard put it';

@@ -59,8 +59,10 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
@@ -817,33 +819,80 @@ pii_guard_reencrypt(PG_FUNCTION_ARGS)
 }
 
 /*
- * What _blind_probe keeps in fn_extra: the last plaintext and its probe,
- * so that a filter evaluated on every row seals once.
+ * What _blind_probe keeps in fn_extra: the last argument (a plaintext, or
+ * an array of them) and its probe, so that a filter evaluated on every row
+ * seals once.
  */
 typedef struct ProbeCache
 {
 	Oid			userid;
 	Size		len;
-	char	   *data;			/* the plaintext, wiped when replaced */
-	bytea	   *probe;
+	char	   *data;			/* the argument's bytes, wiped when replaced */
+	struct varlena *probe;
 } ProbeCache;
 
 /*
+ * The probes of an array of plaintexts of kind, as an array of the
+ * encrypted type of the same shape: a NULL element stays NULL (its
+ * comparison with a stored value is NULL, as the role's own filter's is).
+ */
+static ArrayType *
+enctype_probe_array(ArrayType *plain, char kind)
+{
+	Oid			plain_type = kind == ENV_KIND_TEXT ? TEXTOID : BYTEAOID;
+	Oid			probe_type = kind == ENV_KIND_TEXT ? enctype_encrypted_text_oid() :
+		enctype_encrypted_bytea_oid();
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+
+	/* The SQL signature says text[] (bytea[]): anything else is a bug. */
+	if (ARR_ELEMTYPE(plain) != plain_type || !OidIsValid(probe_type))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errhidestmt(true),
+				 errmsg_internal("pii_guard._blind_probe: unexpected array element type %u",
+								 ARR_ELEMTYPE(plain))));
+	deconstruct_array(plain, plain_type, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (i = 0; i < n; i++)
+	{
+		struct varlena *p;
+
+		if (nulls[i])
+			continue;
+		p = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(elems[i]));
+		elems[i] = PointerGetDatum(crypto_probe(kind, VARDATA_ANY(p), VARSIZE_ANY_EXHDR(p)));
+	}
+	get_typlenbyvalalign(probe_type, &typlen, &typbyval, &typalign);
+	return construct_md_array(elems, nulls, ARR_NDIM(plain), ARR_DIMS(plain),
+							  ARR_LBOUND(plain), probe_type, typlen, typbyval, typalign);
+}
+
+/*
  * The probe for plaintext p: an envelope header with its blind index
- * (crypto_probe), which the stored column is compared with.  Answers a
- * trusted user anywhere, and everyone at a call site lookup.c built (the
- * filter of a role that sees the column in clear on every row).  Anywhere else the planner's own
- * evaluation (a selectivity estimate) gets no answer, and a statement an
- * ERROR.
+ * (crypto_probe), which the stored column is compared with -- or, for an
+ * array of plaintexts (an IN list, `= ANY ($1)`), the array of their
+ * probes.  Both forms share everything but the sealing: who it answers,
+ * the cache and the wiping.  Answers a trusted user anywhere, and everyone
+ * at a call site lookup.c built (the filter of a role that sees the column
+ * in clear on every row).  Anywhere else the planner's own evaluation (a
+ * selectivity estimate) gets no answer, and a statement an ERROR.
  */
 static Datum
-enctype_probe(FunctionCallInfo fcinfo, char kind)
+enctype_probe(FunctionCallInfo fcinfo, char kind, bool array)
 {
-	struct varlena *plain = PG_GETARG_VARLENA_PP(0);
+	struct varlena *arg = array ? (struct varlena *) PG_GETARG_ARRAYTYPE_P(0) :
+		PG_GETARG_VARLENA_PP(0);
 	Node	   *site = fcinfo->flinfo->fn_expr;
 	ProbeCache *pc = (ProbeCache *) fcinfo->flinfo->fn_extra;
-	const char *data = VARDATA_ANY(plain);
-	Size		len = VARSIZE_ANY_EXHDR(plain);
+	const char *data = VARDATA_ANY(arg);
+	Size		len = VARSIZE_ANY_EXHDR(arg);
+	struct varlena *result;
+	MemoryContext old;
 
 	if (pc == NULL)
 	{
@@ -863,8 +912,14 @@ enctype_probe(FunctionCallInfo fcinfo, char kind)
 		pc->userid = GetUserId();
 	}
 	statement_note_plaintext();
+
+	/*
+	 * The same argument as last time: the same probe.  (An array's bytes
+	 * are its dimensions, null bitmap and elements: equal bytes, equal
+	 * arrays.)
+	 */
 	if (pc->probe != NULL && pc->len == len && memcmp(pc->data, data, len) == 0)
-		PG_RETURN_BYTEA_P((bytea *) pg_detoast_datum_copy((struct varlena *) pc->probe));
+		PG_RETURN_POINTER(pg_detoast_datum_copy(pc->probe));
 	if (pc->data != NULL)
 	{
 		OPENSSL_cleanse(pc->data, pc->len);
@@ -873,32 +928,74 @@ enctype_probe(FunctionCallInfo fcinfo, char kind)
 		pc->data = NULL;
 		pc->probe = NULL;
 	}
-	{
-		bytea	   *env = crypto_probe(kind, data, len);
-		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	if (array)
+		result = (struct varlena *) enctype_probe_array((ArrayType *) arg, kind);
+	else
+		result = (struct varlena *) crypto_probe(kind, data, len);
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	pc->probe = pg_detoast_datum_copy(result);
+	pc->data = palloc(Max(len, 1));
+	memcpy(pc->data, data, len);
+	pc->len = len;
+	MemoryContextSwitchTo(old);
+	PG_RETURN_POINTER(result);
+}
 
-		pc->probe = (bytea *) pg_detoast_datum_copy((struct varlena *) env);
-		pc->data = palloc(Max(len, 1));
-		memcpy(pc->data, data, len);
-		pc->len = len;
-		MemoryContextSwitchTo(old);
-		PG_RETURN_BYTEA_P(env);
-	}
+/*
+ * The array probe for an encrypted type (_blind_probe(text[]) for
+ * encrypted_text, _blind_probe(bytea[]) for encrypted_bytea), or
+ * InvalidOid: not installed here, or not yet (a library newer than the
+ * extension's objects).  Looked up only when a lookup needs it.
+ */
+Oid
+enctype_array_probe_function(Oid encrypted_type)
+{
+	Oid			nsp = pii_guard_schema_oid(true);
+	Oid			argtype;
+
+	if (!OidIsValid(nsp) || !OidIsValid(encrypted_type))
+		return InvalidOid;
+	if (encrypted_type == enctype_encrypted_text_oid())
+		argtype = TEXTARRAYOID;
+	else if (encrypted_type == enctype_encrypted_bytea_oid())
+		argtype = BYTEAARRAYOID;
+	else
+		return InvalidOid;
+	return GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
+						   CStringGetDatum("_blind_probe"),
+						   PointerGetDatum(buildoidvector(&argtype, 1)),
+						   ObjectIdGetDatum(nsp));
 }
 
 PG_FUNCTION_INFO_V1(pii_guard_blind_probe_text);
 PG_FUNCTION_INFO_V1(pii_guard_blind_probe_bytea);
+PG_FUNCTION_INFO_V1(pii_guard_blind_probe_text_array);
+PG_FUNCTION_INFO_V1(pii_guard_blind_probe_bytea_array);
 
 /* SQL function: _blind_probe(text) returns encrypted_text */
 Datum
 pii_guard_blind_probe_text(PG_FUNCTION_ARGS)
 {
-	return enctype_probe(fcinfo, ENV_KIND_TEXT);
+	return enctype_probe(fcinfo, ENV_KIND_TEXT, false);
 }
 
 /* SQL function: _blind_probe(bytea) returns encrypted_bytea */
 Datum
 pii_guard_blind_probe_bytea(PG_FUNCTION_ARGS)
 {
-	return enctype_probe(fcinfo, ENV_KIND_BYTEA);
+	return enctype_probe(fcinfo, ENV_KIND_BYTEA, false);
+}
+
+/* SQL function: _blind_probe(text[]) returns encrypted_text[] */
+Datum
+pii_guard_blind_probe_text_array(PG_FUNCTION_ARGS)
+{
+	return enctype_probe(fcinfo, ENV_KIND_TEXT, true);
+}
+
+/* SQL function: _blind_probe(bytea[]) returns encrypted_bytea[] */
+Datum
+pii_guard_blind_probe_bytea_array(PG_FUNCTION_ARGS)
+{
+	return enctype_probe(fcinfo, ENV_KIND_BYTEA, true);
 }

@@ -11,18 +11,27 @@
  * filter means the same as comparing the stored column: for a plaintext
  * column `phone = '13812345678'`, for an encrypted one `phone =
  * _blind_probe('13812345678')` -- an envelope header carrying the value's
- * blind index, which the column's index answers.  So, before planning, for each such
+ * blind index, which the column's index answers.  A list is the same:
+ * `phone IN ('138...', '139...')` and `phone = ANY ($1)` are `phone = ANY
+ * (_blind_probe(ARRAY[...]))`, the array of the values' probes, which a
+ * btree index answers in one scan.  So, before planning, for each such
  * filter -- view column = constant or parameter (text or varchar for an
- * encrypted column), at the top level of a WHERE clause -- that comparison
- * is added inside the view's subquery, where the stored column is in
- * scope.  The filter itself stays: the result is the same whichever the
- * planner uses.  For every other role (masked, hidden, a row-specific or
- * time-boxed grant) nothing is added, and a filter keeps seeing only what
- * the role sees.
+ * encrypted column), or view column = ANY (a list of them: an array
+ * constant, an array parameter -- text[] or varchar[] --, or ARRAY[...] /
+ * IN (...) of constants and parameters), at the top level of a WHERE
+ * clause -- that comparison is added inside the view's subquery, where the
+ * stored column is in scope.  The filter itself stays: the result is the
+ * same whichever the planner uses.  For every other role (masked, hidden, a
+ * row-specific or time-boxed grant) nothing is added, and a filter keeps
+ * seeing only what the role sees.
  *
  * The probe answers only where it was put: its call carries PII_SITE_MARK
  * (enctype.c refuses a plaintext comparison anywhere else to everyone but
- * trusted roles, since it would test guesses against any envelope).
+ * trusted roles, since it would test guesses against any envelope).  And
+ * it is put only on the column the reveal() call names, of the table it
+ * names: a subquery of anyone's making may call reveal() on a table of
+ * stolen envelopes, and a comparison added there would run before reveal()
+ * refused -- whether it refused would tell whether a guess matched.
  *
  * Row-level security.  The added comparison is leakproof, so the planner
  * may evaluate it -- through the index -- before the base table's
@@ -179,18 +188,78 @@ lookup_is_value(Node *node, Oid typid)
 }
 
 /*
- * If qual is `view column = value` for view (range table index varno of
- * q), with the column a reveal() the current role sees in clear on every
- * row, add the same comparison on the stored column to the view's
- * subquery (see the file header).
+ * Is node, of the array type of elemtype, a list of values in the sense of
+ * lookup_is_value: an array constant, a parameter (`= ANY ($1)`), or
+ * ARRAY[...] / IN (...) of constants and parameters -- possibly each
+ * element relabelled without a function, as a varchar[] parameter is
+ * compared as text[]?  Nothing else: an element computed per row or from
+ * a subquery would make the probe's work a row's, not the statement's.
+ */
+static bool
+lookup_is_array_value(Node *node, Oid elemtype)
+{
+	Node	   *inner = lookup_strip(node);
+	Oid			arraytype = get_array_type(elemtype);
+	ListCell   *lc;
+
+	if (node == NULL || !OidIsValid(arraytype) || exprType(node) != arraytype)
+		return false;
+	if (IsA(inner, ArrayCoerceExpr))
+	{
+		ArrayCoerceExpr *coerce = (ArrayCoerceExpr *) inner;
+		Node	   *each = lookup_strip((Node *) coerce->elemexpr);
+
+		if (each == NULL || !IsA(each, CaseTestExpr))
+			return false;
+		elemtype = get_element_type(exprType((Node *) coerce->arg));
+		inner = lookup_strip((Node *) coerce->arg);
+	}
+	if (IsA(inner, Const))
+		return true;
+	if (IsA(inner, Param))
+		return ((Param *) inner)->paramkind == PARAM_EXTERN;
+	if (!IsA(inner, ArrayExpr) || ((ArrayExpr *) inner)->multidims)
+		return false;
+	foreach(lc, ((ArrayExpr *) inner)->elements)
+	{
+		if (!lookup_is_value((Node *) lfirst(lc), elemtype))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The reveal() call that expr -- one side of a filter of the query whose
+ * range table entry varno is view -- reads, if expr is a column of view.
+ */
+static FuncExpr *
+lookup_view_column(LookupContext *cxt, Query *view, Index varno, Node *expr)
+{
+	Var		   *var;
+
+	expr = lookup_strip(expr);
+	if (expr == NULL || !IsA(expr, Var))
+		return NULL;
+	var = (Var *) expr;
+	if (var->varno != (int) varno || var->varlevelsup != 0)
+		return NULL;
+	return lookup_reveal_call(cxt, view, var->varattno);
+}
+
+/*
+ * If qual is `view column = value` or `view column = ANY (values)` -- an
+ * IN list -- for view (range table index varno of q), with the column a
+ * reveal() the current role sees in clear on every row, add the same
+ * comparison on the stored column to the view's subquery (see the file
+ * header).
  */
 static void
 lookup_try_qual(LookupContext *cxt, Query *view, Index varno, Node *qual)
 {
-	OpExpr	   *op;
-	Node	   *left;
-	Node	   *right;
-	Var		   *var;
+	List	   *args;
+	Oid			qual_opno;
+	Oid			collid;
+	bool		is_array;
 	Node	   *value;
 	FuncExpr   *reveal;
 	Var		   *stored;
@@ -203,30 +272,34 @@ lookup_try_qual(LookupContext *cxt, Query *view, Index varno, Node *qual)
 	RangeTblEntry *base_rte;
 	bool		encrypted;
 
-	if (!IsA(qual, OpExpr) || list_length(((OpExpr *) qual)->args) != 2)
-		return;
-	op = (OpExpr *) qual;
-	left = lookup_strip(linitial(op->args));
-	right = lookup_strip(lsecond(op->args));
-	if (left != NULL && IsA(left, Var))
+	if (IsA(qual, OpExpr))
 	{
-		var = (Var *) left;
-		value = lsecond(op->args);
+		args = ((OpExpr *) qual)->args;
+		qual_opno = ((OpExpr *) qual)->opno;
+		collid = ((OpExpr *) qual)->inputcollid;
+		is_array = false;
 	}
-	else if (right != NULL && IsA(right, Var))
+	else if (IsA(qual, ScalarArrayOpExpr) && ((ScalarArrayOpExpr *) qual)->useOr)
 	{
-		var = (Var *) right;
-		value = linitial(op->args);
+		args = ((ScalarArrayOpExpr *) qual)->args;
+		qual_opno = ((ScalarArrayOpExpr *) qual)->opno;
+		collid = ((ScalarArrayOpExpr *) qual)->inputcollid;
+		is_array = true;
 	}
 	else
 		return;
-	if (var->varno != (int) varno || var->varlevelsup != 0)
+	if (list_length(args) != 2)
 		return;
-	reveal = lookup_reveal_call(cxt, view, var->varattno);
-	if (reveal == NULL)
+	/* (the array of `= ANY` is always on the right) */
+	if ((reveal = lookup_view_column(cxt, view, varno, linitial(args))) != NULL)
+		value = lsecond(args);
+	else if (!is_array &&
+			 (reveal = lookup_view_column(cxt, view, varno, lsecond(args))) != NULL)
+		value = linitial(args);
+	else
 		return;
 	/* Only a deterministic comparison means the same on stored bytes. */
-	if (OidIsValid(op->inputcollid) && !get_collation_isdeterministic(op->inputcollid))
+	if (OidIsValid(collid) && !get_collation_isdeterministic(collid))
 		return;
 
 	stored = (Var *) linitial(reveal->args);
@@ -235,14 +308,30 @@ lookup_try_qual(LookupContext *cxt, Query *view, Index varno, Node *qual)
 	if (encrypted)
 	{
 		Oid			plain = stored_type == cxt->encrypted_text ? TEXTOID : BYTEAOID;
-		Oid			probe = enctype_probe_function(stored_type);
+		Oid			probe;
+		Oid			probe_type;
 		FuncExpr   *call;
 
 		/* The view's column is text (bytea): the same equality on it. */
-		if (op->opno != (plain == TEXTOID ? TextEqualOperator : ByteaEqualOperator) ||
-			!lookup_is_value(value, plain) || !OidIsValid(probe))
+		if (qual_opno != (plain == TEXTOID ? TextEqualOperator : ByteaEqualOperator))
 			return;
-		call = makeFuncExpr(probe, stored_type, list_make1(copyObject(value)),
+		if (is_array)
+		{
+			if (!lookup_is_array_value(value, plain))
+				return;
+			probe = enctype_array_probe_function(stored_type);
+			probe_type = get_array_type(stored_type);
+		}
+		else
+		{
+			if (!lookup_is_value(value, plain))
+				return;
+			probe = enctype_probe_function(stored_type);
+			probe_type = stored_type;
+		}
+		if (!OidIsValid(probe) || !OidIsValid(probe_type))
+			return;
+		call = makeFuncExpr(probe, probe_type, list_make1(copyObject(value)),
 							InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
 		call->location = PII_SITE_MARK;
 		compared = (Expr *) call;
@@ -254,10 +343,12 @@ lookup_try_qual(LookupContext *cxt, Query *view, Index varno, Node *qual)
 	{
 		TypeCacheEntry *tce = lookup_type_cache(stored_type, TYPECACHE_EQ_OPR);
 
-		if (op->opno != tce->eq_opr || !lookup_is_value(value, stored_type))
+		if (qual_opno != tce->eq_opr ||
+			!(is_array ? lookup_is_array_value(value, stored_type) :
+			  lookup_is_value(value, stored_type)))
 			return;
 		compared = (Expr *) copyObject(value);
-		opno = op->opno;
+		opno = qual_opno;
 	}
 	if (!OidIsValid(opno))
 		return;
@@ -273,9 +364,41 @@ lookup_try_qual(LookupContext *cxt, Query *view, Index varno, Node *qual)
 		return;
 	base_rte = rt_fetch(stored->varno, view->rtable);
 
-	added = make_opclause(opno, BOOLOID, false, (Expr *) copyObject(stored),
-						  compared, InvalidOid, op->inputcollid);
-	set_opfuncid((OpExpr *) added);
+	/*
+	 * The stored column must be the column reveal() names, of the table it
+	 * names.  Anyone may call reveal() in a subquery of their own, on a
+	 * column of their own table of envelopes (a stolen dump), naming a
+	 * protected column they see in clear: a comparison added there would
+	 * be evaluated on every row before reveal() refuses, so whether the
+	 * statement reached reveal() -- and was refused -- would tell whether
+	 * the value searched for matched an envelope.  On the protected table
+	 * itself, only its masking view's scan gets past the permission check.
+	 */
+	if (base_rte->rtekind != RTE_RELATION || base_rte->relid != relid ||
+		stored->varattno != get_attnum(relid, attname))
+		return;
+
+	if (is_array)
+	{
+		ScalarArrayOpExpr *any = makeNode(ScalarArrayOpExpr);
+
+		any->opno = opno;
+		any->opfuncid = get_opcode(opno);
+		any->hashfuncid = InvalidOid;
+		any->negfuncid = InvalidOid;
+		any->useOr = true;
+		any->inputcollid = collid;
+		/* cppcheck-suppress unknownEvaluationOrder ; copyObject() and compared are independent */
+		any->args = list_make2(copyObject(stored), compared);
+		any->location = -1;
+		added = (Expr *) any;
+	}
+	else
+	{
+		added = make_opclause(opno, BOOLOID, false, (Expr *) copyObject(stored),
+							  compared, InvalidOid, collid);
+		set_opfuncid((OpExpr *) added);
+	}
 	if (!lookup_policies_hide_nothing(base_rte))
 	{
 		if (!OidIsValid(cxt->after_policies))

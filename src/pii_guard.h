@@ -200,6 +200,7 @@ extern bool enctype_relation_has_encrypted(Oid relid);
 extern Oid	enctype_encrypted_text_oid(void);
 extern Oid	enctype_encrypted_bytea_oid(void);
 extern Oid	enctype_probe_function(Oid encrypted_type);
+extern Oid	enctype_array_probe_function(Oid encrypted_type);
 extern void enctype_register_callbacks(void);
 
 /* policy.c */
