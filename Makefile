@@ -34,6 +34,7 @@ OBJS = \
 	src/exports.o \
 	src/views.o \
 	src/lookup.o \
+	src/write.o \
 	src/ddl.o \
 	src/hooks.o \
 	src/audit.o \

@@ -177,7 +177,7 @@ INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT DO NOTHING;
 \set VERBOSITY terse
 WITH n AS (INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT DO NOTHING RETURNING id)
 SELECT * FROM n;
--- One statement may not write one view twice with different columns.
+-- One statement may write one view twice with different columns.
 WITH a AS (UPDATE customers SET name = name WHERE id = 1 RETURNING id)
 UPDATE customers SET email = email WHERE id = 3;
 RESET ROLE;

@@ -438,3 +438,47 @@ COMMENT ON FUNCTION @extschema@._blind_probe(text[]) IS
     'internal: the probes of a lookup of a list through a masking view; answers only where pii_guard put it';
 COMMENT ON FUNCTION @extschema@._blind_probe(bytea[]) IS
     'internal: the probes of a lookup of a list through a masking view; answers only where pii_guard put it';
+
+--------------------------------------------------------------------------
+-- Writes through a masking view, rewritten onto the base table
+--------------------------------------------------------------------------
+
+-- An INSERT, UPDATE or DELETE on a masking view is rewritten, when it is
+-- analysed, into the same statement on the base table (src/write.c), so
+-- that it runs as one statement instead of one INSTEAD OF trigger call
+-- and one statement per row; the trigger stays for what is not rewritten
+-- (rules, COPY FROM).  These two functions are what the rewritten
+-- statement writes with.  They work only where the rewrite put them (its
+-- calls are marked; any other call is refused with 42501 and audited,
+-- superusers excepted): an envelope of a plaintext of one's choosing, or
+-- a comparison with a stored value, is what the rest of pii_guard keeps
+-- from governed roles.
+
+-- The envelope of a value written to an encrypted column.
+CREATE FUNCTION @extschema@._write_seal(value text, base regclass, col name)
+RETURNS @extschema@.encrypted_text
+AS 'MODULE_PATHNAME', 'pii_guard_write_seal'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@._write_seal(value bytea, base regclass, col name)
+RETURNS @extschema@.encrypted_bytea
+AS 'MODULE_PATHNAME', 'pii_guard_write_seal'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+-- What an UPDATE stores in a column: the stored value when the new one is
+-- what the role was shown for the row (masks are never written back, and
+-- a value sent back unchanged needs no privilege on its column), else the
+-- new value (sealed for an encrypted column), if the role may update the
+-- column (a governed role never changes a row key).
+CREATE FUNCTION @extschema@._write_set(stored anyelement, base regclass, col name,
+                                       row_key "any", value "any")
+RETURNS anyelement
+AS 'MODULE_PATHNAME', 'pii_guard_write_set'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@._write_seal(text, regclass, name) IS
+    'internal: seals a value written through a masking view';
+COMMENT ON FUNCTION @extschema@._write_seal(bytea, regclass, name) IS
+    'internal: seals a value written through a masking view';
+COMMENT ON FUNCTION @extschema@._write_set(anyelement, regclass, name, "any", "any") IS
+    'internal: the value an UPDATE through a masking view stores';

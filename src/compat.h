@@ -138,6 +138,25 @@ compat_rte_check_as_user(PlannedStmt *stmt, RangeTblEntry *rte)
 #endif
 }
 
+/* post_parse_analyze_hook: PostgreSQL 14 added the jumble state. */
+#if PG_VERSION_NUM >= 140000
+#define COMPAT_ANALYZE_PARAMS ParseState *pstate, Query *query, JumbleState *jstate
+#define COMPAT_ANALYZE_ARGS pstate, query, jstate
+#else
+#define COMPAT_ANALYZE_PARAMS ParseState *pstate, Query *query
+#define COMPAT_ANALYZE_ARGS pstate, query
+#endif
+
+/*
+ * The fast write path (write.c) rewrites a statement's range table with
+ * the permission fields PostgreSQL 16 moved out of it, and relies on the
+ * UPDATE target lists of 14: on other versions writes through masking
+ * views go through their trigger.
+ */
+#if PG_VERSION_NUM >= 140000 && PG_VERSION_NUM < 160000
+#define COMPAT_FAST_WRITES 1
+#endif
+
 /* ProcessUtility_hook: PostgreSQL 14 added readOnlyTree. */
 #if PG_VERSION_NUM >= 140000
 #define COMPAT_UTILITY_PARAMS PlannedStmt *pstmt, const char *queryString, \

@@ -86,6 +86,7 @@ typedef struct ExportsCx
 	HTAB	   *memo;			/* (Plan *, attno) -> tainted */
 	HTAB	   *params;			/* PARAM_EXEC id -> where it is set */
 	Oid			charged;		/* a protected table the plan reads */
+	bool		uncounted;		/* a value no _exported() could wrap */
 } ExportsCx;
 
 /* Where a PARAM_EXEC parameter gets its value. */
@@ -615,11 +616,11 @@ exports_wrap(ExportsCx *cx, Node **slot)
 		fe = makeFuncExpr(exports_counter_oid(1), type, list_make1(*slot), InvalidOid,
 						  exprCollation(*slot), COERCE_EXPLICIT_CALL);
 	else
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("pii_guard's SQL objects are older than its library"),
-				 errdetail("This statement passes protected values to an aggregate or a function, which export limits count through pii_guard._exported(), added in version 0.3."),
-				 errhint("Run ALTER EXTENSION pii_guard UPDATE.")));
+	{
+		/* (under SQL objects before 0.3: exports_start refuses it) */
+		cx->uncounted = true;
+		return;
+	}
 	fe->location = PII_SITE_MARK;
 	*slot = (Node *) fe;
 }
@@ -818,6 +819,8 @@ exports_count_writes(ExportsCx *cx, ExportsInfo *info, ModifyTableState *mts)
 		/* writes through a masking view go back into the protected table */
 		if (rte->rtekind == RTE_RELATION && OidIsValid(views_base_of_view(rte->relid)))
 			return;
+		if (write_is_rewritten_target(cx->stmt, rte))
+			return;
 	}
 	foreach(lc, sub->targetlist)
 	{
@@ -946,6 +949,22 @@ exports_start(QueryDesc *queryDesc, int eflags)
 	{
 		MemoryContextSwitchTo(old);
 		return;
+	}
+
+	/*
+	 * Under the SQL objects of a release before 0.3 there is no _exported()
+	 * to count aggregate inputs and function arguments with: a role with
+	 * limits is refused a plan that would need it, until the update.
+	 */
+	if (!OidIsValid(exports_counter_oid(1)))
+	{
+		plan_walk_expressions(stmt, exports_mark_node, &cx);
+		if (cx.uncounted)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("pii_guard's SQL objects are older than its library"),
+					 errdetail("This statement passes protected values to an aggregate or a function, which export limits count through pii_guard._exported(), added in version 0.3."),
+					 errhint("Run ALTER EXTENSION pii_guard UPDATE.")));
 	}
 	info = palloc0(sizeof(ExportsInfo));
 	info->qd = queryDesc;

@@ -9,6 +9,8 @@
  *	ExecutorCheckPerms	the fail-closed check on protected base tables
  *						(views.c), for queries and COPY alike; it honours
  *						ereport_on_violation;
+ *	post_parse_analyze	writes on masking views rewritten onto their base
+ *						tables (write.c);
  *	planner				lookups through masking views (lookup.c) before
  *						planning; after it, the plan is proved: which
  *						reveal() calls are masking views' own (reveal.c),
@@ -16,7 +18,8 @@
  *						and functions is marked (exports.c);
  *	ExecutorStart		the fail-closed check once more, the columns a
  *						statement writes through masking views (views.c),
- *						where its protected values leave (exports.c);
+ *						the probes of a rewritten write (write.c), where
+ *						its protected values leave (exports.c);
  *	ExecutorRun/Finish	nesting, the portal rows count for (limits.c), the
  *						destination wrapped to count them (exports.c);
  *	ExecutorEnd			back at level 0: reads become events (audit.c);
@@ -59,6 +62,7 @@
 #include "commands/prepare.h"
 #include "executor/executor.h"
 #include "optimizer/planner.h"
+#include "parser/analyze.h"
 #include "tcop/cmdtag.h"
 #include "tcop/pquery.h"
 #include "tcop/utility.h"
@@ -75,6 +79,7 @@ static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
 static planner_hook_type prev_planner = NULL;
+static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
 
 /* Execution is back at nesting level 0: report it, forget the statement. */
 static void
@@ -101,6 +106,16 @@ pii_guard_emit_log(ErrorData *edata)
 		prev_emit_log_hook(edata);
 }
 
+/* post_parse_analyze_hook */
+static void
+pii_guard_post_parse_analyze(COMPAT_ANALYZE_PARAMS)
+{
+	if (prev_post_parse_analyze)
+		prev_post_parse_analyze(COMPAT_ANALYZE_ARGS);
+	if (!statement_in_maintenance() && IsTransactionState())
+		write_rewrite(query);
+}
+
 /* ExecutorStart */
 static void
 pii_guard_ExecutorStart(QueryDesc *queryDesc, int eflags)
@@ -115,6 +130,7 @@ pii_guard_ExecutorStart(QueryDesc *queryDesc, int eflags)
 	else
 		standard_ExecutorStart(queryDesc, eflags);
 	views_note_statement(queryDesc, eflags);
+	write_executor_start(queryDesc, eflags);
 	/* (one level down: what it asks the catalogs is not a statement) */
 	statement_push();
 	PG_TRY();
@@ -423,6 +439,8 @@ hooks_install(void)
 	ExecutorEnd_hook = pii_guard_ExecutorEnd;
 	prev_planner = planner_hook;
 	planner_hook = pii_guard_planner;
+	prev_post_parse_analyze = post_parse_analyze_hook;
+	post_parse_analyze_hook = pii_guard_post_parse_analyze;
 	RegisterXactCallback(hooks_xact_callback, NULL);
 	RegisterSubXactCallback(hooks_subxact_callback, NULL);
 }

@@ -247,6 +247,37 @@ lookup_view_column(LookupContext *cxt, Query *view, Index varno, Node *expr)
 }
 
 /*
+ * The reveal() call expr is, in a write on a masking view that write.c
+ * rewrote onto its base table (q's result relation, reached as the views'
+ * owner): there the view's columns are their expressions already.
+ */
+static FuncExpr *
+lookup_direct_column(LookupContext *cxt, Query *q, Node *expr)
+{
+	FuncExpr   *fe;
+	Var		   *var;
+	int			i;
+
+	expr = lookup_strip(expr);
+	if (expr == NULL || !IsA(expr, FuncExpr))
+		return NULL;
+	fe = (FuncExpr *) expr;
+	for (i = 0; i < cxt->nreveal; i++)
+		if (fe->funcid == cxt->reveal_oids[i])
+			break;
+	if (i == cxt->nreveal || list_length(fe->args) != 4 ||
+		!IsA(linitial(fe->args), Var) || !IsA(lsecond(fe->args), Const) ||
+		!IsA(lthird(fe->args), Const) ||
+		((Const *) lsecond(fe->args))->constisnull ||
+		((Const *) lthird(fe->args))->constisnull)
+		return NULL;
+	var = (Var *) linitial(fe->args);
+	if (var->varlevelsup != 0 || var->varno != q->resultRelation)
+		return NULL;
+	return fe;
+}
+
+/*
  * If qual is `view column = value` or `view column = ANY (values)` -- an
  * IN list -- for view (range table index varno of q), with the column a
  * reveal() the current role sees in clear on every row, add the same
@@ -254,7 +285,7 @@ lookup_view_column(LookupContext *cxt, Query *view, Index varno, Node *expr)
  * header).
  */
 static void
-lookup_try_qual(LookupContext *cxt, Query *view, Index varno, Node *qual)
+lookup_try_qual(LookupContext *cxt, Query *view, Index varno, Node *qual, bool direct)
 {
 	List	   *args;
 	Oid			qual_opno;
@@ -291,10 +322,12 @@ lookup_try_qual(LookupContext *cxt, Query *view, Index varno, Node *qual)
 	if (list_length(args) != 2)
 		return;
 	/* (the array of `= ANY` is always on the right) */
-	if ((reveal = lookup_view_column(cxt, view, varno, linitial(args))) != NULL)
+	if ((reveal = direct ? lookup_direct_column(cxt, view, linitial(args)) :
+		 lookup_view_column(cxt, view, varno, linitial(args))) != NULL)
 		value = lsecond(args);
 	else if (!is_array &&
-			 (reveal = lookup_view_column(cxt, view, varno, lsecond(args))) != NULL)
+			 (reveal = direct ? lookup_direct_column(cxt, view, lsecond(args)) :
+			  lookup_view_column(cxt, view, varno, lsecond(args))) != NULL)
 		value = linitial(args);
 	else
 		return;
@@ -430,8 +463,19 @@ lookup_query(Query *q, LookupContext *cxt)
 			rte->security_barrier || rte->subquery->jointree == NULL)
 			continue;
 		foreach(lq, quals)
-			lookup_try_qual(cxt, rte->subquery, varno, lfirst(lq));
+			lookup_try_qual(cxt, rte->subquery, varno, lfirst(lq), false);
 	}
+#ifdef COMPAT_FAST_WRITES
+	/* An UPDATE or DELETE on a masking view, rewritten onto its base table */
+	if ((q->commandType == CMD_UPDATE || q->commandType == CMD_DELETE) &&
+		q->resultRelation > 0 && OidIsValid(views_owner_role()) &&
+		rt_fetch(q->resultRelation, q->rtable)->checkAsUser == views_owner_role() &&
+		OidIsValid(views_table_of(rt_fetch(q->resultRelation, q->rtable)->relid)))
+	{
+		foreach(lc, quals)
+			lookup_try_qual(cxt, q, q->resultRelation, lfirst(lc), true);
+	}
+#endif
 }
 
 /* Subqueries in expressions (SubLinks): their queries. */

@@ -26,6 +26,8 @@
  *	views		views.c		masking views: the protected-table cache, the
  *							fail-closed check, the write trigger
  *				lookup.c	indexable lookups through masking views
+ *				write.c		writes on masking views rewritten onto their
+ *							base tables
  *	per row		reveal.c	reveal(), and the proof that a call is a
  *							masking view's own scan of its own row
  *	top			ddl.c		utility statements on protected tables
@@ -265,6 +267,9 @@ extern bool views_is_protected_base(Oid relid);
 extern const char *views_masking_view_name(Oid relid);
 extern Oid	views_base_of_view(Oid relid);
 extern const char *views_row_key(Oid base);
+extern Oid	views_view_of_base(Oid base);
+extern Oid	views_table_of(Oid relid);
+extern void views_refuse_row_key_change(Oid base) pg_attribute_noreturn();
 extern Oid	views_owner_role(void);
 extern bool views_any_owned_by(Oid userid);
 extern bool views_check_permissions(List *perms, bool ereport_on_violation);
@@ -275,6 +280,12 @@ extern void views_note_statement(struct QueryDesc *queryDesc, int eflags);
 extern void views_copy_target(Oid view_relid, List *attnames, MemoryContext cxt);
 extern void views_register_callbacks(void);
 extern void views_abort(void);
+extern void views_note_probe_of(Oid base);
+
+/* write.c */
+extern void write_rewrite(Query *query);
+extern void write_executor_start(struct QueryDesc *queryDesc, int eflags);
+extern bool write_is_rewritten_target(PlannedStmt *stmt, RangeTblEntry *rte);
 
 /* reveal.c */
 typedef void (*PlanExprCallback) (Plan *plan, Node *exprs, void *arg);

@@ -22,7 +22,8 @@
  * -- join inputs, sorts, appends, subquery and CTE scans, index-only scans
  * -- down to the scan that produces them, and requires that:
  *
- *	- both are plain columns of the same scan, of the same row;
+ *	- both are plain columns of the same scan, of the same row (or of the
+ *	  same row a ModifyTable node writes, for its RETURNING list);
  *	- that scan reads base (or a partition or inheritance child of it, as
  *	  this query expanded it) and is checked as pii_guard_owner -- the
  *	  owner of the masking views, whose expansion is the only way a
@@ -62,8 +63,10 @@
 #include "nodes/nodeFuncs.h"
 #include "nodes/pathnodes.h"
 #include "parser/parsetree.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/catcache.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
@@ -89,6 +92,14 @@ typedef struct RevealCache
 	FmgrInfo	rowkey_out;
 	bool		rowkey_ready;
 	FunctionCallInfo mask_fcinfo;
+	/* _write_set() only, for this user: */
+	bool		write_ready;
+	bool		may_select;		/* sees the view's column */
+	bool		may_update;		/* may update it */
+	bool		key_locked;		/* the row key, and a governed role */
+	char		kind;			/* ENV_KIND_* of an encrypted column, or 0 */
+	int16		value_typlen;
+	bool		value_typbyval;
 } RevealCache;
 
 
@@ -334,6 +345,11 @@ reveal_prove_pair(ProofContext *cx, Plan *plan, Expr *value, Expr *key, int dept
 				return reveal_prove_pair(cx, sub, reveal_output(sub, v->varattno),
 										 reveal_output(sub, k->varattno), depth + 1);
 			}
+		case T_ModifyTable:
+			/* RETURNING (and ON CONFLICT's SET): a result relation's row */
+			if (!list_member_int(((ModifyTable *) plan)->resultRelations, v->varno))
+				return false;
+			return reveal_prove_scan(cx, v->varno, v->varattno, k->varattno);
 		case T_CteScan:
 			{
 				CteScan    *cs = (CteScan *) plan;
@@ -562,6 +578,27 @@ reveal_plan_reveals(PlannedStmt *stmt)
 }
 
 /*
+ * A call of reveal() or of a write function at a site neither the plan's
+ * proof nor the write rewrite marked: refused, audited.
+ */
+static void
+reveal_refuse_site(FunctionCallInfo fcinfo, Oid relid)
+{
+	FuncExpr   *fe = (FuncExpr *) fcinfo->flinfo->fn_expr;
+	char	   *fn = (fe != NULL && IsA(fe, FuncExpr)) ? get_func_name(fe->funcid) : NULL;
+
+	if (fn == NULL)
+		fn = "reveal";
+	audit_deny(views_masking_view_name(relid), fn,
+			   psprintf("%s() called outside a masking view's own scan or write of its own row", fn));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("pii_guard.%s() can only be used by masking views", fn),
+			 errdetail("It works only where a masking view's own read or write of its base table calls it, for the row being read or written."),
+			 errhint("Query the table's masking view instead.")));
+}
+
+/*
  * reveal() is called by masking views only, on the column it names, and
  * at a call site reveal_prove_plan marked (see the file header).  Checked
  * once per call site:
@@ -597,13 +634,7 @@ reveal_check_call(FunctionCallInfo fcinfo)
 		return;
 	if (superuser())
 		return;
-	audit_deny(views_masking_view_name(relid), "reveal",
-			   "reveal() called outside a masking view's own scan of its own row");
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("pii_guard.reveal() can only be used by masking views"),
-			 errdetail("reveal() returns values only to a masking view's own scan of its base table, for the row being read."),
-			 errhint("Query the table's masking view instead.")));
+	reveal_refuse_site(fcinfo, relid);
 }
 
 /* Load (or reload) the reveal() call-site cache; the slow path. */
@@ -632,6 +663,7 @@ reveal_cache_refresh(FunctionCallInfo fcinfo)
 		rc->generation = policy_generation;
 		rc->userid = userid;
 		rc->mask_ready = false;
+		rc->write_ready = false;
 	}
 	d = rc->decision;
 	rc->never_expires = d->expires == DT_NOEND;
@@ -762,44 +794,29 @@ PG_FUNCTION_INFO_V1(pii_guard_reveal_text);
 PG_FUNCTION_INFO_V1(pii_guard_reveal_bytea);
 
 /*
- * SQL function: reveal(value anyelement, base regclass, col name, row_key "any")
- *		returns anyelement
- *
- * A plaintext column as the current role may see it: the value, the mask
- * function's result, or NULL.
+ * Argument 0 (a stored value, not NULL) as the current role may see it,
+ * for access: the value (decrypted when kind is an envelope's kind), the
+ * mask function's result, or NULL.  A decrypted plaintext is palloc'd.
  */
-Datum
-pii_guard_reveal(PG_FUNCTION_ARGS)
-{
-	RevealCache *rc = reveal_cache(fcinfo);
-	ColumnAccess access = reveal_access(fcinfo, rc);
-	Datum		result;
-	bool		isnull;
-
-	reveal_note(fcinfo, rc, access);
-	if (access == ACCESS_CLEAR)
-		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
-	if (access == ACCESS_HIDDEN)
-		PG_RETURN_NULL();
-	result = reveal_mask(fcinfo, rc, PG_GETARG_DATUM(0), &isnull);
-	if (isnull)
-		PG_RETURN_NULL();
-	PG_RETURN_DATUM(result);
-}
-
-/* Shared body of the encrypted reveal() variants. */
 static Datum
-reveal_encrypted(FunctionCallInfo fcinfo, char kind)
+reveal_value(FunctionCallInfo fcinfo, RevealCache *rc, ColumnAccess access,
+			 char kind, bool *isnull)
 {
-	RevealCache *rc = reveal_cache(fcinfo);
-	ColumnAccess access = reveal_access(fcinfo, rc);
 	bytea	   *plain;
 	Datum		result;
-	bool		isnull;
 
-	reveal_note(fcinfo, rc, access);
+	*isnull = false;
 	if (access == ACCESS_HIDDEN)
-		PG_RETURN_NULL();
+	{
+		*isnull = true;
+		return (Datum) 0;
+	}
+	if (kind == 0)
+	{
+		if (access == ACCESS_CLEAR)
+			return PG_GETARG_DATUM(0);
+		return reveal_mask(fcinfo, rc, PG_GETARG_DATUM(0), isnull);
+	}
 	if (unlikely(!rc->decision->has_rule && !rc->decision->exempt))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -809,12 +826,39 @@ reveal_encrypted(FunctionCallInfo fcinfo, char kind)
 	if (kind == ENV_KIND_TEXT)
 		enctype_check_encoding(plain);
 	if (access == ACCESS_CLEAR)
-		PG_RETURN_BYTEA_P(plain);
-	result = reveal_mask(fcinfo, rc, PointerGetDatum(plain), &isnull);
+		return PointerGetDatum(plain);
+	result = reveal_mask(fcinfo, rc, PointerGetDatum(plain), isnull);
 	crypto_wipe(plain);
+	return result;
+}
+
+/* Shared body of the reveal() variants. */
+static inline Datum
+reveal_body(FunctionCallInfo fcinfo, char kind)
+{
+	RevealCache *rc = reveal_cache(fcinfo);
+	ColumnAccess access = reveal_access(fcinfo, rc);
+	Datum		result;
+	bool		isnull;
+
+	reveal_note(fcinfo, rc, access);
+	result = reveal_value(fcinfo, rc, access, kind, &isnull);
 	if (isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);
+}
+
+/*
+ * SQL function: reveal(value anyelement, base regclass, col name, row_key "any")
+ *		returns anyelement
+ *
+ * A plaintext column as the current role may see it: the value, the mask
+ * function's result, or NULL.
+ */
+Datum
+pii_guard_reveal(PG_FUNCTION_ARGS)
+{
+	return reveal_body(fcinfo, 0);
 }
 
 /*
@@ -824,7 +868,7 @@ reveal_encrypted(FunctionCallInfo fcinfo, char kind)
 Datum
 pii_guard_reveal_text(PG_FUNCTION_ARGS)
 {
-	return reveal_encrypted(fcinfo, ENV_KIND_TEXT);
+	return reveal_body(fcinfo, ENV_KIND_TEXT);
 }
 
 /*
@@ -834,6 +878,170 @@ pii_guard_reveal_text(PG_FUNCTION_ARGS)
 Datum
 pii_guard_reveal_bytea(PG_FUNCTION_ARGS)
 {
-	return reveal_encrypted(fcinfo, ENV_KIND_BYTEA);
+	return reveal_body(fcinfo, ENV_KIND_BYTEA);
 }
 
+
+/*----------
+ * What a write through a masking view stores (write.c puts these calls
+ * into the statement it rewrites onto the base table, marked).
+ *----------
+ */
+
+PG_FUNCTION_INFO_V1(pii_guard_write_seal);
+PG_FUNCTION_INFO_V1(pii_guard_write_set);
+
+/*
+ * The envelope kind of column col of base, for a value of type argtype
+ * (text for encrypted_text, bytea for encrypted_bytea); 0 if the column is
+ * not encrypted.
+ */
+static char
+reveal_column_kind(Oid base, const char *col)
+{
+	HeapTuple	atttup = SearchSysCacheAttName(base, col);
+	Oid			coltype = InvalidOid;
+
+	if (HeapTupleIsValid(atttup))
+	{
+		coltype = ((Form_pg_attribute) GETSTRUCT(atttup))->atttypid;
+		ReleaseSysCache(atttup);
+	}
+	if (OidIsValid(coltype) && coltype == enctype_encrypted_text_oid())
+		return ENV_KIND_TEXT;
+	if (OidIsValid(coltype) && coltype == enctype_encrypted_bytea_oid())
+		return ENV_KIND_BYTEA;
+	return 0;
+}
+
+/*
+ * SQL function: _write_seal(value text, base regclass, col name)
+ *		returns encrypted_text (and the bytea / encrypted_bytea form)
+ *
+ * The envelope of a value an INSERT through the masking view writes to
+ * encrypted column col of base.  Only where the rewrite put it.
+ */
+Datum
+pii_guard_write_seal(PG_FUNCTION_ARGS)
+{
+	char		kind = (char) (intptr_t) fcinfo->flinfo->fn_extra;
+	struct varlena *value;
+
+	if (kind == 0)
+	{
+		FuncExpr   *fe = (FuncExpr *) fcinfo->flinfo->fn_expr;
+		Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
+
+		kind = reveal_column_kind(PG_GETARG_OID(1), NameStr(*PG_GETARG_NAME(2)));
+		if (kind == 0 || (kind == ENV_KIND_TEXT) != (argtype == TEXTOID))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("column \"%s\" is not an encrypted column of that type",
+							NameStr(*PG_GETARG_NAME(2)))));
+		if (!(fe != NULL && IsA(fe, FuncExpr) && fe->location == PII_SITE_MARK) && !superuser())
+			reveal_refuse_site(fcinfo, PG_GETARG_OID(1));
+		fcinfo->flinfo->fn_extra = (void *) (intptr_t) kind;
+	}
+	value = PG_GETARG_VARLENA_PP(0);
+	statement_note_plaintext();
+	PG_RETURN_BYTEA_P(crypto_seal(kind, VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value)));
+}
+
+/* What _write_set needs to know once per call site and user. */
+static void
+reveal_write_prepare(FunctionCallInfo fcinfo, RevealCache *rc)
+{
+	Oid			base = PG_GETARG_OID(1);
+	const char *col = NameStr(*PG_GETARG_NAME(2));
+	Oid			view = views_view_of_base(base);
+	AttrNumber	vatt = OidIsValid(view) ? get_attnum(view, col) : InvalidAttrNumber;
+	Oid			user = GetUserId();
+	const char *key = views_row_key(base);
+
+	rc->may_select = vatt != InvalidAttrNumber &&
+		(pg_class_aclcheck(view, user, ACL_SELECT) == ACLCHECK_OK ||
+		 pg_attribute_aclcheck(view, vatt, user, ACL_SELECT) == ACLCHECK_OK);
+	rc->may_update = vatt != InvalidAttrNumber &&
+		(pg_class_aclcheck(view, user, ACL_UPDATE) == ACLCHECK_OK ||
+		 pg_attribute_aclcheck(view, vatt, user, ACL_UPDATE) == ACLCHECK_OK);
+	rc->key_locked = key != NULL && strcmp(key, col) == 0 && !policy_is_exempt(user, base);
+	rc->kind = reveal_column_kind(base, col);
+	get_typlenbyval(get_fn_expr_argtype(fcinfo->flinfo, 4), &rc->value_typlen, &rc->value_typbyval);
+	rc->write_ready = true;
+}
+
+/*
+ * SQL function: _write_set(stored anyelement, base regclass, col name,
+ *		row_key "any", value "any") returns anyelement
+ *
+ * What an UPDATE through base's masking view stores in column col of the
+ * row with key row_key, stored there now, when it sets the column to
+ * value (of the view column's type).  If value is what the role is shown
+ * for that row -- the value, its mask, NULL for a hidden column -- the
+ * stored value stays: a mask is never written back, and a column sent back
+ * as it was read (an ORM saving a whole row) needs no privilege.  Else the
+ * role must hold UPDATE on the view's column, must not be changing the row
+ * key if it is governed, and the value is written (sealed, for an
+ * encrypted column).  The arguments are in reveal()'s order, so that the
+ * same call-site cache serves.  Only where the rewrite put it.
+ */
+Datum
+pii_guard_write_set(PG_FUNCTION_ARGS)
+{
+	RevealCache *rc = reveal_cache(fcinfo);
+	bool		value_null = PG_ARGISNULL(4);
+	Datum		value = value_null ? (Datum) 0 : PG_GETARG_DATUM(4);
+
+	if (!rc->write_ready)
+		reveal_write_prepare(fcinfo, rc);
+	if (rc->may_select)
+	{
+		bool		shown_null = true;
+		Datum		shown = (Datum) 0;
+		ColumnAccess access = ACCESS_HIDDEN;
+		bool		same;
+
+		if (!PG_ARGISNULL(0))
+		{
+			access = reveal_access(fcinfo, rc);
+			shown = reveal_value(fcinfo, rc, access, rc->kind, &shown_null);
+		}
+		same = shown_null == value_null &&
+			(value_null || datum_image_eq(shown, value, rc->value_typbyval, rc->value_typlen));
+		/* (a decrypted plaintext goes at once) */
+		if (rc->kind != 0 && access == ACCESS_CLEAR && !shown_null)
+			crypto_wipe((bytea *) DatumGetPointer(shown));
+		if (same)
+		{
+			if (PG_ARGISNULL(0))
+				PG_RETURN_NULL();
+			PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+		}
+	}
+	if (rc->key_locked)
+		views_refuse_row_key_change(PG_GETARG_OID(1));
+	if (!rc->may_update)
+	{
+		const char *view = views_masking_view_name(PG_GETARG_OID(1));
+
+		audit_deny(view, "UPDATE",
+				   psprintf("refused: no UPDATE privilege on column %s",
+							quote_identifier(NameStr(*PG_GETARG_NAME(2)))));
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for view %s",
+						get_rel_name(views_view_of_base(PG_GETARG_OID(1)))),
+				 errdetail("The role may not update column \"%s\"; a value sent back as the role read it would be left as it is.",
+						   NameStr(*PG_GETARG_NAME(2)))));
+	}
+	if (value_null)
+		PG_RETURN_NULL();
+	if (rc->kind != 0)
+	{
+		struct varlena *v = PG_DETOAST_DATUM_PACKED(value);
+
+		statement_note_plaintext();
+		PG_RETURN_BYTEA_P(crypto_seal(rc->kind, VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v)));
+	}
+	PG_RETURN_DATUM(value);
+}

@@ -407,6 +407,20 @@ views_is_protected_base(Oid relid)
 	return pt != NULL && pt->base_relid == relid;
 }
 
+/*
+ * The protected base table relid is, or whose partition or inheritance
+ * child it is; InvalidOid if none.
+ */
+Oid
+views_table_of(Oid relid)
+{
+	ProtectedTable *pt = views_lookup(relid);
+
+	if (pt == NULL || relid == pt->view_relid || relid == pt->write_relid)
+		return InvalidOid;
+	return pt->base_relid;
+}
+
 /* The masking view of a protected base table or masking view, quoted. */
 const char *
 views_masking_view_name(Oid relid)
@@ -423,6 +437,15 @@ views_base_of_view(Oid relid)
 	ProtectedTable *pt = views_lookup(relid);
 
 	return (pt != NULL && pt->view_relid == relid) ? pt->base_relid : InvalidOid;
+}
+
+/* The masking view of protected base table base, or InvalidOid. */
+Oid
+views_view_of_base(Oid base)
+{
+	ProtectedTable *pt = views_lookup(base);
+
+	return (pt != NULL && pt->base_relid == base) ? pt->view_relid : InvalidOid;
 }
 
 /* The row key column of protected base table base, or NULL. */
@@ -966,6 +989,16 @@ views_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
 	return ret;
 }
 
+/* write.c: a rewritten write on base's masking view conflicted: a probe. */
+void
+views_note_probe_of(Oid base)
+{
+	ProtectedTable *pt = views_lookup(base);
+
+	if (pt != NULL)
+		views_note_probe(pt);
+}
+
 /*
  * (Sub)transaction abort (hooks.c): the probes noted since the last one
  * become a deny event and count against the role's export limits.  Every
@@ -1092,13 +1125,26 @@ views_check_row_key(ProtectedTable *pt, Form_pg_attribute att, Datum oldval,
 		return;
 	if (policy_is_exempt(GetUserId(), pt->base_relid))
 		return;
-	audit_deny(pt->view_name, "UPDATE",
+	views_refuse_row_key_change(pt->base_relid);
+}
+
+/*
+ * A governed role's UPDATE through base's masking view changes the row
+ * key: refused, audited.
+ */
+void
+views_refuse_row_key_change(Oid base)
+{
+	ProtectedTable *pt = views_lookup(base);
+	const char *view = pt ? pt->view_name : "?";
+	const char *key = pt ? pt->row_key : "?";
+
+	audit_deny(view, "UPDATE",
 			   psprintf("refused: a governed role may not change row key column %s (grants are given for row keys)",
-						quote_identifier(pt->row_key)));
+						quote_identifier(key)));
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("permission denied to change row key column \"%s\" of %s",
-					pt->row_key, pt->view_name),
+			 errmsg("permission denied to change row key column \"%s\" of %s", key, view),
 			 errdetail("Approvals are given for row keys: a row key of a protected table can be changed only by the table's owner."),
 			 errhint("Insert a new row and delete the old one, or ask the table's owner.")));
 }

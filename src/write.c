@@ -1,0 +1,729 @@
+/*-------------------------------------------------------------------------
+ *
+ * write.c
+ *		The fast write path: INSERT, UPDATE and DELETE on a masking view,
+ *		rewritten when they are analysed into the same statement on the
+ *		base table.
+ *
+ * A masking view is not updatable by PostgreSQL itself (its protected
+ * columns are reveal() calls), so its INSTEAD OF trigger (views.c) writes
+ * through it: one trigger call and one statement on the write view per
+ * row, and one audit event per row (the base table's statement trigger
+ * fires for each).  That is correct but slow.  This file rewrites the
+ * statements it can, as PostgreSQL rewrites a write on an auto-updatable
+ * view: the target becomes the base table, reached as the view's owner
+ * (pii_guard_owner, so row-level security applies as it does to reads),
+ * and every reference to a view column becomes the view's expression for
+ * it over the base table's row -- its reveal() call for a protected
+ * column.  The view's entry stays in the range table, so the invoker's
+ * privileges on the view are checked as for any write on a view.  What
+ * each write stores:
+ *
+ *	INSERT		a value for an encrypted column is sealed by _write_seal();
+ *				defaults are the table's (the view's mirror them);
+ *	UPDATE		each SET column stores _write_set(stored, table, column, row
+ *				key, new value), which keeps the stored value when the new
+ *				value is what the role was shown for the row (masks are
+ *				never written back; a column sent back unchanged needs no
+ *				UPDATE privilege, so its column is taken off the view's
+ *				permission check and checked there when it does change),
+ *				refuses a governed role's change of the row key, and seals
+ *				a new value for an encrypted column;
+ *	DELETE		nothing more;
+ *	RETURNING	the view's expressions: masked for the invoker, like a read.
+ *
+ * Those calls are marked (PII_SITE_MARK, which no parser produces): called
+ * anywhere else they refuse (reveal.c).  The statement runs as one
+ * statement on the base table: one write event, the table's own triggers,
+ * constraints and indexes.  A unique or exclusion violation is still a
+ * probe (views.c): the ModifyTable node of a rewritten statement is
+ * wrapped to note it.
+ *
+ * What is not rewritten goes through the trigger, unchanged: statements a
+ * rule produces (they are never analysed), COPY FROM, a view with other
+ * triggers or rules, a VALUES list giving DEFAULT for an encrypted column,
+ * WHERE CURRENT OF, and INSERT ... ON CONFLICT (refused, views.c).
+ *
+ * Only on PostgreSQL 14 and 15 (compat.h: COMPAT_FAST_WRITES); elsewhere
+ * every write goes through the trigger.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/relation.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "parser/parse_coerce.h"
+#include "parser/parsetree.h"
+#include "rewrite/rewriteHandler.h"
+#include "rewrite/rewriteManip.h"
+#include "utils/builtins.h"
+#include "utils/catcache.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "pii_guard.h"
+
+#ifdef COMPAT_FAST_WRITES
+
+/* One column of the masking view, as the view computes it. */
+typedef struct ViewColumn
+{
+	AttrNumber	base_att;		/* the base table's column */
+	Oid			base_type;
+	Oid			base_collation;
+	char		kind;			/* ENV_KIND_* if encrypted, else 0 */
+	const char *name;
+	Oid			view_type;
+} ViewColumn;
+
+/* The internal functions, looked up while the policy generation holds. */
+typedef struct WriteFunctions
+{
+	uint64		generation;
+	Oid			seal_text;		/* _write_seal(text, regclass, name) */
+	Oid			seal_bytea;		/* _write_seal(bytea, regclass, name) */
+	Oid			set;			/* _write_set(anyelement, regclass, name, "any", "any") */
+} WriteFunctions;
+
+static WriteFunctions write_fns;
+
+/* Look up the internal functions (InvalidOid: not installed, old schema). */
+static bool
+write_functions(void)
+{
+	uint64		generation = policy_current_generation();
+	Oid			nsp;
+	CatCList   *list;
+
+	if (write_fns.generation == generation)
+		return OidIsValid(write_fns.set);
+	memset(&write_fns, 0, sizeof(write_fns));
+	write_fns.generation = generation;
+	nsp = pii_guard_schema_oid(true);
+	if (!OidIsValid(nsp))
+		return false;
+	list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum("_write_seal"));
+	for (int i = 0; i < list->n_members; i++)
+	{
+		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
+
+		if (proc->pronamespace != nsp || proc->pronargs != 3)
+			continue;
+		if (proc->proargtypes.values[0] == TEXTOID)
+			write_fns.seal_text = proc->oid;
+		else if (proc->proargtypes.values[0] == BYTEAOID)
+			write_fns.seal_bytea = proc->oid;
+	}
+	ReleaseSysCacheList(list);
+	list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum("_write_set"));
+	for (int i = 0; i < list->n_members; i++)
+	{
+		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
+
+		if (proc->pronamespace == nsp && proc->pronargs == 5)
+			write_fns.set = proc->oid;
+	}
+	ReleaseSysCacheList(list);
+	if (!OidIsValid(write_fns.seal_text) || !OidIsValid(write_fns.seal_bytea))
+		write_fns.set = InvalidOid;
+	return OidIsValid(write_fns.set);
+}
+
+/* Is funcid one of the reveal() functions? */
+static bool
+write_is_reveal(Oid funcid)
+{
+	const Oid  *oids;
+	int			n = reveal_functions(&oids);
+
+	for (int i = 0; i < n; i++)
+		if (oids[i] == funcid)
+			return true;
+	return false;
+}
+
+/*
+ * The view's condition: none, or conditions on constants only (a rebuilt
+ * masking view names the mask functions it uses that way, so that they
+ * cannot be dropped from under it).  The rewritten UPDATE or DELETE keeps
+ * them.
+ */
+static bool
+write_constant_quals(Node *quals)
+{
+	return quals == NULL ||
+		(!contain_vars_of_level(quals, 0) &&
+		 !checkExprHasSubLink(quals) && !contain_volatile_functions(quals));
+}
+
+/*
+ * The view's own query, checked to be a masking view's shape: one base
+ * table, no condition, every column a column of it or reveal() of one.
+ * Fills cols[view attno - 1]; returns the base table's range table index
+ * in the view's query, or 0 if the view is not of that shape.
+ */
+static int
+write_view_shape(Relation view, Query *vq, Oid base, ViewColumn *cols, int ncols)
+{
+	RangeTblRef *rtr;
+	RangeTblEntry *brte;
+	ListCell   *lc;
+	Oid			enc_text = enctype_encrypted_text_oid();
+	Oid			enc_bytea = enctype_encrypted_bytea_oid();
+
+	if (vq->commandType != CMD_SELECT || vq->jointree == NULL ||
+		!write_constant_quals(vq->jointree->quals) || list_length(vq->jointree->fromlist) != 1 ||
+		!IsA(linitial(vq->jointree->fromlist), RangeTblRef) ||
+		vq->hasSubLinks || vq->hasAggs || vq->hasWindowFuncs || vq->hasTargetSRFs ||
+		vq->groupClause || vq->distinctClause || vq->sortClause ||
+		vq->limitCount || vq->limitOffset || vq->setOperations || vq->cteList)
+		return 0;
+	rtr = linitial_node(RangeTblRef, vq->jointree->fromlist);
+	brte = rt_fetch(rtr->rtindex, vq->rtable);
+	if (brte->rtekind != RTE_RELATION || brte->relid != base)
+		return 0;
+	if (list_length(vq->targetList) != ncols)
+		return 0;
+	foreach(lc, vq->targetList)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		Expr	   *e = tle->expr;
+		Var		   *v;
+		ViewColumn *c;
+
+		if (tle->resjunk || tle->resno < 1 || tle->resno > ncols)
+			return 0;
+		c = &cols[tle->resno - 1];
+		/* (the view's COLLATE and typmod casts of reveal()'s result) */
+		for (;;)
+		{
+			if (IsA(e, CollateExpr))
+				e = ((CollateExpr *) e)->arg;
+			else if (IsA(e, RelabelType))
+				e = ((RelabelType *) e)->arg;
+			else if (exprIsLengthCoercion((Node *) e, NULL))
+				e = linitial(((FuncExpr *) e)->args);
+			else
+				break;
+		}
+		if (IsA(e, FuncExpr) && write_is_reveal(((FuncExpr *) e)->funcid) &&
+			list_length(((FuncExpr *) e)->args) == 4)
+			e = linitial(((FuncExpr *) e)->args);
+		if (!IsA(e, Var))
+			return 0;
+		v = (Var *) e;
+		if (v->varno != rtr->rtindex || v->varlevelsup != 0 || v->varattno < 1)
+			return 0;
+		c->base_att = v->varattno;
+		c->base_type = v->vartype;
+		c->base_collation = v->varcollid;
+		c->kind = (OidIsValid(enc_text) && v->vartype == enc_text) ? ENV_KIND_TEXT :
+			(OidIsValid(enc_bytea) && v->vartype == enc_bytea) ? ENV_KIND_BYTEA : 0;
+		c->name = get_attname(base, v->varattno, false);
+		c->view_type = exprType((Node *) tle->expr);
+		/* a view column of another type is an encrypted column's, only */
+		if (c->kind == 0 && c->view_type != c->base_type)
+			return 0;
+		if (strcmp(c->name, NameStr(TupleDescAttr(RelationGetDescr(view), tle->resno - 1)->attname)) != 0)
+			return 0;
+	}
+	return rtr->rtindex;
+}
+
+/* Is the view's only trigger pii_guard's, and its only rule its SELECT? */
+static bool
+write_view_plain(Relation view)
+{
+	TriggerDesc *td = view->trigdesc;
+
+	if (td == NULL || td->numtriggers != 1 ||
+		strcmp(td->triggers[0].tgname, "pii_guard_write") != 0)
+		return false;
+	return view->rd_rules != NULL && view->rd_rules->numLocks == 1;
+}
+
+/* A marked call of one of the write functions. */
+static Expr *
+write_call(Oid funcid, Oid rettype, Oid collation, List *args)
+{
+	FuncExpr   *fe = makeFuncExpr(funcid, rettype, args, collation, InvalidOid,
+								  COERCE_EXPLICIT_CALL);
+
+	fe->location = PII_SITE_MARK;
+	return (Expr *) fe;
+}
+
+/* The constant arguments (base regclass, col name) of a write call. */
+static List *
+write_const_args(Oid base, const char *col)
+{
+	Name		n = palloc0(NAMEDATALEN);
+
+	namestrcpy(n, col);
+	return list_make2(makeConst(REGCLASSOID, -1, InvalidOid, sizeof(Oid),
+								ObjectIdGetDatum(base), false, true),
+					  makeConst(NAMEOID, -1, C_COLLATION_OID, NAMEDATALEN,
+								NameGetDatum(n), false, false));
+}
+
+/* Does a VALUES list of q give DEFAULT in column attno of its entry rti? */
+static bool
+write_values_default(Query *q, Var *v)
+{
+	RangeTblEntry *rte;
+	ListCell   *lc;
+
+	if (v->varlevelsup != 0 || v->varno < 1 || v->varno > list_length(q->rtable))
+		return false;
+	rte = rt_fetch(v->varno, q->rtable);
+	if (rte->rtekind != RTE_VALUES)
+		return false;
+	foreach(lc, rte->values_lists)
+	{
+		List	   *row = (List *) lfirst(lc);
+
+		if (v->varattno >= 1 && v->varattno <= list_length(row) &&
+			IsA(list_nth(row, v->varattno - 1), SetToDefault))
+			return true;
+	}
+	return false;
+}
+
+static bool
+write_has_current_of(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, CurrentOfExpr))
+		return true;
+	return expression_tree_walker(node, write_has_current_of, context);
+}
+
+/*
+ * Can q's target list be written by the rewrite?  INSERT: every column a
+ * column of the view; an encrypted column's value not a VALUES list's
+ * DEFAULT.
+ */
+static bool
+write_targets_ok(Query *q, ViewColumn *cols, int ncols)
+{
+	ListCell   *lc;
+
+	foreach(lc, q->targetList)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+		if (tle->resjunk)
+			continue;
+		if (tle->resno < 1 || tle->resno > ncols || cols[tle->resno - 1].base_att == 0)
+			return false;
+		if (q->commandType == CMD_INSERT && cols[tle->resno - 1].kind != 0 &&
+			IsA(tle->expr, Var) && write_values_default(q, (Var *) tle->expr))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Rewrite one INSERT, UPDATE or DELETE on a masking view onto its base
+ * table; false (q untouched) when it is left to the trigger.
+ */
+static bool
+write_rewrite_one(Query *orig)
+{
+	Query	   *q = orig;
+	RangeTblEntry *vrte = rt_fetch(q->resultRelation, q->rtable);
+	int			view_rti = q->resultRelation;
+	RangeTblEntry *nrte;
+	int			new_rti;
+	Oid			base;
+	Relation	view;
+	Query	   *vq;
+	ViewColumn *cols;
+	int			ncols;
+	int			base_rti;
+	List	   *view_tlist;
+	Node	   *view_quals = NULL;
+	const char *row_key;
+	AttrNumber	key_att = InvalidAttrNumber;
+	Oid			owner;
+	ListCell   *lc;
+	Bitmapset  *base_cols = NULL;
+	Bitmapset  *relaxed = NULL;
+
+	if (vrte->rtekind != RTE_RELATION || vrte->relkind != RELKIND_VIEW)
+		return false;
+	base = views_base_of_view(vrte->relid);
+	if (!OidIsValid(base) || q->onConflict != NULL)
+		return false;
+	owner = views_owner_role();
+	row_key = views_row_key(base);
+	if (!OidIsValid(owner) || row_key == NULL || !write_functions())
+		return false;
+	if (write_has_current_of((Node *) q->jointree, NULL))
+		return false;
+
+	/* The view (locked by the analysis) and its query. */
+	view = relation_open(vrte->relid, NoLock);
+	if (!write_view_plain(view))
+	{
+		relation_close(view, NoLock);
+		return false;
+	}
+	ncols = RelationGetDescr(view)->natts;
+	cols = palloc0(sizeof(ViewColumn) * ncols);
+	vq = get_view_query(view);
+	base_rti = write_view_shape(view, vq, base, cols, ncols);
+	if (base_rti != 0)
+	{
+		view_tlist = copyObject(vq->targetList);
+		view_quals = copyObject(vq->jointree->quals);
+	}
+	else
+		view_tlist = NIL;
+	relation_close(view, NoLock);
+	if (base_rti == 0 || !write_targets_ok(q, cols, ncols))
+		return false;
+	for (int i = 0; i < ncols; i++)
+		if (cols[i].base_att != 0 && strcmp(cols[i].name, row_key) == 0)
+			key_att = cols[i].base_att;
+	if (key_att == InvalidAttrNumber)
+		return false;
+
+	/*
+	 * From here on q is rewritten.  The base table's entry: the view's,
+	 * checked as the view's owner, for the same operation.
+	 */
+	nrte = copyObject(rt_fetch(base_rti, vq->rtable));
+	nrte->checkAsUser = owner;
+	nrte->rellockmode = RowExclusiveLock;
+	nrte->selectedCols = NULL;
+	nrte->insertedCols = NULL;
+	nrte->updatedCols = NULL;
+	nrte->extraUpdatedCols = NULL;
+	nrte->inFromCl = false;
+	switch (q->commandType)
+	{
+		case CMD_INSERT:
+			nrte->requiredPerms = ACL_INSERT | (q->returningList ? ACL_SELECT : 0);
+			nrte->inh = false;
+			break;
+		case CMD_UPDATE:
+			nrte->requiredPerms = ACL_UPDATE | ACL_SELECT;
+			break;
+		default:
+			nrte->requiredPerms = ACL_DELETE | ACL_SELECT;
+			break;
+	}
+	q->rtable = lappend(q->rtable, nrte);
+	new_rti = list_length(q->rtable);
+	ChangeVarNodes((Node *) view_tlist, base_rti, new_rti, 0);
+
+	/* The values written, in the base table's columns. */
+	if (q->commandType != CMD_DELETE)
+	{
+		foreach(lc, q->targetList)
+		{
+			TargetEntry *tle = lfirst_node(TargetEntry, lc);
+			ViewColumn *c;
+
+			if (tle->resjunk)
+				continue;
+			c = &cols[tle->resno - 1];
+			if (q->commandType == CMD_INSERT && c->kind != 0 && !IsA(tle->expr, SetToDefault))
+				tle->expr = write_call(c->kind == ENV_KIND_TEXT ? write_fns.seal_text : write_fns.seal_bytea,
+									   c->base_type, InvalidOid,
+									   lcons(tle->expr, write_const_args(base, c->name)));
+			base_cols = bms_add_member(base_cols, c->base_att - FirstLowInvalidHeapAttributeNumber);
+		}
+	}
+
+	/* References to the view's columns become its expressions. */
+	q = (Query *) ReplaceVarsFromTargetList((Node *) q, view_rti, 0, vrte, view_tlist,
+											REPLACEVARS_REPORT_ERROR, 0, &q->hasSubLinks);
+	/* (a copy, with copies of the range table entries) */
+	vrte = rt_fetch(view_rti, q->rtable);
+	nrte = rt_fetch(new_rti, q->rtable);
+
+	if (q->commandType == CMD_UPDATE)
+	{
+		foreach(lc, q->targetList)
+		{
+			TargetEntry *tle = lfirst_node(TargetEntry, lc);
+			ViewColumn *c;
+			List	   *args;
+
+			if (tle->resjunk || IsA(tle->expr, SetToDefault))
+				continue;
+			c = &cols[tle->resno - 1];
+			args = list_make1(makeVar(new_rti, c->base_att, c->base_type, -1, c->base_collation, 0));
+			args = list_concat(args, write_const_args(base, c->name));
+			args = lappend(args, makeVar(new_rti, key_att, cols[key_att - 1].base_type, -1,
+										 cols[key_att - 1].base_collation, 0));
+			args = lappend(args, tle->expr);
+			tle->expr = write_call(write_fns.set, c->base_type, c->base_collation, args);
+			relaxed = bms_add_member(relaxed, tle->resno - FirstLowInvalidHeapAttributeNumber);
+		}
+	}
+	if (q->commandType != CMD_DELETE)
+	{
+		foreach(lc, q->targetList)
+		{
+			TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+			if (!tle->resjunk)
+				tle->resno = cols[tle->resno - 1].base_att;
+		}
+	}
+
+	/*
+	 * The view's entry stays, for the invoker's privileges on it; a column
+	 * an UPDATE sets through _write_set is checked there, when it changes.
+	 */
+	vrte->updatedCols = bms_del_members(vrte->updatedCols, relaxed);
+	if (q->commandType == CMD_INSERT)
+		nrte->insertedCols = base_cols;
+	else if (q->commandType == CMD_UPDATE)
+		nrte->updatedCols = base_cols;
+	ChangeVarNodes((Node *) q, view_rti, new_rti, 0);
+	Assert(q->resultRelation == new_rti);
+	if (view_quals != NULL && q->commandType != CMD_INSERT)
+		AddQual(q, view_quals);
+	/* The caller holds orig: it becomes the rewritten statement. */
+	memcpy(orig, q, sizeof(Query));
+	return true;
+}
+
+/*
+ * hooks.c, post_parse_analyze_hook: rewrite the writes on masking views of
+ * query, its data-modifying WITH queries and an EXPLAINed statement.
+ */
+void
+write_rewrite(Query *query)
+{
+	ListCell   *lc;
+
+	if (query == NULL)
+		return;
+	if (query->commandType == CMD_UTILITY)
+	{
+		if (query->utilityStmt != NULL && IsA(query->utilityStmt, ExplainStmt) &&
+			IsA(((ExplainStmt *) query->utilityStmt)->query, Query))
+			write_rewrite((Query *) ((ExplainStmt *) query->utilityStmt)->query);
+		return;
+	}
+	foreach(lc, query->cteList)
+	{
+		CommonTableExpr *cte = lfirst_node(CommonTableExpr, lc);
+
+		if (IsA(cte->ctequery, Query) && ((Query *) cte->ctequery)->commandType != CMD_SELECT)
+			write_rewrite((Query *) cte->ctequery);
+	}
+	if ((query->commandType == CMD_INSERT || query->commandType == CMD_UPDATE ||
+		 query->commandType == CMD_DELETE) && query->resultRelation > 0)
+		(void) write_rewrite_one(query);
+}
+
+/*----------
+ * Run time: the probes of a rewritten write.
+ *----------
+ */
+
+/* A ModifyTable node of a rewritten write by a governed role, wrapped. */
+typedef struct ProbedNode
+{
+	PlanState  *ps;
+	ExecProcNodeMtd real;
+	Oid			base;
+	EState	   *estate;
+	struct ProbedNode *next;
+} ProbedNode;
+
+static ProbedNode *probed_nodes = NULL;
+
+/*
+ * The wrapped ExecProcNodeReal: a unique or exclusion violation tells
+ * whether a value exists (also among rows row-level security hides), and
+ * is noted as a probe (views.c reports it at the abort).
+ */
+static TupleTableSlot *
+write_exec_probed(PlanState *ps)
+{
+	ProbedNode *pn = probed_nodes;
+	TupleTableSlot *volatile slot = NULL;
+	ExecProcNodeMtd real;
+	Oid			base;
+
+	while (pn != NULL && pn->ps != ps)
+		pn = pn->next;
+	if (pn == NULL)
+		elog(ERROR, "pii_guard: probed plan node not found");
+	base = pn->base;
+	real = pn->real;
+	PG_TRY();
+	{
+		slot = real(ps);
+	}
+	PG_CATCH();
+	{
+		int			code = geterrcode();
+
+		if (code == ERRCODE_UNIQUE_VIOLATION || code == ERRCODE_EXCLUSION_VIOLATION)
+			views_note_probe_of(base);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return slot;
+}
+
+/* Memory context callback: the statement's executor state is gone. */
+static void
+write_forget(void *arg)
+{
+	ProbedNode **link = &probed_nodes;
+
+	while (*link != NULL)
+	{
+		if ((*link)->estate == (EState *) arg)
+			*link = (*link)->next;
+		else
+			link = &(*link)->next;
+	}
+}
+
+/*
+ * Is rte, a result relation of stmt, the base table (or a partition of it)
+ * of a write on a masking view that write_rewrite rewrote -- reached as the
+ * views' owner?  The base table of protected table *base.
+ */
+static bool
+write_rewritten_target(PlannedStmt *stmt, RangeTblEntry *rte, Oid *base)
+{
+	Oid			owner = views_owner_role();
+
+	if (rte->rtekind != RTE_RELATION || !OidIsValid(owner) ||
+		compat_rte_check_as_user(stmt, rte) != owner)
+		return false;
+	*base = views_table_of(rte->relid);
+	return OidIsValid(*base);
+}
+
+bool
+write_is_rewritten_target(PlannedStmt *stmt, RangeTblEntry *rte)
+{
+	Oid			base;
+
+	return write_rewritten_target(stmt, rte, &base);
+}
+
+/* planstate_tree_walker callback: the ModifyTable nodes of rewritten writes. */
+static bool
+write_find_nodes(PlanState *ps, void *arg)
+{
+	QueryDesc  *qd = (QueryDesc *) arg;
+
+	if (ps == NULL)
+		return false;
+	if (IsA(ps, ModifyTableState) && ps->ExecProcNodeReal != write_exec_probed)
+	{
+		ModifyTable *mt = (ModifyTable *) ps->plan;
+		ListCell   *lc;
+		Oid			base = InvalidOid;
+
+		foreach(lc, mt->resultRelations)
+			if (write_rewritten_target(qd->plannedstmt,
+									   rt_fetch(lfirst_int(lc), qd->plannedstmt->rtable), &base))
+				break;
+		if (OidIsValid(base))
+		{
+			/* values for protected columns are in the statement's text */
+			if (mt->operation != CMD_DELETE)
+				statement_note_plaintext();
+			if (!policy_is_exempt(GetUserId(), base))
+			{
+				ProbedNode *pn = MemoryContextAllocZero(qd->estate->es_query_cxt, sizeof(ProbedNode));
+				ProbedNode *other;
+
+				/* (a probe's count needs the role's limits: load them now) */
+				(void) limits_role_unlimited();
+
+				for (other = probed_nodes; other != NULL && other->estate != qd->estate;
+					 other = other->next)
+					;
+				if (other == NULL)
+				{
+					MemoryContextCallback *cb;
+
+					cb = MemoryContextAlloc(qd->estate->es_query_cxt, sizeof(MemoryContextCallback));
+					cb->func = write_forget;
+					cb->arg = qd->estate;
+					MemoryContextRegisterResetCallback(qd->estate->es_query_cxt, cb);
+				}
+				pn->ps = ps;
+				pn->real = ps->ExecProcNodeReal;
+				pn->base = base;
+				pn->estate = qd->estate;
+				pn->next = probed_nodes;
+				probed_nodes = pn;
+				ps->ExecProcNodeReal = write_exec_probed;
+			}
+		}
+	}
+	return planstate_tree_walker(ps, write_find_nodes, arg);
+}
+
+/*
+ * hooks.c, at ExecutorStart (after the executor state exists): the
+ * rewritten writes' plaintext marks and probes.
+ */
+void
+write_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	PlannedStmt *ps = queryDesc->plannedstmt;
+	ListCell   *lc;
+
+	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) || queryDesc->estate == NULL ||
+		ps->commandType == CMD_UTILITY ||
+		(ps->commandType == CMD_SELECT && !ps->hasModifyingCTE) ||
+		ps->resultRelations == NIL)
+		return;
+	(void) write_find_nodes(queryDesc->planstate, queryDesc);
+	foreach(lc, queryDesc->estate->es_subplanstates)
+		(void) write_find_nodes((PlanState *) lfirst(lc), queryDesc);
+}
+
+#else							/* !COMPAT_FAST_WRITES */
+
+void
+write_rewrite(Query *query)
+{
+	(void) query;
+}
+
+void
+write_executor_start(struct QueryDesc *queryDesc, int eflags)
+{
+	(void) queryDesc;
+	(void) eflags;
+}
+
+bool
+write_is_rewritten_target(PlannedStmt *stmt, RangeTblEntry *rte)
+{
+	(void) stmt;
+	(void) rte;
+	return false;
+}
+
+#endif							/* COMPAT_FAST_WRITES */
