@@ -170,10 +170,24 @@ SELECT id, name, pii_guard.decrypt(phone) AS phone, email, tier, touched FROM cr
 SELECT last_value = (SELECT max(id) FROM crm_pii.customers) AS one_value_drawn_per_insert
   FROM crm_pii.customers_id_seq;
 DELETE FROM crm_pii.customers WHERE name = '王五';
--- INSERT ... ON CONFLICT cannot be honoured through the trigger: refused.
+-- INSERT ... ON CONFLICT, as ORMs upsert: the conflict target is the
+-- view's columns (the base table's indexes answer), EXCLUDED is the row
+-- that was to be inserted; a value sent back as shown leaves the stored
+-- one.  (Each conflict is a probe for a governed role: test/probes.sql.)
 SET ROLE regress_mgr;
-\set VERBOSITY default
 INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT DO NOTHING;
+INSERT INTO customers (id, name, phone) VALUES (1, '张三', '13812345678')
+    ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, phone = EXCLUDED.phone
+    RETURNING id, name, phone;
+INSERT INTO customers (id, name, phone) VALUES (77, '新客', '13677770000')
+    ON CONFLICT (id) DO UPDATE SET phone = EXCLUDED.phone RETURNING id, name, phone;
+RESET ROLE;
+SELECT id, name, pii_guard.decrypt(phone) AS phone FROM crm_pii.customers WHERE id IN (1, 77) ORDER BY id;
+DELETE FROM crm_pii.customers WHERE id = 77;
+SET ROLE regress_mgr;
+-- What only the base table's EXCLUDED could give is refused, clearly.
+\set VERBOSITY default
+INSERT INTO customers (id, name, phone) VALUES (1, 'x', '1') ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.phone;
 \set VERBOSITY terse
 WITH n AS (INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT DO NOTHING RETURNING id)
 SELECT * FROM n;

@@ -482,3 +482,17 @@ COMMENT ON FUNCTION @extschema@._write_seal(bytea, regclass, name) IS
     'internal: seals a value written through a masking view';
 COMMENT ON FUNCTION @extschema@._write_set(anyelement, regclass, name, "any", "any") IS
     'internal: the value an UPDATE through a masking view stores';
+
+-- INSERT ... ON CONFLICT through a masking view is rewritten too: a
+-- conflict tells whether a row with that key or value exists (also among
+-- rows row-level security hides), so each is a probe, like a unique
+-- violation -- audited as a deny event and counted against the role's
+-- export limits.  DO UPDATE counts them with this (true, so that the
+-- update goes on); DO NOTHING from the statement's row count.
+CREATE FUNCTION @extschema@._write_conflict(base regclass)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'pii_guard_write_conflict'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@._write_conflict(regclass) IS
+    'internal: counts a conflict of an INSERT ... ON CONFLICT through a masking view as a probe';

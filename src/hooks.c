@@ -86,6 +86,7 @@ static void
 hooks_statement_done(void)
 {
 	audit_flush_reads(false);
+	views_report_probes();		/* (those of a statement that succeeded) */
 	limits_statement_done(false);
 	statement_forget();
 }
@@ -386,7 +387,7 @@ hooks_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			audit_flush_reads(true);
-			views_abort();
+			views_report_probes();
 			if (toplevel)
 			{
 				limits_statement_done(true);
@@ -417,7 +418,7 @@ hooks_subxact_callback(SubXactEvent event,
 {
 	statement_subxact_end(event);
 	if (event == SUBXACT_EVENT_ABORT_SUB)
-		views_abort();
+		views_report_probes();
 }
 
 void

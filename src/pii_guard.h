@@ -279,8 +279,8 @@ struct QueryDesc;
 extern void views_note_statement(struct QueryDesc *queryDesc, int eflags);
 extern void views_copy_target(Oid view_relid, List *attnames, MemoryContext cxt);
 extern void views_register_callbacks(void);
-extern void views_abort(void);
-extern void views_note_probe_of(Oid base);
+extern void views_report_probes(void);
+extern void views_note_probes_of(Oid base, int n);
 
 /* write.c */
 extern void write_rewrite(Query *query);

@@ -98,6 +98,7 @@ typedef struct RevealCache
 	bool		may_update;		/* may update it */
 	bool		key_locked;		/* the row key, and a governed role */
 	char		kind;			/* ENV_KIND_* of an encrypted column, or 0 */
+	bool		value_sealed;	/* the new value is an envelope (EXCLUDED's) */
 	int16		value_typlen;
 	bool		value_typbyval;
 } RevealCache;
@@ -966,6 +967,8 @@ reveal_write_prepare(FunctionCallInfo fcinfo, RevealCache *rc)
 		 pg_attribute_aclcheck(view, vatt, user, ACL_UPDATE) == ACLCHECK_OK);
 	rc->key_locked = key != NULL && strcmp(key, col) == 0 && !policy_is_exempt(user, base);
 	rc->kind = reveal_column_kind(base, col);
+	rc->value_sealed = rc->kind != 0 &&
+		get_fn_expr_argtype(fcinfo->flinfo, 4) == get_fn_expr_argtype(fcinfo->flinfo, 0);
 	get_typlenbyval(get_fn_expr_argtype(fcinfo->flinfo, 4), &rc->value_typlen, &rc->value_typbyval);
 	rc->write_ready = true;
 }
@@ -982,7 +985,9 @@ reveal_write_prepare(FunctionCallInfo fcinfo, RevealCache *rc)
  * as it was read (an ORM saving a whole row) needs no privilege.  Else the
  * role must hold UPDATE on the view's column, must not be changing the row
  * key if it is governed, and the value is written (sealed, for an
- * encrypted column).  The arguments are in reveal()'s order, so that the
+ * encrypted column; value may also be the column's own envelope, from ON
+ * CONFLICT's EXCLUDED, compared decrypted and stored as it is).  The
+ * arguments are in reveal()'s order, so that the
  * same call-site cache serves.  Only where the rewrite put it.
  */
 Datum
@@ -1006,8 +1011,18 @@ pii_guard_write_set(PG_FUNCTION_ARGS)
 			access = reveal_access(fcinfo, rc);
 			shown = reveal_value(fcinfo, rc, access, rc->kind, &shown_null);
 		}
-		same = shown_null == value_null &&
-			(value_null || datum_image_eq(shown, value, rc->value_typbyval, rc->value_typlen));
+		if (shown_null || value_null)
+			same = shown_null == value_null;
+		else if (rc->value_sealed)
+		{
+			/* ON CONFLICT's SET col = EXCLUDED.col: the envelope just sealed */
+			bytea	   *plain = crypto_open((bytea *) PG_DETOAST_DATUM_PACKED(value), rc->kind);
+
+			same = datum_image_eq(shown, PointerGetDatum(plain), false, -1);
+			crypto_wipe(plain);
+		}
+		else
+			same = datum_image_eq(shown, value, rc->value_typbyval, rc->value_typlen);
 		/* (a decrypted plaintext goes at once) */
 		if (rc->kind != 0 && access == ACCESS_CLEAR && !shown_null)
 			crypto_wipe((bytea *) DatumGetPointer(shown));
@@ -1036,7 +1051,7 @@ pii_guard_write_set(PG_FUNCTION_ARGS)
 	}
 	if (value_null)
 		PG_RETURN_NULL();
-	if (rc->kind != 0)
+	if (rc->kind != 0 && !rc->value_sealed)
 	{
 		struct varlena *v = PG_DETOAST_DATUM_PACKED(value);
 

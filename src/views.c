@@ -940,7 +940,7 @@ views_targets(WriteTarget *target, int attnum)
 /*
  * A write through pt's masking view failed on a unique or exclusion
  * constraint: a probe.  Only noted here, in the middle of the error; the
- * (sub)transaction's abort reports it (views_abort).
+ * (sub)transaction's abort reports it (views_report_probes).
  */
 static void
 views_note_probe(ProtectedTable *pt)
@@ -989,23 +989,28 @@ views_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
 	return ret;
 }
 
-/* write.c: a rewritten write on base's masking view conflicted: a probe. */
+/* write.c: a rewritten write on base's masking view conflicted n times. */
 void
-views_note_probe_of(Oid base)
+views_note_probes_of(Oid base, int n)
 {
 	ProtectedTable *pt = views_lookup(base);
 
-	if (pt != NULL)
+	if (pt != NULL && n > 0)
+	{
 		views_note_probe(pt);
+		pending_probes += n - 1;
+	}
 }
 
 /*
- * (Sub)transaction abort (hooks.c): the probes noted since the last one
- * become a deny event and count against the role's export limits.  Every
- * lock the failed statement held is released by now.
+ * (Sub)transaction abort, and the end of a statement (hooks.c): the probes
+ * noted since the last time -- unique violations, and conflicts of INSERT
+ * ... ON CONFLICT -- become a deny event and count against the role's
+ * export limits.  At an abort, every lock the failed statement held is
+ * released by now.
  */
 void
-views_abort(void)
+views_report_probes(void)
 {
 	AuditEvent	ev;
 	int			n = pending_probes;
@@ -1018,7 +1023,7 @@ views_abort(void)
 	AUDIT_SET(&ev, operation, "probe");
 	ev.rows = n;
 	snprintf(ev.detail, sizeof(ev.detail),
-			 "%d write%s through the masking view conflicted with existing rows (a unique or exclusion constraint): each tells whether a value exists, and counts against the export limits",
+			 "%d write%s through the masking view conflicted with existing rows (a unique or exclusion constraint, or ON CONFLICT): each tells whether a value exists, and counts against the export limits",
 			 n, n == 1 ? "" : "s");
 	audit_enqueue(&ev, true);
 	limits_charge_probes(n);

@@ -62,6 +62,8 @@
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "parser/parse_coerce.h"
+#include "parser/analyze.h"
+#include "parser/parse_relation.h"
 #include "parser/parsetree.h"
 #include "rewrite/rewriteHandler.h"
 #include "rewrite/rewriteManip.h"
@@ -73,6 +75,59 @@
 #include "utils/syscache.h"
 
 #include "pii_guard.h"
+
+PG_FUNCTION_INFO_V1(pii_guard_write_conflict);
+
+/* The row a rewritten ON CONFLICT DO UPDATE works on was counted a probe. */
+static bool write_row_counted = false;
+
+/*
+ * SQL function: _write_conflict(base regclass) returns boolean
+ *
+ * An INSERT ... ON CONFLICT DO UPDATE through base's masking view met an
+ * existing row: whether a row with that key (or value) exists is told, so
+ * for a governed role it is a probe, like a unique violation.  True, so
+ * that the DO UPDATE goes on.  Only where the rewrite put it.
+ */
+Datum
+pii_guard_write_conflict(PG_FUNCTION_ARGS)
+{
+	FuncExpr   *fe = (FuncExpr *) fcinfo->flinfo->fn_expr;
+	Oid			base = PG_GETARG_OID(0);
+
+	if (fcinfo->flinfo->fn_extra == NULL)
+	{
+		if (!(fe != NULL && IsA(fe, FuncExpr) && fe->location == PII_SITE_MARK) && !superuser())
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("pii_guard._write_conflict() can only be used by masking views")));
+		fcinfo->flinfo->fn_extra = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(bool));
+		*(bool *) fcinfo->flinfo->fn_extra = !policy_is_exempt(GetUserId(), base);
+	}
+	if (*(bool *) fcinfo->flinfo->fn_extra && !write_row_counted)
+		views_note_probes_of(base, 1);
+	write_row_counted = true;
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * An INSERT ... ON CONFLICT on a masking view that is not rewritten: its
+ * trigger cannot honour it (PostgreSQL would only say that the view has no
+ * index matching the conflict target).
+ */
+static void
+write_refuse_conflict_view(Query *q)
+{
+	RangeTblEntry *rte = rt_fetch(q->resultRelation, q->rtable);
+
+	if (rte->rtekind == RTE_RELATION && OidIsValid(views_base_of_view(rte->relid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("INSERT ... ON CONFLICT is not supported on masking view %s",
+						get_rel_name(rte->relid)),
+				 errdetail("Only a write rewritten onto the base table can honour it, and this one was not (a view with triggers or rules of its own, or a server before PostgreSQL 14 or from 16 on)."),
+				 errhint("Insert and update in two statements.")));
+}
 
 #ifdef COMPAT_FAST_WRITES
 
@@ -94,6 +149,7 @@ typedef struct WriteFunctions
 	Oid			seal_text;		/* _write_seal(text, regclass, name) */
 	Oid			seal_bytea;		/* _write_seal(bytea, regclass, name) */
 	Oid			set;			/* _write_set(anyelement, regclass, name, "any", "any") */
+	Oid			conflict;		/* _write_conflict(regclass) */
 } WriteFunctions;
 
 static WriteFunctions write_fns;
@@ -135,7 +191,17 @@ write_functions(void)
 			write_fns.set = proc->oid;
 	}
 	ReleaseSysCacheList(list);
-	if (!OidIsValid(write_fns.seal_text) || !OidIsValid(write_fns.seal_bytea))
+	list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum("_write_conflict"));
+	for (int i = 0; i < list->n_members; i++)
+	{
+		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
+
+		if (proc->pronamespace == nsp && proc->pronargs == 1)
+			write_fns.conflict = proc->oid;
+	}
+	ReleaseSysCacheList(list);
+	if (!OidIsValid(write_fns.seal_text) || !OidIsValid(write_fns.seal_bytea) ||
+		!OidIsValid(write_fns.conflict))
 		write_fns.set = InvalidOid;
 	return OidIsValid(write_fns.set);
 }
@@ -335,12 +401,222 @@ write_targets_ok(Query *q, ViewColumn *cols, int ncols)
 	return true;
 }
 
+/* What write_sealed_excluded_walker looks for. */
+typedef struct ExclWalk
+{
+	int			excl;			/* EXCLUDED's range table index */
+	ViewColumn *cols;
+	int			ncols;
+	int			depth;
+} ExclWalk;
+
 /*
- * Rewrite one INSERT, UPDATE or DELETE on a masking view onto its base
- * table; false (q untouched) when it is left to the trigger.
+ * Does node use EXCLUDED's value of an encrypted column (or its whole row)?
+ * That value is an envelope on the base table; the view's EXCLUDED would
+ * be its plaintext, which only SET col = EXCLUDED.col may use.
  */
 static bool
-write_rewrite_one(Query *orig)
+write_sealed_excluded_walker(Node *node, ExclWalk *ew)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Var))
+	{
+		Var		   *v = (Var *) node;
+
+		if (v->varno != ew->excl || (int) v->varlevelsup != ew->depth)
+			return false;
+		return v->varattno < 1 || v->varattno > ew->ncols || ew->cols[v->varattno - 1].kind != 0;
+	}
+	if (IsA(node, Query))
+	{
+		bool		found;
+
+		ew->depth++;
+		found = query_tree_walker((Query *) node, write_sealed_excluded_walker, (void *) ew, 0);
+		ew->depth--;
+		return found;
+	}
+	return expression_tree_walker(node, write_sealed_excluded_walker, (void *) ew);
+}
+
+/* Is tle `SET col = EXCLUDED.col`, of its own column? */
+static bool
+write_set_is_excluded(TargetEntry *tle, int excl)
+{
+	Var		   *v = (Var *) tle->expr;
+
+	return IsA(v, Var) && v->varno == excl && v->varlevelsup == 0 && v->varattno == tle->resno;
+}
+
+/* An ON CONFLICT clause through a masking view that cannot be honoured. */
+static void
+write_conflict_refuse(Query *q, const char *detail)
+{
+	Oid			view = rt_fetch(q->resultRelation, q->rtable)->relid;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("this INSERT ... ON CONFLICT is not supported on masking view %s",
+					get_rel_name(view)),
+			 errdetail_internal("%s", detail),
+			 errhint("Name the conflict target by its columns, and set an encrypted column from EXCLUDED only as SET col = EXCLUDED.col.")));
+}
+
+/*
+ * Check q's ON CONFLICT clause, which only the rewrite can honour: its
+ * conflict target must be columns of the view (the base table's indexes
+ * answer it); EXCLUDED's encrypted columns may only be set back to their
+ * own column; DO NOTHING only at the top (its conflicts are counted from
+ * the statement's row count).  Refused (0A000) otherwise.
+ */
+static void
+write_check_conflict(Query *q, ViewColumn *cols, int ncols, bool top)
+{
+	OnConflictExpr *oc = q->onConflict;
+	ExclWalk	ew;
+	ListCell   *lc;
+
+	if (oc->action == ONCONFLICT_NOTHING && !top)
+		write_conflict_refuse(q, "ON CONFLICT DO NOTHING through a masking view cannot be in a WITH query.");
+	if (OidIsValid(oc->constraint))
+		write_conflict_refuse(q, "A masking view has no constraints of its own (ON CONSTRAINT).");
+	foreach(lc, oc->arbiterElems)
+	{
+		InferenceElem *ie = lfirst_node(InferenceElem, lc);
+		Var		   *v = (Var *) ie->expr;
+
+		if (!IsA(v, Var) || v->varno != q->resultRelation || v->varlevelsup != 0 ||
+			v->varattno < 1 || v->varattno > ncols || cols[v->varattno - 1].base_att == 0)
+			write_conflict_refuse(q, "The conflict target must be columns of the view, not expressions.");
+	}
+	if (oc->arbiterWhere != NULL &&
+		(checkExprHasSubLink(oc->arbiterWhere) || contain_vars_of_level(oc->arbiterWhere, 1)))
+		write_conflict_refuse(q, "The conflict target's WHERE must be a condition on the view's columns.");
+	if (oc->action != ONCONFLICT_UPDATE)
+		return;
+	ew.excl = oc->exclRelIndex;
+	ew.cols = cols;
+	ew.ncols = ncols;
+	ew.depth = 0;
+	foreach(lc, oc->onConflictSet)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+		if (tle->resjunk || write_set_is_excluded(tle, oc->exclRelIndex))
+			continue;
+		if (write_sealed_excluded_walker((Node *) tle->expr, &ew))
+			write_conflict_refuse(q, "EXCLUDED's value of an encrypted column is used other than to set the same column.");
+	}
+	if (write_sealed_excluded_walker(oc->onConflictWhere, &ew))
+		write_conflict_refuse(q, "EXCLUDED's value of an encrypted column is used in the DO UPDATE's WHERE.");
+}
+
+/* A target list giving each view column as its base table column of rti. */
+static List *
+write_raw_tlist(ViewColumn *cols, int ncols, int rti)
+{
+	List	   *tlist = NIL;
+
+	for (int i = 0; i < ncols; i++)
+	{
+		Expr	   *e;
+
+		if (cols[i].base_att != 0)
+			e = (Expr *) makeVar(rti, cols[i].base_att, cols[i].base_type, -1,
+								 cols[i].base_collation, 0);
+		else
+			e = (Expr *) makeNullConst(cols[i].view_type, -1, InvalidOid);
+		tlist = lappend(tlist, makeTargetEntry(e, i + 1, NULL, false));
+	}
+	return tlist;
+}
+
+/*
+ * The ON CONFLICT clause of q, for the base table new_rti (see
+ * write_rewrite_one): the conflict target is the base table's columns;
+ * DO UPDATE gets the base table's EXCLUDED, whose values are the row that
+ * was to be inserted -- SET col = EXCLUDED.col takes that (sealed) value
+ * as it is (_write_set compares it decrypted); a view column of EXCLUDED
+ * elsewhere is that column's value.
+ */
+static void
+write_rewrite_conflict(Query *q, int view_rti, RangeTblEntry *vrte, Oid base,
+					   ViewColumn *cols, int ncols, int new_rti)
+{
+	OnConflictExpr *oc = q->onConflict;
+	List	   *raw = write_raw_tlist(cols, ncols, new_rti);
+	Relation	brel;
+	ParseNamespaceItem *nsi;
+	RangeTblEntry *erte;
+	RangeTblEntry *old_erte;
+	int			old_excl = oc->exclRelIndex;
+	int			new_excl;
+	ListCell   *lc;
+
+	oc->arbiterElems = (List *) ReplaceVarsFromTargetList((Node *) oc->arbiterElems, view_rti, 0, vrte,
+														  raw, REPLACEVARS_REPORT_ERROR, 0, NULL);
+	oc->arbiterWhere = ReplaceVarsFromTargetList(oc->arbiterWhere, view_rti, 0, vrte,
+												 raw, REPLACEVARS_REPORT_ERROR, 0, NULL);
+	if (oc->action != ONCONFLICT_UPDATE)
+		return;
+
+	brel = relation_open(base, RowExclusiveLock);
+	nsi = addRangeTableEntryForRelation(make_parsestate(NULL), brel, RowExclusiveLock,
+										makeAlias("excluded", NIL), false, false);
+	erte = nsi->p_rte;
+	erte->relkind = RELKIND_COMPOSITE_TYPE;
+	erte->requiredPerms = 0;
+	erte->checkAsUser = views_owner_role();
+	q->rtable = lappend(q->rtable, erte);
+	new_excl = list_length(q->rtable);
+	oc->exclRelIndex = new_excl;
+	oc->exclRelTlist = BuildOnConflictExcludedTargetlist(brel, new_excl);
+	relation_close(brel, NoLock);
+
+	foreach(lc, oc->onConflictSet)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		ViewColumn *c;
+
+		if (tle->resjunk || !write_set_is_excluded(tle, old_excl))
+			continue;
+		c = &cols[tle->resno - 1];
+		tle->expr = (Expr *) makeVar(new_excl, c->base_att, c->base_type, -1, c->base_collation, 0);
+	}
+	old_erte = rt_fetch(old_excl, q->rtable);
+	raw = write_raw_tlist(cols, ncols, new_excl);
+	oc->onConflictSet = (List *) ReplaceVarsFromTargetList((Node *) oc->onConflictSet, old_excl, 0, old_erte,
+														   raw, REPLACEVARS_REPORT_ERROR, 0, &q->hasSubLinks);
+	oc->onConflictWhere = ReplaceVarsFromTargetList(oc->onConflictWhere, old_excl, 0, old_erte,
+													raw, REPLACEVARS_REPORT_ERROR, 0, &q->hasSubLinks);
+}
+
+/*
+ * The value an UPDATE (or ON CONFLICT DO UPDATE) SET entry stores through
+ * the rewrite: _write_set() of the stored value, the row key and the new
+ * value.
+ */
+static Expr *
+write_set_call(Oid base, ViewColumn *cols, ViewColumn *c, AttrNumber key_att, int rti, Expr *value)
+{
+	List	   *args;
+
+	args = list_make1(makeVar(rti, c->base_att, c->base_type, -1, c->base_collation, 0));
+	args = list_concat(args, write_const_args(base, c->name));
+	args = lappend(args, makeVar(rti, key_att, cols[key_att - 1].base_type, -1,
+								 cols[key_att - 1].base_collation, 0));
+	args = lappend(args, value);
+	return write_call(write_fns.set, c->base_type, c->base_collation, args);
+}
+
+/*
+ * Rewrite one INSERT, UPDATE or DELETE on a masking view onto its base
+ * table; false (q untouched) when it is left to the trigger.  top: q is
+ * the statement itself, not one of its WITH queries.
+ */
+static bool
+write_rewrite_one(Query *orig, bool top)
 {
 	Query	   *q = orig;
 	RangeTblEntry *vrte = rt_fetch(q->resultRelation, q->rtable);
@@ -361,11 +637,12 @@ write_rewrite_one(Query *orig)
 	ListCell   *lc;
 	Bitmapset  *base_cols = NULL;
 	Bitmapset  *relaxed = NULL;
+	Bitmapset  *nrte_updated = NULL;
 
 	if (vrte->rtekind != RTE_RELATION || vrte->relkind != RELKIND_VIEW)
 		return false;
 	base = views_base_of_view(vrte->relid);
-	if (!OidIsValid(base) || q->onConflict != NULL)
+	if (!OidIsValid(base))
 		return false;
 	owner = views_owner_role();
 	row_key = views_row_key(base);
@@ -395,6 +672,8 @@ write_rewrite_one(Query *orig)
 	relation_close(view, NoLock);
 	if (base_rti == 0 || !write_targets_ok(q, cols, ncols))
 		return false;
+	if (q->onConflict != NULL)
+		write_check_conflict(q, cols, ncols, top);
 	for (int i = 0; i < ncols; i++)
 		if (cols[i].base_att != 0 && strcmp(cols[i].name, row_key) == 0)
 			key_att = cols[i].base_att;
@@ -417,6 +696,8 @@ write_rewrite_one(Query *orig)
 	{
 		case CMD_INSERT:
 			nrte->requiredPerms = ACL_INSERT | (q->returningList ? ACL_SELECT : 0);
+			if (q->onConflict != NULL && q->onConflict->action == ONCONFLICT_UPDATE)
+				nrte->requiredPerms |= ACL_UPDATE | ACL_SELECT;
 			nrte->inh = false;
 			break;
 		case CMD_UPDATE:
@@ -449,6 +730,9 @@ write_rewrite_one(Query *orig)
 		}
 	}
 
+	if (q->onConflict != NULL)
+		write_rewrite_conflict(q, view_rti, vrte, base, cols, ncols, new_rti);
+
 	/* References to the view's columns become its expressions. */
 	q = (Query *) ReplaceVarsFromTargetList((Node *) q, view_rti, 0, vrte, view_tlist,
 											REPLACEVARS_REPORT_ERROR, 0, &q->hasSubLinks);
@@ -461,20 +745,42 @@ write_rewrite_one(Query *orig)
 		foreach(lc, q->targetList)
 		{
 			TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+			if (tle->resjunk || IsA(tle->expr, SetToDefault))
+				continue;
+			tle->expr = write_set_call(base, cols, &cols[tle->resno - 1], key_att, new_rti, tle->expr);
+			relaxed = bms_add_member(relaxed, tle->resno - FirstLowInvalidHeapAttributeNumber);
+		}
+	}
+	if (q->onConflict != NULL && q->onConflict->action == ONCONFLICT_UPDATE)
+	{
+		OnConflictExpr *oc = q->onConflict;
+		Bitmapset  *set_cols = NULL;
+
+		foreach(lc, oc->onConflictSet)
+		{
+			TargetEntry *tle = lfirst_node(TargetEntry, lc);
 			ViewColumn *c;
-			List	   *args;
 
 			if (tle->resjunk || IsA(tle->expr, SetToDefault))
 				continue;
 			c = &cols[tle->resno - 1];
-			args = list_make1(makeVar(new_rti, c->base_att, c->base_type, -1, c->base_collation, 0));
-			args = list_concat(args, write_const_args(base, c->name));
-			args = lappend(args, makeVar(new_rti, key_att, cols[key_att - 1].base_type, -1,
-										 cols[key_att - 1].base_collation, 0));
-			args = lappend(args, tle->expr);
-			tle->expr = write_call(write_fns.set, c->base_type, c->base_collation, args);
+			tle->expr = write_set_call(base, cols, c, key_att, new_rti, tle->expr);
 			relaxed = bms_add_member(relaxed, tle->resno - FirstLowInvalidHeapAttributeNumber);
+			set_cols = bms_add_member(set_cols, c->base_att - FirstLowInvalidHeapAttributeNumber);
 		}
+		foreach(lc, oc->onConflictSet)
+		{
+			TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+			if (!tle->resjunk)
+				tle->resno = cols[tle->resno - 1].base_att;
+		}
+		/* every conflict is a probe: counted where DO UPDATE meets one */
+		oc->onConflictWhere = make_and_qual((Node *) write_call(write_fns.conflict, BOOLOID, InvalidOid,
+																list_make1(linitial(write_const_args(base, row_key)))),
+											oc->onConflictWhere);
+		nrte_updated = set_cols;
 	}
 	if (q->commandType != CMD_DELETE)
 	{
@@ -492,6 +798,7 @@ write_rewrite_one(Query *orig)
 	 * an UPDATE sets through _write_set is checked there, when it changes.
 	 */
 	vrte->updatedCols = bms_del_members(vrte->updatedCols, relaxed);
+	nrte->updatedCols = nrte_updated;
 	if (q->commandType == CMD_INSERT)
 		nrte->insertedCols = base_cols;
 	else if (q->commandType == CMD_UPDATE)
@@ -509,8 +816,8 @@ write_rewrite_one(Query *orig)
  * hooks.c, post_parse_analyze_hook: rewrite the writes on masking views of
  * query, its data-modifying WITH queries and an EXPLAINed statement.
  */
-void
-write_rewrite(Query *query)
+static void
+write_rewrite_query(Query *query, bool top)
 {
 	ListCell   *lc;
 
@@ -520,7 +827,7 @@ write_rewrite(Query *query)
 	{
 		if (query->utilityStmt != NULL && IsA(query->utilityStmt, ExplainStmt) &&
 			IsA(((ExplainStmt *) query->utilityStmt)->query, Query))
-			write_rewrite((Query *) ((ExplainStmt *) query->utilityStmt)->query);
+			write_rewrite_query((Query *) ((ExplainStmt *) query->utilityStmt)->query, top);
 		return;
 	}
 	foreach(lc, query->cteList)
@@ -528,11 +835,18 @@ write_rewrite(Query *query)
 		CommonTableExpr *cte = lfirst_node(CommonTableExpr, lc);
 
 		if (IsA(cte->ctequery, Query) && ((Query *) cte->ctequery)->commandType != CMD_SELECT)
-			write_rewrite((Query *) cte->ctequery);
+			write_rewrite_query((Query *) cte->ctequery, false);
 	}
 	if ((query->commandType == CMD_INSERT || query->commandType == CMD_UPDATE ||
-		 query->commandType == CMD_DELETE) && query->resultRelation > 0)
-		(void) write_rewrite_one(query);
+		 query->commandType == CMD_DELETE) && query->resultRelation > 0 &&
+		!write_rewrite_one(query, top) && query->onConflict != NULL)
+		write_refuse_conflict_view(query);
+}
+
+void
+write_rewrite(Query *query)
+{
+	write_rewrite_query(query, true);
 }
 
 /*----------
@@ -547,10 +861,31 @@ typedef struct ProbedNode
 	ExecProcNodeMtd real;
 	Oid			base;
 	EState	   *estate;
+	/* ON CONFLICT: DO NOTHING's conflicts are the rows it skips */
+	bool		count_skips;
+	PlanState  *sub;			/* its input, wrapped to follow the rows */
+	ExecProcNodeMtd sub_real;
+	uint64		fed;
+	uint64		processed_before;
+	bool		started;
+	bool		done;
 	struct ProbedNode *next;
 } ProbedNode;
 
 static ProbedNode *probed_nodes = NULL;
+
+/* The wrapped node ps, found. */
+static ProbedNode *
+write_probed_node(PlanState *ps)
+{
+	ProbedNode *pn = probed_nodes;
+
+	while (pn != NULL && pn->ps != ps && pn->sub != ps)
+		pn = pn->next;
+	if (pn == NULL)
+		elog(ERROR, "pii_guard: probed plan node not found");
+	return pn;
+}
 
 /*
  * The wrapped ExecProcNodeReal: a unique or exclusion violation tells
@@ -560,17 +895,20 @@ static ProbedNode *probed_nodes = NULL;
 static TupleTableSlot *
 write_exec_probed(PlanState *ps)
 {
-	ProbedNode *pn = probed_nodes;
+	ProbedNode *volatile pn = write_probed_node(ps);
 	TupleTableSlot *volatile slot = NULL;
 	ExecProcNodeMtd real;
 	Oid			base;
+	bool		do_update;
 
-	while (pn != NULL && pn->ps != ps)
-		pn = pn->next;
-	if (pn == NULL)
-		elog(ERROR, "pii_guard: probed plan node not found");
 	base = pn->base;
 	real = pn->real;
+	do_update = ((ModifyTable *) ps->plan)->onConflictAction == ONCONFLICT_UPDATE;
+	if (pn->count_skips && !pn->started)
+	{
+		pn->processed_before = pn->estate->es_processed;
+		pn->started = true;
+	}
 	PG_TRY();
 	{
 		slot = real(ps);
@@ -579,11 +917,39 @@ write_exec_probed(PlanState *ps)
 	{
 		int			code = geterrcode();
 
-		if (code == ERRCODE_UNIQUE_VIOLATION || code == ERRCODE_EXCLUSION_VIOLATION)
-			views_note_probe_of(base);
+		/*
+		 * (ON CONFLICT DO UPDATE of a row that row-level security hides
+		 * fails on its policy before the conflict is counted: the failure
+		 * tells that the row exists.)
+		 */
+		if (code == ERRCODE_UNIQUE_VIOLATION || code == ERRCODE_EXCLUSION_VIOLATION ||
+			(code == ERRCODE_INSUFFICIENT_PRIVILEGE && do_update && !write_row_counted))
+			views_note_probes_of(base, 1);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	if (pn->count_skips && TupIsNull(slot) && !pn->done)
+	{
+		uint64		inserted = pn->estate->es_processed - pn->processed_before;
+
+		pn->done = true;
+		if (pn->fed > inserted)
+			views_note_probes_of(base, (int) Min(pn->fed - inserted, (uint64) INT_MAX));
+	}
+	return slot;
+}
+
+/* The wrapped input of an ON CONFLICT DO NOTHING: the rows fed to it. */
+static TupleTableSlot *
+write_exec_fed(PlanState *ps)
+{
+	ProbedNode *pn = write_probed_node(ps);
+	TupleTableSlot *slot;
+
+	slot = pn->sub_real(ps);
+	if (!TupIsNull(slot))
+		pn->fed++;
+	write_row_counted = false;
 	return slot;
 }
 
@@ -674,6 +1040,13 @@ write_find_nodes(PlanState *ps, void *arg)
 				pn->real = ps->ExecProcNodeReal;
 				pn->base = base;
 				pn->estate = qd->estate;
+				if (mt->onConflictAction != ONCONFLICT_NONE && outerPlanState(ps) != NULL)
+				{
+					pn->count_skips = mt->onConflictAction == ONCONFLICT_NOTHING && mt->canSetTag;
+					pn->sub = outerPlanState(ps);
+					pn->sub_real = pn->sub->ExecProcNodeReal;
+					pn->sub->ExecProcNodeReal = write_exec_fed;
+				}
 				pn->next = probed_nodes;
 				probed_nodes = pn;
 				ps->ExecProcNodeReal = write_exec_probed;
@@ -708,7 +1081,19 @@ write_executor_start(QueryDesc *queryDesc, int eflags)
 void
 write_rewrite(Query *query)
 {
-	(void) query;
+	ListCell   *lc;
+
+	if (query == NULL || query->commandType == CMD_UTILITY)
+		return;
+	foreach(lc, query->cteList)
+	{
+		CommonTableExpr *cte = lfirst_node(CommonTableExpr, lc);
+
+		if (IsA(cte->ctequery, Query))
+			write_rewrite((Query *) cte->ctequery);
+	}
+	if (query->commandType == CMD_INSERT && query->resultRelation > 0 && query->onConflict != NULL)
+		write_refuse_conflict_view(query);
 }
 
 void

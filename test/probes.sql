@@ -5,9 +5,10 @@
 -- pii_guard cannot hide it, so it makes each such probe a deny event
 -- (operation 'probe') and counts it as one row against the role's export
 -- limits, whether the statement fails outright or inside a savepoint or an
--- exception block.
+-- exception block.  INSERT ... ON CONFLICT tells the same without failing:
+-- each conflict is a probe too.
 BEGIN;
-SELECT plan(10);
+SELECT plan(17);
 
 -- Set-up, as the superuser: phones are unique; sales has limits.
 CREATE UNIQUE INDEX tap_probe_phone ON public_pii.customers (phone);
@@ -58,6 +59,31 @@ SELECT is((SELECT count(*)::int FROM pii_guard.audit_log
             WHERE event_id > :start AND kind = 'deny' AND operation = 'probe'
               AND (detail ~ '1371111|0000 3333' OR row_keys::text ~ '1371111|0000 3333')), 0,
           '... without the value probed');
+
+-- INSERT ... ON CONFLICT through the view: every conflict is a probe, a
+-- row of the statement that succeeds as one that fails.
+RESET SESSION AUTHORIZATION;
+SELECT pii_guard.export_usage('sales_bob') AS used_before \gset
+SELECT coalesce(max(event_id), 0) AS start2 FROM pii_guard.audit_log \gset
+SET LOCAL SESSION AUTHORIZATION sales_bob;
+SELECT lives_ok($$INSERT INTO customers (name, phone) VALUES ('probe', '13711112222'), ('probe2', '13788887777')
+                  ON CONFLICT DO NOTHING$$,
+                'ON CONFLICT DO NOTHING with a hidden row''s phone: no error');
+RESET SESSION AUTHORIZATION;
+SELECT is((SELECT count(*)::int FROM public_pii.customers WHERE name IN ('probe', 'probe2')), 1,
+          '... the row without a conflict is inserted, the other is not');
+SET LOCAL SESSION AUTHORIZATION sales_bob;
+SELECT lives_ok($$INSERT INTO customers (id, name) VALUES (3, 'probe3') ON CONFLICT DO NOTHING$$,
+                'ON CONFLICT DO NOTHING with a hidden row''s key: no error');
+SELECT throws_ok($$INSERT INTO customers (id, name) VALUES (3, 'probe3')
+                   ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name$$,
+                 '42501', NULL, 'ON CONFLICT DO UPDATE of a hidden row: refused by row-level security');
+RESET SESSION AUTHORIZATION;
+SELECT is(pii_guard.export_usage('sales_bob') - :used_before, 3::bigint,
+          'each conflict counted one row against the export limits');
+SELECT is(pg_temp.wait_probes(3, :start2), 3, '... and is a deny event (probe)');
+SELECT is((SELECT name FROM public_pii.customers WHERE id = 3), '王芳',
+          'the hidden row is as it was');
 
 -- A role without INSERT on the view cannot probe at all.
 SET LOCAL ROLE intern_fay;

@@ -61,9 +61,8 @@ SELECT results_eq($$SELECT DISTINCT id, owner, name, phone FROM pg_temp.seen ORD
 SELECT throws_ok($$INSERT INTO public_pii.customers__pii_write (id, name) VALUES (3, 'probe') ON CONFLICT DO NOTHING$$,
                  '42501', 'permission denied for view customers__pii_write',
                  'sales_bob cannot probe for hidden rows with INSERT ... ON CONFLICT on the write view');
-SELECT throws_ok($$INSERT INTO customers (id, name) VALUES (3, 'probe') ON CONFLICT DO NOTHING$$,
-                 '0A000', 'INSERT ... ON CONFLICT is not supported on masking view public.customers',
-                 '... nor on the masking view');
+SELECT lives_ok($$INSERT INTO customers (id, name) VALUES (3, 'probe') ON CONFLICT DO NOTHING$$,
+                '... on the masking view the conflict is a probe (counted, audited: test/probes.sql)');
 
 -- Writes: contacts yes, service tier no, other reps' customers no.
 SET LOCAL ROLE sales_bob;
