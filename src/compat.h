@@ -157,6 +157,19 @@ compat_rte_check_as_user(PlannedStmt *stmt, RangeTblEntry *rte)
 #define COMPAT_FAST_WRITES 1
 #endif
 
+/* Index entries for a heap tuple in slot (the executor's, for one row). */
+#if PG_VERSION_NUM >= 160000
+#define compat_insert_index_tuples(rri, slot, estate) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL, false)
+#elif PG_VERSION_NUM >= 140000
+#define compat_insert_index_tuples(rri, slot, estate) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL)
+#else
+#define compat_insert_index_tuples(rri, slot, estate) \
+	((estate)->es_result_relation_info = (rri), \
+	 ExecInsertIndexTuples((slot), (estate), false, NULL, NIL))
+#endif
+
 /* ProcessUtility_hook: PostgreSQL 14 added readOnlyTree. */
 #if PG_VERSION_NUM >= 140000
 #define COMPAT_UTILITY_PARAMS PlannedStmt *pstmt, const char *queryString, \
