@@ -98,10 +98,38 @@ hooks_query_gone(void *arg pg_attribute_unused())
 	limits_statement_boundary();
 }
 
+/*
+ * In an executor or utility hook's error path: an error on its way up is
+ * looked at (views.c: a constraint violation of a governed write loses
+ * its DETAIL, a unique violation is a probe), and rethrown changed if it
+ * was.
+ */
+static void
+hooks_error_passing(void)
+{
+	MemoryContext old;
+	ErrorData  *ed;
+
+	if (!views_governed_write_seen() || !IsTransactionState())
+		return;
+	old = MemoryContextSwitchTo(CurTransactionContext);
+	ed = CopyErrorData();
+	MemoryContextSwitchTo(old);
+	if (views_constraint_error(ed))
+	{
+		FlushErrorState();
+		ReThrowError(ed);
+	}
+	FreeErrorData(ed);
+}
+
 /* emit_log_hook */
 static void
 pii_guard_emit_log(ErrorData *edata)
 {
+	/* (what fails at commit passed no hook: a deferred constraint) */
+	if (edata->elevel >= ERROR && views_governed_write_seen())
+		(void) views_constraint_error(edata);
 	statement_scrub_log(edata);
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
@@ -178,13 +206,18 @@ pii_guard_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction,
 		else
 			standard_ExecutorRun(queryDesc, direction, count, execute_once);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		queryDesc->dest = dest;
 		statement_pop();
 		limits_leave_portal(pushed);
+		hooks_error_passing();
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	queryDesc->dest = dest;
+	statement_pop();
+	limits_leave_portal(pushed);
 
 	/*
 	 * A client's query has run for now (an Execute message may stop it
@@ -211,12 +244,16 @@ pii_guard_ExecutorFinish(QueryDesc *queryDesc)
 		else
 			standard_ExecutorFinish(queryDesc);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		statement_pop();
 		limits_leave_portal(pushed);
+		hooks_error_passing();
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	statement_pop();
+	limits_leave_portal(pushed);
 }
 
 /* ExecutorEnd: back at level 0, the reads become events. */
@@ -309,12 +346,16 @@ hooks_run_utility(COMPAT_UTILITY_PARAMS)
 		else
 			standard_ProcessUtility(COMPAT_UTILITY_ARGS);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		statement_pop();
 		limits_leave_portal(pushed);
+		hooks_error_passing();
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	statement_pop();
+	limits_leave_portal(pushed);
 	if (statement_nesting_level() == 0)
 	{
 		if (client)
@@ -394,12 +435,14 @@ hooks_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 				limits_statement_boundary();
 			}
 			statement_xact_end(toplevel);
+			views_xact_end();
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (toplevel)
 				limits_statement_boundary();
 			statement_xact_end(toplevel);
+			views_xact_end();
 			break;
 		default:
 			break;

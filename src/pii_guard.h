@@ -281,6 +281,10 @@ extern void views_copy_target(Oid view_relid, List *attnames, MemoryContext cxt)
 extern void views_register_callbacks(void);
 extern void views_report_probes(void);
 extern void views_note_probes_of(Oid base, int n);
+extern void views_governed_write(void);
+extern bool views_governed_write_seen(void);
+extern void views_xact_end(void);
+extern bool views_constraint_error(ErrorData *ed);
 
 /* write.c */
 extern void write_rewrite(Query *query);

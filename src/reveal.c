@@ -162,10 +162,24 @@ typedef struct ProofContext
 	Plan	   *node;			/* the node whose expressions are walked */
 	Oid			base;			/* the call being proved: its table ... */
 	const char *col;			/* ... and column */
+	List	   *params;			/* ParamSources of correlated subplans */
 } ProofContext;
+
+/*
+ * A parameter of a correlated subplan: the value the parent plan node
+ * passes (an argument of the SubPlan expression in it), for one parent row.
+ */
+typedef struct ParamSource
+{
+	int			paramid;
+	Plan	   *parent;
+	SubPlan    *subplan;		/* (the call: same call, same parent row) */
+	Expr	   *arg;
+} ParamSource;
 
 static bool reveal_prove_pair(ProofContext *cx, Plan *plan, Expr *value,
 							  Expr *key, int depth);
+static bool reveal_prove_params(ProofContext *cx, Param *value, Param *key, int depth);
 
 /* The expression of output column attno of plan, or NULL. */
 static Expr *
@@ -263,6 +277,43 @@ reveal_prove_children(ProofContext *cx, List *children, AttrNumber value_att,
 }
 
 /*
+ * Two parameters of a correlated subplan (`SELECT (SELECT c.phone) FROM
+ * customers c`: the view's reveal() ends up in the subplan, on parameters):
+ * proved if one call of the subplan passes both, from expressions of its
+ * parent node that are proved there -- the same parent row.
+ */
+static bool
+reveal_prove_params(ProofContext *cx, Param *value, Param *key, int depth)
+{
+	ParamSource *pv = NULL;
+	ParamSource *pk = NULL;
+	ListCell   *lc;
+
+	if (value->paramkind != PARAM_EXEC || key->paramkind != PARAM_EXEC)
+		return false;
+	foreach(lc, cx->params)
+	{
+		ParamSource *ps = (ParamSource *) lfirst(lc);
+
+		if (ps->paramid == value->paramid)
+		{
+			if (pv != NULL)
+				return false;	/* (set in two places: not followed) */
+			pv = ps;
+		}
+		if (ps->paramid == key->paramid)
+		{
+			if (pk != NULL)
+				return false;
+			pk = ps;
+		}
+	}
+	if (pv == NULL || pk == NULL || pv->subplan != pk->subplan || pv->parent != pk->parent)
+		return false;
+	return reveal_prove_pair(cx, pv->parent, pv->arg, pk->arg, depth + 1);
+}
+
+/*
  * Do expressions value and key, evaluated in plan node plan, both come
  * from the same row of a scan of the protected table cx is proving for?
  * Follows them down the plan: a join's or upper node's input columns, an
@@ -277,8 +328,11 @@ reveal_prove_pair(ProofContext *cx, Plan *plan, Expr *value, Expr *key, int dept
 	Var		   *k;
 
 	check_stack_depth();
-	if (plan == NULL || value == NULL || key == NULL || depth > 100 ||
-		!IsA(value, Var) || !IsA(key, Var))
+	if (plan == NULL || value == NULL || key == NULL || depth > 100)
+		return false;
+	if (IsA(value, Param) && IsA(key, Param))
+		return reveal_prove_params(cx, (Param *) value, (Param *) key, depth);
+	if (!IsA(value, Var) || !IsA(key, Var))
 		return false;
 	v = (Var *) value;
 	k = (Var *) key;
@@ -523,6 +577,42 @@ plan_walk_expressions(PlannedStmt *stmt, PlanExprCallback fn, void *arg)
 		plan_walk_node((Plan *) lfirst(lc), fn, arg);
 }
 
+/* Expression walker: the parameters correlated SubPlans are passed. */
+static bool
+reveal_params_walker(Node *node, ProofContext *cx)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, SubPlan))
+	{
+		SubPlan    *sp = (SubPlan *) node;
+		ListCell   *lp;
+		ListCell   *la;
+
+		forboth(lp, sp->parParam, la, sp->args)
+		{
+			ParamSource *ps = palloc(sizeof(ParamSource));
+
+			ps->paramid = lfirst_int(lp);
+			ps->parent = cx->node;
+			ps->subplan = sp;
+			ps->arg = (Expr *) lfirst(la);
+			cx->params = lappend(cx->params, ps);
+		}
+	}
+	return expression_tree_walker(node, reveal_params_walker, (void *) cx);
+}
+
+/* plan_walk_expressions callback: the parameters of correlated subplans. */
+static void
+reveal_find_params(Plan *plan, Node *exprs, void *arg)
+{
+	ProofContext *cx = (ProofContext *) arg;
+
+	cx->node = plan;
+	(void) reveal_params_walker(exprs, cx);
+}
+
 /* plan_walk_expressions callback of the proof. */
 static void
 reveal_prove_exprs(Plan *plan, Node *exprs, void *arg)
@@ -548,6 +638,8 @@ reveal_prove_plan(PlannedStmt *stmt)
 		return;
 	cx.stmt = stmt;
 	cx.view_owner = views_owner_role();
+	if (stmt->subplans != NIL)
+		plan_walk_expressions(stmt, reveal_find_params, &cx);
 	plan_walk_expressions(stmt, reveal_prove_exprs, &cx);
 }
 

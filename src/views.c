@@ -107,6 +107,8 @@ typedef struct ProtectedTable
 	char	   *view_name;		/* qualified, quoted */
 	char	   *write_name;		/* qualified, quoted */
 	char	   *row_key;		/* column name, unquoted */
+	char	   *rel_nsp;		/* the schema and name of relid itself */
+	char	   *rel_name;		/* (for errors, which name their table) */
 	char	   *sealed;			/* per masking view column (0-based): the
 								 * envelope kind the trigger seals it into,
 								 * or 0; NULL until the trigger first runs */
@@ -201,6 +203,8 @@ views_enter(HTAB *tables, ProtectedTable *proto)
 		e = hash_search(tables, &keys[i], HASH_ENTER, NULL);
 		*e = *proto;
 		e->relid = keys[i];
+		e->rel_nsp = get_namespace_name(get_rel_namespace(keys[i]));
+		e->rel_name = get_rel_name(keys[i]);
 	}
 }
 
@@ -229,6 +233,8 @@ views_enter_descendants(HTAB *tables, ProtectedTable *proto)
 		e = hash_search(tables, &child, HASH_ENTER, NULL);
 		*e = *proto;
 		e->relid = child;
+		e->rel_nsp = get_namespace_name(get_rel_namespace(child));
+		e->rel_name = get_rel_name(child);
 	}
 }
 
@@ -953,7 +959,7 @@ views_note_probe(ProtectedTable *pt)
  * Run one of the trigger's statements on the write view; the fail-closed
  * check lets a statement at this nesting level through (and nothing that
  * runs inside it, such as base table triggers).  A governed role's write
- * that conflicts with an existing row is noted as a probe.
+ * is noted, for its constraint violations (views_constraint_error).
  */
 static int
 views_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
@@ -961,8 +967,9 @@ views_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
 {
 	int			save = views_writing_level;
 	int			ret = 0;
-	MemoryContext cxt = CurrentMemoryContext;
 
+	if (probe_of != NULL)
+		views_governed_write();
 	PG_TRY();
 	{
 		views_writing_level = statement_nesting_level();
@@ -971,22 +978,107 @@ views_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
 	PG_CATCH();
 	{
 		views_writing_level = save;
-		if (probe_of != NULL)
-		{
-			MemoryContext ecxt = MemoryContextSwitchTo(cxt);
-			ErrorData  *edata = CopyErrorData();
-
-			MemoryContextSwitchTo(ecxt);
-			if (edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION ||
-				edata->sqlerrcode == ERRCODE_EXCLUSION_VIOLATION)
-				views_note_probe(probe_of);
-			FreeErrorData(edata);
-		}
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	views_writing_level = save;
 	return ret;
+}
+
+/*
+ * Constraint violations of governed writes.
+ *
+ * A write that breaks a constraint of a protected table gets PostgreSQL's
+ * error, whose DETAIL may show the row: "Failing row contains (...)" for
+ * NOT NULL, CHECK, partition and check-option violations lists the columns
+ * the statement wrote -- on the base table, the envelopes of the values
+ * written and of the stored values an UPDATE keeps, whose blind indexes
+ * test guesses.  And a unique or exclusion violation tells whether a value
+ * exists: a probe.  PostgreSQL raises these wherever they happen -- in the
+ * write, at the end of the statement (a deferrable constraint), at SET
+ * CONSTRAINTS, at commit -- so they are looked at on their way up: in every
+ * executor hook's and the utility hook's error path, and in the
+ * emit_log_hook (commit).  Once a governed role has written a protected
+ * table in the transaction, a violation of a constraint of a protected
+ * table (named by the error's table, matched against this cache: no
+ * catalog access while the error is in flight) loses its DETAIL, and a
+ * unique or exclusion violation is noted as a probe, once per error.
+ */
+static bool governed_write_seen = false;
+static bool probe_error_counted = false;
+
+/* A governed role writes a protected table (write.c, the trigger). */
+void
+views_governed_write(void)
+{
+	governed_write_seen = true;
+}
+
+bool
+views_governed_write_seen(void)
+{
+	return governed_write_seen;
+}
+
+/* The transaction ends. */
+void
+views_xact_end(void)
+{
+	governed_write_seen = false;
+	probe_error_counted = false;
+}
+
+/* The protected table whose relation (or partition) is nsp.name, if any. */
+static ProtectedTable *
+views_by_name(const char *nsp, const char *name)
+{
+	HASH_SEQ_STATUS status;
+	ProtectedTable *pt;
+
+	if (protected_tables == NULL || nsp == NULL || name == NULL)
+		return NULL;
+	hash_seq_init(&status, protected_tables);
+	while ((pt = hash_seq_search(&status)) != NULL)
+	{
+		if (pt->relid == pt->view_relid || pt->relid == pt->write_relid ||
+			pt->rel_nsp == NULL || pt->rel_name == NULL)
+			continue;
+		if (strcmp(pt->rel_name, name) == 0 && strcmp(pt->rel_nsp, nsp) == 0)
+		{
+			hash_seq_term(&status);
+			return pt;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * An error on its way up (see above): true if ed was changed (its DETAIL
+ * taken out), for the caller to throw it so.
+ */
+bool
+views_constraint_error(ErrorData *ed)
+{
+	ProtectedTable *pt;
+
+	if (!governed_write_seen ||
+		(ERRCODE_TO_CATEGORY(ed->sqlerrcode) != ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION &&
+		 ed->sqlerrcode != ERRCODE_WITH_CHECK_OPTION_VIOLATION))
+		return false;
+	pt = views_by_name(ed->schema_name, ed->table_name);
+	if (pt == NULL)
+		return false;
+	if ((ed->sqlerrcode == ERRCODE_UNIQUE_VIOLATION ||
+		 ed->sqlerrcode == ERRCODE_EXCLUSION_VIOLATION) && !probe_error_counted)
+	{
+		views_note_probe(pt);
+		probe_error_counted = true;
+	}
+	if (ed->detail == NULL && ed->detail_log == NULL)
+		return false;
+	ed->detail = pstrdup("The row's values are not shown: the columns of a protected table hold envelopes of protected values.");
+	ed->detail_log = NULL;
+	return true;
 }
 
 /* write.c: a rewritten write on base's masking view conflicted n times. */
@@ -1015,6 +1107,7 @@ views_report_probes(void)
 	AuditEvent	ev;
 	int			n = pending_probes;
 
+	probe_error_counted = false;
 	if (n == 0)
 		return;
 	pending_probes = 0;

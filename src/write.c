@@ -449,6 +449,39 @@ write_set_is_excluded(TargetEntry *tle, int excl)
 	return IsA(v, Var) && v->varno == excl && v->varlevelsup == 0 && v->varattno == tle->resno;
 }
 
+/* What write_outer_ref_walker looks for. */
+typedef struct OuterRefWalk
+{
+	int			varno;
+	int			depth;
+} OuterRefWalk;
+
+/*
+ * Does a subquery refer to the target view's row (`RETURNING (SELECT
+ * national_id)`)?  Its reveal() would be evaluated in the subquery, on a
+ * parameter, which reveal()'s proof cannot follow: such a statement is
+ * left to the trigger.
+ */
+static bool
+write_outer_ref_walker(Node *node, OuterRefWalk *ow)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Var))
+		return ((Var *) node)->varno == ow->varno && ow->depth > 0 &&
+			(int) ((Var *) node)->varlevelsup == ow->depth;
+	if (IsA(node, Query))
+	{
+		bool		found;
+
+		ow->depth++;
+		found = query_tree_walker((Query *) node, write_outer_ref_walker, (void *) ow, 0);
+		ow->depth--;
+		return found;
+	}
+	return expression_tree_walker(node, write_outer_ref_walker, (void *) ow);
+}
+
 /* An ON CONFLICT clause through a masking view that cannot be honoured. */
 static void
 write_conflict_refuse(Query *q, const char *detail)
@@ -679,6 +712,38 @@ write_rewrite_one(Query *orig, bool top)
 			key_att = cols[i].base_att;
 	if (key_att == InvalidAttrNumber)
 		return false;
+	/* A row key set to DEFAULT: the trigger refuses it to governed roles. */
+	if (q->commandType == CMD_UPDATE)
+		foreach(lc, q->targetList)
+		{
+			TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+			if (!tle->resjunk && IsA(tle->expr, SetToDefault) &&
+				cols[tle->resno - 1].base_att == key_att)
+				return false;
+		}
+	if (q->onConflict != NULL && q->onConflict->action == ONCONFLICT_UPDATE)
+		foreach(lc, q->onConflict->onConflictSet)
+		{
+			TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+			if (!tle->resjunk && IsA(tle->expr, SetToDefault) &&
+				cols[tle->resno - 1].base_att == key_att)
+				write_conflict_refuse(q, "ON CONFLICT DO UPDATE may not set the row key to its default.");
+		}
+	/* Subqueries referring to the written row: the trigger's. */
+	{
+		OuterRefWalk ow;
+
+		ow.varno = view_rti;
+		ow.depth = 0;
+		if (query_tree_walker(q, write_outer_ref_walker, (void *) &ow, 0))
+		{
+			if (q->onConflict != NULL)
+				write_conflict_refuse(q, "A subquery refers to the row written.");
+			return false;
+		}
+	}
 
 	/*
 	 * From here on q is rewritten.  The base table's entry: the view's,
@@ -888,9 +953,8 @@ write_probed_node(PlanState *ps)
 }
 
 /*
- * The wrapped ExecProcNodeReal: a unique or exclusion violation tells
- * whether a value exists (also among rows row-level security hides), and
- * is noted as a probe (views.c reports it at the abort).
+ * The wrapped ExecProcNodeReal: the conflicts of ON CONFLICT are probes
+ * (views.c reports them at the statement's end or the abort).
  */
 static TupleTableSlot *
 write_exec_probed(PlanState *ps)
@@ -918,12 +982,12 @@ write_exec_probed(PlanState *ps)
 		int			code = geterrcode();
 
 		/*
-		 * (ON CONFLICT DO UPDATE of a row that row-level security hides
+		 * ON CONFLICT DO UPDATE of a row that row-level security hides
 		 * fails on its policy before the conflict is counted: the failure
-		 * tells that the row exists.)
+		 * tells that the row exists.  (Unique violations, wherever they are
+		 * raised, are views.c's: views_constraint_error.)
 		 */
-		if (code == ERRCODE_UNIQUE_VIOLATION || code == ERRCODE_EXCLUSION_VIOLATION ||
-			(code == ERRCODE_INSUFFICIENT_PRIVILEGE && do_update && !write_row_counted))
+		if (code == ERRCODE_INSUFFICIENT_PRIVILEGE && do_update && !write_row_counted)
 			views_note_probes_of(base, 1);
 		PG_RE_THROW();
 	}
@@ -1018,11 +1082,15 @@ write_find_nodes(PlanState *ps, void *arg)
 				statement_note_plaintext();
 			if (!policy_is_exempt(GetUserId(), base))
 			{
-				ProbedNode *pn = MemoryContextAllocZero(qd->estate->es_query_cxt, sizeof(ProbedNode));
-				ProbedNode *other;
-
+				views_governed_write();
 				/* (a probe's count needs the role's limits: load them now) */
 				(void) limits_role_unlimited();
+			}
+			if (!policy_is_exempt(GetUserId(), base) &&
+				mt->onConflictAction != ONCONFLICT_NONE && outerPlanState(ps) != NULL)
+			{
+				ProbedNode *pn = MemoryContextAllocZero(qd->estate->es_query_cxt, sizeof(ProbedNode));
+				ProbedNode *other;
 
 				for (other = probed_nodes; other != NULL && other->estate != qd->estate;
 					 other = other->next)
@@ -1040,13 +1108,10 @@ write_find_nodes(PlanState *ps, void *arg)
 				pn->real = ps->ExecProcNodeReal;
 				pn->base = base;
 				pn->estate = qd->estate;
-				if (mt->onConflictAction != ONCONFLICT_NONE && outerPlanState(ps) != NULL)
-				{
-					pn->count_skips = mt->onConflictAction == ONCONFLICT_NOTHING && mt->canSetTag;
-					pn->sub = outerPlanState(ps);
-					pn->sub_real = pn->sub->ExecProcNodeReal;
-					pn->sub->ExecProcNodeReal = write_exec_fed;
-				}
+				pn->count_skips = mt->onConflictAction == ONCONFLICT_NOTHING && mt->canSetTag;
+				pn->sub = outerPlanState(ps);
+				pn->sub_real = pn->sub->ExecProcNodeReal;
+				pn->sub->ExecProcNodeReal = write_exec_fed;
 				pn->next = probed_nodes;
 				probed_nodes = pn;
 				ps->ExecProcNodeReal = write_exec_probed;
@@ -1058,7 +1123,8 @@ write_find_nodes(PlanState *ps, void *arg)
 
 /*
  * hooks.c, at ExecutorStart (after the executor state exists): the
- * rewritten writes' plaintext marks and probes.
+ * rewritten writes' plaintext marks, the governed writes (views.c looks at
+ * their constraint violations), and the conflicts of ON CONFLICT.
  */
 void
 write_executor_start(QueryDesc *queryDesc, int eflags)
