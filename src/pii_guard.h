@@ -269,6 +269,7 @@ extern Oid	views_base_of_view(Oid relid);
 extern const char *views_row_key(Oid base);
 extern Oid	views_view_of_base(Oid base);
 extern Oid	views_table_of(Oid relid);
+extern uint64 views_cache_version(void);
 extern void views_refuse_row_key_change(Oid base) pg_attribute_noreturn();
 extern Oid	views_owner_role(void);
 extern bool views_any_owned_by(Oid userid);

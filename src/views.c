@@ -142,6 +142,7 @@ static HTAB *protected_tables = NULL;
 static HTAB *saved_plans = NULL;
 static bool views_valid = false;	/* protected_tables is complete and current */
 static uint64 views_generation = 0; /* the policy generation it was built at */
+static uint64 views_builds = 0;	/* builds so far: the cache's version */
 static Oid	owner_role = InvalidOid;
 static WriteTarget *write_targets = NULL;	/* newest statement first */
 static int	views_writing_level = -1;	/* nesting level of the trigger's own write */
@@ -338,6 +339,7 @@ views_build(void)
 	saved_plans = plans;
 	owner_role = get_role_oid(PII_GUARD_OWNER_ROLE, true);
 	views_generation = generation;
+	views_builds++;
 	views_valid = true;
 	/* pii_guard is in use in this database: its audit worker should run. */
 	if (hash_get_num_entries(tables) > 0)
@@ -443,6 +445,18 @@ views_base_of_view(Oid relid)
 	ProtectedTable *pt = views_lookup(relid);
 
 	return (pt != NULL && pt->view_relid == relid) ? pt->base_relid : InvalidOid;
+}
+
+/*
+ * The version of the protected-table cache (made current): it changes
+ * whenever the cache is rebuilt, for what others learn from the catalogs
+ * about protected tables and their views (write.c).
+ */
+uint64
+views_cache_version(void)
+{
+	(void) views_cache();
+	return views_builds;
 }
 
 /* The masking view of protected base table base, or InvalidOid. */

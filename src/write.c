@@ -644,6 +644,152 @@ write_set_call(Oid base, ViewColumn *cols, ViewColumn *c, AttrNumber key_att, in
 }
 
 /*
+ * What the rewrite needs of a masking view, learnt once per view and kept
+ * while the protected-table cache (views.c) is the same build: it is
+ * rebuilt whenever a protected table, its views or the policy change.
+ */
+typedef struct WriteShape
+{
+	Oid			view_relid;		/* hash key */
+	uint64		version;		/* views_cache_version() it was learnt at */
+	bool		ok;				/* a view the rewrite can write through */
+	int			base_rti;		/* the base table's entry in the view's query */
+	int			ncols;
+	ViewColumn *cols;
+	List	   *tlist;			/* the view's target list */
+	Node	   *quals;			/* ... and condition (on constants) */
+	RangeTblEntry *base_rte;	/* the base table's entry */
+	AttrNumber	key_att;
+} WriteShape;
+
+static HTAB *write_shapes = NULL;
+static MemoryContext WriteContext = NULL;
+static uint64 write_shapes_version = 0;
+
+/* The shape of masking view view_relid of base, or NULL if not writable so. */
+static WriteShape *
+write_shape(Oid view_relid, Oid base, const char *row_key)
+{
+	uint64		version = views_cache_version();
+	WriteShape *ws;
+	bool		found;
+	Relation	view;
+	MemoryContext old;
+
+	if (write_shapes == NULL || write_shapes_version != version)
+	{
+		HASHCTL		ctl;
+
+		if (WriteContext == NULL)
+			WriteContext = AllocSetContextCreate(TopMemoryContext, "pii_guard write shapes",
+												 ALLOCSET_SMALL_SIZES);
+		else
+			MemoryContextReset(WriteContext);
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(WriteShape);
+		ctl.hcxt = WriteContext;
+		write_shapes = hash_create("pii_guard write shapes", 16, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		write_shapes_version = version;
+	}
+	ws = hash_search(write_shapes, &view_relid, HASH_ENTER, &found);
+	if (found)
+		return ws->ok ? ws : NULL;
+
+	/* (an ERROR below leaves the entry not ok: learnt again next time) */
+	ws->ok = false;
+	ws->version = version;
+	view = relation_open(view_relid, NoLock);
+	old = MemoryContextSwitchTo(WriteContext);
+	PG_TRY();
+	{
+		if (write_view_plain(view))
+		{
+			Query	   *vq = get_view_query(view);
+
+			ws->ncols = RelationGetDescr(view)->natts;
+			ws->cols = palloc0(sizeof(ViewColumn) * ws->ncols);
+			ws->base_rti = write_view_shape(view, vq, base, ws->cols, ws->ncols);
+			if (ws->base_rti != 0)
+			{
+				ws->tlist = copyObject(vq->targetList);
+				ws->quals = copyObject(vq->jointree->quals);
+				ws->base_rte = copyObject(rt_fetch(ws->base_rti, vq->rtable));
+				for (int i = 0; i < ws->ncols; i++)
+					if (ws->cols[i].base_att != 0 && strcmp(ws->cols[i].name, row_key) == 0)
+						ws->key_att = ws->cols[i].base_att;
+				ws->ok = ws->key_att != InvalidAttrNumber;
+			}
+		}
+	}
+	PG_FINALLY();
+	{
+		MemoryContextSwitchTo(old);
+		relation_close(view, NoLock);
+	}
+	PG_END_TRY();
+	return ws->ok ? ws : NULL;
+}
+
+/* The attribute numbers of varno's columns that q refers to (level 0). */
+typedef struct AttnoWalk
+{
+	int			varno;
+	Bitmapset  *attnos;
+} AttnoWalk;
+
+static bool
+write_attnos_walker(Node *node, AttnoWalk *aw)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Var))
+	{
+		Var		   *v = (Var *) node;
+
+		if (v->varno == aw->varno && v->varlevelsup == 0)
+			aw->attnos = bms_add_member(aw->attnos, v->varattno - FirstLowInvalidHeapAttributeNumber);
+		return false;
+	}
+	if (IsA(node, Query))
+		return false;			/* (the view's row from subqueries: refused) */
+	return expression_tree_walker(node, write_attnos_walker, (void *) aw);
+}
+
+/*
+ * The view's target list, for ReplaceVarsFromTargetList: a copy of the
+ * entries q refers to (all of them for a whole-row reference), a NULL of
+ * the column's type for the others, the base table's Vars numbered rti.
+ */
+static List *
+write_view_tlist(WriteShape *ws, Query *q, int view_rti, int rti)
+{
+	AttnoWalk	aw;
+	List	   *tlist = NIL;
+	bool		all;
+	ListCell   *lc;
+
+	aw.varno = view_rti;
+	aw.attnos = NULL;
+	(void) query_tree_walker(q, write_attnos_walker, (void *) &aw, 0);
+	all = bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, aw.attnos);
+	foreach(lc, ws->tlist)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+		if (all || bms_is_member(tle->resno - FirstLowInvalidHeapAttributeNumber, aw.attnos))
+			tle = copyObject(tle);
+		else
+			tle = makeTargetEntry((Expr *) makeNullConst(exprType((Node *) tle->expr), -1, InvalidOid),
+								  tle->resno, tle->resname, false);
+		tlist = lappend(tlist, tle);
+	}
+	ChangeVarNodes((Node *) tlist, ws->base_rti, rti, 0);
+	return tlist;
+}
+
+/*
  * Rewrite one INSERT, UPDATE or DELETE on a masking view onto its base
  * table; false (q untouched) when it is left to the trigger.  top: q is
  * the statement itself, not one of its WITH queries.
@@ -657,15 +803,13 @@ write_rewrite_one(Query *orig, bool top)
 	RangeTblEntry *nrte;
 	int			new_rti;
 	Oid			base;
-	Relation	view;
-	Query	   *vq;
+	WriteShape *ws;
 	ViewColumn *cols;
 	int			ncols;
-	int			base_rti;
 	List	   *view_tlist;
 	Node	   *view_quals = NULL;
 	const char *row_key;
-	AttrNumber	key_att = InvalidAttrNumber;
+	AttrNumber	key_att;
 	Oid			owner;
 	ListCell   *lc;
 	Bitmapset  *base_cols = NULL;
@@ -684,34 +828,17 @@ write_rewrite_one(Query *orig, bool top)
 	if (write_has_current_of((Node *) q->jointree, NULL))
 		return false;
 
-	/* The view (locked by the analysis) and its query. */
-	view = relation_open(vrte->relid, NoLock);
-	if (!write_view_plain(view))
-	{
-		relation_close(view, NoLock);
+	/* The view (locked by the analysis), as the rewrite knows it. */
+	ws = write_shape(vrte->relid, base, row_key);
+	if (ws == NULL)
 		return false;
-	}
-	ncols = RelationGetDescr(view)->natts;
-	cols = palloc0(sizeof(ViewColumn) * ncols);
-	vq = get_view_query(view);
-	base_rti = write_view_shape(view, vq, base, cols, ncols);
-	if (base_rti != 0)
-	{
-		view_tlist = copyObject(vq->targetList);
-		view_quals = copyObject(vq->jointree->quals);
-	}
-	else
-		view_tlist = NIL;
-	relation_close(view, NoLock);
-	if (base_rti == 0 || !write_targets_ok(q, cols, ncols))
+	cols = ws->cols;
+	ncols = ws->ncols;
+	key_att = ws->key_att;
+	if (!write_targets_ok(q, cols, ncols))
 		return false;
 	if (q->onConflict != NULL)
 		write_check_conflict(q, cols, ncols, top);
-	for (int i = 0; i < ncols; i++)
-		if (cols[i].base_att != 0 && strcmp(cols[i].name, row_key) == 0)
-			key_att = cols[i].base_att;
-	if (key_att == InvalidAttrNumber)
-		return false;
 	/* A row key set to DEFAULT: the trigger refuses it to governed roles. */
 	if (q->commandType == CMD_UPDATE)
 		foreach(lc, q->targetList)
@@ -749,7 +876,7 @@ write_rewrite_one(Query *orig, bool top)
 	 * From here on q is rewritten.  The base table's entry: the view's,
 	 * checked as the view's owner, for the same operation.
 	 */
-	nrte = copyObject(rt_fetch(base_rti, vq->rtable));
+	nrte = copyObject(ws->base_rte);
 	nrte->checkAsUser = owner;
 	nrte->rellockmode = RowExclusiveLock;
 	nrte->selectedCols = NULL;
@@ -774,7 +901,8 @@ write_rewrite_one(Query *orig, bool top)
 	}
 	q->rtable = lappend(q->rtable, nrte);
 	new_rti = list_length(q->rtable);
-	ChangeVarNodes((Node *) view_tlist, base_rti, new_rti, 0);
+	view_tlist = write_view_tlist(ws, q, view_rti, new_rti);
+	view_quals = copyObject(ws->quals);
 
 	/* The values written, in the base table's columns. */
 	if (q->commandType != CMD_DELETE)
