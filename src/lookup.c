@@ -142,21 +142,17 @@ lookup_strip(Node *node)
 	return node;
 }
 
-/* The reveal() call a masking view's column is, or NULL. */
+/*
+ * expr, unwrapped, if it is a call of reveal() on a column with constant
+ * table and column names; else NULL.
+ */
 static FuncExpr *
-lookup_reveal_call(LookupContext *cxt, Query *view, AttrNumber attno)
+lookup_as_reveal(LookupContext *cxt, Node *expr)
 {
-	TargetEntry *tle;
-	Node	   *expr;
 	FuncExpr   *fe;
 	int			i;
 
-	if (attno <= 0 || attno > list_length(view->targetList))
-		return NULL;
-	tle = list_nth_node(TargetEntry, view->targetList, attno - 1);
-	if (tle->resjunk || tle->resno != attno)
-		return NULL;
-	expr = lookup_strip((Node *) tle->expr);
+	expr = lookup_strip(expr);
 	if (expr == NULL || !IsA(expr, FuncExpr))
 		return NULL;
 	fe = (FuncExpr *) expr;
@@ -170,6 +166,20 @@ lookup_reveal_call(LookupContext *cxt, Query *view, AttrNumber attno)
 		((Const *) lthird(fe->args))->constisnull)
 		return NULL;
 	return fe;
+}
+
+/* The reveal() call a masking view's column is, or NULL. */
+static FuncExpr *
+lookup_reveal_call(LookupContext *cxt, Query *view, AttrNumber attno)
+{
+	TargetEntry *tle;
+
+	if (attno <= 0 || attno > list_length(view->targetList))
+		return NULL;
+	tle = list_nth_node(TargetEntry, view->targetList, attno - 1);
+	if (tle->resjunk || tle->resno != attno)
+		return NULL;
+	return lookup_as_reveal(cxt, (Node *) tle->expr);
 }
 
 /*
@@ -254,22 +264,10 @@ lookup_view_column(LookupContext *cxt, Query *view, Index varno, Node *expr)
 static FuncExpr *
 lookup_direct_column(LookupContext *cxt, Query *q, Node *expr)
 {
-	FuncExpr   *fe;
+	FuncExpr   *fe = lookup_as_reveal(cxt, expr);
 	Var		   *var;
-	int			i;
 
-	expr = lookup_strip(expr);
-	if (expr == NULL || !IsA(expr, FuncExpr))
-		return NULL;
-	fe = (FuncExpr *) expr;
-	for (i = 0; i < cxt->nreveal; i++)
-		if (fe->funcid == cxt->reveal_oids[i])
-			break;
-	if (i == cxt->nreveal || list_length(fe->args) != 4 ||
-		!IsA(linitial(fe->args), Var) || !IsA(lsecond(fe->args), Const) ||
-		!IsA(lthird(fe->args), Const) ||
-		((Const *) lsecond(fe->args))->constisnull ||
-		((Const *) lthird(fe->args))->constisnull)
+	if (fe == NULL)
 		return NULL;
 	var = (Var *) linitial(fe->args);
 	if (var->varlevelsup != 0 || var->varno != q->resultRelation)

@@ -695,10 +695,11 @@ reveal_refuse_site(FunctionCallInfo fcinfo, Oid relid)
  * reveal() is called by masking views only, on the column it names, and
  * at a call site reveal_prove_plan marked (see the file header).  Checked
  * once per call site:
- *	- the value must have the named column's type (encrypted columns: the
- *	  same encrypted type), and the column must exist -- for everyone, so
- *	  that no mask function is handed a value of another type;
- *	- the site must be marked, unless the user is a superuser.
+ *	- the site must be marked, unless the user is a superuser;
+ *	- at an unmarked site (a superuser's call), the value must have the
+ *	  named column's type (encrypted columns: the same encrypted type), and
+ *	  the column must exist, so that no mask function is handed a value of
+ *	  another type.  (A marked site's value is that column.)
  */
 static void
 reveal_check_call(FunctionCallInfo fcinfo)
@@ -708,9 +709,17 @@ reveal_check_call(FunctionCallInfo fcinfo)
 	Name		attname = PG_GETARG_NAME(2);
 	HeapTuple	atttup;
 	Oid			coltype = InvalidOid;
-	Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
+	Oid			argtype;
+
+	/*
+	 * A marked site's value is the named column itself (the proof, or the
+	 * write rewrite, matched it by name): its type is the column's.
+	 */
+	if (fe != NULL && IsA(fe, FuncExpr) && fe->location == PII_SITE_MARK)
+		return;
 
 	/* (Once per call site, so once per statement: one syscache lookup.) */
+	argtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
 	atttup = SearchSysCacheAttName(relid, NameStr(*attname));
 	if (HeapTupleIsValid(atttup))
 	{
@@ -723,8 +732,6 @@ reveal_check_call(FunctionCallInfo fcinfo)
 				 errmsg("reveal() was given a value that is not a value of column \"%s\"",
 						NameStr(*attname)),
 				 errhint("reveal() is called by pii_guard's masking views; query the view instead.")));
-	if (fe != NULL && IsA(fe, FuncExpr) && fe->location == PII_SITE_MARK)
-		return;
 	if (superuser())
 		return;
 	reveal_refuse_site(fcinfo, relid);

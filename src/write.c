@@ -401,22 +401,30 @@ write_targets_ok(Query *q, ViewColumn *cols, int ncols)
 	return true;
 }
 
-/* What write_sealed_excluded_walker looks for. */
-typedef struct ExclWalk
+/*
+ * What write_var_walker looks for: a Var of range table entry varno of the
+ * query it starts in, seen from depth levels down (subqueries) --
+ *	WALK_OUTER_REF		at any depth below the top: a subquery refers to it;
+ *	WALK_SEALED			at any depth: an encrypted column of it (by the
+ *						view's columns cols), or its whole row.
+ */
+typedef enum VarWalkMode
 {
-	int			excl;			/* EXCLUDED's range table index */
+	WALK_OUTER_REF,
+	WALK_SEALED
+} VarWalkMode;
+
+typedef struct VarWalk
+{
+	VarWalkMode mode;
+	int			varno;
+	int			depth;
 	ViewColumn *cols;
 	int			ncols;
-	int			depth;
-} ExclWalk;
+} VarWalk;
 
-/*
- * Does node use EXCLUDED's value of an encrypted column (or its whole row)?
- * That value is an envelope on the base table; the view's EXCLUDED would
- * be its plaintext, which only SET col = EXCLUDED.col may use.
- */
 static bool
-write_sealed_excluded_walker(Node *node, ExclWalk *ew)
+write_var_walker(Node *node, VarWalk *vw)
 {
 	if (node == NULL)
 		return false;
@@ -424,20 +432,22 @@ write_sealed_excluded_walker(Node *node, ExclWalk *ew)
 	{
 		Var		   *v = (Var *) node;
 
-		if (v->varno != ew->excl || (int) v->varlevelsup != ew->depth)
+		if (v->varno != vw->varno || (int) v->varlevelsup != vw->depth)
 			return false;
-		return v->varattno < 1 || v->varattno > ew->ncols || ew->cols[v->varattno - 1].kind != 0;
+		if (vw->mode == WALK_OUTER_REF)
+			return vw->depth > 0;
+		return v->varattno < 1 || v->varattno > vw->ncols || vw->cols[v->varattno - 1].kind != 0;
 	}
 	if (IsA(node, Query))
 	{
 		bool		found;
 
-		ew->depth++;
-		found = query_tree_walker((Query *) node, write_sealed_excluded_walker, (void *) ew, 0);
-		ew->depth--;
+		vw->depth++;
+		found = query_tree_walker((Query *) node, write_var_walker, (void *) vw, 0);
+		vw->depth--;
 		return found;
 	}
-	return expression_tree_walker(node, write_sealed_excluded_walker, (void *) ew);
+	return expression_tree_walker(node, write_var_walker, (void *) vw);
 }
 
 /* Is tle `SET col = EXCLUDED.col`, of its own column? */
@@ -447,39 +457,6 @@ write_set_is_excluded(TargetEntry *tle, int excl)
 	Var		   *v = (Var *) tle->expr;
 
 	return IsA(v, Var) && v->varno == excl && v->varlevelsup == 0 && v->varattno == tle->resno;
-}
-
-/* What write_outer_ref_walker looks for. */
-typedef struct OuterRefWalk
-{
-	int			varno;
-	int			depth;
-} OuterRefWalk;
-
-/*
- * Does a subquery refer to the target view's row (`RETURNING (SELECT
- * national_id)`)?  Its reveal() would be evaluated in the subquery, on a
- * parameter, which reveal()'s proof cannot follow: such a statement is
- * left to the trigger.
- */
-static bool
-write_outer_ref_walker(Node *node, OuterRefWalk *ow)
-{
-	if (node == NULL)
-		return false;
-	if (IsA(node, Var))
-		return ((Var *) node)->varno == ow->varno && ow->depth > 0 &&
-			(int) ((Var *) node)->varlevelsup == ow->depth;
-	if (IsA(node, Query))
-	{
-		bool		found;
-
-		ow->depth++;
-		found = query_tree_walker((Query *) node, write_outer_ref_walker, (void *) ow, 0);
-		ow->depth--;
-		return found;
-	}
-	return expression_tree_walker(node, write_outer_ref_walker, (void *) ow);
 }
 
 /* An ON CONFLICT clause through a masking view that cannot be honoured. */
@@ -507,7 +484,7 @@ static void
 write_check_conflict(Query *q, ViewColumn *cols, int ncols, bool top)
 {
 	OnConflictExpr *oc = q->onConflict;
-	ExclWalk	ew;
+	VarWalk		vw;
 	ListCell   *lc;
 
 	if (oc->action == ONCONFLICT_NOTHING && !top)
@@ -528,20 +505,26 @@ write_check_conflict(Query *q, ViewColumn *cols, int ncols, bool top)
 		write_conflict_refuse(q, "The conflict target's WHERE must be a condition on the view's columns.");
 	if (oc->action != ONCONFLICT_UPDATE)
 		return;
-	ew.excl = oc->exclRelIndex;
-	ew.cols = cols;
-	ew.ncols = ncols;
-	ew.depth = 0;
+	/*
+	 * EXCLUDED's value of an encrypted column is an envelope on the base
+	 * table; the view's EXCLUDED would be its plaintext, which only SET col
+	 * = EXCLUDED.col may use.
+	 */
+	vw.mode = WALK_SEALED;
+	vw.varno = oc->exclRelIndex;
+	vw.cols = cols;
+	vw.ncols = ncols;
+	vw.depth = 0;
 	foreach(lc, oc->onConflictSet)
 	{
 		TargetEntry *tle = lfirst_node(TargetEntry, lc);
 
 		if (tle->resjunk || write_set_is_excluded(tle, oc->exclRelIndex))
 			continue;
-		if (write_sealed_excluded_walker((Node *) tle->expr, &ew))
+		if (write_var_walker((Node *) tle->expr, &vw))
 			write_conflict_refuse(q, "EXCLUDED's value of an encrypted column is used other than to set the same column.");
 	}
-	if (write_sealed_excluded_walker(oc->onConflictWhere, &ew))
+	if (write_var_walker(oc->onConflictWhere, &vw))
 		write_conflict_refuse(q, "EXCLUDED's value of an encrypted column is used in the DO UPDATE's WHERE.");
 }
 
@@ -858,13 +841,19 @@ write_rewrite_one(Query *orig, bool top)
 				cols[tle->resno - 1].base_att == key_att)
 				write_conflict_refuse(q, "ON CONFLICT DO UPDATE may not set the row key to its default.");
 		}
-	/* Subqueries referring to the written row: the trigger's. */
+	/*
+	 * Subqueries referring to the written row (`RETURNING (SELECT
+	 * national_id)`): the trigger's.
+	 */
 	{
-		OuterRefWalk ow;
+		VarWalk		vw;
 
-		ow.varno = view_rti;
-		ow.depth = 0;
-		if (query_tree_walker(q, write_outer_ref_walker, (void *) &ow, 0))
+		vw.mode = WALK_OUTER_REF;
+		vw.varno = view_rti;
+		vw.depth = 0;
+		vw.cols = NULL;
+		vw.ncols = 0;
+		if (query_tree_walker(q, write_var_walker, (void *) &vw, 0))
 		{
 			if (q->onConflict != NULL)
 				write_conflict_refuse(q, "A subquery refers to the row written.");
