@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """test/readme_blocks.py -- run README.md's ```sql blocks against a database
 and compare the outputs the README shows.  Used by test/scenario/readme.sh
-(every block, on a fresh examples database) and test/scenario/demo.sh (the
-"Five-minute tour", on the database `make demo KEEP=1` leaves behind).
+(every block and the catalogue check, on a fresh examples database) and
+test/scenario/demo.sh (every block, on the database `make demo KEEP=1`
+leaves behind).
 
   test/readme_blocks.py README SOCKET_DIR OUTPUT_LOG [--port N] [--dbname DB]
                         [--section TITLE] [--catalogue]

@@ -4,8 +4,8 @@
 # and everything the extension installs is named in it.
 #
 # The blocks are run by test/readme_blocks.py (shared with
-# test/scenario/demo.sh, which runs the tour on the demo's database).  The
-# line just before each ```sql fence says how to run the block:
+# test/scenario/demo.sh, which runs them on the database make demo KEEP=1
+# leaves).  The line just before each ```sql fence says how to run the block:
 #   <!-- readme-test -->                       as the superuser; must succeed
 #   <!-- readme-test: as=ROLE -->              as ROLE (a connection as it if
 #                                              it can log in, else SET ROLE)
