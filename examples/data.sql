@@ -3,7 +3,13 @@
 --
 -- Run as crm_dba after examples/schema.sql (psql -v customers=N for another
 -- size).  Deterministic: every choice is taken from an md5 of what is being
--- chosen and the row number, so every run produces the same people.
+-- chosen and the row number, so every run produces the same people.  And the
+-- same at every size: a customer's values come from its id alone (the ID
+-- number's sequence number also from the customers of lower id born on the
+-- same day in the same district), never from N, so customer 1042 -- whom
+-- README.md's tour shows -- is the same person among 5,000 customers (make
+-- test) as among 100,000 (make demo).  Orders and tickets are spread over
+-- all N customers: which ones a customer has does depend on N.
 --
 --   * names: a surname (common ones more often, a few compound ones) and one
 --     or two given-name characters;

@@ -20,6 +20,13 @@
 #
 # Each step prints a heading, then runs psql as the person concerned
 # (psql -U <login role>), echoing the SQL it sends.
+#
+# What the demo leaves behind (KEEP=1, or a server's database) is where
+# README.md's "Five-minute tour" is meant to be run: so the demo spends the
+# export budget of intern_gus, not of intern_fay, whom the tour uses, and
+# changes no customer's data (its key rotation re-encrypts the phone
+# numbers, which read the same).  test/scenario/demo.sh runs the tour on
+# what the demo leaves.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -149,9 +156,9 @@ available=$(super "$DB" -tAc "SELECT available FROM pii_guard.master_keys WHERE 
 	fail "pii_guard's master key is not available: $(super "$DB" -tAc "SELECT problem FROM pii_guard.master_keys WHERE which = 'current'")"
 super "$DB" -f examples/roles.sql
 if [ "$MODE" = server ]; then
-	psql -X -q -U intern_fay -d "$DB" -c "SELECT 1" >/dev/null 2>&1 ||
-		fail "cannot connect as the demo's login roles (tried intern_fay): pg_hba.conf must let
-crm_dba, mkt_amy, sales_bob, sales_carl, support_dan, mgr_eve, intern_fay and audit_ann
+	psql -X -q -U intern_gus -d "$DB" -c "SELECT 1" >/dev/null 2>&1 ||
+		fail "cannot connect as the demo's login roles (tried intern_gus): pg_hba.conf must let
+crm_dba, mkt_amy, sales_bob, sales_carl, support_dan, mgr_eve, intern_fay, intern_gus and audit_ann
 connect to $DB without a password (they have none)."
 fi
 psql -X -q -v ON_ERROR_STOP=1 -U crm_dba -d "$DB" -f examples/schema.sql
@@ -186,7 +193,7 @@ SAMPLE="SELECT id, name, phone, national_id, bank_card, email, address, channel,
 heading "1. The same SELECT of four customers, as each role"
 note "The application's SQL is unchanged: 'customers' is now pii_guard's masking view," \
 	"and what each role gets is its policy. (null): a column hidden from that role."
-for role in mgr_eve sales_bob support_dan mkt_amy intern_fay; do
+for role in mgr_eve sales_bob support_dan mkt_amy intern_gus; do
 	printf '\n---- as %s\n' "$role"
 	as "$role" -c "$SAMPLE"
 done
@@ -228,8 +235,8 @@ as "$OWNER" -c "SELECT id, name, phone FROM customers WHERE phone = '$PHONE'"
 #--------------------------------------------------------------------------
 EXPORT="COPY (SELECT id, name, phone, email, address FROM customers ORDER BY id) TO STDOUT"
 heading "4. The intern exports all customers: refused (limit: 20 protected rows a day)"
-printf '\n---- as intern_fay\n'
-as_refused intern_fay 54P01 "$EXPORT"
+printf '\n---- as intern_gus\n'
+as_refused intern_gus 54P01 "$EXPORT"
 note "$(wc -l <"$OUT") masked rows reached the client before the refusal; the first three:"
 head -3 "$OUT"
 
@@ -238,14 +245,14 @@ head -3 "$OUT"
 #--------------------------------------------------------------------------
 heading "5. mgr_eve approves an export of 500 rows for 24 hours; the intern exports again"
 printf '\n---- as mgr_eve (member of pii_guard_approver)\n'
-as mgr_eve -c "SELECT pii_guard.approve_export('intern_fay', 500, now() + interval '24 hours',
+as mgr_eve -c "SELECT pii_guard.approve_export('intern_gus', 500, now() + interval '24 hours',
                                 'mailing to customers about the spring campaign') AS grant_id"
 used=$(super "$DB" -tAc "SELECT used FROM pii_guard.export_approvals ORDER BY grant_id DESC LIMIT 1")
 [ "$used" = 0 ] || fail "the export approval just issued already shows $used of its rows used"
-printf '\n---- as intern_fay\n'
-as_refused intern_fay 54P01 "$EXPORT"
+printf '\n---- as intern_gus\n'
+as_refused intern_gus 54P01 "$EXPORT"
 lines=$(wc -l <"$OUT")
-note "$lines lines exported (masked, as the intern sees them): her own allowance for the day was" \
+note "$lines lines exported (masked, as the intern sees them): his own allowance for the day was" \
 	"spent, so the approval carried every row, and the 501st was refused. Lines 499-500:"
 sed -n '499,500p' "$OUT"
 [ "$lines" -eq 500 ] || fail "expected 500 exported lines (all of them carried by the approval), got $lines"
@@ -310,9 +317,9 @@ as audit_ann -c "SELECT session_role, access, count(*) AS statements
 
 heading "9. The auditor asks: what did the intern try to export?"
 as audit_ann -c "SELECT event_time::timestamp(0), relation, operation, rows, detail
-  FROM pii_guard.audit_denials WHERE session_role = 'intern_fay' ORDER BY event_time" \
+  FROM pii_guard.audit_denials WHERE session_role = 'intern_gus' ORDER BY event_time" \
 	-c "SELECT event_time::timestamp(0), relation, operation, rows, columns_masked, detail
-  FROM pii_guard.audit_exports WHERE session_role = 'intern_fay' ORDER BY event_time"
+  FROM pii_guard.audit_exports WHERE session_role = 'intern_gus' ORDER BY event_time"
 
 heading "10. Is the audit trail intact?  (no rows: verified)"
 as audit_ann -c "SELECT * FROM pii_guard.verify_audit()" >"$OUT_DIR/verify"
@@ -332,8 +339,9 @@ if [ "$MODE" = cluster ]; then
 		cat <<-EOF
 		The cluster is still running (KEEP=1), unix socket only. Connect as any demo role:
 		    psql -h $PGHOST -p $PGPORT -U mgr_eve $DB
-		(roles: crm_dba mkt_amy sales_bob sales_carl support_dan mgr_eve intern_fay audit_ann;
-		 superuser: postgres)
+		(roles: crm_dba mkt_amy sales_bob sales_carl support_dan mgr_eve intern_fay intern_gus
+		 audit_ann; superuser: postgres).  The demo spent intern_gus's export budget and
+		 left intern_fay's whole: README.md's "Five-minute tour" runs as her, on this database.
 		Stop it and remove everything with:
 		    $stop && rm -rf $PGG_WORK
 		EOF
@@ -344,6 +352,6 @@ else
 	echo "The demo's database $DB stays on the server; connect with:"
 	echo "    psql -U mgr_eve $DB        (or any demo role; drop it with DROP DATABASE $DB WITH (FORCE))"
 	echo "The demo's roles stay too (roles are cluster-wide); to remove them, after the database:"
-	echo "    DROP ROLE crm_dba, mkt_amy, sales_bob, sales_carl, support_dan, mgr_eve, intern_fay, audit_ann,"
-	echo "              marketing, sales, support, manager, intern;"
+	echo "    DROP ROLE crm_dba, mkt_amy, sales_bob, sales_carl, support_dan, mgr_eve, intern_fay, intern_gus,"
+	echo "              audit_ann, marketing, sales, support, manager, intern;"
 fi

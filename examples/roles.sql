@@ -38,6 +38,9 @@ BEGIN
             ('support_dan', true,  '{support}'),
             ('mgr_eve',     true,  '{manager,pii_guard_approver}'),   -- approves requests
             ('intern_fay',  true,  '{intern}'),
+            -- a second intern: make demo spends his export budget, so that
+            -- intern_fay's stays whole for the README's tour
+            ('intern_gus',  true,  '{intern}'),
             ('audit_ann',   true,  '{pii_guard_auditor}')              -- reads the audit trail only
         ) AS t(name, login, member_of)
     LOOP

@@ -230,10 +230,14 @@ pgg_stop() {
 }
 
 # Stop every cluster under the work directory, tracked or not (a scenario
-# runs in a subshell, so its clusters are not in PGG_CLUSTERS).
+# runs in a subshell, so its clusters are not in PGG_CLUSTERS), and those of
+# a nested run's work directory inside it (test/scenario/demo.sh runs the
+# demo with TMPDIR=$PGG_WORK and KEEP=1: an interrupt must not leave its
+# cluster running).
 pgg_stop_all() {
 	local pid_file
-	for pid_file in "${PGG_WORK:-/nonexistent}"/*/data/postmaster.pid; do
+	for pid_file in "${PGG_WORK:-/nonexistent}"/*/data/postmaster.pid \
+		"${PGG_WORK:-/nonexistent}"/pii_guard.*/*/data/postmaster.pid; do
 		[ -f "$pid_file" ] || continue
 		pgg_as_server "$PGG_SERVER_BIN/pg_ctl" -D "$(dirname "$pid_file")" \
 			-m immediate -w -t 30 stop >/dev/null 2>&1 || true
