@@ -608,6 +608,7 @@ exports_wrap(ExportsCx *cx, Node **slot)
 	{
 		FuncExpr   *reveal = (FuncExpr *) found[1];
 
+		/* cppcheck-suppress unknownEvaluationOrder ; the two copies are independent */
 		args = list_make3(*slot, copyObject(lsecond(reveal->args)), copyObject(lfourth(reveal->args)));
 		fe = makeFuncExpr(exports_counter_oid(3), type, args, InvalidOid,
 						  exprCollation(*slot), COERCE_EXPLICIT_CALL);

@@ -58,6 +58,7 @@
  */
 #include "postgres.h"
 
+#include "access/parallel.h"
 #include "access/xact.h"
 #include "commands/prepare.h"
 #include "executor/executor.h"
@@ -145,6 +146,31 @@ pii_guard_post_parse_analyze(COMPAT_ANALYZE_PARAMS)
 		write_rewrite(query);
 }
 
+/*
+ * Where a statement's protected values leave (exports.c), looked at one
+ * level down: what it asks the catalogs is not a statement.
+ *
+ * Not for the plan a parallel worker is started with: it is a part of the
+ * leader's, whose rows reach the leader and are counted there, where they
+ * leave (seen from inside the worker, the leader's initplans are unknown
+ * parameters).  Queries nested in it, such as a PARALLEL SAFE function's,
+ * are looked at: the limits refuse what they reveal in a worker.
+ */
+static void
+hooks_exports_start(QueryDesc *queryDesc, int eflags)
+{
+	statement_push();
+	PG_TRY();
+	{
+		exports_start(queryDesc, eflags);
+	}
+	PG_FINALLY();
+	{
+		statement_pop();
+	}
+	PG_END_TRY();
+}
+
 /* ExecutorStart */
 static void
 pii_guard_ExecutorStart(QueryDesc *queryDesc, int eflags)
@@ -160,17 +186,9 @@ pii_guard_ExecutorStart(QueryDesc *queryDesc, int eflags)
 		standard_ExecutorStart(queryDesc, eflags);
 	views_note_statement(queryDesc, eflags);
 	write_executor_start(queryDesc, eflags);
-	/* (one level down: what it asks the catalogs is not a statement) */
-	statement_push();
-	PG_TRY();
-	{
-		exports_start(queryDesc, eflags);
-	}
-	PG_FINALLY();
-	{
-		statement_pop();
-	}
-	PG_END_TRY();
+
+	if (!(IsParallelWorker() && statement_nesting_level() == 0))
+		hooks_exports_start(queryDesc, eflags);
 
 	/* A query a portal starts at level 0 is a client's statement. */
 	if (statement_nesting_level() == 0 && ActivePortal != NULL && queryDesc->estate != NULL)

@@ -586,17 +586,16 @@ reveal_params_walker(Node *node, ProofContext *cx)
 	if (IsA(node, SubPlan))
 	{
 		SubPlan    *sp = (SubPlan *) node;
-		ListCell   *lp;
-		ListCell   *la;
+		int			n = Min(list_length(sp->parParam), list_length(sp->args));
 
-		forboth(lp, sp->parParam, la, sp->args)
+		for (int i = 0; i < n; i++)
 		{
 			ParamSource *ps = palloc(sizeof(ParamSource));
 
-			ps->paramid = lfirst_int(lp);
+			ps->paramid = list_nth_int(sp->parParam, i);
 			ps->parent = cx->node;
 			ps->subplan = sp;
-			ps->arg = (Expr *) lfirst(la);
+			ps->arg = (Expr *) list_nth(sp->args, i);
 			cx->params = lappend(cx->params, ps);
 		}
 	}

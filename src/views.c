@@ -977,12 +977,12 @@ views_note_probe(ProtectedTable *pt)
  */
 static int
 views_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
-			  ProtectedTable *probe_of)
+			  bool governed)
 {
 	int			save = views_writing_level;
 	int			ret = 0;
 
-	if (probe_of != NULL)
+	if (governed)
 		views_governed_write();
 	PG_TRY();
 	{
@@ -1403,7 +1403,7 @@ views_write_row(TriggerData *td, ProtectedTable *pt)
 			appendStringInfo(&sql, ") VALUES (%s)", cols.data);
 		appendStringInfo(&sql, " RETURNING %s", quote_identifier(pt->row_key));
 		plan = views_plan_for(&cached, sql.data, nargs, argtypes, &keep);
-		if (views_execute(plan, values, nulls, governed ? pt : NULL) != SPI_OK_INSERT_RETURNING ||
+		if (views_execute(plan, values, nulls, governed) != SPI_OK_INSERT_RETURNING ||
 			SPI_processed != 1)
 			elog(ERROR, "insert through masking view %s failed", pt->view_name);
 		if (!keep)
@@ -1493,7 +1493,7 @@ views_write_row(TriggerData *td, ProtectedTable *pt)
 		 * too long for a cache key gets a one-off plan.
 		 */
 		plan = views_plan_for(&cached, sql.data, nargs, argtypes, &keep);
-		if (views_execute(plan, values, nulls, governed ? pt : NULL) != SPI_OK_UPDATE_RETURNING)
+		if (views_execute(plan, values, nulls, governed) != SPI_OK_UPDATE_RETURNING)
 			elog(ERROR, "update through masking view %s failed", pt->view_name);
 		if (!keep)
 			SPI_freeplan(plan);
@@ -1516,7 +1516,7 @@ views_write_row(TriggerData *td, ProtectedTable *pt)
 		appendStringInfo(&sql, "DELETE FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
 						 pt->write_name, quote_identifier(pt->row_key));
 		snprintf(key, sizeof(key), "%u:D", pt->view_relid);
-		if (views_execute(views_plan(key, sql.data, 1, argtypes), values, NULL, NULL) != SPI_OK_DELETE)
+		if (views_execute(views_plan(key, sql.data, 1, argtypes), values, NULL, false) != SPI_OK_DELETE)
 			elog(ERROR, "delete through masking view %s failed", pt->view_name);
 		result = SPI_processed > 0 ? oldtup : NULL;
 	}

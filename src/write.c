@@ -337,6 +337,7 @@ write_const_args(Oid base, const char *col)
 	Name		n = palloc0(NAMEDATALEN);
 
 	namestrcpy(n, col);
+	/* cppcheck-suppress unknownEvaluationOrder ; the two makeConst() are independent */
 	return list_make2(makeConst(REGCLASSOID, -1, InvalidOid, sizeof(Oid),
 								ObjectIdGetDatum(base), false, true),
 					  makeConst(NAMEOID, -1, C_COLLATION_OID, NAMEDATALEN,
@@ -1058,7 +1059,7 @@ static ProbedNode *probed_nodes = NULL;
 
 /* The wrapped node ps, found. */
 static ProbedNode *
-write_probed_node(PlanState *ps)
+write_probed_node(const PlanState *ps)
 {
 	ProbedNode *pn = probed_nodes;
 
