@@ -248,8 +248,13 @@ SELECT noise(2147483600, 0.5) BETWEEN 1073741800 AND 2147483647 AS int_clamped,
        noise(9223372036854775000::bigint, 1) > 0 AS bigint_clamped,
        noise(-9223372036854775000::bigint, 1) < 0 AS bigint_clamped_negative,
        noise(1.7e308::float8, 1) <= 1.7976931348623157e308 AS float_clamped;
+-- Trailing zeros: the same unrounded step at two scales, alike to within
+-- rounding -- but where it is under half a unit, which moves 100 by one unit
+-- in its direction (never 0) and 100.00 by less.
 SELECT scale(noise(12345.67, 0.2)) AS scale_2, scale(noise(100.000, 0.5)) AS scale_3,
-       abs((noise(100.00, 0.2) - 100) - (noise(100::numeric, 0.2) - 100)) <= 0.5 AS trailing_zeros_alike,
+       (abs((noise(100.00, 0.2) - 100) - (noise(100::numeric, 0.2) - 100)) <= 0.5
+        OR (abs(noise(100.00, 0.2) - 100) < 0.5 AND
+            noise(100::numeric, 0.2) - 100 = sign(noise(100.00, 0.2) - 100))) AS trailing_zeros_alike,
        pg_typeof(noise(12345.67, 0.2)) AS numeric, pg_typeof(noise(5, 0.2)) AS int,
        pg_typeof(noise(5::bigint, 0.2)) AS bigint, pg_typeof(noise(5::float8, 0.2)) AS float;
 SELECT noise(12345.67, 0) AS ratio_zero, noise(7, 0) AS int_ratio_zero,

@@ -190,6 +190,12 @@ fi
 
 echo
 echo "== summary"
+# (A CI log is often read from its end: a failed regression suite's
+# differences are repeated here, shortly.)
+if [ "$failed" -ne 0 ] && [ -s regression.diffs ]; then
+	echo "-- regression.diffs (first lines; the whole file is in the checkout):"
+	head -40 regression.diffs
+fi
 for f in "${failures[@]}"; do echo "FAILED: $f"; done
 if [ $((passed + failed)) -eq 0 ]; then
 	echo "no tests ran"
