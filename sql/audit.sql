@@ -93,6 +93,19 @@ SELECT kind, session_role, relation, operation, columns_clear, columns_masked, r
   FROM events_since(:start) WHERE kind = 'read' AND relation = 'shop.clients'
    AND operation = 'SELECT';
 
+-- The same rows read twice in one statement, in another order, by two
+-- sites each: each row once in the count and in the row keys.
+SELECT coalesce(max(event_id), 0) AS start FROM pii_guard.audit_log \gset
+SET ROLE regress_clerk;
+SELECT id, name, phone FROM clients WHERE id IN (1, 2)
+UNION ALL
+SELECT id, phone, name FROM clients WHERE id IN (2, 1) ORDER BY 1, 2;
+RESET ROLE;
+SELECT wait_for_event(:start, 'read', 'SELECT');
+SELECT columns_clear, rows, (SELECT array_agg(k ORDER BY k) FROM unnest(row_keys) k) AS row_keys
+  FROM events_since(:start) WHERE kind = 'read' AND relation = 'shop.clients'
+   AND operation = 'SELECT';
+
 -- A denial inside a transaction that rolls back is still recorded.
 SELECT pii_guard.encrypt('x')::text AS envelope \gset
 SELECT coalesce(max(event_id), 0) AS start FROM pii_guard.audit_log \gset

@@ -106,7 +106,11 @@ audit_copy(char *dst, const char *s, int size)
 	dst[len] = '\0';
 }
 
+static char client_addr[48];
+static bool client_addr_known = false;
+
 /* Fill the context fields of an event (who, where, when). */
+
 void
 audit_event_init(AuditEvent *ev, char kind)
 {
@@ -119,12 +123,18 @@ audit_event_init(AuditEvent *ev, char kind)
 	ev->current_role = GetUserId();
 	ev->xid = GetTopTransactionIdIfAny();
 	ev->query_id = compat_query_id();
-	if (MyBEEntry != NULL && MyBEEntry->st_clientaddr.salen > 0 &&
-		MyBEEntry->st_clientaddr.addr.ss_family != AF_UNIX)
-		(void) pg_getnameinfo_all(&MyBEEntry->st_clientaddr.addr,
-								  MyBEEntry->st_clientaddr.salen,
-								  ev->client_addr, sizeof(ev->client_addr),
-								  NULL, 0, NI_NUMERICHOST);
+	/* (The client's address is the session's: converted once.) */
+	if (!client_addr_known && MyBEEntry != NULL)
+	{
+		if (MyBEEntry->st_clientaddr.salen > 0 &&
+			MyBEEntry->st_clientaddr.addr.ss_family != AF_UNIX)
+			(void) pg_getnameinfo_all(&MyBEEntry->st_clientaddr.addr,
+									  MyBEEntry->st_clientaddr.salen,
+									  client_addr, sizeof(client_addr),
+									  NULL, 0, NI_NUMERICHOST);
+		client_addr_known = true;
+	}
+	memcpy(ev->client_addr, client_addr, sizeof(ev->client_addr));
 	if (application_name)
 		audit_copy(ev->application_name, application_name, sizeof(ev->application_name));
 }
@@ -1006,135 +1016,199 @@ audit_deny(const char *relation, const char *operation, const char *detail)
  * clear, masked or hidden in the current top-level statement, and (up to
  * pii_guard.audit_max_row_keys) which rows.  audit_flush_reads turns that
  * into one read event per relation when the statement ends (or fails).
+ *
+ * This is on the path of every value a governed role reads, so it is kept
+ * cheap: the relations a backend reads are a short list kept for its life
+ * (with the row key's output function), each with its columns; a call site
+ * finds its column once per statement; the row keys are the relation's,
+ * not each column's (a row's columns come one after the other, so a key
+ * equal to the last one is not converted to text again).
  */
-typedef struct ReadKey
-{
-	Oid			relid;
-	NameData	attname;
-} ReadKey;
-
 typedef struct ReadColumn
 {
-	ReadKey		key;
+	NameData	attname;
 	int64		clear;
 	int64		masked;
 	int64		hidden;
-	List	   *keys_clear;
-	List	   *keys_masked;
 } ReadColumn;
 
+typedef struct ReadKeys
+{
+	List	   *keys;			/* distinct row keys, as text (ReadContext) */
+	bool		have_last;
+	Datum		last;			/* the last key added (copied, ReadContext) */
+} ReadKeys;
+
+typedef struct ReadRel
+{
+	Oid			relid;
+	uint64		epoch;			/* the statement the counts are of */
+	int			ncols;
+	int			maxcols;
+	ReadColumn *cols;			/* TopMemoryContext */
+	ReadKeys	clear;
+	ReadKeys	masked;
+	Oid			keytype;		/* what keyout is the output function of */
+	int16		keylen;
+	bool		keybyval;
+	FmgrInfo	keyout;
+} ReadRel;
+
 static MemoryContext ReadContext = NULL;
-static HTAB *reads = NULL;
+static List *read_rels = NIL;	/* of ReadRel *, TopMemoryContext */
 static uint64 reads_epoch = 1;	/* bumped at every flush */
+static bool reads_pending = false;	/* a read was noted since the last flush */
 
 /* The per-call-site cache reveal() keeps for us. */
 typedef struct ReadSite
 {
 	uint64		epoch;
-	ReadColumn *col;
-	FmgrInfo	keyout;
-	bool		keyout_ready;
+	ReadRel    *rel;
+	int			col;
 } ReadSite;
+
+/* The entry of relid, its counts those of this statement. */
+static ReadRel *
+audit_read_rel(Oid relid)
+{
+	ListCell   *lc;
+	ReadRel    *rel = NULL;
+	MemoryContext old;
+
+	foreach(lc, read_rels)
+	{
+		if (((ReadRel *) lfirst(lc))->relid == relid)
+		{
+			rel = (ReadRel *) lfirst(lc);
+			break;
+		}
+	}
+	if (rel == NULL)
+	{
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		rel = palloc0(sizeof(ReadRel));
+		rel->relid = relid;
+		rel->maxcols = 8;
+		rel->cols = palloc(sizeof(ReadColumn) * rel->maxcols);
+		read_rels = lappend(read_rels, rel);
+		MemoryContextSwitchTo(old);
+	}
+	if (rel->epoch != reads_epoch)
+	{
+		/* (The columns stay, their counts start again.) */
+		rel->epoch = reads_epoch;
+		for (int i = 0; i < rel->ncols; i++)
+			rel->cols[i].clear = rel->cols[i].masked = rel->cols[i].hidden = 0;
+		memset(&rel->clear, 0, sizeof(ReadKeys));
+		memset(&rel->masked, 0, sizeof(ReadKeys));
+	}
+	return rel;
+}
+
+/* The index of column attname in rel (added if new). */
+static int
+audit_read_col(ReadRel *rel, const char *attname)
+{
+	ReadColumn *col;
+
+	for (int i = 0; i < rel->ncols; i++)
+		if (strcmp(NameStr(rel->cols[i].attname), attname) == 0)
+			return i;
+	if (rel->ncols == rel->maxcols)
+	{
+		rel->maxcols *= 2;
+		rel->cols = repalloc(rel->cols, sizeof(ReadColumn) * rel->maxcols);
+	}
+	col = &rel->cols[rel->ncols];
+	namestrcpy(&col->attname, attname);
+	col->clear = col->masked = col->hidden = 0;
+	return rel->ncols++;
+}
+
+/* Note row key value (of type keytype) in rk, up to the bound. */
+static void
+audit_read_key(ReadRel *rel, ReadKeys *rk, Oid keytype, Datum value)
+{
+	MemoryContext old;
+	char	   *k;
+	ListCell   *lc;
+
+	if (rk->have_last && rel->keytype == keytype &&
+		datumIsEqual(rk->last, value, rel->keybyval, rel->keylen))
+		return;
+	if (list_length(rk->keys) >= pii_guard_audit_max_row_keys)
+		return;
+	if (rel->keytype != keytype)
+	{
+		Oid			typoutput;
+		bool		varlena;
+
+		getTypeOutputInfo(keytype, &typoutput, &varlena);
+		fmgr_info_cxt(typoutput, &rel->keyout, TopMemoryContext);
+		get_typlenbyval(keytype, &rel->keylen, &rel->keybyval);
+		rel->keytype = keytype;
+		rel->clear.have_last = rel->masked.have_last = false;
+	}
+	k = OutputFunctionCall(&rel->keyout, value);
+	old = MemoryContextSwitchTo(ReadContext);
+	rk->last = datumCopy(value, rel->keybyval, rel->keylen);
+	rk->have_last = true;
+	foreach(lc, rk->keys)
+	{
+		if (strcmp(strVal(lfirst(lc)), k) == 0)
+		{
+			MemoryContextSwitchTo(old);
+			return;
+		}
+	}
+	rk->keys = lappend(rk->keys, makeString(pstrdup(k)));
+	MemoryContextSwitchTo(old);
+}
 
 void
 audit_note_reveal(Oid relid, const char *attname, ColumnAccess access,
 				  FunctionCallInfo fcinfo, int rowkey_arg, void **cache)
 {
 	ReadSite   *site = (ReadSite *) *cache;
+	ReadRel    *rel;
 	ReadColumn *col;
-	List	  **keys = NULL;
+	ReadKeys   *rk = NULL;
 
 	if (!pii_guard_audit_reads)
 		return;
-	if (site == NULL)
+	if (unlikely(site == NULL))
 	{
 		site = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ReadSite));
 		*cache = site;
 	}
-	if (site->epoch != reads_epoch || site->col == NULL)
+	if (site->epoch != reads_epoch)
 	{
-		ReadKey		key;
-		bool		found;
-
 		if (ReadContext == NULL)
 			ReadContext = AllocSetContextCreate(TopMemoryContext, "pii_guard reads",
 												ALLOCSET_SMALL_SIZES);
-		if (reads == NULL)
-		{
-			HASHCTL		ctl;
-
-			/* Kept for the backend's life; emptied after each statement. */
-			memset(&ctl, 0, sizeof(ctl));
-			ctl.keysize = sizeof(ReadKey);
-			ctl.entrysize = sizeof(ReadColumn);
-			ctl.hcxt = TopMemoryContext;
-			reads = hash_create("pii_guard reads", 16, &ctl,
-								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		}
-		memset(&key, 0, sizeof(key));
-		key.relid = relid;
-		namestrcpy(&key.attname, attname);
-		col = hash_search(reads, &key, HASH_ENTER, &found);
-		if (!found)
-		{
-			col->clear = col->masked = col->hidden = 0;
-			col->keys_clear = col->keys_masked = NIL;
-		}
-		site->col = col;
+		site->rel = audit_read_rel(relid);
+		site->col = audit_read_col(site->rel, attname);
 		site->epoch = reads_epoch;
+		reads_pending = true;
 	}
-	col = site->col;
+	rel = site->rel;
+	col = &rel->cols[site->col];
 	if (access == ACCESS_CLEAR)
 	{
 		col->clear++;
-		keys = &col->keys_clear;
+		rk = &rel->clear;
 	}
 	else if (access == ACCESS_MASKED)
 	{
 		col->masked++;
-		keys = &col->keys_masked;
+		rk = &rel->masked;
 	}
 	else
 		col->hidden++;
 
-	if (keys != NULL && list_length(*keys) < pii_guard_audit_max_row_keys &&
-		!PG_ARGISNULL(rowkey_arg))
-	{
-		MemoryContext old;
-		char	   *k;
-
-		if (!site->keyout_ready)
-		{
-			Oid			typoutput;
-			bool		varlena;
-
-			getTypeOutputInfo(get_fn_expr_argtype(fcinfo->flinfo, rowkey_arg),
-							  &typoutput, &varlena);
-			fmgr_info_cxt(typoutput, &site->keyout, fcinfo->flinfo->fn_mcxt);
-			site->keyout_ready = true;
-		}
-		k = OutputFunctionCall(&site->keyout, PG_GETARG_DATUM(rowkey_arg));
-		old = MemoryContextSwitchTo(ReadContext);
-		if (!list_member(*keys, makeString(k)))
-			*keys = lappend(*keys, makeString(pstrdup(k)));
-		MemoryContextSwitchTo(old);
-	}
-}
-
-/* Is s one of the items of a comma-separated list? */
-static bool
-audit_list_has(const char *list, const char *s)
-{
-	size_t		len = strlen(s);
-	const char *p = list;
-
-	while ((p = strstr(p, s)) != NULL)
-	{
-		if ((p == list || p[-1] == ',') && (p[len] == ',' || p[len] == '\0'))
-			return true;
-		p++;
-	}
-	return false;
+	if (rk != NULL && !PG_ARGISNULL(rowkey_arg))
+		audit_read_key(rel, rk, get_fn_expr_argtype(fcinfo->flinfo, rowkey_arg),
+					   PG_GETARG_DATUM(rowkey_arg));
 }
 
 /* Append s to a comma-separated list field, as far as it fits. */
@@ -1151,6 +1225,27 @@ audit_list_add(char *field, int size, const char *s)
 	memcpy(field + len, s, add + 1);
 }
 
+/* Append the keys of list (distinct) to a list field, as far as they fit. */
+static void
+audit_list_add_keys(char *field, int size, List *keys)
+{
+	int			len = strlen(field);
+	ListCell   *lc;
+
+	foreach(lc, keys)
+	{
+		const char *k = strVal(lfirst(lc));
+		int			add = strlen(k);
+
+		if (len + add + 2 >= size)
+			return;
+		if (len > 0)
+			field[len++] = ',';
+		memcpy(field + len, k, add + 1);
+		len += add;
+	}
+}
+
 /*
  * The statement is over (or failed): one read event per relation it
  * revealed protected columns of.
@@ -1158,79 +1253,70 @@ audit_list_add(char *field, int size, const char *s)
 void
 audit_flush_reads(bool aborting)
 {
-	HASH_SEQ_STATUS status;
-	ReadColumn *col;
-	List	   *rels = NIL;
 	ListCell   *lc;
-	bool		export = statement_is_export();
+	bool		export;
+	uint64		epoch = reads_epoch;
 
-	if (reads == NULL || hash_get_num_entries(reads) == 0)
+	if (!reads_pending)
 		return;
+	reads_pending = false;
 	reads_epoch++;
+	export = statement_is_export();
 
-	hash_seq_init(&status, reads);
-	while ((col = hash_seq_search(&status)) != NULL)
-		rels = list_append_unique_oid(rels, col->key.relid);
-
-	foreach(lc, rels)
+	foreach(lc, read_rels)
 	{
-		Oid			relid = lfirst_oid(lc);
+		ReadRel    *rel = (ReadRel *) lfirst(lc);
 		AuditEvent	ev;
 		int64		rows = 0;
-		int			distinct_keys = 0;
-		bool		overflow = false;
-		List	   *seen = NIL;
+		int			distinct_keys;
+		bool		overflow;
 		const char *view;
+		ListCell   *k;
 
+		if (rel->epoch != epoch || rel->ncols == 0)
+			continue;
 		audit_event_init(&ev, export ? AUDIT_EXPORT : AUDIT_READ);
-		view = aborting ? NULL : views_masking_view_name(relid);
+		view = aborting ? NULL : views_masking_view_name(rel->relid);
 		if (view)
 			AUDIT_SET(&ev, relation, view);
 		else
-			snprintf(ev.relation, sizeof(ev.relation), "%u", relid);
+			snprintf(ev.relation, sizeof(ev.relation), "%u", rel->relid);
 		if (aborting)
 			snprintf(ev.operation, sizeof(ev.operation), "%s (failed)", statement_command());
 		else
 			AUDIT_SET(&ev, operation, statement_command());
-		hash_seq_init(&status, reads);
-		while ((col = hash_seq_search(&status)) != NULL)
-		{
-			ListCell   *k;
 
-			if (col->key.relid != relid)
-				continue;
+		/* Row keys are listed for every clear or masked value: count them. */
+		overflow = list_length(rel->clear.keys) >= pii_guard_audit_max_row_keys ||
+			list_length(rel->masked.keys) >= pii_guard_audit_max_row_keys;
+		for (int i = 0; i < rel->ncols; i++)
+		{
+			ReadColumn *col = &rel->cols[i];
+
 			rows = Max(rows, col->clear + col->masked + col->hidden);
-			/* Row keys are listed for every clear or masked value: count them. */
-			if (col->hidden > 0 ||
-				list_length(col->keys_clear) >= pii_guard_audit_max_row_keys ||
-				list_length(col->keys_masked) >= pii_guard_audit_max_row_keys)
+			if (col->hidden > 0)
 				overflow = true;
-			foreach(k, col->keys_clear)
-				seen = list_append_unique(seen, lfirst(k));
-			foreach(k, col->keys_masked)
-				seen = list_append_unique(seen, lfirst(k));
 			if (col->clear > 0)
-				audit_list_add(ev.columns_clear, sizeof(ev.columns_clear), NameStr(col->key.attname));
+				audit_list_add(ev.columns_clear, sizeof(ev.columns_clear), NameStr(col->attname));
 			if (col->masked > 0)
-				audit_list_add(ev.columns_masked, sizeof(ev.columns_masked), NameStr(col->key.attname));
-			foreach(k, col->keys_clear)
-				if (!audit_list_has(ev.row_keys, strVal(lfirst(k))))
-					audit_list_add(ev.row_keys, sizeof(ev.row_keys), strVal(lfirst(k)));
-			foreach(k, col->keys_masked)
-				if (!audit_list_has(ev.row_keys_masked, strVal(lfirst(k))))
-					audit_list_add(ev.row_keys_masked, sizeof(ev.row_keys_masked), strVal(lfirst(k)));
+				audit_list_add(ev.columns_masked, sizeof(ev.columns_masked), NameStr(col->attname));
 		}
-		distinct_keys = list_length(seen);
+		audit_list_add_keys(ev.row_keys, sizeof(ev.row_keys), rel->clear.keys);
+		audit_list_add_keys(ev.row_keys_masked, sizeof(ev.row_keys_masked), rel->masked.keys);
+		distinct_keys = list_length(rel->clear.keys);
+		if (!overflow)
+		{
+			foreach(k, rel->masked.keys)
+				if (!list_member(rel->clear.keys, lfirst(k)))
+					distinct_keys++;
+		}
 		ev.rows = rows;
-		if (distinct_keys < pii_guard_audit_max_row_keys && !overflow)
+		if (!overflow && distinct_keys < pii_guard_audit_max_row_keys)
 			ev.rows = distinct_keys;
 		audit_submit_read(&ev, aborting);
 	}
-	/* Empty the table (a few entries) and free the row key lists. */
-	hash_seq_init(&status, reads);
-	while ((col = hash_seq_search(&status)) != NULL)
-		(void) hash_search(reads, &col->key, HASH_REMOVE, NULL);
-	MemoryContextReset(ReadContext);
+	if (ReadContext != NULL)
+		MemoryContextReset(ReadContext);
 }
 
 PG_FUNCTION_INFO_V1(pii_guard_audit_write);

@@ -549,23 +549,27 @@ audit_same_reads(const AuditEvent *a, const AuditEvent *b)
 		strlen(a->row_keys_masked) + strlen(b->row_keys_masked) + 2 < sizeof(a->row_keys_masked);
 }
 
+/* Append list field b to list field a (audit_same_reads said it fits). */
+static inline void
+audit_merge_list(char *a, const char *b)
+{
+	size_t		alen;
+
+	if (b[0] == '\0')
+		return;
+	alen = strlen(a);
+	if (alen > 0)
+		a[alen++] = ',';
+	memcpy(a + alen, b, strlen(b) + 1);
+}
+
 /* Merge b's rows and row keys into a (audit_same_reads said they fit). */
 static void
 audit_merge_reads(AuditEvent *a, const AuditEvent *b)
 {
 	a->rows += b->rows;
-	if (b->row_keys[0])
-	{
-		if (a->row_keys[0])
-			strlcat(a->row_keys, ",", sizeof(a->row_keys));
-		strlcat(a->row_keys, b->row_keys, sizeof(a->row_keys));
-	}
-	if (b->row_keys_masked[0])
-	{
-		if (a->row_keys_masked[0])
-			strlcat(a->row_keys_masked, ",", sizeof(a->row_keys_masked));
-		strlcat(a->row_keys_masked, b->row_keys_masked, sizeof(a->row_keys_masked));
-	}
+	audit_merge_list(a->row_keys, b->row_keys);
+	audit_merge_list(a->row_keys_masked, b->row_keys_masked);
 }
 
 /* Backend exit: its pending read event goes to the queue. */

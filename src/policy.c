@@ -48,6 +48,8 @@
  */
 #include "postgres.h"
 
+#include "common/hashfn.h"
+
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
@@ -184,6 +186,45 @@ policy_register_callbacks(void)
 	CacheRegisterSyscacheCallback(PROCOID, policy_function_callback, (Datum) 0);
 }
 
+
+/*
+ * The decisions cache is looked up for every reveal() call site a
+ * statement runs: its key is hashed and compared by the column name's
+ * characters, not as a whole NameData (64 bytes to hash, clear and copy).
+ */
+static uint32
+decision_hash(const void *key, Size keysize pg_attribute_unused())
+{
+	const DecisionKey *k = (const DecisionKey *) key;
+	const char *name = NameStr(k->attname);
+
+	return hash_combine(hash_combine(murmurhash32(k->userid), murmurhash32(k->relid)),
+						hash_bytes((const unsigned char *) name, strlen(name)));
+}
+
+static int
+decision_match(const void *a, const void *b, Size keysize pg_attribute_unused())
+{
+	const DecisionKey *ka = (const DecisionKey *) a;
+	const DecisionKey *kb = (const DecisionKey *) b;
+
+	if (ka->userid != kb->userid || ka->relid != kb->relid)
+		return 1;
+	return strcmp(NameStr(ka->attname), NameStr(kb->attname));
+}
+
+static void *
+decision_keycopy(void *dest, const void *src, Size keysize pg_attribute_unused())
+{
+	DecisionKey *d = (DecisionKey *) dest;
+	const DecisionKey *k = (const DecisionKey *) src;
+
+	d->userid = k->userid;
+	d->relid = k->relid;
+	namestrcpy(&d->attname, NameStr(k->attname));
+	return dest;
+}
+
 /* Drop every cached decision if the policy changed since they were made. */
 static void
 policy_ensure_cache(void)
@@ -202,9 +243,13 @@ policy_ensure_cache(void)
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(DecisionKey);
 	ctl.entrysize = sizeof(Decision);
+	ctl.hash = decision_hash;
+	ctl.match = decision_match;
+	ctl.keycopy = decision_keycopy;
 	ctl.hcxt = PolicyContext;
 	decisions = hash_create("pii_guard decisions", 64, &ctl,
-							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+							HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_KEYCOPY |
+							HASH_CONTEXT);
 	decisions_generation = policy_generation;
 }
 
@@ -649,10 +694,9 @@ policy_decide(Oid userid, Oid relid, const char *attname)
 	bool		found;
 
 	policy_ensure_cache();
-	memset(&key, 0, sizeof(key));
 	key.userid = userid;
 	key.relid = relid;
-	namestrcpy(&key.attname, attname);
+	strlcpy(NameStr(key.attname), attname, NAMEDATALEN);
 
 	d = hash_search(decisions, &key, HASH_FIND, NULL);
 	if (d != NULL && GetCurrentStatementStartTimestamp() < d->expires)
