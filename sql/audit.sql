@@ -369,5 +369,31 @@ SELECT acting_role, relation, operation, detail FROM pii_guard.audit_denials
 SELECT pii_guard.drop_profile('regress_nogrant');
 DROP ROLE regress_nogrant;
 
+-- Events are written straight to audit_log and its indexes (not by the
+-- executor): every index holds exactly the rows it should, the partial
+-- index of recorded grant expiries included (amcheck, every heap row; an
+-- inconsistency is an error).
+SELECT count(*) > 0 AS grant_expiries_recorded FROM pii_guard.audit_log
+ WHERE kind = 'admin' AND operation = 'grant_expired';
+-- An index a DBA adds, of another kind, is maintained too (the executor's
+-- way, from the next event on).
+CREATE INDEX audit_log_kind_hash ON pii_guard.audit_log USING hash (kind);
+SELECT coalesce(max(event_id), 0) AS start FROM pii_guard.audit_log \gset
+SELECT pii_guard.set_clearance('regress_clerk', 'sensitive', 'after the hash index');
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM pii_guard.audit_log WHERE kind = 'admin';
+SELECT count(*) AS admin_events_since_through_hash_index FROM pii_guard.audit_log
+ WHERE kind = 'admin' AND event_id > :start;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+DROP INDEX pii_guard.audit_log_kind_hash;
+CREATE EXTENSION amcheck;
+SELECT indexrelid::regclass AS index, bt_index_check(indexrelid, true) IS NOT NULL AS checked
+  FROM pg_index WHERE indrelid = 'pii_guard.audit_log'::regclass ORDER BY 1;
+SELECT count(*) AS found_through_partial_index FROM pii_guard.audit_log
+ WHERE kind = 'admin' AND operation = 'grant_expired' AND split_part(detail, ':', 1) LIKE 'grant %';
+DROP EXTENSION amcheck;
+
 SELECT pii_guard.unprotect_table('clients');
 RESET search_path;

@@ -32,21 +32,25 @@
 
 #include <openssl/evp.h>
 
-#include "access/htup_details.h"
+#include "access/genam.h"
 #include "access/heapam.h"
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/index.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
-#include "executor/executor.h"
 #include "common/ip.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/value.h"
+#include "optimizer/optimizer.h"
 #include "port/pg_bswap.h"
 #include "utils/array.h"
 #include "utils/backend_status.h"
@@ -54,9 +58,11 @@
 #include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
@@ -211,10 +217,10 @@ audit_mac_columns(TupleDesc desc)
 
 /*
  * MAC of an audit_log row: HMAC over every column but row_mac, each as a
- * tag and its length-prefixed binary send form.
+ * tag and its length-prefixed binary send form.  From the row's values.
  */
 static void
-audit_row_mac(HeapTuple tuple, TupleDesc desc, uint8 *out)
+audit_values_mac(const Datum *values, const bool *nulls, TupleDesc desc, uint8 *out)
 {
 	DataKey    *key = keys_audit();
 	const AuditMacColumns *cols = audit_mac_columns(desc);
@@ -224,20 +230,16 @@ audit_row_mac(HeapTuple tuple, TupleDesc desc, uint8 *out)
 	initStringInfo(&buf);
 	for (i = 0; i < desc->natts; i++)
 	{
-		bool		isnull;
-		Datum		d;
-
 		if (cols->typids[i] == InvalidOid)
 			continue;
-		d = heap_getattr(tuple, i + 1, desc, &isnull);
-		if (isnull)
+		if (nulls[i])
 			appendStringInfoChar(&buf, 'N');
 		else
 		{
 			bytea	   *b;
 			uint32		len;
 
-			b = SendFunctionCall(&cols->send[i], d);
+			b = SendFunctionCall(&cols->send[i], values[i]);
 			len = pg_hton32(VARSIZE(b) - VARHDRSZ);
 			appendStringInfoChar(&buf, 'V');
 			appendBinaryStringInfo(&buf, (const char *) &len, 4);
@@ -246,6 +248,19 @@ audit_row_mac(HeapTuple tuple, TupleDesc desc, uint8 *out)
 	}
 	crypto_hmac(key->mac, 'a', buf.data, buf.len, out, 32);
 	pfree(buf.data);
+}
+
+/* The same, of a stored row. */
+static void
+audit_row_mac(HeapTuple tuple, TupleDesc desc, uint8 *out)
+{
+	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+
+	heap_deform_tuple(tuple, desc, values, nulls);
+	audit_values_mac(values, nulls, desc, out);
+	pfree(values);
+	pfree(nulls);
 }
 
 PG_FUNCTION_INFO_V1(pii_guard_audit_log_guard);
@@ -709,6 +724,122 @@ audit_log_has_other_triggers(Relation rel)
 }
 
 /*
+ * audit_log's indexes, as the direct insert below maintains them: what
+ * ExecOpenIndices and ExecInsertIndexTuples would build for every event
+ * (an IndexInfo per index, the partial index's predicate and the
+ * expression index's expressions made executable -- a third of an
+ * event's cost) is built once per backend, until audit_log or one of its
+ * indexes changes.  Only for plain B-tree indexes with immediate
+ * constraints and no exclusion constraint; anything else (an index a DBA
+ * added of another kind) takes the executor's own way.
+ */
+typedef struct AuditIndexes
+{
+	bool		valid;
+	bool		usable;			/* else: ExecOpenIndices and ExecInsertIndexTuples */
+	Oid			relid;
+	int			n;
+	Oid		   *oids;
+	IndexInfo **info;
+} AuditIndexes;
+
+static AuditIndexes audit_indexes;
+static MemoryContext AuditIndexContext = NULL;
+
+static void
+audit_indexes_callback(Datum arg pg_attribute_unused(), Oid relid)
+{
+	if (!audit_indexes.valid)
+		return;
+	if (relid == InvalidOid || relid == audit_indexes.relid)
+		audit_indexes.valid = false;
+	for (int i = 0; audit_indexes.valid && i < audit_indexes.n; i++)
+		if (audit_indexes.oids[i] == relid)
+			audit_indexes.valid = false;
+}
+
+/* The indexes of rel (audit_log), built if need be. */
+static AuditIndexes *
+audit_indexes_of(Relation rel)
+{
+	static bool registered = false;
+	List	   *oids;
+	ListCell   *lc;
+	MemoryContext old;
+	int			i = 0;
+
+	if (audit_indexes.valid && audit_indexes.relid == RelationGetRelid(rel))
+		return &audit_indexes;
+	if (!registered)
+	{
+		CacheRegisterRelcacheCallback(audit_indexes_callback, (Datum) 0);
+		registered = true;
+	}
+	if (AuditIndexContext == NULL)
+		AuditIndexContext = AllocSetContextCreate(TopMemoryContext, "pii_guard audit indexes",
+												  ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(AuditIndexContext);
+	memset(&audit_indexes, 0, sizeof(audit_indexes));
+	old = MemoryContextSwitchTo(AuditIndexContext);
+	oids = RelationGetIndexList(rel);
+	audit_indexes.relid = RelationGetRelid(rel);
+	audit_indexes.n = list_length(oids);
+	audit_indexes.oids = palloc0(sizeof(Oid) * Max(audit_indexes.n, 1));
+	audit_indexes.info = palloc0(sizeof(IndexInfo *) * Max(audit_indexes.n, 1));
+	audit_indexes.usable = true;
+	foreach(lc, oids)
+	{
+		Relation	irel = index_open(lfirst_oid(lc), RowExclusiveLock);
+		IndexInfo  *ii = BuildIndexInfo(irel);
+
+		if (irel->rd_rel->relam != BTREE_AM_OID || ii->ii_ExclusionOps != NULL ||
+			!irel->rd_index->indimmediate)
+			audit_indexes.usable = false;
+		if (ii->ii_Predicate != NIL)
+			ii->ii_PredicateState =
+				ExecInitQual((List *) expression_planner((Expr *) ii->ii_Predicate), NULL);
+		if (ii->ii_Expressions != NIL)
+			ii->ii_ExpressionsState =
+				ExecInitExprList((List *) expression_planner((Expr *) ii->ii_Expressions), NULL);
+		audit_indexes.oids[i] = lfirst_oid(lc);
+		audit_indexes.info[i] = ii;
+		i++;
+		index_close(irel, NoLock);
+	}
+	MemoryContextSwitchTo(old);
+	audit_indexes.valid = true;
+	return &audit_indexes;
+}
+
+/* Insert the index entries of tuple (stored in slot) into audit_log's indexes. */
+static void
+audit_insert_index_entries(Relation rel, const AuditIndexes *ai, Relation *irels,
+						   HeapTuple tuple, TupleTableSlot *slot, EState *estate)
+{
+	ExprContext *econtext = GetPerTupleExprContext(estate);
+	Datum		values[INDEX_MAX_KEYS];
+	bool		isnull[INDEX_MAX_KEYS];
+
+	econtext->ecxt_scantuple = slot;
+	for (int i = 0; i < ai->n; i++)
+	{
+		IndexInfo  *ii = ai->info[i];
+
+		if (!ii->ii_ReadyForInserts)
+			continue;
+		if (ii->ii_PredicateState != NULL && !ExecQual(ii->ii_PredicateState, econtext))
+			continue;
+		FormIndexDatum(ii, slot, estate, values, isnull);
+		(void) index_insert(irels[i], values, isnull, &tuple->t_self, rel,
+							ii->ii_Unique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
+#if PG_VERSION_NUM >= 140000
+							false,
+#endif
+							ii);
+	}
+}
+
+/*
  * Insert events into audit_log, in the current transaction.  Returns the
  * event_id of the last one.  The rows are written straight to the table
  * and its indexes -- no query, no executor: this is the write path of
@@ -724,7 +855,9 @@ audit_insert_events(const AuditEvent *events, int n)
 	TupleDesc	desc;
 	const AuditLogColumns *c;
 	EState	   *estate;
-	ResultRelInfo *rri;
+	ResultRelInfo *rri = NULL;
+	const AuditIndexes *ai;
+	Relation   *irels = NULL;
 	TupleTableSlot *slot;
 	Datum	   *values;
 	bool	   *nulls;
@@ -739,10 +872,20 @@ audit_insert_events(const AuditEvent *events, int n)
 	}
 	desc = RelationGetDescr(rel);
 	c = audit_log_columns_of(rel);
+	ai = audit_indexes_of(rel);
 	estate = CreateExecutorState();
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
+	if (ai->usable)
+	{
+		irels = palloc(sizeof(Relation) * Max(ai->n, 1));
+		for (i = 0; i < ai->n; i++)
+			irels[i] = index_open(ai->oids[i], RowExclusiveLock);
+	}
+	else
+	{
+		rri = makeNode(ResultRelInfo);
+		InitResultRelInfo(rri, rel, 1, NULL, 0);
+		ExecOpenIndices(rri, false);
+	}
 	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsHeapTuple);
 	values = palloc(sizeof(Datum) * desc->natts);
 	nulls = palloc(sizeof(bool) * desc->natts);
@@ -795,9 +938,7 @@ audit_insert_events(const AuditEvent *events, int n)
 		audit_set(values, nulls, c->detail, CStringGetTextDatum(ev->detail), !ev->detail[0]);
 
 		/* The row MAC, over the row as it is stored (row_mac NULL). */
-		tuple = heap_form_tuple(desc, values, nulls);
-		audit_row_mac(tuple, desc, mac);
-		heap_freetuple(tuple);
+		audit_values_mac(values, nulls, desc, mac);
 		macb = palloc(VARHDRSZ + 32);
 		SET_VARSIZE(macb, VARHDRSZ + 32);
 		memcpy(VARDATA(macb), mac, 32);
@@ -806,13 +947,22 @@ audit_insert_events(const AuditEvent *events, int n)
 
 		simple_heap_insert(rel, tuple);
 		ExecStoreHeapTuple(tuple, slot, false);
-		compat_insert_index_tuples(rri, slot, estate);
+		if (ai->usable)
+			audit_insert_index_entries(rel, ai, irels, tuple, slot, estate);
+		else
+			compat_insert_index_tuples(rri, slot, estate);
 		ExecClearTuple(slot);
 		heap_freetuple(tuple);
 		audit_mirror(ev, last);
 		ResetPerTupleExprContext(estate);
 	}
-	ExecCloseIndices(rri);
+	if (ai->usable)
+	{
+		for (i = 0; i < ai->n; i++)
+			index_close(irels[i], NoLock);
+	}
+	else
+		ExecCloseIndices(rri);
 	ExecResetTupleTable(estate->es_tupleTable, false);
 	FreeExecutorState(estate);
 	table_close(rel, NoLock);

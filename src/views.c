@@ -662,6 +662,8 @@ views_audit_refusals_in(List *perms)
 	return false;
 }
 
+static bool views_refusal_query(Query *q);
+
 /* Every query level of a statement, subqueries and CTEs included. */
 static bool
 views_refusal_walker(Node *node, void *context)
@@ -669,14 +671,42 @@ views_refusal_walker(Node *node, void *context)
 	if (node == NULL)
 		return false;
 	if (IsA(node, Query))
-	{
-		Query	   *q = (Query *) node;
-
-		if (views_audit_refusals_in(COMPAT_QUERY_PERMS(q)))
-			return true;
-		return query_tree_walker(q, views_refusal_walker, context, 0);
-	}
+		return views_refusal_query((Query *) node);
 	return expression_tree_walker(node, views_refusal_walker, context);
+}
+
+/*
+ * One query level and those under it.  Queries nest in a query's range
+ * table (subqueries, a view's query once rewritten), its CTEs and its
+ * sublinks; only a query with sublinks has its expressions walked (the
+ * rest of a statement's expressions, a masking view's many among them,
+ * hold no query).
+ */
+static bool
+views_refusal_query(Query *q)
+{
+	ListCell   *lc;
+
+	if (views_audit_refusals_in(COMPAT_QUERY_PERMS(q)))
+		return true;
+	if (q->hasSubLinks)
+		return query_tree_walker(q, views_refusal_walker, NULL, 0);
+	foreach(lc, q->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind == RTE_SUBQUERY && rte->subquery != NULL &&
+			views_refusal_query(rte->subquery))
+			return true;
+	}
+	foreach(lc, q->cteList)
+	{
+		CommonTableExpr *cte = lfirst_node(CommonTableExpr, lc);
+
+		if (IsA(cte->ctequery, Query) && views_refusal_query((Query *) cte->ctequery))
+			return true;
+	}
+	return false;
 }
 
 
