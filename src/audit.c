@@ -1192,6 +1192,7 @@ typedef struct ReadKeys
 typedef struct ReadRel
 {
 	Oid			relid;
+	char		name[2 * NAMEDATALEN + 8];	/* how events name it */
 	uint64		epoch;			/* the statement the counts are of */
 	int			ncols;
 	int			maxcols;
@@ -1247,6 +1248,7 @@ audit_read_rel(Oid relid)
 	{
 		/* (The columns stay, their counts start again.) */
 		rel->epoch = reads_epoch;
+		views_relation_name(relid, rel->name, sizeof(rel->name));
 		for (int i = 0; i < rel->ncols; i++)
 			rel->cols[i].clear = rel->cols[i].masked = rel->cols[i].hidden = 0;
 		memset(&rel->clear, 0, sizeof(ReadKeys));
@@ -1420,17 +1422,13 @@ audit_flush_reads(bool aborting)
 		int64		rows = 0;
 		int			distinct_keys;
 		bool		overflow;
-		const char *view;
 		ListCell   *k;
 
 		if (rel->epoch != epoch || rel->ncols == 0)
 			continue;
 		audit_event_init(&ev, export ? AUDIT_EXPORT : AUDIT_READ);
-		view = aborting ? NULL : views_masking_view_name(rel->relid);
-		if (view)
-			AUDIT_SET(&ev, relation, view);
-		else
-			snprintf(ev.relation, sizeof(ev.relation), "%u", rel->relid);
+		/* (named when first read: at an abort, the catalogs cannot be read) */
+		AUDIT_SET(&ev, relation, rel->name);
 		if (aborting)
 			snprintf(ev.operation, sizeof(ev.operation), "%s (failed)", statement_command());
 		else

@@ -309,7 +309,6 @@ limits_statement_boundary(void)
 static void
 limits_note_use(int64 grant_id, Oid relid)
 {
-	const char *view;
 	int			i;
 
 	for (i = 0; i < npending; i++)
@@ -327,11 +326,8 @@ limits_note_use(int64 grant_id, Oid relid)
 	}
 	pending_uses[npending].grant_id = grant_id;
 	pending_uses[npending].rows = 1;
-	view = views_masking_view_name(relid);
-	if (view)
-		strlcpy(pending_uses[npending].relation, view, sizeof(pending_uses[npending].relation));
-	else
-		snprintf(pending_uses[npending].relation, sizeof(pending_uses[npending].relation), "%u", relid);
+	views_relation_name(relid, pending_uses[npending].relation,
+						sizeof(pending_uses[npending].relation));
 	npending++;
 }
 

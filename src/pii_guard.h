@@ -265,6 +265,7 @@ extern void lookup_register_callbacks(void);
 
 extern bool views_is_protected_base(Oid relid);
 extern const char *views_masking_view_name(Oid relid);
+extern void views_relation_name(Oid relid, char *buf, int size);
 extern Oid	views_base_of_view(Oid relid);
 extern const char *views_row_key(Oid base);
 extern Oid	views_view_of_base(Oid base);

@@ -696,6 +696,7 @@ policy_decide(Oid userid, Oid relid, const char *attname)
 	policy_ensure_cache();
 	key.userid = userid;
 	key.relid = relid;
+	/* cppcheck-suppress uninitvar ; the destination, written by strlcpy */
 	strlcpy(NameStr(key.attname), attname, NAMEDATALEN);
 
 	d = hash_search(decisions, &key, HASH_FIND, NULL);

@@ -438,6 +438,31 @@ views_masking_view_name(Oid relid)
 	return pt ? pt->view_name : NULL;
 }
 
+/*
+ * How events name relation relid, into buf: its masking view's name if it
+ * is protected, else its schema-qualified name (as of now: events are
+ * read after renames, drops and restores, when an OID means nothing).
+ */
+void
+views_relation_name(Oid relid, char *buf, int size)
+{
+	const char *view = views_masking_view_name(relid);
+	char	   *rel;
+	char	   *nsp;
+
+	if (view != NULL)
+	{
+		strlcpy(buf, view, size);
+		return;
+	}
+	rel = get_rel_name(relid);
+	nsp = rel ? get_namespace_name(get_rel_namespace(relid)) : NULL;
+	if (rel != NULL && nsp != NULL)
+		strlcpy(buf, quote_qualified_identifier(nsp, rel), size);
+	else
+		snprintf(buf, size, "%u", relid);
+}
+
 /* The base table behind a masking view, or InvalidOid. */
 Oid
 views_base_of_view(Oid relid)
