@@ -1363,18 +1363,31 @@ audit_note_reveal(Oid relid, const char *attname, ColumnAccess access,
 					   PG_GETARG_DATUM(rowkey_arg));
 }
 
+/*
+ * Append s to a comma-separated list field of size bytes whose length is
+ * *len, if it fits; false if it does not.
+ */
+static bool
+audit_list_append(char *field, int size, int *len, const char *s)
+{
+	int			add = strlen(s);
+
+	if (*len + add + 2 >= size)
+		return false;
+	if (*len > 0)
+		field[(*len)++] = ',';
+	memcpy(field + *len, s, add + 1);
+	*len += add;
+	return true;
+}
+
 /* Append s to a comma-separated list field, as far as it fits. */
 static void
 audit_list_add(char *field, int size, const char *s)
 {
 	int			len = strlen(field);
-	int			add = strlen(s);
 
-	if (len + add + 2 >= size)
-		return;
-	if (len > 0)
-		field[len++] = ',';
-	memcpy(field + len, s, add + 1);
+	(void) audit_list_append(field, size, &len, s);
 }
 
 /* Append the keys of list (distinct) to a list field, as far as they fit. */
@@ -1386,15 +1399,8 @@ audit_list_add_keys(char *field, int size, List *keys)
 
 	foreach(lc, keys)
 	{
-		const char *k = strVal(lfirst(lc));
-		int			add = strlen(k);
-
-		if (len + add + 2 >= size)
+		if (!audit_list_append(field, size, &len, strVal(lfirst(lc))))
 			return;
-		if (len > 0)
-			field[len++] = ',';
-		memcpy(field + len, k, add + 1);
-		len += add;
 	}
 }
 
