@@ -43,6 +43,13 @@ export PGAPPNAME=pii_guard_demo		# shows in the audit trail's application_name
 heading() { printf '\n\n==== %s\n' "$*"; }
 note() { printf -- '-- %s\n' "$@"; }
 fail() { echo "pii_guard demo: $*" >&2; exit 1; }
+
+# (Checked before anything is installed or started.)
+case ${DEMO_CUSTOMERS:-100000} in
+	'' | *[!0-9]*) fail "DEMO_CUSTOMERS must be a number of customers, not '$DEMO_CUSTOMERS'" ;;
+esac
+[ "${DEMO_CUSTOMERS:-100000}" -ge 5000 ] ||
+	fail "DEMO_CUSTOMERS=$DEMO_CUSTOMERS is too few: the tour looks at customers 1042 and 4242 (at least 5000)"
 elapsed() { echo $(($(date +%s) - START)); }
 ms() { date +%s%3N; }
 secs() { printf '%d.%d' $((($2 - $1) / 1000)) $(((($2 - $1) % 1000) / 100)); }	# secs T0 T1 (ms)
