@@ -982,14 +982,94 @@ audit_insert_now(const AuditEvent *ev)
 }
 
 /*
+ * What the worker knows of unsealed rows below the newest sealed one: the
+ * event ids missing when it last sealed rows above it (an id is taken from
+ * the sequence before its transaction commits, so a later id can commit
+ * first; or the transaction rolled back, and the id never comes).  Each is
+ * looked for again at every seal, for AUDIT_GAP_KEEP; after that, the
+ * sweep finds it if it ever comes.  When the gaps are not known -- the
+ * worker's first seal, after a failed cycle, too many gaps -- the seal
+ * looks at the last AUDIT_SEAL_WINDOW event ids instead.  (Looking at that
+ * window at every seal made the worker read ten thousand rows of each
+ * table every half second, whatever was written.)
+ */
+#define AUDIT_MAX_GAPS		10000
+#define AUDIT_GAP_KEEP		(60 * USECS_PER_SEC)
+
+static int64 *seal_gaps = NULL;		/* ascending */
+static TimestampTz *seal_gap_since = NULL;
+static int	nseal_gaps = 0;
+static bool seal_gaps_known = false;
+
+/* Forget the gaps (the worker's cycle failed: what it sealed is undone). */
+void
+audit_seal_forget(void)
+{
+	seal_gaps_known = false;
+	nseal_gaps = 0;
+}
+
+/*
+ * After a seal: remove the ids it sealed from the gaps, drop those kept
+ * long enough, and add the ids missing between the newest sealed row
+ * before it (newest) and the newest it sealed.  ids[0 .. n - 1] ascending.
+ */
+static void
+audit_seal_note_gaps(const Datum *ids, uint64 n, int64 newest, TimestampTz now)
+{
+	int			kept = 0;
+	uint64		k = 0;
+	int64		expected = newest + 1;
+
+	if (seal_gaps == NULL)
+	{
+		seal_gaps = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * AUDIT_MAX_GAPS);
+		seal_gap_since = MemoryContextAlloc(TopMemoryContext, sizeof(TimestampTz) * AUDIT_MAX_GAPS);
+	}
+	for (int i = 0; i < nseal_gaps; i++)
+	{
+		while (k < n && DatumGetInt64(ids[k]) < seal_gaps[i])
+			k++;
+		if (k < n && DatumGetInt64(ids[k]) == seal_gaps[i])
+			continue;			/* sealed now */
+		if (now - seal_gap_since[i] > AUDIT_GAP_KEEP)
+			continue;			/* the sweep's now */
+		seal_gaps[kept] = seal_gaps[i];
+		seal_gap_since[kept] = seal_gap_since[i];
+		kept++;
+	}
+	nseal_gaps = kept;
+	for (k = 0; k < n; k++)
+	{
+		int64		id = DatumGetInt64(ids[k]);
+
+		if (id <= newest)
+			continue;
+		if (id - expected > AUDIT_MAX_GAPS - nseal_gaps)
+		{
+			audit_seal_forget();
+			return;
+		}
+		for (; expected < id; expected++)
+		{
+			seal_gaps[nseal_gaps] = expected;
+			seal_gap_since[nseal_gaps] = now;
+			nseal_gaps++;
+		}
+		expected = id + 1;
+	}
+	seal_gaps_known = true;
+}
+
+/*
  * Seal committed, unsealed rows into the chain, in event_id order, as the
  * extension owner.  Runs in the worker's transaction.  Every query is
- * bounded by an event_id range on both tables, so that its cost does not
- * grow with the size of audit_log: without sweep, the last 10,000 event
- * ids (up to the newest sealed one and beyond); with sweep, the 100,000
- * ids from *sweep on, after which *sweep moves on (back to the start past
- * the newest sealed row).  The sweep, run now and then, catches rows whose
- * transactions committed long after their neighbours.
+ * bounded, so that its cost does not grow with the size of audit_log:
+ * without sweep, the rows above the newest sealed one and the known gaps
+ * below it (or, when those are not known, the last 10,000 event ids); with
+ * sweep, the 100,000 ids from *sweep on, after which *sweep moves on (back
+ * to the start past the newest sealed row).  The sweep, run now and then,
+ * catches rows whose transactions committed long after their neighbours.
  */
 #define AUDIT_SEAL_WINDOW	10000
 #define AUDIT_SWEEP_CHUNK	100000
@@ -1004,8 +1084,10 @@ audit_seal_rows(int64 *sweep)
 	int64		seq = 0;
 	int64		newest = 0;
 	bool		isnull;
+	bool		by_gaps;
 	Oid			argtypes[3] = {INT8ARRAYOID, INT8ARRAYOID, BYTEAARRAYOID};
 	Oid			rangetypes[2] = {INT8OID, INT8OID};
+	Oid			gaptypes[2] = {INT8OID, INT8ARRAYOID};
 	Datum		range[2];
 	Datum	   *seqs;
 	Datum	   *ids;
@@ -1026,30 +1108,55 @@ audit_seal_rows(int64 *sweep)
 		elog(ERROR, "could not read the audit chain");
 	if (SPI_processed == 1)
 		newest = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (sweep == NULL)
+	by_gaps = sweep == NULL && seal_gaps_known;
+	if (by_gaps)
 	{
-		range[0] = Int64GetDatum(newest - AUDIT_SEAL_WINDOW);
-		range[1] = Int64GetDatum(PG_INT64_MAX);
+		Datum	   *gaps = palloc(sizeof(Datum) * Max(nseal_gaps, 1));
+
+		for (int g = 0; g < nseal_gaps; g++)
+			gaps[g] = Int64GetDatum(seal_gaps[g]);
+		range[0] = Int64GetDatum(newest);
+		range[1] = PointerGetDatum(construct_array(gaps, nseal_gaps, INT8OID, 8,
+												   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		/* (Nothing above the newest sealed row is sealed: no anti-join there.) */
+		if (SPI_execute_with_args("SELECT a.event_id, a.row_mac FROM pii_guard.audit_log a "
+								  "WHERE a.event_id OPERATOR(pg_catalog.>) $1 "
+								  "UNION ALL "
+								  "SELECT a.event_id, a.row_mac FROM pii_guard.audit_log a "
+								  "WHERE a.event_id OPERATOR(pg_catalog.=) ANY ($2) "
+								  "AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s "
+								  "  WHERE s.event_id OPERATOR(pg_catalog.=) a.event_id) "
+								  "ORDER BY 1 LIMIT 10000",
+								  2, gaptypes, range, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read unsealed audit rows");
 	}
 	else
 	{
-		if (*sweep > newest)
-			*sweep = 0;
-		range[0] = Int64GetDatum(*sweep);
-		range[1] = Int64GetDatum(*sweep + AUDIT_SWEEP_CHUNK);
-		*sweep += AUDIT_SWEEP_CHUNK;
+		if (sweep == NULL)
+		{
+			range[0] = Int64GetDatum(newest - AUDIT_SEAL_WINDOW);
+			range[1] = Int64GetDatum(PG_INT64_MAX);
+		}
+		else
+		{
+			if (*sweep > newest)
+				*sweep = 0;
+			range[0] = Int64GetDatum(*sweep);
+			range[1] = Int64GetDatum(*sweep + AUDIT_SWEEP_CHUNK);
+			*sweep += AUDIT_SWEEP_CHUNK;
+		}
+		/* (The range on audit_seal too: or the anti-join reads all of it.) */
+		if (SPI_execute_with_args("SELECT a.event_id, a.row_mac FROM pii_guard.audit_log a "
+								  "WHERE a.event_id OPERATOR(pg_catalog.>) $1 "
+								  "AND a.event_id OPERATOR(pg_catalog.<=) $2 "
+								  "AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s "
+								  "  WHERE s.event_id OPERATOR(pg_catalog.=) a.event_id "
+								  "    AND s.event_id OPERATOR(pg_catalog.>) $1 "
+								  "    AND s.event_id OPERATOR(pg_catalog.<=) $2) "
+								  "ORDER BY a.event_id LIMIT 10000",
+								  2, rangetypes, range, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read unsealed audit rows");
 	}
-	/* (The range on audit_seal too: or the anti-join reads all of it.) */
-	if (SPI_execute_with_args("SELECT a.event_id, a.row_mac FROM pii_guard.audit_log a "
-							  "WHERE a.event_id OPERATOR(pg_catalog.>) $1 "
-							  "AND a.event_id OPERATOR(pg_catalog.<=) $2 "
-							  "AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s "
-							  "  WHERE s.event_id OPERATOR(pg_catalog.=) a.event_id "
-							  "    AND s.event_id OPERATOR(pg_catalog.>) $1 "
-							  "    AND s.event_id OPERATOR(pg_catalog.<=) $2) "
-							  "ORDER BY a.event_id LIMIT 10000",
-							  2, rangetypes, range, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read unsealed audit rows");
 	rows = SPI_tuptable;
 	n = SPI_processed;
 	if (n > 0)
@@ -1078,6 +1185,11 @@ audit_seal_rows(int64 *sweep)
 								  3, argtypes, v, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not seal audit rows");
 	}
+	else
+		ids = NULL;
+	/* The gaps below what this seal reached (not the sweep's business). */
+	if (sweep == NULL)
+		audit_seal_note_gaps(ids, n, newest, GetCurrentTimestamp());
 	owner_spi_end(&oc);
 }
 

@@ -1144,6 +1144,7 @@ audit_worker_run_cycle(void)
 	PG_CATCH();
 	{
 		audit_worker_recover();
+		audit_seal_forget();
 		ws.backoff_ms = ws.backoff_ms == 0 ? 1000 :
 			Min(ws.backoff_ms * 2, AUDIT_MAX_BACKOFF_MS);
 	}
