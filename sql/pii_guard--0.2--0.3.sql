@@ -487,12 +487,15 @@ COMMENT ON FUNCTION @extschema@._write_set(anyelement, regclass, name, "any", "a
 -- conflict tells whether a row with that key or value exists (also among
 -- rows row-level security hides), so each is a probe, like a unique
 -- violation -- audited as a deny event and counted against the role's
--- export limits.  DO UPDATE counts them with this (true, so that the
--- update goes on); DO NOTHING from the statement's row count.
-CREATE FUNCTION @extschema@._write_conflict(base regclass)
+-- export limits.  DO UPDATE counts them with this: its WHERE becomes
+-- _write_conflict(base, the WHERE written), which answers what the WHERE
+-- does -- a call the planner cannot fold away, however constant the WHERE
+-- (WHERE false would otherwise make a conflict a free probe); DO NOTHING
+-- from the statement's row count.
+CREATE FUNCTION @extschema@._write_conflict(base regclass, pass boolean)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'pii_guard_write_conflict'
-LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION @extschema@._write_conflict(regclass) IS
+COMMENT ON FUNCTION @extschema@._write_conflict(regclass, boolean) IS
     'internal: counts a conflict of an INSERT ... ON CONFLICT through a masking view as a probe';

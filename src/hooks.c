@@ -86,6 +86,7 @@ static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
 static void
 hooks_statement_done(void)
 {
+	views_statement_boundary();
 	audit_flush_reads(false);
 	views_report_probes();		/* (those of a statement that succeeded) */
 	limits_statement_done(false);
@@ -142,6 +143,8 @@ pii_guard_post_parse_analyze(COMPAT_ANALYZE_PARAMS)
 {
 	if (prev_post_parse_analyze)
 		prev_post_parse_analyze(COMPAT_ANALYZE_ARGS);
+	if (statement_nesting_level() == 0)
+		views_statement_boundary();
 	if (!statement_in_maintenance() && IsTransactionState())
 		write_rewrite(query);
 }
@@ -453,14 +456,14 @@ hooks_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 				limits_statement_boundary();
 			}
 			statement_xact_end(toplevel);
-			views_xact_end();
+			views_xact_end(true);
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (toplevel)
 				limits_statement_boundary();
 			statement_xact_end(toplevel);
-			views_xact_end();
+			views_xact_end(false);
 			break;
 		default:
 			break;

@@ -285,7 +285,8 @@ extern void views_report_probes(void);
 extern void views_note_probes_of(Oid base, int n);
 extern void views_governed_write(void);
 extern bool views_governed_write_seen(void);
-extern void views_xact_end(void);
+extern void views_xact_end(bool aborted);
+extern void views_statement_boundary(void);
 extern bool views_constraint_error(ErrorData *ed);
 
 /* write.c */

@@ -1076,6 +1076,15 @@ views_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
 static bool governed_write_seen = false;
 static bool probe_error_counted = false;
 
+/*
+ * A transaction with a governed write aborted, perhaps under an error still
+ * on its way up: a COMMIT inside a DO block or procedure (SPI) aborts the
+ * transaction before its deferred constraint's error has passed a hook or
+ * been emitted.  Such an error is still looked at, until the next
+ * statement begins or ends.
+ */
+static bool governed_write_aborted = false;
+
 /* A governed role writes a protected table (write.c, the trigger). */
 void
 views_governed_write(void)
@@ -1086,15 +1095,31 @@ views_governed_write(void)
 bool
 views_governed_write_seen(void)
 {
-	return governed_write_seen;
+	return governed_write_seen || governed_write_aborted;
 }
 
-/* The transaction ends. */
+/* The transaction ends (aborted: true if it aborted). */
 void
-views_xact_end(void)
+views_xact_end(bool aborted)
 {
+	if (aborted && governed_write_seen)
+		governed_write_aborted = true;
+	else
+		probe_error_counted = false;
+	if (!aborted)
+		governed_write_aborted = false;
 	governed_write_seen = false;
-	probe_error_counted = false;
+}
+
+/* A top-level statement begins or ends: no error of an earlier one is in flight. */
+void
+views_statement_boundary(void)
+{
+	if (governed_write_aborted)
+	{
+		governed_write_aborted = false;
+		probe_error_counted = false;
+	}
 }
 
 /* The protected table whose relation (or partition) is nsp.name, if any. */
@@ -1130,7 +1155,7 @@ views_constraint_error(ErrorData *ed)
 {
 	ProtectedTable *pt;
 
-	if (!governed_write_seen ||
+	if (!(governed_write_seen || governed_write_aborted) ||
 		(ERRCODE_TO_CATEGORY(ed->sqlerrcode) != ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION &&
 		 ed->sqlerrcode != ERRCODE_WITH_CHECK_OPTION_VIOLATION))
 		return false;

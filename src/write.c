@@ -82,18 +82,25 @@ PG_FUNCTION_INFO_V1(pii_guard_write_conflict);
 static bool write_row_counted = false;
 
 /*
- * SQL function: _write_conflict(base regclass) returns boolean
+ * SQL function: _write_conflict(base regclass, pass boolean) returns boolean
  *
  * An INSERT ... ON CONFLICT DO UPDATE through base's masking view met an
  * existing row: whether a row with that key (or value) exists is told, so
- * for a governed role it is a probe, like a unique violation.  True, so
- * that the DO UPDATE goes on.  Only where the rewrite put it.
+ * for a governed role it is a probe, like a unique violation.  Returns
+ * pass, the DO UPDATE's own WHERE (true without one).  Only where the
+ * rewrite put it.
  */
 Datum
 pii_guard_write_conflict(PG_FUNCTION_ARGS)
 {
 	FuncExpr   *fe = (FuncExpr *) fcinfo->flinfo->fn_expr;
-	Oid			base = PG_GETARG_OID(0);
+	Oid			base;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("pii_guard._write_conflict() can only be used by masking views")));
+	base = PG_GETARG_OID(0);
 
 	if (fcinfo->flinfo->fn_extra == NULL)
 	{
@@ -107,7 +114,11 @@ pii_guard_write_conflict(PG_FUNCTION_ARGS)
 	if (*(bool *) fcinfo->flinfo->fn_extra && !write_row_counted)
 		views_note_probes_of(base, 1);
 	write_row_counted = true;
-	PG_RETURN_BOOL(true);
+	if (PG_NARGS() < 2)
+		PG_RETURN_BOOL(true);	/* (the SQL objects of an earlier 0.3) */
+	if (PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	PG_RETURN_BOOL(PG_GETARG_BOOL(1));
 }
 
 /*
@@ -196,7 +207,7 @@ write_functions(void)
 	{
 		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
 
-		if (proc->pronamespace == nsp && proc->pronargs == 1)
+		if (proc->pronamespace == nsp && proc->pronargs == 2)
 			write_fns.conflict = proc->oid;
 	}
 	ReleaseSysCacheList(list);
@@ -520,7 +531,11 @@ write_check_conflict(Query *q, ViewColumn *cols, int ncols, bool top)
 	{
 		TargetEntry *tle = lfirst_node(TargetEntry, lc);
 
-		if (tle->resjunk || write_set_is_excluded(tle, oc->exclRelIndex))
+		/*
+		 * (Every entry, the junk ones too: SET (a, b) = (SELECT ...) puts
+		 * its sub-select in one, where EXCLUDED is a level up.)
+		 */
+		if (!tle->resjunk && write_set_is_excluded(tle, oc->exclRelIndex))
 			continue;
 		if (write_var_walker((Node *) tle->expr, &vw))
 			write_conflict_refuse(q, "EXCLUDED's value of an encrypted column is used other than to set the same column.");
@@ -959,10 +974,19 @@ write_rewrite_one(Query *orig, bool top)
 			if (!tle->resjunk)
 				tle->resno = cols[tle->resno - 1].base_att;
 		}
-		/* every conflict is a probe: counted where DO UPDATE meets one */
-		oc->onConflictWhere = make_and_qual((Node *) write_call(write_fns.conflict, BOOLOID, InvalidOid,
-																list_make1(linitial(write_const_args(base, row_key)))),
-											oc->onConflictWhere);
+		/*
+		 * Every conflict is a probe: counted where DO UPDATE meets one, by a
+		 * call that holds the WHERE written (not ANDed with it: the planner
+		 * would fold "... AND false" away, and the conflict with it).
+		 */
+		{
+			Node	   *base_arg = linitial(write_const_args(base, row_key));
+			Node	   *pass = oc->onConflictWhere != NULL ? oc->onConflictWhere :
+				makeBoolConst(true, false);
+
+			oc->onConflictWhere = (Node *) write_call(write_fns.conflict, BOOLOID, InvalidOid,
+													  list_make2(base_arg, pass));
+		}
 		nrte_updated = set_cols;
 	}
 	if (q->commandType != CMD_DELETE)
@@ -1044,13 +1068,17 @@ typedef struct ProbedNode
 	ExecProcNodeMtd real;
 	Oid			base;
 	EState	   *estate;
-	/* ON CONFLICT: DO NOTHING's conflicts are the rows it skips */
+	/*
+	 * ON CONFLICT: DO NOTHING's conflicts are the rows it skips, each
+	 * counted when the next row is asked for (or the input ends): a row fed
+	 * that did not add to es_processed was skipped.  Counted as they come,
+	 * so that a statement that fails later has counted what it learnt.
+	 */
 	bool		count_skips;
 	PlanState  *sub;			/* its input, wrapped to follow the rows */
 	ExecProcNodeMtd sub_real;
-	uint64		fed;
-	uint64		processed_before;
-	bool		started;
+	bool		pending;		/* a row was fed, its outcome not looked at */
+	uint64		processed_at_feed;	/* es_processed when it was fed */
 	bool		done;
 	struct ProbedNode *next;
 } ProbedNode;
@@ -1070,6 +1098,33 @@ write_probed_node(const PlanState *ps)
 	return pn;
 }
 
+/* DO NOTHING: was the row fed last skipped (a conflict)?  Counted once. */
+static void
+write_count_skipped(ProbedNode *pn)
+{
+	if (pn->pending && pn->estate->es_processed == pn->processed_at_feed)
+		views_note_probes_of(pn->base, 1);
+	pn->pending = false;
+}
+
+/*
+ * Did the 42501 being raised come from row-level security refusing the
+ * existing row an ON CONFLICT DO UPDATE met (a conflict: the row exists),
+ * not the new row's WITH CHECK?  By the message's untranslated text.
+ */
+static bool
+write_error_is_conflict_check(MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	ErrorData  *ed = CopyErrorData();
+	bool		conflict;
+
+	conflict = ed->message_id != NULL && strstr(ed->message_id, "(USING expression)") != NULL;
+	FreeErrorData(ed);
+	MemoryContextSwitchTo(old);
+	return conflict;
+}
+
 /*
  * The wrapped ExecProcNodeReal: the conflicts of ON CONFLICT are probes
  * (views.c reports them at the statement's end or the abort).
@@ -1079,6 +1134,7 @@ write_exec_probed(PlanState *ps)
 {
 	ProbedNode *volatile pn = write_probed_node(ps);
 	TupleTableSlot *volatile slot = NULL;
+	MemoryContext cxt = CurrentMemoryContext;
 	ExecProcNodeMtd real;
 	Oid			base;
 	bool		do_update;
@@ -1086,11 +1142,6 @@ write_exec_probed(PlanState *ps)
 	base = pn->base;
 	real = pn->real;
 	do_update = ((ModifyTable *) ps->plan)->onConflictAction == ONCONFLICT_UPDATE;
-	if (pn->count_skips && !pn->started)
-	{
-		pn->processed_before = pn->estate->es_processed;
-		pn->started = true;
-	}
 	PG_TRY();
 	{
 		slot = real(ps);
@@ -1102,21 +1153,20 @@ write_exec_probed(PlanState *ps)
 		/*
 		 * ON CONFLICT DO UPDATE of a row that row-level security hides
 		 * fails on its policy before the conflict is counted: the failure
-		 * tells that the row exists.  (Unique violations, wherever they are
-		 * raised, are views.c's: views_constraint_error.)
+		 * tells that the row exists.  (Not the new row's WITH CHECK, which
+		 * is no conflict.  Unique violations, wherever they are raised,
+		 * are views.c's: views_constraint_error.)
 		 */
-		if (code == ERRCODE_INSUFFICIENT_PRIVILEGE && do_update && !write_row_counted)
+		if (code == ERRCODE_INSUFFICIENT_PRIVILEGE && do_update && !write_row_counted &&
+			write_error_is_conflict_check(cxt))
 			views_note_probes_of(base, 1);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	if (pn->count_skips && TupIsNull(slot) && !pn->done)
 	{
-		uint64		inserted = pn->estate->es_processed - pn->processed_before;
-
+		write_count_skipped(pn);
 		pn->done = true;
-		if (pn->fed > inserted)
-			views_note_probes_of(base, (int) Min(pn->fed - inserted, (uint64) INT_MAX));
 	}
 	return slot;
 }
@@ -1128,9 +1178,13 @@ write_exec_fed(PlanState *ps)
 	ProbedNode *pn = write_probed_node(ps);
 	TupleTableSlot *slot;
 
+	write_count_skipped(pn);	/* (the row before, before anything can fail) */
 	slot = pn->sub_real(ps);
-	if (!TupIsNull(slot))
-		pn->fed++;
+	if (!TupIsNull(slot) && pn->count_skips)
+	{
+		pn->pending = true;
+		pn->processed_at_feed = pn->estate->es_processed;
+	}
 	write_row_counted = false;
 	return slot;
 }
