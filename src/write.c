@@ -983,9 +983,11 @@ write_rewrite_one(Query *orig, bool top)
 			Node	   *base_arg = linitial(write_const_args(base, row_key));
 			Node	   *pass = oc->onConflictWhere != NULL ? oc->onConflictWhere :
 				makeBoolConst(true, false);
+			List	   *args;
 
-			oc->onConflictWhere = (Node *) write_call(write_fns.conflict, BOOLOID, InvalidOid,
-													  list_make2(base_arg, pass));
+			/* cppcheck-suppress unknownEvaluationOrder ; two variables, no side effect */
+			args = list_make2(base_arg, pass);
+			oc->onConflictWhere = (Node *) write_call(write_fns.conflict, BOOLOID, InvalidOid, args);
 		}
 		nrte_updated = set_cols;
 	}
