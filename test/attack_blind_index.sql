@@ -52,6 +52,7 @@
 -- pii_guard_encryptor exists yet, so none is tested here.)
 BEGIN;
 SELECT plan(271);
+\ir tap/undone.sql
 
 -----------------------------------------------------------------------------
 -- Set-up, as the superuser.
@@ -121,33 +122,10 @@ $setup$;
 -- other dump's envelope of customer 3's phone), undo whatever it did.
 -- want: the SQLSTATE and message expected, or for a query that must work,
 -- its single value as text.
-CREATE FUNCTION pg_temp.outcome(who name, sch name, sql text) RETURNS text
-LANGUAGE plpgsql AS $f$
-DECLARE
-    result text;
-    st text;
-    msg text;
-BEGIN
-    BEGIN
-        EXECUTE format('SET LOCAL ROLE %I', who);
-        BEGIN
-            EXECUTE format(sql, sch, current_setting('tap.phone3'), current_setting('tap.blob3'),
-                           current_setting('tap.phone4'), current_setting('tap.phone3_again'))
-               INTO result;
-            result := coalesce(result, 'no error');
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-            result := st || ' ' || msg;
-        END;
-        RAISE EXCEPTION 'tap: undo the attempt';
-    EXCEPTION WHEN raise_exception THEN
-        IF SQLERRM <> 'tap: undo the attempt' THEN
-            RAISE;
-        END IF;
-    END;
-    RETURN result;
-END
-$f$;
+CREATE FUNCTION pg_temp.outcome(who name, sch name, sql text) RETURNS text LANGUAGE sql
+    AS $$ SELECT pg_temp.undone(who, format(sql, sch, current_setting('tap.phone3'),
+                                            current_setting('tap.blob3'), current_setting('tap.phone4'),
+                                            current_setting('tap.phone3_again')), 'value') $$;
 CREATE FUNCTION pg_temp.each(variant text, want text, sql text) RETURNS SETOF text
 LANGUAGE plpgsql AS $f$
 DECLARE

@@ -35,6 +35,7 @@
 -- plaintext: no envelope can be planted today; section 5 pins that).
 BEGIN;
 SELECT plan(47);
+\ir tap/undone.sql
 
 -----------------------------------------------------------------------------
 -- Set-up, as the superuser.
@@ -53,30 +54,8 @@ RESET ROLE;
 \set refused '42501 permission denied to change row key column "id" of public.customers'
 -- The outcome of one statement as a role, undone afterwards: 'no error'
 -- or 'SQLSTATE message'.
-CREATE FUNCTION pg_temp.outcome(who name, sql text) RETURNS text LANGUAGE plpgsql AS $f$
-DECLARE
-    result text;
-    st text;
-    msg text;
-BEGIN
-    BEGIN
-        EXECUTE format('SET LOCAL ROLE %I', who);
-        BEGIN
-            EXECUTE sql;
-            result := 'no error';
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-            result := st || ' ' || msg;
-        END;
-        RAISE EXCEPTION 'tap: undo the attempt';
-    EXCEPTION WHEN raise_exception THEN
-        IF SQLERRM <> 'tap: undo the attempt' THEN
-            RAISE;
-        END IF;
-    END;
-    RETURN result;
-END
-$f$;
+CREATE FUNCTION pg_temp.outcome(who name, sql text) RETURNS text LANGUAGE sql
+    AS $$ SELECT pg_temp.undone(who, sql, 'status') $$;
 
 -----------------------------------------------------------------------------
 -- 1. What mgr_eve sees, and updates that keep the row key (an ORM saving a

@@ -145,6 +145,7 @@ RESET client_min_messages;
 
 BEGIN;
 SELECT plan(327);
+\ir tap/undone.sql
 
 -----------------------------------------------------------------------------
 -- Set-up, as the superuser.
@@ -172,142 +173,21 @@ $$;
 -- rows' for a statement with RETURNING, or 'SQLSTATE message'.  (An
 -- EXECUTE of a prepared statement is read as a query -- PL/pgSQL gets no
 -- row count for it -- so the prepared writes below have RETURNING id.)
-CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $f$
-DECLARE
-    result text;
-    rows text[] := '{}';
-    r record;
-    n bigint;
-    st text;
-    msg text;
-BEGIN
-    BEGIN
-        BEGIN
-            IF sql ~* '\mRETURNING\M' AND sql !~* '^\s*DO\M' OR sql ~* '^\s*EXECUTE\M' THEN
-                FOR r IN EXECUTE sql LOOP
-                    rows := rows || r::text;
-                END LOOP;
-                result := 'ok ' || cardinality(rows) || ': ' ||
-                          coalesce((SELECT string_agg(x, ';' ORDER BY x) FROM unnest(rows) x), '');
-            ELSE
-                EXECUTE sql;
-                GET DIAGNOSTICS n = ROW_COUNT;
-                result := 'ok ' || n;
-            END IF;
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-            result := st || ' ' || msg;
-        END;
-        RAISE EXCEPTION 'tap: undo';
-    EXCEPTION WHEN raise_exception THEN
-        IF SQLERRM <> 'tap: undo' THEN
-            RAISE;
-        END IF;
-    END;
-    RETURN result;
-END
-$f$;
+CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE sql
+    AS $$ SELECT pg_temp.undone(NULL, sql, 'auto') $$;
 
 -- The same as a role (SET LOCAL ROLE), with check_sql evaluated afterwards
 -- as the superuser, in the same (undone) subtransaction: 'outcome | check'.
-CREATE FUNCTION pg_temp.run(who name, sql text, check_sql text DEFAULT NULL) RETURNS text
-LANGUAGE plpgsql AS $f$
-DECLARE
-    result text;
-    extra text;
-BEGIN
-    BEGIN
-        EXECUTE format('SET LOCAL ROLE %I', who);
-        result := pg_temp.try_keep(sql);
-        RESET ROLE;
-        IF check_sql IS NOT NULL THEN
-            EXECUTE check_sql INTO extra;
-            result := result || ' | ' || coalesce(extra, '<null>');
-        END IF;
-        RAISE EXCEPTION 'tap: undo';
-    EXCEPTION WHEN raise_exception THEN
-        IF SQLERRM <> 'tap: undo' THEN
-            RAISE;
-        END IF;
-    END;
-    RETURN result;
-END
-$f$;
--- (try without the undo: run's caller undoes)
-CREATE FUNCTION pg_temp.try_keep(sql text) RETURNS text LANGUAGE plpgsql AS $f$
-DECLARE
-    result text;
-    rows text[] := '{}';
-    r record;
-    n bigint;
-    st text;
-    msg text;
-BEGIN
-    IF sql ~* '\mRETURNING\M' AND sql !~* '^\s*DO\M' OR sql ~* '^\s*EXECUTE\M' THEN
-        FOR r IN EXECUTE sql LOOP
-            rows := rows || r::text;
-        END LOOP;
-        RETURN 'ok ' || cardinality(rows) || ': ' ||
-               coalesce((SELECT string_agg(x, ';' ORDER BY x) FROM unnest(rows) x), '');
-    END IF;
-    EXECUTE sql;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN 'ok ' || n;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-    RETURN st || ' ' || msg;
-END
-$f$;
+CREATE FUNCTION pg_temp.run(who name, sql text, check_sql text DEFAULT NULL) RETURNS text LANGUAGE sql
+    AS $$ SELECT pg_temp.undone(who, sql, 'auto', check_sql) $$;
 
 -- The rows of a query as a role, sorted, ';'-separated, or 'SQLSTATE message'.
-CREATE FUNCTION pg_temp.q(who name, sql text) RETURNS text LANGUAGE plpgsql AS $f$
-DECLARE
-    result text;
-    rows text[] := '{}';
-    r record;
-    st text;
-    msg text;
-BEGIN
-    BEGIN
-        EXECUTE format('SET LOCAL ROLE %I', who);
-        BEGIN
-            FOR r IN EXECUTE sql LOOP
-                rows := rows || r::text;
-            END LOOP;
-            result := coalesce((SELECT string_agg(x, ';' ORDER BY x) FROM unnest(rows) x), '');
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-            result := st || ' ' || msg;
-        END;
-        RAISE EXCEPTION 'tap: undo';
-    EXCEPTION WHEN raise_exception THEN
-        IF SQLERRM <> 'tap: undo' THEN
-            RAISE;
-        END IF;
-    END;
-    RETURN result;
-END
-$f$;
+CREATE FUNCTION pg_temp.q(who name, sql text) RETURNS text LANGUAGE sql
+    AS $$ SELECT pg_temp.undone(who, sql, 'rows') $$;
 
 -- EXPLAIN output of a statement as the current role, lines joined, undone.
-CREATE FUNCTION pg_temp.explain(sql text) RETURNS text LANGUAGE plpgsql AS $f$
-DECLARE
-    result text := '';
-    line text;
-BEGIN
-    BEGIN
-        FOR line IN EXECUTE sql LOOP
-            result := result || line || E'\n';
-        END LOOP;
-        RAISE EXCEPTION 'tap: undo';
-    EXCEPTION WHEN raise_exception THEN
-        IF SQLERRM <> 'tap: undo' THEN
-            RAISE;
-        END IF;
-    END;
-    RETURN result;
-END
-$f$;
+CREATE FUNCTION pg_temp.explain(sql text) RETURNS text LANGUAGE sql
+    AS $$ SELECT pg_temp.undone(NULL, sql, 'lines') $$;
 
 -- The error a statement raises as a role, caught in PL/pgSQL with GET
 -- STACKED DIAGNOSTICS: 'SQLSTATE' || E'\n' || detail || E'\n' || hint ||

@@ -34,6 +34,7 @@
 --   * trusted roles (dba_joe) may call the array probe.
 BEGIN;
 SELECT plan(165);
+\ir tap/undone.sql
 
 -----------------------------------------------------------------------------
 -- Set-up, as the superuser.
@@ -91,31 +92,8 @@ GRANT SELECT ON tap_la.est TO PUBLIC;
 -- string: %1$I the attacker's schema), undo whatever it did.  want: the
 -- SQLSTATE and message expected, or for a query that must work, its
 -- single value as text.
-CREATE FUNCTION pg_temp.outcome(who name, sch name, sql text) RETURNS text
-LANGUAGE plpgsql AS $f$
-DECLARE
-    result text;
-    st text;
-    msg text;
-BEGIN
-    BEGIN
-        EXECUTE format('SET LOCAL ROLE %I', who);
-        BEGIN
-            EXECUTE format(sql, sch) INTO result;
-            result := coalesce(result, 'no error');
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-            result := st || ' ' || msg;
-        END;
-        RAISE EXCEPTION 'tap: undo the attempt';
-    EXCEPTION WHEN raise_exception THEN
-        IF SQLERRM <> 'tap: undo the attempt' THEN
-            RAISE;
-        END IF;
-    END;
-    RETURN result;
-END
-$f$;
+CREATE FUNCTION pg_temp.outcome(who name, sch name, sql text) RETURNS text LANGUAGE sql
+    AS $$ SELECT pg_temp.undone(who, format(sql, sch), 'value') $$;
 CREATE FUNCTION pg_temp.each(variant text, want text, sql text) RETURNS SETOF text
 LANGUAGE plpgsql AS $f$
 DECLARE
