@@ -760,6 +760,20 @@ views_forget_targets(void *arg)	/* cppcheck-suppress constParameter ; a MemoryCo
 	}
 }
 
+/* A new write target of owner's, in the current memory context. */
+static void
+views_push_target(void *owner, Oid view_relid, CmdType operation, const Bitmapset *columns)
+{
+	WriteTarget *t = palloc0(sizeof(WriteTarget));
+
+	t->owner = owner;
+	t->view_relid = view_relid;
+	t->operation = operation;
+	t->columns = bms_copy(columns);
+	t->next = write_targets;
+	write_targets = t;
+}
+
 /* Note that the statement of estate targets columns of a masking view. */
 static void
 views_add_target(EState *estate, bool *registered, Oid view_relid,
@@ -785,13 +799,7 @@ views_add_target(EState *estate, bool *registered, Oid view_relid,
 		MemoryContextRegisterResetCallback(estate->es_query_cxt, cb);
 		*registered = true;
 	}
-	t = palloc0(sizeof(WriteTarget));
-	t->owner = estate;
-	t->view_relid = view_relid;
-	t->operation = operation;
-	t->columns = bms_copy(columns);
-	t->next = write_targets;
-	write_targets = t;
+	views_push_target(estate, view_relid, operation, columns);
 	MemoryContextSwitchTo(old);
 }
 
@@ -868,7 +876,6 @@ views_copy_target(Oid view_relid, List *attnames, MemoryContext cxt)
 {
 	Bitmapset  *columns = NULL;
 	ListCell   *lc;
-	WriteTarget *t;
 	MemoryContextCallback *cb;
 	MemoryContext old;
 
@@ -881,13 +888,7 @@ views_copy_target(Oid view_relid, List *attnames, MemoryContext cxt)
 		columns = bms_add_member(columns, attno - FirstLowInvalidHeapAttributeNumber);
 	}
 	old = MemoryContextSwitchTo(cxt);
-	t = palloc0(sizeof(WriteTarget));
-	t->owner = cxt;
-	t->view_relid = view_relid;
-	t->operation = CMD_INSERT;
-	t->columns = bms_copy(columns);
-	t->next = write_targets;
-	write_targets = t;
+	views_push_target(cxt, view_relid, CMD_INSERT, columns);
 	cb = palloc(sizeof(MemoryContextCallback));
 	cb->func = views_forget_targets;
 	cb->arg = cxt;
