@@ -366,6 +366,24 @@ SELECT wait_for_events('{deny}', (SELECT count(*) + 2 FROM pii_guard.audit_log W
 SELECT acting_role, relation, operation, detail FROM pii_guard.audit_denials
  WHERE acting_role IN ('regress_nogrant', 'regress_tblowner')
  ORDER BY acting_role, operation, detail;
+-- PostgreSQL's own privilege refusals are deny events when they concern
+-- pii_guard's objects or a protected relation: each once, naming the
+-- object schema-qualified and the statement refused.  A refusal on
+-- anything else (pg_authid, below, before the last one) is not recorded.
+SELECT coalesce(max(event_id), 0) AS start3 FROM pii_guard.audit_log \gset
+SET ROLE regress_nogrant;
+SELECT * FROM pii_guard.profiles;
+SELECT pii_guard.verify_audit();
+TRUNCATE pii_guard.audit_log;
+SELECT nextval('pii_guard.grants_grant_id_seq');
+ALTER TABLE clients ADD COLUMN extra int;
+DROP VIEW clients;
+SELECT count(*) FROM pg_catalog.pg_authid;
+GRANT SELECT ON pii_guard.grants TO regress_nogrant;
+RESET ROLE;
+SELECT wait_for_events('{deny}', (SELECT count(*) + 7 FROM pii_guard.audit_log WHERE kind = 'deny' AND event_id <= :start3)::int);
+SELECT relation, operation, detail FROM pii_guard.audit_log
+ WHERE event_id > :start3 AND acting_role = 'regress_nogrant' ORDER BY event_id;
 SELECT pii_guard.drop_profile('regress_nogrant');
 DROP ROLE regress_nogrant;
 

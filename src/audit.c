@@ -35,10 +35,12 @@
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/parallel.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
@@ -648,6 +650,8 @@ audit_insert_events_spi(const AuditEvent *events, int n)
 			const char *s;
 			int			j;
 
+			if (ev->kind == 0)
+				continue;		/* dropped (audit_resolve_refusals) */
 			memset(nulls, ' ', NARGS);
 			nulls[NARGS] = '\0';
 			v[0] = TimestampTzGetDatum(ev->at);
@@ -900,6 +904,8 @@ audit_insert_events(const AuditEvent *events, int n)
 		bytea	   *macb;
 		Datum		d;
 
+		if (ev->kind == 0)
+			continue;			/* dropped (audit_resolve_refusals) */
 		for (int j = 0; j < desc->natts; j++)
 		{
 			values[j] = (Datum) 0;
@@ -1257,6 +1263,9 @@ audit_record_grant_expiries(TimestampTz since)
 	return n < 100 ? done : 0;
 }
 
+/* A refusal on its way up has been recorded (see audit_refusal_seen). */
+static bool refusal_recorded = false;
+
 /*
  * Record a denial; it reaches the audit log even though the statement that
  * caused it is about to fail.
@@ -1271,6 +1280,329 @@ audit_deny(const char *relation, const char *operation, const char *detail)
 	AUDIT_SET(&ev, operation, operation);
 	AUDIT_SET(&ev, detail, detail);
 	audit_enqueue(&ev, false);
+	/* (the error that follows is this refusal: not recorded again) */
+	refusal_recorded = true;
+}
+
+/*
+ * Refusals by PostgreSQL's own privilege checks ("permission denied for
+ * table profiles", "must be owner of function protect_column") are deny
+ * events too, when they concern pii_guard's objects or a protected
+ * relation -- whatever the object, not a list of them.
+ *
+ * They are seen on the error's way up, where no catalog may be read: in
+ * the executor and utility hooks' error paths (so that a refusal that an
+ * exception block then catches is recorded too) and in the log hook (the
+ * rest, such as a refusal while a statement is parsed).  The backend
+ * queues the object's kind and name as PostgreSQL's message gives them
+ * (AUDIT_REFUSAL; the kind's class and relkind in columns_clear); the worker
+ * resolves them (audit_resolve_refusals): an event on pii_guard's objects
+ * or a protected relation or its masking view becomes a deny event naming
+ * the object schema-qualified, the others are dropped.
+ *
+ * A refusal is recorded once, although its error passes several hooks
+ * (and pii_guard's own refusals were recorded by audit_deny before they
+ * were raised): the flag is set when one is recorded and cleared when an
+ * error can no longer be on its way up -- a subtransaction or
+ * transaction end, and a new statement.
+ */
+
+/* The kinds of object PostgreSQL's privilege messages name that can be ours. */
+static const struct
+{
+	const char *word;			/* as in the message: "permission denied for <word> %s" */
+	char		cls;			/* r relation, f routine, n schema, t type */
+	char		relkind;		/* a relation's, when the word says */
+}			refusal_kinds[] = {
+	{"table", 'r', RELKIND_RELATION}, {"view", 'r', RELKIND_VIEW},
+	{"materialized view", 'r', RELKIND_MATVIEW}, {"sequence", 'r', RELKIND_SEQUENCE},
+	{"foreign table", 'r', RELKIND_FOREIGN_TABLE}, {"index", 'r', RELKIND_INDEX},
+	{"function", 'f', 0}, {"procedure", 'f', 0}, {"routine", 'f', 0}, {"aggregate", 'f', 0},
+	{"schema", 'n', 0}, {"type", 't', 0}, {"domain", 't', 0}
+};
+
+/* The form of a column privilege refusal (its relation is the object). */
+#define REFUSAL_COLUMN_FORM "column \"%s\" of relation \"%s\""
+
+void
+audit_refusal_forget(void)
+{
+	refusal_recorded = false;
+}
+
+/*
+ * The nargs (1 or 2) %s arguments by which message was formatted from fmt,
+ * into args (each of size bytes); false if message is not of that form.
+ */
+static bool
+audit_refusal_args(const char *fmt, const char *message, int nargs,
+				   char args[][2 * NAMEDATALEN], int size)
+{
+	const char *seg[3];
+	int			seglen[3];
+	const char *m = message;
+	int			mlen = strlen(message);
+	int			i;
+
+	/* The format's text around its %s. */
+	seg[0] = fmt;
+	for (i = 0; i < nargs; i++)
+	{
+		const char *pct = strstr(seg[i], "%s");
+
+		if (pct == NULL)
+			return false;
+		seglen[i] = pct - seg[i];
+		seg[i + 1] = pct + 2;
+	}
+	seglen[nargs] = strlen(seg[nargs]);
+	if (strstr(seg[nargs], "%") != NULL ||
+		mlen < seglen[0] + seglen[nargs] ||
+		strncmp(m, seg[0], seglen[0]) != 0 ||
+		strcmp(m + mlen - seglen[nargs], seg[nargs]) != 0)
+		return false;
+	m += seglen[0];
+	for (i = 0; i < nargs; i++)
+	{
+		const char *end = message + mlen - seglen[nargs];
+		int			len;
+
+		if (i < nargs - 1)
+		{
+			char		sep[64];
+
+			if (seglen[i + 1] == 0 || seglen[i + 1] >= (int) sizeof(sep))
+				return false;
+			memcpy(sep, seg[i + 1], seglen[i + 1]);
+			sep[seglen[i + 1]] = '\0';
+			end = strstr(m, sep);
+			if (end == NULL)
+				return false;
+		}
+		len = end - m;
+		if (len <= 0 || len >= size)
+			return false;
+		memcpy(args[i], m, len);
+		args[i][len] = '\0';
+		m = end + (i < nargs - 1 ? seglen[i + 1] : 0);
+	}
+	return true;
+}
+
+/*
+ * An error on its way up: a privilege refusal by PostgreSQL's checks is
+ * queued for the worker to resolve, once.  command is the statement that
+ * was refused (NULL: unknown).  Reads no catalog: safe on an error path.
+ */
+void
+audit_refusal_seen(const ErrorData *ed, const char *command)
+{
+	static const char *const prefixes[] = {"permission denied for ", "must be owner of "};
+	const char *rest = NULL;
+	const char *word = NULL;
+	bool		owner = false;
+	char		cls = 0;
+	char		relkind = 0;
+	int			nargs = 1;
+	const char *fmt;
+	char		args[2][2 * NAMEDATALEN];
+	AuditEvent	ev;
+	int			i;
+
+	if (refusal_recorded || ed->sqlerrcode != ERRCODE_INSUFFICIENT_PRIVILEGE ||
+		ed->message_id == NULL || ed->message == NULL || IsParallelWorker())
+		return;
+	for (i = 0; i < (int) lengthof(prefixes) && rest == NULL; i++)
+	{
+		if (strncmp(ed->message_id, prefixes[i], strlen(prefixes[i])) == 0)
+		{
+			rest = ed->message_id + strlen(prefixes[i]);
+			owner = i == 1;
+		}
+	}
+	if (rest == NULL)
+		return;
+	if (!owner && strcmp(rest, REFUSAL_COLUMN_FORM) == 0)
+	{
+		word = "column";
+		cls = 'r';
+		nargs = 2;
+	}
+	for (i = 0; i < (int) lengthof(refusal_kinds) && cls == 0; i++)
+	{
+		int			len = strlen(refusal_kinds[i].word);
+
+		if (strncmp(rest, refusal_kinds[i].word, len) == 0 && strcmp(rest + len, " %s") == 0)
+		{
+			word = refusal_kinds[i].word;
+			cls = refusal_kinds[i].cls;
+			relkind = refusal_kinds[i].relkind;
+		}
+	}
+	if (cls == 0)
+		return;
+	/* The message is in the server's language: match its own format. */
+	fmt = dgettext(ed->domain, ed->message_id);
+	if (!audit_refusal_args(fmt, ed->message, nargs, args, sizeof(args[0])) &&
+		(fmt == ed->message_id ||
+		 !audit_refusal_args(ed->message_id, ed->message, nargs, args, sizeof(args[0]))))
+		return;
+
+	audit_event_init(&ev, AUDIT_REFUSAL);
+	AUDIT_SET(&ev, relation, args[nargs - 1]);
+	if (!owner && cls == 'f')
+		AUDIT_SET(&ev, operation, "EXECUTE");
+	else if (!owner && cls == 't')
+		AUDIT_SET(&ev, operation, "USAGE");
+	else
+		AUDIT_SET(&ev, operation, command ? command : "statement");
+	ev.columns_clear[0] = cls;
+	ev.columns_clear[1] = relkind;
+	if (nargs == 2)
+		snprintf(ev.detail, sizeof(ev.detail),
+				 "refused by PostgreSQL's privilege check: permission denied for column %s of relation %s",
+				 quote_identifier(args[0]), quote_identifier(args[1]));
+	else
+		snprintf(ev.detail, sizeof(ev.detail),
+				 "refused by PostgreSQL's privilege check: %s%s %s",
+				 prefixes[owner ? 1 : 0], word, quote_identifier(args[0]));
+	audit_enqueue(&ev, true);
+	refusal_recorded = true;
+}
+
+/*
+ * In an executor or utility hook's error path (PG_CATCH): the error on
+ * its way up, looked at by audit_refusal_seen.
+ */
+void
+audit_refusal_passing(const char *command)
+{
+	MemoryContext old;
+	ErrorData  *ed;
+
+	if (refusal_recorded || geterrcode() != ERRCODE_INSUFFICIENT_PRIVILEGE ||
+		!IsTransactionState())
+		return;
+	old = MemoryContextSwitchTo(CurTransactionContext);
+	ed = CopyErrorData();
+	audit_refusal_seen(ed, command);
+	FreeErrorData(ed);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Is the object of class cls named name (unqualified, as a privilege
+ * message names it) pii_guard's own or a protected relation (a protected
+ * table, a partition of one, a masking view), or a schema holding a
+ * protected table?
+ * Its schema-qualified name into out.  In an SPI bracket.
+ */
+static bool
+audit_refusal_object(char cls, char relkind, const char *name, char *out, int size)
+{
+	static const char *const queries[] = {
+		/* (of relations of that name, one of the message's kind first) */
+		"SELECT c.oid, c.relnamespace FROM pg_catalog.pg_class c "
+		"WHERE c.relname OPERATOR(pg_catalog.=) $1::pg_catalog.name "
+		"ORDER BY c.relkind OPERATOR(pg_catalog.<>) $3, c.oid",
+		"SELECT p.oid, p.pronamespace FROM pg_catalog.pg_proc p "
+		"WHERE p.proname OPERATOR(pg_catalog.=) $1::pg_catalog.name "
+		"AND p.pronamespace OPERATOR(pg_catalog.=) $2",
+		"SELECT c.oid, n.oid FROM pg_catalog.pg_namespace n "
+		"JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid "
+		"WHERE n.nspname OPERATOR(pg_catalog.=) $1::pg_catalog.name "
+		"UNION ALL SELECT 0, n.oid FROM pg_catalog.pg_namespace n "
+		"WHERE n.nspname OPERATOR(pg_catalog.=) $1::pg_catalog.name",
+		"SELECT t.oid, t.typnamespace FROM pg_catalog.pg_type t "
+		"WHERE t.typname OPERATOR(pg_catalog.=) $1::pg_catalog.name "
+		"AND t.typnamespace OPERATOR(pg_catalog.=) $2"
+	};
+	Oid			nsp = pii_guard_schema_oid(true);
+	Oid			argtypes[3] = {TEXTOID, OIDOID, CHAROID};
+	Datum		args[3];
+	const char *sql;
+	uint64		i;
+
+	switch (cls)
+	{
+		case 'r':
+			sql = queries[0];
+			break;
+		case 'f':
+			sql = queries[1];
+			break;
+		case 'n':
+			sql = queries[2];
+			break;
+		case 't':
+			sql = queries[3];
+			break;
+		default:
+			return false;
+	}
+	args[0] = CStringGetTextDatum(name);
+	args[1] = ObjectIdGetDatum(nsp);
+	args[2] = CharGetDatum(relkind);
+	if (SPI_execute_with_args(sql, cls == 'r' ? 3 : 2, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up the object of a privilege refusal");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			oid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		Oid			objnsp = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		bool		ours = objnsp == nsp;
+
+		/* a protected relation; a schema holding a protected table */
+		if (!ours && cls == 'r')
+			ours = views_is_protected_base(oid) || OidIsValid(views_base_of_view(oid));
+		else if (!ours && cls == 'n' && OidIsValid(oid))
+			ours = views_is_protected_base(oid);
+		if (!ours)
+			continue;
+		if (cls == 'n')
+			strlcpy(out, quote_identifier(name), size);
+		else
+			strlcpy(out, quote_qualified_identifier(get_namespace_name(objnsp), name), size);
+		return true;
+	}
+	return false;
+}
+
+/*
+ * In the audit worker, before its events are inserted: the privilege
+ * refusals resolved (see above); those not about pii_guard's objects or a
+ * protected relation get kind 0, which audit_insert_events skips.
+ */
+void
+audit_resolve_refusals(AuditEvent *events, int n)
+{
+	OwnerContext oc;
+	int			i;
+
+	for (i = 0; i < n && events[i].kind != AUDIT_REFUSAL; i++)
+		;
+	if (i == n)
+		return;
+	owner_spi_begin(&oc);
+	for (; i < n; i++)
+	{
+		AuditEvent *ev = &events[i];
+		char		cls = ev->columns_clear[0];
+		char		relkind = ev->columns_clear[1];
+		char		qualified[sizeof(ev->relation)];
+
+		if (ev->kind != AUDIT_REFUSAL)
+			continue;
+		memset(ev->columns_clear, 0, 2);
+		if (audit_refusal_object(cls, relkind, ev->relation, qualified, sizeof(qualified)))
+		{
+			ev->kind = AUDIT_DENY;
+			AUDIT_SET(ev, relation, qualified);
+		}
+		else
+			ev->kind = 0;
+	}
+	owner_spi_end(&oc);
 }
 
 /*

@@ -1019,7 +1019,10 @@ audit_worker_cycle(void)
 	if (ws.installed)
 	{
 		if (total > 0)
+		{
+			audit_resolve_refusals(ws.batch, total);
 			audit_insert_events(ws.batch, total);
+		}
 
 		/*
 		 * The periodic work runs at most at its own rate, however often

@@ -25,7 +25,12 @@
  *	ExecutorEnd			back at level 0: reads become events (audit.c);
  *	ProcessUtility		DDL aimed at protected tables (ddl.c);
  *	emit_log_hook		statements that carried plaintext stay out of the
- *						server log (statement.c).
+ *						server log (statement.c); a privilege refusal no
+ *						hook's error path saw is audited (audit.c).
+ *
+ * The planner, executor and utility hooks' error paths audit privilege
+ * refusals PostgreSQL raises (audit.c), so that one an exception block
+ * catches is recorded too.
  *
  * The state all of them keep -- nesting level, command, export flag,
  * plaintext marks, maintenance -- is in statement.c.
@@ -60,6 +65,7 @@
 
 #include "access/parallel.h"
 #include "access/xact.h"
+#include "miscadmin.h"
 #include "commands/prepare.h"
 #include "executor/executor.h"
 #include "optimizer/planner.h"
@@ -93,6 +99,13 @@ hooks_statement_done(void)
 	statement_forget();
 }
 
+/* The command tag of a query's statement (for audit events). */
+static const char *
+hooks_command_of(QueryDesc *queryDesc)
+{
+	return GetCommandTagName(CreateCommandTag((Node *) queryDesc->plannedstmt));
+}
+
 /* Memory context callback: a client's query's executor state is gone. */
 static void
 hooks_query_gone(void *arg pg_attribute_unused())
@@ -102,16 +115,18 @@ hooks_query_gone(void *arg pg_attribute_unused())
 
 /*
  * In an executor or utility hook's error path: an error on its way up is
- * looked at (views.c: a constraint violation of a governed write loses
- * its DETAIL, a unique violation is a probe), and rethrown changed if it
- * was.
+ * looked at -- a privilege refusal is audited (audit.c; command is the
+ * refused statement's), a constraint violation of a governed write loses
+ * its DETAIL and a unique violation is a probe (views.c) -- and rethrown
+ * changed if it was.
  */
 static void
-hooks_error_passing(void)
+hooks_error_passing(const char *command)
 {
 	MemoryContext old;
 	ErrorData  *ed;
 
+	audit_refusal_passing(command);
 	if (!views_governed_write_seen() || !IsTransactionState())
 		return;
 	old = MemoryContextSwitchTo(CurTransactionContext);
@@ -132,6 +147,10 @@ pii_guard_emit_log(ErrorData *edata)
 	/* (what fails at commit passed no hook: a deferred constraint) */
 	if (edata->elevel >= ERROR && views_governed_write_seen())
 		(void) views_constraint_error(edata);
+	/* (a refusal that passed no hook of ours: while a statement is parsed) */
+	if (edata->elevel == ERROR && MyBackendType == B_BACKEND)
+		audit_refusal_seen(edata, ActivePortal != NULL && ActivePortal->commandTag != CMDTAG_UNKNOWN ?
+						   GetCommandTagName(ActivePortal->commandTag) : NULL);
 	statement_scrub_log(edata);
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
@@ -144,7 +163,10 @@ pii_guard_post_parse_analyze(COMPAT_ANALYZE_PARAMS)
 	if (prev_post_parse_analyze)
 		prev_post_parse_analyze(COMPAT_ANALYZE_ARGS);
 	if (statement_nesting_level() == 0)
+	{
 		views_statement_boundary();
+		audit_refusal_forget();
+	}
 	if (!statement_in_maintenance() && IsTransactionState())
 		write_rewrite(query);
 }
@@ -183,10 +205,20 @@ pii_guard_ExecutorStart(QueryDesc *queryDesc, int eflags)
 	if (statement_nesting_level() == 0)
 		statement_begin(GetCommandTagName(CreateCommandTag((Node *) queryDesc->plannedstmt)),
 						queryDesc->operation == CMD_INSERT, false);
-	if (prev_ExecutorStart)
-		prev_ExecutorStart(queryDesc, eflags);
-	else
-		standard_ExecutorStart(queryDesc, eflags);
+	PG_TRY();
+	{
+		if (prev_ExecutorStart)
+			prev_ExecutorStart(queryDesc, eflags);
+		else
+			standard_ExecutorStart(queryDesc, eflags);
+	}
+	PG_CATCH();
+	{
+		/* (PostgreSQL's privilege checks of relations and functions) */
+		audit_refusal_passing(hooks_command_of(queryDesc));
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	views_note_statement(queryDesc, eflags);
 	write_executor_start(queryDesc, eflags);
 
@@ -232,7 +264,7 @@ pii_guard_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction,
 		queryDesc->dest = dest;
 		statement_pop();
 		limits_leave_portal(pushed);
-		hooks_error_passing();
+		hooks_error_passing(hooks_command_of(queryDesc));
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -269,7 +301,7 @@ pii_guard_ExecutorFinish(QueryDesc *queryDesc)
 	{
 		statement_pop();
 		limits_leave_portal(pushed);
-		hooks_error_passing();
+		hooks_error_passing(hooks_command_of(queryDesc));
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -316,12 +348,17 @@ pii_guard_planner(Query *parse, const char *query_string, int cursorOptions,
 		else
 			result = standard_planner(parse, query_string, cursorOptions, boundParams);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		statement_planning(false);
 		statement_pop();
+		/* (the planner checks the privileges of what it removes) */
+		audit_refusal_passing(GetCommandTagName(CreateCommandTag((Node *) parse)));
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	statement_planning(false);
+	statement_pop();
 	if (for_role)
 	{
 		/* Replanned when the user or the policy changes (lookup.c). */
@@ -371,7 +408,7 @@ hooks_run_utility(COMPAT_UTILITY_PARAMS)
 	{
 		statement_pop();
 		limits_leave_portal(pushed);
-		hooks_error_passing();
+		hooks_error_passing(GetCommandTagName(CreateCommandTag(pstmt->utilityStmt)));
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -408,6 +445,25 @@ hooks_utility_is_export(Node *parsetree)
 	return false;
 }
 
+/*
+ * DDL aimed at protected tables, before it runs (ddl.c); it looks the
+ * relation up, with PostgreSQL's ownership check: a refusal is audited.
+ */
+static void
+hooks_ddl_before(PlannedStmt **pstmt, bool read_only_tree, DdlAfter *after)
+{
+	PG_TRY();
+	{
+		ddl_before(pstmt, read_only_tree, after);
+	}
+	PG_CATCH();
+	{
+		audit_refusal_passing(GetCommandTagName(CreateCommandTag((*pstmt)->utilityStmt)));
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
 /* ProcessUtility_hook */
 static void
 pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
@@ -415,7 +471,7 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 	DdlAfter	after;
 	Node	   *parsetree;
 
-	ddl_before(&pstmt, COMPAT_UTILITY_READONLY_TREE, &after);
+	hooks_ddl_before(&pstmt, COMPAT_UTILITY_READONLY_TREE, &after);
 	if (after.tree_copied)
 		COMPAT_UTILITY_TREE_COPIED();
 	parsetree = pstmt->utilityStmt;
@@ -448,6 +504,7 @@ hooks_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			audit_refusal_forget();
 			audit_flush_reads(true);
 			views_report_probes();
 			if (toplevel)
@@ -460,6 +517,7 @@ hooks_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			audit_refusal_forget();
 			if (toplevel)
 				limits_statement_boundary();
 			statement_xact_end(toplevel);
@@ -482,7 +540,10 @@ hooks_subxact_callback(SubXactEvent event,
 {
 	statement_subxact_end(event);
 	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
 		views_report_probes();
+		audit_refusal_forget();
+	}
 }
 
 void

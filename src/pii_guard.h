@@ -373,6 +373,7 @@ extern void hooks_install(void);
 #define AUDIT_EXPORT	'e'
 #define AUDIT_DENY		'd'
 #define AUDIT_ADMIN		'a'
+#define AUDIT_REFUSAL	'p'		/* queued only: a deny event, object unresolved */
 
 /* One audit event, as queued in shared memory (fixed size, no pointers). */
 typedef struct AuditEvent
@@ -417,6 +418,10 @@ extern TimestampTz audit_record_grant_expiries(TimestampTz since);
 extern void audit_event_json(StringInfo buf, const AuditEvent *ev, int64 event_id, bool full);
 extern const char *audit_kind_name(char kind);
 extern void audit_deny(const char *relation, const char *operation, const char *detail);
+extern void audit_refusal_seen(const ErrorData *edata, const char *command);
+extern void audit_refusal_passing(const char *command);
+extern void audit_refusal_forget(void);
+extern void audit_resolve_refusals(AuditEvent *events, int n);
 extern void audit_note_reveal(Oid relid, const char *attname, ColumnAccess access,
 							  FunctionCallInfo fcinfo, int rowkey_arg, void **cache);
 extern void audit_flush_reads(bool aborting);
