@@ -499,3 +499,13 @@ LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION @extschema@._write_conflict(regclass, boolean) IS
     'internal: counts a conflict of an INSERT ... ON CONFLICT through a masking view as a probe';
+
+-- Identical deny events close together (same role, application, object,
+-- operation, query and reason) are one row, its detail ending "; N times":
+-- a loop of refused statements does not flood the log.  attempts is N (1
+-- for a row that stands for one refusal).
+CREATE OR REPLACE VIEW @extschema@.audit_denials AS
+SELECT event_id, event_time, session_role, acting_role, client_addr, application_name,
+       relation, operation, rows, detail,
+       coalesce(pg_catalog.substring(detail, '; ([0-9]+) times$')::bigint, 1) AS attempts
+  FROM @extschema@.audit_log WHERE kind = 'deny';

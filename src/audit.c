@@ -389,29 +389,104 @@ pii_guard_audit_chain_next(PG_FUNCTION_ARGS)
 									   PG_ARGISNULL(2) ? NULL : PG_GETARG_BYTEA_PP(2)));
 }
 
-/* Text array from a comma-separated list (NULL when empty). */
+/*
+ * List fields (column names, row keys) are lossless lists in a fixed-size
+ * field: elements separated by commas, a comma or backslash within an
+ * element escaped by a backslash -- so that a row key "ACME,Inc" stays one
+ * key.  Lists of the same field concatenate with a comma.
+ */
+
+/*
+ * Append element s to a list field of size bytes whose length is *len, if
+ * it fits; false if it does not.
+ */
+static bool
+audit_list_append(char *field, int size, int *len, const char *s)
+{
+	int			add = 0;
+	const char *c;
+
+	for (c = s; *c; c++)
+		add += (*c == ',' || *c == '\\') ? 2 : 1;
+	if (*len + add + 2 >= size)
+		return false;
+	if (*len > 0)
+		field[(*len)++] = ',';
+	for (c = s; *c; c++)
+	{
+		if (*c == ',' || *c == '\\')
+			field[(*len)++] = '\\';
+		field[(*len)++] = *c;
+	}
+	field[*len] = '\0';
+	return true;
+}
+
+/* Append element s to a list field, as far as it fits. */
+static void
+audit_list_add(char *field, int size, const char *s)
+{
+	int			len = strlen(field);
+
+	(void) audit_list_append(field, size, &len, s);
+}
+
+/*
+ * The next element of a list field from *p (unescaped, palloc'd), *p moved
+ * past it; NULL at the end.
+ */
+static char *
+audit_list_next(const char **p)
+{
+	StringInfoData item;
+	const char *c = *p;
+
+	if (*c == '\0')
+		return NULL;
+	initStringInfo(&item);
+	for (; *c && *c != ','; c++)
+	{
+		if (*c == '\\' && c[1] != '\0')
+			c++;
+		appendStringInfoChar(&item, *c);
+	}
+	*p = *c == ',' ? c + 1 : c;
+	return item.data;
+}
+
+/* Does list field list hold element s? */
+static bool
+audit_list_has(const char *list, const char *s)
+{
+	const char *p = list;
+	char	   *item;
+
+	while ((item = audit_list_next(&p)) != NULL)
+	{
+		bool		same = strcmp(item, s) == 0;
+
+		pfree(item);
+		if (same)
+			return true;
+	}
+	return false;
+}
+
+/* Text array from a list field (NULL when empty). */
 static Datum
 audit_list_datum(const char *list, bool *isnull)
 {
 	Datum	   *elems;
 	int			n = 0;
-	const char *p;
-	const char *start;
+	const char *p = list;
+	char	   *item;
 
 	*isnull = (list == NULL || list[0] == '\0');
 	if (*isnull)
 		return (Datum) 0;
 	elems = palloc(sizeof(Datum) * (strlen(list) / 2 + 2));
-	for (start = p = list;; p++)
-	{
-		if (*p == ',' || *p == '\0')
-		{
-			elems[n++] = PointerGetDatum(cstring_to_text_with_len(start, p - start));
-			if (*p == '\0')
-				break;
-			start = p + 1;
-		}
-	}
+	while ((item = audit_list_next(&p)) != NULL)
+		elems[n++] = PointerGetDatum(cstring_to_text(item));
 	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
@@ -432,26 +507,20 @@ audit_json_role(StringInfo buf, Oid role)
 	escape_json(buf, name ? name : psprintf("%u", role));
 }
 
-/* A comma-separated list as a JSON array of strings. */
+/* A list field as a JSON array of strings. */
 static void
 audit_json_list(StringInfo buf, const char *list)
 {
 	const char *p = list;
+	char	   *item;
 
 	appendStringInfoChar(buf, '[');
-	while (*p)
+	while ((item = audit_list_next(&p)) != NULL)
 	{
-		const char *comma = strchr(p, ',');
-		int			len = comma ? (int) (comma - p) : (int) strlen(p);
-		char	   *item = pnstrdup(p, len);
-
-		if (p != list)
+		if (buf->data[buf->len - 1] != '[')
 			appendStringInfoChar(buf, ',');
 		escape_json(buf, item);
 		pfree(item);
-		p += len;
-		if (*p == ',')
-			p++;
 	}
 	appendStringInfoChar(buf, ']');
 }
@@ -1279,7 +1348,7 @@ audit_deny(const char *relation, const char *operation, const char *detail)
 	AUDIT_SET(&ev, relation, relation);
 	AUDIT_SET(&ev, operation, operation);
 	AUDIT_SET(&ev, detail, detail);
-	audit_enqueue(&ev, false);
+	audit_submit(&ev, false);
 	/* (the error that follows is this refusal: not recorded again) */
 	refusal_recorded = true;
 }
@@ -1466,7 +1535,7 @@ audit_refusal_seen(const ErrorData *ed, const char *command)
 		snprintf(ev.detail, sizeof(ev.detail),
 				 "refused by PostgreSQL's privilege check: %s%s %s",
 				 prefixes[owner ? 1 : 0], word, quote_identifier(args[0]));
-	audit_enqueue(&ev, true);
+	audit_submit(&ev, true);
 	refusal_recorded = true;
 }
 
@@ -1807,33 +1876,6 @@ audit_note_reveal(Oid relid, const char *attname, ColumnAccess access,
 					   PG_GETARG_DATUM(rowkey_arg));
 }
 
-/*
- * Append s to a comma-separated list field of size bytes whose length is
- * *len, if it fits; false if it does not.
- */
-static bool
-audit_list_append(char *field, int size, int *len, const char *s)
-{
-	int			add = strlen(s);
-
-	if (*len + add + 2 >= size)
-		return false;
-	if (*len > 0)
-		field[(*len)++] = ',';
-	memcpy(field + *len, s, add + 1);
-	*len += add;
-	return true;
-}
-
-/* Append s to a comma-separated list field, as far as it fits. */
-static void
-audit_list_add(char *field, int size, const char *s)
-{
-	int			len = strlen(field);
-
-	(void) audit_list_append(field, size, &len, s);
-}
-
 /* Append the keys of list (distinct) to a list field, as far as they fit. */
 static void
 audit_list_add_keys(char *field, int size, List *keys)
@@ -1911,7 +1953,7 @@ audit_flush_reads(bool aborting)
 		ev.rows = rows;
 		if (!overflow && distinct_keys < pii_guard_audit_max_row_keys)
 			ev.rows = distinct_keys;
-		audit_submit_read(&ev, aborting);
+		audit_submit(&ev, aborting);
 	}
 	if (ReadContext != NULL)
 		MemoryContextReset(ReadContext);
@@ -1934,6 +1976,132 @@ audit_slot_text(TupleTableSlot *slot, int att)
 	getTypeOutputInfo(TupleDescAttr(slot->tts_tupleDescriptor, att - 1)->atttypid,
 					  &typoutput, &varlena);
 	return OidOutputFunctionCall(typoutput, d);
+}
+
+/*
+ * Write events of the rows a masking view's trigger writes, one statement
+ * per row (COPY view FROM, and what the rewrite does not take): merged per
+ * relation and operation into one event for the statement that fired the
+ * trigger, as a write to a plain table is one event per statement.  They
+ * are inserted when that statement ends (audit_flush_writes, from the
+ * executor and utility hooks), in its transaction; an aborted
+ * subtransaction takes those it wrote with it, as it takes the rows.
+ */
+typedef struct PendingWrite
+{
+	SubTransactionId subid;		/* of the (sub)transaction that wrote */
+	AuditEvent	ev;
+} PendingWrite;
+
+static List *pending_writes = NIL;	/* of PendingWrite, in TopMemoryContext */
+
+/*
+ * Merge b into a (same relation, operation and subtransaction): rows
+ * added, row keys up to pii_guard.audit_max_row_keys, columns united.
+ */
+static void
+audit_merge_write(AuditEvent *a, const AuditEvent *b)
+{
+	const char *p = a->row_keys;
+	int			nkeys = 0;
+	int			len = strlen(a->row_keys);
+	char	   *item;
+
+	a->rows += b->rows;
+	while ((item = audit_list_next(&p)) != NULL)
+	{
+		pfree(item);
+		nkeys++;
+	}
+	p = b->row_keys;
+	while (nkeys < pii_guard_audit_max_row_keys && (item = audit_list_next(&p)) != NULL)
+	{
+		if (!audit_list_append(a->row_keys, sizeof(a->row_keys), &len, item))
+			break;
+		nkeys++;
+	}
+	p = b->columns_changed;
+	while ((item = audit_list_next(&p)) != NULL)
+		if (!audit_list_has(a->columns_changed, item))
+			audit_list_add(a->columns_changed, sizeof(a->columns_changed), item);
+}
+
+/* A write event: now, or merged for its statement (see above). */
+static void
+audit_write_event(const AuditEvent *ev)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+	MemoryContext old;
+	PendingWrite *pw;
+	ListCell   *lc;
+
+	if (!views_writing())
+	{
+		(void) audit_insert_now(ev);
+		return;
+	}
+	foreach(lc, pending_writes)
+	{
+		pw = (PendingWrite *) lfirst(lc);
+		if (pw->subid == subid && strcmp(pw->ev.relation, ev->relation) == 0 &&
+			strcmp(pw->ev.operation, ev->operation) == 0 &&
+			pw->ev.current_role == ev->current_role)
+		{
+			audit_merge_write(&pw->ev, ev);
+			return;
+		}
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	pw = palloc(sizeof(PendingWrite));
+	pw->subid = subid;
+	memcpy(&pw->ev, ev, sizeof(AuditEvent));
+	pending_writes = lappend(pending_writes, pw);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * A statement ended without error: the write events merged for it are
+ * inserted (unless it is itself a trigger's statement, whose writes are
+ * its caller's).
+ */
+void
+audit_flush_writes(void)
+{
+	List	   *writes = pending_writes;
+	ListCell   *lc;
+
+	if (writes == NIL || views_writing() || !IsTransactionState())
+		return;
+	pending_writes = NIL;
+	foreach(lc, writes)
+		(void) audit_insert_now(&((PendingWrite *) lfirst(lc))->ev);
+	list_free_deep(writes);
+}
+
+/*
+ * Subtransaction and transaction ends: an aborted one's pending writes
+ * are gone with its rows (mySubid InvalidSubTransactionId: the whole
+ * transaction); a committed subtransaction's become its parent's.
+ */
+void
+audit_writes_subxact(SubXactEvent event, SubTransactionId mySubid,
+					 SubTransactionId parentSubid)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending_writes)
+	{
+		PendingWrite *pw = (PendingWrite *) lfirst(lc);
+
+		if (event == SUBXACT_EVENT_COMMIT_SUB && pw->subid == mySubid)
+			pw->subid = parentSubid;
+		else if (event == SUBXACT_EVENT_ABORT_SUB &&
+				 (pw->subid == mySubid || mySubid == InvalidSubTransactionId))
+		{
+			pending_writes = foreach_delete_current(pending_writes, lc);
+			pfree(pw);
+		}
+	}
 }
 
 /*
@@ -2036,7 +2204,7 @@ pii_guard_audit_write(PG_FUNCTION_ARGS)
 	if (newslot)
 		ExecDropSingleTupleTableSlot(newslot);
 	if (ev.rows > 0 || TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
-		(void) audit_insert_now(&ev);
+		audit_write_event(&ev);
 	return PointerGetDatum(NULL);
 }
 

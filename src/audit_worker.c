@@ -122,14 +122,19 @@ int			pii_guard_audit_queue_size = 1024;
 int			pii_guard_audit_enqueue_timeout = 1000;
 
 /*
- * Coalescing of read events.  A backend keeps its latest read event in its
- * own slot in shared memory and merges the next one into it while they
- * describe the same reads (role, relation, columns, query) and the merged
- * row keys still fit; the worker harvests the slots every cycle.  So a
- * stream of identical single-row lookups costs one event per hundred rows
- * or per worker cycle, not one per statement -- and no row key is lost.
- * Each slot has an LWLock of its own (tranche "pii_guard audit pending
- * reads"): comparing, merging and copying an event is a few kilobytes of
+ * Coalescing of read and deny events.  A backend keeps its latest read
+ * event, and its latest deny event, each in a slot of its own in shared
+ * memory, and merges the next one of the kind into it while they describe
+ * the same thing (role, application, relation, operation, columns, query
+ * id, reason) and
+ * the merged row keys still fit; the worker harvests the slots every
+ * cycle (a tenth of a second when it is idle).  So a stream of identical
+ * single-row lookups costs one event per hundred rows or per worker cycle,
+ * not one per statement -- and no row key is lost; and a loop of refused
+ * statements is one deny event per cycle with its count ("N times"), not
+ * a flood that fills the queue that every other backend shares.  Each
+ * slot has an LWLock of its own (tranche "pii_guard audit pending
+ * events"): comparing, merging and copying an event is a few kilobytes of
  * work, too much for a spinlock.
  */
 typedef struct PendingSlot
@@ -139,7 +144,7 @@ typedef struct PendingSlot
 	AuditEvent	ev;
 } PendingSlot;
 
-#define PENDING_TRANCHE		"pii_guard audit pending reads"
+#define PENDING_TRANCHE		"pii_guard audit pending events"
 
 static AuditShared *audit_shared = NULL;
 static PendingSlot *pending_slots = NULL;
@@ -158,11 +163,24 @@ audit_shmem_size(void)
 					mul_size(sizeof(AuditEvent), pii_guard_audit_queue_size));
 }
 
-/* Number of pending-read slots: one per backend. */
+/* Number of pending-event slots: two per backend (a read, a deny). */
 static int
 audit_pending_count(void)
 {
-	return MaxBackends > 0 ? MaxBackends : 1024;
+	return 2 * (MaxBackends > 0 ? MaxBackends : 1024);
+}
+
+/* Which kinds coalesce, and this backend's slot for one (-1: none). */
+static int
+audit_pending_slot(char kind)
+{
+	int			backend = compat_backend_slot();
+	int			slot;
+
+	if (kind != AUDIT_READ && kind != AUDIT_DENY && kind != AUDIT_REFUSAL)
+		return -1;
+	slot = 2 * backend + (kind == AUDIT_READ ? 0 : 1);
+	return backend >= 0 && slot < pending_nslots ? slot : -1;
 }
 
 /* shmem_request_hook (or _PG_init before 15): reserve the queue. */
@@ -193,7 +211,7 @@ audit_shmem_startup(void)
 	}
 	if (pending_nslots == 0)	/* (EXEC_BACKEND: no request hook here) */
 		pending_nslots = audit_pending_count();
-	pending_slots = ShmemInitStruct("pii_guard audit pending reads",
+	pending_slots = ShmemInitStruct("pii_guard audit pending events",
 									mul_size(sizeof(PendingSlot), pending_nslots), &found);
 	pending_locks = GetNamedLWLockTranche(PENDING_TRANCHE);
 	if (!found)
@@ -533,19 +551,28 @@ audit_read_spill(Oid dboid, AuditEvent *events, char (*files)[MAXPGPATH], int ma
 	return n;
 }
 
-/* Do two read events describe the same reads (all but rows and row keys)? */
+/*
+ * Do two events describe the same reads, or the same refusal (all but
+ * rows and, for reads, row keys)?
+ */
 static bool
-audit_same_reads(const AuditEvent *a, const AuditEvent *b)
+audit_same_event(const AuditEvent *a, const AuditEvent *b)
 {
-	return a->dboid == b->dboid && a->kind == b->kind &&
-		a->session_role == b->session_role && a->current_role == b->current_role &&
-		a->pid == b->pid && a->query_id == b->query_id &&
-		strcmp(a->relation, b->relation) == 0 &&
-		strcmp(a->operation, b->operation) == 0 &&
-		strcmp(a->columns_clear, b->columns_clear) == 0 &&
-		strcmp(a->columns_masked, b->columns_masked) == 0 &&
-		strcmp(a->detail, b->detail) == 0 &&
-		strlen(a->row_keys) + strlen(b->row_keys) + 2 < sizeof(a->row_keys) &&
+	if (!(a->dboid == b->dboid && a->kind == b->kind &&
+		  a->session_role == b->session_role && a->current_role == b->current_role &&
+		  a->pid == b->pid && a->query_id == b->query_id &&
+		  strcmp(a->application_name, b->application_name) == 0 &&
+		  strcmp(a->relation, b->relation) == 0 &&
+		  strcmp(a->operation, b->operation) == 0 &&
+		  strcmp(a->columns_clear, b->columns_clear) == 0 &&
+		  strcmp(a->columns_masked, b->columns_masked) == 0 &&
+		  strcmp(a->columns_changed, b->columns_changed) == 0 &&
+		  strcmp(a->detail, b->detail) == 0))
+		return false;
+	if (a->kind != AUDIT_READ)
+		return strcmp(a->row_keys, b->row_keys) == 0 &&
+			strcmp(a->row_keys_masked, b->row_keys_masked) == 0;
+	return strlen(a->row_keys) + strlen(b->row_keys) + 2 < sizeof(a->row_keys) &&
 		strlen(a->row_keys_masked) + strlen(b->row_keys_masked) + 2 < sizeof(a->row_keys_masked);
 }
 
@@ -563,56 +590,77 @@ audit_merge_list(char *a, const char *b)
 	memcpy(a + alen, b, strlen(b) + 1);
 }
 
-/* Merge b's rows and row keys into a (audit_same_reads said they fit). */
+/* Merge b's rows and a read's row keys into a (audit_same_event said they fit). */
 static void
-audit_merge_reads(AuditEvent *a, const AuditEvent *b)
+audit_merge_events(AuditEvent *a, const AuditEvent *b)
 {
 	a->rows += b->rows;
+	if (a->kind != AUDIT_READ)
+		return;
 	audit_merge_list(a->row_keys, b->row_keys);
 	audit_merge_list(a->row_keys_masked, b->row_keys_masked);
 }
 
-/* Backend exit: its pending read event goes to the queue. */
+/* A pending event as the worker writes it: a count of what it merged. */
+static void
+audit_pending_take(PendingSlot *ps, AuditEvent *ev)
+{
+	memcpy(ev, &ps->ev, sizeof(AuditEvent));
+	if (ps->statements > 1)
+		snprintf(ev->detail + strlen(ev->detail), sizeof(ev->detail) - strlen(ev->detail),
+				 ev->kind == AUDIT_READ ? "%s%d statements" : "%s%d times",
+				 ev->detail[0] ? "; " : "", ps->statements);
+	ps->used = false;
+}
+
+/* Backend exit: its pending events go to the queue. */
 static void
 audit_pending_exit(int code pg_attribute_unused(),
 				   Datum arg pg_attribute_unused())
 {
-	int			slot = compat_backend_slot();
-	PendingSlot *ps;
-	AuditEvent	ev;
-	bool		had = false;
+	static const char kinds[2] = {AUDIT_READ, AUDIT_DENY};
 
-	if (pending_slots == NULL || slot < 0 || slot >= pending_nslots)
+	if (pending_slots == NULL)
 		return;
-	ps = &pending_slots[slot];
-	LWLockAcquire(&pending_locks[slot].lock, LW_EXCLUSIVE);
-	if (ps->used)
+	for (int k = 0; k < 2; k++)
 	{
-		memcpy(&ev, &ps->ev, sizeof(ev));
-		ps->used = false;
-		had = true;
+		int			slot = audit_pending_slot(kinds[k]);
+		AuditEvent	ev;
+		bool		had = false;
+
+		if (slot < 0)
+			continue;
+		LWLockAcquire(&pending_locks[slot].lock, LW_EXCLUSIVE);
+		if (pending_slots[slot].used)
+		{
+			audit_pending_take(&pending_slots[slot], &ev);
+			had = true;
+		}
+		LWLockRelease(&pending_locks[slot].lock);
+		if (had)
+			audit_enqueue(&ev, true);
 	}
-	LWLockRelease(&pending_locks[slot].lock);
-	if (had)
-		audit_enqueue(&ev, true);
 }
 
 /*
- * Hand a read event to this backend's pending slot (merging it into the
- * pending one if they describe the same reads); what it displaces goes to
- * the queue.  Other events, and backends without a slot, go to the queue.
+ * Hand an event to the queue, by way of this backend's pending slot for
+ * read and deny events: merged into the pending one if they describe the
+ * same thing, else taking its place (what it displaces goes to the queue).
+ * Reads of a statement that failed (aborting) go to the queue at once;
+ * a refusal is merged whether or not its statement fails.  Other events,
+ * and backends without a slot, go to the queue.
  */
 void
-audit_submit_read(const AuditEvent *ev, bool aborting)
+audit_submit(const AuditEvent *ev, bool aborting)
 {
-	int			slot = compat_backend_slot();
+	int			slot = audit_pending_slot(ev->kind);
 	PendingSlot *ps;
 	AuditEvent	displaced;
 	bool		have_displaced = false;
 
 	/* (In recovery no worker harvests the slots: audit_enqueue logs it.) */
-	if (pending_slots == NULL || aborting || ev->kind != AUDIT_READ ||
-		slot < 0 || slot >= pending_nslots || RecoveryInProgress())
+	if (pending_slots == NULL || slot < 0 || (aborting && ev->kind == AUDIT_READ) ||
+		RecoveryInProgress())
 	{
 		audit_enqueue(ev, aborting);
 		return;
@@ -624,16 +672,16 @@ audit_submit_read(const AuditEvent *ev, bool aborting)
 	}
 	ps = &pending_slots[slot];
 	LWLockAcquire(&pending_locks[slot].lock, LW_EXCLUSIVE);
-	if (ps->used && audit_same_reads(&ps->ev, ev))
+	if (ps->used && audit_same_event(&ps->ev, ev))
 	{
-		audit_merge_reads(&ps->ev, ev);
+		audit_merge_events(&ps->ev, ev);
 		ps->statements++;
 	}
 	else
 	{
 		if (ps->used)
 		{
-			memcpy(&displaced, &ps->ev, sizeof(displaced));
+			audit_pending_take(ps, &displaced);
 			have_displaced = true;
 		}
 		memcpy(&ps->ev, ev, sizeof(*ev));
@@ -642,10 +690,12 @@ audit_submit_read(const AuditEvent *ev, bool aborting)
 	}
 	LWLockRelease(&pending_locks[slot].lock);
 	if (have_displaced)
-		audit_enqueue(&displaced, false);
+		audit_enqueue(&displaced, aborting);
+	else
+		audit_ensure_worker();
 }
 
-/* Worker: take the pending read events of this database. */
+/* Worker: take the pending events of this database. */
 static int
 audit_harvest_pending(Oid dboid, AuditEvent *events, int max)
 {
@@ -661,15 +711,7 @@ audit_harvest_pending(Oid dboid, AuditEvent *events, int max)
 			continue;
 		LWLockAcquire(&pending_locks[i].lock, LW_EXCLUSIVE);
 		if (ps->used && ps->ev.dboid == dboid)
-		{
-			memcpy(&events[n], &ps->ev, sizeof(AuditEvent));
-			if (ps->statements > 1)
-				snprintf(events[n].detail + strlen(events[n].detail),
-						 sizeof(events[n].detail) - strlen(events[n].detail),
-						 "%s%d statements", events[n].detail[0] ? "; " : "", ps->statements);
-			ps->used = false;
-			n++;
-		}
+			audit_pending_take(ps, &events[n++]);
 		LWLockRelease(&pending_locks[i].lock);
 	}
 	return n;

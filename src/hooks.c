@@ -307,6 +307,7 @@ pii_guard_ExecutorFinish(QueryDesc *queryDesc)
 	PG_END_TRY();
 	statement_pop();
 	limits_leave_portal(pushed);
+	audit_flush_writes();
 }
 
 /* ExecutorEnd: back at level 0, the reads become events. */
@@ -414,6 +415,7 @@ hooks_run_utility(COMPAT_UTILITY_PARAMS)
 	PG_END_TRY();
 	statement_pop();
 	limits_leave_portal(pushed);
+	audit_flush_writes();
 	if (statement_nesting_level() == 0)
 	{
 		if (client)
@@ -499,12 +501,15 @@ hooks_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 	{
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			audit_flush_writes();
 			if (toplevel)
 				limits_statement_done(false);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			audit_refusal_forget();
+			audit_writes_subxact(SUBXACT_EVENT_ABORT_SUB, InvalidSubTransactionId,
+								 InvalidSubTransactionId);
 			audit_flush_reads(true);
 			views_report_probes();
 			if (toplevel)
@@ -533,12 +538,12 @@ hooks_xact_callback(XactEvent event, void *arg pg_attribute_unused())
  * left (statement.c), its probes reported (views.c).
  */
 static void
-hooks_subxact_callback(SubXactEvent event,
-					   SubTransactionId mySubid pg_attribute_unused(),
-					   SubTransactionId parentSubid pg_attribute_unused(),
+hooks_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid,
 					   void *arg pg_attribute_unused())
 {
 	statement_subxact_end(event);
+	audit_writes_subxact(event, mySubid, parentSubid);
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
 		views_report_probes();

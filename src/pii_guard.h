@@ -285,6 +285,7 @@ extern void views_report_probes(void);
 extern void views_note_probes_of(Oid base, int n);
 extern void views_governed_write(void);
 extern bool views_governed_write_seen(void);
+extern bool views_writing(void);
 extern void views_xact_end(bool aborted);
 extern void views_statement_boundary(void);
 extern bool views_constraint_error(ErrorData *ed);
@@ -425,12 +426,15 @@ extern void audit_resolve_refusals(AuditEvent *events, int n);
 extern void audit_note_reveal(Oid relid, const char *attname, ColumnAccess access,
 							  FunctionCallInfo fcinfo, int rowkey_arg, void **cache);
 extern void audit_flush_reads(bool aborting);
+extern void audit_flush_writes(void);
+extern void audit_writes_subxact(SubXactEvent event, SubTransactionId mySubid,
+								 SubTransactionId parentSubid);
 
 /* audit_worker.c */
 extern void audit_shmem_request(void);
 extern void audit_shmem_startup(void);
 extern void audit_enqueue(const AuditEvent *ev, bool aborting);
-extern void audit_submit_read(const AuditEvent *ev, bool aborting);
+extern void audit_submit(const AuditEvent *ev, bool aborting);
 extern void audit_ensure_worker(void);
 extern void audit_release_database(Node *parsetree);
 

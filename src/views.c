@@ -1213,7 +1213,7 @@ views_report_probes(void)
 	snprintf(ev.detail, sizeof(ev.detail),
 			 "%d write%s through the masking view conflicted with existing rows (a unique or exclusion constraint, or ON CONFLICT): each tells whether a value exists, and counts against the export limits",
 			 n, n == 1 ? "" : "s");
-	audit_enqueue(&ev, true);
+	audit_submit(&ev, true);
 	limits_charge_probes(n);
 }
 
@@ -1366,7 +1366,8 @@ views_plan_for(StringInfo key, const char *sql, int nargs, Oid *argtypes, bool *
  * Does anyone look at the row the trigger returns?  Only RETURNING does
  * (and the row count, which any non-NULL row satisfies).  When the
  * top-level statement is a plain INSERT/UPDATE/DELETE without RETURNING,
- * the read-back through the masking view is skipped; anything else
+ * or a COPY ... FROM, the read-back through the masking view is skipped
+ * (no read event for rows nobody reads); anything else
  * (RETURNING, a writable CTE, a function's nested statement) reads back.
  */
 static bool
@@ -1377,6 +1378,10 @@ views_statement_wants_rows(void)
 	if (ActivePortal == NULL || list_length(ActivePortal->stmts) != 1)
 		return true;
 	ps = linitial_node(PlannedStmt, ActivePortal->stmts);
+	/* (COPY ... FROM returns no row to anyone) */
+	if (ps->commandType == CMD_UTILITY && IsA(ps->utilityStmt, CopyStmt) &&
+		((CopyStmt *) ps->utilityStmt)->is_from && statement_nesting_level() <= 1)
+		return false;
 	if (ps->commandType != CMD_INSERT && ps->commandType != CMD_UPDATE &&
 		ps->commandType != CMD_DELETE)
 		return true;
@@ -1604,6 +1609,13 @@ views_write_row(TriggerData *td, ProtectedTable *pt)
 
 	SPI_finish();
 	return result;
+}
+
+/* Is a write through a masking view's trigger running (audit.c)? */
+bool
+views_writing(void)
+{
+	return views_write_depth > 0;
 }
 
 PG_FUNCTION_INFO_V1(pii_guard_masking_view_write);

@@ -1321,9 +1321,9 @@ END
 $f$;
 SELECT pg_temp.wait_end(:start);
 CREATE FUNCTION pg_temp.probes(tag text, since bigint) RETURNS text LANGUAGE sql AS $$
-    SELECT count(*) || ' events, ' || coalesce(sum(rows), 0) || ' rows'
-      FROM pii_guard.audit_log
-     WHERE event_id > since AND kind = 'deny' AND operation = 'probe' AND application_name = tag
+    SELECT coalesce(sum(attempts), 0) || ' events, ' || coalesce(sum(rows), 0) || ' rows'
+      FROM pii_guard.audit_denials
+     WHERE event_id > since AND operation = 'probe' AND application_name = tag
 $$;
 SELECT is(pg_temp.probes(t, :start), v, format('12.%s deny events of %s', n, t))
   FROM (VALUES (1, 'tap_au:1.1', '1 events, 1 rows'),

@@ -310,8 +310,8 @@ DECLARE
     got int;
 BEGIN
     FOR i IN 1..20 LOOP
-        SELECT count(*) INTO got FROM pii_guard.audit_log
-         WHERE event_id > since AND kind = 'deny' AND operation = op AND detail LIKE detail_like;
+        SELECT coalesce(sum(attempts), 0) INTO got FROM pii_guard.audit_denials
+         WHERE event_id > since AND operation = op AND detail LIKE detail_like;
         EXIT WHEN got >= n;
         PERFORM pg_sleep(0.1);
     END LOOP;
@@ -840,9 +840,11 @@ RESET SESSION AUTHORIZATION;
 SELECT is(pii_guard.export_usage('sales_bob') - :u3, 1::bigint, '7.23 ... and counts as a probe');
 ALTER TABLE public_pii.customers DROP CONSTRAINT tap_aw_phone_key;
 SELECT is(pg_temp.wait_denies('probe', 6, :probes_start), 6, '7.24 each of the 6 probes is a deny event');
-SELECT is((SELECT string_agg(DISTINCT relation || ' ' || rows || ' ' || session_role, ',') FROM pii_guard.audit_log
-            WHERE event_id > :probes_start AND kind = 'deny' AND operation = 'probe'),
-          'public.customers 1 sales_bob', '7.25 ... naming the masking view and sales_bob, one row each');
+SELECT is((SELECT string_agg(DISTINCT relation || ' ' || session_role, ',') || ': ' || sum(rows) || ' rows, '
+                   || sum(attempts) || ' probes'
+             FROM pii_guard.audit_denials
+            WHERE event_id > :probes_start AND operation = 'probe'),
+          'public.customers sales_bob: 6 rows, 6 probes', '7.25 ... naming the masking view and sales_bob, one row each');
 SELECT pii_guard.set_export_limits('sales', NULL, NULL);
 REVOKE DELETE ON customers FROM sales;
 
