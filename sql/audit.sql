@@ -146,6 +146,23 @@ SELECT kind, operation, rows, columns_changed, columns_clear,
   FROM events_since(:start) WHERE relation = 'shop.vendors' ORDER BY kind DESC, operation;
 SELECT row_key, kind FROM pii_guard.audit_row_access
  WHERE event_id > :start AND relation = 'shop.vendors' ORDER BY kind, row_key;
+-- A read is a value that leaves: a protected column in a condition that
+-- chooses rows (a search that finds nothing, a count) or read by an
+-- UPDATE's SET is no read; what RETURNING returns is, named by the
+-- statement that returned it.
+GRANT UPDATE ON vendors TO regress_clerk;
+SELECT coalesce(max(event_id), 0) AS start FROM pii_guard.audit_log \gset
+SET ROLE regress_clerk;
+SELECT code FROM vendors WHERE "tel,ext" = '10000000000';
+SELECT count(*) FROM vendors WHERE "tel,ext" LIKE '138%';
+UPDATE vendors SET "tel,ext" = "tel,ext" WHERE code = 'three' RETURNING code;
+UPDATE vendors SET code = code WHERE "tel,ext" = '13800000004' RETURNING code, "tel,ext";
+RESET ROLE;
+SELECT wait_until(format($$SELECT count(*) >= 3 FROM pii_guard.audit_log
+                            WHERE event_id > %s AND relation = 'shop.vendors'$$, :start));
+SELECT pg_sleep(0.3);
+SELECT kind, operation, rows, columns_changed, columns_clear, row_keys
+  FROM events_since(:start) WHERE relation = 'shop.vendors' ORDER BY kind DESC, columns_clear;
 SELECT pii_guard.unprotect_table('vendors') IS NOT NULL AS unprotected;
 DROP TABLE vendors;
 
@@ -165,7 +182,7 @@ ROLLBACK;
 RESET ROLE;
 SELECT wait_for_events('{deny}', (SELECT count(*) + 3 FROM pii_guard.audit_log WHERE kind = 'deny' AND event_id <= :start)::int);
 SELECT kind, acting_role, relation, operation, detail FROM pii_guard.audit_log
- WHERE event_id > :start AND kind = 'deny' AND acting_role = 'regress_clerk' ORDER BY event_id;
+ WHERE event_id > :start AND kind = 'deny' AND acting_role = 'regress_clerk' ORDER BY event_time, event_id;
 
 -- Policy changes are admin events.
 SELECT kind, operation, detail FROM pii_guard.audit_log

@@ -68,6 +68,7 @@
 #include "access/xlog.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
+#include "common/hashfn.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -123,8 +124,8 @@ int			pii_guard_audit_enqueue_timeout = 1000;
 
 /*
  * Coalescing of read and deny events.  A backend keeps its latest read
- * event, and its latest deny event, each in a slot of its own in shared
- * memory, and merges the next one of the kind into it while they describe
+ * event, and its recent distinct deny events, in slots in shared memory
+ * (below), and merges the next one of the kind into it while they describe
  * the same thing (role, application, relation, operation, columns, query
  * id, reason) and
  * the merged row keys still fit; the worker harvests the slots every
@@ -141,6 +142,7 @@ typedef struct PendingSlot
 {
 	bool		used;
 	int			statements;
+	uint64		taken;			/* when it was filled (a per-backend count) */
 	AuditEvent	ev;
 } PendingSlot;
 
@@ -163,24 +165,67 @@ audit_shmem_size(void)
 					mul_size(sizeof(AuditEvent), pii_guard_audit_queue_size));
 }
 
-/* Number of pending-event slots: two per backend (a read, a deny). */
+/*
+ * Pending-event slots: one per backend for its read event, and a table of
+ * deny-event slots that backends share, four per backend, in which an
+ * event's place is found by a hash of what it describes (probing a few
+ * slots on): so that refusals that alternate coalesce too, each in its own
+ * slot, however many sessions refuse at once.
+ */
+#define PENDING_DENY_PER_BACKEND	4
+#define PENDING_PROBES				8
+
+static int
+audit_pending_backends(void)
+{
+	return MaxBackends > 0 ? MaxBackends : 1024;
+}
+
 static int
 audit_pending_count(void)
 {
-	return 2 * (MaxBackends > 0 ? MaxBackends : 1024);
+	return (1 + PENDING_DENY_PER_BACKEND) * audit_pending_backends();
 }
 
-/* Which kinds coalesce, and this backend's slot for one (-1: none). */
-static int
-audit_pending_slot(char kind)
+/* A hash of what an event describes (the fields audit_same_event compares). */
+static uint32
+audit_event_hash(const AuditEvent *ev)
 {
-	int			backend = compat_backend_slot();
-	int			slot;
+	uint32		h = hash_bytes((const unsigned char *) &ev->pid, sizeof(ev->pid));
 
-	if (kind != AUDIT_READ && kind != AUDIT_DENY && kind != AUDIT_REFUSAL)
-		return -1;
-	slot = 2 * backend + (kind == AUDIT_READ ? 0 : 1);
-	return backend >= 0 && slot < pending_nslots ? slot : -1;
+	h = hash_combine(h, hash_bytes((const unsigned char *) &ev->current_role, sizeof(Oid)));
+	h = hash_combine(h, hash_bytes((const unsigned char *) &ev->query_id, sizeof(uint64)));
+	h = hash_combine(h, hash_bytes((const unsigned char *) ev->relation, strlen(ev->relation)));
+	h = hash_combine(h, hash_bytes((const unsigned char *) ev->operation, strlen(ev->operation)));
+	return hash_combine(h, hash_bytes((const unsigned char *) ev->detail, strlen(ev->detail)));
+}
+
+/*
+ * The slots an event may be pending in (into slots[], up to
+ * PENDING_PROBES): its backend's read slot, or the deny slots its hash
+ * leads to.  0: it does not coalesce (another kind, or no slot).
+ */
+static int
+audit_pending_slots(const AuditEvent *ev, int *slots)
+{
+	int			backends = audit_pending_backends();
+	int			backend = compat_backend_slot();
+	int			ndeny = pending_nslots - backends;
+	uint32		start;
+
+	if (backend < 0 || backend >= backends || ndeny < PENDING_PROBES)
+		return 0;
+	if (ev->kind == AUDIT_READ)
+	{
+		slots[0] = backend;
+		return 1;
+	}
+	if (ev->kind != AUDIT_DENY && ev->kind != AUDIT_REFUSAL)
+		return 0;
+	start = audit_event_hash(ev) % (uint32) ndeny;
+	for (int i = 0; i < PENDING_PROBES; i++)
+		slots[i] = backends + (int) ((start + i) % (uint32) ndeny);
+	return PENDING_PROBES;
 }
 
 /* shmem_request_hook (or _PG_init before 15): reserve the queue. */
@@ -590,6 +635,77 @@ audit_merge_list(char *a, const char *b)
 	memcpy(a + alen, b, strlen(b) + 1);
 }
 
+/*
+ * How many refusals a deny event stands for: its detail's "; N times"
+ * (which *baselen is set to leave out), or 1.
+ */
+static int64
+audit_deny_times(const AuditEvent *ev, int *baselen)
+{
+	const char *suffix = strrchr(ev->detail, ';');
+	int64		n;
+	char	   *end;
+
+	*baselen = strlen(ev->detail);
+	if (suffix == NULL || strncmp(suffix, "; ", 2) != 0)
+		return 1;
+	n = strtoi64(suffix + 2, &end, 10);
+	if (end == suffix + 2 || strcmp(end, " times") != 0 || n < 1)
+		return 1;
+	*baselen = suffix - ev->detail;
+	return n;
+}
+
+/*
+ * The worker's batch: identical deny events (as audit_same_event, their
+ * counts aside) become one, their counts and rows added -- also when they
+ * alternate (a flood of varied refusals), which the backends' pending slots,
+ * holding one event each, do not merge.  A merged event gets kind 0
+ * (audit_insert_events skips it).
+ */
+static void
+audit_coalesce_denials(AuditEvent *events, int n)
+{
+	for (int i = 1; i < n; i++)
+	{
+		AuditEvent *b = &events[i];
+		int			blen;
+		int64		bn;
+
+		if (b->kind != AUDIT_DENY)
+			continue;
+		bn = audit_deny_times(b, &blen);
+		for (int j = 0; j < i; j++)
+		{
+			AuditEvent *a = &events[j];
+			int			alen;
+			int64		an;
+			char		adetail[sizeof(a->detail)];
+
+			if (a->kind != AUDIT_DENY)
+				continue;
+			an = audit_deny_times(a, &alen);
+			if (alen != blen || strncmp(a->detail, b->detail, alen) != 0)
+				continue;
+			/* (the same but for the counts: compare with equal details) */
+			memcpy(adetail, a->detail, sizeof(adetail));
+			a->detail[alen] = '\0';
+			b->detail[blen] = '\0';
+			if (!audit_same_event(a, b))
+			{
+				memcpy(a->detail, adetail, sizeof(adetail));
+				if (bn > 1)
+					snprintf(b->detail + blen, sizeof(b->detail) - blen, "; " INT64_FORMAT " times", bn);
+				continue;
+			}
+			a->rows += b->rows;
+			snprintf(a->detail + alen, sizeof(a->detail) - alen, "; " INT64_FORMAT " times", an + bn);
+			b->kind = 0;
+			break;
+		}
+	}
+}
+
 /* Merge b's rows and a read's row keys into a (audit_same_event said they fit). */
 static void
 audit_merge_events(AuditEvent *a, const AuditEvent *b)
@@ -599,6 +715,23 @@ audit_merge_events(AuditEvent *a, const AuditEvent *b)
 		return;
 	audit_merge_list(a->row_keys, b->row_keys);
 	audit_merge_list(a->row_keys_masked, b->row_keys_masked);
+}
+
+/*
+ * Is the queue more than half full?  Then refusals that do not coalesce (a
+ * flood of varied ones) go to spill files, at their session's expense
+ * (a file and an fsync each), and leave the queue to other sessions'
+ * events, which would otherwise wait for room.
+ */
+static bool
+audit_queue_crowded(void)
+{
+	bool		crowded;
+
+	LWLockAcquire(audit_shared->lock, LW_SHARED);
+	crowded = audit_shared->head - audit_shared->tail > (uint64) audit_shared->capacity / 2;
+	LWLockRelease(audit_shared->lock);
+	return crowded;
 }
 
 /* A pending event as the worker writes it: a count of what it merged. */
@@ -618,22 +751,24 @@ static void
 audit_pending_exit(int code pg_attribute_unused(),
 				   Datum arg pg_attribute_unused())
 {
-	static const char kinds[2] = {AUDIT_READ, AUDIT_DENY};
+	int			backend = compat_backend_slot();
 
-	if (pending_slots == NULL)
+	if (pending_slots == NULL || backend < 0 || backend >= audit_pending_backends())
 		return;
-	for (int k = 0; k < 2; k++)
+	/* (its read slot; and its deny events, wherever they hashed to) */
+	for (int slot = 0; slot < pending_nslots; slot++)
 	{
-		int			slot = audit_pending_slot(kinds[k]);
+		PendingSlot *ps = &pending_slots[slot];
 		AuditEvent	ev;
 		bool		had = false;
 
-		if (slot < 0)
+		if (slot != backend && (slot < audit_pending_backends() ||
+								!ps->used || ps->ev.pid != MyProcPid))
 			continue;
 		LWLockAcquire(&pending_locks[slot].lock, LW_EXCLUSIVE);
-		if (pending_slots[slot].used)
+		if (ps->used && (slot == backend || ps->ev.pid == MyProcPid))
 		{
-			audit_pending_take(&pending_slots[slot], &ev);
+			audit_pending_take(ps, &ev);
 			had = true;
 		}
 		LWLockRelease(&pending_locks[slot].lock);
@@ -653,14 +788,17 @@ audit_pending_exit(int code pg_attribute_unused(),
 void
 audit_submit(const AuditEvent *ev, bool aborting)
 {
-	int			slot = audit_pending_slot(ev->kind);
+	static uint64 fills = 0;
+	int			slots[PENDING_PROBES];
+	int			nslots = pending_slots ? audit_pending_slots(ev, slots) : 0;
+	int			slot = -1;
+	int			oldest = -1;
 	PendingSlot *ps;
 	AuditEvent	displaced;
 	bool		have_displaced = false;
 
 	/* (In recovery no worker harvests the slots: audit_enqueue logs it.) */
-	if (pending_slots == NULL || slot < 0 || (aborting && ev->kind == AUDIT_READ) ||
-		RecoveryInProgress())
+	if (nslots == 0 || (aborting && ev->kind == AUDIT_READ) || RecoveryInProgress())
 	{
 		audit_enqueue(ev, aborting);
 		return;
@@ -670,26 +808,44 @@ audit_submit(const AuditEvent *ev, bool aborting)
 		before_shmem_exit(audit_pending_exit, (Datum) 0);
 		pending_exit_registered = true;
 	}
+	/* The same event pending: merged. */
+	for (int k = 0; k < nslots; k++)
+	{
+		int			i = slots[k];
+
+		ps = &pending_slots[i];
+		LWLockAcquire(&pending_locks[i].lock, LW_EXCLUSIVE);
+		if (ps->used && audit_same_event(&ps->ev, ev))
+		{
+			audit_merge_events(&ps->ev, ev);
+			ps->statements++;
+			LWLockRelease(&pending_locks[i].lock);
+			return;
+		}
+		if (!ps->used && slot < 0)
+			slot = i;
+		if (ps->used && (oldest < 0 || ps->taken < pending_slots[oldest].taken))
+			oldest = i;
+		LWLockRelease(&pending_locks[i].lock);
+	}
+	/* Else a free slot, or the oldest, whose event goes to the queue. */
+	if (slot < 0)
+		slot = oldest >= 0 ? oldest : slots[0];
 	ps = &pending_slots[slot];
 	LWLockAcquire(&pending_locks[slot].lock, LW_EXCLUSIVE);
-	if (ps->used && audit_same_event(&ps->ev, ev))
+	if (ps->used)
 	{
-		audit_merge_events(&ps->ev, ev);
-		ps->statements++;
+		audit_pending_take(ps, &displaced);
+		have_displaced = true;
 	}
-	else
-	{
-		if (ps->used)
-		{
-			audit_pending_take(ps, &displaced);
-			have_displaced = true;
-		}
-		memcpy(&ps->ev, ev, sizeof(*ev));
-		ps->statements = 1;
-		ps->used = true;
-	}
+	memcpy(&ps->ev, ev, sizeof(*ev));
+	ps->statements = 1;
+	ps->taken = ++fills;
+	ps->used = true;
 	LWLockRelease(&pending_locks[slot].lock);
-	if (have_displaced)
+	if (have_displaced && displaced.kind != AUDIT_READ && audit_queue_crowded())
+		audit_spill(&displaced);	/* (a flood of refusals pays for itself) */
+	else if (have_displaced)
 		audit_enqueue(&displaced, aborting);
 	else
 		audit_ensure_worker();
@@ -1062,8 +1218,14 @@ audit_worker_cycle(void)
 	{
 		if (total > 0)
 		{
-			audit_resolve_refusals(ws.batch, total);
-			audit_insert_events(ws.batch, total);
+			/* (on a copy: an ERROR hands the batch back as it was) */
+			AuditEvent *rows = palloc(sizeof(AuditEvent) * total);
+
+			memcpy(rows, ws.batch, sizeof(AuditEvent) * total);
+			audit_resolve_refusals(rows, total);
+			audit_coalesce_denials(rows, total);
+			audit_insert_events(rows, total);
+			pfree(rows);
 		}
 
 		/*

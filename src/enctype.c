@@ -902,7 +902,7 @@ enctype_probe(FunctionCallInfo fcinfo, char kind, bool array)
 	if (pc->userid != GetUserId())
 	{
 		if (!(site != NULL && IsA(site, FuncExpr) &&
-			  ((FuncExpr *) site)->location == PII_SITE_MARK) &&
+			  PII_SITE_MARKED(((FuncExpr *) site)->location)) &&
 			!enctype_trusted())
 		{
 			if (statement_planning_depth() > 0)

@@ -154,7 +154,7 @@ static bool exports_output_tainted(ExportsCx *cx, Plan *plan, AttrNumber attno, 
 static inline bool
 exports_is_revealed(ExportsCx *cx, FuncExpr *fe)
 {
-	if (fe->location != PII_SITE_MARK)
+	if (!PII_SITE_MARKED(fe->location))
 		return false;
 	for (int i = 0; i < cx->nreveal; i++)
 		if (cx->reveal_oids[i] == fe->funcid)
@@ -638,7 +638,7 @@ exports_wrap_args(ExportsCx *cx, Plan *plan, List *args)
 
 		if (*slot != NULL && IsA(*slot, TargetEntry))
 			slot = (Node **) &((TargetEntry *) *slot)->expr;
-		if (*slot != NULL && IsA(*slot, FuncExpr) && ((FuncExpr *) *slot)->location == PII_SITE_MARK &&
+		if (*slot != NULL && IsA(*slot, FuncExpr) && PII_SITE_MARKED(((FuncExpr *) *slot)->location) &&
 			((FuncExpr *) *slot)->funcresulttype == exprType(*slot) &&
 			(((FuncExpr *) *slot)->funcid == exports_counter_oid(1) ||
 			 ((FuncExpr *) *slot)->funcid == exports_counter_oid(3)))
@@ -664,7 +664,7 @@ exports_mark_walker(Node *node, MarkWalk *mw)
 {
 	if (node == NULL)
 		return false;
-	if (IsA(node, FuncExpr) && ((FuncExpr *) node)->location == PII_SITE_MARK)
+	if (IsA(node, FuncExpr) && PII_SITE_MARKED(((FuncExpr *) node)->location))
 		return false;			/* reveal(), _exported(), a probe */
 	(void) expression_tree_walker(node, exports_mark_walker, (void *) mw);
 	switch (nodeTag(node))
@@ -871,37 +871,11 @@ exports_selection_walk(Plan *plan, Node *exprs, void *arg)
 	void	  **a = (void **) arg;
 	ExportsCx  *cx = (ExportsCx *) a[0];
 	bool	   *found = (bool *) a[1];
-	bool		chooses = false;
+	bool		chooses;
 
 	if (*found || exprs == NULL)
 		return;
-	if (exprs == (Node *) plan->qual)
-		chooses = true;
-	else
-		switch (nodeTag(plan))
-		{
-			case T_NestLoop:
-			case T_MergeJoin:
-			case T_HashJoin:
-				chooses = exprs == (Node *) ((Join *) plan)->joinqual ||
-					(IsA(plan, MergeJoin) && exprs == (Node *) ((MergeJoin *) plan)->mergeclauses) ||
-					(IsA(plan, HashJoin) && exprs == (Node *) ((HashJoin *) plan)->hashclauses);
-				break;
-			case T_IndexScan:
-				chooses = exprs == (Node *) ((IndexScan *) plan)->indexqualorig;
-				break;
-			case T_IndexOnlyScan:
-				chooses = exprs == (Node *) ((IndexOnlyScan *) plan)->recheckqual;
-				break;
-			case T_BitmapHeapScan:
-				chooses = exprs == (Node *) ((BitmapHeapScan *) plan)->bitmapqualorig;
-				break;
-			case T_Result:
-				chooses = exprs == ((Result *) plan)->resconstantqual;
-				break;
-			default:
-				break;
-		}
+	chooses = plan_exprs_choose_rows(plan, exprs);
 	if (chooses && exports_tainted(cx, plan, exprs, 0))
 		*found = true;
 }

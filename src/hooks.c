@@ -196,6 +196,29 @@ hooks_exports_start(QueryDesc *queryDesc, int eflags)
 	PG_END_TRY();
 }
 
+/*
+ * A started query's writes through masking views: the columns they target
+ * (views.c), the probes of a rewritten write (write.c).  One level down:
+ * what they ask the catalogs (the role's limits, say) is not a statement,
+ * whose end at level 0 would end this one's (flush its reads, forget its
+ * command).
+ */
+static void
+hooks_note_start(QueryDesc *queryDesc, int eflags)
+{
+	statement_push();
+	PG_TRY();
+	{
+		views_note_statement(queryDesc, eflags);
+		write_executor_start(queryDesc, eflags);
+	}
+	PG_FINALLY();
+	{
+		statement_pop();
+	}
+	PG_END_TRY();
+}
+
 /* ExecutorStart */
 static void
 pii_guard_ExecutorStart(QueryDesc *queryDesc, int eflags)
@@ -219,8 +242,7 @@ pii_guard_ExecutorStart(QueryDesc *queryDesc, int eflags)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	views_note_statement(queryDesc, eflags);
-	write_executor_start(queryDesc, eflags);
+	hooks_note_start(queryDesc, eflags);
 
 	if (!(IsParallelWorker() && statement_nesting_level() == 0))
 		hooks_exports_start(queryDesc, eflags);

@@ -148,6 +148,14 @@ extern void statement_planning(bool entering);
  */
 #define PII_SITE_MARK		(-0x50494947)
 
+/*
+ * A proved reveal() call whose value goes nowhere outside (a condition
+ * that chooses rows, the new value of a masking view's own UPDATE): it
+ * decides as any proved call does, and is no read (reveal.c).
+ */
+#define PII_SITE_MARK_QUIET	(-0x50494948)
+#define PII_SITE_MARKED(loc) ((loc) == PII_SITE_MARK || (loc) == PII_SITE_MARK_QUIET)
+
 /* keys.c */
 typedef struct CryptoHmac CryptoHmac;	/* a keyed HMAC-SHA256, crypto.c */
 
@@ -302,6 +310,7 @@ extern int	reveal_functions(const Oid **oids);
 extern void reveal_prove_plan(PlannedStmt *stmt);
 extern bool reveal_plan_reveals(PlannedStmt *stmt);
 extern void plan_walk_expressions(PlannedStmt *stmt, PlanExprCallback fn, void *arg);
+extern bool plan_exprs_choose_rows(Plan *plan, Node *exprs);
 
 /* exports.c */
 struct QueryDesc;

@@ -31,7 +31,15 @@
  *	- the value is the column named col and the key is base's row key.
  *
  * A call that passes is marked (its location becomes PII_SITE_MARK, a value
- * no parser or stored expression carries); every other call keeps -1.  At
+ * no parser or stored expression carries); every other call keeps -1.
+ * A passing call whose value goes nowhere outside -- in a condition that
+ * chooses rows (a filter, a join's, an index's), or the new value of an
+ * UPDATE or INSERT of its own base table (a masking view's write), its
+ * WITH CHECK or ON CONFLICT parts -- is marked PII_SITE_MARK_QUIET instead:
+ * it decides as any proved call does but is no read (a search that finds
+ * nothing is not a read of every row it looked at; an UPDATE's read event
+ * names the columns it returns, not those its SET reads).  A node the
+ * planner put in two places is marked by the one that outputs it.  At
  * its first call per site, reveal() refuses an unmarked site (42501,
  * audited) unless the user is a superuser.  So a rule, a policy, a
  * default, a generated column, a CHECK or domain constraint, an index
@@ -85,6 +93,7 @@ typedef struct RevealCache
 	bool		never_expires;	/* decision->expires == DT_NOEND */
 	bool		governed;		/* has a rule and the user is not exempt */
 	bool		per_row;		/* row-specific grants: look at the row key */
+	bool		quiet;			/* the site's value goes nowhere: no read */
 	ColumnAccess access;		/* the access for every row, unless per_row */
 	FmgrInfo	mask_finfo;
 	bool		mask_ready;
@@ -160,10 +169,20 @@ typedef struct ProofContext
 	int			nreveal;
 	Oid			view_owner;		/* pii_guard_owner */
 	Plan	   *node;			/* the node whose expressions are walked */
+	bool		quiet;			/* ... which go nowhere outside */
+	List	   *quiet_bases;	/* ... or, of these tables (Oids), its writes' */
+	List	   *writes;			/* WriteChild: children of ModifyTable nodes */
 	Oid			base;			/* the call being proved: its table ... */
 	const char *col;			/* ... and column */
 	List	   *params;			/* ParamSources of correlated subplans */
 } ProofContext;
+
+/* The child of a ModifyTable: the new rows of the relations it writes. */
+typedef struct WriteChild
+{
+	Plan	   *child;
+	List	   *relids;			/* Oids of the relations written */
+} WriteChild;
 
 /*
  * A parameter of a correlated subplan: the value the parent plan node
@@ -462,7 +481,15 @@ reveal_expr_walker(Node *node, ProofContext *cx)
 	{
 		FuncExpr   *fe = (FuncExpr *) node;
 
-		fe->location = reveal_prove_call(cx, fe) ? PII_SITE_MARK : -1;
+		if (!reveal_prove_call(cx, fe))
+			fe->location = -1;
+		else if (fe->location == PII_SITE_MARK)
+			;					/* (output elsewhere: stays a read) */
+		else if (cx->quiet ||
+				 list_member_oid(cx->quiet_bases, cx->base))
+			fe->location = PII_SITE_MARK_QUIET;
+		else
+			fe->location = PII_SITE_MARK;
 	}
 	return expression_tree_walker(node, reveal_expr_walker, (void *) cx);
 }
@@ -612,13 +639,79 @@ reveal_find_params(Plan *plan, Node *exprs, void *arg)
 	(void) reveal_params_walker(exprs, cx);
 }
 
+/*
+ * Does a node's expression list exprs choose rows (a filter, a join's
+ * condition, an index's, a gating qual) rather than compute output?
+ */
+bool
+plan_exprs_choose_rows(Plan *plan, Node *exprs)
+{
+	if (exprs == NULL)
+		return false;
+	if (exprs == (Node *) plan->qual)
+		return true;
+	switch (nodeTag(plan))
+	{
+		case T_NestLoop:
+		case T_MergeJoin:
+		case T_HashJoin:
+			return exprs == (Node *) ((Join *) plan)->joinqual ||
+				(IsA(plan, MergeJoin) && exprs == (Node *) ((MergeJoin *) plan)->mergeclauses) ||
+				(IsA(plan, HashJoin) && exprs == (Node *) ((HashJoin *) plan)->hashclauses);
+		case T_IndexScan:
+			return exprs == (Node *) ((IndexScan *) plan)->indexqualorig;
+		case T_IndexOnlyScan:
+			return exprs == (Node *) ((IndexOnlyScan *) plan)->recheckqual;
+		case T_BitmapHeapScan:
+			return exprs == (Node *) ((BitmapHeapScan *) plan)->bitmapqualorig;
+		case T_Result:
+			return exprs == ((Result *) plan)->resconstantqual;
+		default:
+			return false;
+	}
+}
+
+/* plan_walk_expressions callback: the children of ModifyTable nodes. */
+static void
+reveal_find_writes(Plan *plan, Node *exprs, void *arg)
+{
+	ProofContext *cx = (ProofContext *) arg;
+	ModifyTable *mt = (ModifyTable *) plan;
+	WriteChild *wc;
+	ListCell   *lc;
+
+	/* (once per node: with its target list) */
+	if (!IsA(plan, ModifyTable) || exprs != (Node *) plan->targetlist ||
+		plan->lefttree == NULL ||
+		(mt->operation != CMD_UPDATE && mt->operation != CMD_INSERT))
+		return;
+	wc = palloc0(sizeof(WriteChild));
+	wc->child = plan->lefttree;
+	foreach(lc, mt->resultRelations)
+		wc->relids = lappend_oid(wc->relids, rt_fetch(lfirst_int(lc), cx->stmt->rtable)->relid);
+	if (mt->rootRelation > 0)
+		wc->relids = lappend_oid(wc->relids, rt_fetch(mt->rootRelation, cx->stmt->rtable)->relid);
+	cx->writes = lappend(cx->writes, wc);
+}
+
 /* plan_walk_expressions callback of the proof. */
 static void
 reveal_prove_exprs(Plan *plan, Node *exprs, void *arg)
 {
 	ProofContext *cx = (ProofContext *) arg;
+	ListCell   *lc;
 
 	cx->node = plan;
+	cx->quiet = plan_exprs_choose_rows(plan, exprs) ||
+		(IsA(plan, ModifyTable) &&
+		 (exprs == (Node *) ((ModifyTable *) plan)->withCheckOptionLists ||
+		  exprs == (Node *) ((ModifyTable *) plan)->onConflictSet ||
+		  exprs == ((ModifyTable *) plan)->onConflictWhere));
+	cx->quiet_bases = NIL;
+	if (exprs == (Node *) plan->targetlist)
+		foreach(lc, cx->writes)
+			if (((WriteChild *) lfirst(lc))->child == plan)
+				cx->quiet_bases = ((WriteChild *) lfirst(lc))->relids;
 	(void) reveal_expr_walker(exprs, cx);
 }
 
@@ -639,6 +732,9 @@ reveal_prove_plan(PlannedStmt *stmt)
 	cx.view_owner = views_owner_role();
 	if (stmt->subplans != NIL)
 		plan_walk_expressions(stmt, reveal_find_params, &cx);
+	if (stmt->commandType == CMD_UPDATE || stmt->commandType == CMD_INSERT ||
+		stmt->hasModifyingCTE)
+		plan_walk_expressions(stmt, reveal_find_writes, &cx);
 	plan_walk_expressions(stmt, reveal_prove_exprs, &cx);
 }
 
@@ -714,7 +810,7 @@ reveal_check_call(FunctionCallInfo fcinfo)
 	 * A marked site's value is the named column itself (the proof, or the
 	 * write rewrite, matched it by name): its type is the column's.
 	 */
-	if (fe != NULL && IsA(fe, FuncExpr) && fe->location == PII_SITE_MARK)
+	if (fe != NULL && IsA(fe, FuncExpr) && PII_SITE_MARKED(fe->location))
 		return;
 
 	/* (Once per call site, so once per statement: one syscache lookup.) */
@@ -749,6 +845,8 @@ reveal_cache_refresh(FunctionCallInfo fcinfo)
 		reveal_check_call(fcinfo);
 		rc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(RevealCache));
 		rc->rowkey_type = get_fn_expr_argtype(fcinfo->flinfo, 3);
+		rc->quiet = fcinfo->flinfo->fn_expr != NULL && IsA(fcinfo->flinfo->fn_expr, FuncExpr) &&
+			((FuncExpr *) fcinfo->flinfo->fn_expr)->location == PII_SITE_MARK_QUIET;
 		fcinfo->flinfo->fn_extra = rc;
 	}
 	if (rc->decision == NULL || rc->generation != policy_current_generation() ||
@@ -825,7 +923,7 @@ reveal_access(FunctionCallInfo fcinfo, RevealCache *rc)
 static inline void
 reveal_note(FunctionCallInfo fcinfo, RevealCache *rc, ColumnAccess access)
 {
-	if (!rc->governed)
+	if (!rc->governed || rc->quiet)
 		return;
 	audit_note_reveal(PG_GETARG_OID(1), NameStr(*PG_GETARG_NAME(2)), access,
 					  fcinfo, 3, &rc->audit_site);
@@ -1037,7 +1135,7 @@ pii_guard_write_seal(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("column \"%s\" is not an encrypted column of that type",
 							NameStr(*PG_GETARG_NAME(2)))));
-		if (!(fe != NULL && IsA(fe, FuncExpr) && fe->location == PII_SITE_MARK) && !superuser())
+		if (!(fe != NULL && IsA(fe, FuncExpr) && PII_SITE_MARKED(fe->location)) && !superuser())
 			reveal_refuse_site(fcinfo, PG_GETARG_OID(1));
 		fcinfo->flinfo->fn_extra = (void *) (intptr_t) kind;
 	}

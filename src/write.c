@@ -104,7 +104,7 @@ pii_guard_write_conflict(PG_FUNCTION_ARGS)
 
 	if (fcinfo->flinfo->fn_extra == NULL)
 	{
-		if (!(fe != NULL && IsA(fe, FuncExpr) && fe->location == PII_SITE_MARK) && !superuser())
+		if (!(fe != NULL && IsA(fe, FuncExpr) && PII_SITE_MARKED(fe->location)) && !superuser())
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("pii_guard._write_conflict() can only be used by masking views")));

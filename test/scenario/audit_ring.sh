@@ -28,7 +28,11 @@ stop_pid() {
 	return 1
 }
 deny_in() {	# deny_in DB N: N refused decrypt() calls there
-	for _ in $(seq "$2"); do echo "SELECT pii_guard.decrypt(pii_guard.encrypt('x'));"; done |
+	# (each under its own application_name: distinct events, which do not
+	# coalesce; the queue's behaviour is what is looked at here)
+	for i in $(seq "$2"); do
+		echo "SET application_name = 'deny_$i'; SELECT pii_guard.decrypt(pii_guard.encrypt('x'));"
+	done |
 		psql -X -q -h "$(pgg_sock $name)" -p 5432 -U r_user -d "$1" >/dev/null 2>&1
 }
 # start_in DB OID: one denial a second in DB until its worker runs (with a

@@ -37,7 +37,11 @@ stop_worker() {	# SIGTERM the worker and wait until it is gone
 }
 # n refused decrypt() calls by w_reader: n deny events.
 deny() {
-	for _ in $(seq "$1"); do echo "SELECT pii_guard.decrypt(pii_guard.encrypt('x'));"; done |
+	# (each under its own application_name: distinct events, which do not
+	# coalesce; the queue's behaviour is what is looked at here)
+	for i in $(seq "$1"); do
+		echo "SET application_name = 'deny_$i'; SELECT pii_guard.decrypt(pii_guard.encrypt('x'));"
+	done |
 		PGOPTIONS="$client_opts" psql -X -q -h "$(pgg_sock $name)" -p 5432 -U w_reader -d wdb >/dev/null 2>&1
 }
 denials() { wpsql -tAc "SELECT count(*) FROM pii_guard.audit_log WHERE kind = 'deny' AND acting_role = 'w_reader'"; }

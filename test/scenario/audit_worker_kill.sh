@@ -38,7 +38,11 @@ worker_pid() {
 	echo "$pid"
 }
 deny() {	# n refused decrypt() calls by k_reader: n deny events
-	for _ in $(seq "$1"); do echo "SELECT pii_guard.decrypt(pii_guard.encrypt('x'));"; done |
+	# (each under its own application_name: distinct events, which do not
+	# coalesce; the queue's behaviour is what is looked at here)
+	for i in $(seq "$1"); do
+		echo "SET application_name = 'deny_$i'; SELECT pii_guard.decrypt(pii_guard.encrypt('x'));"
+	done |
 		psql -X -q -h "$(pgg_sock $name)" -p 5432 -U k_reader -d kdb >/dev/null 2>&1
 }
 denials() { kpsql -tAc "SELECT count(*) FROM pii_guard.audit_log WHERE kind = 'deny' AND acting_role = 'k_reader'" 2>/dev/null; }
