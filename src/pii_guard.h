@@ -310,7 +310,7 @@ extern int	reveal_functions(const Oid **oids);
 extern void reveal_prove_plan(PlannedStmt *stmt);
 extern bool reveal_plan_reveals(PlannedStmt *stmt);
 extern void plan_walk_expressions(PlannedStmt *stmt, PlanExprCallback fn, void *arg);
-extern bool plan_exprs_choose_rows(Plan *plan, Node *exprs);
+extern bool plan_exprs_choose_rows(const Plan *plan, const Node *exprs);
 
 /* exports.c */
 struct QueryDesc;

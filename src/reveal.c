@@ -644,28 +644,28 @@ reveal_find_params(Plan *plan, Node *exprs, void *arg)
  * condition, an index's, a gating qual) rather than compute output?
  */
 bool
-plan_exprs_choose_rows(Plan *plan, Node *exprs)
+plan_exprs_choose_rows(const Plan *plan, const Node *exprs)
 {
 	if (exprs == NULL)
 		return false;
-	if (exprs == (Node *) plan->qual)
+	if (exprs == (const Node *) plan->qual)
 		return true;
 	switch (nodeTag(plan))
 	{
 		case T_NestLoop:
 		case T_MergeJoin:
 		case T_HashJoin:
-			return exprs == (Node *) ((Join *) plan)->joinqual ||
-				(IsA(plan, MergeJoin) && exprs == (Node *) ((MergeJoin *) plan)->mergeclauses) ||
-				(IsA(plan, HashJoin) && exprs == (Node *) ((HashJoin *) plan)->hashclauses);
+			return exprs == (const Node *) ((const Join *) plan)->joinqual ||
+				(IsA(plan, MergeJoin) && exprs == (const Node *) ((const MergeJoin *) plan)->mergeclauses) ||
+				(IsA(plan, HashJoin) && exprs == (const Node *) ((const HashJoin *) plan)->hashclauses);
 		case T_IndexScan:
-			return exprs == (Node *) ((IndexScan *) plan)->indexqualorig;
+			return exprs == (const Node *) ((const IndexScan *) plan)->indexqualorig;
 		case T_IndexOnlyScan:
-			return exprs == (Node *) ((IndexOnlyScan *) plan)->recheckqual;
+			return exprs == (const Node *) ((const IndexOnlyScan *) plan)->recheckqual;
 		case T_BitmapHeapScan:
-			return exprs == (Node *) ((BitmapHeapScan *) plan)->bitmapqualorig;
+			return exprs == (const Node *) ((const BitmapHeapScan *) plan)->bitmapqualorig;
 		case T_Result:
-			return exprs == ((Result *) plan)->resconstantqual;
+			return exprs == ((const Result *) plan)->resconstantqual;
 		default:
 			return false;
 	}
@@ -673,6 +673,7 @@ plan_exprs_choose_rows(Plan *plan, Node *exprs)
 
 /* plan_walk_expressions callback: the children of ModifyTable nodes. */
 static void
+/* cppcheck-suppress constParameter ; a PlanExprCallback */
 reveal_find_writes(Plan *plan, Node *exprs, void *arg)
 {
 	ProofContext *cx = (ProofContext *) arg;
