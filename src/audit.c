@@ -1722,6 +1722,11 @@ static MemoryContext ReadContext = NULL;
 static List *read_rels = NIL;	/* of ReadRel *, TopMemoryContext */
 static uint64 reads_epoch = 1;	/* bumped at every flush */
 static bool reads_pending = false;	/* a read was noted since the last flush */
+/*
+ * The statement that made them: a portal's reads may be flushed when it is
+ * closed, by the next statement (COMMIT, ROLLBACK, CLOSE ...).
+ */
+static char reads_command[32];
 
 /* The per-call-site cache reveal() keeps for us. */
 typedef struct ReadSite
@@ -1854,6 +1859,8 @@ audit_note_reveal(Oid relid, const char *attname, ColumnAccess access,
 		site->rel = audit_read_rel(relid);
 		site->col = audit_read_col(site->rel, attname);
 		site->epoch = reads_epoch;
+		if (!reads_pending)
+			strlcpy(reads_command, statement_command(), sizeof(reads_command));
 		reads_pending = true;
 	}
 	rel = site->rel;
@@ -1900,6 +1907,7 @@ audit_flush_reads(bool aborting)
 	ListCell   *lc;
 	bool		export;
 	uint64		epoch = reads_epoch;
+	const char *command = reads_command[0] ? reads_command : statement_command();
 
 	if (!reads_pending)
 		return;
@@ -1922,9 +1930,9 @@ audit_flush_reads(bool aborting)
 		/* (named when first read: at an abort, the catalogs cannot be read) */
 		AUDIT_SET(&ev, relation, rel->name);
 		if (aborting)
-			snprintf(ev.operation, sizeof(ev.operation), "%s (failed)", statement_command());
+			snprintf(ev.operation, sizeof(ev.operation), "%s (failed)", command);
 		else
-			AUDIT_SET(&ev, operation, statement_command());
+			AUDIT_SET(&ev, operation, command);
 
 		/* Row keys are listed for every clear or masked value: count them. */
 		overflow = list_length(rel->clear.keys) >= pii_guard_audit_max_row_keys ||

@@ -120,6 +120,22 @@ pgg_is "a named portal: 15 rows, another statement, then 5 more and the limit" \
 out=$(portals "parse:s1:SELECT id, phone FROM customers ORDER BY id" "bind::s1" "exec::8" "exec::8" "exec::8")
 pgg_is "the unnamed portal executed in pieces: 8, 8, then 4 and the limit" \
 	"$(tr '\n' ' ' <<<"$out")" " 8 suspended  8 suspended  4 54P01 "
+# A portal's reads are named by the statement that read, not by the one
+# that closed the portal (its read event is written when it is closed).
+start=$(sql "SELECT coalesce(max(event_id), 0) FROM pii_guard.audit_log")
+portals "query:BEGIN" "parse:s3:SELECT id, phone FROM customers WHERE id <= 3" "bind:p3:s3" "exec:p3:2" \
+	"query:ROLLBACK" >/dev/null
+wait_read() {
+	local i
+	for i in $(seq 100); do
+		[ "$(sql "SELECT count(*) FROM pii_guard.audit_log WHERE event_id > $start AND kind = 'read' AND session_role = 'intern_gus'")" -ge 1 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+pgg_ok "a portal closed by ROLLBACK: its read event is written" wait_read
+pgg_is "... named SELECT, with the 2 rows it read" \
+	"$(sql "SELECT string_agg(operation || ' ' || rows, ',') FROM pii_guard.audit_log WHERE event_id > $start AND kind = 'read' AND session_role = 'intern_gus'")" "SELECT 2"
 
 # What approvals used is recorded with the policy, so a restored copy does
 # not bring a used-up approval back to life.
