@@ -300,6 +300,30 @@ SELECT problem FROM pii_guard.verify_audit();
 ROLLBACK;
 SELECT * FROM pii_guard.verify_audit();
 
+-- A cut or rewritten tail verifies by itself: the newest rows and their
+-- seals deleted leave a shorter chain.  Against an anchor kept outside
+-- (the head the worker logs after each sealing, here read from the chain
+-- as it was) it does not.  A malformed anchor is an error.
+SELECT s.seal_seq || ':' || encode(s.chain_hash, 'hex') AS anchor, s.event_id AS anchor_event
+  FROM pii_guard.audit_seal s ORDER BY s.seal_seq DESC LIMIT 1 \gset
+SELECT count(*) AS problems_against_anchor FROM pii_guard.verify_audit(:'anchor');
+BEGIN;
+ALTER TABLE pii_guard.audit_log DISABLE TRIGGER audit_log_guard;
+ALTER TABLE pii_guard.audit_seal DISABLE TRIGGER audit_seal_guard;
+DELETE FROM pii_guard.audit_seal WHERE seal_seq > (SELECT max(seal_seq) - 3 FROM pii_guard.audit_seal);
+DELETE FROM pii_guard.audit_log a WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s WHERE s.event_id = a.event_id);
+SELECT count(*) AS problems_without_anchor FROM pii_guard.verify_audit();
+SELECT event_id, seal_seq IS NOT NULL AS at_anchor, problem FROM pii_guard.verify_audit(:'anchor');
+ROLLBACK;
+BEGIN;
+ALTER TABLE pii_guard.audit_seal DISABLE TRIGGER audit_seal_guard;
+UPDATE pii_guard.audit_seal SET chain_hash = pii_guard._audit_chain_next(NULL, 0, NULL)
+ WHERE seal_seq = split_part(:'anchor', ':', 1)::bigint;
+SELECT event_id = :anchor_event AS at_anchor_event, problem FROM pii_guard.verify_audit(:'anchor')
+ WHERE problem LIKE '%anchor%';
+ROLLBACK;
+SELECT * FROM pii_guard.verify_audit('12:xyz');
+
 -- pii_guard's own tables cannot be put under write audit (audit rows
 -- about audit rows; they are guarded by triggers of their own).
 SELECT pii_guard.audit_table('pii_guard.audit_log');

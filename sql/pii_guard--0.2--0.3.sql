@@ -509,3 +509,46 @@ SELECT event_id, event_time, session_role, acting_role, client_addr, application
        relation, operation, rows, detail,
        coalesce(pg_catalog.substring(detail, '; ([0-9]+) times$')::bigint, 1) AS attempts
   FROM @extschema@.audit_log WHERE kind = 'deny';
+
+-- The chain checked against an anchor kept outside the database: the head
+-- (SEQ:HASH) that the audit worker logs after each sealing ("pii_guard
+-- audit anchor: ...") and gives to pii_guard.audit_anchor_command.  A
+-- chain that verifies by itself may still have lost its newest rows and
+-- their seals, or been reset; kept against an anchor taken earlier, it
+-- must still hold that seal with that hash.
+CREATE FUNCTION @extschema@.verify_audit(anchor text)
+RETURNS TABLE (event_id bigint, seal_seq bigint, problem text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    want_seq  bigint;
+    want_hash bytea;
+    p         record;
+    s         record;
+BEGIN
+    IF anchor IS NULL OR anchor !~ '^[0-9]{1,18}:[0-9a-f]{64}$' THEN
+        RAISE EXCEPTION 'not an audit anchor'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'An anchor reads SEQ:HASH: a seal sequence number, a colon, 64 hex digits.',
+                  HINT = 'Take it from the server log''s "pii_guard audit anchor" lines or from what pii_guard.audit_anchor_command kept.';
+    END IF;
+    want_seq := split_part(anchor, ':', 1)::bigint;
+    want_hash := decode(split_part(anchor, ':', 2), 'hex');
+    FOR p IN SELECT * FROM @extschema@.verify_audit() LOOP
+        RETURN QUERY SELECT p.event_id, p.seal_seq, p.problem;
+    END LOOP;
+    SELECT x.event_id, x.chain_hash INTO s FROM @extschema@.audit_seal x WHERE x.seal_seq = want_seq;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT NULL::bigint, want_seq,
+            'the chain ends before the anchor: its newest rows and seals were removed, or the log was reset';
+    ELSIF s.chain_hash <> want_hash THEN
+        RETURN QUERY SELECT s.event_id, want_seq,
+            'the chain does not match the anchor at this seal: it was rewritten or reset';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.verify_audit(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.verify_audit(text) TO pii_guard_auditor;
+COMMENT ON FUNCTION @extschema@.verify_audit(text) IS
+    'verify_audit(), and the chain against an anchor kept outside the database (SEQ:HASH)';

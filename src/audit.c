@@ -42,6 +42,7 @@
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "common/ip.h"
@@ -1146,6 +1147,90 @@ audit_seal_note_gaps(const Datum *ids, uint64 n, int64 newest, TimestampTz now)
  * to the start past the newest sealed row).  The sweep, run now and then,
  * catches rows whose transactions committed long after their neighbours.
  */
+/*
+ * The chain's head, anchored outside the database.  Deleting the newest
+ * rows and their seals (a superuser with the guards off) leaves a chain
+ * that verifies; a head kept elsewhere -- the server log, or wherever
+ * pii_guard.audit_anchor_command appends it -- does not match it any more
+ * (verify_audit(anchor)).  After each sealing that moved the head, once
+ * the worker's transaction has committed, the head is logged as
+ *   pii_guard audit anchor: database "D" anchor SEQ:HASH (event E)
+ * and given to the command, if one is set (%a the anchor, %d the database,
+ * %s the seal sequence, %e the event id, %h the hash in hex, %% a %).
+ */
+static bool anchor_pending = false;
+static int64 anchor_seq;
+static int64 anchor_event;
+static uint8 anchor_hash[32];
+static char anchor_db[NAMEDATALEN];	/* (named in the transaction) */
+
+char	   *pii_guard_audit_anchor_command = NULL;
+
+void
+audit_anchor_publish(bool committed)
+{
+	char		hex[65];
+	char		anchor[96];
+	const char *db;
+	StringInfoData cmd;
+	int			rc;
+
+	if (!anchor_pending)
+		return;
+	anchor_pending = false;
+	if (!committed)
+		return;
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", anchor_hash[i]);
+	snprintf(anchor, sizeof(anchor), INT64_FORMAT ":%s", anchor_seq, hex);
+	db = anchor_db;
+	ereport(LOG,
+			(errmsg("pii_guard audit anchor: database \"%s\" anchor %s (event " INT64_FORMAT ")",
+					db ? db : "?", anchor, anchor_event),
+			 errhidestmt(true)));
+	if (pii_guard_audit_anchor_command == NULL || pii_guard_audit_anchor_command[0] == '\0')
+		return;
+	initStringInfo(&cmd);
+	for (const char *p = pii_guard_audit_anchor_command; *p; p++)
+	{
+		if (*p != '%' || p[1] == '\0')
+		{
+			appendStringInfoChar(&cmd, *p);
+			continue;
+		}
+		switch (*++p)
+		{
+			case 'a':
+				appendStringInfoString(&cmd, anchor);
+				break;
+			case 'd':
+				/* (a database name may hold anything: only safe characters) */
+				for (const char *c = db ? db : ""; *c; c++)
+					appendStringInfoChar(&cmd, (isalnum((unsigned char) *c) || *c == '_' || *c == '-') ? *c : '_');
+				break;
+			case 's':
+				appendStringInfo(&cmd, INT64_FORMAT, anchor_seq);
+				break;
+			case 'e':
+				appendStringInfo(&cmd, INT64_FORMAT, anchor_event);
+				break;
+			case 'h':
+				appendStringInfoString(&cmd, hex);
+				break;
+			default:
+				appendStringInfoChar(&cmd, *p);
+				break;
+		}
+	}
+	fflush(NULL);
+	rc = system(cmd.data);
+	if (rc != 0)
+		ereport(WARNING,
+				(errmsg("pii_guard.audit_anchor_command failed with status %d for anchor %s", rc, anchor),
+				 errhint("The anchor is in the server log; the command gets the next one.")));
+	pfree(cmd.data);
+}
+
 #define AUDIT_SEAL_WINDOW	10000
 #define AUDIT_SWEEP_CHUNK	100000
 void
@@ -1251,6 +1336,17 @@ audit_seal_rows(int64 *sweep)
 			links[i] = PointerGetDatum(link);
 			prev = link;
 		}
+		/* The new head, for the anchor (published once committed). */
+		anchor_seq = seq;
+		anchor_event = DatumGetInt64(ids[n - 1]);
+		memcpy(anchor_hash, VARDATA_ANY(prev), Min(VARSIZE_ANY_EXHDR(prev), sizeof(anchor_hash)));
+		if (anchor_db[0] == '\0')
+		{
+			char	   *db = get_database_name(MyDatabaseId);
+
+			strlcpy(anchor_db, db ? db : "?", sizeof(anchor_db));
+		}
+		anchor_pending = true;
 		/* One statement for the whole batch. */
 		v[0] = PointerGetDatum(construct_array(seqs, (int) n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		v[1] = PointerGetDatum(construct_array(ids, (int) n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));

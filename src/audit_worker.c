@@ -72,6 +72,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "port/pg_crc32c.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/condition_variable.h"
@@ -277,6 +278,84 @@ audit_spill_dir(char *path, int size)
 }
 
 /*
+ * A spill file: a header, then the event.  The header says what the file
+ * is (magic), its layout (version, the event's size) and its CRC-32C, so
+ * that a file of another version, a torn or damaged one, is recognised --
+ * set aside with a WARNING, never read as an event nor dropped unseen.
+ * (Files of the first layout, the bare event, are read as they are.)
+ */
+#define SPILL_MAGIC		0x50494753	/* "PIGS" */
+#define SPILL_VERSION	2
+
+typedef struct SpillHeader
+{
+	uint32		magic;
+	uint16		version;
+	uint16		header_size;
+	uint32		event_size;
+	pg_crc32c	crc;			/* of the event */
+} SpillHeader;
+
+static void
+audit_spill_header(SpillHeader *hdr, const AuditEvent *ev)
+{
+	memset(hdr, 0, sizeof(*hdr));
+	hdr->magic = SPILL_MAGIC;
+	hdr->version = SPILL_VERSION;
+	hdr->header_size = sizeof(SpillHeader);
+	hdr->event_size = sizeof(AuditEvent);
+	INIT_CRC32C(hdr->crc);
+	COMP_CRC32C(hdr->crc, ev, sizeof(AuditEvent));
+	FIN_CRC32C(hdr->crc);
+}
+
+/*
+ * Read spill file fd (of size size) into ev: false (with a WARNING, the
+ * file renamed to .bad) if it is not a whole, intact event.
+ */
+static bool
+audit_spill_read(int fd, const char *path, off_t size, AuditEvent *ev)
+{
+	SpillHeader hdr;
+	pg_crc32c	crc;
+	const char *problem = NULL;
+	char		bad[MAXPGPATH];
+
+	if (size == (off_t) sizeof(AuditEvent))
+	{
+		/* (the first layout: the bare event) */
+		if (read(fd, ev, sizeof(AuditEvent)) == sizeof(AuditEvent))
+			return true;
+		problem = "it could not be read";
+	}
+	else if (size != (off_t) (sizeof(SpillHeader) + sizeof(AuditEvent)) ||
+			 read(fd, &hdr, sizeof(hdr)) != sizeof(hdr) ||
+			 read(fd, ev, sizeof(AuditEvent)) != sizeof(AuditEvent))
+		problem = "it has not the size of an event of this version";
+	else if (hdr.magic != SPILL_MAGIC || hdr.version != SPILL_VERSION ||
+			 hdr.header_size != sizeof(SpillHeader) || hdr.event_size != sizeof(AuditEvent))
+		problem = "its header is not of this version";
+	else
+	{
+		INIT_CRC32C(crc);
+		COMP_CRC32C(crc, ev, sizeof(AuditEvent));
+		FIN_CRC32C(crc);
+		if (!EQ_CRC32C(crc, hdr.crc))
+			problem = "its checksum does not match: it is damaged";
+	}
+	if (problem == NULL)
+		return true;
+	snprintf(bad, sizeof(bad), "%s.bad", path);
+	ereport(WARNING,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("pii_guard audit spill file \"%s\" was set aside: %s", path, problem),
+			 errdetail("It is renamed to \"%s\"; the event it holds is not in the audit log.", bad),
+			 errhint("Keep the file for the audit; a pii_guard of the version that wrote it can read it.")));
+	(void) durable_rename(path, bad, LOG);
+	return false;
+}
+
+/*
  * Spill one event to its own file: written under a temporary name, then
  * renamed into place with durable_rename (which fsyncs the file and the
  * directory), so that the worker never reads half an event and a crash
@@ -285,6 +364,7 @@ audit_spill_dir(char *path, int size)
 static void
 audit_spill(const AuditEvent *ev)
 {
+	SpillHeader hdr;
 	char		dir[MAXPGPATH];
 	char		tmp[MAXPGPATH];
 	char		path[MAXPGPATH];
@@ -302,8 +382,10 @@ audit_spill(const AuditEvent *ev)
 			 (unsigned long long) n);
 	snprintf(path, sizeof(path), "%s/%u.%d.%llu.event", dir, ev->dboid, MyProcPid,
 			 (unsigned long long) n);
+	audit_spill_header(&hdr, ev);
 	fd = OpenTransientFile(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
-	if (fd < 0 || write(fd, ev, sizeof(*ev)) != sizeof(*ev) ||
+	if (fd < 0 || write(fd, &hdr, sizeof(hdr)) != sizeof(hdr) ||
+		write(fd, ev, sizeof(*ev)) != sizeof(*ev) ||
 		CloseTransientFile(fd) != 0 || durable_rename(tmp, path, LOG) != 0)
 		ereport(PANIC,
 				(errcode_for_file_access(),
@@ -588,9 +670,15 @@ audit_read_spill(Oid dboid, AuditEvent *events, char (*files)[MAXPGPATH], int ma
 		fd = OpenTransientFile(files[n], O_RDONLY | PG_BINARY);
 		if (fd < 0)
 			continue;
-		if (read(fd, &events[n], sizeof(AuditEvent)) == sizeof(AuditEvent))
-			n++;
-		CloseTransientFile(fd);
+		{
+			struct stat st;
+			bool		ok = fstat(fd, &st) == 0 &&
+				audit_spill_read(fd, files[n], st.st_size, &events[n]);
+
+			CloseTransientFile(fd);
+			if (ok)
+				n++;
+		}
 	}
 	FreeDir(d);
 	return n;
@@ -1267,6 +1355,7 @@ audit_worker_cycle(void)
 		audit_remove_dropped_spill_files();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	audit_anchor_publish(true);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	ws.nharvest = 0;
 	/* (Only once committed: or a failed cycle would skip grants.) */
@@ -1352,6 +1441,7 @@ audit_worker_run_cycle(void)
 	{
 		audit_worker_recover();
 		audit_seal_forget();
+		audit_anchor_publish(false);
 		ws.backoff_ms = ws.backoff_ms == 0 ? 1000 :
 			Min(ws.backoff_ms * 2, AUDIT_MAX_BACKOFF_MS);
 	}

@@ -108,6 +108,15 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomStringVariable("pii_guard.audit_anchor_command",
+							   "Shell command given the audit chain's head after each sealing.",
+							   "%a is the anchor (seq:hash) for verify_audit(anchor), %d the database, %s the seal sequence, %e the event id, %h the hash; e.g. an append to a write-once file or a SIEM.",
+							   &pii_guard_audit_anchor_command,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
 	DefineCustomBoolVariable("pii_guard.audit_reads",
 							 "Records read events for protected columns.",
 							 "Write, deny, export and admin events are always recorded.",

@@ -423,6 +423,8 @@ extern void audit_event_set(char *field, int size, const char *value);
 extern int64 audit_insert_events(const AuditEvent *events, int n);
 extern int64 audit_insert_now(const AuditEvent *ev);
 extern void audit_seal_rows(int64 *sweep);
+extern char *pii_guard_audit_anchor_command;
+extern void audit_anchor_publish(bool committed);
 extern void audit_seal_forget(void);
 extern TimestampTz audit_record_grant_expiries(TimestampTz since);
 extern void audit_event_json(StringInfo buf, const AuditEvent *ev, int64 event_id, bool full);

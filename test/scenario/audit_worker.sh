@@ -200,4 +200,36 @@ pgg_ok "... nor stop its worker trying" kill -0 "$worker"
 pgg_ok "wdrop's owner drops it" as_owner -c "DROP DATABASE wdrop"
 pgg_ok "... and wcopy" as_owner -c "DROP DATABASE wcopy"
 pgg_is "the chain verifies" "$(wpsql -tAc "SELECT count(*) FROM pii_guard.verify_audit()")" 0
+
+# The chain's head, anchored outside: in the server log after each sealing,
+# and given to pii_guard.audit_anchor_command; the newest anchor kept
+# verifies, and no longer does once the newest rows and seals are cut.
+anchors="$(pgg_data $name)/anchors.txt"	# (where the server may write)
+rm -f "$anchors"
+wpsql -c "ALTER SYSTEM SET pii_guard.audit_anchor_command = 'echo \"%d %a %s %e\" >> $anchors'" \
+	-c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+deny 3
+for _ in $(seq 100); do [ -s "$anchors" ] && break; sleep 0.1; done
+pgg_ok "the anchor command was run" test -s "$anchors"
+last=$(tail -1 "$anchors")
+anchor=$(awk '{print $2}' <<<"$last")
+pgg_ok "... with the database, the anchor, its sequence and event" \
+	grep -Eq "^wdb [0-9]+:[0-9a-f]{64} [0-9]+ [0-9]+\$" <<<"$last"
+pgg_ok "the server log has it too" grep -q "pii_guard audit anchor: database \"wdb\" anchor $anchor" "$(pgg_log $name)"
+pgg_is "the chain verifies against the anchor" "$(wpsql -tAc "SELECT count(*) FROM pii_guard.verify_audit('$anchor')")" 0
+wpsql -c "ALTER SYSTEM RESET pii_guard.audit_anchor_command" -c "SELECT pg_reload_conf()" >/dev/null
+cut=$(wpsql -tA <<SQL
+BEGIN;
+ALTER TABLE pii_guard.audit_seal DISABLE TRIGGER audit_seal_guard;
+ALTER TABLE pii_guard.audit_log DISABLE TRIGGER audit_log_guard;
+DELETE FROM pii_guard.audit_seal WHERE seal_seq >= split_part('$anchor', ':', 1)::bigint;
+DELETE FROM pii_guard.audit_log a WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s WHERE s.event_id = a.event_id);
+SELECT 'alone:' || count(*) FROM pii_guard.verify_audit();
+SELECT 'anchored:' || count(*) FROM pii_guard.verify_audit('$anchor');
+ROLLBACK;
+SQL
+)
+pgg_is "a cut tail: verify_audit() alone finds nothing, against the anchor it does" \
+	"$(grep -E '^(alone|anchored):' <<<"$cut" | tr '\n' ' ')" "alone:0 anchored:1 "
 pgg_stop $name
