@@ -1156,7 +1156,9 @@ audit_seal_note_gaps(const Datum *ids, uint64 n, int64 newest, TimestampTz now)
  * the worker's transaction has committed, the head is logged as
  *   pii_guard audit anchor: database "D" anchor SEQ:HASH (event E)
  * and given to the command, if one is set (%a the anchor, %d the database,
- * %s the seal sequence, %e the event id, %h the hash in hex, %% a %).
+ * %s the seal sequence, %e the event id, %h the hash in hex, %% a %),
+ * run as the key commands are, for at most 10 s (what it prints is
+ * ignored).
  */
 static bool anchor_pending = false;
 static int64 anchor_seq;
@@ -1174,6 +1176,9 @@ audit_anchor_publish(bool committed)
 	const char *db;
 	StringInfoData cmd;
 	int			rc;
+	char		out[64];
+	size_t		nout;
+	const char *failure;
 
 	if (!anchor_pending)
 		return;
@@ -1222,11 +1227,12 @@ audit_anchor_publish(bool committed)
 				break;
 		}
 	}
-	fflush(NULL);
-	rc = system(cmd.data);
-	if (rc != 0)
+	failure = keys_run_command(cmd.data, out, sizeof(out), &nout, 10, &rc);
+	if (failure == NULL && rc != 0)
+		failure = wait_result_to_str(rc);
+	if (failure != NULL)
 		ereport(WARNING,
-				(errmsg("pii_guard.audit_anchor_command failed with status %d for anchor %s", rc, anchor),
+				(errmsg("pii_guard.audit_anchor_command failed for anchor %s: %s", anchor, failure),
 				 errhint("The anchor is in the server log; the command gets the next one.")));
 	pfree(cmd.data);
 }

@@ -161,8 +161,9 @@ hex_value(char c)
  * on timeout, so a key service that never answers cannot keep the server
  * from starting.  Returns NULL, or the reason for a failure (a static
  * string or a wait_result_to_str); never anything the command printed.
+ * (The audit anchor command runs the same way, audit.c.)
  */
-static const char *
+const char *
 keys_run_command(const char *command, char *buf, size_t size, size_t *n,
 				 int timeout_s, int *exit_status)
 {

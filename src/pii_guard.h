@@ -424,6 +424,8 @@ extern int64 audit_insert_events(const AuditEvent *events, int n);
 extern int64 audit_insert_now(const AuditEvent *ev);
 extern void audit_seal_rows(int64 *sweep);
 extern char *pii_guard_audit_anchor_command;
+extern const char *keys_run_command(const char *command, char *buf, size_t size, size_t *n,
+									int timeout_s, int *exit_status);
 extern void audit_anchor_publish(bool committed);
 extern void audit_seal_forget(void);
 extern TimestampTz audit_record_grant_expiries(TimestampTz since);
