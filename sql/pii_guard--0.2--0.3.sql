@@ -552,3 +552,128 @@ REVOKE ALL ON FUNCTION @extschema@.verify_audit(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.verify_audit(text) TO pii_guard_auditor;
 COMMENT ON FUNCTION @extschema@.verify_audit(text) IS
     'verify_audit(), and the chain against an anchor kept outside the database (SEQ:HASH)';
+
+-- Alerts.  A compliance officer sets, per profile, thresholds whose
+-- crossing is an alert: refusals per minute, protected rows read or
+-- exported per hour, reading outside working hours, a role reading again
+-- after a dormant period.  The audit worker looks at each batch of events
+-- it writes (_alerts_due) and records an alert event (kind 'alert', the
+-- rule in operation), sends NOTIFY pii_guard_alert with its event id, and
+-- runs pii_guard.alert_command if set.  An alert of a rule is raised at
+-- most once per role per window (a minute, an hour, a day).
+ALTER TABLE @extschema@.profiles
+    ADD COLUMN alert_denials_per_minute integer CHECK (alert_denials_per_minute > 0),
+    ADD COLUMN alert_rows_per_hour bigint CHECK (alert_rows_per_hour > 0),
+    ADD COLUMN alert_work_from time,
+    ADD COLUMN alert_work_to time,
+    ADD COLUMN alert_dormant_after interval CHECK (alert_dormant_after > interval '0');
+
+CREATE FUNCTION @extschema@.set_alerts(role regrole,
+                                       denials_per_minute integer DEFAULT NULL,
+                                       rows_per_hour bigint DEFAULT NULL,
+                                       work_from time DEFAULT NULL,
+                                       work_to time DEFAULT NULL,
+                                       dormant_after interval DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF (work_from IS NULL) <> (work_to IS NULL) THEN
+        RAISE EXCEPTION 'working hours need both ends'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give work_from and work_to, e.g. ''08:00'' and ''19:00'' (server time zone), or neither.';
+    END IF;
+    UPDATE @extschema@.profiles p
+       SET alert_denials_per_minute = set_alerts.denials_per_minute,
+           alert_rows_per_hour = set_alerts.rows_per_hour,
+           alert_work_from = set_alerts.work_from,
+           alert_work_to = set_alerts.work_to,
+           alert_dormant_after = set_alerts.dormant_after
+     WHERE p.role = set_alerts.role;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'role % is not a pii_guard profile', role
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Give it a clearance first with pii_guard.set_clearance().';
+    END IF;
+    PERFORM @extschema@._audit_admin('set_alerts',
+        format('%s: %s denials per minute, %s rows per hour, working hours %s, dormant after %s', role,
+               coalesce(denials_per_minute::text, 'any'), coalesce(rows_per_hour::text, 'any'),
+               coalesce(work_from::text || '-' || work_to::text, 'any'),
+               coalesce(dormant_after::text, 'never')));
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.set_alerts(regrole, integer, bigint, time, time, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.set_alerts(regrole, integer, bigint, time, time, interval) TO pii_guard_admin;
+
+-- The alerts due for the events first_id .. last_id just written: one row
+-- per (role, rule) crossed, unless the same alert was raised in its window.
+CREATE FUNCTION @extschema@._alerts_due(first_id bigint, last_id bigint)
+RETURNS TABLE (session_role text, acting_role text, rule text, detail text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH new AS (
+    SELECT l.* FROM @extschema@.audit_log l
+     WHERE l.event_id BETWEEN first_id AND last_id AND l.kind IN ('read', 'export', 'deny')),
+roles AS (
+    SELECT DISTINCT ON (n.acting_role) n.acting_role, n.session_role, p.*
+      FROM new n
+      JOIN pg_catalog.pg_roles r ON r.rolname = n.acting_role
+      JOIN @extschema@.profiles p ON pg_catalog.pg_has_role(r.oid, p.role, 'MEMBER')
+     ORDER BY n.acting_role, p.role),
+due AS (
+    SELECT r.session_role, r.acting_role, 'denials_per_minute' AS rule, interval '1 minute' AS win,
+           format('%s refusals in the last minute (threshold %s)', d.n, r.alert_denials_per_minute) AS detail
+      FROM roles r,
+           LATERAL (SELECT coalesce(sum(coalesce(pg_catalog.substring(l.detail, '; ([0-9]+) times$')::bigint, 1)), 0) AS n
+                      FROM @extschema@.audit_log l
+                     WHERE l.kind = 'deny' AND l.acting_role = r.acting_role
+                       AND l.event_time > pg_catalog.now() - interval '1 minute') d
+     WHERE r.alert_denials_per_minute IS NOT NULL AND d.n > r.alert_denials_per_minute
+    UNION ALL
+    SELECT r.session_role, r.acting_role, 'rows_per_hour', interval '1 hour',
+           format('%s protected rows read or exported in the last hour (threshold %s)', h.n, r.alert_rows_per_hour)
+      FROM roles r,
+           LATERAL (SELECT coalesce(sum(l.rows), 0) AS n FROM @extschema@.audit_log l
+                     WHERE l.kind IN ('read', 'export') AND l.acting_role = r.acting_role
+                       AND l.event_time > pg_catalog.now() - interval '1 hour') h
+     WHERE r.alert_rows_per_hour IS NOT NULL AND h.n > r.alert_rows_per_hour
+    UNION ALL
+    SELECT r.session_role, r.acting_role, 'outside_working_hours', interval '1 hour',
+           format('%s read or exported protected rows at %s, outside working hours %s-%s', r.acting_role,
+                  (SELECT pg_catalog.max(n.event_time)::time(0) FROM new n
+                    WHERE n.acting_role = r.acting_role AND n.kind IN ('read', 'export')),
+                  r.alert_work_from, r.alert_work_to)
+      FROM roles r
+     WHERE r.alert_work_from IS NOT NULL
+       AND EXISTS (SELECT 1 FROM new n
+                    WHERE n.acting_role = r.acting_role AND n.kind IN ('read', 'export')
+                      AND CASE WHEN r.alert_work_from <= r.alert_work_to
+                               THEN NOT (n.event_time::time >= r.alert_work_from AND n.event_time::time < r.alert_work_to)
+                               ELSE n.event_time::time >= r.alert_work_to AND n.event_time::time < r.alert_work_from END)
+    UNION ALL
+    SELECT r.session_role, r.acting_role, 'dormant_role_reads', interval '1 day',
+           format('%s read protected rows again after %s of not reading any (threshold %s)', r.acting_role,
+                  pg_catalog.date_trunc('second', f.first_new - prev.last_read), r.alert_dormant_after)
+      FROM roles r,
+           LATERAL (SELECT pg_catalog.min(n.event_time) AS first_new FROM new n
+                     WHERE n.acting_role = r.acting_role AND n.kind IN ('read', 'export')) f,
+           LATERAL (SELECT pg_catalog.max(l.event_time) AS last_read FROM @extschema@.audit_log l
+                     WHERE l.kind IN ('read', 'export') AND l.acting_role = r.acting_role
+                       AND l.event_id < first_id) prev
+     WHERE r.alert_dormant_after IS NOT NULL AND f.first_new IS NOT NULL
+       AND prev.last_read IS NOT NULL AND f.first_new - prev.last_read > r.alert_dormant_after)
+SELECT d.session_role, d.acting_role, d.rule, d.detail FROM due d
+ WHERE NOT EXISTS (SELECT 1 FROM @extschema@.audit_log a
+                    WHERE a.kind = 'alert' AND a.acting_role = d.acting_role AND a.operation = d.rule
+                      AND a.event_time > pg_catalog.now() - d.win)
+$$;
+REVOKE ALL ON FUNCTION @extschema@._alerts_due(bigint, bigint) FROM PUBLIC;
+
+CREATE VIEW @extschema@.alerts AS
+SELECT event_id, event_time, session_role, acting_role, operation AS rule, detail
+  FROM @extschema@.audit_log WHERE kind = 'alert';
+REVOKE ALL ON @extschema@.alerts FROM PUBLIC;
+GRANT SELECT ON @extschema@.alerts TO pii_guard_auditor;

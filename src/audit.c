@@ -42,6 +42,7 @@
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "commands/async.h"
 #include "commands/dbcommands.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
@@ -66,6 +67,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
@@ -602,6 +604,8 @@ audit_kind_name(char kind)
 			return "export";
 		case AUDIT_DENY:
 			return "deny";
+		case AUDIT_ALERT:
+			return "alert";
 		default:
 			return "admin";
 	}
@@ -769,6 +773,8 @@ audit_insert_events_spi(const AuditEvent *events, int n)
 				elog(ERROR, "could not insert an audit event");
 			last = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1, &isnull));
+			if (audit_inserted_first == 0)
+				audit_inserted_first = last;
 			audit_mirror(ev, last);
 		}
 	}
@@ -922,6 +928,8 @@ audit_insert_index_entries(Relation rel, const AuditIndexes *ai, Relation *irels
  * is computed here).  If someone gave the table triggers of their own,
  * the rows go in by a query, so that those fire.
  */
+int64		audit_inserted_first = 0;	/* the first id of the last insert */
+
 int64
 audit_insert_events(const AuditEvent *events, int n)
 {
@@ -938,6 +946,7 @@ audit_insert_events(const AuditEvent *events, int n)
 	int64		last = 0;
 	int			i;
 
+	audit_inserted_first = 0;
 	rel = table_open(pii_guard_relation_oid("audit_log", false), RowExclusiveLock);
 	if (audit_log_has_other_triggers(rel))
 	{
@@ -982,6 +991,8 @@ audit_insert_events(const AuditEvent *events, int n)
 			nulls[j] = true;
 		}
 		last = nextval_internal(c->seq, false);
+		if (audit_inserted_first == 0)
+			audit_inserted_first = last;
 		audit_set(values, nulls, c->event_id, Int64GetDatum(last), false);
 		audit_set(values, nulls, c->event_time, TimestampTzGetDatum(ev->at), false);
 		audit_set(values, nulls, c->kind, CStringGetTextDatum(audit_kind_name(ev->kind)), false);
@@ -1160,6 +1171,53 @@ audit_seal_note_gaps(const Datum *ids, uint64 n, int64 newest, TimestampTz now)
  * run as the key commands are, for at most 10 s (what it prints is
  * ignored).
  */
+/*
+ * A command template with its %-placeholders replaced: %X becomes the
+ * value of letter X in letters (values[i] for letters[i]), %% a %, any
+ * other %X stays X.
+ */
+static char *
+audit_command_expand(const char *tmpl, const char *letters, const char *const *values)
+{
+	StringInfoData cmd;
+
+	initStringInfo(&cmd);
+	for (const char *p = tmpl; *p; p++)
+	{
+		const char *at;
+
+		if (*p != '%' || p[1] == '\0')
+		{
+			appendStringInfoChar(&cmd, *p);
+			continue;
+		}
+		p++;
+		at = strchr(letters, *p);
+		if (at != NULL && *p != '\0')
+			appendStringInfoString(&cmd, values[at - letters]);
+		else
+			appendStringInfoChar(&cmd, *p);
+	}
+	return cmd.data;
+}
+
+/* Run an audit command (as the key commands run); a failure is a WARNING. */
+static void
+audit_command_run(const char *command, const char *setting, const char *what)
+{
+	char		out[64];
+	size_t		nout;
+	int			rc;
+	const char *failure = keys_run_command(command, out, sizeof(out), &nout, 10, &rc);
+
+	if (failure == NULL && rc != 0)
+		failure = wait_result_to_str(rc);
+	if (failure != NULL)
+		ereport(WARNING,
+				(errmsg("%s failed for %s: %s", setting, what, failure),
+				 errhint("The event is in the audit log; the command is run again for the next one.")));
+}
+
 static bool anchor_pending = false;
 static int64 anchor_seq;
 static int64 anchor_event;
@@ -1173,12 +1231,11 @@ audit_anchor_publish(bool committed)
 {
 	char		hex[65];
 	char		anchor[96];
-	const char *db;
-	StringInfoData cmd;
-	int			rc;
-	char		out[64];
-	size_t		nout;
-	const char *failure;
+	char		seq[24];
+	char		event[24];
+	char		db[NAMEDATALEN];
+	const char *values[5];
+	char	   *cmd;
 
 	if (!anchor_pending)
 		return;
@@ -1188,53 +1245,143 @@ audit_anchor_publish(bool committed)
 	for (int i = 0; i < 32; i++)
 		snprintf(hex + 2 * i, 3, "%02x", anchor_hash[i]);
 	snprintf(anchor, sizeof(anchor), INT64_FORMAT ":%s", anchor_seq, hex);
-	db = anchor_db;
 	ereport(LOG,
 			(errmsg("pii_guard audit anchor: database \"%s\" anchor %s (event " INT64_FORMAT ")",
-					db ? db : "?", anchor, anchor_event),
+					anchor_db, anchor, anchor_event),
 			 errhidestmt(true)));
 	if (pii_guard_audit_anchor_command == NULL || pii_guard_audit_anchor_command[0] == '\0')
 		return;
-	initStringInfo(&cmd);
-	for (const char *p = pii_guard_audit_anchor_command; *p; p++)
+	/* (a database name may hold anything: only safe characters) */
+	for (int i = 0; i < NAMEDATALEN; i++)
 	{
-		if (*p != '%' || p[1] == '\0')
-		{
-			appendStringInfoChar(&cmd, *p);
-			continue;
-		}
-		switch (*++p)
-		{
-			case 'a':
-				appendStringInfoString(&cmd, anchor);
-				break;
-			case 'd':
-				/* (a database name may hold anything: only safe characters) */
-				for (const char *c = db ? db : ""; *c; c++)
-					appendStringInfoChar(&cmd, (isalnum((unsigned char) *c) || *c == '_' || *c == '-') ? *c : '_');
-				break;
-			case 's':
-				appendStringInfo(&cmd, INT64_FORMAT, anchor_seq);
-				break;
-			case 'e':
-				appendStringInfo(&cmd, INT64_FORMAT, anchor_event);
-				break;
-			case 'h':
-				appendStringInfoString(&cmd, hex);
-				break;
-			default:
-				appendStringInfoChar(&cmd, *p);
-				break;
-		}
+		char		c = anchor_db[i];
+
+		db[i] = (c == '\0' || isalnum((unsigned char) c) || c == '_' || c == '-') ? c : '_';
+		if (c == '\0')
+			break;
 	}
-	failure = keys_run_command(cmd.data, out, sizeof(out), &nout, 10, &rc);
-	if (failure == NULL && rc != 0)
-		failure = wait_result_to_str(rc);
-	if (failure != NULL)
-		ereport(WARNING,
-				(errmsg("pii_guard.audit_anchor_command failed for anchor %s: %s", anchor, failure),
-				 errhint("The anchor is in the server log; the command gets the next one.")));
-	pfree(cmd.data);
+	snprintf(seq, sizeof(seq), INT64_FORMAT, anchor_seq);
+	snprintf(event, sizeof(event), INT64_FORMAT, anchor_event);
+	values[0] = anchor;
+	values[1] = db;
+	values[2] = seq;
+	values[3] = event;
+	values[4] = hex;
+	cmd = audit_command_expand(pii_guard_audit_anchor_command, "adseh", values);
+	audit_command_run(cmd, "pii_guard.audit_anchor_command", anchor);
+	pfree(cmd);
+}
+
+/*
+ * Alerts (see the install script's _alerts_due): in the worker, after it
+ * wrote the events first .. last, the thresholds they cross become alert
+ * events, each NOTIFY pii_guard_alert with its event id; once committed,
+ * pii_guard.alert_command runs for each (%i the event id, %r the role,
+ * %a the rule).
+ */
+char	   *pii_guard_alert_command = NULL;
+static List *alerts_pending = NIL;	/* "id role rule" strings, TopMemoryContext */
+
+void
+audit_raise_alerts(int64 first, int64 last)
+{
+	OwnerContext oc;
+	MemoryContext outer = CurrentMemoryContext;
+	AuditEvent *evs = NULL;
+	uint64		n = 0;
+	int64		id;
+	Oid			argtypes[2] = {INT8OID, INT8OID};
+	Datum		args[2];
+
+	if (first <= 0 || last < first)
+		return;
+	/* (the worker's snapshot must see the rows just inserted) */
+	if (ActiveSnapshotSet())
+		UpdateActiveSnapshotCommandId();
+	owner_spi_begin(&oc);
+	if (SPI_execute("SELECT 1 FROM pii_guard.profiles p WHERE p.alert_denials_per_minute IS NOT NULL "
+					"OR p.alert_rows_per_hour IS NOT NULL OR p.alert_work_from IS NOT NULL "
+					"OR p.alert_dormant_after IS NOT NULL LIMIT 1", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the alert thresholds");
+	if (SPI_processed == 0)
+	{
+		owner_spi_end(&oc);
+		return;
+	}
+	args[0] = Int64GetDatum(first);
+	args[1] = Int64GetDatum(last);
+	if (SPI_execute_with_args("SELECT * FROM pii_guard._alerts_due($1, $2)", 2, argtypes, args,
+							  NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not look for alerts");
+	n = SPI_processed;
+	if (n > 0)
+	{
+		evs = MemoryContextAllocZero(outer, sizeof(AuditEvent) * n);
+	}
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		char	   *session = SPI_getvalue(t, d, 1);
+		char	   *acting = SPI_getvalue(t, d, 2);
+
+		audit_event_init(&evs[i], AUDIT_ALERT);
+		evs[i].session_role = session ? get_role_oid(session, true) : InvalidOid;
+		evs[i].current_role = acting ? get_role_oid(acting, true) : InvalidOid;
+		evs[i].pid = 0;
+		evs[i].client_addr[0] = '\0';
+		evs[i].application_name[0] = '\0';
+		AUDIT_SET(&evs[i], operation, SPI_getvalue(t, d, 3));
+		AUDIT_SET(&evs[i], detail, SPI_getvalue(t, d, 4));
+	}
+	owner_spi_end(&oc);
+	if (n == 0)
+		return;
+	(void) audit_insert_events(evs, (int) n);
+	id = audit_inserted_first;
+	for (uint64 i = 0; i < n; i++, id++)
+	{
+		char		payload[32];
+		MemoryContext old;
+
+		snprintf(payload, sizeof(payload), INT64_FORMAT, id);
+		Async_Notify("pii_guard_alert", payload);
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		alerts_pending = lappend(alerts_pending,
+								 psprintf(INT64_FORMAT "\t%u\t%s", id, evs[i].current_role, evs[i].operation));
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/* After the worker's commit (or its failure): run the alert command. */
+void
+audit_alerts_publish(bool committed)
+{
+	List	   *pending = alerts_pending;
+	ListCell   *lc;
+
+	alerts_pending = NIL;
+	foreach(lc, pending)
+	{
+		char	   *id = (char *) lfirst(lc);
+		char	   *role = strchr(id, '\t');
+		char	   *rule = role ? strchr(role + 1, '\t') : NULL;
+		const char *values[3];
+		char	   *cmd;
+
+		if (!committed || rule == NULL || pii_guard_alert_command == NULL ||
+			pii_guard_alert_command[0] == '\0')
+			continue;
+		*role++ = '\0';
+		*rule++ = '\0';
+		values[0] = id;
+		values[1] = role;		/* (an OID) */
+		values[2] = rule;
+		cmd = audit_command_expand(pii_guard_alert_command, "ira", values);
+		audit_command_run(cmd, "pii_guard.alert_command", psprintf("alert %s", id));
+		pfree(cmd);
+	}
+	list_free_deep(pending);
 }
 
 #define AUDIT_SEAL_WINDOW	10000

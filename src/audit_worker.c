@@ -1308,11 +1308,13 @@ audit_worker_cycle(void)
 		{
 			/* (on a copy: an ERROR hands the batch back as it was) */
 			AuditEvent *rows = palloc(sizeof(AuditEvent) * total);
+			int64		last;
 
 			memcpy(rows, ws.batch, sizeof(AuditEvent) * total);
 			audit_resolve_refusals(rows, total);
 			audit_coalesce_denials(rows, total);
-			audit_insert_events(rows, total);
+			last = audit_insert_events(rows, total);
+			audit_raise_alerts(audit_inserted_first, last);
 			pfree(rows);
 		}
 
@@ -1356,6 +1358,7 @@ audit_worker_cycle(void)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	audit_anchor_publish(true);
+	audit_alerts_publish(true);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	ws.nharvest = 0;
 	/* (Only once committed: or a failed cycle would skip grants.) */
@@ -1442,6 +1445,7 @@ audit_worker_run_cycle(void)
 		audit_worker_recover();
 		audit_seal_forget();
 		audit_anchor_publish(false);
+		audit_alerts_publish(false);
 		ws.backoff_ms = ws.backoff_ms == 0 ? 1000 :
 			Min(ws.backoff_ms * 2, AUDIT_MAX_BACKOFF_MS);
 	}

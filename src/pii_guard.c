@@ -117,6 +117,15 @@ _PG_init(void)
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
+	DefineCustomStringVariable("pii_guard.alert_command",
+							   "Shell command run for each alert (after NOTIFY pii_guard_alert).",
+							   "%i is the alert's event id, %r the role's OID, %a the rule.",
+							   &pii_guard_alert_command,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
 	DefineCustomBoolVariable("pii_guard.audit_reads",
 							 "Records read events for protected columns.",
 							 "Write, deny, export and admin events are always recorded.",

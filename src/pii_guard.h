@@ -384,6 +384,7 @@ extern void hooks_install(void);
 #define AUDIT_DENY		'd'
 #define AUDIT_ADMIN		'a'
 #define AUDIT_REFUSAL	'p'		/* queued only: a deny event, object unresolved */
+#define AUDIT_ALERT		'l'
 
 /* One audit event, as queued in shared memory (fixed size, no pointers). */
 typedef struct AuditEvent
@@ -427,6 +428,10 @@ extern char *pii_guard_audit_anchor_command;
 extern const char *keys_run_command(const char *command, char *buf, size_t size, size_t *n,
 									int timeout_s, int *exit_status);
 extern void audit_anchor_publish(bool committed);
+extern char *pii_guard_alert_command;
+extern int64 audit_inserted_first;
+extern void audit_raise_alerts(int64 first, int64 last);
+extern void audit_alerts_publish(bool committed);
 extern void audit_seal_forget(void);
 extern TimestampTz audit_record_grant_expiries(TimestampTz since);
 extern void audit_event_json(StringInfo buf, const AuditEvent *ev, int64 event_id, bool full);
