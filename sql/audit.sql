@@ -195,19 +195,8 @@ SELECT pii_guard.approve('regress_clerk', 'clients', clock_timestamp() + interva
                          'callback requested') AS grant_id \gset
 RESET ROLE;
 SELECT pg_sleep(1.2);
-CREATE FUNCTION wait_for_expiry(id bigint) RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    FOR i IN 1..100 LOOP
-        IF EXISTS (SELECT 1 FROM pii_guard.audit_log WHERE kind = 'admin'
-                      AND operation = 'grant_expired' AND detail LIKE 'grant ' || id || ':%') THEN
-            RETURN true;
-        END IF;
-        PERFORM pg_sleep(0.1);
-    END LOOP;
-    RETURN false;
-END
-$$;
-SELECT wait_for_expiry(:grant_id);
+SELECT wait_until(format($$SELECT EXISTS (SELECT 1 FROM pii_guard.audit_log WHERE kind = 'admin'
+                            AND operation = 'grant_expired' AND detail LIKE 'grant %s:%%')$$, :grant_id));
 SELECT operation, session_role,
        regexp_replace(regexp_replace(detail, '(until|at) .*', '\1 ...'), '^grant [0-9]+', 'grant N') AS detail
   FROM pii_guard.audit_log

@@ -1840,24 +1840,12 @@ audit_refusal_object(char cls, char relkind, const char *name, char *out, int si
 	Datum		args[3];
 	const char *sql;
 	uint64		i;
+	static const char classes[] = "rfnt";	/* (queries' order) */
+	const char *at = cls != '\0' ? strchr(classes, cls) : NULL;
 
-	switch (cls)
-	{
-		case 'r':
-			sql = queries[0];
-			break;
-		case 'f':
-			sql = queries[1];
-			break;
-		case 'n':
-			sql = queries[2];
-			break;
-		case 't':
-			sql = queries[3];
-			break;
-		default:
-			return false;
-	}
+	if (at == NULL)
+		return false;
+	sql = queries[at - classes];
 	args[0] = CStringGetTextDatum(name);
 	args[1] = ObjectIdGetDatum(nsp);
 	args[2] = CharGetDatum(relkind);

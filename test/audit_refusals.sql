@@ -44,19 +44,12 @@ INSERT INTO attempts VALUES
  (20, 'CREATE TABLE public.tap_side (a int)', NULL, NULL, NULL);
 
 -- The worker writes deny events asynchronously: wait for n of who's.
-CREATE FUNCTION pg_temp.wait_denials(who name, since bigint, n int) RETURNS int
-LANGUAGE plpgsql AS $$
-DECLARE
-    got int;
-BEGIN
-    FOR i IN 1..100 LOOP
-        SELECT count(*) INTO got FROM pii_guard.audit_log
-         WHERE event_id > since AND kind = 'deny' AND acting_role = who;
-        EXIT WHEN got >= n;
-        PERFORM pg_sleep(0.1);
-    END LOOP;
-    RETURN got;
-END $$;
+CREATE FUNCTION pg_temp.wait_denials(who name, since bigint, n int) RETURNS boolean
+LANGUAGE sql AS $$
+    SELECT pg_temp.wait_until(format('SELECT count(*) >= %s FROM pii_guard.audit_log
+                                        WHERE event_id > %s AND kind = ''deny'' AND acting_role = %L',
+                                     n, since, who))
+$$;
 
 SELECT coalesce(max(event_id), 0) AS start FROM pii_guard.audit_log \gset
 CREATE TEMP TABLE outcomes AS
@@ -77,7 +70,7 @@ CREATE TEMP TABLE expected AS
 SELECT r.who, a.n, a.object, a.operation
   FROM (SELECT DISTINCT who FROM outcomes) r, attempts a
  WHERE a.object IS NOT NULL;
-SELECT bool_and(pg_temp.wait_denials(who, :start, n) >= 0) AS waited
+SELECT bool_and(pg_temp.wait_denials(who, :start, n)) AS waited
   FROM (SELECT who, count(*)::int AS n FROM expected GROUP BY who) w \gset
 SELECT is(
     (SELECT string_agg(relation || ' ' || operation, ', ' ORDER BY event_time, event_id)

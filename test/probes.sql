@@ -14,17 +14,15 @@ SELECT plan(17);
 -- Set-up, as the superuser: phones are unique; sales has limits.
 CREATE UNIQUE INDEX tap_probe_phone ON public_pii.customers (phone);
 SELECT pii_guard.set_export_limits('sales', 100, 1000);
+\ir tap/undone.sql
+-- The probes sales_bob made since event since, once n are in (or 10 s).
 CREATE FUNCTION pg_temp.wait_probes(n int, since bigint) RETURNS int LANGUAGE plpgsql AS $$
-DECLARE
-    got int;
 BEGIN
-    FOR i IN 1..100 LOOP
-        SELECT coalesce(sum(attempts), 0) INTO got FROM pii_guard.audit_denials
-         WHERE event_id > since AND operation = 'probe' AND session_role = 'sales_bob';
-        EXIT WHEN got >= n;
-        PERFORM pg_sleep(0.1);
-    END LOOP;
-    RETURN got;
+    PERFORM pg_temp.wait_until(format('SELECT coalesce(sum(attempts), 0) >= %s FROM pii_guard.audit_denials
+                                         WHERE event_id > %s AND operation = ''probe'' AND session_role = ''sales_bob''',
+                                      n, since));
+    RETURN (SELECT coalesce(sum(attempts), 0) FROM pii_guard.audit_denials
+             WHERE event_id > since AND operation = 'probe' AND session_role = 'sales_bob');
 END $$;
 SELECT coalesce(max(event_id), 0) AS start FROM pii_guard.audit_log \gset
 

@@ -91,3 +91,21 @@ BEGIN
     RETURN result;
 END
 $f$;
+
+-- Wait (up to 10 s) until the query cond returns true: for what the audit
+-- worker writes asynchronously.  Returns whether it did.
+CREATE FUNCTION pg_temp.wait_until(cond text) RETURNS boolean
+LANGUAGE plpgsql AS $f$
+DECLARE
+    ok boolean;
+BEGIN
+    FOR i IN 1..100 LOOP
+        EXECUTE cond INTO ok;
+        IF ok THEN
+            RETURN true;
+        END IF;
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+    RETURN false;
+END
+$f$;
