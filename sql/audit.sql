@@ -148,8 +148,9 @@ SELECT row_key, kind FROM pii_guard.audit_row_access
  WHERE event_id > :start AND relation = 'shop.vendors' ORDER BY kind, row_key;
 -- A read is a value that leaves: a protected column in a condition that
 -- chooses rows (a search that finds nothing, a count) or read by an
--- UPDATE's SET is no read; what RETURNING returns is, named by the
--- statement that returned it.
+-- UPDATE's SET is no read -- a search is said in the event's detail, with
+-- no rows counted; what RETURNING returns is, named by the statement that
+-- returned it.
 GRANT UPDATE ON vendors TO regress_clerk;
 SELECT coalesce(max(event_id), 0) AS start FROM pii_guard.audit_log \gset
 SET ROLE regress_clerk;
@@ -161,8 +162,8 @@ RESET ROLE;
 SELECT wait_until(format($$SELECT count(*) >= 3 FROM pii_guard.audit_log
                             WHERE event_id > %s AND relation = 'shop.vendors'$$, :start));
 SELECT pg_sleep(0.3);
-SELECT kind, operation, rows, columns_changed, columns_clear, row_keys
-  FROM events_since(:start) WHERE relation = 'shop.vendors' ORDER BY kind DESC, columns_clear;
+SELECT kind, operation, rows, columns_changed, columns_clear, row_keys, detail
+  FROM events_since(:start) WHERE relation = 'shop.vendors' ORDER BY kind DESC, columns_clear, detail;
 SELECT pii_guard.unprotect_table('vendors') IS NOT NULL AS unprotected;
 DROP TABLE vendors;
 

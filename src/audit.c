@@ -1930,6 +1930,7 @@ typedef struct ReadColumn
 	int64		clear;
 	int64		masked;
 	int64		hidden;
+	bool		searched;		/* in a condition that chose rows (no count) */
 } ReadColumn;
 
 typedef struct ReadKeys
@@ -2005,7 +2006,10 @@ audit_read_rel(Oid relid)
 		rel->epoch = reads_epoch;
 		views_relation_name(relid, rel->name, sizeof(rel->name));
 		for (int i = 0; i < rel->ncols; i++)
+		{
 			rel->cols[i].clear = rel->cols[i].masked = rel->cols[i].hidden = 0;
+			rel->cols[i].searched = false;
+		}
 		memset(&rel->clear, 0, sizeof(ReadKeys));
 		memset(&rel->masked, 0, sizeof(ReadKeys));
 	}
@@ -2029,6 +2033,7 @@ audit_read_col(ReadRel *rel, const char *attname)
 	col = &rel->cols[rel->ncols];
 	namestrcpy(&col->attname, attname);
 	col->clear = col->masked = col->hidden = 0;
+	col->searched = false;
 	return rel->ncols++;
 }
 
@@ -2072,17 +2077,12 @@ audit_read_key(ReadRel *rel, ReadKeys *rk, Oid keytype, Datum value)
 	MemoryContextSwitchTo(old);
 }
 
-void
-audit_note_reveal(Oid relid, const char *attname, ColumnAccess access,
-				  FunctionCallInfo fcinfo, int rowkey_arg, void **cache)
+/* A call site's column in the statement's reads (found once a statement). */
+static inline ReadSite *
+audit_read_site(Oid relid, const char *attname, FunctionCallInfo fcinfo, void **cache)
 {
 	ReadSite   *site = (ReadSite *) *cache;
-	ReadRel    *rel;
-	ReadColumn *col;
-	ReadKeys   *rk = NULL;
 
-	if (!pii_guard_audit_reads)
-		return;
 	if (unlikely(site == NULL))
 	{
 		site = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ReadSite));
@@ -2100,6 +2100,38 @@ audit_note_reveal(Oid relid, const char *attname, ColumnAccess access,
 			strlcpy(reads_command, statement_command(), sizeof(reads_command));
 		reads_pending = true;
 	}
+	return site;
+}
+
+/*
+ * A protected column was used in a condition that chose rows (reveal.c's
+ * quiet sites): no value left, nothing is counted, but the statement's
+ * read event says it searched by the column -- also a search that found
+ * nothing.
+ */
+void
+audit_note_search(Oid relid, const char *attname, FunctionCallInfo fcinfo, void **cache)
+{
+	ReadSite   *site;
+
+	if (!pii_guard_audit_reads)
+		return;
+	site = audit_read_site(relid, attname, fcinfo, cache);
+	site->rel->cols[site->col].searched = true;
+}
+
+void
+audit_note_reveal(Oid relid, const char *attname, ColumnAccess access,
+				  FunctionCallInfo fcinfo, int rowkey_arg, void **cache)
+{
+	ReadSite   *site;
+	ReadRel    *rel;
+	ReadColumn *col;
+	ReadKeys   *rk = NULL;
+
+	if (!pii_guard_audit_reads)
+		return;
+	site = audit_read_site(relid, attname, fcinfo, cache);
 	rel = site->rel;
 	col = &rel->cols[site->col];
 	if (access == ACCESS_CLEAR)
@@ -2185,6 +2217,13 @@ audit_flush_reads(bool aborting)
 				audit_list_add(ev.columns_clear, sizeof(ev.columns_clear), NameStr(col->attname));
 			if (col->masked > 0)
 				audit_list_add(ev.columns_masked, sizeof(ev.columns_masked), NameStr(col->attname));
+			if (col->searched)
+			{
+				int			len = strlen(ev.detail);
+
+				snprintf(ev.detail + len, sizeof(ev.detail) - len, "%s%s",
+						 len == 0 ? "searched by " : ", ", quote_identifier(NameStr(col->attname)));
+			}
 		}
 		audit_list_add_keys(ev.row_keys, sizeof(ev.row_keys), rel->clear.keys);
 		audit_list_add_keys(ev.row_keys_masked, sizeof(ev.row_keys_masked), rel->masked.keys);

@@ -150,11 +150,14 @@ extern void statement_planning(bool entering);
 
 /*
  * A proved reveal() call whose value goes nowhere outside (a condition
- * that chooses rows, the new value of a masking view's own UPDATE): it
- * decides as any proved call does, and is no read (reveal.c).
+ * that chooses rows: a search; the new value of a masking view's own
+ * UPDATE: a write): it decides as any proved call does, and is no read
+ * (reveal.c).
  */
-#define PII_SITE_MARK_QUIET	(-0x50494948)
-#define PII_SITE_MARKED(loc) ((loc) == PII_SITE_MARK || (loc) == PII_SITE_MARK_QUIET)
+#define PII_SITE_MARK_QUIET	(-0x50494948)	/* a condition: a search */
+#define PII_SITE_MARK_WRITE	(-0x50494949)	/* a value written back */
+#define PII_SITE_MARKED(loc) \
+	((loc) == PII_SITE_MARK || (loc) == PII_SITE_MARK_QUIET || (loc) == PII_SITE_MARK_WRITE)
 
 /* keys.c */
 typedef struct CryptoHmac CryptoHmac;	/* a keyed HMAC-SHA256, crypto.c */
@@ -444,6 +447,7 @@ extern void audit_resolve_refusals(AuditEvent *events, int n);
 extern void audit_note_reveal(Oid relid, const char *attname, ColumnAccess access,
 							  FunctionCallInfo fcinfo, int rowkey_arg, void **cache);
 extern void audit_flush_reads(bool aborting);
+extern void audit_note_search(Oid relid, const char *attname, FunctionCallInfo fcinfo, void **cache);
 extern void audit_flush_writes(void);
 extern void audit_writes_subxact(SubXactEvent event, SubTransactionId mySubid,
 								 SubTransactionId parentSubid);

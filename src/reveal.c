@@ -32,14 +32,16 @@
  *
  * A call that passes is marked (its location becomes PII_SITE_MARK, a value
  * no parser or stored expression carries); every other call keeps -1.
- * A passing call whose value goes nowhere outside -- in a condition that
- * chooses rows (a filter, a join's, an index's), or the new value of an
- * UPDATE or INSERT of its own base table (a masking view's write), its
- * WITH CHECK or ON CONFLICT parts -- is marked PII_SITE_MARK_QUIET instead:
- * it decides as any proved call does but is no read (a search that finds
- * nothing is not a read of every row it looked at; an UPDATE's read event
- * names the columns it returns, not those its SET reads).  A node the
- * planner put in two places is marked by the one that outputs it.  At
+ * A passing call whose value goes nowhere outside is marked otherwise: in
+ * a condition that chooses rows (a filter, a join's, an index's, WITH
+ * CHECK, ON CONFLICT ... WHERE) PII_SITE_MARK_QUIET -- a search: the read
+ * event says the statement searched by the column, and counts nothing;
+ * in the new value of an UPDATE or INSERT of its own base table (a
+ * masking view's write, ON CONFLICT ... SET) PII_SITE_MARK_WRITE -- no
+ * read.  They decide as any proved call does.  So a search that finds
+ * nothing is not a read of every row it looked at, and an UPDATE's read
+ * event names the columns it returns, not those its SET reads.  A node
+ * the planner put in two places is marked by the one that outputs it.  At
  * its first call per site, reveal() refuses an unmarked site (42501,
  * audited) unless the user is a superuser.  So a rule, a policy, a
  * default, a generated column, a CHECK or domain constraint, an index
@@ -94,6 +96,7 @@ typedef struct RevealCache
 	bool		governed;		/* has a rule and the user is not exempt */
 	bool		per_row;		/* row-specific grants: look at the row key */
 	bool		quiet;			/* the site's value goes nowhere: no read */
+	bool		search;			/* ... it is in a condition (a search) */
 	ColumnAccess access;		/* the access for every row, unless per_row */
 	FmgrInfo	mask_finfo;
 	bool		mask_ready;
@@ -169,7 +172,7 @@ typedef struct ProofContext
 	int			nreveal;
 	Oid			view_owner;		/* pii_guard_owner */
 	Plan	   *node;			/* the node whose expressions are walked */
-	bool		quiet;			/* ... which go nowhere outside */
+	bool		quiet;			/* ... which choose rows (a search) */
 	List	   *quiet_bases;	/* ... or, of these tables (Oids), its writes' */
 	List	   *writes;			/* WriteChild: children of ModifyTable nodes */
 	Oid			base;			/* the call being proved: its table ... */
@@ -485,9 +488,10 @@ reveal_expr_walker(Node *node, ProofContext *cx)
 			fe->location = -1;
 		else if (fe->location == PII_SITE_MARK)
 			;					/* (output elsewhere: stays a read) */
-		else if (cx->quiet ||
-				 list_member_oid(cx->quiet_bases, cx->base))
+		else if (cx->quiet)
 			fe->location = PII_SITE_MARK_QUIET;
+		else if (list_member_oid(cx->quiet_bases, cx->base))
+			fe->location = PII_SITE_MARK_WRITE;
 		else
 			fe->location = PII_SITE_MARK;
 	}
@@ -706,9 +710,12 @@ reveal_prove_exprs(Plan *plan, Node *exprs, void *arg)
 	cx->quiet = plan_exprs_choose_rows(plan, exprs) ||
 		(IsA(plan, ModifyTable) &&
 		 (exprs == (Node *) ((ModifyTable *) plan)->withCheckOptionLists ||
-		  exprs == (Node *) ((ModifyTable *) plan)->onConflictSet ||
 		  exprs == ((ModifyTable *) plan)->onConflictWhere));
 	cx->quiet_bases = NIL;
+	if (IsA(plan, ModifyTable) && exprs == (Node *) ((ModifyTable *) plan)->onConflictSet)
+		foreach(lc, ((ModifyTable *) plan)->resultRelations)
+			cx->quiet_bases = lappend_oid(cx->quiet_bases,
+										  rt_fetch(lfirst_int(lc), cx->stmt->rtable)->relid);
 	if (exprs == (Node *) plan->targetlist)
 		foreach(lc, cx->writes)
 			if (((WriteChild *) lfirst(lc))->child == plan)
@@ -846,8 +853,13 @@ reveal_cache_refresh(FunctionCallInfo fcinfo)
 		reveal_check_call(fcinfo);
 		rc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(RevealCache));
 		rc->rowkey_type = get_fn_expr_argtype(fcinfo->flinfo, 3);
-		rc->quiet = fcinfo->flinfo->fn_expr != NULL && IsA(fcinfo->flinfo->fn_expr, FuncExpr) &&
-			((FuncExpr *) fcinfo->flinfo->fn_expr)->location == PII_SITE_MARK_QUIET;
+		if (fcinfo->flinfo->fn_expr != NULL && IsA(fcinfo->flinfo->fn_expr, FuncExpr))
+		{
+			int			loc = ((FuncExpr *) fcinfo->flinfo->fn_expr)->location;
+
+			rc->search = loc == PII_SITE_MARK_QUIET;
+			rc->quiet = rc->search || loc == PII_SITE_MARK_WRITE;
+		}
 		fcinfo->flinfo->fn_extra = rc;
 	}
 	if (rc->decision == NULL || rc->generation != policy_current_generation() ||
@@ -924,8 +936,15 @@ reveal_access(FunctionCallInfo fcinfo, RevealCache *rc)
 static inline void
 reveal_note(FunctionCallInfo fcinfo, RevealCache *rc, ColumnAccess access)
 {
-	if (!rc->governed || rc->quiet)
+	if (!rc->governed)
 		return;
+	if (rc->quiet)
+	{
+		if (rc->search)
+			audit_note_search(PG_GETARG_OID(1), NameStr(*PG_GETARG_NAME(2)), fcinfo,
+							  &rc->audit_site);
+		return;
+	}
 	audit_note_reveal(PG_GETARG_OID(1), NameStr(*PG_GETARG_NAME(2)), access,
 					  fcinfo, 3, &rc->audit_site);
 }
