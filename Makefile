@@ -38,6 +38,7 @@ OBJS = \
 	src/ddl.o \
 	src/hooks.o \
 	src/audit.o \
+	src/audit_events.o \
 	src/audit_worker.o \
 	src/limits.o \
 	src/limitstate.o \

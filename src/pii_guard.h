@@ -16,9 +16,12 @@
  *				enctype.c	the encrypted_text and encrypted_bytea types,
  *							who may encrypt and compare, the lookup probe
  *	shaping		mask.c		the mask functions
- *	audit		audit.c		audit events, read notes, write trigger, MAC,
- *							chain
- *				audit_worker.c	audit queue, spill files, the worker
+ *	audit		audit_events.c	the producers: denials and refusals, read
+ *							notes and read events, write events
+ *				audit.c		the store: event fields, insert, row MAC,
+ *							chain, seals, anchors, JSON mirror, alerts
+ *				audit_worker.c	audit queue, pending slots, spill files,
+ *							the worker
  *	decisions	policy.c	access decisions and their cache
  *				limits.c	export-row limits: what counts, scopes,
  *							approvals
@@ -439,6 +442,10 @@ extern void audit_seal_forget(void);
 extern TimestampTz audit_record_grant_expiries(TimestampTz since);
 extern void audit_event_json(StringInfo buf, const AuditEvent *ev, int64 event_id, bool full);
 extern const char *audit_kind_name(char kind);
+extern bool audit_list_append(char *field, int size, int *len, const char *s);
+extern void audit_list_add(char *field, int size, const char *s);
+extern char *audit_list_next(const char **p);
+extern bool audit_list_has(const char *list, const char *s);
 extern void audit_deny(const char *relation, const char *operation, const char *detail);
 extern void audit_refusal_seen(const ErrorData *edata, const char *command);
 extern void audit_refusal_passing(const char *command);
