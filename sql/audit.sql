@@ -126,7 +126,7 @@ SELECT columns_clear, rows, (SELECT array_agg(k ORDER BY k) FROM unnest(row_keys
 -- audit_row_access).  COPY through the masking view, one row per trigger
 -- call underneath, is one write event for the statement, as an INSERT is,
 -- and no read event (nothing is read back).
-CREATE TABLE vendors (code text PRIMARY KEY, "tel,ext" pii_guard.encrypted_text);
+CREATE TABLE vendors (code text PRIMARY KEY, "tel,ext" pii_guard.encrypted_text, note text);
 GRANT SELECT, INSERT ON vendors TO regress_clerk;
 SELECT pii_guard.protect_table('vendors') IS NOT NULL AS protected;
 SELECT pii_guard.protect_column('vendors', 'tel,ext', 'sensitive') IS NOT NULL AS protected;
@@ -146,11 +146,11 @@ SELECT kind, operation, rows, columns_changed, columns_clear,
   FROM events_since(:start) WHERE relation = 'shop.vendors' ORDER BY kind DESC, operation;
 SELECT row_key, kind FROM pii_guard.audit_row_access
  WHERE event_id > :start AND relation = 'shop.vendors' ORDER BY kind, row_key;
--- A read is a value that leaves: a protected column in a condition that
--- chooses rows (a search that finds nothing, a count) or read by an
--- UPDATE's SET is no read -- a search is said in the event's detail, with
--- no rows counted; what RETURNING returns is, named by the statement that
--- returned it.
+-- A read is a value that leaves: a protected column compared in a
+-- condition that chooses rows (a search that finds nothing, a count) or
+-- written back to itself by an UPDATE's SET (col = col) is no read -- a
+-- search is said in the event's detail, with no rows counted; what
+-- RETURNING returns is, named by the statement that returned it.
 GRANT UPDATE ON vendors TO regress_clerk;
 SELECT coalesce(max(event_id), 0) AS start FROM pii_guard.audit_log \gset
 SET ROLE regress_clerk;
@@ -158,8 +158,12 @@ SELECT code FROM vendors WHERE "tel,ext" = '10000000000';
 SELECT count(*) FROM vendors WHERE "tel,ext" LIKE '138%';
 UPDATE vendors SET "tel,ext" = "tel,ext" WHERE code = 'three' RETURNING code;
 UPDATE vendors SET code = code WHERE "tel,ext" = '13800000004' RETURNING code, "tel,ext";
+-- ... but a value that reaches a function (here in a condition), or is
+-- copied into another column, was read: counted.
+SELECT count(*) FROM vendors WHERE length("tel,ext") = 11 AND code = 'three';
+UPDATE vendors SET note = "tel,ext" WHERE code = 'three';
 RESET ROLE;
-SELECT wait_until(format($$SELECT count(*) >= 3 FROM pii_guard.audit_log
+SELECT wait_until(format($$SELECT count(*) >= 6 FROM pii_guard.audit_log
                             WHERE event_id > %s AND relation = 'shop.vendors'$$, :start));
 SELECT pg_sleep(0.3);
 SELECT kind, operation, rows, columns_changed, columns_clear, row_keys, detail

@@ -32,13 +32,15 @@
  *
  * A call that passes is marked (its location becomes PII_SITE_MARK, a value
  * no parser or stored expression carries); every other call keeps -1.
- * A passing call whose value goes nowhere outside is marked otherwise: in
- * a condition that chooses rows (a filter, a join's, an index's, WITH
- * CHECK, ON CONFLICT ... WHERE) PII_SITE_MARK_QUIET -- a search: the read
- * event says the statement searched by the column, and counts nothing;
- * in the new value of an UPDATE or INSERT of its own base table (a
- * masking view's write, ON CONFLICT ... SET) PII_SITE_MARK_WRITE -- no
- * read.  They decide as any proved call does.  So a search that finds
+ * A passing call whose value goes nowhere outside is marked otherwise: a
+ * direct argument of a built-in comparison (or IS NULL) in a condition
+ * that chooses rows (a filter, a join's, an index's, WITH CHECK, ON
+ * CONFLICT ... WHERE) PII_SITE_MARK_QUIET -- a search: the read event says
+ * the statement searched by the column, and counts nothing; the value an
+ * UPDATE of its own base table writes back into the column it came from
+ * (SET col = col) PII_SITE_MARK_WRITE -- no read.  A value that reaches a
+ * function, a cast or another column stays a read.  They decide as any
+ * proved call does.  So a search that finds
  * nothing is not a read of every row it looked at, and an UPDATE's read
  * event names the columns it returns, not those its SET reads.  A node
  * the planner put in two places is marked by the one that outputs it.  At
@@ -65,6 +67,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/transam.h"
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
@@ -77,6 +80,7 @@
 #include "utils/builtins.h"
 #include "utils/catcache.h"
 #include "utils/datum.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
@@ -172,8 +176,8 @@ typedef struct ProofContext
 	int			nreveal;
 	Oid			view_owner;		/* pii_guard_owner */
 	Plan	   *node;			/* the node whose expressions are walked */
-	bool		quiet;			/* ... which choose rows (a search) */
-	List	   *quiet_bases;	/* ... or, of these tables (Oids), its writes' */
+	List	   *quiet_sites;	/* ... calls there whose value goes nowhere */
+	int			quiet_mark;		/* ... marked this (QUIET or WRITE) */
 	List	   *writes;			/* WriteChild: children of ModifyTable nodes */
 	Oid			base;			/* the call being proved: its table ... */
 	const char *col;			/* ... and column */
@@ -488,10 +492,8 @@ reveal_expr_walker(Node *node, ProofContext *cx)
 			fe->location = -1;
 		else if (fe->location == PII_SITE_MARK)
 			;					/* (output elsewhere: stays a read) */
-		else if (cx->quiet)
-			fe->location = PII_SITE_MARK_QUIET;
-		else if (list_member_oid(cx->quiet_bases, cx->base))
-			fe->location = PII_SITE_MARK_WRITE;
+		else if (list_member_ptr(cx->quiet_sites, fe))
+			fe->location = cx->quiet_mark;
 		else
 			fe->location = PII_SITE_MARK;
 	}
@@ -687,8 +689,7 @@ reveal_find_writes(Plan *plan, Node *exprs, void *arg)
 
 	/* (once per node: with its target list) */
 	if (!IsA(plan, ModifyTable) || exprs != (Node *) plan->targetlist ||
-		plan->lefttree == NULL ||
-		(mt->operation != CMD_UPDATE && mt->operation != CMD_INSERT))
+		plan->lefttree == NULL || mt->operation != CMD_UPDATE)
 		return;
 	wc = palloc0(sizeof(WriteChild));
 	wc->child = plan->lefttree;
@@ -699,6 +700,111 @@ reveal_find_writes(Plan *plan, Node *exprs, void *arg)
 	cx->writes = lappend(cx->writes, wc);
 }
 
+/* node, under any relabelling, if it is a call of reveal(); else NULL. */
+static FuncExpr *
+reveal_call_of(ProofContext *cx, Node *node)
+{
+	while (node != NULL && IsA(node, RelabelType))
+		node = (Node *) ((RelabelType *) node)->arg;
+	if (node != NULL && IsA(node, FuncExpr) && reveal_is_reveal(cx, ((FuncExpr *) node)->funcid))
+		return (FuncExpr *) node;
+	return NULL;
+}
+
+/*
+ * The calls of reveal() in a condition whose value goes nowhere: a direct
+ * argument of a built-in boolean operator (=, <, LIKE, ~, = ANY, ...) or
+ * of IS [NOT] NULL, itself a conjunct or under AND/OR/NOT.  A call whose
+ * value reaches anything else -- a function, a cast (whose error would
+ * show it), an operator of a role's making -- stays a read.
+ */
+static void
+reveal_find_searches(ProofContext *cx, Node *node)
+{
+	List	   *args = NIL;
+	Oid			fn = InvalidOid;
+	ListCell   *lc;
+
+	if (node == NULL)
+		return;
+	if (IsA(node, List))
+	{
+		foreach(lc, (List *) node)
+			reveal_find_searches(cx, (Node *) lfirst(lc));
+		return;
+	}
+	if (IsA(node, BoolExpr))
+	{
+		reveal_find_searches(cx, (Node *) ((BoolExpr *) node)->args);
+		return;
+	}
+	if (IsA(node, OpExpr) && ((OpExpr *) node)->opresulttype == BOOLOID)
+	{
+		set_opfuncid((OpExpr *) node);
+		fn = ((OpExpr *) node)->opfuncid;
+		args = ((OpExpr *) node)->args;
+	}
+	else if (IsA(node, ScalarArrayOpExpr))
+	{
+		set_sa_opfuncid((ScalarArrayOpExpr *) node);
+		fn = ((ScalarArrayOpExpr *) node)->opfuncid;
+		args = ((ScalarArrayOpExpr *) node)->args;
+	}
+	else if (IsA(node, NullTest))
+	{
+		fn = F_BOOLEQ;			/* (no function: nothing is passed the value) */
+		args = list_make1(((NullTest *) node)->arg);
+	}
+	if (!OidIsValid(fn) || fn >= FirstNormalObjectId)
+		return;
+	foreach(lc, args)
+	{
+		FuncExpr   *fe = reveal_call_of(cx, (Node *) lfirst(lc));
+
+		if (fe != NULL)
+			cx->quiet_sites = lappend(cx->quiet_sites, fe);
+	}
+}
+
+/*
+ * The calls of reveal() in the new row of a masking view's UPDATE whose
+ * value goes back into the column it was read from (SET col = col, as an
+ * ORM's whole-row save sends): the target entry is that call, or the
+ * value argument of _write_set() for that column.  A value written into
+ * another column, or computed, stays a read.
+ */
+static void
+reveal_find_writebacks(ProofContext *cx, List *tlist, List *relids)
+{
+	ListCell   *lc;
+
+	foreach(lc, tlist)
+	{
+		TargetEntry *te = lfirst_node(TargetEntry, lc);
+		Node	   *value = (Node *) te->expr;
+		const char *col = te->resname;
+		FuncExpr   *fe;
+
+		if (te->resjunk)
+			continue;
+		if (IsA(value, FuncExpr) && PII_SITE_MARKED(((FuncExpr *) value)->location) &&
+			list_length(((FuncExpr *) value)->args) == 5 &&
+			IsA(lthird(((FuncExpr *) value)->args), Const) &&
+			((Const *) lthird(((FuncExpr *) value)->args))->consttype == NAMEOID &&
+			!((Const *) lthird(((FuncExpr *) value)->args))->constisnull)
+		{
+			/* (_write_set(stored, base, col, row key, value)) */
+			col = NameStr(*DatumGetName(((Const *) lthird(((FuncExpr *) value)->args))->constvalue));
+			value = (Node *) llast(((FuncExpr *) value)->args);
+		}
+		fe = reveal_call_of(cx, value);
+		if (fe == NULL || col == NULL || !reveal_prove_call(cx, fe) ||
+			strcmp(cx->col, col) != 0 || !list_member_oid(relids, cx->base))
+			continue;
+		cx->quiet_sites = lappend(cx->quiet_sites, fe);
+	}
+}
+
 /* plan_walk_expressions callback of the proof. */
 static void
 reveal_prove_exprs(Plan *plan, Node *exprs, void *arg)
@@ -707,20 +813,25 @@ reveal_prove_exprs(Plan *plan, Node *exprs, void *arg)
 	ListCell   *lc;
 
 	cx->node = plan;
-	cx->quiet = plan_exprs_choose_rows(plan, exprs) ||
+	cx->quiet_sites = NIL;
+	if (plan_exprs_choose_rows(plan, exprs) ||
 		(IsA(plan, ModifyTable) &&
 		 (exprs == (Node *) ((ModifyTable *) plan)->withCheckOptionLists ||
-		  exprs == ((ModifyTable *) plan)->onConflictWhere));
-	cx->quiet_bases = NIL;
-	if (IsA(plan, ModifyTable) && exprs == (Node *) ((ModifyTable *) plan)->onConflictSet)
-		foreach(lc, ((ModifyTable *) plan)->resultRelations)
-			cx->quiet_bases = lappend_oid(cx->quiet_bases,
-										  rt_fetch(lfirst_int(lc), cx->stmt->rtable)->relid);
-	if (exprs == (Node *) plan->targetlist)
+		  exprs == ((ModifyTable *) plan)->onConflictWhere)))
+	{
+		cx->quiet_mark = PII_SITE_MARK_QUIET;
+		reveal_find_searches(cx, exprs);
+	}
+	else if (exprs == (Node *) plan->targetlist)
+	{
+		cx->quiet_mark = PII_SITE_MARK_WRITE;
 		foreach(lc, cx->writes)
 			if (((WriteChild *) lfirst(lc))->child == plan)
-				cx->quiet_bases = ((WriteChild *) lfirst(lc))->relids;
+				reveal_find_writebacks(cx, plan->targetlist, ((WriteChild *) lfirst(lc))->relids);
+	}
 	(void) reveal_expr_walker(exprs, cx);
+	list_free(cx->quiet_sites);
+	cx->quiet_sites = NIL;
 }
 
 /*
@@ -740,8 +851,7 @@ reveal_prove_plan(PlannedStmt *stmt)
 	cx.view_owner = views_owner_role();
 	if (stmt->subplans != NIL)
 		plan_walk_expressions(stmt, reveal_find_params, &cx);
-	if (stmt->commandType == CMD_UPDATE || stmt->commandType == CMD_INSERT ||
-		stmt->hasModifyingCTE)
+	if (stmt->commandType == CMD_UPDATE || stmt->hasModifyingCTE)
 		plan_walk_expressions(stmt, reveal_find_writes, &cx);
 	plan_walk_expressions(stmt, reveal_prove_exprs, &cx);
 }
