@@ -1277,17 +1277,20 @@ audit_anchor_publish(bool committed)
 }
 
 /*
- * Alerts (see the install script's _alerts_due): in the worker, after it
- * wrote the events first .. last, the thresholds they cross become alert
+ * Alerts (see the install script's _alerts_due): in the worker, once a
+ * second, the thresholds the events it wrote since cross become alert
  * events, each NOTIFY pii_guard_alert with its event id; once committed,
  * pii_guard.alert_command runs for each (%i the event id, %r the role,
  * %a the rule).
  */
 char	   *pii_guard_alert_command = NULL;
 static List *alerts_pending = NIL;	/* "id role rule" strings, TopMemoryContext */
+static int64 alerts_from = 0;	/* events written, not yet looked at */
+static int64 alerts_to = 0;
+static TimestampTz alerts_checked = 0;
 
 void
-audit_raise_alerts(int64 first, int64 last)
+audit_raise_alerts(int64 first, int64 last, bool hurry)
 {
 	OwnerContext oc;
 	MemoryContext outer = CurrentMemoryContext;
@@ -1296,9 +1299,27 @@ audit_raise_alerts(int64 first, int64 last)
 	int64		id;
 	Oid			argtypes[2] = {INT8OID, INT8OID};
 	Datum		args[2];
+	TimestampTz now = GetCurrentTimestamp();
 
-	if (first <= 0 || last < first)
+	/*
+	 * At most once a second, over the events written since the last look:
+	 * the thresholds' sums read up to an hour of audit_log, which must not
+	 * be done at every cycle of a busy worker.  (Called at every cycle,
+	 * with no events too, so that a quiet spell does not hold a due alert;
+	 * hurry: the worker is stopping.)
+	 */
+	if (first > 0 && last >= first)
+	{
+		if (alerts_from == 0)
+			alerts_from = first;
+		alerts_to = last;
+	}
+	if (alerts_from == 0 || (!hurry && now - alerts_checked < USECS_PER_SEC))
 		return;
+	first = alerts_from;
+	last = alerts_to;
+	alerts_from = alerts_to = 0;
+	alerts_checked = now;
 	/* (the worker's snapshot must see the rows just inserted) */
 	if (ActiveSnapshotSet())
 		UpdateActiveSnapshotCommandId();

@@ -1314,9 +1314,11 @@ audit_worker_cycle(void)
 			audit_resolve_refusals(rows, total);
 			audit_coalesce_denials(rows, total);
 			last = audit_insert_events(rows, total);
-			audit_raise_alerts(audit_inserted_first, last);
+			audit_raise_alerts(audit_inserted_first, last, ws.draining);
 			pfree(rows);
 		}
+		else
+			audit_raise_alerts(0, 0, ws.draining);	/* (those due from earlier cycles) */
 
 		/*
 		 * The periodic work runs at most at its own rate, however often

@@ -436,7 +436,7 @@ extern const char *keys_run_command(const char *command, char *buf, size_t size,
 extern void audit_anchor_publish(bool committed);
 extern char *pii_guard_alert_command;
 extern int64 audit_inserted_first;
-extern void audit_raise_alerts(int64 first, int64 last);
+extern void audit_raise_alerts(int64 first, int64 last, bool hurry);
 extern void audit_alerts_publish(bool committed);
 extern void audit_seal_forget(void);
 extern TimestampTz audit_record_grant_expiries(TimestampTz since);
