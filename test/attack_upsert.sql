@@ -106,15 +106,9 @@
 -- a protected table of its own, so that nothing else is touched.  Undone
 -- at the end of the file.
 -----------------------------------------------------------------------------
-SET client_min_messages = warning;
+\ir tap/upsert_reset.sql
 DO $setup$
 BEGIN
-    IF to_regclass('public.tap_au_dc') IS NOT NULL THEN
-        PERFORM pii_guard.unprotect_table('public.tap_au_dc');
-    END IF;
-    DROP TABLE IF EXISTS public.tap_au_dc;
-    DROP TABLE IF EXISTS public.tap_au_ref;
-    DROP PROCEDURE IF EXISTS public.tap_au_commit(text);
     CREATE TABLE public.tap_au_ref (p pii_guard.encrypted_text PRIMARY KEY);
     INSERT INTO public.tap_au_ref VALUES ('13711112222');
     CREATE TABLE public.tap_au_dc (
@@ -1365,14 +1359,4 @@ SELECT * FROM finish();
 ROLLBACK;
 
 -- The committed set-up of section 1, undone.
-SET client_min_messages = warning;
-DO $cleanup$
-BEGIN
-    IF to_regclass('public.tap_au_dc') IS NOT NULL THEN
-        PERFORM pii_guard.unprotect_table('public.tap_au_dc');
-    END IF;
-    DROP TABLE IF EXISTS public.tap_au_dc;
-    DROP TABLE IF EXISTS public.tap_au_ref;
-    DROP PROCEDURE IF EXISTS public.tap_au_commit(text);
-END
-$cleanup$;
+\ir tap/upsert_reset.sql
