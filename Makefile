@@ -40,6 +40,7 @@ OBJS = \
 	src/audit.o \
 	src/audit_events.o \
 	src/audit_worker.o \
+	src/audit_archive.o \
 	src/limits.o \
 	src/limitstate.o \
 	src/mask.o

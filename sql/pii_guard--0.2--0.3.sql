@@ -677,3 +677,269 @@ SELECT event_id, event_time, session_role, acting_role, operation AS rule, detai
   FROM @extschema@.audit_log WHERE kind = 'alert';
 REVOKE ALL ON @extschema@.alerts FROM PUBLIC;
 GRANT SELECT ON @extschema@.alerts TO pii_guard_auditor;
+
+-- Retention.  pii_guard.audit_retention (e.g. '3 years') says how long
+-- events stay in audit_log; the audit worker's archive step (hourly, or
+-- archive_audit() now) moves the sealed events older than that -- a prefix
+-- of the chain, checked on the way out -- to a JSON-lines file in
+-- pii_guard.audit_archive_directory, then deletes them.  Each archive is
+-- recorded here: which seals it holds, the chain hash it continues from
+-- and ends with, and the file's SHA-256.  Like audit_seal, not dumped (a
+-- restored database starts a chain of its own); append-only.
+CREATE TABLE @extschema@.audit_archives (
+    file             text PRIMARY KEY,
+    first_seal       bigint NOT NULL UNIQUE,
+    last_seal        bigint NOT NULL,
+    first_event      bigint NOT NULL,
+    last_event       bigint NOT NULL,
+    events           bigint NOT NULL,
+    prev_chain_hash  bytea,
+    last_chain_hash  bytea NOT NULL,
+    sha256           bytea NOT NULL,
+    older_than       timestamptz NOT NULL,
+    archived_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE @extschema@.audit_archives IS
+    'pii_guard audit archives: sealed events moved out of audit_log to JSON-lines files, by seal range';
+CREATE TRIGGER audit_archives_guard BEFORE INSERT OR UPDATE OR DELETE ON @extschema@.audit_archives
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.audit_log_guard();
+CREATE TRIGGER audit_archives_no_truncate BEFORE TRUNCATE ON @extschema@.audit_archives
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.audit_log_guard();
+REVOKE ALL ON @extschema@.audit_archives FROM PUBLIC;
+GRANT SELECT ON @extschema@.audit_archives TO pii_guard_auditor;
+
+-- The archive step now: events older than older_than (default: the
+-- pii_guard.audit_retention setting), at most max_events into one file.
+-- Superusers only (the audit worker runs it by itself).
+CREATE FUNCTION @extschema@.archive_audit(older_than interval DEFAULT NULL,
+                                          max_events integer DEFAULT 100000,
+                                          OUT file text, OUT first_seal bigint,
+                                          OUT last_seal bigint, OUT events bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pii_guard_archive_audit'
+LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION @extschema@.archive_audit(interval, integer) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.archive_audit(interval, integer) IS
+    'moves sealed audit events older than older_than (default pii_guard.audit_retention) to an archive file';
+
+-- verify_audit() over archives and table: the archives link up from seal
+-- 1, each continuing the chain of the one before, and the table's chain
+-- continues from the last archive.  (The files themselves:
+-- verify_audit_archive().)
+CREATE OR REPLACE FUNCTION @extschema@.verify_audit()
+RETURNS TABLE (event_id bigint, seal_seq bigint, problem text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s     record;
+    a     @extschema@.audit_log;
+    prev  bytea := NULL;
+    want  bigint := 1;
+BEGIN
+    FOR s IN SELECT x.first_seal, x.last_seal, x.first_event, x.prev_chain_hash, x.last_chain_hash
+               FROM @extschema@.audit_archives x ORDER BY x.first_seal LOOP
+        IF s.first_seal <> want OR s.prev_chain_hash IS DISTINCT FROM prev THEN
+            RETURN QUERY SELECT s.first_event, want, 'an archive is missing or was changed before this one: the chain was cut';
+            RETURN;
+        END IF;
+        want := s.last_seal + 1;
+        prev := s.last_chain_hash;
+    END LOOP;
+    FOR s IN SELECT x.seal_seq, x.event_id, x.chain_hash FROM @extschema@.audit_seal x ORDER BY x.seal_seq LOOP
+        IF s.seal_seq <> want THEN
+            RETURN QUERY SELECT s.event_id, want, 'a seal is missing before this one: the chain was cut';
+            RETURN;
+        END IF;
+        want := want + 1;
+        SELECT * INTO a FROM @extschema@.audit_log l WHERE l.event_id = s.event_id;
+        IF NOT FOUND THEN
+            RETURN QUERY SELECT s.event_id, s.seal_seq, 'sealed row is missing: it was deleted';
+            RETURN;
+        END IF;
+        IF NOT @extschema@._audit_row_ok(a) THEN
+            RETURN QUERY SELECT s.event_id, s.seal_seq, 'row does not match its MAC: it was changed';
+            RETURN;
+        END IF;
+        IF @extschema@._audit_chain_next(prev, s.event_id, a.row_mac) <> s.chain_hash THEN
+            RETURN QUERY SELECT s.event_id, s.seal_seq, 'chain link does not match: the chain was altered';
+            RETURN;
+        END IF;
+        prev := s.chain_hash;
+    END LOOP;
+    FOR a IN SELECT l.* FROM @extschema@.audit_log l
+              WHERE NOT EXISTS (SELECT 1 FROM @extschema@.audit_seal x WHERE x.event_id = l.event_id)
+              ORDER BY l.event_id LOOP
+        IF NOT @extschema@._audit_row_ok(a) THEN
+            RETURN QUERY SELECT a.event_id, NULL::bigint, 'unsealed row does not match its MAC: it was forged or changed';
+            RETURN;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- An archive file (or every archive, in seal order) checked line by line:
+-- its header, each event against its row MAC and its chain link, no seal
+-- missing, the trailer (a file without one was cut), the file against the
+-- SHA-256 recorded when it was written; with an anchor (SEQ:HASH) whose
+-- seal the archive holds, that seal's hash against the anchor.  No rows:
+-- the archives verify.  Reads the files as the extension owner, by the
+-- names pii_guard.audit_archives records only.
+CREATE FUNCTION @extschema@.verify_audit_archive(archive text DEFAULT NULL, anchor text DEFAULT NULL)
+RETURNS TABLE (file text, event_id bigint, seal_seq bigint, problem text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    dir       text := current_setting('pii_guard.audit_archive_directory');
+    r         record;
+    body      bytea;
+    ln        text;
+    j         jsonb;
+    a         @extschema@.audit_log;
+    prev      bytea;
+    want      bigint;
+    n         bigint;
+    lineno    bigint;
+    ended     boolean;
+    anchor_seq  bigint;
+    anchor_hash bytea;
+BEGIN
+    IF anchor IS NOT NULL THEN
+        IF anchor !~ '^[0-9]{1,18}:[0-9a-f]{64}$' THEN
+            RAISE EXCEPTION 'not an audit anchor'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'An anchor reads SEQ:HASH: a seal sequence number, a colon, 64 hex digits.';
+        END IF;
+        anchor_seq := split_part(anchor, ':', 1)::bigint;
+        anchor_hash := decode(split_part(anchor, ':', 2), 'hex');
+    END IF;
+    IF archive IS NOT NULL AND NOT EXISTS (SELECT 1 FROM @extschema@.audit_archives x WHERE x.file = archive) THEN
+        RAISE EXCEPTION 'there is no audit archive "%"', archive
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'pii_guard.audit_archives lists the archives.';
+    END IF;
+    FOR r IN SELECT x.* FROM @extschema@.audit_archives x
+              WHERE archive IS NULL OR x.file = archive ORDER BY x.first_seal LOOP
+        BEGIN
+            body := pg_read_binary_file(CASE WHEN dir = '' THEN 'pii_guard_archive' ELSE dir END || '/' || r.file);
+        EXCEPTION WHEN undefined_file THEN
+            RETURN QUERY SELECT r.file, NULL::bigint, NULL::bigint, 'the archive file is missing';
+            CONTINUE;
+        END;
+        IF sha256(body) <> r.sha256 THEN
+            RETURN QUERY SELECT r.file, NULL::bigint, NULL::bigint,
+                'the archive file does not match the SHA-256 recorded when it was written: it was changed';
+        END IF;
+        prev := r.prev_chain_hash;
+        want := r.first_seal;
+        n := 0;
+        lineno := 0;
+        ended := false;
+        BEGIN
+            FOR ln IN SELECT t FROM regexp_split_to_table(convert_from(body, 'UTF8'), E'\n') t LOOP
+                lineno := lineno + 1;
+                CONTINUE WHEN ln = '';
+                j := ln::jsonb;
+                IF lineno = 1 THEN
+                    IF j->>'pii_guard_audit_archive' IS DISTINCT FROM '1'
+                       OR (j->>'first_seal')::bigint IS DISTINCT FROM r.first_seal
+                       OR decode(j->>'prev_chain_hash', 'hex') IS DISTINCT FROM r.prev_chain_hash THEN
+                        RETURN QUERY SELECT r.file, NULL::bigint, r.first_seal,
+                            'the archive''s header does not match its record: it is another file or was changed';
+                        EXIT;
+                    END IF;
+                    CONTINUE;
+                END IF;
+                IF j ? 'end' THEN
+                    ended := true;
+                    IF (j->>'events')::bigint IS DISTINCT FROM n OR (j->>'last_seal')::bigint IS DISTINCT FROM want - 1
+                       OR decode(j->>'last_chain_hash', 'hex') IS DISTINCT FROM prev
+                       OR prev IS DISTINCT FROM r.last_chain_hash OR want - 1 <> r.last_seal THEN
+                        RETURN QUERY SELECT r.file, NULL::bigint, want - 1,
+                            'the archive ends where its record does not: events were removed or added';
+                    END IF;
+                    EXIT;
+                END IF;
+                a := jsonb_populate_record(NULL::@extschema@.audit_log, j);
+                IF (j->>'seal_seq')::bigint IS DISTINCT FROM want THEN
+                    RETURN QUERY SELECT r.file, a.event_id, want, 'a seal is missing in the archive before this event: it was removed';
+                    EXIT;
+                END IF;
+                IF NOT coalesce(@extschema@._audit_row_ok(a), false) THEN
+                    RETURN QUERY SELECT r.file, a.event_id, want, 'archived row does not match its MAC: it was changed';
+                    EXIT;
+                END IF;
+                IF @extschema@._audit_chain_next(prev, a.event_id, a.row_mac) IS DISTINCT FROM decode(j->>'chain_hash', 'hex') THEN
+                    RETURN QUERY SELECT r.file, a.event_id, want, 'archived chain link does not match: the chain was altered';
+                    EXIT;
+                END IF;
+                prev := decode(j->>'chain_hash', 'hex');
+                IF want = anchor_seq AND prev <> anchor_hash THEN
+                    RETURN QUERY SELECT r.file, a.event_id, want,
+                        'the chain does not match the anchor at this seal: it was rewritten or reset';
+                END IF;
+                want := want + 1;
+                n := n + 1;
+            END LOOP;
+        EXCEPTION WHEN invalid_text_representation OR invalid_parameter_value OR datatype_mismatch
+                    OR character_not_in_repertoire OR untranslatable_character
+                    OR invalid_datetime_format OR numeric_value_out_of_range THEN
+            RETURN QUERY SELECT r.file, NULL::bigint, want,
+                format('line %s of the archive is not an archived event: it was changed', lineno);
+            CONTINUE;
+        END;
+        IF NOT ended THEN
+            RETURN QUERY SELECT r.file, NULL::bigint, want - 1, 'the archive file has no end line: it was cut';
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.verify_audit_archive(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.verify_audit_archive(text, text) TO pii_guard_auditor;
+COMMENT ON FUNCTION @extschema@.verify_audit_archive(text, text) IS
+    'checks audit archive files (all, or one) line by line, against their records and optionally an anchor';
+
+-- verify_audit(anchor) when the anchor's seal has been archived: checked
+-- in the archive that holds it.
+CREATE OR REPLACE FUNCTION @extschema@.verify_audit(anchor text)
+RETURNS TABLE (event_id bigint, seal_seq bigint, problem text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    want_seq  bigint;
+    want_hash bytea;
+    p         record;
+    s         record;
+    arch      text;
+BEGIN
+    IF anchor IS NULL OR anchor !~ '^[0-9]{1,18}:[0-9a-f]{64}$' THEN
+        RAISE EXCEPTION 'not an audit anchor'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'An anchor reads SEQ:HASH: a seal sequence number, a colon, 64 hex digits.',
+                  HINT = 'Take it from the server log''s "pii_guard audit anchor" lines or from what pii_guard.audit_anchor_command kept.';
+    END IF;
+    want_seq := split_part(anchor, ':', 1)::bigint;
+    want_hash := decode(split_part(anchor, ':', 2), 'hex');
+    FOR p IN SELECT * FROM @extschema@.verify_audit() LOOP
+        RETURN QUERY SELECT p.event_id, p.seal_seq, p.problem;
+    END LOOP;
+    SELECT x.file INTO arch FROM @extschema@.audit_archives x
+     WHERE want_seq BETWEEN x.first_seal AND x.last_seal;
+    IF FOUND THEN
+        FOR p IN SELECT * FROM @extschema@.verify_audit_archive(arch, anchor) LOOP
+            RETURN QUERY SELECT p.event_id, p.seal_seq, format('%s (archive %s)', p.problem, p.file);
+        END LOOP;
+        RETURN;
+    END IF;
+    SELECT x.event_id, x.chain_hash INTO s FROM @extschema@.audit_seal x WHERE x.seal_seq = want_seq;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT NULL::bigint, want_seq,
+            'the chain ends before the anchor: its newest rows and seals were removed, or the log was reset';
+    ELSIF s.chain_hash <> want_hash THEN
+        RETURN QUERY SELECT s.event_id, want_seq,
+            'the chain does not match the anchor at this seal: it was rewritten or reset';
+    END IF;
+END
+$$;

@@ -295,6 +295,10 @@ pii_guard_audit_log_guard(PG_FUNCTION_ARGS)
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "audit_log_guard must be called as a trigger");
+	/* The archive step's deletes (audit_archive.c), and nothing else. */
+	if (TRIGGER_FIRED_BY_DELETE(td->tg_event) && audit_archiving &&
+		TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		return PointerGetDatum(td->tg_trigtuple);
 	if (!TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -305,7 +309,16 @@ pii_guard_audit_log_guard(PG_FUNCTION_ARGS)
 	desc = RelationGetDescr(td->tg_relation);
 	macatt = SPI_fnumber(desc, "row_mac");
 	if (macatt <= 0)
+	{
+		/* audit_archives: recorded by the archive step only */
+		if (!audit_archiving &&
+			strcmp(RelationGetRelationName(td->tg_relation), "audit_archives") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("audit archives are recorded by pii_guard only"),
+					 errhint("Archive audit events with pii_guard.archive_audit().")));
 		return PointerGetDatum(tuple);	/* audit_seal: chain_hash is its own proof */
+	}
 	(void) heap_getattr(tuple, macatt, desc, &isnull);
 	if (!isnull)
 		return PointerGetDatum(tuple);
@@ -361,7 +374,7 @@ pii_guard_audit_row_ok(PG_FUNCTION_ARGS)
 }
 
 /* The next link of the chain: SHA-256(prev || event_id || row_mac). */
-static bytea *
+bytea *
 audit_chain_link(bytea *prev, int64 event_id, bytea *row_mac)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -1569,6 +1582,22 @@ audit_record_grant_expiries(TimestampTz since)
 	TimestampTz done = GetCurrentTransactionStartTimestamp();	/* now() */
 
 	owner_spi_begin(&oc);
+	/*
+	 * An expiry recorded before an archive's cutoff has been archived: only
+	 * grants that ended at or after the newest cutoff are looked at.
+	 */
+	if (OidIsValid(pii_guard_relation_oid("audit_archives", true)))
+	{
+		bool		isnull;
+		Datum		cutoff;
+
+		if (SPI_execute("SELECT pg_catalog.max(x.older_than) FROM pii_guard.audit_archives x",
+						true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read pii_guard.audit_archives");
+		cutoff = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull && DatumGetTimestampTz(cutoff) - 1 > since)
+			since = DatumGetTimestampTz(cutoff) - 1;
+	}
 	args[0] = TimestampTzGetDatum(since);
 	if (SPI_execute_with_args("SELECT g.grant_id, g.kind, g.role::pg_catalog.text, "
 							  "       coalesce(g.base::pg_catalog.text, ''), g.valid_until "

@@ -989,6 +989,7 @@ typedef struct WorkerState
 	int			cycles;			/* cycles that committed */
 	int			idle_cycles;	/* consecutive ones without pii_guard */
 	int			backoff_ms;		/* wait after a failed cycle */
+	TimestampTz last_archive;	/* the last archive step (0: due) */
 } WorkerState;
 
 static WorkerState ws;
@@ -999,6 +1000,8 @@ static volatile sig_atomic_t worker_got_sigterm = false;
 /* Rates of the worker's periodic work (microseconds). */
 #define AUDIT_SEAL_INTERVAL			(500 * INT64CONST(1000))
 #define AUDIT_SWEEP_INTERVAL		(10 * USECS_PER_SEC)
+#define AUDIT_ARCHIVE_INTERVAL		(3600 * USECS_PER_SEC)
+#define AUDIT_ARCHIVE_BATCH			100000
 #define AUDIT_EXPIRY_INTERVAL		USECS_PER_SEC
 #define AUDIT_FULL_EXPIRY_INTERVAL	(60 * USECS_PER_SEC)
 #define AUDIT_EXPIRY_MARGIN			(60 * USECS_PER_SEC)
@@ -1428,6 +1431,62 @@ audit_worker_recover(void)
 }
 
 /*
+ * The retention step (audit_archive.c), in a transaction of its own, when
+ * pii_guard.audit_retention is set: every hour, at start and after a
+ * configuration reload, and at once again after a full batch.  An ERROR
+ * (a chain that does not verify, a directory it cannot write) is logged
+ * and the step tried again an hour later; the events stay in the table.
+ */
+static void
+audit_worker_retention(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (pii_guard_audit_retention == NULL || pii_guard_audit_retention[0] == '\0' ||
+		!ws.installed || ws.standby || ws.draining ||
+		(ws.last_archive != 0 && now - ws.last_archive < AUDIT_ARCHIVE_INTERVAL))
+		return;
+	ws.last_archive = now;
+	PG_TRY();
+	{
+		TimestampTz cutoff;
+		char		file[MAXPGPATH];
+		int64		first;
+		int64		last;
+		int64		n = 0;
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "pii_guard audit archive");
+		if (OidIsValid(pii_guard_relation_oid("audit_archives", true)) &&
+			audit_retention_cutoff(&cutoff))
+			n = audit_archive(cutoff, AUDIT_ARCHIVE_BATCH, file, sizeof(file), &first, &last);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		if (n > 0)
+			ereport(LOG,
+					(errmsg("pii_guard archived " INT64_FORMAT " audit events (seals " INT64_FORMAT
+							" to " INT64_FORMAT ") to %s", n, first, last, file)));
+		if (n >= AUDIT_ARCHIVE_BATCH)
+			ws.last_archive = 0;	/* more are due */
+	}
+	PG_CATCH();
+	{
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		RESUME_INTERRUPTS();
+	}
+	PG_END_TRY();
+}
+
+/*
  * Run one cycle; an ERROR in it is logged and the cycle retried later, with
  * a back-off, so that one bad cycle does not stop the worker.  Returns the
  * events written, or -1 when the cycle failed.
@@ -1519,8 +1578,11 @@ pii_guard_audit_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			ws.last_archive = 0;	/* a new retention applies now */
 		}
 		written = audit_worker_run_cycle();
+		if (written >= 0)
+			audit_worker_retention();
 		if (written < 0)
 		{
 			/* Back off for real: enqueuing backends set our latch. */

@@ -126,6 +126,24 @@ _PG_init(void)
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
+	DefineCustomStringVariable("pii_guard.audit_retention",
+							   "How long audit events stay in pii_guard.audit_log before they are archived.",
+							   "An interval, e.g. '3 years'.  The audit worker moves sealed events older than that to a JSON-lines file in pii_guard.audit_archive_directory, then deletes them.  Empty: events stay.",
+							   &pii_guard_audit_retention,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   audit_retention_check, NULL, NULL);
+
+	DefineCustomStringVariable("pii_guard.audit_archive_directory",
+							   "Directory of the audit archive files.",
+							   "Absolute, or relative to the data directory.",
+							   &pii_guard_audit_archive_directory,
+							   "pii_guard_archive",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
 	DefineCustomBoolVariable("pii_guard.audit_reads",
 							 "Records read events for protected columns.",
 							 "Write, deny, export and admin events are always recorded.",

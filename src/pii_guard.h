@@ -22,6 +22,8 @@
  *							chain, seals, anchors, JSON mirror, alerts
  *				audit_worker.c	audit queue, pending slots, spill files,
  *							the worker
+ *				audit_archive.c	retention: sealed events archived to
+ *							JSON-lines files, then deleted
  *	decisions	policy.c	access decisions and their cache
  *				limits.c	export-row limits: what counts, scopes,
  *							approvals
@@ -430,6 +432,16 @@ extern void audit_event_set(char *field, int size, const char *value);
 extern int64 audit_insert_events(const AuditEvent *events, int n);
 extern int64 audit_insert_now(const AuditEvent *ev);
 extern void audit_seal_rows(int64 *sweep);
+extern bytea *audit_chain_link(bytea *prev, int64 event_id, bytea *row_mac);
+
+/* audit_archive.c */
+extern char *pii_guard_audit_retention;
+extern char *pii_guard_audit_archive_directory;
+extern bool audit_archiving;
+extern bool audit_retention_check(char **newval, void **extra, GucSource source);
+extern bool audit_retention_cutoff(TimestampTz *cutoff);
+extern int64 audit_archive(TimestampTz cutoff, int64 max_events, char *file, int filesize,
+						   int64 *first_seal, int64 *last_seal);
 extern char *pii_guard_audit_anchor_command;
 extern const char *keys_run_command(const char *command, char *buf, size_t size, size_t *n,
 									int timeout_s, int *exit_status);
