@@ -223,16 +223,47 @@ drain() {
 	done
 }
 
+# One measurement, from a quiet server: the audit worker drained, no
+# autovacuum running (one started by the previous run's writes would be
+# paid by this one), the tables vacuumed (what a run leaves to vacuum is
+# its own), a checkpoint.
+tps_once() {	# tps_once SCRIPTFILE [USER [DATABASE]] -> transactions per second
+	local i
+	drain
+	for i in $(seq 300); do
+		[ "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")" = 0 ] && break
+		sleep 0.2
+	done
+	sql -d "${3:-postgres}" -c "VACUUM" >/dev/null
+	sql -c "CHECKPOINT" >/dev/null
+	pgbench -n -h "$PGHOST" -p "$PGPORT" -U "${2:-bench_app}" -c 2 -j 2 -T "$SECS" -f "$1" "${3:-postgres}" 2>/dev/null |
+		awk '/^tps = / { printf "%.0f", $3 }'
+}
+
 tps() {	# tps SCRIPTFILE [USER [DATABASE]] -> transactions per second (best of two runs)
 	local best=0 t i
 	for i in 1 2; do
-		drain
-		sql -c "CHECKPOINT" >/dev/null
-		t=$(pgbench -n -h "$PGHOST" -p "$PGPORT" -U "${2:-bench_app}" -c 2 -j 2 -T "$SECS" -f "$1" "${3:-postgres}" 2>/dev/null |
-			awk '/^tps = / { printf "%.0f", $3 }')
+		t=$(tps_once "$@")
 		[ "${t:-0}" -gt "$best" ] && best=$t
 	done
 	echo "$best"
+}
+
+# Side by side: the runs of several workloads interleaved, round after
+# round, and the best of each kept -- so that a drift of the machine over
+# the section (a table or the audit log growing, the page cache, other
+# work) falls on all of them alike.
+declare -A BEST
+tps_rounds() {	# tps_rounds ROUNDS NAME:SCRIPTFILE:USER ... -> BEST[NAME]
+	local r spec name file user t
+	for spec in "${@:2}"; do BEST[${spec%%:*}]=0; done
+	for r in $(seq "$1"); do
+		for spec in "${@:2}"; do
+			IFS=: read -r name file user <<<"$spec"
+			t=$(tps_once "$file" "$user")
+			if [ "${t:-0}" -gt "${BEST[$name]}" ]; then BEST[$name]=$t; fi
+		done
+	done
 }
 
 setup_pgbench_roles() {
@@ -249,10 +280,13 @@ audit() {
 	setup_pgbench_roles
 	make_accounts acc_plain
 	make_accounts acc_pii
+	make_accounts acc_base
 	make_accounts acc_pgaudit
 	sql <<'SQL' >/dev/null
 SELECT pii_guard.protect_column('acc_pii', 'phone', 'sensitive', 'pii_guard.mask_phone(text)');
 SELECT pii_guard.protect_column('acc_pii', 'abalance', 'internal');
+SELECT pii_guard.protect_column('acc_base', 'phone', 'sensitive', 'pii_guard.mask_phone(text)');
+SELECT pii_guard.protect_column('acc_base', 'abalance', 'internal');
 ALTER SYSTEM SET pgaudit.role = 'pgaudit_auditor';
 SELECT pg_reload_conf();
 GRANT SELECT, UPDATE ON acc_pgaudit TO pgaudit_auditor;
@@ -273,24 +307,32 @@ SELECT aid, abalance, phone FROM acc_$t WHERE aid = :aid;
 EOF
 	done
 	# The same write audit without the masking view: the table owner writing
-	# to the base table, which only the audit triggers see.
-	sed 's/acc_pii/public_pii.acc_pii/g' "$PGG_WORK/w_pii.sql" >"$PGG_WORK/w_base.sql"
+	# to the base table, which only the audit triggers see.  (A protected
+	# table of its own, updated only by these runs: on acc_pii, which the
+	# runs through the view update too, it would pay for twice the history
+	# that acc_plain has -- dead rows, split index pages.)
+	sed 's/acc_pii/public_pii.acc_base/g' "$PGG_WORK/w_pii.sql" >"$PGG_WORK/w_base.sql"
 	local w_plain w_pii w_base w_pgaudit r_on r_off
-	w_plain=$(tps "$PGG_WORK/w_plain.sql")
-	w_pii=$(tps "$PGG_WORK/w_pii.sql")
-	w_base=$(tps "$PGG_WORK/w_base.sql" postgres)
-	w_pgaudit=$(tps "$PGG_WORK/w_pgaudit.sql")
+	tps_rounds 3 "plain:$PGG_WORK/w_plain.sql:bench_app" "base:$PGG_WORK/w_base.sql:postgres" \
+		"pgaudit:$PGG_WORK/w_pgaudit.sql:bench_app" "pii:$PGG_WORK/w_pii.sql:bench_app"
+	w_plain=${BEST[plain]} w_pii=${BEST[pii]} w_base=${BEST[base]} w_pgaudit=${BEST[pgaudit]}
 	say "  TPC-B-like writes (UPDATE + SELECT per transaction), TPS:"
 	say "    plain table, no audit                          $w_plain"
 	say "    pii_guard, through the masking view            $w_pii  ($(ratio "$w_pii" "$w_plain")× of plain: the write rewritten onto the base table, write and read events)"
 	say "    pii_guard write audit alone (base table)       $w_base  ($(ratio "$w_base" "$w_plain")× of plain)"
 	say "    pgaudit object audit                           $w_pgaudit  ($(ratio "$w_pgaudit" "$w_plain")× of plain)"
-	check "write audit TPS cost, audit alone (1 - ratio)" "$(awk -v a="$w_base" -v b="$w_plain" 'BEGIN { printf "%.2f", 1 - a / b }')" "<=" 0.20
+	check "write audit TPS cost, audit alone (1 - ratio)" "$(awk -v a="$w_base" -v b="$w_plain" 'BEGIN { printf "%.2f", 1 - a / b }')" "<=" 0.10
+	check "write audit alone ahead of pgaudit's object audit (TPS ratio)" "$(ratio "$w_base" "$w_pgaudit")" ">=" 1.00
 	check "write audit TPS cost, through the masking view (1 - ratio)" "$(awk -v a="$w_pii" -v b="$w_plain" 'BEGIN { printf "%.2f", 1 - a / b }')" "<=" 0.20
-	sql -c "ALTER ROLE bench_app SET pii_guard.audit_reads = off" >/dev/null
-	r_off=$(tps "$PGG_WORK/r_pii.sql")
-	sql -c "ALTER ROLE bench_app RESET pii_guard.audit_reads" >/dev/null
-	r_on=$(tps "$PGG_WORK/r_pii.sql")
+	# (read audit off: a role like bench_app with pii_guard.audit_reads off)
+	sql >/dev/null <<'SQL'
+DO $$ BEGIN CREATE ROLE bench_app_quiet LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+ALTER ROLE bench_app_quiet SET pii_guard.audit_reads = off;
+SELECT pii_guard.set_clearance('bench_app_quiet', 'sensitive');
+GRANT SELECT, UPDATE ON acc_pii TO bench_app_quiet;
+SQL
+	tps_rounds 3 "off:$PGG_WORK/r_pii.sql:bench_app_quiet" "on:$PGG_WORK/r_pii.sql:bench_app"
+	r_off=${BEST[off]} r_on=${BEST[on]}
 	say "  select-only through the masking view, TPS: read audit off $r_off, on $r_on ($(ratio "$r_on" "$r_off")×)"
 	check "read audit TPS cost (1 - ratio)" "$(awk -v a="$r_on" -v b="$r_off" 'BEGIN { printf "%.2f", 1 - a / b }')" "<=" 0.05
 	sql -c "ALTER SYSTEM RESET pgaudit.role" -c "SELECT pg_reload_conf()" >/dev/null

@@ -61,6 +61,7 @@
 #include "optimizer/optimizer.h"
 #include "port/pg_bswap.h"
 #include "utils/array.h"
+#include "utils/arrayaccess.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -224,9 +225,110 @@ audit_mac_columns(TupleDesc desc)
 	return c;
 }
 
+static inline void
+mac_put32(StringInfo buf, uint32 v)
+{
+	v = pg_hton32(v);
+	appendBinaryStringInfo(buf, (const char *) &v, 4);
+}
+
+static inline void
+mac_put64(StringInfo buf, uint64 v)
+{
+	v = pg_hton64(v);
+	appendBinaryStringInfo(buf, (const char *) &v, 8);
+}
+
+/*
+ * The binary send form of a text array, with its elements' bytes as they
+ * are stored (array_send's layout: dimensions, null flag, element type,
+ * bounds, then each element's length, -1 for NULL, and bytes).
+ */
+static void
+mac_text_array(StringInfo buf, Datum value)
+{
+	ArrayType  *a = DatumGetArrayTypeP(value);
+	int			ndim = ARR_NDIM(a);
+	int			nitems = ArrayGetNItems(ndim, ARR_DIMS(a));
+	array_iter	it;
+
+	mac_put32(buf, ndim);
+	mac_put32(buf, ARR_HASNULL(a) ? 1 : 0);
+	mac_put32(buf, ARR_ELEMTYPE(a));
+	for (int d = 0; d < ndim; d++)
+	{
+		mac_put32(buf, ARR_DIMS(a)[d]);
+		mac_put32(buf, ARR_LBOUND(a)[d]);
+	}
+	array_iter_setup(&it, (AnyArrayType *) a);
+	for (int i = 0; i < nitems; i++)
+	{
+		bool		isnull;
+		Datum		e = array_iter_next(&it, &isnull, i, -1, false, TYPALIGN_INT);
+
+		if (isnull)
+			mac_put32(buf, (uint32) -1);
+		else
+		{
+			mac_put32(buf, VARSIZE_ANY_EXHDR(DatumGetPointer(e)));
+			appendBinaryStringInfo(buf, VARDATA_ANY(DatumGetPointer(e)),
+								   VARSIZE_ANY_EXHDR(DatumGetPointer(e)));
+		}
+	}
+}
+
+/*
+ * A column's part of the MAC: its binary send form -- but text as it is
+ * stored, never converted to the session's client_encoding as textsend
+ * converts it (so that a row written or verified by a GBK or LATIN1
+ * session MACs as in any other, and a character the client encoding
+ * lacks is no error).  For text in a session whose client encoding is the
+ * database's, and for ASCII text in any session, the same bytes as
+ * textsend's; the types of audit_log's columns are built in, other types
+ * (a column a DBA added) take their send function.
+ */
+static void
+audit_mac_value(StringInfo buf, Oid typid, FmgrInfo *send, Datum value)
+{
+	int			lenpos;
+	int			start;
+	uint32		len;
+
+	lenpos = buf->len;
+	mac_put32(buf, 0);			/* (the length, filled in below) */
+	start = buf->len;
+	switch (typid)
+	{
+		case TEXTOID:
+		case BYTEAOID:
+			appendBinaryStringInfo(buf, VARDATA_ANY(DatumGetPointer(value)),
+								   VARSIZE_ANY_EXHDR(DatumGetPointer(value)));
+			break;
+		case INT4OID:
+			mac_put32(buf, (uint32) DatumGetInt32(value));
+			break;
+		case INT8OID:
+		case TIMESTAMPTZOID:
+			mac_put64(buf, (uint64) DatumGetInt64(value));
+			break;
+		case TEXTARRAYOID:
+			mac_text_array(buf, value);
+			break;
+		default:
+			{
+				bytea	   *b = SendFunctionCall(send, value);
+
+				appendBinaryStringInfo(buf, VARDATA(b), VARSIZE(b) - VARHDRSZ);
+			}
+	}
+	len = pg_hton32(buf->len - start);
+	memcpy(buf->data + lenpos, &len, 4);
+}
+
 /*
  * MAC of an audit_log row: HMAC over every column but row_mac, each as a
- * tag and its length-prefixed binary send form.  From the row's values.
+ * tag and its length-prefixed binary send form (audit_mac_value).  From
+ * the row's values.
  */
 static void
 audit_values_mac(const Datum *values, const bool *nulls, TupleDesc desc, uint8 *out)
@@ -245,14 +347,8 @@ audit_values_mac(const Datum *values, const bool *nulls, TupleDesc desc, uint8 *
 			appendStringInfoChar(&buf, 'N');
 		else
 		{
-			bytea	   *b;
-			uint32		len;
-
-			b = SendFunctionCall(&cols->send[i], values[i]);
-			len = pg_hton32(VARSIZE(b) - VARHDRSZ);
 			appendStringInfoChar(&buf, 'V');
-			appendBinaryStringInfo(&buf, (const char *) &len, 4);
-			appendBinaryStringInfo(&buf, VARDATA(b), VARSIZE(b) - VARHDRSZ);
+			audit_mac_value(&buf, cols->typids[i], &cols->send[i], values[i]);
 		}
 	}
 	crypto_hmac(key->mac, 'a', buf.data, buf.len, out, 32);
@@ -826,7 +922,7 @@ audit_log_has_other_triggers(Relation rel)
  * (an IndexInfo per index, the partial index's predicate and the
  * expression index's expressions made executable -- a third of an
  * event's cost) is built once per backend, until audit_log or one of its
- * indexes changes.  Only for plain B-tree indexes with immediate
+ * indexes changes.  Only for B-tree and BRIN indexes with immediate
  * constraints and no exclusion constraint; anything else (an index a DBA
  * added of another kind) takes the executor's own way.
  */
@@ -889,7 +985,8 @@ audit_indexes_of(Relation rel)
 		Relation	irel = index_open(lfirst_oid(lc), RowExclusiveLock);
 		IndexInfo  *ii = BuildIndexInfo(irel);
 
-		if (irel->rd_rel->relam != BTREE_AM_OID || ii->ii_ExclusionOps != NULL ||
+		if ((irel->rd_rel->relam != BTREE_AM_OID && irel->rd_rel->relam != BRIN_AM_OID) ||
+			ii->ii_ExclusionOps != NULL ||
 			!irel->rd_index->indimmediate)
 			audit_indexes.usable = false;
 		if (ii->ii_Predicate != NIL)
@@ -926,6 +1023,9 @@ audit_insert_index_entries(Relation rel, const AuditIndexes *ai, Relation *irels
 			continue;
 		if (ii->ii_PredicateState != NULL && !ExecQual(ii->ii_PredicateState, econtext))
 			continue;
+		/* (opened when first needed: a partial index most events skip) */
+		if (irels[i] == NULL)
+			irels[i] = index_open(ai->oids[i], RowExclusiveLock);
 		FormIndexDatum(ii, slot, estate, values, isnull);
 		(void) index_insert(irels[i], values, isnull, &tuple->t_self, rel,
 							ii->ii_Unique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
@@ -976,9 +1076,7 @@ audit_insert_events(const AuditEvent *events, int n)
 	estate = CreateExecutorState();
 	if (ai->usable)
 	{
-		irels = palloc(sizeof(Relation) * Max(ai->n, 1));
-		for (i = 0; i < ai->n; i++)
-			irels[i] = index_open(ai->oids[i], RowExclusiveLock);
+		irels = palloc0(sizeof(Relation) * Max(ai->n, 1));
 	}
 	else
 	{
@@ -1063,7 +1161,8 @@ audit_insert_events(const AuditEvent *events, int n)
 	if (ai->usable)
 	{
 		for (i = 0; i < ai->n; i++)
-			index_close(irels[i], NoLock);
+			if (irels[i] != NULL)
+				index_close(irels[i], NoLock);
 	}
 	else
 		ExecCloseIndices(rri);
@@ -1496,16 +1595,30 @@ audit_seal_rows(int64 *sweep)
 			range[1] = Int64GetDatum(*sweep + AUDIT_SWEEP_CHUNK);
 			*sweep += AUDIT_SWEEP_CHUNK;
 		}
-		/* (The range on audit_seal too: or the anti-join reads all of it.) */
-		if (SPI_execute_with_args("SELECT a.event_id, a.row_mac FROM pii_guard.audit_log a "
-								  "WHERE a.event_id OPERATOR(pg_catalog.>) $1 "
-								  "AND a.event_id OPERATOR(pg_catalog.<=) $2 "
-								  "AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s "
+		/*
+		 * The ids first, from the two primary keys alone (index-only scans
+		 * of a log that autovacuum keeps all-visible: a sweep reads no
+		 * row), then the few rows they name.  (The range on audit_seal
+		 * too: or the anti-join reads all of it.)
+		 */
+		if (SPI_execute_with_args("SELECT pg_catalog.array_agg(u.event_id) FROM ("
+								  " SELECT a.event_id FROM pii_guard.audit_log a "
+								  " WHERE a.event_id OPERATOR(pg_catalog.>) $1 "
+								  " AND a.event_id OPERATOR(pg_catalog.<=) $2 "
+								  " AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s "
 								  "  WHERE s.event_id OPERATOR(pg_catalog.=) a.event_id "
 								  "    AND s.event_id OPERATOR(pg_catalog.>) $1 "
 								  "    AND s.event_id OPERATOR(pg_catalog.<=) $2) "
-								  "ORDER BY a.event_id LIMIT 10000",
-								  2, rangetypes, range, NULL, true, 0) != SPI_OK_SELECT)
+								  " ORDER BY a.event_id LIMIT 10000) u",
+								  2, rangetypes, range, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read unsealed audit rows");
+		range[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+			range[0] = PointerGetDatum(construct_empty_array(INT8OID));
+		if (SPI_execute_with_args("SELECT a.event_id, a.row_mac FROM pii_guard.audit_log a "
+								  "WHERE a.event_id OPERATOR(pg_catalog.=) ANY ($1) "
+								  "ORDER BY a.event_id",
+								  1, &gaptypes[1], range, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read unsealed audit rows");
 	}
 	rows = SPI_tuptable;

@@ -124,8 +124,8 @@ int			pii_guard_audit_queue_size = 1024;
 int			pii_guard_audit_enqueue_timeout = 1000;
 
 /*
- * Coalescing of read and deny events.  A backend keeps its latest read
- * event, and its recent distinct deny events, in slots in shared memory
+ * Coalescing of read and deny events.  A backend keeps its latest distinct
+ * read events, and its recent distinct deny events, in slots in shared memory
  * (below), and merges the next one of the kind into it while they describe
  * the same thing (role, application, relation, operation, columns, query
  * id, reason) and
@@ -167,12 +167,17 @@ audit_shmem_size(void)
 }
 
 /*
- * Pending-event slots: one per backend for its read event, and a table of
- * deny-event slots that backends share, four per backend, in which an
- * event's place is found by a hash of what it describes (probing a few
- * slots on): so that refusals that alternate coalesce too, each in its own
- * slot, however many sessions refuse at once.
+ * Pending-event slots: four per backend for its read events (so that the
+ * statements of a transaction that alternate -- an UPDATE and a SELECT of
+ * the same rows, say -- each coalesce in a slot of their own instead of
+ * displacing each other at every statement, which sent every read event to
+ * the queue and woke the worker for it), and a table of deny-event slots
+ * that backends share, four per backend, in which an event's place is
+ * found by a hash of what it describes (probing a few slots on): so that
+ * refusals that alternate coalesce too, each in its own slot, however many
+ * sessions refuse at once.
  */
+#define PENDING_READS_PER_BACKEND	4
 #define PENDING_DENY_PER_BACKEND	4
 #define PENDING_PROBES				8
 
@@ -185,7 +190,14 @@ audit_pending_backends(void)
 static int
 audit_pending_count(void)
 {
-	return (1 + PENDING_DENY_PER_BACKEND) * audit_pending_backends();
+	return (PENDING_READS_PER_BACKEND + PENDING_DENY_PER_BACKEND) * audit_pending_backends();
+}
+
+/* The number of read slots (which come first), all backends'. */
+static int
+audit_pending_read_slots(void)
+{
+	return PENDING_READS_PER_BACKEND * audit_pending_backends();
 }
 
 /* A hash of what an event describes (the fields audit_same_event compares). */
@@ -211,21 +223,24 @@ audit_pending_slots(const AuditEvent *ev, int *slots)
 {
 	int			backends = audit_pending_backends();
 	int			backend = compat_backend_slot();
-	int			ndeny = pending_nslots - backends;
+	int			nreads = audit_pending_read_slots();
+	int			ndeny = pending_nslots - nreads;
 	uint32		start;
 
+	StaticAssertStmt(PENDING_READS_PER_BACKEND <= PENDING_PROBES, "read slots fit slots[]");
 	if (backend < 0 || backend >= backends || ndeny < PENDING_PROBES)
 		return 0;
 	if (ev->kind == AUDIT_READ)
 	{
-		slots[0] = backend;
-		return 1;
+		for (int i = 0; i < PENDING_READS_PER_BACKEND; i++)
+			slots[i] = backend * PENDING_READS_PER_BACKEND + i;
+		return PENDING_READS_PER_BACKEND;
 	}
 	if (ev->kind != AUDIT_DENY && ev->kind != AUDIT_REFUSAL)
 		return 0;
 	start = audit_event_hash(ev) % (uint32) ndeny;
 	for (int i = 0; i < PENDING_PROBES; i++)
-		slots[i] = backends + (int) ((start + i) % (uint32) ndeny);
+		slots[i] = nreads + (int) ((start + i) % (uint32) ndeny);
 	return PENDING_PROBES;
 }
 
@@ -843,18 +858,20 @@ audit_pending_exit(int code pg_attribute_unused(),
 
 	if (pending_slots == NULL || backend < 0 || backend >= audit_pending_backends())
 		return;
-	/* (its read slot; and its deny events, wherever they hashed to) */
+	/* (its read slots; and its deny events, wherever they hashed to) */
 	for (int slot = 0; slot < pending_nslots; slot++)
 	{
 		PendingSlot *ps = &pending_slots[slot];
 		AuditEvent	ev;
 		bool		had = false;
+		bool		own = slot / PENDING_READS_PER_BACKEND == backend &&
+			slot < audit_pending_read_slots();
 
-		if (slot != backend && (slot < audit_pending_backends() ||
-								!ps->used || ps->ev.pid != MyProcPid))
+		if (!own && (slot < audit_pending_read_slots() ||
+					 !ps->used || ps->ev.pid != MyProcPid))
 			continue;
 		LWLockAcquire(&pending_locks[slot].lock, LW_EXCLUSIVE);
-		if (ps->used && (slot == backend || ps->ev.pid == MyProcPid))
+		if (ps->used && (own || ps->ev.pid == MyProcPid))
 		{
 			audit_pending_take(ps, &ev);
 			had = true;
@@ -866,9 +883,10 @@ audit_pending_exit(int code pg_attribute_unused(),
 }
 
 /*
- * Hand an event to the queue, by way of this backend's pending slot for
- * read and deny events: merged into the pending one if they describe the
- * same thing, else taking its place (what it displaces goes to the queue).
+ * Hand an event to the queue, by way of this backend's pending slots for
+ * read and deny events: merged into a pending one if they describe the
+ * same thing, else into a free slot or the oldest one's place (what it
+ * displaces goes to the queue).
  * Reads of a statement that failed (aborting) go to the queue at once;
  * a refusal is merged whether or not its statement fails.  Other events,
  * and backends without a slot, go to the queue.
