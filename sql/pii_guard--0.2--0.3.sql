@@ -515,7 +515,8 @@ SELECT event_id, event_time, session_role, acting_role, client_addr, application
 -- audit anchor: ...") and gives to pii_guard.audit_anchor_command.  A
 -- chain that verifies by itself may still have lost its newest rows and
 -- their seals, or been reset; kept against an anchor taken earlier, it
--- must still hold that seal with that hash.
+-- must still hold that seal with that hash (or, when that seal has been
+-- archived -- see Retention below -- the archive that holds it must).
 CREATE FUNCTION @extschema@.verify_audit(anchor text)
 RETURNS TABLE (event_id bigint, seal_seq bigint, problem text)
 LANGUAGE plpgsql STABLE
@@ -526,6 +527,7 @@ DECLARE
     want_hash bytea;
     p         record;
     s         record;
+    arch      text;
 BEGIN
     IF anchor IS NULL OR anchor !~ '^[0-9]{1,18}:[0-9a-f]{64}$' THEN
         RAISE EXCEPTION 'not an audit anchor'
@@ -538,6 +540,14 @@ BEGIN
     FOR p IN SELECT * FROM @extschema@.verify_audit() LOOP
         RETURN QUERY SELECT p.event_id, p.seal_seq, p.problem;
     END LOOP;
+    SELECT x.file INTO arch FROM @extschema@.audit_archives x
+     WHERE want_seq BETWEEN x.first_seal AND x.last_seal;
+    IF FOUND THEN
+        FOR p IN SELECT * FROM @extschema@.verify_audit_archive(arch, anchor) LOOP
+            RETURN QUERY SELECT p.event_id, p.seal_seq, format('%s (archive %s)', p.problem, p.file);
+        END LOOP;
+        RETURN;
+    END IF;
     SELECT x.event_id, x.chain_hash INTO s FROM @extschema@.audit_seal x WHERE x.seal_seq = want_seq;
     IF NOT FOUND THEN
         RETURN QUERY SELECT NULL::bigint, want_seq,
@@ -900,49 +910,6 @@ GRANT EXECUTE ON FUNCTION @extschema@.verify_audit_archive(text, text) TO pii_gu
 COMMENT ON FUNCTION @extschema@.verify_audit_archive(text, text) IS
     'checks audit archive files (all, or one) line by line, against their records and optionally an anchor';
 
--- verify_audit(anchor) when the anchor's seal has been archived: checked
--- in the archive that holds it.
-CREATE OR REPLACE FUNCTION @extschema@.verify_audit(anchor text)
-RETURNS TABLE (event_id bigint, seal_seq bigint, problem text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    want_seq  bigint;
-    want_hash bytea;
-    p         record;
-    s         record;
-    arch      text;
-BEGIN
-    IF anchor IS NULL OR anchor !~ '^[0-9]{1,18}:[0-9a-f]{64}$' THEN
-        RAISE EXCEPTION 'not an audit anchor'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'An anchor reads SEQ:HASH: a seal sequence number, a colon, 64 hex digits.',
-                  HINT = 'Take it from the server log''s "pii_guard audit anchor" lines or from what pii_guard.audit_anchor_command kept.';
-    END IF;
-    want_seq := split_part(anchor, ':', 1)::bigint;
-    want_hash := decode(split_part(anchor, ':', 2), 'hex');
-    FOR p IN SELECT * FROM @extschema@.verify_audit() LOOP
-        RETURN QUERY SELECT p.event_id, p.seal_seq, p.problem;
-    END LOOP;
-    SELECT x.file INTO arch FROM @extschema@.audit_archives x
-     WHERE want_seq BETWEEN x.first_seal AND x.last_seal;
-    IF FOUND THEN
-        FOR p IN SELECT * FROM @extschema@.verify_audit_archive(arch, anchor) LOOP
-            RETURN QUERY SELECT p.event_id, p.seal_seq, format('%s (archive %s)', p.problem, p.file);
-        END LOOP;
-        RETURN;
-    END IF;
-    SELECT x.event_id, x.chain_hash INTO s FROM @extschema@.audit_seal x WHERE x.seal_seq = want_seq;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT NULL::bigint, want_seq,
-            'the chain ends before the anchor: its newest rows and seals were removed, or the log was reset';
-    ELSIF s.chain_hash <> want_hash THEN
-        RETURN QUERY SELECT s.event_id, want_seq,
-            'the chain does not match the anchor at this seal: it was rewritten or reset';
-    END IF;
-END
-$$;
 
 -- The cost of an event's row.  event_time grows with the log's physical
 -- order, so a BRIN index finds a time range as well as a B-tree did, at a
