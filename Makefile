@@ -39,6 +39,7 @@ OBJS = \
 	src/hooks.o \
 	src/audit.o \
 	src/audit_events.o \
+	src/audit_queue.o \
 	src/audit_worker.o \
 	src/audit_archive.o \
 	src/limits.o \

@@ -6,14 +6,14 @@
  *		heap and its indexes, with its row MAC), the hash chain and its
  *		seals, the anchor kept outside the database, the JSON mirror,
  *		grant expiries and alerts.  The events themselves are made in
- *		audit_events.c; the queue and the worker are audit_worker.c.
+ *		audit_events.c; the queue is audit_queue.c, the worker audit_worker.c.
  *
  * Two paths into pii_guard.audit_log:
  *
  *	write and admin events are inserted in the transaction that makes the
  *	change (audit_insert_now), so they are atomic with it;
  *
- *	read, export and deny events are handed to audit_worker.c, which queues
+ *	read, export and deny events are handed to audit_queue.c, which queues
  *	them in shared memory for the audit worker of their database, so a
  *	denial is recorded although the statement that caused it rolls back.
  *

@@ -6,7 +6,7 @@
  *		makes and the read events they become, the write trigger and the
  *		write events of a masking view's trigger path, and the SQL-callable
  *		admin and deny events.  What an event holds and how it is stored is
- *		audit.c's; how it reaches the worker, audit_worker.c's.
+ *		audit.c's; how it reaches the worker, audit_queue.c's.
  *
  *-------------------------------------------------------------------------
  */

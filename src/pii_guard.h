@@ -20,8 +20,9 @@
  *							notes and read events, write events
  *				audit.c		the store: event fields, insert, row MAC,
  *							chain, seals, anchors, JSON mirror, alerts
- *				audit_worker.c	audit queue, pending slots, spill files,
- *							the worker
+ *				audit_queue.c	the queue, pending slots, spill files,
+ *							worker slots
+ *				audit_worker.c	the worker: its cycle and periodic work
  *				audit_archive.c	retention: sealed events archived to
  *							JSON-lines files, then deleted
  *	decisions	policy.c	access decisions and their cache
@@ -420,7 +421,7 @@ typedef struct AuditEvent
 } AuditEvent;
 
 extern bool pii_guard_audit_reads;
-extern int	pii_guard_audit_queue_size;	/* audit_worker.c */
+extern int	pii_guard_audit_queue_size;	/* audit_queue.c */
 extern int	pii_guard_audit_enqueue_timeout;
 extern int	pii_guard_audit_max_row_keys;
 extern char *pii_guard_audit_log_destination;
@@ -471,12 +472,27 @@ extern void audit_flush_writes(void);
 extern void audit_writes_subxact(SubXactEvent event, SubTransactionId mySubid,
 								 SubTransactionId parentSubid);
 
-/* audit_worker.c */
+/* audit_queue.c */
+#define AUDIT_BATCH			128		/* events a worker cycle takes at most */
 extern void audit_shmem_request(void);
 extern void audit_shmem_startup(void);
 extern void audit_enqueue(const AuditEvent *ev, bool aborting);
 extern void audit_submit(const AuditEvent *ev, bool aborting);
 extern void audit_ensure_worker(void);
+extern int	audit_queue_take(Oid dboid, AuditEvent *batch, uint64 *seqs, int max);
+extern void audit_queue_release(Oid dboid, const uint64 *seqs, int n);
+extern void audit_queue_move_orphans(Oid self, AuditEvent *scratch);
+extern int	audit_read_spill(Oid dboid, AuditEvent *events, char (*files)[MAXPGPATH], int max);
+extern void audit_spill_remove(char (*files)[MAXPGPATH], int n);
+extern void audit_remove_stale_spill_files(void);
+extern void audit_remove_dropped_spill_files(Oid self);
+extern int	audit_harvest_pending(Oid dboid, AuditEvent *events, int max);
+extern void audit_coalesce_denials(AuditEvent *events, int n);
+extern int	audit_worker_claim(Oid dboid);
+extern void audit_worker_release(int code, Datum arg);
+extern pid_t audit_worker_pid(Oid dboid);
+
+/* audit_worker.c */
 extern void audit_release_database(Node *parsetree);
 
 #define AUDIT_SET(ev, field, value) audit_event_set((ev)->field, sizeof((ev)->field), (value))
