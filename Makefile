@@ -44,7 +44,8 @@ OBJS = \
 	src/audit_archive.o \
 	src/limits.o \
 	src/limitstate.o \
-	src/mask.o
+	src/mask.o \
+	src/detect.o
 
 EXTENSION = pii_guard
 DATA = $(wildcard sql/pii_guard--*.sql)
@@ -56,6 +57,7 @@ REGRESS = \
 	bad_input \
 	blind_index \
 	mask \
+	detect \
 	keys \
 	masking_views \
 	lookup \

@@ -925,3 +925,14 @@ ALTER TABLE @extschema@.audit_log
     ALTER COLUMN row_keys SET STATISTICS 0,
     ALTER COLUMN row_keys_masked SET STATISTICS 0,
     ALTER COLUMN detail SET STATISTICS 0;
+
+-- Detectors: the kind of personal data a text value looks like, by its
+-- content (cn_id with its check digit and birth date, mobile, bank_card
+-- with a network prefix and the Luhn digit, email, landline, passport,
+-- ipv4, plate, cn_name, address), or NULL.  Raises no error for any input.
+CREATE FUNCTION @extschema@.detect_kind(value text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pii_guard_detect_kind'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.detect_kind(text) IS
+    'the kind of personal data a value looks like by its content (cn_id, mobile, bank_card, email, landline, passport, ipv4, plate, cn_name, address), or NULL';

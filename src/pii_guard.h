@@ -16,6 +16,8 @@
  *				enctype.c	the encrypted_text and encrypted_bytea types,
  *							who may encrypt and compare, the lookup probe
  *	shaping		mask.c		the mask functions
+ *				detect.c	detectors: the kind of personal data a value
+ *							looks like
  *	audit		audit_events.c	the producers: denials and refusals, read
  *							notes and read events, write events
  *				audit.c		the store: event fields, insert, row MAC,
@@ -421,7 +423,10 @@ typedef struct AuditEvent
 } AuditEvent;
 
 extern bool pii_guard_audit_reads;
-extern int	pii_guard_audit_queue_size;	/* audit_queue.c */
+extern int	pii_guard_audit_queue_size;	/* detect.c */
+extern const char *detect_kind(const char *s, int len);
+
+/* audit_queue.c */
 extern int	pii_guard_audit_enqueue_timeout;
 extern int	pii_guard_audit_max_row_keys;
 extern char *pii_guard_audit_log_destination;
@@ -471,6 +476,9 @@ extern void audit_note_search(Oid relid, const char *attname, FunctionCallInfo f
 extern void audit_flush_writes(void);
 extern void audit_writes_subxact(SubXactEvent event, SubTransactionId mySubid,
 								 SubTransactionId parentSubid);
+
+/* detect.c */
+extern const char *detect_kind(const char *s, int len);
 
 /* audit_queue.c */
 #define AUDIT_BATCH			128		/* events a worker cycle takes at most */

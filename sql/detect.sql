@@ -1,0 +1,91 @@
+-- Detectors: detect_kind(value) names the kind of personal data a value
+-- looks like by its content, or NULL -- true values and decoys of each kind.
+SELECT v AS value, pii_guard.detect_kind(v) AS kind, expected,
+       pii_guard.detect_kind(v) IS NOT DISTINCT FROM expected AS ok
+  FROM (VALUES
+    -- resident ID: province code, birth date, ISO 7064 MOD 11-2 check digit
+    ('110101199003071233', 'cn_id'),
+    ('440306200002290041', 'cn_id'),          -- born on 29 February 2000
+    ('32010219851231881x', NULL),              -- wrong check digit (and lower-case x)
+    ('110101199003071234', NULL),              -- wrong check digit
+    ('110101199002301237', NULL),              -- 30 February
+    ('990101199003071230', NULL),              -- no such province
+    ('51010719781108002X', NULL),              -- check digit is 7, not X
+    ('510107197811080027', 'cn_id'),
+    -- mobile numbers
+    ('13812345678', 'mobile'),
+    ('138 1234 5678', 'mobile'),
+    ('+86 138-1234-5678', 'mobile'),
+    ('8613812345678', 'mobile'),
+    ('12812345678', NULL),                     -- 12x is no mobile prefix
+    ('138123456789', NULL),                    -- 12 digits
+    ('+1 138 1234 5678', NULL),
+    -- bank cards: a network prefix and the Luhn check digit
+    ('6217001234567890122', 'bank_card'),
+    ('6222 0210 0112 3456 789', 'bank_card'),
+    ('4111111111111111', 'bank_card'),
+    ('5500005555555559', 'bank_card'),
+    ('6217001234567890123', NULL),             -- Luhn fails
+    ('2024120612345678', NULL),                -- an order number: no network, no Luhn
+    ('1234567890123452', NULL),                -- Luhn holds, no card network
+    -- e-mail
+    ('zhang.san@example.com', 'email'),
+    ('li+crm@mail.example.cn', 'email'),
+    ('zhang.san@localhost', NULL),
+    ('@example.com', NULL),
+    ('zhang..san@example.com', NULL),
+    ('zhang san@example.com', NULL),
+    -- landlines
+    ('010-12345678', 'landline'),
+    ('0755 8765 4321', 'landline'),
+    ('02112345678', 'landline'),
+    ('0012345678', NULL),                      -- an international prefix
+    ('012345', NULL),
+    -- passports
+    ('E12345678', 'passport'),
+    ('EA1234567', 'passport'),
+    ('G87654321', 'passport'),
+    ('E1234567', NULL),
+    ('X12345678', NULL),
+    -- IPv4
+    ('192.168.1.20', 'ipv4'),
+    ('10.0.0.1', 'ipv4'),
+    ('256.1.1.1', NULL),
+    ('192.168.01.1', NULL),
+    ('1.2.3', NULL),
+    ('1.2.3.4.5', NULL),
+    -- plates
+    ('京A12345', 'plate'),
+    ('粤B·D12345', 'plate'),                  -- new-energy plate, with its dot
+    ('京A1234', NULL),
+    ('A12345', NULL),
+    -- names
+    ('张三', 'cn_name'),
+    ('欧阳娜娜', 'cn_name'),
+    ('王小明', 'cn_name'),
+    ('你好', NULL),                            -- no surname
+    ('张三丰先生来了', NULL),                  -- too long for a name
+    -- addresses
+    ('广东省深圳市南山区科技园路1号', 'address'),
+    ('北京市朝阳区建国路88号', 'address'),
+    ('上海市', NULL),
+    ('今天天气很好我们去公园', NULL),
+    -- nothing
+    ('hello world', NULL),
+    ('', NULL),
+    ('   ', NULL),
+    ('2024-12-06', NULL),
+    ('ORD-20241206-0001', NULL)
+  ) AS t(v, expected)
+ ORDER BY ok, v;
+
+-- No input makes a detector fail: long values, control characters,
+-- every byte.
+SELECT count(*) AS none_failed FROM (
+    SELECT pii_guard.detect_kind(repeat('1', n)) FROM generate_series(0, 600) n
+    UNION ALL
+    SELECT pii_guard.detect_kind(repeat(chr(n), 20)) FROM generate_series(1, 1000) n
+    UNION ALL
+    SELECT pii_guard.detect_kind(repeat('张', n)) FROM generate_series(0, 300) n) s;
+-- NULL in, NULL out.
+SELECT pii_guard.detect_kind(NULL) IS NULL AS null_in_null_out;
