@@ -89,3 +89,50 @@ SELECT count(*) AS none_failed FROM (
     SELECT pii_guard.detect_kind(repeat('张', n)) FROM generate_series(0, 300) n) s;
 -- NULL in, NULL out.
 SELECT pii_guard.detect_kind(NULL) IS NULL AS null_in_null_out;
+
+-- Discovery over a table that nobody has protected yet: content and name.
+CREATE SCHEMA crm_raw;
+CREATE TABLE crm_raw.leads (
+    id        serial PRIMARY KEY,
+    contact   text,          -- Chinese names
+    mobile_no text,          -- mobiles, one in ten malformed
+    idno      varchar(18),   -- resident IDs, one with a wrong check digit
+    card      text,          -- UnionPay cards
+    mail      text,          -- e-mail
+    addr      text,          -- addresses
+    order_no  text,          -- decoys: order numbers shaped like cards
+    remark    text,          -- free text
+    shouji    text,          -- named like a mobile column, still empty
+    tel_num   bigint,        -- mobiles stored as numbers
+    created   date);
+INSERT INTO crm_raw.leads (contact, mobile_no, idno, card, mail, addr, order_no, remark, tel_num, created)
+SELECT (ARRAY['张三', '李四', '王小明', '欧阳娜娜', '陈静'])[1 + g % 5],
+       CASE WHEN g % 10 = 0 THEN '1234' ELSE '138' || lpad(g::text, 8, '0') END,
+       CASE WHEN g = 1 THEN '110101199003071234' ELSE '110101199003071233' END,
+       '6217001234567890122',
+       'user' || g || '@example.com',
+       '广东省深圳市南山区科技园路' || g || '号',
+       '20241206' || lpad(g::text, 8, '0'),
+       'called back, wants a quote',
+       13900000000 + g,
+       date '2024-01-01' + g
+  FROM generate_series(1, 40) g;
+SELECT relation, column_name, data_type, kind, matched_by, share, sampled, suggested_level, suggested_mask
+  FROM pii_guard.discover('crm_raw') ORDER BY column_name;
+SELECT protect_call FROM pii_guard.discover('crm_raw.leads') WHERE column_name = 'idno';
+-- Each run is an admin event; a table that does not exist is an error.
+SELECT count(*) AS discover_events FROM pii_guard.audit_log WHERE kind = 'admin' AND operation = 'discover';
+SELECT * FROM pii_guard.discover('crm_raw.nope');
+SELECT * FROM pii_guard.discover('crm_raw', 0);
+-- Who may run it: pii_guard_admin, reading only what it may read.
+CREATE ROLE regress_disc_admin IN ROLE pii_guard_admin;
+CREATE ROLE regress_disc_nobody;
+GRANT USAGE ON SCHEMA crm_raw TO regress_disc_admin, regress_disc_nobody;
+SET ROLE regress_disc_nobody;
+SELECT * FROM pii_guard.discover('crm_raw');
+RESET ROLE;
+SET ROLE regress_disc_admin;
+SELECT count(*) AS columns_found_without_select FROM pii_guard.discover('crm_raw');
+RESET ROLE;
+DROP SCHEMA crm_raw CASCADE;
+DROP ROLE regress_disc_admin, regress_disc_nobody;

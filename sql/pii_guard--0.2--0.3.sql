@@ -936,3 +936,195 @@ AS 'MODULE_PATHNAME', 'pii_guard_detect_kind'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.detect_kind(text) IS
     'the kind of personal data a value looks like by its content (cn_id, mobile, bank_card, email, landline, passport, ipv4, plate, cn_name, address), or NULL';
+
+-- Discovery: per column not yet protected, of a table or of every table of
+-- a schema (with the base tables of its protected ones), what kind of
+-- personal data it holds -- by content (detect_kind over a sample: the
+-- whole table up to sample_rows rows, a TABLESAMPLE of larger ones) and by
+-- its name (English, pinyin and Chinese names) -- the share of sampled
+-- values that match, a suggested level and mask, and the protect_column
+-- call to run.  Reads the tables with the caller's privileges; returns no
+-- value of them; an admin event records each run.
+CREATE FUNCTION @extschema@._name_kind(col name)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN c ~ '(id_?card|id_?no|national_?id|identity|sfz|shenfen|身份证|证件号)' THEN 'cn_id'
+        WHEN c ~ '(bank_?card|card_?no|card_?number|yinhangka|银行卡|卡号)' THEN 'bank_card'
+        WHEN c ~ '(mobile|cell|phone|shouji|手机)' THEN 'mobile'
+        WHEN c ~ '(tel|landline|dianhua|电话|座机)' THEN 'landline'
+        WHEN c ~ '(e_?mail|youxiang|邮箱)' THEN 'email'
+        WHEN c ~ '(passport|huzhao|护照)' THEN 'passport'
+        WHEN c ~ '(plate|chepai|车牌)' THEN 'plate'
+        WHEN c ~ '(^|_)(ip|ip_?addr|ipv4)($|_)' THEN 'ipv4'
+        WHEN c ~ '(address|addr|dizhi|zhuzhi|地址|住址)' THEN 'address'
+        WHEN c ~ '(birth|dob|shengri|出生|生日)' THEN 'birth_date'
+        WHEN c ~ '^(name|full_?name|real_?name|customer_?name|contact_?name|contact|xingming|xm)$'
+             OR c ~ '(姓名|联系人|客户名)' THEN 'cn_name'
+    END
+    FROM (SELECT pg_catalog.lower(col::text) AS c) s
+$$;
+
+CREATE FUNCTION @extschema@._kind_policy(kind text, OUT level @extschema@.level, OUT mask text)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l::@extschema@.level, m FROM (VALUES
+        ('cn_id', 'core', '@extschema@.mask_cn_id(text)'),
+        ('bank_card', 'core', '@extschema@.mask_bank_card(text)'),
+        ('passport', 'core', NULL),
+        ('mobile', 'sensitive', '@extschema@.mask_phone(text)'),
+        ('landline', 'sensitive', '@extschema@.mask_phone(text)'),
+        ('email', 'sensitive', '@extschema@.mask_email(text)'),
+        ('address', 'sensitive', '@extschema@.mask_address(text)'),
+        ('plate', 'sensitive', NULL),
+        ('birth_date', 'sensitive', NULL),
+        ('cn_name', 'internal', '@extschema@.mask_name(text)'),
+        ('ipv4', 'internal', NULL)) AS t(k, l, m)
+     WHERE k = kind
+$$;
+
+-- (discover() reads with its caller's privileges; its admin event is
+-- written by this definer-rights helper, which records nothing else.)
+CREATE FUNCTION @extschema@._audit_discover(target text, tables integer, sample_rows integer)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT NULL::void FROM @extschema@._audit_admin('discover',
+        format('discovery over %s (%s tables, up to %s rows each)', target, tables, sample_rows))
+$$;
+REVOKE ALL ON FUNCTION @extschema@._audit_discover(text, integer, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._audit_discover(text, integer, integer) TO pii_guard_admin;
+
+CREATE FUNCTION @extschema@.discover(target text, sample_rows integer DEFAULT 10000)
+RETURNS TABLE (relation regclass, column_name name, data_type text, kind text, matched_by text,
+               share numeric, sampled bigint, suggested_level @extschema@.level,
+               suggested_mask text, protect_call text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel      regclass;
+    rels     regclass[];
+    cols     record;
+    names    name[];
+    types    text[];
+    q        text;
+    sel      text;
+    vals     text;
+    counts   text;
+    src      text;
+    ntup     double precision;
+    r        record;
+    i        integer;
+    nn       bigint[];
+    best     record;
+    nkind    text;
+    pol      record;
+    shown    regclass;
+BEGIN
+    IF sample_rows IS NULL OR sample_rows < 1 THEN
+        RAISE EXCEPTION 'sample_rows must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF target IS NOT NULL AND cardinality(parse_ident(target, false)) = 1
+       AND to_regnamespace(target) IS NOT NULL THEN
+        SELECT array_agg(c.oid::regclass ORDER BY c.relname) INTO rels
+          FROM pg_class c
+         WHERE (c.relnamespace = to_regnamespace(target) AND c.relkind IN ('r', 'p', 'm')
+                AND NOT c.relispartition)
+            OR c.oid IN (SELECT p.base FROM @extschema@.protected_tables p WHERE p.view_schema = target);
+    ELSE
+        rel := to_regclass(target);
+        IF rel IS NULL THEN
+            RAISE EXCEPTION 'no schema or table "%"', target
+                USING ERRCODE = 'undefined_object',
+                      HINT = 'Name a schema, or a table (schema-qualified if need be).';
+        END IF;
+        -- a masking view stands for its base table
+        SELECT coalesce((SELECT p.base FROM @extschema@.protected_tables p JOIN pg_class v
+                           ON v.relname = p.view_name AND v.relnamespace = p.view_schema::regnamespace
+                          WHERE v.oid = rel), rel) INTO rel;
+        rels := ARRAY[rel];
+    END IF;
+    IF rels IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM @extschema@._audit_discover(target, cardinality(rels), sample_rows);
+    FOREACH rel IN ARRAY rels LOOP
+        CONTINUE WHEN (SELECT c.relnamespace = '@extschema@'::regnamespace FROM pg_class c WHERE c.oid = rel);
+        IF NOT has_table_privilege(rel, 'SELECT') THEN
+            RAISE NOTICE 'table % skipped: you may not read it', rel;
+            CONTINUE;
+        END IF;
+        SELECT array_agg(a.attname ORDER BY a.attnum), array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
+          INTO names, types
+          FROM pg_attribute a
+         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+           AND a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'name'::regtype,
+                              'int8'::regtype, 'numeric'::regtype, 'inet'::regtype, 'date'::regtype,
+                              'timestamp'::regtype, 'timestamptz'::regtype)
+           AND NOT EXISTS (SELECT 1 FROM @extschema@.column_rules cr
+                            WHERE cr.base = rel AND cr.column_name = a.attname);
+        CONTINUE WHEN names IS NULL;
+        SELECT c.reltuples INTO ntup FROM pg_class c WHERE c.oid = rel;
+        src := CASE WHEN ntup > sample_rows * 4
+                    THEN format('%s TABLESAMPLE SYSTEM (%s)', rel,
+                                least(100, round((100.0 * sample_rows * 2 / ntup)::numeric, 4)))
+                    ELSE rel::text END;
+        sel := ''; vals := ''; counts := '';
+        FOR i IN 1 .. cardinality(names) LOOP
+            sel := sel || CASE WHEN i > 1 THEN ', ' ELSE '' END || format('%I::text AS c%s', names[i], i);
+            vals := vals || CASE WHEN i > 1 THEN ', ' ELSE '' END || format('(%s, s.c%s)', i, i);
+            counts := counts || CASE WHEN i > 1 THEN ', ' ELSE '' END || format('count(s.c%s)', i);
+        END LOOP;
+        EXECUTE format('WITH s AS MATERIALIZED (SELECT %s FROM %s LIMIT %s) '
+                       'SELECT ARRAY[%s]::bigint[] AS nn, '
+                       '  (SELECT coalesce(jsonb_agg(jsonb_build_object(''i'', k.i, ''kind'', k.kind, ''n'', k.n)), ''[]'') '
+                       '     FROM (SELECT v.i, @extschema@.detect_kind(v.val) AS kind, count(*) AS n '
+                       '             FROM s, LATERAL (VALUES %s) v(i, val) '
+                       '            WHERE v.val IS NOT NULL AND @extschema@.detect_kind(v.val) IS NOT NULL '
+                       '            GROUP BY 1, 2) k) AS kinds '
+                       'FROM s', sel, src, sample_rows, counts, vals)
+           INTO r;
+        nn := r.nn;
+        FOR i IN 1 .. cardinality(names) LOOP
+            SELECT (e->>'kind') AS kind, (e->>'n')::bigint AS n INTO best
+              FROM jsonb_array_elements(r.kinds) e
+             WHERE (e->>'i')::int = i ORDER BY (e->>'n')::bigint DESC, e->>'kind' LIMIT 1;
+            nkind := @extschema@._name_kind(names[i]);
+            relation := rel; column_name := names[i]; data_type := types[i]; sampled := nn[i];
+            share := CASE WHEN nn[i] > 0 AND best.n IS NOT NULL
+                          THEN round(best.n::numeric / nn[i], 3) ELSE 0 END;
+            IF best.kind IS NOT NULL AND (share >= 0.5 OR (share >= 0.2 AND best.kind = nkind)) THEN
+                kind := best.kind;
+                matched_by := CASE WHEN best.kind = nkind THEN 'content and name' ELSE 'content' END;
+            ELSIF nkind IS NOT NULL THEN
+                kind := nkind;
+                matched_by := 'name';
+                share := CASE WHEN best.kind = nkind THEN share ELSE 0 END;
+            ELSE
+                CONTINUE;
+            END IF;
+            SELECT * INTO pol FROM @extschema@._kind_policy(kind);
+            suggested_level := pol.level;
+            suggested_mask := CASE WHEN types[i] IN ('text', 'character varying') OR types[i] LIKE 'character varying(%'
+                                     OR types[i] LIKE 'character(%' THEN pol.mask END;
+            protect_call := format('SELECT pii_guard.protect_column(%L, %L, %L%s);', rel::text, names[i],
+                                   pol.level, CASE WHEN suggested_mask IS NOT NULL
+                                                   THEN format(', %L', suggested_mask) ELSE '' END);
+            RETURN NEXT;
+        END LOOP;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.discover(text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.discover(text, integer) TO pii_guard_admin;
+REVOKE ALL ON FUNCTION @extschema@._name_kind(name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._kind_policy(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._name_kind(name), @extschema@._kind_policy(text) TO pii_guard_admin;
+COMMENT ON FUNCTION @extschema@.discover(text, integer) IS
+    'personal data found in the unprotected columns of a table or schema, by content and by name, with the protect_column call to run';

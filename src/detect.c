@@ -135,12 +135,9 @@ detect_digits(const DetectValue *v, bool plus, char *d, int *n, int max)
 				return false;
 			d[(*n)++] = (char) c;
 		}
-		else if (c == '+' && plus && i == 0)
-			continue;
-		else if ((c == ' ' || c == '-') && i > 0 && is_digit(v->c[i - 1]) &&
-				 ++seps <= DETECT_MAX_SEPARATORS)
-			continue;
-		else
+		else if (!(c == '+' && plus && i == 0) &&
+				 !((c == ' ' || c == '-') && i > 0 && is_digit(v->c[i - 1]) &&
+				   ++seps <= DETECT_MAX_SEPARATORS))
 			return false;
 	}
 	return *n > 0;
