@@ -45,10 +45,13 @@ OBJS = \
 	src/limits.o \
 	src/limitstate.o \
 	src/mask.o \
-	src/detect.o
+	src/detect.o \
+	src/fake.o
 
 EXTENSION = pii_guard
 DATA = $(wildcard sql/pii_guard--*.sql)
+# an anonymised dump for developers (pii_guard.anonymize_into + pg_dump)
+SCRIPTS = bin/pii_guard_dump
 EXTRA_CLEAN = fuzz/build
 
 # pg_regress suites, in order; test/run.sh runs them against its own cluster.

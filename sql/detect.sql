@@ -25,6 +25,8 @@ SELECT v AS value, pii_guard.detect_kind(v) AS kind, expected,
     ('6222 0210 0112 3456 789', 'bank_card'),
     ('4111111111111111', 'bank_card'),
     ('5500005555555559', 'bank_card'),
+    ('6013829391065908385', 'bank_card'),    -- an issuer's own BIN (Bank of China 601382)
+    ('6013829391065908386', NULL),             -- the same, Luhn fails
     ('6217001234567890123', NULL),             -- Luhn fails
     ('2024120612345678', NULL),                -- an order number: no network, no Luhn
     ('1234567890123452', NULL),                -- Luhn holds, no card network

@@ -1128,3 +1128,289 @@ REVOKE ALL ON FUNCTION @extschema@._kind_policy(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._name_kind(name), @extschema@._kind_policy(text) TO pii_guard_admin;
 COMMENT ON FUNCTION @extschema@.discover(text, integer) IS
     'personal data found in the unprotected columns of a table or schema, by content and by name, with the protect_column call to run';
+
+-- Masked copies for development, test and analytics: anonymize_into()
+-- copies the tables of the application's schemas into a new schema in
+-- which every protected column holds a format-preserving pseudonym (phone,
+-- resident ID, bank card, e-mail, Chinese name: _fake, src/fake.c) or its
+-- mask (the others; hidden columns: NULL) -- no ciphertext, no key, and,
+-- checked before it returns, no real value of a protected column anywhere.
+CREATE FUNCTION @extschema@._fake(kind text, value text, secret bytea, attempt integer)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pii_guard_fake'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+REVOKE ALL ON FUNCTION @extschema@._fake(text, text, bytea, integer) FROM PUBLIC;
+
+-- The pseudonym kind of a column masked with fn, or NULL (then the copy
+-- holds the mask's output).
+CREATE FUNCTION @extschema@._copy_kind(fn text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE to_regprocedure(fn)
+        WHEN '@extschema@.mask_phone(text)'::regprocedure THEN 'phone'
+        WHEN '@extschema@.mask_cn_id(text)'::regprocedure THEN 'cn_id'
+        WHEN '@extschema@.mask_bank_card(text)'::regprocedure THEN 'bank_card'
+        WHEN '@extschema@.mask_email(text)'::regprocedure THEN 'email'
+        WHEN '@extschema@.mask_name(text)'::regprocedure THEN 'cn_name'
+    END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._copy_kind(text) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@._anonymize_into(caller regrole, target name, sources name[])
+RETURNS TABLE (source regclass, copy regclass, rows bigint, pseudonymised name[],
+               masked name[], hidden name[])
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    secret   bytea;
+    tb       record;
+    col      record;
+    cols     text;
+    sel      text;
+    joins    text;
+    expr     text;
+    val      text;
+    ck       text;
+    fn       regprocedure;
+    i        integer;
+    n        bigint;
+    total    bigint := 0;
+    tables   integer := 0;
+    fixed    bigint;
+    leaks    text := '';
+    con      record;
+BEGIN
+    IF NOT pg_has_role(session_user, caller, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to make a copy as role %', caller
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF target IS NULL OR to_regnamespace(quote_ident(target)) IS NOT NULL THEN
+        RAISE EXCEPTION 'schema "%" already exists', target
+            USING ERRCODE = 'duplicate_schema',
+                  HINT = 'A masked copy goes into a new schema: name one that does not exist, or drop the old copy first.';
+    END IF;
+    IF target ~ '^pg_' OR target LIKE '%\_pii' THEN
+        RAISE EXCEPTION 'unacceptable schema name "%" for a masked copy', target
+            USING ERRCODE = 'reserved_name';
+    END IF;
+    sources := coalesce(sources, (SELECT array_agg(DISTINCT p.view_schema) FROM @extschema@.protected_tables p));
+    IF sources IS NULL THEN
+        RAISE EXCEPTION 'no protected table to copy'
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Name the schemas to copy, or protect tables first.';
+    END IF;
+    FOR i IN 1 .. cardinality(sources) LOOP
+        IF to_regnamespace(quote_ident(sources[i])) IS NULL THEN
+            RAISE EXCEPTION 'schema "%" does not exist', sources[i] USING ERRCODE = 'invalid_schema_name';
+        END IF;
+        IF sources[i] = '@extschema@' OR sources[i] LIKE '%\_pii' OR sources[i] = target THEN
+            RAISE EXCEPTION 'schema "%" cannot be copied', sources[i]
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Name the schemas applications use: a protected table is copied from its masking view''s schema.';
+        END IF;
+    END LOOP;
+
+    -- the copy's secret: random, never stored, gone with this call
+    secret := decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex');
+
+    IF to_regclass('pg_temp._anon_tables') IS NOT NULL THEN
+        DROP TABLE pg_temp._anon_tables, pg_temp._anon_cols, pg_temp._anon_map, pg_temp._anon_real;
+    END IF;
+    CREATE TEMP TABLE _anon_tables ON COMMIT DROP AS
+    SELECT c.oid::regclass AS src, coalesce(p.view_name, c.relname) AS name,
+           p.base IS NOT NULL AS protected
+      FROM pg_class c
+      LEFT JOIN @extschema@.protected_tables p ON p.base = c.oid
+     WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                          AND d.objid = c.oid AND d.deptype = 'e')
+       AND ((p.base IS NULL AND c.relnamespace::regnamespace::name = ANY (sources))
+            OR p.view_schema = ANY (sources));
+    -- every column of the copied tables, and what the copy holds in it
+    CREATE TEMP TABLE _anon_cols ON COMMIT DROP AS
+    SELECT t.src, a.attnum, a.attname, a.attnotnull,
+           a.atttypid IN ('@extschema@.encrypted_text'::regtype, '@extschema@.encrypted_bytea'::regtype) AS enc,
+           CASE a.atttypid WHEN '@extschema@.encrypted_text'::regtype THEN 'text'
+                           WHEN '@extschema@.encrypted_bytea'::regtype THEN 'bytea'
+                           ELSE format_type(a.atttypid, a.atttypmod) END AS typ,
+           r.column_name IS NOT NULL AS protected, r.mask_function, r.mask_args,
+           @extschema@._copy_kind(r.mask_function) AS kind
+      FROM _anon_tables t
+      JOIN pg_attribute a ON a.attrelid = t.src AND a.attnum > 0 AND NOT a.attisdropped
+      LEFT JOIN @extschema@.column_rules r ON r.base = t.src AND r.column_name = a.attname;
+    CREATE TEMP TABLE _anon_map (kind text, real text, fake text, attempt integer NOT NULL DEFAULT 0,
+                                 PRIMARY KEY (kind, real)) ON COMMIT DROP;
+    CREATE TEMP TABLE _anon_real (v text PRIMARY KEY) ON COMMIT DROP;
+
+    -- 1. the real values of every pseudonymised column, one pseudonym each
+    FOR col IN SELECT * FROM _anon_cols WHERE kind IS NOT NULL LOOP
+        EXECUTE format('INSERT INTO pg_temp._anon_map (kind, real) SELECT DISTINCT %L, v FROM '
+                       '(SELECT %s AS v FROM %s) s WHERE v IS NOT NULL ON CONFLICT DO NOTHING',
+                       col.kind, CASE WHEN col.enc THEN format('@extschema@.decrypt(%I)', col.attname)
+                                    ELSE format('%I::text', col.attname) END, col.src);
+    END LOOP;
+    UPDATE pg_temp._anon_map SET fake = @extschema@._fake(kind, real, secret, 0);
+    CREATE INDEX ON pg_temp._anon_map (real);
+    CREATE INDEX ON pg_temp._anon_map (kind, fake);
+    ANALYZE pg_temp._anon_map;
+    -- a pseudonym that is some real value, or that two values share, is
+    -- made again with the next attempt (a few rounds, on a few values)
+    FOR i IN 1 .. 64 LOOP
+        UPDATE pg_temp._anon_map m
+           SET attempt = m.attempt + 1, fake = @extschema@._fake(m.kind, m.real, secret, m.attempt + 1)
+         WHERE EXISTS (SELECT 1 FROM pg_temp._anon_map r WHERE r.real = m.fake)
+            OR EXISTS (SELECT 1 FROM pg_temp._anon_map o
+                        WHERE o.kind = m.kind AND o.fake = m.fake AND o.real < m.real);
+        GET DIAGNOSTICS fixed = ROW_COUNT;
+        EXIT WHEN fixed = 0;
+        IF i = 64 THEN
+            RAISE EXCEPTION 'pii_guard could not find distinct pseudonyms'
+                USING ERRCODE = 'program_limit_exceeded',
+                      DETAIL = 'The values of one kind nearly fill the space of its pseudonyms.';
+        END IF;
+    END LOOP;
+
+    -- 2. the copy
+    EXECUTE format('CREATE SCHEMA %I', target);
+    EXECUTE format('COMMENT ON SCHEMA %I IS %L', target,
+                   format('pii_guard masked copy of %s, made %s', array_to_string(sources, ', '), now()));
+    FOR tb IN SELECT * FROM _anon_tables ORDER BY name LOOP
+        cols := ''; sel := ''; joins := '';
+        pseudonymised := '{}'; masked := '{}'; hidden := '{}';
+        FOR col IN SELECT * FROM _anon_cols WHERE src = tb.src ORDER BY attnum LOOP
+            val := CASE WHEN col.enc THEN format('@extschema@.decrypt(s.%I)', col.attname)
+                        ELSE format('s.%I', col.attname) END;
+            IF col.kind IS NOT NULL THEN
+                joins := joins || format(' LEFT JOIN pg_temp._anon_map m%s ON m%s.kind = %L AND m%s.real = %s::text',
+                                         col.attnum, col.attnum, col.kind, col.attnum, val);
+                expr := format('m%s.fake::%s', col.attnum, col.typ);
+                pseudonymised := pseudonymised || col.attname;
+            ELSIF col.protected AND col.mask_function IS NOT NULL THEN
+                fn := to_regprocedure(col.mask_function);
+                IF fn IS NULL THEN
+                    RAISE EXCEPTION 'mask function % of %.% does not exist', col.mask_function, tb.src, col.attname
+                        USING ERRCODE = 'undefined_function';
+                END IF;
+                expr := format('%s(%s', fn::oid::regproc, val);
+                FOR i IN 1 .. coalesce(cardinality(col.mask_args), 0) LOOP
+                    expr := expr || format(', %L::%s', col.mask_args[i],
+                                           format_type((SELECT p.proargtypes[i] FROM pg_proc p WHERE p.oid = fn), NULL));
+                END LOOP;
+                expr := expr || ')';
+                masked := masked || col.attname;
+            ELSIF col.protected OR col.enc THEN
+                -- hidden (no mask), or encrypted but not protected: nothing of it
+                expr := format('NULL::%s', col.typ);
+                hidden := hidden || col.attname;
+                col.attnotnull := false;
+            ELSE
+                expr := val;
+            END IF;
+            cols := cols || CASE WHEN cols = '' THEN '' ELSE ', ' END
+                    || format('%I %s%s', col.attname, col.typ, CASE WHEN col.attnotnull THEN ' NOT NULL' ELSE '' END);
+            sel := sel || CASE WHEN sel = '' THEN '' ELSE ', ' END || expr;
+        END LOOP;
+        EXECUTE format('CREATE TABLE %I.%I (%s)', target, tb.name, cols);
+        EXECUTE format('INSERT INTO %I.%I SELECT %s FROM %s s%s', target, tb.name, sel, tb.src, joins);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        EXECUTE format('ALTER TABLE %I.%I OWNER TO %I', target, tb.name, caller::name);
+        source := tb.src; copy := format('%I.%I', target, tb.name)::regclass; rows := n;
+        total := total + n; tables := tables + 1;
+        RETURN NEXT;
+    END LOOP;
+
+    -- 3. keys: primary keys and unique constraints, and foreign keys
+    -- between copied tables, unless they rest on a masked or hidden column
+    FOR con IN SELECT k.conname, k.contype, t.name, k.conkey, k.confkey, ft.name AS fname,
+                      k.conrelid, k.confrelid
+                 FROM pg_constraint k
+                 JOIN _anon_tables t ON t.src = k.conrelid
+                 LEFT JOIN _anon_tables ft ON ft.src = k.confrelid
+                WHERE k.contype IN ('p', 'u') OR (k.contype = 'f' AND ft.src IS NOT NULL)
+                ORDER BY k.contype DESC, t.name, k.conname LOOP
+        IF EXISTS (SELECT 1 FROM _anon_cols x
+                    WHERE ((x.src = con.conrelid AND x.attnum = ANY (con.conkey))
+                           OR (x.src = con.confrelid AND x.attnum = ANY (con.confkey)))
+                      AND (x.enc OR (x.protected AND x.kind IS NULL))) THEN
+            RAISE NOTICE 'constraint % of % not copied: it rests on a masked or hidden column', con.conname, con.name;
+            CONTINUE;
+        END IF;
+        EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', target, con.name, con.conname,
+            CASE con.contype
+                WHEN 'p' THEN 'PRIMARY KEY '
+                WHEN 'u' THEN 'UNIQUE '
+                ELSE 'FOREIGN KEY ' END
+            || (SELECT '(' || string_agg(quote_ident(attname), ', ' ORDER BY k.o) || ')'
+                  FROM unnest(con.conkey) WITH ORDINALITY k(n, o)
+                  JOIN pg_attribute ON attrelid = con.conrelid AND attnum = k.n)
+            || CASE WHEN con.contype = 'f' THEN
+                   format(' REFERENCES %I.%I ', target, con.fname)
+                   || (SELECT '(' || string_agg(quote_ident(attname), ', ' ORDER BY k.o) || ')'
+                         FROM unnest(con.confkey) WITH ORDINALITY k(n, o)
+                         JOIN pg_attribute ON attrelid = con.confrelid AND attnum = k.n)
+               ELSE '' END);
+    END LOOP;
+
+    -- 4. the check: no real value of a protected column (pseudonymised,
+    -- hidden or an address) anywhere in the copy -- a whole value, or a
+    -- number or e-mail address inside a text
+    INSERT INTO pg_temp._anon_real SELECT DISTINCT real FROM pg_temp._anon_map ON CONFLICT DO NOTHING;
+    FOR col IN SELECT * FROM _anon_cols
+              WHERE protected AND kind IS NULL
+                AND (mask_function IS NULL OR to_regprocedure(mask_function) = '@extschema@.mask_address(text)'::regprocedure)
+                AND typ IN ('text', 'character varying', 'character', 'name') LOOP
+        EXECUTE format('INSERT INTO pg_temp._anon_real SELECT DISTINCT v FROM (SELECT %s AS v FROM %s) s '
+                       'WHERE v IS NOT NULL ON CONFLICT DO NOTHING',
+                       CASE WHEN col.enc THEN format('@extschema@.decrypt(%I)', col.attname)
+                            ELSE format('%I::text', col.attname) END, col.src);
+    END LOOP;
+    ANALYZE pg_temp._anon_real;
+    FOR col IN SELECT t.name, x.attname
+               FROM _anon_cols x JOIN _anon_tables t ON t.src = x.src
+              WHERE x.typ IN ('text', 'character varying', 'character', 'name', 'bigint', 'numeric')
+                 OR x.typ LIKE 'character varying(%' OR x.typ LIKE 'character(%' OR x.typ LIKE 'numeric(%'
+              ORDER BY t.name, x.attnum LOOP
+        EXECUTE format('SELECT count(*) FROM %I.%I c WHERE c.%I::text IN (SELECT v FROM pg_temp._anon_real) '
+                       'OR EXISTS (SELECT 1 FROM regexp_matches(c.%I::text, %L, ''g'') m '
+                       '            WHERE m[1] IN (SELECT v FROM pg_temp._anon_real))',
+                       target, col.name, col.attname, col.attname,
+                       '([0-9]{11,19}[0-9Xx]?|[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+)')
+           INTO n;
+        IF n > 0 THEN
+            leaks := leaks || format('%s%I.%I holds real values in %s rows', CASE WHEN leaks = '' THEN '' ELSE '; ' END,
+                                     col.name, col.attname, n);
+        END IF;
+    END LOOP;
+    IF leaks <> '' THEN
+        RAISE EXCEPTION 'the masked copy would hold real values of protected columns'
+            USING ERRCODE = 'data_exception',
+                  DETAIL = leaks || '.',
+                  HINT = 'Those columns hold personal data but are not protected (pii_guard.discover() finds such columns): protect them, then copy again.';
+    END IF;
+
+    EXECUTE format('ALTER SCHEMA %I OWNER TO %I', target, caller::name);
+    PERFORM @extschema@._audit_admin('anonymize',
+        format('masked copy of %s tables (%s rows) of schema %s into schema %s, checked: no real value of a protected column',
+               tables, total, array_to_string(sources, ', '), target));
+    DROP TABLE pg_temp._anon_tables, pg_temp._anon_cols, pg_temp._anon_map, pg_temp._anon_real;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._anonymize_into(regrole, name, name[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._anonymize_into(regrole, name, name[]) TO pii_guard_admin;
+
+CREATE FUNCTION @extschema@.anonymize_into(target_schema name, source_schemas name[] DEFAULT NULL)
+RETURNS TABLE (source regclass, copy regclass, rows bigint, pseudonymised name[],
+               masked name[], hidden name[])
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM @extschema@._anonymize_into(current_user::regrole, target_schema, source_schemas)
+$$;
+REVOKE ALL ON FUNCTION @extschema@.anonymize_into(name, name[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.anonymize_into(name, name[]) TO pii_guard_admin;
+COMMENT ON FUNCTION @extschema@.anonymize_into(name, name[]) IS
+    'a masked copy of the application''s tables in a new schema: protected columns pseudonymised (format-preserving, consistent across tables) or masked, checked to hold no real value';

@@ -10,7 +10,7 @@
  *		mobile		a mainland mobile number: 11 digits, 1[3-9]..., with or
  *					without +86 / 86 and separators
  *		bank_card	13-19 digits with a card network's prefix (UnionPay 62,
- *					Visa, Mastercard, Amex, JCB, Discover) and a valid Luhn
+ *					issuers' 60, Visa, Mastercard, Amex, JCB, Discover) and a valid Luhn
  *					check digit
  *		email		local@domain.tld
  *		landline	0 + a 2-3 digit area code + a 7-8 digit number
@@ -159,12 +159,34 @@ detect_cn_province(int code)
 	return false;
 }
 
+/* The ISO 7064 MOD 11-2 check character of a resident ID's first 17 digits. */
+char
+detect_cn_id_check(const char *d17)
+{
+	static const int weights[17] = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
+	int			sum = 0;
+
+	for (int i = 0; i < 17; i++)
+		sum += (d17[i] - '0') * weights[i];
+	return "10X98765432"[sum % 11];
+}
+
+/* Is y-m-d a date of the Gregorian calendar? */
+bool
+detect_valid_date(int year, int month, int day)
+{
+	static const int days[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+
+	if (month < 1 || month > 12 || day < 1 || day > days[month - 1])
+		return false;
+	return month != 2 || day <= 28 ||
+		(year % 4 == 0 && (year % 100 != 0 || year % 400 == 0));
+}
+
 static bool
 detect_cn_id(const DetectValue *v)
 {
-	static const int weights[17] = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
-	static const char check[] = "10X98765432";
-	int			sum = 0;
+	char		d[17];
 	int			year;
 	int			month;
 	int			day;
@@ -176,26 +198,19 @@ detect_cn_id(const DetectValue *v)
 	{
 		if (!is_digit(v->c[i]))
 			return false;
-		sum += (int) (v->c[i] - '0') * weights[i];
+		d[i] = (char) v->c[i];
 	}
 	last = v->c[17] == 'x' ? 'X' : v->c[17];
-	if (last != (pg_wchar) check[sum % 11])
+	if (last != (pg_wchar) detect_cn_id_check(d))
 		return false;
-	if (!detect_cn_province((int) (v->c[0] - '0') * 10 + (int) (v->c[1] - '0')))
+	if (!detect_cn_province((d[0] - '0') * 10 + (d[1] - '0')))
 		return false;
 	year = 0;
 	for (int i = 6; i < 10; i++)
-		year = year * 10 + (int) (v->c[i] - '0');
-	month = (int) (v->c[10] - '0') * 10 + (int) (v->c[11] - '0');
-	day = (int) (v->c[12] - '0') * 10 + (int) (v->c[13] - '0');
-	if (year < 1880 || year > 2100 || month < 1 || month > 12 || day < 1)
-		return false;
-	{
-		static const int days[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-
-		return day <= days[month - 1] && (month != 2 || day <= 28 ||
-				(year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)));
-	}
+		year = year * 10 + (d[i] - '0');
+	month = (d[10] - '0') * 10 + (d[11] - '0');
+	day = (d[12] - '0') * 10 + (d[13] - '0');
+	return year >= 1880 && year <= 2100 && detect_valid_date(year, month, day);
 }
 
 static bool
@@ -218,8 +233,12 @@ detect_mobile(const DetectValue *v)
 	return n == 11 && m[0] == '1' && m[1] >= '3' && m[1] <= '9';
 }
 
-static bool
-detect_luhn(const char *d, int n)
+/*
+ * The Luhn sum of the n digits d, the last of them counted as the check
+ * digit (0 when they carry a valid check digit).
+ */
+static int
+detect_luhn_sum(const char *d, int n)
 {
 	int			sum = 0;
 
@@ -235,7 +254,21 @@ detect_luhn(const char *d, int n)
 		}
 		sum += x;
 	}
-	return sum % 10 == 0;
+	return sum % 10;
+}
+
+static bool
+detect_luhn(const char *d, int n)
+{
+	return detect_luhn_sum(d, n) == 0;
+}
+
+/* The check digit that, put at d[n - 1], makes the n digits d Luhn-valid. */
+char
+detect_luhn_check(char *d, int n)
+{
+	d[n - 1] = '0';
+	return (char) ('0' + (10 - detect_luhn_sum(d, n)) % 10);
 }
 
 static bool
@@ -251,11 +284,12 @@ detect_bank_card(const DetectValue *v)
 	p2 = (d[0] - '0') * 10 + (d[1] - '0');
 	p4 = p2 * 100 + (d[2] - '0') * 10 + (d[3] - '0');
 	if (!(p2 == 62 ||				/* UnionPay */
+		  (p2 == 60 && n >= 16) ||	/* issuers' own BINs (601382 Bank of China), Discover 6011 */
 		  (d[0] == '4' && (n == 13 || n == 16 || n == 19)) ||	/* Visa */
 		  (((p2 >= 51 && p2 <= 55) || (p4 >= 2221 && p4 <= 2720)) && n == 16) ||	/* Mastercard */
 		  ((p2 == 34 || p2 == 37) && n == 15) ||	/* Amex */
 		  (p2 == 35 && n >= 16) ||	/* JCB */
-		  ((p4 == 6011 || p2 == 65) && n >= 16)))	/* Discover */
+		  (p2 == 65 && n >= 16)))	/* Discover */
 		return false;
 	return detect_luhn(d, n);
 }
@@ -398,7 +432,7 @@ detect_plate(const DetectValue *v)
 }
 
 /* Common one-character surnames (those of about nine in ten people). */
-static const char surnames[] =
+const char detect_surnames[] =
 "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任"
 "沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔"
 "向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌"
@@ -417,7 +451,7 @@ detect_cn_name(const DetectValue *v)
 	for (int i = 0; i < v->n; i++)
 		if (!is_cjk(v->c[i]))
 			return false;
-	return detect_in_list(surnames, v->c[0]);
+	return detect_in_list(detect_surnames, v->c[0]);
 }
 
 static bool

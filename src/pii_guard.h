@@ -18,6 +18,7 @@
  *	shaping		mask.c		the mask functions
  *				detect.c	detectors: the kind of personal data a value
  *							looks like
+ *				fake.c		format-preserving pseudonyms for masked copies
  *	audit		audit_events.c	the producers: denials and refusals, read
  *							notes and read events, write events
  *				audit.c		the store: event fields, insert, row MAC,
@@ -423,8 +424,7 @@ typedef struct AuditEvent
 } AuditEvent;
 
 extern bool pii_guard_audit_reads;
-extern int	pii_guard_audit_queue_size;	/* detect.c */
-extern const char *detect_kind(const char *s, int len);
+extern int	pii_guard_audit_queue_size;
 
 /* audit_queue.c */
 extern int	pii_guard_audit_enqueue_timeout;
@@ -478,7 +478,11 @@ extern void audit_writes_subxact(SubXactEvent event, SubTransactionId mySubid,
 								 SubTransactionId parentSubid);
 
 /* detect.c */
+extern const char detect_surnames[];
 extern const char *detect_kind(const char *s, int len);
+extern char detect_cn_id_check(const char *d17);
+extern bool detect_valid_date(int year, int month, int day);
+extern char detect_luhn_check(char *d, int n);
 
 /* audit_queue.c */
 #define AUDIT_BATCH			128		/* events a worker cycle takes at most */
