@@ -1158,6 +1158,38 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION @extschema@._copy_kind(text) FROM PUBLIC;
 
+-- The type of a column in a masked copy: a domain's base type (its
+-- checks would run the functions of whoever made it, as the definer),
+-- arrays of domains likewise; composite types are not copied.
+CREATE FUNCTION @extschema@._copy_type(typ oid, typmod integer)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t        pg_type;
+    arrays   integer := 0;
+BEGIN
+    LOOP
+        SELECT * INTO t FROM pg_type WHERE oid = typ;
+        IF t.typtype = 'd' THEN
+            typ := t.typbasetype; typmod := t.typtypmod;
+        ELSIF t.typcategory = 'A' AND t.typelem <> 0 AND t.typsubscript = 'array_subscript_handler'::regproc THEN
+            typ := t.typelem; arrays := arrays + 1;
+        ELSE
+            EXIT;
+        END IF;
+    END LOOP;
+    IF t.typtype = 'c' THEN
+        RAISE EXCEPTION 'a masked copy cannot hold a column of composite type %', typ::regtype
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Leave the table out (name other schemas), or change the column''s type.';
+    END IF;
+    RETURN format_type(typ, typmod) || repeat('[]', arrays);
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._copy_type(oid, integer) FROM PUBLIC;
+
 CREATE FUNCTION @extschema@._anonymize_into(caller regrole, target name, sources name[])
 RETURNS TABLE (source regclass, copy regclass, rows bigint, pseudonymised name[],
                masked name[], hidden name[])
@@ -1207,7 +1239,8 @@ BEGIN
         IF to_regnamespace(quote_ident(sources[i])) IS NULL THEN
             RAISE EXCEPTION 'schema "%" does not exist', sources[i] USING ERRCODE = 'invalid_schema_name';
         END IF;
-        IF sources[i] = '@extschema@' OR sources[i] LIKE '%\_pii' OR sources[i] = target THEN
+        IF sources[i] = '@extschema@' OR sources[i] LIKE '%\_pii' OR sources[i] = target
+           OR sources[i] ~ '^pg_' OR sources[i] = 'information_schema' THEN
             RAISE EXCEPTION 'schema "%" cannot be copied', sources[i]
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Name the schemas applications use: a protected table is copied from its masking view''s schema.';
@@ -1220,23 +1253,36 @@ BEGIN
     IF to_regclass('pg_temp._anon_tables') IS NOT NULL THEN
         DROP TABLE pg_temp._anon_tables, pg_temp._anon_cols, pg_temp._anon_map, pg_temp._anon_real;
     END IF;
+    -- the tables the caller may read (a protected one: its masking view)
     CREATE TEMP TABLE _anon_tables ON COMMIT DROP AS
     SELECT c.oid::regclass AS src, coalesce(p.view_name, c.relname) AS name,
-           p.base IS NOT NULL AS protected
+           p.base IS NOT NULL AS protected, c.relkind
       FROM pg_class c
       LEFT JOIN @extschema@.protected_tables p ON p.base = c.oid
      WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                           AND d.objid = c.oid AND d.deptype = 'e')
        AND ((p.base IS NULL AND c.relnamespace::regnamespace::name = ANY (sources))
-            OR p.view_schema = ANY (sources));
+            OR p.view_schema = ANY (sources))
+       AND has_table_privilege(caller, CASE WHEN p.base IS NULL THEN c.oid
+                                            ELSE format('%I.%I', p.view_schema, p.view_name)::regclass::oid END,
+                               'SELECT');
+    FOR tb IN SELECT c.oid::regclass AS src FROM pg_class c
+               WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+                 AND c.relnamespace::regnamespace::name = ANY (sources)
+                 AND NOT EXISTS (SELECT 1 FROM _anon_tables t WHERE t.src = c.oid)
+                 AND NOT EXISTS (SELECT 1 FROM @extschema@.protected_tables p WHERE p.base = c.oid)
+                 AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                    AND d.objid = c.oid AND d.deptype = 'e') LOOP
+        RAISE NOTICE 'table % not copied: you may not read it', tb.src;
+    END LOOP;
     -- every column of the copied tables, and what the copy holds in it
     CREATE TEMP TABLE _anon_cols ON COMMIT DROP AS
     SELECT t.src, a.attnum, a.attname, a.attnotnull,
            a.atttypid IN ('@extschema@.encrypted_text'::regtype, '@extschema@.encrypted_bytea'::regtype) AS enc,
            CASE a.atttypid WHEN '@extschema@.encrypted_text'::regtype THEN 'text'
                            WHEN '@extschema@.encrypted_bytea'::regtype THEN 'bytea'
-                           ELSE format_type(a.atttypid, a.atttypmod) END AS typ,
+                           ELSE @extschema@._copy_type(a.atttypid, a.atttypmod) END AS typ,
            r.column_name IS NOT NULL AS protected, r.mask_function, r.mask_args,
            @extschema@._copy_kind(r.mask_function) AS kind
       FROM _anon_tables t
@@ -1290,10 +1336,13 @@ BEGIN
                 expr := format('m%s.fake::%s', col.attnum, col.typ);
                 pseudonymised := pseudonymised || col.attname;
             ELSIF col.protected AND col.mask_function IS NOT NULL THEN
+                -- (a mask must still qualify: it runs here as the definer)
                 fn := to_regprocedure(col.mask_function);
-                IF fn IS NULL THEN
-                    RAISE EXCEPTION 'mask function % of %.% does not exist', col.mask_function, tb.src, col.attname
-                        USING ERRCODE = 'undefined_function';
+                IF fn IS NULL OR @extschema@._mask_problem(fn) IS NOT NULL THEN
+                    RAISE EXCEPTION 'mask function % of %.% may not be used', col.mask_function, tb.src, col.attname
+                        USING ERRCODE = 'invalid_object_definition',
+                              DETAIL = coalesce(@extschema@._mask_problem(fn), 'The function does not exist.'),
+                              HINT = 'Correct the column''s mask with pii_guard.protect_column(), then copy again.';
                 END IF;
                 expr := format('%s(%s', fn::oid::regproc, val);
                 FOR i IN 1 .. coalesce(cardinality(col.mask_args), 0) LOOP
@@ -1315,7 +1364,8 @@ BEGIN
             sel := sel || CASE WHEN sel = '' THEN '' ELSE ', ' END || expr;
         END LOOP;
         EXECUTE format('CREATE TABLE %I.%I (%s)', target, tb.name, cols);
-        EXECUTE format('INSERT INTO %I.%I SELECT %s FROM %s s%s', target, tb.name, sel, tb.src, joins);
+        EXECUTE format('INSERT INTO %I.%I SELECT %s FROM %s%s s%s', target, tb.name, sel,
+                       CASE WHEN tb.relkind = 'r' THEN 'ONLY ' ELSE '' END, tb.src, joins);
         GET DIAGNOSTICS n = ROW_COUNT;
         EXECUTE format('ALTER TABLE %I.%I OWNER TO %I', target, tb.name, caller::name);
         source := tb.src; copy := format('%I.%I', target, tb.name)::regclass; rows := n;

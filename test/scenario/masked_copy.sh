@@ -23,7 +23,10 @@
 #    of the source is a value of the copy;
 #  - a second copy has other pseudonyms (a new secret each time);
 #  - each copy is an admin event; the intern may not copy (42501); an
-#    existing schema is refused (42P06);
+#    existing schema is refused (42P06), so are system schemas (22023);
+#  - the copy, made with its definer's rights, runs nothing of the caller's:
+#    a domain's check function (the column takes the base type); and copies
+#    only what the caller may read (a table it may not: skipped, noticed);
 #  - a real value in an unprotected column (a plain table of phone numbers,
 #    a note quoting a phone number) makes the copy fail (22000) and leaves
 #    nothing behind;
@@ -137,6 +140,28 @@ pgg_is "the intern may not copy (42501)" \
 	"$(mc_sqlstate intern_fay "SELECT * FROM pii_guard.anonymize_into('mine')")" 42501
 pgg_is "an existing schema is refused (42P06)" \
 	"$(mc_sqlstate crm_dba "SELECT * FROM pii_guard.anonymize_into('public')")" 42P06
+
+# --- what the copy must not do as its definer --------------------------------------------
+# A domain whose check calls crm_dba's function (which notes who runs it),
+# and a table crm_dba may not read.
+mc_as crm_dba "CREATE TABLE who_ran (who name);
+               CREATE FUNCTION note_runner(text) RETURNS boolean LANGUAGE plpgsql AS
+                 'BEGIN INSERT INTO public.who_ran VALUES (current_user); RETURN true; END';
+               CREATE DOMAIN checked_text AS text CHECK (public.note_runner(VALUE));
+               CREATE TABLE tagged (id integer PRIMARY KEY, tag checked_text);
+               INSERT INTO tagged VALUES (1, 'a'), (2, 'b');
+               TRUNCATE who_ran" >/dev/null
+mc_sql "CREATE TABLE public.payroll (id integer PRIMARY KEY, salary numeric); INSERT INTO public.payroll VALUES (1, 99999)"
+mc_as crm_dba "SELECT count(*) FROM pii_guard.anonymize_into('dev4')" >/dev/null 2>"$mc_files/dev4.err"
+pgg_is "a domain's check function is not run by the copy (its column takes the base type)" \
+	"$(mc_sql "SELECT count(*) FROM public.who_ran") $(mc_sql "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+	                                                           WHERE attrelid = 'dev4.tagged'::regclass AND attname = 'tag'")" "0 text"
+pgg_is "a table the caller may not read is not copied" "$(mc_sql "SELECT to_regclass('dev4.payroll') IS NULL")" t
+pgg_ok "  ... and the notice says so" grep -q 'table public.payroll not copied: you may not read it' "$mc_files/dev4.err"
+pgg_is "system schemas cannot be copied (22023)" \
+	"$(mc_sqlstate crm_dba "SELECT * FROM pii_guard.anonymize_into('dev5', '{pg_catalog}')")" 22023
+mc_as crm_dba "DROP TABLE tagged, who_ran; DROP DOMAIN checked_text; DROP FUNCTION note_runner(text)" >/dev/null
+mc_sql "DROP TABLE public.payroll"
 
 # --- a real value in an unprotected column stops the copy -------------------------------
 mc_as crm_dba "CREATE TABLE phone_list (n integer PRIMARY KEY, phone text)" >/dev/null
