@@ -3,7 +3,8 @@
 # measured in one run on one throwaway cluster of this machine, printed as
 # microseconds per value and ratios, and checked against the targets (README, Performance).
 #
-#   bench/run.sh [crypto] [views] [audit] [limits] [writes]   (default: all)
+#   bench/run.sh [crypto] [views] [audit] [limits] [writes] [discovery] [copy]
+#                                                            (default: all)
 #
 # Sections are shell functions of the same name; a long one lives in its own
 # file, bench/<section>.sh, sourced below.  To add a section: write the
@@ -13,7 +14,12 @@
 # Environment: BENCH_ROWS (default 1000000), BENCH_RUNS (timed runs per
 # measurement, best kept; default 3), BENCH_SECONDS (pgbench run length,
 # default 10), CRYPTO_SAMPLE (pgp_sym_* sample, default 20000), WRITES_ROWS
-# (the writes section's customers, default 100000), KEEP=1 (keep the
+# (the writes section's customers, default 100000), DISCOVER_ROWS (the
+# table discover() is timed on, default 10000000), DISCOVERY_LABELLED
+# (labelled values per kind and decoy group, default 2000),
+# DISCOVERY_DEMO_CUSTOMERS (default 100000), COPY_ROWS (the copy section's
+# customers, default 200000), ANON_TARBALL (PostgreSQL Anonymizer's source,
+# default ../shared/peers/postgresql_anonymizer-1.1.0.tgz), KEEP=1 (keep the
 # cluster's directory).
 # Results are also written to bench/results/latest.txt.  A missed target is
 # reported, not fatal: this is a measurement, not a test.  The exit status is
@@ -24,8 +30,9 @@ cd "$(dirname "$0")/.."
 . test/lib.sh
 . bench/crypto.sh
 . bench/writes.sh
+. bench/discovery.sh
 
-ALL_SECTIONS="crypto views audit limits writes"
+ALL_SECTIONS="crypto views audit limits writes discovery copy"
 sections=${*:-$ALL_SECTIONS}
 for s in $sections; do
 	case " $ALL_SECTIONS " in

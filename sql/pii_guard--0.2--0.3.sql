@@ -986,6 +986,36 @@ AS $$
      WHERE k = kind
 $$;
 
+-- What the last discovery found in each table's unprotected columns
+-- (pii_guard.inventory shows it); each run of discover() replaces the rows
+-- of the tables it read.
+CREATE TABLE @extschema@.discovered_columns (
+    relation       regclass NOT NULL,
+    column_name    name NOT NULL,
+    kind           text NOT NULL,
+    matched_by     text NOT NULL,
+    share          numeric NOT NULL,
+    sampled        bigint NOT NULL,
+    discovered_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (relation, column_name)
+);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.discovered_columns', '');
+REVOKE ALL ON @extschema@.discovered_columns FROM PUBLIC;
+GRANT SELECT ON @extschema@.discovered_columns TO pii_guard_admin, pii_guard_auditor;
+
+CREATE FUNCTION @extschema@._record_discovery(rel regclass, found jsonb)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM @extschema@.discovered_columns WHERE relation = rel;
+    INSERT INTO @extschema@.discovered_columns (relation, column_name, kind, matched_by, share, sampled)
+    SELECT rel, e->>'column', e->>'kind', e->>'matched_by', (e->>'share')::numeric, (e->>'sampled')::bigint
+      FROM jsonb_array_elements(found) e;
+$$;
+REVOKE ALL ON FUNCTION @extschema@._record_discovery(regclass, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._record_discovery(regclass, jsonb) TO pii_guard_admin;
+
 -- (discover() reads with its caller's privileges; its admin event is
 -- written by this definer-rights helper, which records nothing else.)
 CREATE FUNCTION @extschema@._audit_discover(target text, tables integer, sample_rows integer)
@@ -1025,6 +1055,7 @@ DECLARE
     nkind    text;
     pol      record;
     shown    regclass;
+    found    jsonb;
 BEGIN
     IF sample_rows IS NULL OR sample_rows < 1 THEN
         RAISE EXCEPTION 'sample_rows must be at least 1'
@@ -1069,7 +1100,11 @@ BEGIN
                               'timestamp'::regtype, 'timestamptz'::regtype)
            AND NOT EXISTS (SELECT 1 FROM @extschema@.column_rules cr
                             WHERE cr.base = rel AND cr.column_name = a.attname);
-        CONTINUE WHEN names IS NULL;
+        IF names IS NULL THEN
+            PERFORM @extschema@._record_discovery(rel, '[]');
+            CONTINUE;
+        END IF;
+        found := '[]';
         SELECT c.reltuples INTO ntup FROM pg_class c WHERE c.oid = rel;
         src := CASE WHEN ntup > sample_rows * 4
                     THEN format('%s TABLESAMPLE SYSTEM (%s)', rel,
@@ -1116,8 +1151,11 @@ BEGIN
             protect_call := format('SELECT pii_guard.protect_column(%L, %L, %L%s);', rel::text, names[i],
                                    pol.level, CASE WHEN suggested_mask IS NOT NULL
                                                    THEN format(', %L', suggested_mask) ELSE '' END);
+            found := found || jsonb_build_object('column', names[i], 'kind', kind, 'matched_by', matched_by,
+                                                 'share', share, 'sampled', sampled);
             RETURN NEXT;
         END LOOP;
+        PERFORM @extschema@._record_discovery(rel, found);
     END LOOP;
 END
 $$;
@@ -1141,22 +1179,26 @@ AS 'MODULE_PATHNAME', 'pii_guard_fake'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 REVOKE ALL ON FUNCTION @extschema@._fake(text, text, bytea, integer) FROM PUBLIC;
 
--- The pseudonym kind of a column masked with fn, or NULL (then the copy
--- holds the mask's output).
-CREATE FUNCTION @extschema@._copy_kind(fn text)
+-- The kind of personal data a protected column holds: by its mask (the
+-- masks of one kind), else by what discovery found in it, else by its name.
+CREATE FUNCTION @extschema@._column_kind(base regclass, col name, fn text)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE to_regprocedure(fn)
-        WHEN '@extschema@.mask_phone(text)'::regprocedure THEN 'phone'
-        WHEN '@extschema@.mask_cn_id(text)'::regprocedure THEN 'cn_id'
-        WHEN '@extschema@.mask_bank_card(text)'::regprocedure THEN 'bank_card'
-        WHEN '@extschema@.mask_email(text)'::regprocedure THEN 'email'
-        WHEN '@extschema@.mask_name(text)'::regprocedure THEN 'cn_name'
-    END
+    SELECT coalesce(
+        CASE to_regprocedure(fn)
+            WHEN '@extschema@.mask_phone(text)'::regprocedure THEN 'mobile'
+            WHEN '@extschema@.mask_cn_id(text)'::regprocedure THEN 'cn_id'
+            WHEN '@extschema@.mask_bank_card(text)'::regprocedure THEN 'bank_card'
+            WHEN '@extschema@.mask_email(text)'::regprocedure THEN 'email'
+            WHEN '@extschema@.mask_name(text)'::regprocedure THEN 'cn_name'
+            WHEN '@extschema@.mask_address(text)'::regprocedure THEN 'address'
+        END,
+        (SELECT d.kind FROM @extschema@.discovered_columns d WHERE d.relation = base AND d.column_name = col),
+        @extschema@._name_kind(col))
 $$;
-REVOKE ALL ON FUNCTION @extschema@._copy_kind(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._column_kind(regclass, name, text) FROM PUBLIC;
 
 -- The type of a column in a masked copy: a domain's base type (its
 -- checks would run the functions of whoever made it, as the definer),
@@ -1284,10 +1326,16 @@ BEGIN
                            WHEN '@extschema@.encrypted_bytea'::regtype THEN 'bytea'
                            ELSE @extschema@._copy_type(a.atttypid, a.atttypmod) END AS typ,
            r.column_name IS NOT NULL AS protected, r.mask_function, r.mask_args,
-           @extschema@._copy_kind(r.mask_function) AS kind
+           CASE WHEN r.column_name IS NOT NULL
+                THEN @extschema@._column_kind(t.src, a.attname, r.mask_function) END AS data_kind,
+           a.atttypid IN ('text'::regtype, 'varchar'::regtype, '@extschema@.encrypted_text'::regtype) AS texty
       FROM _anon_tables t
       JOIN pg_attribute a ON a.attrelid = t.src AND a.attnum > 0 AND NOT a.attisdropped
       LEFT JOIN @extschema@.column_rules r ON r.base = t.src AND r.column_name = a.attname;
+    -- the kinds that get a pseudonym (in text columns)
+    ALTER TABLE _anon_cols ADD COLUMN kind text;
+    UPDATE _anon_cols SET kind = data_kind
+     WHERE texty AND data_kind IN ('mobile', 'landline', 'cn_id', 'bank_card', 'email', 'cn_name');
     CREATE TEMP TABLE _anon_map (kind text, real text, fake text, attempt integer NOT NULL DEFAULT 0,
                                  PRIMARY KEY (kind, real)) ON COMMIT DROP;
     CREATE TEMP TABLE _anon_real (v text PRIMARY KEY) ON COMMIT DROP;
@@ -1410,8 +1458,7 @@ BEGIN
     -- number or e-mail address inside a text
     INSERT INTO pg_temp._anon_real SELECT DISTINCT real FROM pg_temp._anon_map ON CONFLICT DO NOTHING;
     FOR col IN SELECT * FROM _anon_cols
-              WHERE protected AND kind IS NULL
-                AND (mask_function IS NULL OR to_regprocedure(mask_function) = '@extschema@.mask_address(text)'::regprocedure)
+              WHERE protected AND kind IS NULL AND (mask_function IS NULL OR data_kind = 'address')
                 AND typ IN ('text', 'character varying', 'character', 'name') LOOP
         EXECUTE format('INSERT INTO pg_temp._anon_real SELECT DISTINCT v FROM (SELECT %s AS v FROM %s) s '
                        'WHERE v IS NOT NULL ON CONFLICT DO NOTHING',
@@ -1464,3 +1511,271 @@ REVOKE ALL ON FUNCTION @extschema@.anonymize_into(name, name[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.anonymize_into(name, name[]) TO pii_guard_admin;
 COMMENT ON FUNCTION @extschema@.anonymize_into(name, name[]) IS
     'a masked copy of the application''s tables in a new schema: protected columns pseudonymised (format-preserving, consistent across tables) or masked, checked to hold no real value';
+
+-- The data inventory: every protected column and every column discovery
+-- found personal data in that is not protected yet -- its kind, level and
+-- mask, who sees it in clear (profiles whose clearance or exception says
+-- so, roles holding a live unmask approval; for an unprotected column,
+-- every role that may select it), and when it was last read, in clear or
+-- masked, by the audit trail.  Readable by pii_guard_admin and
+-- pii_guard_auditor.
+CREATE VIEW @extschema@.inventory AS
+WITH reads AS (
+    SELECT l.relation, c.col, max(l.event_time) AS last_read,
+           max(l.event_time) FILTER (WHERE c.clear) AS last_read_clear
+      FROM @extschema@.audit_log l,
+           LATERAL (SELECT u, true FROM unnest(l.columns_clear) u
+                    UNION ALL SELECT u, false FROM unnest(l.columns_masked) u) c(col, clear)
+     WHERE l.kind IN ('read', 'export')
+     GROUP BY 1, 2
+), cols AS (
+    SELECT format('%I.%I', p.view_schema, p.view_name) AS table_name, r.base, r.column_name,
+           'protected'::text AS status,
+           @extschema@._column_kind(r.base, r.column_name, r.mask_function) AS kind,
+           r.level, r.mask_function AS mask, r.mask_args,
+           (SELECT array_agg(x ORDER BY x) FROM (
+                SELECT pr.role::text AS x FROM @extschema@.profiles pr
+                 WHERE @extschema@.column_access(pr.role::oid, r.base, r.column_name) = 'clear'
+                   AND has_column_privilege(pr.role::oid, format('%I.%I', p.view_schema, p.view_name)::regclass,
+                                            r.column_name, 'SELECT')
+                UNION
+                SELECT format('%s (approved until %s)', g.role, g.valid_until)
+                  FROM @extschema@.grants g
+                 WHERE g.kind = 'unmask' AND g.base = r.base AND g.revoked_at IS NULL
+                   AND g.valid_until > now()
+                   AND (g.columns IS NULL OR r.column_name = ANY (g.columns))) v) AS clear_to
+      FROM @extschema@.column_rules r
+      JOIN @extschema@.protected_tables p ON p.base = r.base
+    UNION ALL
+    SELECT (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+              JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = d.relation),
+           d.relation, d.column_name, 'detected, not protected', d.kind,
+           (@extschema@._kind_policy(d.kind)).level, NULL, NULL,
+           (SELECT array_agg(ro.rolname::text ORDER BY ro.rolname) FROM pg_roles ro
+             WHERE NOT ro.rolsuper AND ro.rolname !~ '^pg_'
+               AND has_column_privilege(ro.oid, d.relation, d.column_name, 'SELECT'))
+      FROM @extschema@.discovered_columns d
+     WHERE NOT EXISTS (SELECT 1 FROM @extschema@.column_rules r
+                        WHERE r.base = d.relation AND r.column_name = d.column_name)
+       AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = d.relation
+                      AND a.attname = d.column_name AND NOT a.attisdropped)
+)
+SELECT c.table_name, c.column_name, c.status, c.kind, c.level,
+       CASE WHEN c.mask IS NULL THEN NULL
+            ELSE c.mask || coalesce(' ' || c.mask_args::text, '') END AS mask,
+       coalesce(c.clear_to, '{}') AS clear_to, rd.last_read, rd.last_read_clear
+  FROM cols c
+  LEFT JOIN reads rd ON rd.relation = c.table_name AND rd.col = c.column_name
+ ORDER BY c.status DESC, c.table_name,
+          (SELECT a.attnum FROM pg_attribute a WHERE a.attrelid = c.base AND a.attname = c.column_name);
+REVOKE ALL ON @extschema@.inventory FROM PUBLIC;
+GRANT SELECT ON @extschema@.inventory TO pii_guard_admin, pii_guard_auditor;
+-- (the functions a view calls are called with its reader's privileges)
+GRANT EXECUTE ON FUNCTION @extschema@._column_kind(regclass, name, text), @extschema@._name_kind(name),
+    @extschema@._kind_policy(text) TO pii_guard_admin, pii_guard_auditor;
+COMMENT ON VIEW @extschema@.inventory IS
+    'every protected column and every detected but unprotected one: kind, level, mask, who sees it in clear, when it was last read';
+
+-- Policy lint: what a reviewer would flag in the policy as it stands, one
+-- row per finding (none: nothing found).  Readable by pii_guard_admin and
+-- pii_guard_auditor; reads only the policy and the catalogs.
+--   rebuild_from_clear  a column masked or hidden from a profile whose
+--                       hidden part another column shows it in clear (a
+--                       resident ID masked while the birth date is clear; a
+--                       phone masked while another column holds phones)
+--   no_export_limit     a profile that sees sensitive or core data in clear
+--                       with no export limit (and no default limit)
+--   long_grant          a live approval longer than max_grant, or one that
+--                       unmasks every row of a table
+--   encrypted_unmasked  an encrypted column with no masking view over it
+--   companion_privilege a privilege on a companion schema or a protected
+--                       base table held by a role other than the owner
+--   length_kept         a mask whose output is as long as its input where
+--                       the length identifies (names, free text)
+--   mask_unusable       a mask function that no longer qualifies (the
+--                       column is hidden from everyone below its level)
+CREATE FUNCTION @extschema@.check_policy(max_grant interval DEFAULT '1 day')
+RETURNS TABLE (severity text, check_name text, object text, problem text, hint text)
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r        record;
+    s        text[];
+    m1       text;
+    m2       text;
+    fn       regprocedure;
+    call     text;
+BEGIN
+    -- every column of every protected table, with its kind, and each
+    -- profile's access to it ('none': no SELECT privilege on it)
+    CREATE TEMP TABLE IF NOT EXISTS _lint_access (profile regrole, base regclass, view_name text,
+        column_name name, kind text, access text) ON COMMIT DROP;
+    TRUNCATE _lint_access;
+    INSERT INTO _lint_access
+    SELECT pr.role, p.base, format('%I.%I', p.view_schema, p.view_name), a.attname,
+           @extschema@._column_kind(p.base, a.attname, cr.mask_function),
+           CASE WHEN NOT has_column_privilege(pr.role::oid, format('%I.%I', p.view_schema, p.view_name)::regclass,
+                                              a.attname, 'SELECT') THEN 'none'
+                WHEN cr.column_name IS NULL THEN 'clear'
+                ELSE @extschema@.column_access(pr.role::oid, p.base, a.attname) END
+      FROM @extschema@.protected_tables p
+      JOIN pg_attribute a ON a.attrelid = p.base AND a.attnum > 0 AND NOT a.attisdropped
+      CROSS JOIN @extschema@.profiles pr
+      LEFT JOIN @extschema@.column_rules cr ON cr.base = p.base AND cr.column_name = a.attname;
+
+    -- rebuild_from_clear
+    FOR r IN SELECT DISTINCT h.profile, h.view_name, h.column_name AS hidden_col, h.kind, c.column_name AS clear_col,
+                    c.view_name AS clear_table
+               FROM _lint_access h
+               JOIN _lint_access c ON c.profile = h.profile AND c.access = 'clear'
+                AND (c.base = h.base OR c.kind = h.kind)
+                AND (c.kind = h.kind OR (h.kind = 'cn_id' AND c.kind = 'birth_date'))
+                AND NOT (c.base = h.base AND c.column_name = h.column_name)
+              WHERE h.access IN ('masked', 'hidden') AND h.kind IS NOT NULL
+              ORDER BY 1, 2, 3, 5 LOOP
+        severity := 'error'; check_name := 'rebuild_from_clear';
+        object := format('%s.%I for %s', r.view_name, r.hidden_col, r.profile);
+        problem := CASE WHEN r.kind = 'cn_id'
+            THEN format('%s sees %s.%I in clear: a birth date, the part of the ID number the mask hides',
+                        r.profile, r.clear_table, r.clear_col)
+            ELSE format('%s sees %s.%I in clear, which holds the same kind of data (%s)',
+                        r.profile, r.clear_table, r.clear_col, r.kind) END;
+        hint := format('Give %s.%I the same level as %I (or mask it for %s).', r.clear_table, r.clear_col,
+                       r.hidden_col, r.profile);
+        RETURN NEXT;
+    END LOOP;
+    -- (and unprotected columns of other tables that discovery found to hold
+    -- the same kind of data, which every role with SELECT on them sees)
+    FOR r IN SELECT DISTINCT h.profile, h.view_name, h.column_name AS hidden_col, h.kind, d.relation, d.column_name
+               FROM _lint_access h
+               JOIN @extschema@.discovered_columns d ON d.kind = h.kind
+              WHERE h.access IN ('masked', 'hidden')
+                AND NOT EXISTS (SELECT 1 FROM @extschema@.column_rules cr
+                                 WHERE cr.base = d.relation AND cr.column_name = d.column_name)
+                AND NOT EXISTS (SELECT 1 FROM @extschema@.protected_tables p WHERE p.base = d.relation)
+                AND has_column_privilege(h.profile::oid, d.relation, d.column_name, 'SELECT')
+              ORDER BY 1, 2, 3 LOOP
+        severity := 'error'; check_name := 'rebuild_from_clear';
+        object := format('%s.%I for %s', r.view_name, r.hidden_col, r.profile);
+        problem := format('%s may read %s.%I, not protected, which discovery found to hold %s data',
+                          r.profile, r.relation, r.column_name, r.kind);
+        hint := format('Protect %s.%I (pii_guard.discover() gives the call).', r.relation, r.column_name);
+        RETURN NEXT;
+    END LOOP;
+
+    -- no_export_limit
+    FOR r IN SELECT pr.role, pr.description
+               FROM @extschema@.profiles pr
+              WHERE pr.max_rows_per_statement IS NULL AND pr.max_rows_per_day IS NULL
+                AND current_setting('pii_guard.default_max_rows_per_statement')::int < 0
+                AND current_setting('pii_guard.default_max_rows_per_day')::int < 0
+                AND EXISTS (SELECT 1 FROM _lint_access x JOIN @extschema@.column_rules cr
+                              ON cr.base = x.base AND cr.column_name = x.column_name
+                             WHERE x.profile = pr.role AND x.access = 'clear' AND cr.level >= 'sensitive')
+              ORDER BY 1 LOOP
+        severity := 'warning'; check_name := 'no_export_limit'; object := r.role::text;
+        problem := format('profile %s sees sensitive or core data in clear and may export any number of rows', r.role);
+        hint := format('Set limits with pii_guard.set_export_limits(%L, rows_per_statement, rows_per_day); bulk exports then need pii_guard.approve_export().', r.role);
+        RETURN NEXT;
+    END LOOP;
+
+    -- long_grant
+    FOR r IN SELECT g.* FROM @extschema@.grants g
+              WHERE g.revoked_at IS NULL AND g.valid_until > now()
+                AND (g.valid_until - g.valid_from > max_grant
+                     OR (g.kind = 'unmask' AND g.row_keys IS NULL))
+              ORDER BY g.grant_id LOOP
+        severity := 'warning'; check_name := 'long_grant';
+        object := format('grant %s (%s for %s)', r.grant_id, r.kind, r.role);
+        problem := CASE WHEN r.valid_until - r.valid_from > max_grant
+                        THEN format('it lasts %s, longer than %s', r.valid_until - r.valid_from, max_grant)
+                        ELSE format('it unmasks every row of %s', r.base) END;
+        hint := format('Revoke it (pii_guard.revoke_grant(%s)) and approve what the task needs: its rows, for its time.', r.grant_id);
+        RETURN NEXT;
+    END LOOP;
+
+    -- encrypted_unmasked
+    FOR r IN SELECT c.oid::regclass AS rel, a.attname
+               FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+              WHERE a.atttypid IN ('@extschema@.encrypted_text'::regtype, '@extschema@.encrypted_bytea'::regtype)
+                AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p')
+                AND NOT c.relispartition
+                AND NOT EXISTS (SELECT 1 FROM @extschema@.column_rules cr
+                                 WHERE cr.base = c.oid AND cr.column_name = a.attname)
+              ORDER BY 1, 2 LOOP
+        severity := 'error'; check_name := 'encrypted_unmasked';
+        object := format('%s.%I', r.rel, r.attname);
+        problem := 'an encrypted column with no masking view over it: applications cannot read it, and who may see it is not decided';
+        hint := format('SELECT pii_guard.protect_column(%L, %L, level, mask);', r.rel::text, r.attname);
+        RETURN NEXT;
+    END LOOP;
+
+    -- companion_privilege
+    FOR r IN SELECT DISTINCT 'schema ' || quote_ident(n.nspname) AS obj, acl.grantee, acl.privilege_type
+               FROM pg_namespace n, aclexplode(n.nspacl) acl
+              WHERE n.oid IN (SELECT c.relnamespace FROM pg_class c
+                               WHERE c.oid IN (SELECT base FROM @extschema@.protected_tables))
+                AND acl.grantee <> n.nspowner
+                AND NOT (acl.grantee = 0 AND acl.privilege_type = 'USAGE')
+             UNION
+             SELECT DISTINCT 'table ' || c.oid::regclass::text, acl.grantee, acl.privilege_type
+               FROM pg_class c, aclexplode(c.relacl) acl
+              WHERE c.oid IN (SELECT base FROM @extschema@.protected_tables)
+                AND acl.grantee <> c.relowner AND acl.grantee <> 'pii_guard_owner'::regrole
+             ORDER BY 1, 2, 3 LOOP
+        severity := 'error'; check_name := 'companion_privilege';
+        object := r.obj;
+        problem := format('%s holds %s on it', CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE r.grantee::regrole::text END,
+                          r.privilege_type);
+        hint := format('REVOKE %s ON %s FROM %s; grant on the masking view instead.', r.privilege_type, r.obj,
+                       CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE r.grantee::regrole::text END);
+        RETURN NEXT;
+    END LOOP;
+
+    -- length_kept and mask_unusable
+    FOR r IN SELECT cr.base, p.view_schema, p.view_name, cr.column_name, cr.mask_function, cr.mask_args,
+                    @extschema@._column_kind(cr.base, cr.column_name, cr.mask_function) AS kind
+               FROM @extschema@.column_rules cr
+               JOIN @extschema@.protected_tables p ON p.base = cr.base
+              WHERE cr.mask_function IS NOT NULL
+              ORDER BY 2, 3, 4 LOOP
+        fn := to_regprocedure(r.mask_function);
+        IF fn IS NULL OR @extschema@._mask_problem(fn) IS NOT NULL THEN
+            severity := 'error'; check_name := 'mask_unusable';
+            object := format('%I.%I.%I', r.view_schema, r.view_name, r.column_name);
+            problem := format('mask %s cannot be used: %s', r.mask_function,
+                              coalesce(@extschema@._mask_problem(fn), 'The function does not exist.'));
+            hint := 'Give the column a mask that qualifies with pii_guard.protect_column().';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        CONTINUE WHEN (SELECT p.prorettype <> 'text'::regtype OR p.proargtypes[0] <> 'text'::regtype
+                         FROM pg_proc p WHERE p.oid = fn);
+        CONTINUE WHEN r.kind IS NOT NULL AND r.kind <> 'cn_name';
+        -- two values of the column's kind, of different lengths, masked
+        s := CASE WHEN r.kind = 'cn_name' THEN ARRAY['王芳', '欧阳娜娜'] ELSE ARRAY['ok', 'a longer free text'] END;
+        call := format('SELECT %s($1', fn::oid::regproc);
+        FOR i IN 1 .. coalesce(cardinality(r.mask_args), 0) LOOP
+            call := call || format(', %L::%s', r.mask_args[i],
+                                   format_type((SELECT p.proargtypes[i] FROM pg_proc p WHERE p.oid = fn), NULL));
+        END LOOP;
+        call := call || ')';
+        EXECUTE call INTO m1 USING s[1];
+        EXECUTE call INTO m2 USING s[2];
+        IF length(m2) - length(m1) = length(s[2]) - length(s[1]) THEN
+            severity := 'warning'; check_name := 'length_kept';
+            object := format('%I.%I.%I', r.view_schema, r.view_name, r.column_name);
+            problem := format('mask %s keeps the length of %s, and the length tells people apart (a four-character name is rare)',
+                              r.mask_function, CASE WHEN r.kind = 'cn_name' THEN 'a name' ELSE 'the text' END);
+            hint := 'Use a mask with an output of fixed length, e.g. pii_guard.partial(text,integer,text,integer) with {1,**,0}, or hide the column.';
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.check_policy(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.check_policy(interval) TO pii_guard_admin, pii_guard_auditor;
+COMMENT ON FUNCTION @extschema@.check_policy(interval) IS
+    'policy lint: what a reviewer would flag (masks undone by clear columns, profiles without export limits, long or broad approvals, encrypted columns without a view, privileges on companion schemas, masks that keep length)';

@@ -5,8 +5,9 @@
  *		_fake(kind, value, secret, attempt) returns a made-up value of the
  *		same kind and form as value --
  *
- *		phone		a mobile number with value's three-digit prefix (or a
- *					landline with value's area code), the rest made up
+ *		mobile, landline	a mobile number with value's three-digit
+ *					prefix, or (when value is one) a landline with its area
+ *					code, the rest made up
  *		cn_id		a resident ID of value's province, with a made-up
  *					district, birth date (1950-2005) and sequence number,
  *					and a valid MOD 11-2 check character
@@ -291,7 +292,7 @@ pii_guard_fake(PG_FUNCTION_ARGS)
 	fs.used = (int) sizeof(fs.block);
 	initStringInfo(&out);
 
-	if (strcmp(kind, "phone") == 0)
+	if (strcmp(kind, "mobile") == 0 || strcmp(kind, "landline") == 0)
 		fake_phone(&fs, &out);
 	else if (strcmp(kind, "cn_id") == 0)
 		fake_cn_id(&fs, &out);
@@ -314,7 +315,7 @@ pii_guard_fake(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown pseudonym kind \"%s\"", kind),
-				 errhint("The kinds are phone, cn_id, bank_card, email, cn_name and text.")));
+				 errhint("The kinds are mobile, landline, cn_id, bank_card, email, cn_name and text.")));
 	explicit_bzero(fs.block, sizeof(fs.block));
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(out.data, out.len));
 }
