@@ -61,6 +61,7 @@ REGRESS = \
 	blind_index \
 	mask \
 	detect \
+	policy_lint \
 	keys \
 	masking_views \
 	lookup \

@@ -18,8 +18,9 @@
 #   (b) detect_kind() precision and recall on labelled values:
 #       DISCOVERY_LABELLED (default 2,000) true values of each of the ten
 #       kinds, in the formats people write them (mobile numbers with +86 and
-#       separators, cards grouped by four, landlines with parentheses or an
-#       extension, addresses without a province, compound surnames ...), and
+#       separators, cards grouped by four and older domestic cards outside
+#       62, landlines with parentheses or an extension, addresses without a
+#       province, rare and compound surnames ...), and
 #       as many decoys of each of twelve groups labelled "no kind" (order
 #       numbers shaped like mobiles and cards, ID numbers with a wrong check
 #       character or an impossible date, cards failing Luhn, random digit
@@ -43,11 +44,13 @@
 #
 #   copy_pii    pii_guard: the table protected with protect_column (levels
 #               and masks as examples/policy.sql), copied with
-#               pii_guard.anonymize_into(target) -- and a second copy of the
-#               table whose phone, national_id and bank_card are
-#               encrypted_text (as examples/schema.sql has them), copied the
-#               same way.  If this build has no anonymize_into, that is said
-#               and the rest is still measured.
+#               pii_guard.anonymize_into(target, '{public}') -- and a second
+#               copy of the table, in schema crm_enc, whose phone,
+#               national_id and bank_card are encrypted_text (as
+#               examples/schema.sql has them), copied the same way; and
+#               its anonymised dump, bin/pii_guard_dump (anonymize_into and
+#               pg_dump of the copy: one run).  If this build has no
+#               anonymize_into, that is said and the rest is still measured.
 #   copy_anon   the anonymizer, built with PGXS from the tarball in
 #               ../shared/peers (ANON_TARBALL), cached under
 #               ${TMPDIR:-/tmp}/pii_guard-bench-peers so that a rerun does
@@ -87,11 +90,10 @@ say_lines() {
 
 # db_ms DB SQL: milliseconds the server took for SQL (one statement) in
 # database DB, measured by psql's \timing (the round trip of that statement
-# only, not the connection); the statement's output goes to $PGG_WORK/db_ms.out.
+# only, not the connection).
 db_ms() {
 	psql -X -q -v ON_ERROR_STOP=1 -tA -d "$1" -c '\timing on' -c "$2" >"$PGG_WORK/db_ms.raw" ||
 		{ cat "$PGG_WORK/db_ms.raw" >&2; bench_die "db_ms: $2 failed in $1"; }
-	grep -v '^Time: ' "$PGG_WORK/db_ms.raw" | sed '/^$/d' >"$PGG_WORK/db_ms.out" || true
 	awk '/^Time: / { t = $2 } END { if (t == "") exit 1; printf "%.1f", t }' "$PGG_WORK/db_ms.raw"
 }
 
@@ -829,7 +831,7 @@ SQL
 	base_enc=$(sql -d copy_pii -c "SELECT base::regclass FROM pii_guard.protected_tables WHERE view_schema = 'crm_enc' AND view_name = 'customers'")
 	if [ -z "$base" ] || [ -z "$base_enc" ]; then bench_die "copy: the customers tables were not protected"; fi
 	sql -d copy_pii -c "VACUUM ANALYZE $base, $base_enc" >/dev/null
-	local p_plain p_plain_enc p_pii='' p_pii_enc='' have_into leaks leaks_enc
+	local p_plain p_plain_enc p_pii='' p_pii_enc='' d_pii='' found_d have_into leaks leaks_enc
 	p_plain=$(plain_copy_ms copy_pii "$base")
 	p_plain_enc=$(plain_copy_ms copy_pii "$base_enc")
 	have_into=$(sql -d copy_pii -c "SELECT to_regprocedure('pii_guard.anonymize_into(name,name[],text)') IS NOT NULL
@@ -856,6 +858,17 @@ SQL
 		if [ -n "$(sql -d copy_pii -c "SELECT to_regclass('masked_enc.customers')")" ]; then
 			leaks_enc=$(copy_leaks copy_pii masked_enc.customers "$base")
 			say_leaks "    " "$leaks_enc"
+		fi
+		# Its anonymised dump: anonymize_into (timed above) and pg_dump of the
+		# copy -- one run, then 1,000 real phone numbers looked for in it.
+		if [ -f "$PGG_REPO/bin/pii_guard_dump" ]; then
+			sql -d copy_pii -c "SELECT phone FROM $base ORDER BY id LIMIT 1000" >"$PGG_WORK/phones.txt"
+			d_pii=$(RUNS=1 dump_ms "$PGG_WORK/pii.dump" bash "$PGG_REPO/bin/pii_guard_dump" -d copy_pii -s public \
+				-f "$PGG_WORK/pii.dump")
+			found_d=$(grep -c -F -f "$PGG_WORK/phones.txt" "$PGG_WORK/pii.dump" || true)
+			say "  pii_guard's anonymised dump, bin/pii_guard_dump -s public (one run): $(secs "$d_pii") s;" \
+				"lines with one of 1,000 real phone numbers in it: $found_d ($(wc -l <"$PGG_WORK/pii.dump") lines)"
+			rm -f "$PGG_WORK/pii.dump" "$PGG_WORK/phones.txt"
 		fi
 	else
 		say "  pii_guard.anonymize_into: not available (this build of pii_guard has no such function)"
@@ -944,7 +957,8 @@ SQL
 	say "  ratios: pii_guard's copy / plain copy $(xr "$p_pii" "$p_plain");" \
 		"anonymizer's one-pass copy / plain copy $(xr "$a_masked" "$a_plain");" \
 		"anonymizer's static masking (plain copy + anonymize_table) / plain copy $(xr "$a_total" "$a_plain")"
-	say "          pii_guard / anonymizer, one-pass copy $(xr "$p_pii" "$a_masked"), static masking $(xr "$p_pii" "$a_total")"
+	say "          pii_guard / anonymizer, one-pass copy $(xr "$p_pii" "$a_masked"), static masking $(xr "$p_pii" "$a_total")," \
+		"anonymised dump $(xr "$d_pii" "$a_dump") (bin/pii_guard_dump / pg_dump_anon.sh)"
 	say "  (not the same work: pii_guard writes format-preserving pseudonyms of name, phone, ID, card and e-mail," \
 		"masks the address, then checks the copy for every real value; the anonymizer's rules above mask phone," \
 		"ID and card with partial(), pick name and e-mail from its lists, and do not check the result)"

@@ -110,8 +110,10 @@ BEGIN
     END IF;
     FOR r IN
         UPDATE @extschema@.column_rules c SET mask_function = NULL, mask_args = NULL
-         WHERE c.mask_function IS NOT NULL AND to_regprocedure(c.mask_function) IS NULL
-        RETURNING c.base, c.column_name, c.mask_function
+          FROM @extschema@.column_rules o
+         WHERE o.base = c.base AND o.column_name = c.column_name
+           AND c.mask_function IS NOT NULL AND to_regprocedure(c.mask_function) IS NULL
+        RETURNING c.base, c.column_name, o.mask_function   -- (the name it had)
     LOOP
         RAISE WARNING 'mask function % of %.% was dropped; the column is hidden where it was masked',
                       r.mask_function, r.base, quote_ident(r.column_name)
@@ -1003,6 +1005,23 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.discovered_columns', '')
 REVOKE ALL ON @extschema@.discovered_columns FROM PUBLIC;
 GRANT SELECT ON @extschema@.discovered_columns TO pii_guard_admin, pii_guard_auditor;
 
+-- Columns added to protected tables under pii_guard.protect_new_columns
+-- (see _protect_new_column below).
+CREATE TABLE @extschema@.new_columns (
+    base           regclass NOT NULL,
+    column_name    name NOT NULL,
+    added_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    added_by       name NOT NULL DEFAULT session_user,
+    decision       text NOT NULL,
+    kind           text,
+    classified_at  timestamptz,
+    classified_by  name,
+    PRIMARY KEY (base, column_name)
+);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.new_columns', '');
+REVOKE ALL ON @extschema@.new_columns FROM PUBLIC;
+GRANT SELECT ON @extschema@.new_columns TO pii_guard_admin, pii_guard_auditor;
+
 CREATE FUNCTION @extschema@._record_discovery(rel regclass, found jsonb)
 RETURNS void
 LANGUAGE sql VOLATILE SECURITY DEFINER
@@ -1530,7 +1549,10 @@ WITH reads AS (
      GROUP BY 1, 2
 ), cols AS (
     SELECT format('%I.%I', p.view_schema, p.view_name) AS table_name, r.base, r.column_name,
-           'protected'::text AS status,
+           CASE WHEN EXISTS (SELECT 1 FROM @extschema@.new_columns n
+                              WHERE n.base = r.base AND n.column_name = r.column_name
+                                AND n.classified_at IS NULL AND n.kind IS NULL)
+                THEN 'new, hidden until classified' ELSE 'protected' END AS status,
            @extschema@._column_kind(r.base, r.column_name, r.mask_function) AS kind,
            r.level, r.mask_function AS mask, r.mask_args,
            (SELECT array_agg(x ORDER BY x) FROM (
@@ -1539,10 +1561,11 @@ WITH reads AS (
                    AND has_column_privilege(pr.role::oid, format('%I.%I', p.view_schema, p.view_name)::regclass,
                                             r.column_name, 'SELECT')
                 UNION
-                SELECT format('%s (approved until %s)', g.role, g.valid_until)
+                -- (approvals for every row count in column_access)
+                SELECT format('%s (rows approved until %s)', g.role, to_char(g.valid_until, 'YYYY-MM-DD HH24:MI'))
                   FROM @extschema@.grants g
                  WHERE g.kind = 'unmask' AND g.base = r.base AND g.revoked_at IS NULL
-                   AND g.valid_until > now()
+                   AND g.row_keys IS NOT NULL AND g.valid_until > now()
                    AND (g.columns IS NULL OR r.column_name = ANY (g.columns))) v) AS clear_to
       FROM @extschema@.column_rules r
       JOIN @extschema@.protected_tables p ON p.base = r.base
@@ -1594,6 +1617,8 @@ COMMENT ON VIEW @extschema@.inventory IS
 --                       the length identifies (names, free text)
 --   mask_unusable       a mask function that no longer qualifies (the
 --                       column is hidden from everyone below its level)
+--   unclassified        a column added under protect_new_columns, hidden
+--                       until an administrator classifies it
 CREATE FUNCTION @extschema@.check_policy(max_grant interval DEFAULT '1 day')
 RETURNS TABLE (severity text, check_name text, object text, problem text, hint text)
 LANGUAGE plpgsql VOLATILE
@@ -1712,6 +1737,21 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
+    -- unclassified
+    FOR r IN SELECT n.*, p.view_schema, p.view_name FROM @extschema@.new_columns n
+               JOIN @extschema@.protected_tables p ON p.base = n.base
+              WHERE n.classified_at IS NULL AND n.kind IS NULL
+                AND EXISTS (SELECT 1 FROM @extschema@.column_rules cr
+                             WHERE cr.base = n.base AND cr.column_name = n.column_name)
+              ORDER BY n.added_at LOOP
+        severity := 'warning'; check_name := 'unclassified';
+        object := format('%I.%I.%I', r.view_schema, r.view_name, r.column_name);
+        problem := format('added by %s at %s, hidden until an administrator classifies it', r.added_by, r.added_at);
+        hint := format('SELECT pii_guard.protect_column(%L, %L, level, mask); or pii_guard.unprotect_column() if it holds nothing personal.',
+                       format('%I.%I', r.view_schema, r.view_name), r.column_name);
+        RETURN NEXT;
+    END LOOP;
+
     -- companion_privilege
     FOR r IN SELECT DISTINCT 'schema ' || quote_ident(n.nspname) AS obj, acl.grantee, acl.privilege_type
                FROM pg_namespace n, aclexplode(n.nspacl) acl
@@ -1779,3 +1819,88 @@ REVOKE ALL ON FUNCTION @extschema@.check_policy(interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.check_policy(interval) TO pii_guard_admin, pii_guard_auditor;
 COMMENT ON FUNCTION @extschema@.check_policy(interval) IS
     'policy lint: what a reviewer would flag (masks undone by clear columns, profiles without export limits, long or broad approvals, encrypted columns without a view, privileges on companion schemas, masks that keep length)';
+
+-- Protection by default (pii_guard.protect_new_columns): a column added to
+-- a protected table is classified in the statement that adds it -- by what
+-- its name and content (a sample, when it is added with values) say it
+-- holds, protected at that kind's level with its mask; when neither says,
+-- or with protect_new_columns = hide, hidden (core, no mask) until an
+-- administrator classifies it with protect_column() or unprotect_column().
+-- Each decision is an admin event and a row here.
+-- (the table new_columns is created with discovered_columns, above)
+
+-- (called by ddl.c after the ALTER TABLE, as the extension owner)
+CREATE FUNCTION @extschema@._protect_new_column(tbl oid, col text, mode text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel      regclass := tbl::regclass;
+    typ      regtype;
+    nkind    text;
+    ckind    text;
+    n        bigint;
+    total    bigint;
+    k        text;
+    pol      record;
+    mask     text;
+    said     text;
+BEGIN
+    IF EXISTS (SELECT 1 FROM @extschema@.column_rules r WHERE r.base = rel AND r.column_name = col) THEN
+        RETURN;
+    END IF;
+    SELECT a.atttypid INTO typ FROM pg_attribute a
+     WHERE a.attrelid = rel AND a.attname = col AND NOT a.attisdropped;
+    nkind := @extschema@._name_kind(col);
+    -- a column added with values (a default): what they look like
+    EXECUTE format('SELECT k, n, sum(n) OVER () FROM (SELECT @extschema@.detect_kind(v) AS k, count(*) AS n FROM '
+                   '(SELECT %s AS v FROM %s WHERE %I IS NOT NULL LIMIT 1000) s GROUP BY 1) c '
+                   'ORDER BY k IS NULL, n DESC LIMIT 1',
+                   CASE WHEN typ = '@extschema@.encrypted_text'::regtype THEN format('@extschema@.decrypt(%I)', col)
+                        WHEN typ = '@extschema@.encrypted_bytea'::regtype THEN 'NULL::text'
+                        ELSE format('%I::text', col) END, rel, col)
+       INTO ckind, n, total;
+    k := CASE WHEN ckind IS NOT NULL AND n * 2 >= total THEN ckind ELSE nkind END;
+    SELECT * INTO pol FROM @extschema@._kind_policy(k);
+    IF mode = 'classify' AND pol.level IS NOT NULL THEN
+        mask := CASE WHEN typ IN ('text'::regtype, '@extschema@.encrypted_text'::regtype) THEN pol.mask END;
+        PERFORM @extschema@.protect_column(rel, col::name, pol.level, mask::regprocedure);
+        said := format('classified as %s by its %s: %s, %s', k,
+                           CASE WHEN k = ckind AND k = nkind THEN 'name and content'
+                                WHEN k = ckind THEN 'content' ELSE 'name' END,
+                           pol.level, coalesce('masked with ' || mask, 'hidden below it'));
+    ELSE
+        PERFORM @extschema@.protect_column(rel, col::name, 'core');
+        said := CASE WHEN mode = 'hide' THEN 'hidden until an administrator classifies it'
+                         ELSE 'hidden until an administrator classifies it: neither its name nor its content says what it holds' END;
+        k := NULL;
+    END IF;
+    INSERT INTO @extschema@.new_columns (base, column_name, decision, kind)
+    VALUES (rel, col, said, k)
+    ON CONFLICT ON CONSTRAINT new_columns_pkey DO UPDATE
+       SET added_at = EXCLUDED.added_at, added_by = EXCLUDED.added_by, decision = EXCLUDED.decision,
+           kind = EXCLUDED.kind, classified_at = NULL, classified_by = NULL;
+    PERFORM @extschema@._audit_admin('protect_new_column', format('%s.%I: %s', rel, col, said));
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._protect_new_column(oid, text, text) FROM PUBLIC;
+
+-- An administrator's later protect_column() or unprotect_column() of a
+-- new column classifies it.
+CREATE FUNCTION @extschema@._new_column_classified()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE @extschema@.new_columns n
+       SET classified_at = now(), classified_by = session_user
+     WHERE n.base = OLD.base AND n.column_name = OLD.column_name AND n.classified_at IS NULL;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._new_column_classified() FROM PUBLIC;
+CREATE TRIGGER column_rules_classified AFTER UPDATE OR DELETE ON @extschema@.column_rules
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._new_column_classified();

@@ -8,6 +8,11 @@
  * masking view's: ALTER TABLE, ALTER TABLE ... RENAME COLUMN and CREATE
  * INDEX on it are pointed at the base table instead.
  *
+ * New columns.  With pii_guard.protect_new_columns, a column added to a
+ * protected table is classified (_protect_new_column: by its name and
+ * content, else hidden until an administrator classifies it), in the same
+ * statement, so that it is never shown in clear unclassified.
+ *
  * Rebuilding.  DDL that changes a protected table's columns is followed by
  * replacing the masking views in place (so that views built on them
  * survive), preceded by dropping them only for DROP COLUMN and ALTER
@@ -124,6 +129,31 @@ ddl_drops_columns(AlterTableStmt *stmt)
 			return true;
 	}
 	return false;
+}
+
+/*
+ * The columns an ALTER TABLE adds to base (not those ADD COLUMN IF NOT
+ * EXISTS names and base already has), for pii_guard.protect_new_columns.
+ */
+static List *
+ddl_new_columns(Oid base, AlterTableStmt *stmt)
+{
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
+
+		if (cmd->subtype == AT_AddColumn && IsA(cmd->def, ColumnDef))
+		{
+			const char *name = ((ColumnDef *) cmd->def)->colname;
+
+			if (get_attnum(base, name) == InvalidAttrNumber)
+				names = lappend(names, pstrdup(name));
+		}
+	}
+	return names;
 }
 
 /*
@@ -373,6 +403,8 @@ ddl_before(PlannedStmt **pstmt, bool read_only_tree, DdlAfter *after)
 			after->rebuild = OidIsValid(after->base) &&
 				ddl_changes_columns((AlterTableStmt *) parsetree);
 			detach = after->rebuild && ddl_drops_columns((AlterTableStmt *) parsetree);
+			if (after->rebuild && pii_guard_protect_new_columns != PROTECT_NEW_OFF)
+				after->new_columns = ddl_new_columns(after->base, (AlterTableStmt *) parsetree);
 		}
 		else if (IsA(parsetree, RenameStmt) &&
 				 ((RenameStmt *) parsetree)->renameType == OBJECT_COLUMN &&
@@ -426,11 +458,20 @@ ddl_before(PlannedStmt **pstmt, bool read_only_tree, DdlAfter *after)
 		ddl_call("SELECT pii_guard._detach_views($1, $2, $3)", after->base, NULL, NULL);
 }
 
-/* After the utility statement: rebuild the views if ddl_before said so. */
+/*
+ * After the utility statement: rebuild the views if ddl_before said so, and
+ * protect the columns it added (pii_guard.protect_new_columns).
+ */
 void
 ddl_after(const DdlAfter *after)
 {
+	ListCell   *lc;
+
 	if (after->rebuild)
 		ddl_call("SELECT pii_guard._attach_views($1, $2, $3)", after->base,
 				 after->rename_from, after->rename_to);
+	foreach(lc, after->new_columns)
+		ddl_call("SELECT pii_guard._protect_new_column($1, $2, $3)", after->base,
+				 (const char *) lfirst(lc),
+				 pii_guard_protect_new_columns == PROTECT_NEW_HIDE ? "hide" : "classify");
 }

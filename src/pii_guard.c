@@ -22,6 +22,7 @@
  *	pii_guard.default_max_rows_per_day		PGC_SUSET
  *	pii_guard.max_export_counters			PGC_POSTMASTER
  *	pii_guard.max_export_approvals			PGC_POSTMASTER
+ *	pii_guard.protect_new_columns			PGC_SUSET
  * The two key commands are shown only to superusers (GUC_SUPERUSER_ONLY);
  * the key they print is never stored as a setting at all.
  *
@@ -42,6 +43,14 @@ PG_MODULE_MAGIC;
 char	   *pii_guard_master_key_command = NULL;
 char	   *pii_guard_previous_master_key_command = NULL;
 int			pii_guard_master_key_timeout = 30;
+int			pii_guard_protect_new_columns = PROTECT_NEW_OFF;
+
+static const struct config_enum_entry protect_new_columns_options[] = {
+	{"off", PROTECT_NEW_OFF, false},
+	{"classify", PROTECT_NEW_CLASSIFY, false},
+	{"hide", PROTECT_NEW_HIDE, false},
+	{NULL, 0, false}
+};
 
 void		_PG_init(void);
 
@@ -188,6 +197,15 @@ _PG_init(void)
 							   PGC_SIGHUP,
 							   0,
 							   audit_destination_check, audit_destination_assign, NULL);
+
+	DefineCustomEnumVariable("pii_guard.protect_new_columns",
+							 "What a column added to a protected table is until an administrator classifies it: off (public), classify, or hide.",
+							 "classify: protected by what its name and content say it holds, else hidden; hide: hidden.",
+							 &pii_guard_protect_new_columns,
+							 PROTECT_NEW_OFF, protect_new_columns_options,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pii_guard.max_grant_duration",
 							"Longest time an approval (pii_guard.approve, approve_export) may last.",

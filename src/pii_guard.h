@@ -338,7 +338,18 @@ typedef struct DdlAfter
 	Oid			base;
 	const char *rename_from;	/* a column rename to carry into the views */
 	const char *rename_to;
+	List	   *new_columns;	/* names of the columns the statement adds */
 } DdlAfter;
+
+/* pii_guard.protect_new_columns */
+typedef enum ProtectNewColumns
+{
+	PROTECT_NEW_OFF,			/* a new column is public until classified */
+	PROTECT_NEW_CLASSIFY,		/* classified by name and content, else hidden */
+	PROTECT_NEW_HIDE			/* hidden until an administrator classifies it */
+} ProtectNewColumns;
+
+extern int	pii_guard_protect_new_columns;
 
 extern void ddl_before(PlannedStmt **pstmt, bool read_only_tree, DdlAfter *after);
 extern void ddl_after(const DdlAfter *after);
