@@ -27,7 +27,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PG_MAJOR=${PG_MAJOR:-15}
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
-ALL_TARGETS="envelope mask_phone mask_cn_id mask_bank_card mask_email mask_name mask_address partial noise pseudonym detect"
+ALL_TARGETS="envelope mask_phone mask_cn_id mask_bank_card mask_email mask_name mask_address partial noise pseudonym detect fake"
 UNITS="key_cleanup"	# (regress only: tests with a main() of their own)
 
 mode=${1:-}

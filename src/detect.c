@@ -144,7 +144,7 @@ detect_digits(const DetectValue *v, bool plus, char *d, int *n, int max)
 }
 
 /* Province-level codes that begin a resident ID. */
-static bool
+bool
 detect_cn_province(int code)
 {
 	static const int codes[] = {

@@ -8,7 +8,8 @@
  *		mobile, landline	a mobile number with value's three-digit
  *					prefix, or (when value is one) a landline with its area
  *					code, the rest made up
- *		cn_id		a resident ID of value's province, with a made-up
+ *		cn_id		a resident ID of value's province (Beijing's when value
+ *					names none), with a made-up
  *					district, birth date (1950-2005) and sequence number,
  *					and a valid MOD 11-2 check character
  *		bank_card	a card number of value's length and issuer (its first
@@ -38,7 +39,6 @@
 
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
-#include "utils/datetime.h"
 
 #include "pii_guard.h"
 
@@ -180,7 +180,8 @@ fake_cn_id(FakeStream *fs, StringInfo out)
 	int			day;
 	int			j;
 
-	if (fake_value_digits(fs->value, fs->value_len, v, 2) == 2 && v[0] >= '1' && v[0] <= '9')
+	if (fake_value_digits(fs->value, fs->value_len, v, 2) == 2 &&
+		detect_cn_province((v[0] - '0') * 10 + (v[1] - '0')))
 	{
 		d[0] = v[0];
 		d[1] = v[1];
@@ -197,11 +198,12 @@ fake_cn_id(FakeStream *fs, StringInfo out)
 	j = 1 + fake_below(fs, 30);
 	d[4] = (char) ('0' + j / 10);
 	d[5] = (char) ('0' + j % 10);
-	/* birth date: a day of 1950-01-01 .. 2005-12-31 */
-	j = date2j(1950, 1, 1) +
-		(fake_below(fs, 256) * 256 + fake_below(fs, 256)) % (date2j(2006, 1, 1) - date2j(1950, 1, 1));
-	j2date(j, &year, &month, &day);
-	Assert(detect_valid_date(year, month, day));
+	/* birth date: 1950-2005, any month, a day that month has */
+	year = 1950 + fake_below(fs, 56);
+	month = 1 + fake_below(fs, 12);
+	do
+		day = 1 + fake_below(fs, 31);
+	while (!detect_valid_date(year, month, day));
 	snprintf(d + 6, 9, "%04d%02d%02d", year, month, day);
 	fake_digits(fs, d + 14, 3);
 	d[17] = detect_cn_id_check(d);

@@ -491,6 +491,7 @@ extern void audit_writes_subxact(SubXactEvent event, SubTransactionId mySubid,
 /* detect.c */
 extern const char detect_surnames[];
 extern const char *detect_kind(const char *s, int len);
+extern bool detect_cn_province(int code);
 extern char detect_cn_id_check(const char *d17);
 extern bool detect_valid_date(int year, int month, int day);
 extern char detect_luhn_check(char *d, int n);
