@@ -1257,6 +1257,7 @@ RETURNS TABLE (source regclass, copy regclass, rows bigint, pseudonymised name[]
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET work_mem = '64MB'
 AS $$
 DECLARE
     secret   bytea;
@@ -1312,7 +1313,7 @@ BEGIN
     secret := decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex');
 
     IF to_regclass('pg_temp._anon_tables') IS NOT NULL THEN
-        DROP TABLE pg_temp._anon_tables, pg_temp._anon_cols, pg_temp._anon_map, pg_temp._anon_real;
+        DROP TABLE IF EXISTS pg_temp._anon_tables, pg_temp._anon_cols, pg_temp._anon_map, pg_temp._anon_real;
     END IF;
     -- the tables the caller may read (a protected one: its masking view)
     CREATE TEMP TABLE _anon_tables ON COMMIT DROP AS
@@ -1355,29 +1356,36 @@ BEGIN
     ALTER TABLE _anon_cols ADD COLUMN kind text;
     UPDATE _anon_cols SET kind = data_kind
      WHERE texty AND data_kind IN ('mobile', 'landline', 'cn_id', 'bank_card', 'email', 'cn_name');
-    CREATE TEMP TABLE _anon_map (kind text, real text, fake text, attempt integer NOT NULL DEFAULT 0,
-                                 PRIMARY KEY (kind, real)) ON COMMIT DROP;
-    CREATE TEMP TABLE _anon_real (v text PRIMARY KEY) ON COMMIT DROP;
-
     -- 1. the real values of every pseudonymised column, one pseudonym each
+    -- (all in one pass, hash joins and aggregates, no index to keep up)
+    sel := '';
     FOR col IN SELECT * FROM _anon_cols WHERE kind IS NOT NULL LOOP
-        EXECUTE format('INSERT INTO pg_temp._anon_map (kind, real) SELECT DISTINCT %L, v FROM '
-                       '(SELECT %s AS v FROM %s) s WHERE v IS NOT NULL ON CONFLICT DO NOTHING',
-                       col.kind, CASE WHEN col.enc THEN format('@extschema@.decrypt(%I)', col.attname)
-                                    ELSE format('%I::text', col.attname) END, col.src);
+        sel := sel || CASE WHEN sel = '' THEN '' ELSE ' UNION ALL ' END
+               || format('SELECT %L AS kind, %s AS v FROM %s', col.kind,
+                         CASE WHEN col.enc THEN format('@extschema@.decrypt(%I)', col.attname)
+                              ELSE format('%I::text', col.attname) END, col.src);
     END LOOP;
-    UPDATE pg_temp._anon_map SET fake = @extschema@._fake(kind, real, secret, 0);
-    CREATE INDEX ON pg_temp._anon_map (real);
-    CREATE INDEX ON pg_temp._anon_map (kind, fake);
+    EXECUTE format('CREATE TEMP TABLE _anon_map ON COMMIT DROP AS '
+                   'SELECT kind, v AS real, @extschema@._fake(kind, v, $1, 0) AS fake, 0 AS attempt '
+                   '  FROM (SELECT DISTINCT kind, v FROM (%s) u WHERE v IS NOT NULL) s',
+                   CASE WHEN sel = '' THEN 'SELECT NULL::text AS kind, NULL::text AS v WHERE false' ELSE sel END)
+      USING secret;
     ANALYZE pg_temp._anon_map;
-    -- a pseudonym that is some real value, or that two values share, is
-    -- made again with the next attempt (a few rounds, on a few values)
+    -- a pseudonym that is some real value, or that two values share (all
+    -- but the smallest value keep it), is made again with the next attempt
+    -- (a few rounds, on a few values)
     FOR i IN 1 .. 64 LOOP
         UPDATE pg_temp._anon_map m
            SET attempt = m.attempt + 1, fake = @extschema@._fake(m.kind, m.real, secret, m.attempt + 1)
-         WHERE EXISTS (SELECT 1 FROM pg_temp._anon_map r WHERE r.real = m.fake)
-            OR EXISTS (SELECT 1 FROM pg_temp._anon_map o
-                        WHERE o.kind = m.kind AND o.fake = m.fake AND o.real < m.real);
+          FROM (SELECT b.kind, b.real FROM pg_temp._anon_map b
+                 WHERE EXISTS (SELECT 1 FROM pg_temp._anon_map r WHERE r.real = b.fake)
+                UNION
+                SELECT x.kind, x.real
+                  FROM pg_temp._anon_map x
+                  JOIN (SELECT y.kind, y.fake, min(y.real) AS keep FROM pg_temp._anon_map y
+                         GROUP BY 1, 2 HAVING count(*) > 1) d
+                    ON d.kind = x.kind AND d.fake = x.fake AND x.real <> d.keep) bad
+         WHERE m.kind = bad.kind AND m.real = bad.real;
         GET DIAGNOSTICS fixed = ROW_COUNT;
         EXIT WHEN fixed = 0;
         IF i = 64 THEN
@@ -1475,26 +1483,33 @@ BEGIN
     -- 4. the check: no real value of a protected column (pseudonymised,
     -- hidden or an address) anywhere in the copy -- a whole value, or a
     -- number or e-mail address inside a text
-    INSERT INTO pg_temp._anon_real SELECT DISTINCT real FROM pg_temp._anon_map ON CONFLICT DO NOTHING;
+    sel := 'SELECT real AS v FROM pg_temp._anon_map';
     FOR col IN SELECT * FROM _anon_cols
               WHERE protected AND kind IS NULL AND (mask_function IS NULL OR data_kind = 'address')
                 AND typ IN ('text', 'character varying', 'character', 'name') LOOP
-        EXECUTE format('INSERT INTO pg_temp._anon_real SELECT DISTINCT v FROM (SELECT %s AS v FROM %s) s '
-                       'WHERE v IS NOT NULL ON CONFLICT DO NOTHING',
-                       CASE WHEN col.enc THEN format('@extschema@.decrypt(%I)', col.attname)
-                            ELSE format('%I::text', col.attname) END, col.src);
+        sel := sel || format(' UNION ALL SELECT %s FROM %s',
+                             CASE WHEN col.enc THEN format('@extschema@.decrypt(%I)', col.attname)
+                                  ELSE format('%I::text', col.attname) END, col.src);
     END LOOP;
+    EXECUTE format('CREATE TEMP TABLE _anon_real ON COMMIT DROP AS SELECT DISTINCT v FROM (%s) u WHERE v IS NOT NULL', sel);
     ANALYZE pg_temp._anon_real;
-    FOR col IN SELECT t.name, x.attname
+    FOR col IN SELECT t.name, x.attname, x.kind
                FROM _anon_cols x JOIN _anon_tables t ON t.src = x.src
               WHERE x.typ IN ('text', 'character varying', 'character', 'name', 'bigint', 'numeric')
                  OR x.typ LIKE 'character varying(%' OR x.typ LIKE 'character(%' OR x.typ LIKE 'numeric(%'
               ORDER BY t.name, x.attnum LOOP
-        EXECUTE format('SELECT count(*) FROM %I.%I c WHERE c.%I::text IN (SELECT v FROM pg_temp._anon_real) '
-                       'OR EXISTS (SELECT 1 FROM regexp_matches(c.%I::text, %L, ''g'') m '
-                       '            WHERE m[1] IN (SELECT v FROM pg_temp._anon_real))',
-                       target, col.name, col.attname, col.attname,
-                       '([0-9]{11,19}[0-9Xx]?|[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+)')
+        -- the rows whose value is a real one, and those with a number or an
+        -- e-mail address in them that is (hash joins: no lookup per row);
+        -- a column of pseudonyms holds what _fake made, each value whole,
+        -- so only its whole values are looked up
+        EXECUTE format('SELECT count(*) FROM (SELECT c.ctid FROM %I.%I c '
+                       '  WHERE EXISTS (SELECT 1 FROM pg_temp._anon_real r WHERE r.v = c.%I::text)%s) u',
+                       target, col.name, col.attname,
+                       CASE WHEN col.kind IS NOT NULL THEN '' ELSE
+                           format(' UNION SELECT c.ctid FROM %I.%I c, regexp_matches(c.%I::text, %L, ''g'') m '
+                                  '  WHERE EXISTS (SELECT 1 FROM pg_temp._anon_real r WHERE r.v = m[1])',
+                                  target, col.name, col.attname,
+                                  '([0-9]{11,19}[0-9Xx]?|[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+)') END)
            INTO n;
         IF n > 0 THEN
             leaks := leaks || format('%s%I.%I holds real values in %s rows', CASE WHEN leaks = '' THEN '' ELSE '; ' END,

@@ -34,8 +34,7 @@
  */
 #include "postgres.h"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/sha.h>
 
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -45,11 +44,22 @@
 #define FAKE_SECRET_MIN		16
 #define FAKE_MAX_DIGITS		19
 
+/*
+ * The secret, keyed once per call site: the SHA-256 states after HMAC's
+ * inner and outer pads (RFC 2104), kept in fn_extra for the rows that
+ * follow with the same secret.
+ */
+typedef struct FakeKey
+{
+	bytea	   *secret;			/* a copy, to tell a new secret */
+	SHA256_CTX	inner;
+	SHA256_CTX	outer;
+} FakeKey;
+
 /* A stream of pseudo-random bytes: HMAC-SHA256 blocks with a counter. */
 typedef struct FakeStream
 {
-	const uint8 *secret;
-	int			secret_len;
+	const FakeKey *key;
 	const char *kind;
 	int32		attempt;
 	const char *value;
@@ -59,13 +69,53 @@ typedef struct FakeStream
 	int			used;
 } FakeStream;
 
+static FakeKey *
+fake_key(FunctionCallInfo fcinfo, bytea *secret)
+{
+	FakeKey    *key = (FakeKey *) fcinfo->flinfo->fn_extra;
+	uint8		k[SHA256_CBLOCK];
+	uint8		pad[SHA256_CBLOCK];
+	Size		len = VARSIZE_ANY_EXHDR(secret);
+
+	if (key != NULL && VARSIZE_ANY_EXHDR(key->secret) == len &&
+		memcmp(VARDATA_ANY(key->secret), VARDATA_ANY(secret), len) == 0)
+		return key;
+	if (key == NULL)
+		key = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(FakeKey));
+	else
+	{
+		explicit_bzero(VARDATA(key->secret), VARSIZE(key->secret) - VARHDRSZ);
+		pfree(key->secret);
+	}
+	key->secret = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, len + VARHDRSZ);
+	SET_VARSIZE(key->secret, len + VARHDRSZ);
+	memcpy(VARDATA(key->secret), VARDATA_ANY(secret), len);
+
+	memset(k, 0, sizeof(k));
+	if (len > SHA256_CBLOCK)
+		SHA256((const uint8 *) VARDATA_ANY(secret), len, k);
+	else
+		memcpy(k, VARDATA_ANY(secret), len);
+	for (int i = 0; i < SHA256_CBLOCK; i++)
+		pad[i] = k[i] ^ 0x36;
+	SHA256_Init(&key->inner);
+	SHA256_Update(&key->inner, pad, sizeof(pad));
+	for (int i = 0; i < SHA256_CBLOCK; i++)
+		pad[i] = k[i] ^ 0x5c;
+	SHA256_Init(&key->outer);
+	SHA256_Update(&key->outer, pad, sizeof(pad));
+	explicit_bzero(k, sizeof(k));
+	explicit_bzero(pad, sizeof(pad));
+	fcinfo->flinfo->fn_extra = key;
+	return key;
+}
+
 static void
 fake_refill(FakeStream *fs)
 {
-	HMAC_CTX   *ctx = NULL;
-	unsigned int len = 0;
+	SHA256_CTX	ctx;
+	uint8		inner[SHA256_DIGEST_LENGTH];
 	uint8		head[8];
-	bool		ok;
 
 	/* counter, attempt: big-endian; then kind, a zero byte, the value */
 	for (int i = 0; i < 4; i++)
@@ -74,19 +124,15 @@ fake_refill(FakeStream *fs)
 		head[4 + i] = (uint8) ((uint32) fs->attempt >> (24 - 8 * i));
 	}
 	fs->counter++;
-	ctx = HMAC_CTX_new();
-	ok = ctx != NULL &&
-		HMAC_Init_ex(ctx, fs->secret, fs->secret_len, EVP_sha256(), NULL) == 1 &&
-		HMAC_Update(ctx, head, sizeof(head)) == 1 &&
-		HMAC_Update(ctx, (const uint8 *) fs->kind, strlen(fs->kind) + 1) == 1 &&
-		HMAC_Update(ctx, (const uint8 *) fs->value, fs->value_len) == 1 &&
-		HMAC_Final(ctx, fs->block, &len) == 1 && len == sizeof(fs->block);
-	HMAC_CTX_free(ctx);
-	if (!ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("pii_guard could not compute a pseudonym"),
-				 errdetail("OpenSSL's HMAC-SHA256 failed.")));
+	ctx = fs->key->inner;
+	SHA256_Update(&ctx, head, sizeof(head));
+	SHA256_Update(&ctx, fs->kind, strlen(fs->kind) + 1);
+	SHA256_Update(&ctx, fs->value, fs->value_len);
+	SHA256_Final(inner, &ctx);
+	ctx = fs->key->outer;
+	SHA256_Update(&ctx, inner, sizeof(inner));
+	SHA256_Final(fs->block, &ctx);
+	explicit_bzero(&ctx, sizeof(ctx));
 	fs->used = 0;
 }
 
@@ -285,8 +331,7 @@ pii_guard_fake(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("a pseudonym secret must have at least %d bytes", FAKE_SECRET_MIN)));
 	memset(&fs, 0, sizeof(fs));
-	fs.secret = (const uint8 *) VARDATA_ANY(secret);
-	fs.secret_len = VARSIZE_ANY_EXHDR(secret);
+	fs.key = fake_key(fcinfo, secret);
 	fs.kind = kind;
 	fs.attempt = PG_GETARG_INT32(3);
 	fs.value = VARDATA_ANY(value);
