@@ -27,6 +27,7 @@ SELECT v AS value, pii_guard.detect_kind(v) AS kind, expected,
     ('5500005555555559', 'bank_card'),
     ('6013829391065908385', 'bank_card'),    -- an issuer's own BIN (Bank of China 601382)
     ('6013829391065908386', NULL),             -- the same, Luhn fails
+    ('9558801001114937581', 'bank_card'),    -- ICBC's own 9558, 19 digits
     ('6217001234567890123', NULL),             -- Luhn fails
     ('2024120612345678', NULL),                -- an order number: no network, no Luhn
     ('1234567890123452', NULL),                -- Luhn holds, no card network
@@ -41,6 +42,13 @@ SELECT v AS value, pii_guard.detect_kind(v) AS kind, expected,
     ('010-12345678', 'landline'),
     ('0755 8765 4321', 'landline'),
     ('02112345678', 'landline'),
+    ('(010)12345678', 'landline'),             -- area code in parentheses
+    ('(0755) 8888-1234', 'landline'),
+    ('010-12345678-123', 'landline'),          -- with an extension
+    ('010-12345678转123', 'landline'),
+    ('021 6666 8888 ext 12', 'landline'),
+    ('13812345678-123', NULL),                 -- a mobile with an "extension"
+    ('(010)123', NULL),
     ('0012345678', NULL),                      -- an international prefix
     ('012345', NULL),
     -- passports
@@ -67,9 +75,17 @@ SELECT v AS value, pii_guard.detect_kind(v) AS kind, expected,
     ('王小明', 'cn_name'),
     ('你好', NULL),                            -- no surname
     ('张三丰先生来了', NULL),                  -- too long for a name
+    ('华东区', NULL),                          -- a region, a department, a
+    ('销售部', NULL),                          -- membership, a product, a
+    ('金卡会员', NULL),                        -- colour, a size, a city: words
+    ('蓝牙耳机', NULL),                        -- of a CRM that begin with a
+    ('白色', NULL),                            -- surname
+    ('大号', NULL),
+    ('成都', NULL),
     -- addresses
     ('广东省深圳市南山区科技园路1号', 'address'),
     ('北京市朝阳区建国路88号', 'address'),
+    ('朝阳区建国路88号', 'address'),          -- district, street, number
     ('上海市', NULL),
     ('今天天气很好我们去公园', NULL),
     -- nothing
@@ -106,8 +122,9 @@ CREATE TABLE crm_raw.leads (
     remark    text,          -- free text
     shouji    text,          -- named like a mobile column, still empty
     tel_num   bigint,        -- mobiles stored as numbers
-    created   date);
-INSERT INTO crm_raw.leads (contact, mobile_no, idno, card, mail, addr, order_no, remark, tel_num, created)
+    created   date,
+    backup_no pii_guard.encrypted_text);   -- encrypted, not yet protected: read decrypted
+INSERT INTO crm_raw.leads (contact, mobile_no, idno, card, mail, addr, order_no, remark, tel_num, created, backup_no)
 SELECT (ARRAY['张三', '李四', '王小明', '欧阳娜娜', '陈静'])[1 + g % 5],
        CASE WHEN g % 10 = 0 THEN '1234' ELSE '138' || lpad(g::text, 8, '0') END,
        CASE WHEN g = 1 THEN '110101199003071234' ELSE '110101199003071233' END,
@@ -117,7 +134,8 @@ SELECT (ARRAY['张三', '李四', '王小明', '欧阳娜娜', '陈静'])[1 + g 
        '20241206' || lpad(g::text, 8, '0'),
        'called back, wants a quote',
        13900000000 + g,
-       date '2024-01-01' + g
+       date '2024-01-01' + g,
+       ('137' || lpad(g::text, 8, '0'))::pii_guard.encrypted_text
   FROM generate_series(1, 40) g;
 SELECT relation, column_name, data_type, kind, matched_by, share, sampled, suggested_level, suggested_mask
   FROM pii_guard.discover('crm_raw') ORDER BY column_name;

@@ -285,6 +285,7 @@ detect_bank_card(const DetectValue *v)
 	p4 = p2 * 100 + (d[2] - '0') * 10 + (d[3] - '0');
 	if (!(p2 == 62 ||				/* UnionPay */
 		  (p2 == 60 && n >= 16) ||	/* issuers' own BINs (601382 Bank of China), Discover 6011 */
+		  (p4 == 9558 && n == 19) ||	/* ICBC's own, before UnionPay */
 		  (d[0] == '4' && (n == 13 || n == 16 || n == 19)) ||	/* Visa */
 		  (((p2 >= 51 && p2 <= 55) || (p4 >= 2221 && p4 <= 2720)) && n == 16) ||	/* Mastercard */
 		  ((p2 == 34 || p2 == 37) && n == 15) ||	/* Amex */
@@ -331,15 +332,95 @@ detect_email(const DetectValue *v)
 }
 
 static bool
-detect_landline(const DetectValue *v)
+detect_landline_plain(const DetectValue *v)
 {
 	char		d[16];
 	int			n;
 
-	if (v->c[0] != '0' || !detect_digits(v, false, d, &n, 12))
+	if (v->n == 0 || v->c[0] != '0' || !detect_digits(v, false, d, &n, 12))
 		return false;
 	/* 0 + area code (2-3 digits) + 7-8 digits; not a mobile's shape */
 	return n >= 10 && n <= 12 && d[1] != '0';
+}
+
+/*
+ * A landline, also written with its area code in parentheses -- (010)
+ * 1234-5678 -- and with an extension: -123, 转123, ext 123, x123 (1-5
+ * digits).
+ */
+static bool
+detect_landline(const DetectValue *v)
+{
+	DetectValue w;
+	int			end = v->n;
+	int			i;
+
+	/* an extension: strip it */
+	i = end - 1;
+	while (i >= 0 && is_digit(v->c[i]) && end - i <= 5)
+		i--;
+	if (i >= 0 && i < end - 1 && end - i - 1 <= 5)
+	{
+		int			mark = i;
+
+		if (v->c[mark] == 0x8F6C || v->c[mark] == 'x' || v->c[mark] == 'X' || v->c[mark] == '-')
+		{
+			int			k = mark;
+
+			while (k > 0 && v->c[k - 1] == ' ')
+				k--;
+			if (v->c[mark] != '-' || k == mark)
+			{
+				w.n = 0;
+				for (int j = 0; j < k; j++)
+					w.c[w.n++] = v->c[j];
+				if (w.n >= 10 && detect_landline(&w))
+					return true;
+			}
+		}
+		else if (mark >= 3 && (v->c[mark] == ' ' || v->c[mark] == '.') &&
+				 (v->c[mark - 1] == 't' || v->c[mark - 1] == 'T') &&
+				 (v->c[mark - 2] == 'x' || v->c[mark - 2] == 'X') &&
+				 (v->c[mark - 3] == 'e' || v->c[mark - 3] == 'E'))
+		{
+			int			k = mark - 3;
+
+			while (k > 0 && v->c[k - 1] == ' ')
+				k--;
+			w.n = 0;
+			for (int j = 0; j < k; j++)
+				w.c[w.n++] = v->c[j];
+			if (w.n >= 10 && detect_landline(&w))
+				return true;
+		}
+	}
+	/* (area code) number */
+	if (v->n > 6 && v->c[0] == '(')
+	{
+		int			close = 0;
+
+		for (i = 1; i < v->n && i <= 5; i++)
+			if (v->c[i] == ')')
+			{
+				close = i;
+				break;
+			}
+		if (close >= 4)
+		{
+			w.n = 0;
+			for (int j = 1; j < close; j++)
+				w.c[w.n++] = v->c[j];
+			i = close + 1;
+			if (i < v->n && (v->c[i] == ' ' || v->c[i] == '-'))
+				i++;
+			if (i < v->n)
+				w.c[w.n++] = '-';
+			for (; i < v->n; i++)
+				w.c[w.n++] = v->c[i];
+			return detect_landline_plain(&w);
+		}
+	}
+	return detect_landline_plain(v);
 }
 
 static bool
@@ -443,6 +524,20 @@ const char detect_surnames[] =
 "邰赫杭况那宿鲜印逯隆茹诸战慕危玉银亢嵇公哈湛宾戎勾茅利於呼居揭干但尉冶斯元束檀衣信展阴昝智幸奉植衡"
 "富尧闭由";
 
+/*
+ * Characters that end the words of a CRM (places, departments, statuses,
+ * products, colours, sizes) and no given name: 华东区, 销售部, 金卡会员,
+ * 蓝牙耳机, 白色, 大号.
+ */
+static const char not_name_ends[] =
+"区县市省州镇乡村路街巷号楼部组司店厂局处室院校馆所站队会员色器机杯箱宝账款票单件品务询货诉更线门";
+
+/* Two-character cities that begin with a surname. */
+static const char *const surname_cities[] = {
+	"成都", "武汉", "沈阳", "宁波", "南京", "南宁", "南昌", "南通", "贵阳", "江阴",
+	"常熟", "温岭", "黄山", "金华", "柳州", "余姚",
+};
+
 static bool
 detect_cn_name(const DetectValue *v)
 {
@@ -451,7 +546,20 @@ detect_cn_name(const DetectValue *v)
 	for (int i = 0; i < v->n; i++)
 		if (!is_cjk(v->c[i]))
 			return false;
-	return detect_in_list(detect_surnames, v->c[0]);
+	if (!detect_in_list(detect_surnames, v->c[0]) || detect_in_list(not_name_ends, v->c[v->n - 1]))
+		return false;
+	if (v->n == 2)
+	{
+		for (int i = 0; i < (int) lengthof(surname_cities); i++)
+		{
+			const unsigned char *p = (const unsigned char *) surname_cities[i];
+
+			if (utf8_to_unicode(p) == v->c[0] &&
+				utf8_to_unicode(p + pg_utf_mblen(p)) == v->c[1])
+				return false;
+		}
+	}
+	return true;
 }
 
 static bool
@@ -477,7 +585,8 @@ detect_address(const DetectValue *v)
 		else if (i > 0 && detect_in_list(place, c))
 			places++;
 	}
-	return cjk * 2 >= v->n && has_region && places >= 1;
+	/* a province or city and a place; or district, street and number */
+	return cjk * 2 >= v->n && ((has_region && places >= 1) || places >= 3);
 }
 
 /* The kind of personal data value looks like, or NULL. */
