@@ -85,6 +85,18 @@ SELECT id, phone, note FROM parts WHERE id IN (3, 7) ORDER BY id;
 RESET ROLE;
 SELECT id, pii_guard.decrypt(phone) AS phone, note FROM vcp_pii.parts WHERE id IN (3, 7) ORDER BY id;
 
+-- A migration adds tables whose foreign keys name a masking view (which
+-- PostgreSQL refuses): they reference its base table.
+CREATE TABLE visits (id int PRIMARY KEY, person_id int REFERENCES people, parts_id int,
+                     CONSTRAINT visits_parts FOREIGN KEY (parts_id) REFERENCES vcp.parts (id));
+ALTER TABLE visits ADD COLUMN referrer_id int REFERENCES people (id);
+ALTER TABLE visits ADD CONSTRAINT visits_referrer2 FOREIGN KEY (referrer_id) REFERENCES people;
+SELECT conname, confrelid::regclass FROM pg_constraint
+ WHERE conrelid = 'visits'::regclass AND contype = 'f' ORDER BY conname;
+INSERT INTO visits VALUES (1, 1, 3, NULL);
+INSERT INTO visits VALUES (2, 999, NULL, NULL);
+DROP TABLE visits;
+
 SELECT pii_guard.unprotect_table('people');
 SELECT pii_guard.unprotect_table('parts');
 RESET search_path;

@@ -6,7 +6,8 @@
  *
  * Forwarding.  Migration tools aim DDL at the name applications use -- the
  * masking view's: ALTER TABLE, ALTER TABLE ... RENAME COLUMN and CREATE
- * INDEX on it are pointed at the base table instead.
+ * INDEX on it are pointed at the base table instead, and so is a foreign
+ * key that references it (CREATE TABLE, ALTER TABLE ... ADD).
  *
  * New columns.  With pii_guard.protect_new_columns, a column added to a
  * protected table is classified (_protect_new_column: by its name and
@@ -129,6 +130,66 @@ ddl_drops_columns(AlterTableStmt *stmt)
 			return true;
 	}
 	return false;
+}
+
+/*
+ * A foreign key that names a masking view references its base table
+ * instead (PostgreSQL refuses a view): migrations that add a table
+ * referencing customers keep working once customers is protected.
+ */
+static void
+ddl_retarget_foreign_key(Node *node)
+{
+	if (node != NULL && IsA(node, Constraint) &&
+		((Constraint *) node)->contype == CONSTR_FOREIGN &&
+		((Constraint *) node)->pktable != NULL)
+		(void) ddl_retarget(((Constraint *) node)->pktable);
+}
+
+/* The foreign keys of a CREATE TABLE: of its columns and of the table. */
+static void
+ddl_retarget_create(CreateStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->tableElts)
+	{
+		Node	   *elt = (Node *) lfirst(lc);
+
+		if (IsA(elt, ColumnDef))
+		{
+			ListCell   *cc;
+
+			foreach(cc, ((ColumnDef *) elt)->constraints)
+				ddl_retarget_foreign_key((Node *) lfirst(cc));
+		}
+		else
+			ddl_retarget_foreign_key(elt);
+	}
+	foreach(lc, stmt->constraints)
+		ddl_retarget_foreign_key((Node *) lfirst(lc));
+}
+
+/* The foreign keys an ALTER TABLE adds. */
+static void
+ddl_retarget_alter(AlterTableStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
+
+		if (cmd->subtype == AT_AddConstraint)
+			ddl_retarget_foreign_key(cmd->def);
+		else if (cmd->subtype == AT_AddColumn && cmd->def != NULL && IsA(cmd->def, ColumnDef))
+		{
+			ListCell   *cc;
+
+			foreach(cc, ((ColumnDef *) cmd->def)->constraints)
+				ddl_retarget_foreign_key((Node *) lfirst(cc));
+		}
+	}
 }
 
 /*
@@ -388,7 +449,7 @@ ddl_before(PlannedStmt **pstmt, bool read_only_tree, DdlAfter *after)
 		return;
 
 	if (IsA(parsetree, AlterTableStmt) || IsA(parsetree, RenameStmt) ||
-		IsA(parsetree, IndexStmt))
+		IsA(parsetree, IndexStmt) || IsA(parsetree, CreateStmt))
 	{
 		if (read_only_tree)
 		{
@@ -399,6 +460,7 @@ ddl_before(PlannedStmt **pstmt, bool read_only_tree, DdlAfter *after)
 		if (IsA(parsetree, AlterTableStmt) &&
 			((AlterTableStmt *) parsetree)->objtype == OBJECT_TABLE)
 		{
+			ddl_retarget_alter((AlterTableStmt *) parsetree);
 			after->base = ddl_retarget(((AlterTableStmt *) parsetree)->relation);
 			after->rebuild = OidIsValid(after->base) &&
 				ddl_changes_columns((AlterTableStmt *) parsetree);
@@ -419,6 +481,8 @@ ddl_before(PlannedStmt **pstmt, bool read_only_tree, DdlAfter *after)
 		}
 		else if (IsA(parsetree, IndexStmt))
 			(void) ddl_retarget(((IndexStmt *) parsetree)->relation);
+		else if (IsA(parsetree, CreateStmt))
+			ddl_retarget_create((CreateStmt *) parsetree);
 	}
 	if (IsA(parsetree, CopyStmt) && ((CopyStmt *) parsetree)->relation != NULL)
 	{

@@ -4,7 +4,8 @@
 #
 # On the examples (roles, schema, 400 customers, policy), plus a table of
 # call-backs whose phone is the customer's (to see pseudonyms agree across
-# tables).
+# tables), added after the policy with a foreign key that names the
+# masking view customers (it references the base table).
 #
 # Proves:
 #  - anonymize_into('dev') as crm_dba (pii_guard_admin, not a superuser)
@@ -68,7 +69,7 @@ mc_sql "CREATE DATABASE crm" postgres >/dev/null
 		-f "$PGG_REPO/examples/policy.sql" &&
 	# call-backs: the customer's phone again, in another protected table
 	mc_as crm_dba "CREATE TABLE call_backs (id bigserial PRIMARY KEY,
-	                   customer_id bigint NOT NULL REFERENCES public_pii.customers, phone pii_guard.encrypted_text,
+	                   customer_id bigint NOT NULL REFERENCES customers, phone pii_guard.encrypted_text,
 	                   due date NOT NULL);
 	               SELECT pii_guard.protect_column('call_backs', 'phone', 'sensitive', 'pii_guard.mask_phone(text)')" &&
 	mc_sql "INSERT INTO public_pii.call_backs (customer_id, phone, due)
