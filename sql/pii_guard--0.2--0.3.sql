@@ -1282,7 +1282,6 @@ DECLARE
     joins    text;
     expr     text;
     val      text;
-    ck       text;
     fn       regprocedure;
     i        integer;
     n        bigint;
