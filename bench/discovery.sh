@@ -860,12 +860,14 @@ SQL
 			say_leaks "    " "$leaks_enc"
 		fi
 		# Its anonymised dump: anonymize_into (timed above) and pg_dump of the
-		# copy -- one run, then 1,000 real phone numbers looked for in it.
+		# copy -- one run, then 1,000 real phone numbers looked for in it, as
+		# whole numbers (grep -w: a made-up card or ID number may hold some
+		# phone's 11 digits by chance, which is no leak).
 		if [ -f "$PGG_REPO/bin/pii_guard_dump" ]; then
 			sql -d copy_pii -c "SELECT phone FROM $base ORDER BY id LIMIT 1000" >"$PGG_WORK/phones.txt"
 			d_pii=$(RUNS=1 dump_ms "$PGG_WORK/pii.dump" bash "$PGG_REPO/bin/pii_guard_dump" -d copy_pii -s public \
 				-f "$PGG_WORK/pii.dump")
-			found_d=$(grep -c -F -f "$PGG_WORK/phones.txt" "$PGG_WORK/pii.dump" || true)
+			found_d=$(grep -c -w -F -f "$PGG_WORK/phones.txt" "$PGG_WORK/pii.dump" || true)
 			say "  pii_guard's anonymised dump, bin/pii_guard_dump -s public (one run): $(secs "$d_pii") s;" \
 				"lines with one of 1,000 real phone numbers in it: $found_d ($(wc -l <"$PGG_WORK/pii.dump") lines)"
 			rm -f "$PGG_WORK/pii.dump" "$PGG_WORK/phones.txt"
@@ -940,8 +942,8 @@ SQL
 		a_pgdump=$(dump_ms "$PGG_WORK/plain.dump" pg_dump -d copy_anon -t public.customers -f "$PGG_WORK/plain.dump")
 		a_dump=$(dump_ms "$PGG_WORK/anon.dump" bash "$ANON_DIR/bin/pg_dump_anon.sh" -d copy_anon -t public.customers \
 			-f "$PGG_WORK/anon.dump")
-		found_p=$(grep -c -F -f "$PGG_WORK/phones.txt" "$PGG_WORK/plain.dump" || true)
-		found_a=$(grep -c -F -f "$PGG_WORK/phones.txt" "$PGG_WORK/anon.dump" || true)
+		found_p=$(grep -c -w -F -f "$PGG_WORK/phones.txt" "$PGG_WORK/plain.dump" || true)
+		found_a=$(grep -c -w -F -f "$PGG_WORK/phones.txt" "$PGG_WORK/anon.dump" || true)
 		say "    anonymous dump, bin/pg_dump_anon.sh (the shell version, deprecated in $ANON_VERSION): $(secs "$a_dump") s;" \
 			"pg_dump of the table $(secs "$a_pgdump") s ($(ratio "$a_dump" "$a_pgdump")×)"
 		say "      checked: lines with one of 1,000 real phone numbers: $found_a in the anonymous dump" \

@@ -73,6 +73,8 @@ SELECT v AS value, pii_guard.detect_kind(v) AS kind, expected,
     ('张三', 'cn_name'),
     ('欧阳娜娜', 'cn_name'),
     ('王小明', 'cn_name'),
+    ('上官云', 'cn_name'),                     -- a compound surname
+    ('上官', NULL),                            -- ... alone
     ('你好', NULL),                            -- no surname
     ('张三丰先生来了', NULL),                  -- too long for a name
     ('华东区', NULL),                          -- a region, a department, a

@@ -532,6 +532,29 @@ const char detect_surnames[] =
 static const char not_name_ends[] =
 "区县市省州镇乡村路街巷号楼部组司店厂局处室院校馆所站队会员色器机杯箱宝账款票单件品务询货诉更线门";
 
+/* Compound surnames whose first character is no surname of its own. */
+static const char *const compound_surnames[] = {
+	"上官", "司马", "诸葛", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙", "宇文",
+	"司徒", "夏侯", "轩辕", "令狐", "端木", "独孤", "南宫", "西门", "百里", "呼延",
+	"申屠", "太史", "闻人", "澹台", "公冶", "宗政", "濮阳", "淳于", "单于", "钟离",
+	"万俟", "拓跋", "完颜", "赫连", "第五",
+};
+
+/* Do the first two characters of v spell one of the pairs? */
+static bool
+detect_starts_with_pair(const DetectValue *v, const char *const *pairs, int npairs)
+{
+	for (int i = 0; i < npairs; i++)
+	{
+		const unsigned char *p = (const unsigned char *) pairs[i];
+
+		if (utf8_to_unicode(p) == v->c[0] &&
+			utf8_to_unicode(p + pg_utf_mblen(p)) == v->c[1])
+			return true;
+	}
+	return false;
+}
+
 /* Two-character cities that begin with a surname. */
 static const char *const surname_cities[] = {
 	"成都", "武汉", "沈阳", "宁波", "南京", "南宁", "南昌", "南通", "贵阳", "江阴",
@@ -546,20 +569,13 @@ detect_cn_name(const DetectValue *v)
 	for (int i = 0; i < v->n; i++)
 		if (!is_cjk(v->c[i]))
 			return false;
-	if (!detect_in_list(detect_surnames, v->c[0]) || detect_in_list(not_name_ends, v->c[v->n - 1]))
+	if (detect_in_list(not_name_ends, v->c[v->n - 1]))
 		return false;
-	if (v->n == 2)
-	{
-		for (int i = 0; i < (int) lengthof(surname_cities); i++)
-		{
-			const unsigned char *p = (const unsigned char *) surname_cities[i];
-
-			if (utf8_to_unicode(p) == v->c[0] &&
-				utf8_to_unicode(p + pg_utf_mblen(p)) == v->c[1])
-				return false;
-		}
-	}
-	return true;
+	if (v->n >= 3 && detect_starts_with_pair(v, compound_surnames, lengthof(compound_surnames)))
+		return true;
+	if (!detect_in_list(detect_surnames, v->c[0]))
+		return false;
+	return v->n > 2 || !detect_starts_with_pair(v, surname_cities, lengthof(surname_cities));
 }
 
 static bool
