@@ -1885,9 +1885,14 @@ BEGIN
     EXECUTE format('SELECT k, n, sum(n) OVER () FROM (SELECT @extschema@.detect_kind(v) AS k, count(*) AS n FROM '
                    '(SELECT %s AS v FROM %s WHERE %I IS NOT NULL LIMIT 1000) s GROUP BY 1) c '
                    'ORDER BY k IS NULL, n DESC LIMIT 1',
+                   -- (only types whose text PostgreSQL or pii_guard makes: this runs as
+                   -- the extension owner, and a cast the table's owner defined would run
+                   -- with its rights)
                    CASE WHEN typ = '@extschema@.encrypted_text'::regtype THEN format('@extschema@.decrypt(%I)', col)
-                        WHEN typ = '@extschema@.encrypted_bytea'::regtype THEN 'NULL::text'
-                        ELSE format('%I::text', col) END, rel, col)
+                        WHEN typ IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'int8'::regtype,
+                                     'int4'::regtype, 'numeric'::regtype, 'date'::regtype, 'inet'::regtype)
+                        THEN format('%I::text', col)
+                        ELSE 'NULL::text' END, rel, col)
        INTO ckind, n, total;
     k := CASE WHEN ckind IS NOT NULL AND n * 2 >= total THEN ckind ELSE nkind END;
     SELECT * INTO pol FROM @extschema@._kind_policy(k);

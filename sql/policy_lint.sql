@@ -103,6 +103,16 @@ SELECT pii_guard.unprotect_column('lint_app.people', 'points');
 SELECT column_name, classified_at IS NOT NULL AS classified
   FROM pii_guard.new_columns WHERE column_name = 'points';
 SELECT count(*) AS findings FROM pii_guard.check_policy() WHERE object ~ 'lint';
+-- A column of a type with a cast to text its owner wrote: the
+-- classification (run as the extension owner) does not call the cast.
+CREATE TYPE lint_app.tag AS (v text);
+CREATE TABLE lint_app.cast_calls (who name);
+CREATE FUNCTION lint_app.tag_text(t lint_app.tag) RETURNS text LANGUAGE plpgsql AS
+  'BEGIN INSERT INTO lint_app.cast_calls VALUES (current_user); RETURN t.v; END';
+CREATE CAST (lint_app.tag AS text) WITH FUNCTION lint_app.tag_text(lint_app.tag);
+ALTER TABLE lint_app.people ADD COLUMN mobile_tag lint_app.tag DEFAULT ROW('13800000000');
+SELECT count(*) AS cast_calls FROM lint_app.cast_calls;
+SELECT column_name, level FROM pii_guard.column_rules WHERE column_name = 'mobile_tag';
 -- hide: hidden even when its name says what it holds; off: public.
 SET pii_guard.protect_new_columns = hide;
 ALTER TABLE lint_app.people ADD COLUMN phone_3 text;
