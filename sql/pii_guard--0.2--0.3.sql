@@ -1325,9 +1325,13 @@ BEGIN
     -- the copy's secret: random, never stored, gone with this call
     secret := decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex');
 
-    IF to_regclass('pg_temp._anon_tables') IS NOT NULL THEN
-        DROP TABLE IF EXISTS pg_temp._anon_tables, pg_temp._anon_cols, pg_temp._anon_map, pg_temp._anon_real;
-    END IF;
+    -- (tables of these names the caller made in its temporary schema are
+    -- dropped, not used: their triggers would run with the definer's rights)
+    FOR i IN 1 .. 4 LOOP
+        IF to_regclass('pg_temp.' || (ARRAY['_anon_tables', '_anon_cols', '_anon_map', '_anon_real'])[i]) IS NOT NULL THEN
+            EXECUTE format('DROP TABLE pg_temp.%I', (ARRAY['_anon_tables', '_anon_cols', '_anon_map', '_anon_real'])[i]);
+        END IF;
+    END LOOP;
     -- the tables the caller may read (a protected one: its masking view)
     CREATE TEMP TABLE _anon_tables ON COMMIT DROP AS
     SELECT c.oid::regclass AS src, coalesce(p.view_name, c.relname) AS name,
@@ -1663,9 +1667,13 @@ DECLARE
 BEGIN
     -- every column of every protected table, with its kind, and each
     -- profile's access to it ('none': no SELECT privilege on it)
-    CREATE TEMP TABLE IF NOT EXISTS _lint_access (profile regrole, base regclass, view_name text,
+    -- (a table of that name the caller made in its temporary schema is
+    -- dropped, not used: its triggers would run with the definer's rights)
+    IF to_regclass('pg_temp._lint_access') IS NOT NULL THEN
+        DROP TABLE pg_temp._lint_access;
+    END IF;
+    CREATE TEMP TABLE _lint_access (profile regrole, base regclass, view_name text,
         column_name name, kind text, access text) ON COMMIT DROP;
-    TRUNCATE _lint_access;
     INSERT INTO _lint_access
     SELECT pr.role, p.base, format('%I.%I', p.view_schema, p.view_name), a.attname,
            @extschema@._column_kind(p.base, a.attname, cr.mask_function),

@@ -73,6 +73,18 @@ SELECT count(*) AS findings FROM pii_guard.check_policy() WHERE object ~ 'lint';
 SET ROLE lint_auditor;
 SELECT count(*) AS auditor_findings FROM pii_guard.check_policy() WHERE object ~ 'lint';
 SELECT count(*) > 0 AS auditor_reads_inventory FROM pii_guard.inventory;
+-- A table of the lint's working name, with a trigger, in the caller's
+-- temporary schema: dropped, its trigger never run with the lint's rights.
+CREATE TEMP TABLE seen (who name);
+CREATE TEMP TABLE _lint_access (profile regrole, base regclass, view_name text,
+    column_name name, kind text, access text);
+CREATE FUNCTION pg_temp.note_it() RETURNS trigger LANGUAGE plpgsql AS
+  'BEGIN INSERT INTO pg_temp.seen VALUES (current_user); RETURN NEW; END';
+CREATE TRIGGER note_it BEFORE INSERT ON _lint_access FOR EACH ROW EXECUTE FUNCTION pg_temp.note_it();
+SELECT count(*) AS auditor_findings FROM pii_guard.check_policy() WHERE object ~ 'lint';
+SELECT count(*) AS trigger_runs FROM pg_temp.seen;
+DROP TABLE pg_temp.seen;
+DROP FUNCTION pg_temp.note_it();
 RESET ROLE;
 SET ROLE lint_intern;
 SELECT * FROM pii_guard.check_policy();

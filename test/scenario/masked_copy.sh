@@ -26,8 +26,10 @@
 #  - each copy is an admin event; the intern may not copy (42501); an
 #    existing schema is refused (42P06), so are system schemas (22023);
 #  - the copy, made with its definer's rights, runs nothing of the caller's:
-#    a domain's check function (the column takes the base type); and copies
-#    only what the caller may read (a table it may not: skipped, noticed);
+#    a domain's check function (the column takes the base type), triggers
+#    on tables of its working names in the caller's temporary schema; and
+#    copies only what the caller may read (a table it may not: skipped,
+#    noticed);
 #  - a real value in an unprotected column (a plain table of phone numbers,
 #    a note quoting a phone number) makes the copy fail (22000) and leaves
 #    nothing behind;
@@ -159,6 +161,17 @@ pgg_is "a domain's check function is not run by the copy (its column takes the b
 	                                                           WHERE attrelid = 'dev4.tagged'::regclass AND attname = 'tag'")" "0 text"
 pgg_is "a table the caller may not read is not copied" "$(mc_sql "SELECT to_regclass('dev4.payroll') IS NULL")" t
 pgg_ok "  ... and the notice says so" grep -q 'table public.payroll not copied: you may not read it' "$mc_files/dev4.err"
+# Tables of the copy's working names, with triggers, in the caller's
+# temporary schema: dropped, their triggers never run with the copy's rights.
+pgg_is "the caller's temporary tables of the working names are not used" \
+	"$(mc_as crm_dba "CREATE TEMP TABLE seen (who name);
+	                  CREATE TEMP TABLE _anon_map (kind text, real text, fake text, attempt integer);
+	                  CREATE FUNCTION pg_temp.note_it() RETURNS trigger LANGUAGE plpgsql AS
+	                    'BEGIN INSERT INTO pg_temp.seen VALUES (current_user); RETURN NEW; END';
+	                  CREATE TRIGGER note_it BEFORE INSERT ON _anon_map FOR EACH ROW EXECUTE FUNCTION pg_temp.note_it();
+	                  SELECT count(*) > 0 FROM pii_guard.anonymize_into('dev6');
+	                  SELECT count(*) FROM pg_temp.seen" 2>/dev/null | tr '\n' ' ')" "t 0 "
+mc_as crm_dba "DROP SCHEMA dev6 CASCADE" >/dev/null 2>&1
 pgg_is "system schemas cannot be copied (22023)" \
 	"$(mc_sqlstate crm_dba "SELECT * FROM pii_guard.anonymize_into('dev5', '{pg_catalog}')")" 22023
 mc_as crm_dba "DROP TABLE tagged, who_ran; DROP DOMAIN checked_text; DROP FUNCTION note_runner(text)" >/dev/null
