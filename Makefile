@@ -62,6 +62,7 @@ REGRESS = \
 	mask \
 	detect \
 	policy_lint \
+	subject \
 	keys \
 	masking_views \
 	lookup \

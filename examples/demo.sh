@@ -353,6 +353,15 @@ as mgr_eve -c "SELECT id, name, birth_date, phone, national_id, bank_card, email
 note "Each phone keeps its prefix, each card its issuer and a valid Luhn digit, each ID its province and a valid check digit; the copy holds no real value (checked before anonymize_into returned). bin/pii_guard_dump makes the same as a plain-SQL dump."
 
 #--------------------------------------------------------------------------
+# 13. A customer asks what is held about them and who saw it.
+#--------------------------------------------------------------------------
+audit_settle
+heading "13. Customer $K asks what is held about them and who saw it (the auditor answers)"
+as audit_ann -c "SELECT section, item, value, at::timestamp(0), by_role, detail
+  FROM pii_guard.subject_report('customers', '$K')"
+note "Values as the auditor sees them (masked: no clearance); an approval for this row would show them in clear. pii_guard.erase_subject() deletes the row on request, audited."
+
+#--------------------------------------------------------------------------
 # The end.
 #--------------------------------------------------------------------------
 heading "Done in $(elapsed) s"

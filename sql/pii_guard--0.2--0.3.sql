@@ -1436,12 +1436,7 @@ BEGIN
                               DETAIL = coalesce(@extschema@._mask_problem(fn), 'The function does not exist.'),
                               HINT = 'Correct the column''s mask with pii_guard.protect_column(), then copy again.';
                 END IF;
-                expr := format('%s(%s', fn::oid::regproc, val);
-                FOR i IN 1 .. coalesce(cardinality(col.mask_args), 0) LOOP
-                    expr := expr || format(', %L::%s', col.mask_args[i],
-                                           format_type((SELECT p.proargtypes[i] FROM pg_proc p WHERE p.oid = fn), NULL));
-                END LOOP;
-                expr := expr || ')';
+                expr := @extschema@._mask_expr(fn, col.mask_args, val);
                 masked := masked || col.attname;
             ELSIF col.protected OR col.enc THEN
                 -- hidden (no mask), or encrypted but not protected: nothing of it
@@ -1832,12 +1827,7 @@ BEGIN
         CONTINUE WHEN r.kind IS NOT NULL AND r.kind <> 'cn_name';
         -- two values of the column's kind, of different lengths, masked
         s := CASE WHEN r.kind = 'cn_name' THEN ARRAY['王芳', '欧阳娜娜'] ELSE ARRAY['ok', 'a longer free text'] END;
-        call := format('SELECT %s($1', fn::oid::regproc);
-        FOR i IN 1 .. coalesce(cardinality(r.mask_args), 0) LOOP
-            call := call || format(', %L::%s', r.mask_args[i],
-                                   format_type((SELECT p.proargtypes[i] FROM pg_proc p WHERE p.oid = fn), NULL));
-        END LOOP;
-        call := call || ')';
+        call := 'SELECT ' || @extschema@._mask_expr(fn, r.mask_args, '$1');
         EXECUTE call INTO m1 USING s[1];
         EXECUTE call INTO m2 USING s[2];
         IF length(m2) - length(m1) = length(s[2]) - length(s[1]) THEN
@@ -1945,3 +1935,254 @@ $$;
 REVOKE ALL ON FUNCTION @extschema@._new_column_classified() FROM PUBLIC;
 CREATE TRIGGER column_rules_classified AFTER UPDATE OR DELETE ON @extschema@.column_rules
     FOR EACH ROW EXECUTE FUNCTION @extschema@._new_column_classified();
+
+-- A mask function's call on the SQL expression val, with its constant
+-- extra arguments typed as the function declares them.
+CREATE FUNCTION @extschema@._mask_expr(fn regprocedure, args text[], val text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('%s(%s%s)', fn::oid::regproc, val,
+                  coalesce((SELECT string_agg(format(', %L::%s', args[i], format_type(p.proargtypes[i], NULL)), '' ORDER BY i)
+                              FROM pg_proc p, generate_subscripts(args, 1) i WHERE p.oid = fn), ''))
+$$;
+REVOKE ALL ON FUNCTION @extschema@._mask_expr(regprocedure, text[], text) FROM PUBLIC;
+
+-- The protected base table tbl names (itself, or its masking view), or an
+-- error; its row key column and that column's type (a domain's base type:
+-- a domain's check would run its maker's functions).
+CREATE FUNCTION @extschema@._subject_table(tbl regclass, OUT base regclass, OUT relation text,
+                                           OUT key_col name, OUT key_type text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    SELECT p.base, format('%I.%I', p.view_schema, p.view_name), p.row_key
+      INTO base, relation, key_col
+      FROM @extschema@.protected_tables p
+     WHERE p.base = tbl OR to_regclass(format('%I.%I', p.view_schema, p.view_name)) = tbl;
+    IF base IS NULL THEN
+        RAISE EXCEPTION 'table % is not protected by pii_guard', tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Name a protected table (or its masking view): its row key identifies the person.';
+    END IF;
+    SELECT @extschema@._copy_type(a.atttypid, a.atttypmod) INTO key_type
+      FROM pg_attribute a WHERE a.attrelid = base AND a.attname = key_col;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._subject_table(regclass) FROM PUBLIC;
+
+-- The customer's request to know what is held and who saw it: for the row
+-- of tbl whose row key is row_key -- what is held, column by column (its
+-- level, and its value as the caller sees it: clear, masked or hidden, by
+-- the caller's clearance and approvals), the approvals that named the row,
+-- the rows of other protected tables that refer to it, and from the audit
+-- trail every read, export and change of it: when, by whom, which
+-- columns, clear or masked.  For pii_guard_auditor (the person who answers
+-- such requests; administrators do not read the audit trail); each report
+-- is an admin event naming the columns it showed in clear.
+CREATE FUNCTION @extschema@._subject_report(caller regrole, tbl regclass, subject text)
+RETURNS TABLE (section text, item text, value text, at timestamptz, by_role text, detail text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t        record;
+    a        record;
+    acc      text;
+    expr     text;
+    fn       regprocedure;
+    found    boolean;
+    shown    name[] := '{}';
+BEGIN
+    IF NOT pg_has_role(session_user, caller, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to report as role %', caller
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT * INTO t FROM @extschema@._subject_table(tbl);
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I = $1::%s)', t.base, t.key_col, t.key_type)
+       INTO found USING subject;
+    IF NOT found THEN
+        RAISE EXCEPTION 'no row of % has row key %', t.relation, subject
+            USING ERRCODE = 'no_data_found';
+    END IF;
+
+    -- held: every column, as the caller sees it
+    FOR a IN SELECT att.attname, att.atttypid, r.column_name IS NOT NULL AS protected, r.level,
+                    r.mask_function, r.mask_args
+               FROM pg_attribute att
+               LEFT JOIN @extschema@.column_rules r ON r.base = t.base AND r.column_name = att.attname
+              WHERE att.attrelid = t.base AND att.attnum > 0 AND NOT att.attisdropped
+              ORDER BY att.attnum LOOP
+        acc := CASE WHEN NOT a.protected THEN 'clear'
+                    ELSE @extschema@.column_access(caller::oid, t.base, a.attname) END;
+        -- (a live approval of this row, for the caller, shows it in clear)
+        IF acc <> 'clear' AND EXISTS (
+               SELECT 1 FROM @extschema@.grants g
+                WHERE g.kind = 'unmask' AND g.base = t.base AND g.revoked_at IS NULL
+                  AND now() >= g.valid_from AND now() < g.valid_until
+                  AND pg_has_role(caller, g.role, 'USAGE')
+                  AND (g.row_keys IS NULL OR subject = ANY (g.row_keys))
+                  AND (g.columns IS NULL OR a.attname = ANY (g.columns))) THEN
+            acc := 'clear';
+        END IF;
+        IF acc = 'clear' AND a.protected THEN
+            shown := shown || a.attname;
+        END IF;
+        expr := CASE WHEN a.atttypid = '@extschema@.encrypted_text'::regtype THEN format('@extschema@.decrypt(%I)', a.attname)
+                     WHEN a.atttypid = '@extschema@.encrypted_bytea'::regtype THEN format('@extschema@.decrypt(%I)', a.attname)
+                     ELSE quote_ident(a.attname) END;
+        IF acc = 'masked' THEN
+            fn := to_regprocedure(a.mask_function);
+            IF fn IS NULL OR @extschema@._mask_problem(fn) IS NOT NULL THEN
+                acc := 'hidden';
+            ELSE
+                expr := @extschema@._mask_expr(fn, a.mask_args, expr);
+            END IF;
+        END IF;
+        section := 'held'; item := a.attname; at := NULL; by_role := NULL;
+        detail := format('%s, %s', coalesce(a.level::text, 'public'), acc);
+        IF acc = 'hidden' THEN
+            value := NULL;
+        ELSE
+            -- (format's %s: the type's output function, never a cast someone wrote)
+            EXECUTE format('SELECT format(''%%s'', %s) FROM %s WHERE %I = $1::%s', expr, t.base, t.key_col, t.key_type)
+               INTO value USING subject;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    PERFORM @extschema@._audit_admin('subject_report',
+        format('subject report of %s row %s for %s; in clear: %s', t.relation, subject, caller,
+               coalesce(nullif(array_to_string(shown, ', '), ''), 'nothing protected')));
+
+    -- approvals that named the row
+    FOR a IN SELECT g.* FROM @extschema@.grants g
+              WHERE g.base = t.base AND subject = ANY (g.row_keys) ORDER BY g.grant_id LOOP
+        section := 'approval'; item := format('%s grant %s', a.kind, a.grant_id);
+        value := array_to_string(a.columns, ', '); at := a.valid_from; by_role := a.role::text;
+        detail := format('until %s, approved by %s: %s%s', a.valid_until, a.approver, a.reason,
+                         CASE WHEN a.revoked_at IS NOT NULL THEN format(' (revoked %s)', a.revoked_at) ELSE '' END);
+        RETURN NEXT;
+    END LOOP;
+
+    -- rows of other tables that refer to it
+    FOR a IN SELECT k.conrelid::regclass AS rel, (SELECT att.attname FROM pg_attribute att
+                                                   WHERE att.attrelid = k.conrelid AND att.attnum = k.conkey[1]) AS col
+               FROM pg_constraint k
+              WHERE k.contype = 'f' AND k.confrelid = t.base AND cardinality(k.conkey) = 1
+                AND (SELECT att.attname FROM pg_attribute att
+                      WHERE att.attrelid = k.confrelid AND att.attnum = k.confkey[1]) = t.key_col
+              ORDER BY 1 LOOP
+        section := 'related'; item := coalesce((SELECT format('%I.%I', p.view_schema, p.view_name)
+                                                  FROM @extschema@.protected_tables p WHERE p.base = a.rel),
+                                                 a.rel::text);
+        EXECUTE format('SELECT count(*)::text FROM %s WHERE %I = $1::%s', a.rel, a.col, t.key_type)
+           INTO value USING subject;
+        at := NULL; by_role := NULL; detail := format('rows whose %I is %s', a.col, subject);
+        RETURN NEXT;
+    END LOOP;
+
+    -- every read, export and change the audit trail records of it
+    FOR a IN SELECT l.event_time, l.kind, l.operation, l.session_role, l.acting_role, l.application_name,
+                    CASE WHEN subject = ANY (l.row_keys) THEN 'clear' ELSE 'masked' END AS access,
+                    CASE WHEN subject = ANY (l.row_keys)
+                         THEN coalesce(l.columns_clear, l.columns_changed) ELSE l.columns_masked END AS columns
+               FROM @extschema@.audit_log l
+              WHERE l.relation = t.relation AND l.kind IN ('read', 'export', 'write')
+                AND (subject = ANY (l.row_keys) OR subject = ANY (l.row_keys_masked))
+              ORDER BY l.event_time, l.event_id LOOP
+        section := CASE a.kind WHEN 'write' THEN 'changed' WHEN 'export' THEN 'exported' ELSE 'read' END;
+        item := a.operation; value := array_to_string(a.columns, ', '); at := a.event_time;
+        by_role := CASE WHEN a.acting_role = a.session_role THEN a.session_role
+                        ELSE format('%s (as %s)', a.session_role, a.acting_role) END;
+        detail := CASE WHEN a.kind = 'write' THEN 'changed' ELSE a.access END
+                  || coalesce(', by ' || nullif(a.application_name, ''), '');
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._subject_report(regrole, regclass, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._subject_report(regrole, regclass, text) TO pii_guard_auditor;
+
+CREATE FUNCTION @extschema@.subject_report(tbl regclass, row_key text)
+RETURNS TABLE (section text, item text, value text, at timestamptz, by_role text, detail text)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM @extschema@._subject_report(current_user::regrole, tbl, row_key)
+$$;
+REVOKE ALL ON FUNCTION @extschema@.subject_report(regclass, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.subject_report(regclass, text) TO pii_guard_auditor;
+COMMENT ON FUNCTION @extschema@.subject_report(regclass, text) IS
+    'a data subject''s request: what is held about the row (as the caller sees it), its approvals, related rows, and every read, export and change of it in the audit trail';
+
+-- The right to deletion: the row of tbl whose row key is row_key is
+-- deleted through its masking view, with the caller's own privileges (the
+-- DELETE privilege, row-level security, the view's write path; what its
+-- foreign keys cascade to goes too, a foreign key that restricts stops it,
+-- 23503), then recorded as an admin event with the reason and the count,
+-- once _audit_erasure has seen that the row is gone.  Its row key stays in
+-- the audit trail, as the record of the erasure and of what was done with
+-- the data before.  (Not with the definer's rights: triggers the table's
+-- owner put on it would run with them.)
+CREATE FUNCTION @extschema@._audit_erasure(caller regrole, tbl regclass, subject text, reason text, n bigint)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t      record;
+    still  boolean;
+BEGIN
+    IF NOT pg_has_role(session_user, caller, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to erase as role %', caller
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT * INTO t FROM @extschema@._subject_table(tbl);
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I = $1::%s)', t.base, t.key_col, t.key_type)
+       INTO still USING subject;
+    IF still OR n < 1 THEN
+        RAISE EXCEPTION 'row % of % was not erased', subject, t.relation
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    PERFORM @extschema@._audit_admin('erase_subject',
+        format('%s row %s erased by %s: %s', t.relation, subject, caller, reason));
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._audit_erasure(regrole, regclass, text, text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._audit_erasure(regrole, regclass, text, text, bigint) TO pii_guard_admin;
+GRANT EXECUTE ON FUNCTION @extschema@._subject_table(regclass), @extschema@._copy_type(oid, integer) TO pii_guard_admin;
+
+CREATE FUNCTION @extschema@.erase_subject(tbl regclass, row_key text, reason text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t  record;
+    n  bigint;
+BEGIN
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'an erasure needs a reason'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Say why, e.g. the customer''s request and its reference.';
+    END IF;
+    SELECT * INTO t FROM @extschema@._subject_table(tbl);
+    EXECUTE format('DELETE FROM %s WHERE %I = $1::%s', t.relation, t.key_col, t.key_type) USING row_key;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n = 0 THEN
+        RAISE EXCEPTION 'no row of % has row key %', t.relation, row_key
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'Or row-level security hides it from you.';
+    END IF;
+    PERFORM @extschema@._audit_erasure(current_user::regrole, tbl, row_key, reason, n);
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.erase_subject(regclass, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.erase_subject(regclass, text, text) TO pii_guard_admin;
+COMMENT ON FUNCTION @extschema@.erase_subject(regclass, text, text) IS
+    'the right to deletion: the person''s row deleted (with what its foreign keys cascade to), audited with the reason';
