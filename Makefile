@@ -63,6 +63,7 @@ REGRESS = \
 	detect \
 	policy_lint \
 	subject \
+	data_retention \
 	keys \
 	masking_views \
 	lookup \

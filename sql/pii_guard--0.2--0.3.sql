@@ -2186,3 +2186,170 @@ REVOKE ALL ON FUNCTION @extschema@.erase_subject(regclass, text, text) FROM PUBL
 GRANT EXECUTE ON FUNCTION @extschema@.erase_subject(regclass, text, text) TO pii_guard_admin;
 COMMENT ON FUNCTION @extschema@.erase_subject(regclass, text, text) IS
     'the right to deletion: the person''s row deleted (with what its foreign keys cascade to), audited with the reason';
+
+-- Retention: how long the rows of a protected table are kept -- keep after
+-- the date in date_column -- and what happens to them then: deleted, or
+-- anonymised (every protected column set to NULL, a NOT NULL text column
+-- to ''; the row stays for the statistics and foreign keys that need it).
+-- CALL pii_guard.apply_retention() does it in batches,
+-- committing each and recording it as an admin event with its count, so
+-- that an interrupted run loses nothing and the next one goes on.
+CREATE TABLE @extschema@.retention_rules (
+    base          regclass PRIMARY KEY REFERENCES @extschema@.protected_tables ON DELETE CASCADE,
+    date_column   name NOT NULL,
+    keep          interval NOT NULL CHECK (keep > interval '0'),
+    action        text NOT NULL CHECK (action IN ('delete', 'anonymize')),
+    batch_rows    integer NOT NULL DEFAULT 1000 CHECK (batch_rows > 0),
+    last_applied  timestamptz
+);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.retention_rules', '');
+REVOKE ALL ON @extschema@.retention_rules FROM PUBLIC;
+GRANT SELECT ON @extschema@.retention_rules TO pii_guard_admin, pii_guard_auditor;
+
+CREATE FUNCTION @extschema@.set_retention(tbl regclass, date_column name, keep interval,
+                                          action text DEFAULT 'delete', batch_rows integer DEFAULT 1000)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t    record;
+    typ  regtype;
+BEGIN
+    SELECT * INTO t FROM @extschema@._subject_table(tbl);
+    IF keep IS NULL THEN
+        DELETE FROM @extschema@.retention_rules r WHERE r.base = t.base;
+        PERFORM @extschema@._audit_admin('set_retention', format('%s: no retention rule', t.relation));
+        RETURN;
+    END IF;
+    SELECT a.atttypid INTO typ FROM pg_attribute a
+     WHERE a.attrelid = t.base AND a.attname = date_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF typ IS NULL OR typ NOT IN ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype) THEN
+        RAISE EXCEPTION 'column "%" of % is not a date', date_column, t.relation
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Name a column of type date, timestamp or timestamptz: rows are kept for keep after it.';
+    END IF;
+    IF action IS NULL OR action NOT IN ('delete', 'anonymize') THEN
+        RAISE EXCEPTION 'retention action must be delete or anonymize'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF action = 'anonymize' AND EXISTS (
+           SELECT 1 FROM @extschema@.column_rules c JOIN pg_attribute a
+                  ON a.attrelid = c.base AND a.attname = c.column_name
+            WHERE c.base = t.base AND a.attnotnull
+              AND a.atttypid NOT IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype)) THEN
+        RAISE EXCEPTION 'the protected columns of % cannot all be anonymised', t.relation
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Anonymising sets each protected column to NULL (a NOT NULL text column to an empty string); a NOT NULL column of another type cannot be.',
+                  HINT = 'Delete the rows instead, or drop that column''s NOT NULL.';
+    END IF;
+    IF keep <= interval '0' OR batch_rows IS NULL OR batch_rows < 1 THEN
+        RAISE EXCEPTION 'retention needs a positive keep and batch_rows'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO @extschema@.retention_rules AS r (base, date_column, keep, action, batch_rows)
+    VALUES (t.base, date_column, keep, action, batch_rows)
+    ON CONFLICT ON CONSTRAINT retention_rules_pkey DO UPDATE
+       SET date_column = EXCLUDED.date_column, keep = EXCLUDED.keep, action = EXCLUDED.action,
+           batch_rows = EXCLUDED.batch_rows;
+    PERFORM @extschema@._audit_admin('set_retention',
+        format('%s: %s rows %s after %I, in batches of %s', t.relation, action, keep, date_column, batch_rows));
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.set_retention(regclass, name, interval, text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.set_retention(regclass, name, interval, text, integer) TO pii_guard_admin;
+COMMENT ON FUNCTION @extschema@.set_retention(regclass, name, interval, text, integer) IS
+    'the retention rule of a protected table: delete or anonymize its rows keep after date_column (keep NULL: no rule)';
+
+-- One batch of one rule, with the caller's privileges on the base table
+-- (the table's owner, or whoever it let): at most batch_rows of the rows
+-- expired at cutoff (anonymise: those not anonymised yet); how many.
+CREATE FUNCTION @extschema@._retention_batch(tbl regclass, cutoff timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r       record;
+    t       record;
+    sets    text;
+    todo    text;
+    n       bigint;
+BEGIN
+    SELECT * INTO r FROM @extschema@.retention_rules WHERE base = tbl;
+    SELECT * INTO t FROM @extschema@._subject_table(tbl);
+    IF r.action = 'delete' THEN
+        EXECUTE format('DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s WHERE %I < $1 LIMIT %s))',
+                       t.base, t.base, r.date_column, r.batch_rows)
+          USING cutoff;
+    ELSE
+        SELECT string_agg(format('%I = %s', a.attname, CASE WHEN a.attnotnull THEN quote_literal('') ELSE 'NULL' END), ', '),
+               string_agg(format('%I %s', a.attname,
+                                 CASE WHEN a.attnotnull THEN '<> ' || quote_literal('') ELSE 'IS NOT NULL' END), ' OR ')
+          INTO sets, todo
+          FROM @extschema@.column_rules c JOIN pg_attribute a ON a.attrelid = c.base AND a.attname = c.column_name
+         WHERE c.base = t.base;
+        IF sets IS NULL THEN
+            RETURN 0;
+        END IF;
+        EXECUTE format('UPDATE %s SET %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s WHERE %I < $1 AND (%s) LIMIT %s))',
+                       t.base, sets, t.base, r.date_column, todo, r.batch_rows)
+          USING cutoff;
+    END IF;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._retention_batch(regclass, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._retention_batch(regclass, timestamptz) TO pii_guard_admin;
+
+-- (the admin event of a committed batch, and the rule's last run)
+CREATE FUNCTION @extschema@._audit_retention(tbl regclass, n bigint, cutoff timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r  record;
+BEGIN
+    SELECT * INTO r FROM @extschema@.retention_rules WHERE base = tbl;
+    UPDATE @extschema@.retention_rules SET last_applied = now() WHERE base = tbl;
+    IF n > 0 THEN
+        PERFORM @extschema@._audit_admin('apply_retention',
+            format('%s: %s rows %s (%I before %s)', (SELECT x.relation FROM @extschema@._subject_table(tbl) x),
+                   n, CASE r.action WHEN 'delete' THEN 'deleted' ELSE 'anonymised' END, r.date_column, cutoff));
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._audit_retention(regclass, bigint, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._audit_retention(regclass, bigint, timestamptz) TO pii_guard_admin;
+
+CREATE PROCEDURE @extschema@.apply_retention(max_rows bigint DEFAULT NULL)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    r       record;
+    n       bigint;
+    total   bigint := 0;
+    cutoff  timestamptz;
+BEGIN
+    FOR r IN SELECT base, keep FROM @extschema@.retention_rules ORDER BY base::text LOOP
+        cutoff := now() - r.keep;
+        LOOP
+            n := @extschema@._retention_batch(r.base, cutoff);
+            PERFORM @extschema@._audit_retention(r.base, n, cutoff);
+            COMMIT;
+            total := total + n;
+            EXIT WHEN n = 0 OR (max_rows IS NOT NULL AND total >= max_rows);
+        END LOOP;
+        EXIT WHEN max_rows IS NOT NULL AND total >= max_rows;
+    END LOOP;
+    RAISE NOTICE 'pii_guard retention: % rows', total;
+END
+$$;
+REVOKE ALL ON PROCEDURE @extschema@.apply_retention(bigint) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE @extschema@.apply_retention(bigint) TO pii_guard_admin;
+COMMENT ON PROCEDURE @extschema@.apply_retention(bigint) IS
+    'the retention rules applied: expired rows deleted or anonymised in batches, each committed and audited with its count (max_rows: stop after about that many)';
