@@ -1233,6 +1233,23 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION @extschema@._column_kind(regclass, name, text) FROM PUBLIC;
 
+-- A definer function told by its invoker-rights wrapper whom it acts for
+-- checks that the session may be that role (called directly, it could be
+-- told anyone).
+CREATE FUNCTION @extschema@._acting_as(caller regrole, what text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF caller IS NULL OR NOT pg_has_role(session_user, caller, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to % as role %', what, caller
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._acting_as(regrole, text) FROM PUBLIC;
+
 -- The type of a column in a masked copy: a domain's base type (its
 -- checks would run the functions of whoever made it, as the definer),
 -- arrays of domains likewise; composite types are not copied.
@@ -1291,10 +1308,7 @@ DECLARE
     leaks    text := '';
     con      record;
 BEGIN
-    IF NOT pg_has_role(session_user, caller, 'MEMBER') THEN
-        RAISE EXCEPTION 'permission denied to make a copy as role %', caller
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
+    PERFORM @extschema@._acting_as(caller, 'make a copy');
     IF target IS NULL OR to_regnamespace(quote_ident(target)) IS NOT NULL THEN
         RAISE EXCEPTION 'schema "%" already exists', target
             USING ERRCODE = 'duplicate_schema',
@@ -1997,10 +2011,7 @@ DECLARE
     found    boolean;
     shown    name[] := '{}';
 BEGIN
-    IF NOT pg_has_role(session_user, caller, 'MEMBER') THEN
-        RAISE EXCEPTION 'permission denied to report as role %', caller
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
+    PERFORM @extschema@._acting_as(caller, 'report');
     SELECT * INTO t FROM @extschema@._subject_table(tbl);
     EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I = $1::%s)', t.base, t.key_col, t.key_type)
        INTO found USING subject;
@@ -2137,10 +2148,7 @@ DECLARE
     t      record;
     still  boolean;
 BEGIN
-    IF NOT pg_has_role(session_user, caller, 'MEMBER') THEN
-        RAISE EXCEPTION 'permission denied to erase as role %', caller
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
+    PERFORM @extschema@._acting_as(caller, 'erase');
     SELECT * INTO t FROM @extschema@._subject_table(tbl);
     EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I = $1::%s)', t.base, t.key_col, t.key_type)
        INTO still USING subject;
