@@ -2078,6 +2078,17 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
+    -- the customer's consents
+    FOR a IN SELECT c.* FROM @extschema@.consents c
+              WHERE c.base = t.base AND c.row_key = subject ORDER BY c.consent_id LOOP
+        section := 'consent'; item := a.purpose;
+        value := coalesce(array_to_string(a.columns, ', '), 'all protected columns');
+        at := a.given_at; by_role := a.recorded_by::text;
+        detail := a.how || CASE WHEN a.withdrawn_at IS NOT NULL
+                                THEN format('; withdrawn %s (%s)', a.withdrawn_at, a.withdrawn_how) ELSE '' END;
+        RETURN NEXT;
+    END LOOP;
+
     -- rows of other tables that refer to it
     FOR a IN SELECT k.conrelid::regclass AS rel, (SELECT att.attname FROM pg_attribute att
                                                    WHERE att.attrelid = k.conrelid AND att.attnum = k.conkey[1]) AS col
@@ -2361,3 +2372,134 @@ REVOKE ALL ON PROCEDURE @extschema@.apply_retention(bigint) FROM PUBLIC;
 GRANT EXECUTE ON PROCEDURE @extschema@.apply_retention(bigint) TO pii_guard_admin;
 COMMENT ON PROCEDURE @extschema@.apply_retention(bigint) IS
     'the retention rules applied: expired rows deleted or anonymised in batches, each committed and audited with its count (max_rows: stop after about that many)';
+
+-- Purposes and consents (recorded; what masking views do with them is the
+-- next step): the purposes personal data may be used for, and each
+-- customer's consent to a purpose -- row key, purpose, the columns it
+-- covers (NULL: all), when, how it was given, who recorded it, and when and
+-- how it was withdrawn.  Written only through record_consent() and
+-- withdraw_consent(), each an admin event.
+CREATE TABLE @extschema@.purposes (
+    purpose      text PRIMARY KEY CHECK (purpose ~ '^[a-z][a-z0-9_]*$'),
+    description  text NOT NULL
+);
+CREATE TABLE @extschema@.consents (
+    consent_id     bigserial PRIMARY KEY,
+    base           regclass NOT NULL REFERENCES @extschema@.protected_tables ON DELETE CASCADE,
+    row_key        text NOT NULL,
+    purpose        text NOT NULL REFERENCES @extschema@.purposes,
+    columns        name[],
+    given_at       timestamptz NOT NULL,
+    how            text NOT NULL CHECK (how <> ''),
+    recorded_by    name NOT NULL DEFAULT session_user,
+    withdrawn_at   timestamptz,
+    withdrawn_how  text,
+    CHECK (withdrawn_at IS NULL OR withdrawn_at >= given_at)
+);
+CREATE INDEX consents_subject ON @extschema@.consents (base, row_key);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.purposes', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.consents', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.consents_consent_id_seq', '');
+REVOKE ALL ON @extschema@.purposes, @extschema@.consents FROM PUBLIC;
+GRANT SELECT ON @extschema@.purposes, @extschema@.consents TO pii_guard_admin, pii_guard_auditor;
+-- (pg_dump reads the sequences of the tables it dumps: see the owner's recipe)
+GRANT SELECT ON SEQUENCE @extschema@.consents_consent_id_seq TO pii_guard_admin, pii_guard_auditor;
+
+CREATE FUNCTION @extschema@.define_purpose(purpose text, description text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF purpose IS NULL OR purpose !~ '^[a-z][a-z0-9_]*$' OR coalesce(btrim(description), '') = '' THEN
+        RAISE EXCEPTION 'a purpose is a lower-case word with a description'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'e.g. define_purpose(''marketing'', ''offers by e-mail and SMS'').';
+    END IF;
+    INSERT INTO @extschema@.purposes AS p VALUES (purpose, description)
+    ON CONFLICT ON CONSTRAINT purposes_pkey DO UPDATE SET description = EXCLUDED.description;
+    PERFORM @extschema@._audit_admin('define_purpose', format('%s: %s', purpose, description));
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.define_purpose(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.define_purpose(text, text) TO pii_guard_admin;
+
+-- (whoever the DBA lets record consents -- the application's role that
+-- collects them, say -- is granted EXECUTE on these two)
+CREATE FUNCTION @extschema@.record_consent(tbl regclass, row_key text, purpose text, how text,
+                                           columns name[] DEFAULT NULL, given_at timestamptz DEFAULT now())
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t     record;
+    here  boolean;
+    id    bigint;
+BEGIN
+    SELECT * INTO t FROM @extschema@._subject_table(tbl);
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.purposes p WHERE p.purpose = record_consent.purpose) THEN
+        RAISE EXCEPTION 'no purpose "%"', purpose
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'An administrator defines purposes with pii_guard.define_purpose().';
+    END IF;
+    IF coalesce(btrim(how), '') = '' OR given_at IS NULL OR given_at > now() THEN
+        RAISE EXCEPTION 'a consent needs how it was given and when (not later than now)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(columns) c
+                WHERE NOT EXISTS (SELECT 1 FROM @extschema@.column_rules r
+                                   WHERE r.base = t.base AND r.column_name = c)) THEN
+        RAISE EXCEPTION 'a consent names a column of % that is not protected', t.relation
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I = $1::%s)', t.base, t.key_col, t.key_type)
+       INTO here USING row_key;
+    IF NOT here THEN
+        RAISE EXCEPTION 'no row of % has row key %', t.relation, row_key
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    INSERT INTO @extschema@.consents (base, row_key, purpose, columns, given_at, how)
+    VALUES (t.base, row_key, purpose, columns, given_at, how)
+    RETURNING consent_id INTO id;
+    PERFORM @extschema@._audit_admin('record_consent',
+        format('consent %s: %s row %s for %s%s, given %s (%s)', id, t.relation, row_key, purpose,
+               coalesce(' on ' || array_to_string(columns, ', '), ''), given_at, how));
+    RETURN id;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.record_consent(regclass, text, text, text, name[], timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.record_consent(regclass, text, text, text, name[], timestamptz) TO pii_guard_admin;
+
+CREATE FUNCTION @extschema@.withdraw_consent(tbl regclass, row_key text, purpose text, how text)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t  record;
+    n  integer;
+BEGIN
+    SELECT * INTO t FROM @extschema@._subject_table(tbl);
+    IF coalesce(btrim(how), '') = '' THEN
+        RAISE EXCEPTION 'a withdrawal needs how it was made'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE @extschema@.consents c SET withdrawn_at = now(), withdrawn_how = withdraw_consent.how
+     WHERE c.base = t.base AND c.row_key = withdraw_consent.row_key
+       AND c.purpose = withdraw_consent.purpose AND c.withdrawn_at IS NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n = 0 THEN
+        RAISE EXCEPTION 'row % of % has no live consent for %', row_key, t.relation, purpose
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    PERFORM @extschema@._audit_admin('withdraw_consent',
+        format('%s row %s withdrew its consent for %s (%s)', t.relation, row_key, purpose, how));
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.withdraw_consent(regclass, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.withdraw_consent(regclass, text, text, text) TO pii_guard_admin;

@@ -80,6 +80,30 @@ RESET ROLE;
 SELECT * FROM pii_guard.subject_report('subj.members', '99');
 SELECT * FROM pii_guard.subject_report('pg_class', '1');
 
+-- Consents: purposes an administrator defines; consents recorded and
+-- withdrawn through functions, each an admin event; in the report.
+SELECT pii_guard.define_purpose('marketing', 'offers by SMS and e-mail');
+SELECT pii_guard.define_purpose('Bad Name', 'x');
+SELECT pii_guard.record_consent('subj.members', '1', 'marketing', 'web form v3', '{phone}',
+                                timestamptz '2026-01-05 10:00+08') AS consent_id;
+SELECT pii_guard.record_consent('subj.members', '1', 'service', 'web form v3');
+SELECT pii_guard.record_consent('subj.members', '99', 'marketing', 'web form v3');
+SELECT pii_guard.record_consent('subj.members', '1', 'marketing', 'web form v3', '{tier}');
+SELECT pii_guard.record_consent('subj.members', '1', 'marketing', '');
+SELECT pii_guard.withdraw_consent('subj.members', '1', 'marketing', 'phone call') AS withdrawn;
+SELECT pii_guard.withdraw_consent('subj.members', '1', 'marketing', 'phone call');
+SET ROLE subj_clerk;
+SELECT pii_guard.record_consent('subj.members', '2', 'marketing', 'forged');
+SELECT count(*) FROM pii_guard.consents;
+RESET ROLE;
+SET ROLE subj_dpo;
+SELECT section, item, value, by_role, regexp_replace(detail, 'withdrawn [^(]*', 'withdrawn … ') AS detail
+  FROM pii_guard.subject_report('subj.members', '1') WHERE section = 'consent';
+RESET ROLE;
+SELECT operation, regexp_replace(detail, ', given .*', ', given …') AS detail FROM pii_guard.audit_log
+ WHERE kind = 'admin' AND operation IN ('define_purpose', 'record_consent', 'withdraw_consent')
+   AND event_id > :start ORDER BY event_id;
+
 -- Erasure: by an admin, with a reason, through the masking view with the
 -- admin's own privileges; the tickets cascade; audited.  A trigger the
 -- table's owner put on it runs with the admin's rights, not a superuser's.
@@ -111,4 +135,5 @@ SET client_min_messages = warning;
 DROP SCHEMA subj CASCADE;
 DROP SCHEMA subj_pii CASCADE;
 SELECT pii_guard.drop_profile('subj_clerk');
+DELETE FROM pii_guard.purposes;
 DROP ROLE subj_clerk, subj_dpo, subj_admin, subj_approver;
