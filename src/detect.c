@@ -352,65 +352,50 @@ static bool
 detect_landline(const DetectValue *v)
 {
 	DetectValue w;
-	int			end = v->n;
-	int			i;
+	int			digits = 0;
+	int			mark;
+	int			k = 0;
 
-	/* an extension: strip it */
-	i = end - 1;
-	while (i >= 0 && is_digit(v->c[i]) && end - i <= 5)
-		i--;
-	if (i >= 0 && i < end - 1 && end - i - 1 <= 5)
+	/* an extension: the number before it, blanks trimmed, is a landline */
+	while (digits < v->n && digits <= 5 && is_digit(v->c[v->n - 1 - digits]))
+		digits++;
+	mark = v->n - 1 - digits;
+	if (digits >= 1 && digits <= 5 && mark > 0)
 	{
-		int			mark = i;
+		pg_wchar	c = v->c[mark];
 
-		if (v->c[mark] == 0x8F6C || v->c[mark] == 'x' || v->c[mark] == 'X' || v->c[mark] == '-')
-		{
-			int			k = mark;
-
-			while (k > 0 && v->c[k - 1] == ' ')
-				k--;
-			if (v->c[mark] != '-' || k == mark)
-			{
-				w.n = 0;
-				for (int j = 0; j < k; j++)
-					w.c[w.n++] = v->c[j];
-				if (w.n >= 10 && detect_landline(&w))
-					return true;
-			}
-		}
-		else if (mark >= 3 && (v->c[mark] == ' ' || v->c[mark] == '.') &&
+		if (c == 0x8F6C || c == 'x' || c == 'X' || (c == '-' && v->c[mark - 1] != ' '))
+			k = mark;
+		else if ((c == ' ' || c == '.') && mark >= 3 &&
 				 (v->c[mark - 1] == 't' || v->c[mark - 1] == 'T') &&
 				 (v->c[mark - 2] == 'x' || v->c[mark - 2] == 'X') &&
 				 (v->c[mark - 3] == 'e' || v->c[mark - 3] == 'E'))
+			k = mark - 3;
+		while (k > 0 && v->c[k - 1] == ' ')
+			k--;
+		if (k >= 10)
 		{
-			int			k = mark - 3;
-
-			while (k > 0 && v->c[k - 1] == ' ')
-				k--;
-			w.n = 0;
-			for (int j = 0; j < k; j++)
-				w.c[w.n++] = v->c[j];
-			if (w.n >= 10 && detect_landline(&w))
+			w.n = k;
+			memcpy(w.c, v->c, sizeof(pg_wchar) * k);
+			if (detect_landline(&w))
 				return true;
 		}
 	}
-	/* (area code) number */
+	/* (area code) number: as area code-number */
 	if (v->n > 6 && v->c[0] == '(')
 	{
 		int			close = 0;
 
-		for (i = 1; i < v->n && i <= 5; i++)
+		for (int i = 1; i < v->n && i <= 5 && close == 0; i++)
 			if (v->c[i] == ')')
-			{
 				close = i;
-				break;
-			}
 		if (close >= 4)
 		{
+			int			i = close + 1;
+
 			w.n = 0;
 			for (int j = 1; j < close; j++)
 				w.c[w.n++] = v->c[j];
-			i = close + 1;
 			if (i < v->n && (v->c[i] == ' ' || v->c[i] == '-'))
 				i++;
 			if (i < v->n)
