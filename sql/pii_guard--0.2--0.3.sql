@@ -1965,9 +1965,11 @@ REVOKE ALL ON FUNCTION @extschema@._mask_expr(regprocedure, text[], text) FROM P
 
 -- The protected base table tbl names (itself, or its masking view), or an
 -- error; its row key column and that column's type (a domain's base type:
--- a domain's check would run its maker's functions).
-CREATE FUNCTION @extschema@._subject_table(tbl regclass, OUT base regclass, OUT relation text,
-                                           OUT key_col name, OUT key_type text)
+-- a domain's check would run its maker's functions); and, when subject is
+-- given, whether a row has that row key (read with the caller's rights).
+CREATE FUNCTION @extschema@._subject_table(tbl regclass, subject text DEFAULT NULL,
+                                           OUT base regclass, OUT relation text,
+                                           OUT key_col name, OUT key_type text, OUT present boolean)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1983,9 +1985,13 @@ BEGIN
     END IF;
     SELECT @extschema@._copy_type(a.atttypid, a.atttypmod) INTO key_type
       FROM pg_attribute a WHERE a.attrelid = base AND a.attname = key_col;
+    IF subject IS NOT NULL THEN
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I = $1::%s)', base, key_col, key_type)
+           INTO present USING subject;
+    END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION @extschema@._subject_table(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._subject_table(regclass, text) FROM PUBLIC;
 
 -- The customer's request to know what is held and who saw it: for the row
 -- of tbl whose row key is row_key -- what is held, column by column (its
@@ -2008,14 +2014,11 @@ DECLARE
     acc      text;
     expr     text;
     fn       regprocedure;
-    found    boolean;
     shown    name[] := '{}';
 BEGIN
     PERFORM @extschema@._acting_as(caller, 'report');
-    SELECT * INTO t FROM @extschema@._subject_table(tbl);
-    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I = $1::%s)', t.base, t.key_col, t.key_type)
-       INTO found USING subject;
-    IF NOT found THEN
+    SELECT * INTO t FROM @extschema@._subject_table(tbl, subject);
+    IF NOT t.present THEN
         RAISE EXCEPTION 'no row of % has row key %', t.relation, subject
             USING ERRCODE = 'no_data_found';
     END IF;
@@ -2157,13 +2160,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t      record;
-    still  boolean;
 BEGIN
     PERFORM @extschema@._acting_as(caller, 'erase');
-    SELECT * INTO t FROM @extschema@._subject_table(tbl);
-    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I = $1::%s)', t.base, t.key_col, t.key_type)
-       INTO still USING subject;
-    IF still OR n < 1 THEN
+    SELECT * INTO t FROM @extschema@._subject_table(tbl, subject);
+    IF t.present OR n < 1 THEN
         RAISE EXCEPTION 'row % of % was not erased', subject, t.relation
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
@@ -2173,7 +2173,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION @extschema@._audit_erasure(regrole, regclass, text, text, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._audit_erasure(regrole, regclass, text, text, bigint) TO pii_guard_admin;
-GRANT EXECUTE ON FUNCTION @extschema@._subject_table(regclass), @extschema@._copy_type(oid, integer) TO pii_guard_admin;
+GRANT EXECUTE ON FUNCTION @extschema@._subject_table(regclass, text), @extschema@._copy_type(oid, integer) TO pii_guard_admin;
 
 CREATE FUNCTION @extschema@.erase_subject(tbl regclass, row_key text, reason text)
 RETURNS bigint
@@ -2436,7 +2436,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t     record;
-    here  boolean;
     id    bigint;
 BEGIN
     SELECT * INTO t FROM @extschema@._subject_table(tbl);
@@ -2455,9 +2454,7 @@ BEGIN
         RAISE EXCEPTION 'a consent names a column of % that is not protected', t.relation
             USING ERRCODE = 'undefined_column';
     END IF;
-    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I = $1::%s)', t.base, t.key_col, t.key_type)
-       INTO here USING row_key;
-    IF NOT here THEN
+    IF NOT (@extschema@._subject_table(tbl, row_key)).present THEN
         RAISE EXCEPTION 'no row of % has row key %', t.relation, row_key
             USING ERRCODE = 'no_data_found';
     END IF;

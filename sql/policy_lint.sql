@@ -69,6 +69,27 @@ ALTER FUNCTION lint_app.mask_note(text) IMMUTABLE;
 RESET client_min_messages;
 SELECT count(*) AS findings FROM pii_guard.check_policy() WHERE object ~ 'lint';
 
+-- The inventory's last reads come from the audit trail: the staff read a
+-- name in clear, the intern a phone masked.
+SET ROLE lint_staff;
+SELECT count(name) FROM lint_app.people WHERE id = 1;
+RESET ROLE;
+SET ROLE lint_intern;
+SELECT count(phone) FROM lint_app.people WHERE id = 1;
+RESET ROLE;
+DO $$
+BEGIN
+    FOR i IN 1 .. 100 LOOP
+        EXIT WHEN (SELECT count(*) FROM pii_guard.audit_log
+                    WHERE relation = 'lint_app.people' AND kind = 'read') >= 2;
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END
+$$;
+SELECT column_name, last_read IS NOT NULL AS read, last_read_clear IS NOT NULL AS read_clear
+  FROM pii_guard.inventory
+ WHERE table_name = 'lint_app.people' AND column_name IN ('name', 'phone', 'idno') ORDER BY column_name;
+
 -- Who may run them: admins and auditors, nobody else.
 SET ROLE lint_auditor;
 SELECT count(*) AS auditor_findings FROM pii_guard.check_policy() WHERE object ~ 'lint';

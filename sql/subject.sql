@@ -77,6 +77,18 @@ RESET ROLE;
 SET ROLE subj_admin;
 SELECT * FROM pii_guard.subject_report('subj.members', '1');
 RESET ROLE;
+-- The functions behind the wrappers check whom they are told they act
+-- for: the officer cannot report as another role, the admin cannot record
+-- an erasure as one.
+-- (as their sessions: SET ROLE from a superuser would leave the session
+-- a superuser's)
+SET SESSION AUTHORIZATION subj_dpo;
+SELECT count(*) FROM pii_guard._subject_report('subj_clerk', 'subj.members', '1');
+SELECT count(*) > 0 AS own_report FROM pii_guard._subject_report('subj_dpo', 'subj.members', '1');
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION subj_admin;
+SELECT pii_guard._audit_erasure('subj_clerk', 'subj.members', '1', 'forged', 1);
+RESET SESSION AUTHORIZATION;
 SELECT * FROM pii_guard.subject_report('subj.members', '99');
 SELECT * FROM pii_guard.subject_report('pg_class', '1');
 

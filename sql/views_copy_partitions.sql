@@ -96,6 +96,16 @@ SELECT conname, confrelid::regclass FROM pg_constraint
 INSERT INTO visits VALUES (1, 1, 3, NULL);
 INSERT INTO visits VALUES (2, 999, NULL, NULL);
 DROP TABLE visits;
+-- A governed role cannot use that to reach the base table (a foreign key
+-- would let it probe which keys exist): it holds no privilege there.
+GRANT CREATE ON SCHEMA vcp TO regress_vcp_clerk;
+SET ROLE regress_vcp_clerk;
+CREATE TABLE vcp.clerk_refs (id int PRIMARY KEY, person_id int REFERENCES people);
+CREATE TABLE vcp.clerk_refs (id int PRIMARY KEY, person_id int);
+ALTER TABLE vcp.clerk_refs ADD FOREIGN KEY (person_id) REFERENCES people (id);
+DROP TABLE vcp.clerk_refs;
+RESET ROLE;
+REVOKE CREATE ON SCHEMA vcp FROM regress_vcp_clerk;
 
 SELECT pii_guard.unprotect_table('people');
 SELECT pii_guard.unprotect_table('parts');
