@@ -2373,15 +2373,17 @@ GRANT EXECUTE ON PROCEDURE @extschema@.apply_retention(bigint) TO pii_guard_admi
 COMMENT ON PROCEDURE @extschema@.apply_retention(bigint) IS
     'the retention rules applied: expired rows deleted or anonymised in batches, each committed and audited with its count (max_rows: stop after about that many)';
 
--- Purposes and consents (recorded; what masking views do with them is the
--- next step): the purposes personal data may be used for, and each
+-- Purposes and consents: the purposes personal data may be used for
+-- (whether using it for one needs the customer's consent), and each
 -- customer's consent to a purpose -- row key, purpose, the columns it
 -- covers (NULL: all), when, how it was given, who recorded it, and when and
 -- how it was withdrawn.  Written only through record_consent() and
--- withdraw_consent(), each an admin event.
+-- withdraw_consent(), each an admin event.  What masking views do with
+-- them: see "Purposes on profiles and approvals" below.
 CREATE TABLE @extschema@.purposes (
-    purpose      text PRIMARY KEY CHECK (purpose ~ '^[a-z][a-z0-9_]*$'),
-    description  text NOT NULL
+    purpose           text PRIMARY KEY CHECK (purpose ~ '^[a-z][a-z0-9_]*$' AND length(purpose) < 64),
+    description       text NOT NULL,
+    requires_consent  boolean NOT NULL DEFAULT true
 );
 CREATE TABLE @extschema@.consents (
     consent_id     bigserial PRIMARY KEY,
@@ -2402,28 +2404,34 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.consents', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.consents_consent_id_seq', '');
 REVOKE ALL ON @extschema@.purposes, @extschema@.consents FROM PUBLIC;
 GRANT SELECT ON @extschema@.purposes, @extschema@.consents TO pii_guard_admin, pii_guard_auditor;
+GRANT SELECT ON @extschema@.purposes TO pii_guard_approver;
 -- (pg_dump reads the sequences of the tables it dumps: see the owner's recipe)
 GRANT SELECT ON SEQUENCE @extschema@.consents_consent_id_seq TO pii_guard_admin, pii_guard_auditor;
 
-CREATE FUNCTION @extschema@.define_purpose(purpose text, description text)
+CREATE FUNCTION @extschema@.define_purpose(purpose text, description text,
+                                           requires_consent boolean DEFAULT true)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF purpose IS NULL OR purpose !~ '^[a-z][a-z0-9_]*$' OR coalesce(btrim(description), '') = '' THEN
+    IF purpose IS NULL OR purpose !~ '^[a-z][a-z0-9_]*$' OR length(purpose) >= 64
+       OR coalesce(btrim(description), '') = '' OR requires_consent IS NULL THEN
         RAISE EXCEPTION 'a purpose is a lower-case word with a description'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'e.g. define_purpose(''marketing'', ''offers by e-mail and SMS'').';
     END IF;
-    INSERT INTO @extschema@.purposes AS p VALUES (purpose, description)
-    ON CONFLICT ON CONSTRAINT purposes_pkey DO UPDATE SET description = EXCLUDED.description;
-    PERFORM @extschema@._audit_admin('define_purpose', format('%s: %s', purpose, description));
+    INSERT INTO @extschema@.purposes AS p VALUES (purpose, description, requires_consent)
+    ON CONFLICT ON CONSTRAINT purposes_pkey
+    DO UPDATE SET description = EXCLUDED.description, requires_consent = EXCLUDED.requires_consent;
+    PERFORM @extschema@._audit_admin('define_purpose',
+        format('%s (%s): %s', purpose,
+               CASE WHEN requires_consent THEN 'needs consent' ELSE 'no consent needed' END, description));
 END
 $$;
-REVOKE ALL ON FUNCTION @extschema@.define_purpose(text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.define_purpose(text, text) TO pii_guard_admin;
+REVOKE ALL ON FUNCTION @extschema@.define_purpose(text, text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.define_purpose(text, text, boolean) TO pii_guard_admin;
 
 -- (whoever the DBA lets record consents -- the application's role that
 -- collects them, say -- is granted EXECUTE on these two)
@@ -2458,6 +2466,9 @@ BEGIN
         RAISE EXCEPTION 'no row of % has row key %', t.relation, row_key
             USING ERRCODE = 'no_data_found';
     END IF;
+    -- the key as the row key's own type prints it ('042' is row 42), which
+    -- is how masking views look consents up
+    EXECUTE format('SELECT $1::%s::text', t.key_type) INTO row_key USING row_key;
     INSERT INTO @extschema@.consents (base, row_key, purpose, columns, given_at, how)
     VALUES (t.base, row_key, purpose, columns, given_at, how)
     RETURNING consent_id INTO id;
@@ -2500,3 +2511,231 @@ END
 $$;
 REVOKE ALL ON FUNCTION @extschema@.withdraw_consent(regclass, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.withdraw_consent(regclass, text, text, text) TO pii_guard_admin;
+
+-- Purposes on profiles and approvals.  A profile may be limited to the
+-- purposes its members may declare (profiles.purposes; NULL: not limited,
+-- as before): its clearance then applies only while the session's
+-- pii_guard.purpose is one of them (or, undeclared, when it lists just
+-- one), and when that purpose needs consent a column it would show in clear
+-- is clear only on the rows whose customer consented to that purpose for
+-- that column (pii_guard.consents, live), masked or hidden on the others as
+-- the column's rule says.  An approval may name a purpose (it then counts
+-- only while the session declares it).  A session declares its purpose with
+-- SET pii_guard.purpose, which refuses a purpose the role may not declare.
+-- Consents and purposes are policy: a change reaches every session at its
+-- next statement.
+ALTER TABLE @extschema@.profiles ADD COLUMN purposes text[]
+    CHECK (purposes IS NULL OR (cardinality(purposes) > 0 AND array_position(purposes, NULL) IS NULL));
+ALTER TABLE @extschema@.grants ADD COLUMN purpose text REFERENCES @extschema@.purposes;
+
+DO $trg$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['purposes', 'consents']
+    LOOP
+        EXECUTE pg_catalog.format(
+            'CREATE TRIGGER policy_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE '
+            'ON @extschema@.%I FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.policy_changed()', t);
+    END LOOP;
+END
+$trg$;
+
+-- The purposes a profile's members may declare (NULL: the profile is not
+-- limited to purposes).
+CREATE FUNCTION @extschema@.set_purposes(role regrole, purposes text[])
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    missing text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.profiles p WHERE p.role = set_purposes.role) THEN
+        RAISE EXCEPTION 'role % is not a pii_guard profile', role
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Give it a clearance first with pii_guard.set_clearance().';
+    END IF;
+    IF purposes IS NOT NULL AND (cardinality(purposes) = 0 OR array_position(purposes, NULL) IS NOT NULL) THEN
+        RAISE EXCEPTION 'a profile''s purposes are a non-empty list of purposes, or NULL (not limited)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT u INTO missing FROM unnest(purposes) u
+     WHERE NOT EXISTS (SELECT 1 FROM @extschema@.purposes d WHERE d.purpose = u) LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'no purpose "%"', missing
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'An administrator defines purposes with pii_guard.define_purpose().';
+    END IF;
+    UPDATE @extschema@.profiles p
+       SET purposes = (SELECT array_agg(DISTINCT u ORDER BY u) FROM unnest(set_purposes.purposes) u)
+     WHERE p.role = set_purposes.role;
+    PERFORM @extschema@._audit_admin('set_purposes',
+        format('%s: %s', role, coalesce(array_to_string(purposes, ', '), 'any (not limited)')));
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.set_purposes(regrole, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.set_purposes(regrole, text[]) TO pii_guard_admin;
+
+-- May role declare purpose?  (Checked by SET pii_guard.purpose.)  Yes when
+-- a profile whose privileges it has lists it, or a live approval for it
+-- names it.
+CREATE FUNCTION @extschema@.may_declare(role regrole, purpose text)
+RETURNS boolean
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM @extschema@.profiles p
+                    WHERE may_declare.purpose = ANY (p.purposes)
+                      AND pg_has_role(may_declare.role, p.role, 'USAGE'))
+        OR EXISTS (SELECT 1 FROM @extschema@.grants g
+                    WHERE g.purpose = may_declare.purpose AND g.kind = 'unmask'
+                      AND g.revoked_at IS NULL AND g.valid_until > now()
+                      AND pg_has_role(may_declare.role, g.role, 'USAGE'))
+$$;
+REVOKE ALL ON FUNCTION @extschema@.may_declare(regrole, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.may_declare(regrole, text)
+   TO pii_guard_admin, pii_guard_approver, pii_guard_auditor;
+
+-- approve() takes the purpose the approval is for (NULL: any).
+DROP FUNCTION @extschema@.approve(regrole, regclass, timestamptz, text, name[], text[]);
+CREATE FUNCTION @extschema@.approve(role regrole, tbl regclass, valid_until timestamptz,
+                                    reason text, columns name[] DEFAULT NULL,
+                                    row_keys text[] DEFAULT NULL, purpose text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b  regclass := @extschema@._base_of(tbl);
+    id bigint;
+BEGIN
+    IF b IS NULL THEN
+        RAISE EXCEPTION '% is not protected by pii_guard', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF valid_until <= now() THEN
+        RAISE EXCEPTION 'valid_until must be in the future'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'an approval needs a reason'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(columns) c
+                WHERE NOT EXISTS (SELECT 1 FROM @extschema@.column_rules r
+                                   WHERE r.base = b AND r.column_name = c)) THEN
+        RAISE EXCEPTION 'approve() names a column of % that is not protected', tbl
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    IF purpose IS NOT NULL AND NOT EXISTS (SELECT 1 FROM @extschema@.purposes p
+                                            WHERE p.purpose = approve.purpose) THEN
+        RAISE EXCEPTION 'no purpose "%"', purpose
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'An administrator defines purposes with pii_guard.define_purpose().';
+    END IF;
+    INSERT INTO @extschema@.grants (kind, role, base, columns, row_keys, valid_until, reason, approver, purpose)
+    VALUES ('unmask', role, b, columns, row_keys, valid_until, reason, current_user::regrole, purpose)
+    RETURNING grant_id INTO id;
+    RETURN id;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.approve(regrole, regclass, timestamptz, text, name[], text[], text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.approve(regrole, regclass, timestamptz, text, name[], text[], text)
+   TO pii_guard_approver;
+COMMENT ON FUNCTION @extschema@.approve(regrole, regclass, timestamptz, text, name[], text[], text) IS
+    'time-boxed approval: role sees the columns (all when NULL) of the rows (all when NULL) in clear until valid_until, for purpose (any when NULL)';
+
+-- A grant's purpose is fixed like the rest of it.
+CREATE OR REPLACE FUNCTION @extschema@.grants_guard()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    longest interval := current_setting('pii_guard.max_grant_duration')::interval;
+BEGIN
+    -- A superuser's row is kept as it is: that is how pg_restore brings
+    -- grants back, with their approvers, times and revocations (and a
+    -- superuser, trusted anyway, has the privileges of every role, so the
+    -- checks below would refuse every grant to them).
+    IF TG_OP = 'INSERT' AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RETURN NEW;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        IF NOT pg_has_role(current_user, 'pii_guard_approver', 'USAGE') THEN
+            RAISE EXCEPTION 'permission denied to issue pii_guard grants'
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('Role %s is not a member of pii_guard_approver.', current_user);
+        END IF;
+        IF pg_has_role(current_user, NEW.role::oid, 'MEMBER') THEN
+            RAISE EXCEPTION 'an approver cannot approve access for a role they belong to'
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('%s would be approving its own access as %s.', current_user, NEW.role),
+                      HINT = 'Ask another member of pii_guard_approver.';
+        END IF;
+        -- Whoever inserts, and however: a grant starts now, ends in the
+        -- future but not too far in it, has a reason, and names its real
+        -- approver.
+        IF NEW.valid_until <= now() THEN
+            RAISE EXCEPTION 'valid_until must be in the future'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF NEW.valid_until > now() + longest THEN
+            RAISE EXCEPTION 'an approval may last at most %', longest
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('This one would last %s.', date_trunc('second', NEW.valid_until - now())),
+                      HINT = 'Approve for a shorter time (and again when needed), or ask a superuser to raise pii_guard.max_grant_duration.';
+        END IF;
+        IF NEW.reason IS NULL OR btrim(NEW.reason) = '' THEN
+            RAISE EXCEPTION 'an approval needs a reason'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        NEW.valid_from := now();
+        NEW.approver := current_user::regrole;
+        NEW.created_at := now();
+        NEW.revoked_at := NULL;
+        RETURN NEW;
+    END IF;
+    IF (NEW.grant_id, NEW.kind, NEW.role, NEW.base, NEW.columns, NEW.row_keys, NEW.rows,
+        NEW.valid_from, NEW.valid_until, NEW.reason, NEW.approver, NEW.created_at, NEW.purpose)
+       IS DISTINCT FROM
+       (OLD.grant_id, OLD.kind, OLD.role, OLD.base, OLD.columns, OLD.row_keys, OLD.rows,
+        OLD.valid_from, OLD.valid_until, OLD.reason, OLD.approver, OLD.created_at, OLD.purpose)
+       OR OLD.revoked_at IS NOT NULL OR NEW.revoked_at IS NULL THEN
+        RAISE EXCEPTION 'a pii_guard grant can only be revoked, once'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    NEW.revoked_at := now();
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.grants_audit()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.created_at < transaction_timestamp()
+           AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user) THEN
+            RETURN NULL;
+        END IF;
+        PERFORM @extschema@._audit_admin(CASE NEW.kind WHEN 'export' THEN 'approve_export' ELSE 'approve' END,
+            format('grant %s: %s for %s by %s, %s, until %s, reason: %s%s', NEW.grant_id, NEW.kind, NEW.role,
+                   NEW.approver,
+                   CASE NEW.kind WHEN 'export' THEN NEW.rows || ' rows'
+                        ELSE format('%s, columns %s, rows %s', NEW.base, coalesce(NEW.columns::text, 'all'),
+                                    coalesce(array_length(NEW.row_keys, 1)::text, 'all')) END,
+                   NEW.valid_until, NEW.reason, coalesce(', purpose ' || NEW.purpose, '')));
+    ELSE
+        PERFORM @extschema@._audit_admin('revoke_grant',
+            format('grant %s revoked by %s', NEW.grant_id, session_user));
+    END IF;
+    RETURN NULL;
+END
+$$;

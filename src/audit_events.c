@@ -699,6 +699,13 @@ audit_flush_reads(bool aborting)
 						 len == 0 ? "searched by " : ", ", quote_identifier(NameStr(col->attname)));
 			}
 		}
+		if (pii_guard_purpose != NULL && pii_guard_purpose[0] != '\0')
+		{
+			int			len = strlen(ev.detail);
+
+			snprintf(ev.detail + len, sizeof(ev.detail) - len, "%sfor purpose %s",
+					 len == 0 ? "" : "; ", pii_guard_purpose);
+		}
 		audit_list_add_keys(ev.row_keys, sizeof(ev.row_keys), rel->clear.keys);
 		audit_list_add_keys(ev.row_keys_masked, sizeof(ev.row_keys_masked), rel->masked.keys);
 		distinct_keys = list_length(rel->clear.keys);

@@ -44,6 +44,7 @@ char	   *pii_guard_master_key_command = NULL;
 char	   *pii_guard_previous_master_key_command = NULL;
 int			pii_guard_master_key_timeout = 30;
 int			pii_guard_protect_new_columns = PROTECT_NEW_OFF;
+char	   *pii_guard_purpose = NULL;
 
 static const struct config_enum_entry protect_new_columns_options[] = {
 	{"off", PROTECT_NEW_OFF, false},
@@ -206,6 +207,15 @@ _PG_init(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("pii_guard.purpose",
+							   "The purpose this session uses personal data for (a purpose defined with pii_guard.define_purpose).",
+							   "A profile limited to purposes counts only for its own; one that needs consent shows a column in clear only on consented rows.",
+							   &pii_guard_purpose,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   policy_purpose_check, policy_purpose_assign, NULL);
 
 	DefineCustomIntVariable("pii_guard.max_grant_duration",
 							"Longest time an approval (pii_guard.approve, approve_export) may last.",

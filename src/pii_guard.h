@@ -275,6 +275,9 @@ extern Decision *policy_decide(Oid userid, Oid relid, const char *attname);
 extern ColumnAccess policy_row_access(Decision *d, const char *rowkey);
 extern const char *policy_access_name(ColumnAccess access);
 extern bool policy_clear_for_all_rows(Oid relid, const char *attname, bool encrypted);
+extern char *pii_guard_purpose;
+extern bool policy_purpose_check(char **newval, void **extra, GucSource source);
+extern void policy_purpose_assign(const char *newval, void *extra);
 
 /* lookup.c */
 extern bool lookup_add_quals(Query *parse);

@@ -9,8 +9,15 @@
  *	  else clear if its clearance >= the column's level, else masked if the
  *	  column has a mask function, else hidden; the union over profiles is the
  *	  most open of these (a role with no profile: masked or hidden);
- *	a live 'unmask' grant (for the role, the column, and all rows or this
- *	  row's key), approved by a role other than the reader's own => clear.
+ *	  a profile limited to purposes counts only for the session's declared
+ *	  purpose (pii_guard.purpose; undeclared, its only purpose), and if that
+ *	  purpose needs consent, its 'clear' holds only for the rows whose
+ *	  customer gave a live consent to it for the column (the other rows: as
+ *	  a role without a profile);
+ *	a live 'unmask' grant (for the role, the column, the session's purpose
+ *	  if it names one, and all rows or this row's key), approved by a role
+ *	  other than the reader's own => clear.
+ * Consented and approved rows are the decision's row keys.
  *
  * Cache.  Decisions are computed with a few SPI queries (as the extension
  * owner) the first time a backend needs one for (role, table, column), and
@@ -51,6 +58,7 @@
 #include "common/hashfn.h"
 
 #include "access/htup_details.h"
+#include "access/parallel.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/pg_attribute.h"
@@ -455,6 +463,15 @@ policy_views_name_masks(void)
 	return OidIsValid(tables) && get_attnum(tables, "names_masks") != InvalidAttrNumber;
 }
 
+/* Do profiles carry purposes (0.3 on)? */
+static bool
+policy_has_purposes(void)
+{
+	Oid			profiles = pii_guard_relation_oid("profiles", true);
+
+	return OidIsValid(profiles) && get_attnum(profiles, "purposes") != InvalidAttrNumber;
+}
+
 /* Run a read-only prepared query against the current snapshot. */
 static void
 policy_spi(const char *sql, int nargs, Oid *argtypes, Datum *values)
@@ -474,8 +491,10 @@ static void
 policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 {
 	OwnerContext oc;
-	Oid			argtypes[4] = {OIDOID, NAMEOID, OIDOID, TIMESTAMPTZOID};
-	Datum		values[4];
+	Oid			argtypes[6] = {OIDOID, NAMEOID, OIDOID, TIMESTAMPTZOID, TEXTOID, TEXTARRAYOID};
+	Datum		values[6];
+	bool		purposes = policy_has_purposes();
+	List	   *consent_purposes = NIL;
 	TimestampTz now = GetCurrentStatementStartTimestamp();
 	bool		isnull;
 	uint64		i;
@@ -503,6 +522,7 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 	values[1] = DirectFunctionCall1(namein, CStringGetDatum(attname));
 	values[2] = ObjectIdGetDatum(userid);
 	values[3] = TimestampTzGetDatum(now);
+	values[4] = CStringGetTextDatum(pii_guard_purpose ? pii_guard_purpose : "");
 
 	owner_spi_begin(&oc);
 
@@ -560,30 +580,89 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 		ColumnAccess best = ACCESS_HIDDEN;
 		bool		any_profile = false;
 
-		/* The union over the profiles whose privileges the role has. */
-		policy_spi("SELECT coalesce(o.access, "
-				   "  CASE WHEN p.clearance >= r.level THEN 'clear' "
-				   "       WHEN r.mask_function IS NOT NULL THEN 'masked' "
-				   "       ELSE 'hidden' END) "
-				   "FROM pii_guard.profiles p "
-				   "JOIN pii_guard.column_rules r ON r.base = $1 AND r.column_name = $2 "
-				   "LEFT JOIN pii_guard.profile_overrides o "
-				   "  ON o.role = p.role AND o.base = $1 AND o.column_name = $2 "
-				   "WHERE pg_catalog.pg_has_role($3, p.role, 'USAGE')",
-				   3, argtypes, values);
+		/*
+		 * The union over the profiles whose privileges the role has.  A
+		 * profile limited to purposes counts only for the session's declared
+		 * purpose (undeclared: its only one), and when that purpose needs
+		 * consent, what it shows in clear is clear only on the rows whose
+		 * customer consented (below), masked or hidden on the others.
+		 */
+		if (purposes)
+			policy_spi("SELECT coalesce(o.access, "
+					   "  CASE WHEN p.clearance >= r.level THEN 'clear' "
+					   "       WHEN r.mask_function IS NOT NULL THEN 'masked' "
+					   "       ELSE 'hidden' END), "
+					   "  CASE WHEN u.requires_consent THEN u.purpose END "
+					   "FROM pii_guard.profiles p "
+					   "JOIN pii_guard.column_rules r ON r.base = $1 AND r.column_name = $2 "
+					   "LEFT JOIN pii_guard.profile_overrides o "
+					   "  ON o.role = p.role AND o.base = $1 AND o.column_name = $2 "
+					   "CROSS JOIN LATERAL (SELECT CASE "
+					   "    WHEN p.purposes IS NULL THEN NULL "
+					   "    WHEN $5 <> '' THEN CASE WHEN $5 = ANY (p.purposes) THEN $5 END "
+					   "    WHEN pg_catalog.cardinality(p.purposes) = 1 THEN p.purposes[1] END AS purpose) s "
+					   "LEFT JOIN pii_guard.purposes u ON u.purpose = s.purpose "
+					   "WHERE pg_catalog.pg_has_role($3, p.role, 'USAGE') "
+					   "  AND (p.purposes IS NULL OR u.purpose IS NOT NULL)",
+					   5, argtypes, values);
+		else
+			policy_spi("SELECT coalesce(o.access, "
+					   "  CASE WHEN p.clearance >= r.level THEN 'clear' "
+					   "       WHEN r.mask_function IS NOT NULL THEN 'masked' "
+					   "       ELSE 'hidden' END), NULL::text "
+					   "FROM pii_guard.profiles p "
+					   "JOIN pii_guard.column_rules r ON r.base = $1 AND r.column_name = $2 "
+					   "LEFT JOIN pii_guard.profile_overrides o "
+					   "  ON o.role = p.role AND o.base = $1 AND o.column_name = $2 "
+					   "WHERE pg_catalog.pg_has_role($3, p.role, 'USAGE')",
+					   3, argtypes, values);
 		for (i = 0; i < SPI_processed; i++)
 		{
 			char	   *a = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+			char	   *consent = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
 			ColumnAccess acc = strcmp(a, "clear") == 0 ? ACCESS_CLEAR :
 			strcmp(a, "masked") == 0 ? ACCESS_MASKED : ACCESS_HIDDEN;
 
 			any_profile = true;
+			if (acc == ACCESS_CLEAR && consent != NULL)
+			{
+				/* clear on consented rows only; these rows as a role without a profile */
+				consent_purposes = lappend(consent_purposes, consent);
+				acc = mask_sig ? ACCESS_MASKED : ACCESS_HIDDEN;
+			}
 			if (acc > best)
 				best = acc;
 		}
 		if (!any_profile)
 			best = mask_sig ? ACCESS_MASKED : ACCESS_HIDDEN;
 		d->access = best;
+
+		/*
+		 * The rows whose customer gave a live consent to one of those
+		 * purposes, for this column (or all columns).
+		 */
+		if (d->access != ACCESS_CLEAR && consent_purposes != NIL)
+		{
+			Datum	   *elems = palloc(sizeof(Datum) * list_length(consent_purposes));
+			ListCell   *lc;
+			int			n = 0;
+
+			foreach(lc, consent_purposes)
+				elems[n++] = CStringGetTextDatum((char *) lfirst(lc));
+			values[5] = PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+			policy_spi("SELECT DISTINCT c.row_key FROM pii_guard.consents c "
+					   "WHERE c.base = $1 AND c.purpose = ANY ($6) AND c.withdrawn_at IS NULL "
+					   "  AND c.given_at <= $4 AND (c.columns IS NULL OR $2 = ANY (c.columns))",
+					   6, argtypes, values);
+			for (i = 0; i < SPI_processed; i++)
+			{
+				char	   *k = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+				MemoryContext old = MemoryContextSwitchTo(PolicyContext);
+
+				keys = lappend(keys, pstrdup(k));
+				MemoryContextSwitchTo(old);
+			}
+		}
 
 		/*
 		 * Live unmask grants; future ones only shorten the cache life.  A
@@ -594,15 +673,17 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 		 */
 		if (d->access != ACCESS_CLEAR)
 		{
-			policy_spi("SELECT g.row_keys, g.valid_from, g.valid_until "
+			policy_spi(psprintf("SELECT g.row_keys, g.valid_from, g.valid_until "
 					   "FROM pii_guard.grants g "
 					   "WHERE g.kind = 'unmask' AND g.revoked_at IS NULL "
 					   "  AND g.base = $1 AND (g.columns IS NULL OR $2 = ANY (g.columns)) "
 					   "  AND g.valid_until > $4 "
 					   "  AND pg_catalog.pg_has_role($3, g.role, 'USAGE') "
 					   "  AND NOT pg_catalog.pg_has_role($3, g.approver, 'USAGE') "
-					   "  AND NOT pg_catalog.pg_has_role(g.approver, $3, 'MEMBER')",
-					   4, argtypes, values);
+					   "  AND NOT pg_catalog.pg_has_role(g.approver, $3, 'MEMBER')"
+					   "%s",
+					   purposes ? " AND (g.purpose IS NULL OR g.purpose = $5)" : ""),
+					   5, argtypes, values);
 			for (i = 0; i < SPI_processed; i++)
 			{
 				HeapTuple	row = SPI_tuptable->vals[i];
@@ -766,6 +847,74 @@ policy_clear_for_all_rows(Oid relid, const char *attname, bool encrypted)
 	if (!d->has_rule)
 		return !encrypted;
 	return d->access == ACCESS_CLEAR;
+}
+
+/*
+ * Check hook of pii_guard.purpose: a lower-case word (or empty: none
+ * declared).  Set in a session (SET, set_config, a function's SET clause),
+ * it must be a defined purpose the current role may declare
+ * (pii_guard.may_declare); elsewhere -- a role's or database's default,
+ * the configuration file, a parallel worker taking its leader's -- it is
+ * checked where it is used: a profile counts only for its own purposes, an
+ * approval only for its own.
+ */
+bool
+policy_purpose_check(char **newval, void **extra pg_attribute_unused(), GucSource source)
+{
+	const char *p = *newval;
+	OwnerContext oc;
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		values[2];
+	bool		defined;
+	bool		allowed;
+	bool		isnull;
+
+	if (p == NULL || p[0] == '\0')
+		return true;
+	for (const char *c = p; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (c > p && ((*c >= '0' && *c <= '9') || *c == '_'))) ||
+			c - p >= 63)
+		{
+			GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+			GUC_check_errmsg("pii_guard.purpose must be a purpose's name (a lower-case word) or empty");
+			return false;
+		}
+	if (source != PGC_S_SESSION || !IsTransactionState() || IsParallelWorker() ||
+		InitializingParallelWorker || !policy_has_purposes())
+		return true;
+
+	values[0] = ObjectIdGetDatum(GetUserId());
+	values[1] = CStringGetTextDatum(p);
+	owner_spi_begin(&oc);
+	policy_spi("SELECT EXISTS (SELECT 1 FROM pii_guard.purposes u WHERE u.purpose = $2), "
+			   "       pii_guard.may_declare($1, $2)",
+			   2, argtypes, values);
+	defined = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	allowed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	owner_spi_end(&oc);
+	if (!defined)
+	{
+		GUC_check_errcode(ERRCODE_UNDEFINED_OBJECT);
+		GUC_check_errmsg("no pii_guard purpose \"%s\"", p);
+		GUC_check_errhint("An administrator defines purposes with pii_guard.define_purpose().");
+		return false;
+	}
+	if (!allowed)
+	{
+		GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+		GUC_check_errmsg("role \"%s\" may not declare the purpose \"%s\"",
+						 GetUserNameFromId(GetUserId(), false), p);
+		GUC_check_errdetail("A role declares a purpose one of its profiles lists (pii_guard.set_purposes) or a live approval names.");
+		return false;
+	}
+	return true;
+}
+
+/* Assign hook of pii_guard.purpose: decisions depend on it. */
+void
+policy_purpose_assign(const char *newval pg_attribute_unused(), void *extra pg_attribute_unused())
+{
+	policy_generation++;
 }
 
 PG_FUNCTION_INFO_V1(pii_guard_mask_problem);
