@@ -46,7 +46,8 @@ OBJS = \
 	src/limitstate.o \
 	src/mask.o \
 	src/detect.o \
-	src/fake.o
+	src/fake.o \
+	src/shred.o
 
 EXTENSION = pii_guard
 DATA = $(wildcard sql/pii_guard--*.sql)

@@ -2739,3 +2739,519 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- Crypto-shredding.  A table may keep the encrypted values of each person
+-- under that person's own key (a subject key): a random 256-bit key per
+-- row key of the subject's table, wrapped by the master key like the data
+-- keys, and kept only in pii_guard.subject_keys -- which no dump holds (it
+-- is not a configuration table).  Destroying one (shred_subject, or
+-- erase_subject) makes that person's values in every copy of the data --
+-- dumps, masked or not, restored anywhere -- unreadable, while everyone
+-- else's still decrypt wherever the subject keys are (the database itself,
+-- its replicas and physical backups, or a copy of the table made with
+-- \copy).  A shredded key keeps its row (when, by whom, why) without the
+-- key.  Subject key ids are 2^31 and up; data key ids stay below.
+CREATE SEQUENCE @extschema@.subject_key_ids AS bigint
+    MINVALUE 2147483648 MAXVALUE 4294967295 NO CYCLE;
+-- (a random start, as for data keys: ids of different databases rarely meet)
+SELECT pg_catalog.setval('@extschema@.subject_key_ids',
+                         2147483648 + pg_catalog.floor(pg_catalog.random() * 1073741824)::bigint);
+CREATE TABLE @extschema@.subject_keys (
+    key_id                  bigint PRIMARY KEY CHECK (key_id BETWEEN 2147483648 AND 4294967295),
+    subject_base            regclass NOT NULL,
+    row_key                 text NOT NULL,
+    wrapped_key             bytea,
+    master_key_fingerprint  bytea,
+    created_at              timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    shredded_at             timestamptz,
+    shredded_by             name,
+    reason                  text,
+    CHECK ((shredded_at IS NULL) = (wrapped_key IS NOT NULL AND master_key_fingerprint IS NOT NULL))
+);
+CREATE UNIQUE INDEX subject_keys_live ON @extschema@.subject_keys (subject_base, row_key)
+    WHERE shredded_at IS NULL;
+REVOKE ALL ON @extschema@.subject_keys, @extschema@.subject_key_ids FROM PUBLIC;
+GRANT SELECT (key_id, subject_base, row_key, created_at, shredded_at, shredded_by, reason)
+   ON @extschema@.subject_keys TO pii_guard_admin, pii_guard_auditor;
+-- a key destroyed (or deleted) reaches every session's key cache at once
+CREATE TRIGGER subject_keys_changed AFTER UPDATE OR DELETE OR TRUNCATE ON @extschema@.subject_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.data_keys_changed();
+
+-- Which tables keep values under subject keys, and whose: the subject is
+-- the row of subject_base whose row key is the value of subject_column
+-- (the table's own row key, or a foreign key to the subject's table).
+CREATE TABLE @extschema@.shredding (
+    base            regclass PRIMARY KEY REFERENCES @extschema@.protected_tables ON DELETE CASCADE,
+    subject_column  name NOT NULL,
+    subject_base    regclass NOT NULL REFERENCES @extschema@.protected_tables ON DELETE CASCADE
+);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.shredding', '');
+REVOKE ALL ON @extschema@.shredding FROM PUBLIC;
+GRANT SELECT ON @extschema@.shredding TO pii_guard_admin, pii_guard_auditor;
+
+-- The row trigger that seals a row's encrypted values under its subject's
+-- key (created by shred_by(); named to run after the table's own BEFORE
+-- triggers).
+CREATE FUNCTION @extschema@._subject_seal()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'pii_guard_subject_seal'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION @extschema@._subject_seal() FROM PUBLIC;
+
+CREATE FUNCTION @extschema@._shred_by(caller regrole, tbl regclass, subject_column name)
+RETURNS TABLE (base regclass, encrypted name[])
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t      record;
+    col    name := subject_column;
+    sbase  regclass;
+BEGIN
+    PERFORM @extschema@._acting_as(caller, 'shred_by');
+    SELECT * INTO t FROM @extschema@._subject_table(tbl);
+    col := coalesce(col, t.key_col);
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.base AND a.attname = col
+                      AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'column "%" of % does not exist', col, t.relation
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    IF col = t.key_col THEN
+        sbase := t.base;
+    ELSE
+        -- a one-column foreign key to a protected table's row key
+        SELECT p.base INTO sbase
+          FROM pg_constraint k
+          JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+          JOIN pg_attribute f ON f.attrelid = k.confrelid AND f.attnum = k.confkey[1]
+          JOIN @extschema@.protected_tables p ON p.base = k.confrelid AND p.row_key = f.attname
+         WHERE k.conrelid = t.base AND k.contype = 'f' AND cardinality(k.conkey) = 1
+           AND a.attname = col
+         LIMIT 1;
+        IF sbase IS NULL THEN
+            RAISE EXCEPTION 'column "%" of % names no protected table''s row key', col, t.relation
+                USING ERRCODE = 'invalid_foreign_key',
+                      HINT = 'Name the table''s row key, or a column with a foreign key to the row key of the protected table its subjects are in.';
+        END IF;
+    END IF;
+    INSERT INTO @extschema@.shredding VALUES (t.base, col, sbase)
+    ON CONFLICT ON CONSTRAINT shredding_pkey
+    DO UPDATE SET subject_column = EXCLUDED.subject_column, subject_base = EXCLUDED.subject_base;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger g
+                    WHERE g.tgrelid = t.base AND g.tgname = 'zzz_pii_guard_subject_seal') THEN
+        EXECUTE format('CREATE TRIGGER zzz_pii_guard_subject_seal BEFORE INSERT OR UPDATE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION @extschema@._subject_seal()', t.base);
+    END IF;
+    PERFORM @extschema@._audit_admin('shred_by',
+        format('%s: values under the keys of the subjects of %s named by %I', t.relation, sbase, col));
+    RETURN QUERY
+        SELECT t.base, array_agg(a.attname ORDER BY a.attnum)
+          FROM pg_attribute a
+         WHERE a.attrelid = t.base AND a.attnum > 0 AND NOT a.attisdropped
+           AND a.atttypid IN ('@extschema@.encrypted_text'::regtype, '@extschema@.encrypted_bytea'::regtype);
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._shred_by(regrole, regclass, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._shred_by(regrole, regclass, name) TO pii_guard_admin;
+
+-- Keep tbl's encrypted values under per-subject keys, from now on and for
+-- the rows it has (re-sealed here, with the caller's privileges: the
+-- table's owner, or a superuser, runs it).  subject_column: whose values
+-- they are (default: the table's own row key).
+CREATE FUNCTION @extschema@.shred_by(tbl regclass, subject_column name DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s  record;
+    n  bigint := 0;
+BEGIN
+    SELECT * INTO s FROM @extschema@._shred_by(current_user::regrole, tbl, subject_column);
+    IF s.encrypted IS NOT NULL THEN
+        EXECUTE format('UPDATE %s SET %s', s.base,
+                       (SELECT string_agg(format('%I = %I', c, c), ', ') FROM unnest(s.encrypted) c));
+        GET DIAGNOSTICS n = ROW_COUNT;
+    END IF;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.shred_by(regclass, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.shred_by(regclass, name) TO pii_guard_admin;
+COMMENT ON FUNCTION @extschema@.shred_by(regclass, name) IS
+    'crypto-shredding: tbl''s encrypted values kept under a key per subject (the row of the subject''s table named by subject_column, default the row key); returns the rows re-sealed';
+
+-- Destroy the key of the subject row_key of tbl (a subject table): its
+-- values, in this database and in every dump, backup or copy, no longer
+-- decrypt.  Returns the key id, or NULL when the subject had no key.
+CREATE FUNCTION @extschema@._shred(tbl regclass, row_key text, reason text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t   record;
+    k   text;
+    id  bigint;
+BEGIN
+    SELECT * INTO t FROM @extschema@._subject_table(tbl);
+    EXECUTE format('SELECT $1::%s::text', t.key_type) INTO k USING row_key;
+    UPDATE @extschema@.subject_keys s
+       SET wrapped_key = NULL, master_key_fingerprint = NULL, shredded_at = now(),
+           shredded_by = session_user, reason = _shred.reason
+     WHERE s.subject_base = t.base AND s.row_key = k AND s.shredded_at IS NULL
+    RETURNING s.key_id INTO id;
+    IF id IS NOT NULL THEN
+        PERFORM @extschema@._audit_admin('shred_subject',
+            format('%s row %s: subject key %s destroyed by %s: %s', t.relation, k, id, session_user, reason));
+    END IF;
+    RETURN id;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._shred(regclass, text, text) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.shred_subject(tbl regclass, row_key text, reason text)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    id bigint;
+BEGIN
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'destroying a subject key needs a reason'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    id := @extschema@._shred(tbl, row_key, reason);
+    IF id IS NULL THEN
+        RAISE EXCEPTION 'row % of % has no subject key', row_key, tbl
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'Only tables named by pii_guard.shred_by() keep values under subject keys.';
+    END IF;
+    RETURN id;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.shred_subject(regclass, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.shred_subject(regclass, text, text) TO pii_guard_admin;
+COMMENT ON FUNCTION @extschema@.shred_subject(regclass, text, text) IS
+    'crypto-shredding: the subject''s key destroyed, so that its values in every dump and copy no longer decrypt; audited with the reason';
+
+-- An erasure also destroys the person's subject key, if any.
+CREATE OR REPLACE FUNCTION @extschema@._audit_erasure(caller regrole, tbl regclass, subject text, reason text, n bigint)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t      record;
+BEGIN
+    PERFORM @extschema@._acting_as(caller, 'erase');
+    SELECT * INTO t FROM @extschema@._subject_table(tbl, subject);
+    IF t.present OR n < 1 THEN
+        RAISE EXCEPTION 'row % of % was not erased', subject, t.relation
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    PERFORM @extschema@._audit_admin('erase_subject',
+        format('%s row %s erased by %s: %s', t.relation, subject, caller, reason));
+    PERFORM @extschema@._shred(tbl, subject, 'erased: ' || reason);
+END
+$$;
+
+-- key_id() names subject keys too (2^31 and up): bigint.  reencrypt_column
+-- leaves values under subject keys alone (they are under their subject's
+-- key, as they should be; the row trigger would seal them so again).
+DROP FUNCTION @extschema@.key_id(@extschema@.encrypted_text);
+DROP FUNCTION @extschema@.key_id(@extschema@.encrypted_bytea);
+CREATE FUNCTION @extschema@.key_id(@extschema@.encrypted_text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pii_guard_envelope_key_id'
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@.key_id(@extschema@.encrypted_bytea)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pii_guard_envelope_key_id'
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+CREATE OR REPLACE PROCEDURE @extschema@.reencrypt_column(
+    tbl regclass, col name, batch_rows integer DEFAULT 10000)
+LANGUAGE plpgsql
+AS $proc$
+DECLARE
+    coltype     regtype;
+    rels        regclass[];
+    rel         regclass;
+    active      integer;
+    pages       bigint;
+    step        bigint;
+    blk         bigint;
+    done        bigint;
+    stale       bigint;
+    pass        integer := 0;
+    total       bigint := 0;
+BEGIN
+    -- A protected table's name is its masking view's: use the base table.
+    tbl := coalesce(@extschema@._base_of(tbl), tbl);
+    IF batch_rows IS NULL OR batch_rows < 1 THEN
+        RAISE EXCEPTION 'batch_rows must be a positive number'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT a.atttypid::regtype INTO coltype
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF coltype IS NULL THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    IF coltype NOT IN ('@extschema@.encrypted_text'::regtype,
+                       '@extschema@.encrypted_bytea'::regtype) THEN
+        RAISE EXCEPTION 'column "%" of relation % is not an encrypted column', col, tbl
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = pg_catalog.format('Its type is %s.', coltype),
+                  HINT = 'Only encrypted_text and encrypted_bytea columns can be re-encrypted.';
+    END IF;
+
+    -- The tables that hold the rows: tbl and everything that inherits from
+    -- it (partitions included), each processed by itself (UPDATE ONLY).
+    WITH RECURSIVE tree(oid) AS (
+        SELECT tbl::oid
+        UNION
+        SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.oid)
+    SELECT pg_catalog.array_agg(c.oid::regclass ORDER BY c.oid) INTO rels
+      FROM tree t JOIN pg_catalog.pg_class c ON c.oid = t.oid
+     WHERE c.relkind = 'r';
+    SELECT c.oid::regclass INTO rel
+      FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+     WHERE c.relkind = 'f' AND i.inhparent IN (SELECT pg_catalog.unnest(rels) UNION SELECT tbl)
+     LIMIT 1;
+    IF rel IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot re-encrypt the foreign table % of %', rel, tbl
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Re-encrypt the values where the foreign table''s data lives.';
+    END IF;
+    FOREACH rel IN ARRAY coalesce(rels, '{}') LOOP
+        IF pg_catalog.row_security_active(rel) THEN
+            RAISE EXCEPTION 'row-level security on % hides rows from %', rel, current_user
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = 'Rows the caller cannot see would stay under their old key.',
+                      HINT = 'Run reencrypt_column as the table''s owner or as a role with BYPASSRLS.';
+        END IF;
+    END LOOP;
+
+    LOOP
+        pass := pass + 1;
+        -- The active key now (and an active key at all): a rotation since
+        -- the last pass makes this pass re-encrypt to the new key.
+        active := @extschema@.key_id(@extschema@.encrypt(''::text));
+
+        FOREACH rel IN ARRAY coalesce(rels, '{}') LOOP
+            SELECT p.next_block INTO blk FROM @extschema@.reencrypt_progress p
+             WHERE p.table_oid = rel AND p.column_name = col AND p.key_id = active;
+            IF blk IS NULL THEN
+                blk := 0;
+                DELETE FROM @extschema@.reencrypt_progress p
+                 WHERE p.table_oid = rel AND p.column_name = col;
+                INSERT INTO @extschema@.reencrypt_progress (table_oid, column_name, key_id, next_block)
+                VALUES (rel, col, active, 0);
+                COMMIT;
+            ELSE
+                RAISE NOTICE 'resuming re-encryption of %.% at block %', rel, col, blk;
+            END IF;
+
+            pages := pg_catalog.pg_relation_size(rel) / pg_catalog.current_setting('block_size')::bigint;
+            -- Pages per batch, from the planner's rows-per-page estimate.
+            SELECT greatest(1, batch_rows / CASE WHEN c.reltuples > 0 AND c.relpages > 0
+                                                 THEN c.reltuples / c.relpages ELSE 100 END)::bigint
+              INTO step FROM pg_catalog.pg_class c WHERE c.oid = rel;
+
+            WHILE blk < pages LOOP
+                EXECUTE pg_catalog.format(
+                    'UPDATE ONLY %s SET %I = @extschema@.reencrypt(%I) '
+                    'WHERE ctid >= $1 AND ctid < $2 AND @extschema@.key_id(%I) <> $3 '
+                    'AND @extschema@.key_id(%I) < 2147483648',
+                    rel, col, col, col, col)
+                  USING pg_catalog.format('(%s,0)', blk)::tid,
+                        pg_catalog.format('(%s,0)', blk + step)::tid, active;
+                GET DIAGNOSTICS done = ROW_COUNT;
+                total := total + done;
+                blk := blk + step;
+                UPDATE @extschema@.reencrypt_progress p
+                   SET next_block = blk, updated_at = pg_catalog.now()
+                 WHERE p.table_oid = rel AND p.column_name = col;
+                COMMIT;
+            END LOOP;
+        END LOOP;
+
+        -- Sweep: rows moved or written under an older key while we ran, or
+        -- everything, if the key was rotated meanwhile.
+        active := @extschema@.key_id(@extschema@.encrypt(''::text));
+        EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s WHERE @extschema@.key_id(%I) <> $1 '
+                                  'AND @extschema@.key_id(%I) < 2147483648',
+                                  tbl, col, col)
+           INTO stale USING active;
+        EXIT WHEN stale = 0 OR pass >= 10;
+        DELETE FROM @extschema@.reencrypt_progress p
+         WHERE p.table_oid = ANY (rels::oid[]) AND p.column_name = col;
+        COMMIT;
+    END LOOP;
+
+    DELETE FROM @extschema@.reencrypt_progress p
+     WHERE p.table_oid = ANY (coalesce(rels, '{}')::oid[]) AND p.column_name = col;
+    COMMIT;
+    IF stale > 0 THEN
+        RAISE WARNING '% values of %.% are still under older keys after % passes', stale, tbl, col, pass
+            USING HINT = 'Run reencrypt_column again when the write load is lower.';
+    ELSE
+        RAISE NOTICE 're-encrypted % values of %.% to data key %', total, tbl, col, active;
+    END IF;
+END
+$proc$;
+
+--------------------------------------------------------------------------
+-- Equality of an encrypted column with a typed plaintext
+--------------------------------------------------------------------------
+
+-- `phone = $1` with a text (or varchar) parameter, as prepared statements
+-- and most drivers send it, had no operator: only untyped literals worked.
+-- These compare the plaintext's blind index with the envelope's (nothing is
+-- decrypted), and are in the btree and hash families, so they use the
+-- column's indexes and hash joins.  = and <> are LEAKPROOF (they return a
+-- boolean, and fail only without a master key or on a damaged envelope,
+-- never because of a value), so that a lookup through a masking view can
+-- use the index under row-level security too (lookup.c).
+DO $plainops$
+DECLARE
+    t text;
+    p text;
+BEGIN
+    FOR t, p IN VALUES ('encrypted_text', 'text'), ('encrypted_bytea', 'bytea')
+    LOOP
+        EXECUTE pg_catalog.format($f$
+            CREATE FUNCTION @extschema@.%1$s_eq_plain(@extschema@.%1$s, %2$s)
+            RETURNS boolean AS 'MODULE_PATHNAME', 'pii_guard_envelope_eq_plain'
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
+            CREATE FUNCTION @extschema@.%1$s_ne_plain(@extschema@.%1$s, %2$s)
+            RETURNS boolean AS 'MODULE_PATHNAME', 'pii_guard_envelope_ne_plain'
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
+            CREATE FUNCTION @extschema@.%1$s_cmp_plain(@extschema@.%1$s, %2$s)
+            RETURNS integer AS 'MODULE_PATHNAME', 'pii_guard_envelope_cmp_plain'
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+            CREATE FUNCTION @extschema@.plain_eq_%1$s(%2$s, @extschema@.%1$s)
+            RETURNS boolean AS 'MODULE_PATHNAME', 'pii_guard_plain_eq_envelope'
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
+            CREATE FUNCTION @extschema@.plain_ne_%1$s(%2$s, @extschema@.%1$s)
+            RETURNS boolean AS 'MODULE_PATHNAME', 'pii_guard_plain_ne_envelope'
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
+            CREATE FUNCTION @extschema@.plain_cmp_%1$s(%2$s, @extschema@.%1$s)
+            RETURNS integer AS 'MODULE_PATHNAME', 'pii_guard_plain_cmp_envelope'
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+            CREATE FUNCTION @extschema@.%2$s_blind_hash(%2$s)
+            RETURNS integer AS 'MODULE_PATHNAME', 'pii_guard_plain_%2$s_hash'
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+            CREATE FUNCTION @extschema@.%2$s_blind_hash_extended(%2$s, bigint)
+            RETURNS bigint AS 'MODULE_PATHNAME', 'pii_guard_plain_%2$s_hash_extended'
+            LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+
+            CREATE OPERATOR pg_catalog.= (
+                LEFTARG = @extschema@.%1$s, RIGHTARG = %2$s,
+                FUNCTION = @extschema@.%1$s_eq_plain,
+                COMMUTATOR = OPERATOR(pg_catalog.=), NEGATOR = OPERATOR(pg_catalog.<>),
+                RESTRICT = eqsel, JOIN = eqjoinsel, HASHES);
+            CREATE OPERATOR pg_catalog.<> (
+                LEFTARG = @extschema@.%1$s, RIGHTARG = %2$s,
+                FUNCTION = @extschema@.%1$s_ne_plain,
+                COMMUTATOR = OPERATOR(pg_catalog.<>), NEGATOR = OPERATOR(pg_catalog.=),
+                RESTRICT = neqsel, JOIN = neqjoinsel);
+            CREATE OPERATOR pg_catalog.= (
+                LEFTARG = %2$s, RIGHTARG = @extschema@.%1$s,
+                FUNCTION = @extschema@.plain_eq_%1$s,
+                COMMUTATOR = OPERATOR(pg_catalog.=), NEGATOR = OPERATOR(pg_catalog.<>),
+                RESTRICT = eqsel, JOIN = eqjoinsel, HASHES);
+            CREATE OPERATOR pg_catalog.<> (
+                LEFTARG = %2$s, RIGHTARG = @extschema@.%1$s,
+                FUNCTION = @extschema@.plain_ne_%1$s,
+                COMMUTATOR = OPERATOR(pg_catalog.<>), NEGATOR = OPERATOR(pg_catalog.=),
+                RESTRICT = neqsel, JOIN = neqjoinsel);
+
+            ALTER OPERATOR FAMILY @extschema@.%1$s_blind_ops USING btree ADD
+                OPERATOR 3 pg_catalog.= (@extschema@.%1$s, %2$s),
+                OPERATOR 3 pg_catalog.= (%2$s, @extschema@.%1$s),
+                FUNCTION 1 (@extschema@.%1$s, %2$s) @extschema@.%1$s_cmp_plain(@extschema@.%1$s, %2$s),
+                FUNCTION 1 (%2$s, @extschema@.%1$s) @extschema@.plain_cmp_%1$s(%2$s, @extschema@.%1$s);
+            ALTER OPERATOR FAMILY @extschema@.%1$s_blind_hash_ops USING hash ADD
+                OPERATOR 1 pg_catalog.= (@extschema@.%1$s, %2$s),
+                OPERATOR 1 pg_catalog.= (%2$s, @extschema@.%1$s),
+                FUNCTION 1 (%2$s) @extschema@.%2$s_blind_hash(%2$s),
+                FUNCTION 2 (%2$s) @extschema@.%2$s_blind_hash_extended(%2$s, bigint);
+        $f$, t, p);
+    END LOOP;
+END
+$plainops$;
+
+--------------------------------------------------------------------------
+-- Policy and masking views: masking functions
+--------------------------------------------------------------------------
+
+-- pseudonym() and noise() create the pseudonym key on first use, a write
+-- that a parallel worker cannot do: they are PARALLEL RESTRICTED, not SAFE.
+ALTER FUNCTION @extschema@.pseudonym(text) PARALLEL RESTRICTED;
+ALTER FUNCTION @extschema@.noise(numeric, double precision) PARALLEL RESTRICTED;
+ALTER FUNCTION @extschema@.noise(integer, double precision) PARALLEL RESTRICTED;
+ALTER FUNCTION @extschema@.noise(bigint, double precision) PARALLEL RESTRICTED;
+ALTER FUNCTION @extschema@.noise(double precision, double precision) PARALLEL RESTRICTED;
+
+-- Short card numbers no longer show 6 + 4 digits; noise always moves a
+-- value and clamps instead of overflowing.
+COMMENT ON FUNCTION @extschema@.mask_bank_card(text) IS
+    'masks a bank card number: 16 to 19 digits show the first 6 and last 4 (622202*********0123), 13 to 15 the first 2 and last 4, other digit strings at most the last 4 -- never more than half of the digits';
+COMMENT ON FUNCTION @extschema@.noise(numeric, double precision) IS
+    'the value moved by keyed noise that is the same on every call: by about ratio times itself, rounded to the value''s last digit and at least one unit of it';
+COMMENT ON FUNCTION @extschema@.noise(integer, double precision) IS
+    'the value moved by keyed noise that is the same on every call: by about ratio times itself, rounded, at least 1, clamped to the integer range';
+COMMENT ON FUNCTION @extschema@.noise(bigint, double precision) IS
+    'the value moved by keyed noise that is the same on every call: by about ratio times itself, rounded, at least 1, clamped to the bigint range';
+COMMENT ON FUNCTION @extschema@.noise(double precision, double precision) IS
+    'the value moved by at most ratio times itself, by keyed noise that is the same on every call, clamped to the finite range';
+
+--------------------------------------------------------------------------
+-- Policy and masking views: trusted mask functions, views rebuilt in place
+--------------------------------------------------------------------------
+
+-- Masking views built by 0.2 name their mask functions (see
+-- _attach_views); a decision then takes only a function the view names.
+-- Views built by 0.1 keep working as they did until refresh_views() (or any
+-- change to the table) rebuilds them: an extension script cannot replace
+-- objects that are not its own, so this one cannot.
+ALTER TABLE @extschema@.protected_tables ADD COLUMN names_masks boolean NOT NULL DEFAULT false;
+
+-- Why a function may not be a mask function (NULL: it may).  reveal()
+-- hands a mask function the plaintext of every value it masks, for every
+-- governed role; see policy_mask_problem() in policy.c.
+CREATE FUNCTION @extschema@._mask_problem(fn regprocedure)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pii_guard_mask_problem'
+LANGUAGE C STRICT STABLE;
+REVOKE ALL ON FUNCTION @extschema@._mask_problem(regprocedure) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._mask_problem(regprocedure) TO pii_guard_admin;
+
+-- The objects (other than pii_guard's own) that depend on the relations
+-- rels, as "view s.v, ..." for a message, or NULL.  A view on a masking
+-- view pins it: the masking view can then be replaced (CREATE OR REPLACE
+-- VIEW) but not dropped.
+CREATE FUNCTION @extschema@._dependents(rels regclass[])
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(DISTINCT CASE WHEN d.classid = 'pg_rewrite'::regclass
+                                    THEN (SELECT CASE c.relkind WHEN 'm' THEN 'materialized view ' ELSE 'view ' END
+                                                 || c.oid::regclass::text
+                                            FROM pg_rewrite w JOIN pg_class c ON c.oid = w.ev_class
+                                           WHERE w.oid = d.objid)
+                                    ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END, ', ')
+      FROM pg_depend d
+     WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY (rels) AND d.deptype = 'n'
+       -- a view's own rule refers to the view itself
+       AND NOT (d.classid = 'pg_rewrite'::regclass
+                AND (SELECT w.ev_class FROM pg_rewrite w WHERE w.oid = d.objid) = ANY (rels))
+$$;

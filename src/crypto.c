@@ -551,11 +551,12 @@ envelope_key_id(const bytea *envelope)
 }
 
 /*
- * Encrypt len bytes of plaintext under the active data key and return the
- * envelope as a palloc'd bytea-shaped varlena.
+ * Encrypt len bytes of plaintext under the active data key, or under
+ * subject key subject_key (non-zero), and return the envelope as a
+ * palloc'd bytea-shaped varlena.
  */
-bytea *
-crypto_seal(char kind, const char *plain, Size len)
+static bytea *
+crypto_seal_under(char kind, const char *plain, Size len, uint32 subject_key)
 {
 	DataKey    *ek;
 	DataKey    *bk;
@@ -571,7 +572,10 @@ crypto_seal(char kind, const char *plain, Size len)
 				 errdetail("The value has %zu bytes; the maximum is %zu.",
 						   len, (Size) PII_MAX_PLAINTEXT)));
 
-	keys_current(&ek, &bk);
+	if (subject_key != 0)
+		keys_subject_sealer(subject_key, &ek, &bk);
+	else
+		keys_current(&ek, &bk);
 	statement_note_plaintext();
 
 	result = (bytea *) palloc(VARHDRSZ + len + ENV_OVERHEAD);
@@ -598,6 +602,21 @@ crypto_seal(char kind, const char *plain, Size len)
 		crypto_failure("AES-256-GCM encryption");
 
 	return result;
+}
+
+/* Encrypt under the active data key (see crypto_seal_under). */
+bytea *
+crypto_seal(char kind, const char *plain, Size len)
+{
+	return crypto_seal_under(kind, plain, len, 0);
+}
+
+/* Encrypt under a subject key (crypto-shredding; see keys.c). */
+bytea *
+crypto_seal_subject(char kind, const char *plain, Size len, uint32 subject_key)
+{
+	Assert(subject_key >= SUBJECT_KEY_MIN);
+	return crypto_seal_under(kind, plain, len, subject_key);
 }
 
 /*

@@ -713,7 +713,11 @@ pii_guard_plain_bytea_hash_extended(PG_FUNCTION_ARGS)
 							 ENV_BLIND_LEN, PG_GETARG_INT64(1));
 }
 
-/* SQL function: key_id(encrypted_text|encrypted_bytea) returns integer */
+/*
+ * SQL function: key_id(encrypted_text|encrypted_bytea) returns bigint
+ * (a data key's id, or a subject key's: 2^31 and up; 0.1 and 0.2 declared
+ * it integer, and read a subject key's id as negative)
+ */
 Datum
 pii_guard_envelope_key_id(PG_FUNCTION_ARGS)
 {
@@ -726,7 +730,12 @@ pii_guard_envelope_key_id(PG_FUNCTION_ARGS)
 
 	if (copy)
 		pfree(copy);
-	PG_RETURN_INT32((int32) id);
+	if (fcinfo->flinfo->fn_extra == NULL)
+		fcinfo->flinfo->fn_extra =
+			(void *) (uintptr_t) (get_func_rettype(fcinfo->flinfo->fn_oid) == INT4OID ? 4 : 8);
+	if ((uintptr_t) fcinfo->flinfo->fn_extra == 4)
+		PG_RETURN_INT32((int32) id);
+	PG_RETURN_INT64((int64) id);
 }
 
 /* SQL function: encrypt(text) returns encrypted_text */

@@ -45,6 +45,20 @@
  * rebuilt on next use, never inside the callback, so pointers handed out
  * stay valid for the duration of the call that asked for them.
  *
+ * Subject keys (crypto-shredding).  A table named by shred_by() keeps its
+ * encrypted values under a key per subject (one row key of the subject's
+ * table): random, wrapped by the master key (additional data: key id and
+ * purpose 's'), in pii_guard.subject_keys, which no dump holds.  Their ids
+ * are SUBJECT_KEY_MIN and up, so an envelope's key id says which table it
+ * is in.  Reads must stay cheap with a key per customer: keys are read in
+ * blocks of SUBJECT_BLOCK consecutive ids (ids are handed out in order, so
+ * one query serves the rows written together), unwrapped on first use,
+ * and kept as raw bytes (not as OpenSSL contexts, a few hundred bytes
+ * each); one decryption and one encryption context are re-keyed per value
+ * (an AES key schedule, skipped when the key is the last one's).  The raw
+ * keys are wiped when the cache is rebuilt.  Destroying a key is an UPDATE
+ * of its row, whose statement trigger invalidates every session's cache.
+ *
  * Access.  Key rows are read and written through SPI as the extension's
  * owner with search_path pinned (owner_spi_begin), so that
  * application roles need no privilege on the table.  Reads use the latest
@@ -67,6 +81,7 @@
 #include <openssl/crypto.h>
 
 #include "access/xact.h"
+#include "common/hashfn.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -102,6 +117,29 @@ static DataKey *current_pseudonym_key = NULL;
 static DataKey *current_audit_key = NULL;
 static Oid	data_keys_relid = InvalidOid;
 
+/* Subject keys: see "Subject keys" above. */
+#define SUBJECT_BLOCK 1024
+
+typedef struct SubjectKey
+{
+	uint32		key_id;			/* hash key: must be first */
+	bool		shredded;		/* destroyed: no key bytes */
+	bool		unwrapped;		/* key holds the key */
+	Oid			subject_base;
+	uint64		rowkey_hash;	/* of the subject's row key as text */
+	uint8		wrapped[PII_WRAPPED_LEN];
+	uint8		fp[PII_FINGERPRINT_LEN];
+	uint8		key[PII_KEY_LEN];
+} SubjectKey;
+
+static HTAB *subject_cache = NULL;	/* in KeysContext, with key_cache */
+static Oid	subject_keys_relid = InvalidOid;
+static EVP_CIPHER_CTX *subject_dec = NULL;	/* re-keyed per value */
+static EVP_CIPHER_CTX *subject_enc = NULL;
+static uint32 subject_dec_id = 0;	/* the key subject_dec holds, or 0 */
+static uint32 subject_enc_id = 0;
+static DataKey subject_current;	/* what keys_lookup returns for a subject key */
+
 static const char *
 purpose_name(char purpose)
 {
@@ -113,6 +151,8 @@ purpose_name(char purpose)
 			return "pseudonym";
 		case KEY_PURPOSE_AUDIT:
 			return "audit";
+		case KEY_PURPOSE_SUBJECT:
+			return "subject";
 		default:
 			return "encrypt";
 	}
@@ -127,6 +167,8 @@ purpose_from_name(const char *name)
 		return KEY_PURPOSE_PSEUDONYM;
 	if (name != NULL && strcmp(name, "audit") == 0)
 		return KEY_PURPOSE_AUDIT;
+	if (name != NULL && strcmp(name, "subject") == 0)
+		return KEY_PURPOSE_SUBJECT;
 	return KEY_PURPOSE_ENCRYPT;
 }
 
@@ -427,6 +469,19 @@ keys_free_cache(void)
 		crypto_free_hmac(entry->mac);
 	}
 	key_cache = NULL;
+	if (subject_cache != NULL)
+	{
+		SubjectKey *sk;
+
+		hash_seq_init(&status, subject_cache);
+		while ((sk = hash_seq_search(&status)) != NULL)
+			OPENSSL_cleanse(sk->key, PII_KEY_LEN);
+		subject_cache = NULL;
+	}
+	crypto_free_gcm_ctx(subject_dec);
+	crypto_free_gcm_ctx(subject_enc);
+	subject_dec = subject_enc = NULL;
+	subject_dec_id = subject_enc_id = 0;
 	current_encrypt_key = NULL;
 	current_blind_key = NULL;
 	current_pseudonym_key = NULL;
@@ -437,7 +492,8 @@ keys_free_cache(void)
 static void
 keys_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 {
-	if (relid == InvalidOid || relid == data_keys_relid)
+	if (relid == InvalidOid || relid == data_keys_relid ||
+		(relid == subject_keys_relid && OidIsValid(relid)))
 		key_cache_valid = false;
 }
 
@@ -470,10 +526,14 @@ keys_ensure_cache(void)
 	ctl.hcxt = KeysContext;
 	key_cache = hash_create("pii_guard data keys", 16, &ctl,
 							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ctl.entrysize = sizeof(SubjectKey);
+	subject_cache = hash_create("pii_guard subject keys", 256, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	/* An invalidation arriving from here on marks the new cache stale. */
 	key_cache_valid = true;
 	data_keys_relid = pii_guard_relation_oid("data_keys", false);
+	subject_keys_relid = pii_guard_relation_oid("subject_keys", true);
 }
 
 /* Run a prepared read (or update) against the latest snapshot. */
@@ -682,12 +742,16 @@ keys_load(uint32 key_id)
 	return keys_unwrap_and_cache(key_id, purpose, wrapped, fp);
 }
 
+static DataKey *keys_subject_opener(uint32 key_id);
+
 /* The cached key with this id, loading it on first use. */
 DataKey *
 keys_lookup(uint32 key_id)
 {
 	DataKey    *entry;
 
+	if (key_id >= SUBJECT_KEY_MIN)
+		return keys_subject_opener(key_id);
 	keys_ensure_cache();
 	entry = hash_search(key_cache, &key_id, HASH_FIND, NULL);
 	if (entry != NULL)
@@ -743,6 +807,35 @@ keys_refuse_foreign_master_key(void)
 }
 
 /*
+ * A new random key, wrapped by the current master key for key_id and
+ * purpose, into wrapped (a bytea of PII_WRAPPED_LEN bytes) with the master
+ * key's fingerprint into fp.  The key bytes are wiped also when wrapping
+ * raises.
+ */
+static void
+keys_new_wrapped(uint32 key_id, char purpose, bytea *wrapped, bytea *fp)
+{
+	uint8		key[PII_KEY_LEN];
+
+	SET_VARSIZE(wrapped, VARHDRSZ + PII_WRAPPED_LEN);
+	SET_VARSIZE(fp, VARHDRSZ + PII_FINGERPRINT_LEN);
+	PG_TRY();
+	{
+		crypto_random_bytes(key, PII_KEY_LEN);
+		crypto_wrap_key(master_current.key, key_id, purpose, key,
+						(uint8 *) VARDATA(wrapped));
+	}
+	PG_CATCH();
+	{
+		OPENSSL_cleanse(key, PII_KEY_LEN);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	OPENSSL_cleanse(key, PII_KEY_LEN);
+	memcpy(VARDATA(fp), master_current.fingerprint, PII_FINGERPRINT_LEN);
+}
+
+/*
  * Create a key of the given purpose and make it the active one, retiring
  * the previously active key of that purpose.  The caller holds the table
  * lock, is connected to SPI and runs in the owner context.
@@ -752,7 +845,6 @@ keys_create(char purpose)
 {
 	Oid			argtypes[4] = {INT4OID, TEXTOID, BYTEAOID, BYTEAOID};
 	Datum		values[4];
-	uint8		key[PII_KEY_LEN];
 	bytea	   *wrapped = palloc(VARHDRSZ + PII_WRAPPED_LEN);
 	bytea	   *fp = palloc(VARHDRSZ + PII_FINGERPRINT_LEN);
 	uint32		key_id;
@@ -794,22 +886,7 @@ keys_create(char purpose)
 					"WHERE purpose = $1 AND state = 'active'",
 					1, argtypes + 1, values, false);
 
-	SET_VARSIZE(wrapped, VARHDRSZ + PII_WRAPPED_LEN);
-	SET_VARSIZE(fp, VARHDRSZ + PII_FINGERPRINT_LEN);
-	PG_TRY();
-	{
-		crypto_random_bytes(key, PII_KEY_LEN);
-		crypto_wrap_key(master_current.key, key_id, purpose, key,
-						(uint8 *) VARDATA(wrapped));
-	}
-	PG_CATCH();
-	{
-		OPENSSL_cleanse(key, PII_KEY_LEN);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	OPENSSL_cleanse(key, PII_KEY_LEN);
-	memcpy(VARDATA(fp), master_current.fingerprint, PII_FINGERPRINT_LEN);
+	keys_new_wrapped(key_id, purpose, wrapped, fp);
 
 	values[0] = Int32GetDatum((int32) key_id);
 	values[1] = CStringGetTextDatum(purpose_name(purpose));
@@ -986,6 +1063,254 @@ keys_audit_admin(const char *action, const char *detail)
 	(void) audit_insert_now(&ev);
 }
 
+/* The hash of a subject's row key, to tell whose a cached key is. */
+static uint64
+subject_rowkey_hash(const char *row_key)
+{
+	return hash_bytes_extended((const unsigned char *) row_key, (int) strlen(row_key), 0);
+}
+
+/*
+ * Read the subject keys of key_id's block into the cache (those not there
+ * yet).  Latest snapshot, like data keys: a key another session created
+ * and committed after this transaction's snapshot is found.
+ */
+static void
+keys_subject_load_block(uint32 key_id)
+{
+	OwnerContext oc;
+	Oid			argtypes[2] = {INT8OID, INT8OID};
+	Datum		values[2];
+	uint64		first = (uint64) key_id - (uint64) key_id % SUBJECT_BLOCK;
+
+	if (!OidIsValid(subject_keys_relid))
+		return;
+	values[0] = Int64GetDatum((int64) first);
+	values[1] = Int64GetDatum((int64) (first + SUBJECT_BLOCK - 1));
+	owner_spi_begin(&oc);
+	keys_spi_latest("SELECT key_id, subject_base::pg_catalog.oid, row_key, wrapped_key, "
+					"       master_key_fingerprint "
+					"FROM pii_guard.subject_keys WHERE key_id BETWEEN $1 AND $2",
+					2, argtypes, values, true);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		uint32		id = (uint32) DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+		bool		found;
+		SubjectKey *sk = hash_search(subject_cache, &id, HASH_ENTER, &found);
+
+		if (found)
+			continue;
+		sk->unwrapped = false;
+		sk->subject_base = DatumGetObjectId(SPI_getbinval(row, desc, 2, &isnull));
+		sk->rowkey_hash = subject_rowkey_hash(SPI_getvalue(row, desc, 3));
+		sk->shredded = !keys_spi_bytea(SPI_tuptable, i, 4, sk->wrapped, PII_WRAPPED_LEN) ||
+			!keys_spi_bytea(SPI_tuptable, i, 5, sk->fp, PII_FINGERPRINT_LEN);
+		memset(sk->key, 0, PII_KEY_LEN);
+	}
+	owner_spi_end(&oc);
+}
+
+/* The cache entry of a subject key, or NULL when no row has that id. */
+static SubjectKey *
+keys_subject(uint32 key_id)
+{
+	SubjectKey *sk;
+
+	keys_ensure_cache();
+	sk = hash_search(subject_cache, &key_id, HASH_FIND, NULL);
+	if (sk != NULL)
+		return sk;
+	keys_subject_load_block(key_id);
+	keys_ensure_cache();
+	return hash_search(subject_cache, &key_id, HASH_FIND, NULL);
+}
+
+/* A subject key's state: SUBJECT_KEY_LIVE, _SHREDDED or _UNKNOWN. */
+int
+keys_subject_state(uint32 key_id)
+{
+	SubjectKey *sk = keys_subject(key_id);
+
+	return sk == NULL ? SUBJECT_KEY_UNKNOWN :
+		sk->shredded ? SUBJECT_KEY_SHREDDED : SUBJECT_KEY_LIVE;
+}
+
+/* Is key_id the live key of the subject (subject_base, row_key)? */
+bool
+keys_subject_is_of(uint32 key_id, Oid subject_base, const char *row_key)
+{
+	SubjectKey *sk = keys_subject(key_id);
+
+	return sk != NULL && !sk->shredded && sk->subject_base == subject_base &&
+		sk->rowkey_hash == subject_rowkey_hash(row_key);
+}
+
+/* The entry of a usable subject key, unwrapped; raises otherwise. */
+static SubjectKey *
+keys_subject_ready(uint32 key_id)
+{
+	SubjectKey *sk = keys_subject(key_id);
+
+	if (sk == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errhidestmt(true),
+				 errmsg("pii_guard subject key %u does not exist", key_id),
+				 errdetail("The value was encrypted under a person's own key (crypto-shredding); those keys are kept only in pii_guard.subject_keys of the database that wrote them, never in a dump."),
+				 errhint("Copy pii_guard.subject_keys from that database (as a superuser, with \\copy), or restore this database from a physical backup.")));
+	if (sk->shredded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errhidestmt(true),
+				 errmsg("the key of this encrypted value was destroyed"),
+				 errdetail("Subject key %u was shredded (pii_guard.shred_subject or erase_subject): the value can no longer be decrypted.",
+						   key_id)));
+	if (!sk->unwrapped)
+	{
+		keys_unwrap_row(key_id, KEY_PURPOSE_SUBJECT, sk->wrapped, sk->fp, sk->key);
+		sk->unwrapped = true;
+	}
+	return sk;
+}
+
+/* Key ctx (the shared context) with key; creates it the first time. */
+static EVP_CIPHER_CTX *
+keys_subject_rekey(EVP_CIPHER_CTX *ctx, const uint8 *key, bool encrypt)
+{
+	if (ctx == NULL)
+	{
+		ctx = crypto_new_gcm_ctx(key, encrypt);
+		if (ctx == NULL)
+			crypto_failure("subject key setup");
+		crypto_adopt(ctx);
+		return ctx;
+	}
+	if ((encrypt ? EVP_EncryptInit_ex(ctx, NULL, NULL, key, NULL) :
+		 EVP_DecryptInit_ex(ctx, NULL, NULL, key, NULL)) != 1)
+		crypto_failure("subject key setup");
+	return ctx;
+}
+
+/*
+ * keys_lookup for a subject key: a DataKey whose decryption context holds
+ * the key, valid until the next call into this file.
+ */
+static DataKey *
+keys_subject_opener(uint32 key_id)
+{
+	SubjectKey *sk = keys_subject_ready(key_id);
+
+	if (subject_dec == NULL || subject_dec_id != key_id)
+	{
+		subject_dec_id = 0;
+		subject_dec = keys_subject_rekey(subject_dec, sk->key, false);
+		subject_dec_id = key_id;
+	}
+	subject_current.key_id = key_id;
+	subject_current.purpose = KEY_PURPOSE_ENCRYPT;
+	subject_current.enc = NULL;
+	subject_current.dec = subject_dec;
+	subject_current.mac = NULL;
+	return &subject_current;
+}
+
+/*
+ * For sealing under subject key key_id: *encrypt_key holds that key, and
+ * *blind_key is the blind index key (the same for every value, so that
+ * equality and lookups work across subjects).  Valid until the next call
+ * into this file.
+ */
+void
+keys_subject_sealer(uint32 key_id, DataKey **encrypt_key, DataKey **blind_key)
+{
+	SubjectKey *sk;
+	DataKey    *ek;
+
+	for (;;)
+	{
+		uint64		generation;
+
+		sk = keys_subject_ready(key_id);
+		generation = key_cache_generation;
+		keys_current(&ek, blind_key);
+		if (generation == key_cache_generation)
+			break;
+	}
+	if (subject_enc == NULL || subject_enc_id != key_id)
+	{
+		subject_enc_id = 0;
+		subject_enc = keys_subject_rekey(subject_enc, sk->key, true);
+		subject_enc_id = key_id;
+	}
+	subject_current.key_id = key_id;
+	subject_current.purpose = KEY_PURPOSE_ENCRYPT;
+	subject_current.enc = subject_enc;
+	subject_current.dec = NULL;
+	subject_current.mac = NULL;
+	*encrypt_key = &subject_current;
+}
+
+/*
+ * The live subject key of (subject_base, row_key), created if it has none:
+ * its id.  Runs as the extension owner; two sessions creating the same
+ * subject's key at once end with one (the unique index on live keys).
+ */
+uint32
+keys_subject_key_id(Oid subject_base, const char *row_key)
+{
+	OwnerContext oc;
+	Oid			argtypes[5] = {OIDOID, TEXTOID, INT8OID, BYTEAOID, BYTEAOID};
+	Datum		values[5];
+	uint32		key_id = 0;
+
+	values[0] = ObjectIdGetDatum(subject_base);
+	values[1] = CStringGetTextDatum(row_key);
+	owner_spi_begin(&oc);
+	for (int attempt = 0; key_id == 0; attempt++)
+	{
+		bytea	   *wrapped = palloc(VARHDRSZ + PII_WRAPPED_LEN);
+		bytea	   *fp = palloc(VARHDRSZ + PII_FINGERPRINT_LEN);
+		bool		isnull;
+
+		keys_spi_latest("SELECT key_id FROM pii_guard.subject_keys "
+						"WHERE subject_base = $1 AND row_key = $2 AND shredded_at IS NULL",
+						2, argtypes, values, true);
+		if (SPI_processed == 1)
+		{
+			key_id = (uint32) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc, 1, &isnull));
+			break;
+		}
+		if (attempt == 3)
+			elog(ERROR, "pii_guard: could not create a subject key");
+		keys_require_master_key();
+		if (XactReadOnly)
+			ereport(ERROR,
+					(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+					 errmsg("cannot create a pii_guard subject key in a read-only transaction")));
+		if (SPI_execute("SELECT pg_catalog.nextval('pii_guard.subject_key_ids')", false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "pii_guard: subject key id sequence failed");
+		values[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		keys_new_wrapped((uint32) DatumGetInt64(values[2]), KEY_PURPOSE_SUBJECT, wrapped, fp);
+		values[3] = PointerGetDatum(wrapped);
+		values[4] = PointerGetDatum(fp);
+		/* (a conflict: the subject got a key meanwhile, or the id is taken) */
+		if (SPI_execute_with_args("INSERT INTO pii_guard.subject_keys "
+								  "(key_id, subject_base, row_key, wrapped_key, master_key_fingerprint) "
+								  "VALUES ($3, $1, $2, $4, $5) ON CONFLICT DO NOTHING RETURNING key_id",
+								  5, argtypes, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+			elog(ERROR, "could not insert pii_guard subject key");
+		if (SPI_processed == 1)
+			key_id = (uint32) DatumGetInt64(values[2]);
+	}
+	owner_spi_end(&oc);
+	return key_id;
+}
+
 PG_FUNCTION_INFO_V1(pii_guard_rotate_data_key);
 PG_FUNCTION_INFO_V1(pii_guard_rewrap_data_keys);
 PG_FUNCTION_INFO_V1(pii_guard_master_key_info);
@@ -1043,33 +1368,27 @@ keys_rewrap_one(uint32 key_id, char purpose, const uint8 *wrapped_old,
 }
 
 /*
- * SQL function: rewrap_data_keys() returns integer
- *
- * Re-wraps every data key not yet wrapped by the current master key, using
- * the previous master key; returns how many were re-wrapped.
+ * Re-wrap the keys a query lists (key id, purpose name, wrapped key,
+ * fingerprint) that are not yet wrapped by the current master key, and
+ * store each with update (parameters: key id as int8, wrapped key,
+ * fingerprint).  Runs in the owner's SPI bracket; returns how many.
  */
-Datum
-pii_guard_rewrap_data_keys(FunctionCallInfo fcinfo pg_attribute_unused())
+static int32
+keys_rewrap_rows(const char *query, const char *update, const char *table)
 {
-	OwnerContext oc;
-	Oid			argtypes[3] = {INT4OID, BYTEAOID, BYTEAOID};
+	Oid			argtypes[3] = {INT8OID, BYTEAOID, BYTEAOID};
 	uint64		i;
 	uint64		nrows;
 	int32		count = 0;
 	SPITupleTable *rows;
 
-	keys_require_master_key();
-	owner_spi_begin(&oc);
-	keys_lock_table();
-	keys_spi_latest("SELECT key_id, purpose, wrapped_key, master_key_fingerprint "
-					"FROM pii_guard.data_keys ORDER BY key_id", 0, NULL, NULL, true);
+	keys_spi_latest(query, 0, NULL, NULL, true);
 	rows = SPI_tuptable;
 	nrows = SPI_processed;
 	for (i = 0; i < nrows; i++)
 	{
 		bool		isnull;
 		uint32		key_id;
-		char	   *p;
 		char		purpose;
 		uint8		wrapped_old[PII_WRAPPED_LEN];
 		uint8		fp_old[PII_FINGERPRINT_LEN];
@@ -1077,17 +1396,17 @@ pii_guard_rewrap_data_keys(FunctionCallInfo fcinfo pg_attribute_unused())
 		bytea	   *fp = palloc(VARHDRSZ + PII_FINGERPRINT_LEN);
 		Datum		values[3];
 
-		key_id = (uint32) DatumGetInt32(SPI_getbinval(rows->vals[i], rows->tupdesc,
+		key_id = (uint32) DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc,
 													  1, &isnull));
-		p = SPI_getvalue(rows->vals[i], rows->tupdesc, 2);
-		purpose = purpose_from_name(p);
+		purpose = purpose_from_name(SPI_getvalue(rows->vals[i], rows->tupdesc, 2));
 		if (!keys_spi_bytea(rows, i, 3, wrapped_old, PII_WRAPPED_LEN) ||
 			!keys_spi_bytea(rows, i, 4, fp_old, PII_FINGERPRINT_LEN))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errhidestmt(true),
-					 errmsg("pii_guard data key %u cannot be unwrapped", key_id),
-					 errdetail("Its wrapped key or fingerprint has the wrong length: the row in pii_guard.data_keys is damaged.")));
+					 errmsg("pii_guard key %u cannot be unwrapped", key_id),
+					 errdetail("Its wrapped key or fingerprint has the wrong length: the row in %s is damaged.",
+							   table)));
 		if (memcmp(fp_old, master_current.fingerprint, PII_FINGERPRINT_LEN) == 0)
 			continue;
 
@@ -1097,22 +1416,53 @@ pii_guard_rewrap_data_keys(FunctionCallInfo fcinfo pg_attribute_unused())
 						(uint8 *) VARDATA(wrapped));
 		memcpy(VARDATA(fp), master_current.fingerprint, PII_FINGERPRINT_LEN);
 
-		values[0] = Int32GetDatum((int32) key_id);
+		values[0] = Int64GetDatum((int64) key_id);
 		values[1] = PointerGetDatum(wrapped);
 		values[2] = PointerGetDatum(fp);
-		if (SPI_execute_with_args("UPDATE pii_guard.data_keys "
-								  "SET wrapped_key = $2, master_key_fingerprint = $3 "
-								  "WHERE key_id = $1",
-								  3, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not re-wrap pii_guard data key %u", key_id);
+		if (SPI_execute_with_args(update, 3, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not re-wrap pii_guard key %u", key_id);
 		count++;
 	}
+	return count;
+}
+
+/*
+ * SQL function: rewrap_data_keys() returns integer
+ *
+ * Re-wraps every data key and every live subject key not yet wrapped by
+ * the current master key, using the previous master key; returns how many
+ * were re-wrapped.
+ */
+Datum
+pii_guard_rewrap_data_keys(FunctionCallInfo fcinfo pg_attribute_unused())
+{
+	OwnerContext oc;
+	int32		count;
+	int32		subject_count = 0;
+
+	keys_require_master_key();
+	owner_spi_begin(&oc);
+	keys_lock_table();
+	count = keys_rewrap_rows("SELECT key_id::pg_catalog.int8, purpose, wrapped_key, master_key_fingerprint "
+							 "FROM pii_guard.data_keys ORDER BY key_id",
+							 "UPDATE pii_guard.data_keys "
+							 "SET wrapped_key = $2, master_key_fingerprint = $3 WHERE key_id = $1",
+							 "pii_guard.data_keys");
+	if (OidIsValid(pii_guard_relation_oid("subject_keys", true)))
+		subject_count = keys_rewrap_rows("SELECT key_id, 'subject', wrapped_key, master_key_fingerprint "
+										 "FROM pii_guard.subject_keys WHERE shredded_at IS NULL "
+										 "ORDER BY key_id",
+										 "UPDATE pii_guard.subject_keys "
+										 "SET wrapped_key = $2, master_key_fingerprint = $3 WHERE key_id = $1",
+										 "pii_guard.subject_keys");
 	owner_spi_end(&oc);
 	keys_audit_admin("rewrap_data_keys",
-					 psprintf("%d data keys re-wrapped under the master key with fingerprint %s",
-							  count, fingerprint_hex(master_current.fingerprint)));
+					 psprintf("%d data keys%s re-wrapped under the master key with fingerprint %s",
+							  count,
+							  subject_count > 0 ? psprintf(" and %d subject keys", subject_count) : "",
+							  fingerprint_hex(master_current.fingerprint)));
 
-	PG_RETURN_INT32(count);
+	PG_RETURN_INT32(count + subject_count);
 }
 
 /*

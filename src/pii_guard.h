@@ -39,6 +39,8 @@
  *							base tables
  *	per row		reveal.c	reveal(), and the proof that a call is a
  *							masking view's own scan of its own row
+ *				shred.c		crypto-shredding: the row trigger sealing
+ *							values under their subject's key
  *	top			ddl.c		utility statements on protected tables
  *				hooks.c		executor, planner, utility and log hooks:
  *							dispatch only
@@ -107,6 +109,13 @@
 #define KEY_PURPOSE_BLIND	'b'
 #define KEY_PURPOSE_PSEUDONYM 'p'
 #define KEY_PURPOSE_AUDIT	'a'
+#define KEY_PURPOSE_SUBJECT 's'	/* subject keys (crypto-shredding): their own table */
+
+/* Subject key ids are this and up; data key ids stay below. */
+#define SUBJECT_KEY_MIN		0x80000000U
+#define SUBJECT_KEY_LIVE	1
+#define SUBJECT_KEY_SHREDDED 2
+#define SUBJECT_KEY_UNKNOWN 3
 
 /* pii_guard.c */
 extern char *pii_guard_master_key_command;
@@ -184,6 +193,10 @@ typedef struct DataKey
 extern void keys_load_master_keys(void);
 extern void keys_register_callbacks(void);
 extern DataKey *keys_lookup(uint32 key_id);
+extern int	keys_subject_state(uint32 key_id);
+extern bool keys_subject_is_of(uint32 key_id, Oid subject_base, const char *row_key);
+extern void keys_subject_sealer(uint32 key_id, DataKey **encrypt_key, DataKey **blind_key);
+extern uint32 keys_subject_key_id(Oid subject_base, const char *row_key);
 extern void keys_current(DataKey **encrypt_key, DataKey **blind_key);
 extern DataKey *keys_pseudonym(void);
 extern DataKey *keys_audit(void);
@@ -206,6 +219,7 @@ extern void crypto_adopt(const void *object);
 extern void crypto_hmac(const CryptoHmac *mac, char domain, const char *data,
 						Size len, uint8 *out, Size outlen);
 extern bytea *crypto_seal(char kind, const char *plain, Size len);
+extern bytea *crypto_seal_subject(char kind, const char *plain, Size len, uint32 subject_key);
 extern bytea *crypto_probe(char kind, const char *plain, Size len);
 extern bytea *crypto_open(const bytea *envelope, char kind);
 extern void crypto_check_envelope(const char *env, Size len, char kind,

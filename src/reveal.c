@@ -1209,6 +1209,13 @@ reveal_value(FunctionCallInfo fcinfo, RevealCache *rc, ColumnAccess access,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("column \"%s\" is not protected by pii_guard", NameStr(*PG_GETARG_NAME(2))),
 				 errhint("Protect it with pii_guard.protect_column().")));
+	/* a value whose subject key was destroyed reads as NULL (crypto-shredding) */
+	if (unlikely(envelope_key_id(PG_GETARG_BYTEA_PP(0)) >= SUBJECT_KEY_MIN) &&
+		keys_subject_state(envelope_key_id(PG_GETARG_BYTEA_PP(0))) == SUBJECT_KEY_SHREDDED)
+	{
+		*isnull = true;
+		return (Datum) 0;
+	}
 	plain = crypto_open(PG_GETARG_BYTEA_PP(0), kind);
 	if (kind == ENV_KIND_TEXT)
 		enctype_check_encoding(plain);
