@@ -2295,13 +2295,22 @@ DECLARE
     sets    text;
     todo    text;
     n       bigint;
+    gone    text[];
 BEGIN
     SELECT * INTO r FROM @extschema@.retention_rules WHERE base = tbl;
     SELECT * INTO t FROM @extschema@._subject_table(tbl);
     IF r.action = 'delete' THEN
-        EXECUTE format('DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s WHERE %I < $1 LIMIT %s))',
-                       t.base, t.base, r.date_column, r.batch_rows)
-          USING cutoff;
+        EXECUTE format('WITH d AS (DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s WHERE %I < $1 LIMIT %s)) '
+                       '          RETURNING %I::text AS k) '
+                       'SELECT count(*), array_agg(k) FROM d',
+                       t.base, t.base, r.date_column, r.batch_rows, t.key_col)
+          INTO n, gone USING cutoff;
+        -- the subject keys of the deleted people go with them (crypto-shredding)
+        IF n > 0 AND EXISTS (SELECT 1 FROM @extschema@.shredding s WHERE s.subject_base = t.base) THEN
+            PERFORM @extschema@._shred_gone(t.base, gone,
+                format('retention: %I before %s', r.date_column, cutoff));
+        END IF;
+        RETURN n;
     ELSE
         SELECT string_agg(format('%I = %s', a.attname, CASE WHEN a.attnotnull THEN quote_literal('') ELSE 'NULL' END), ', '),
                string_agg(format('%I %s', a.attname,
@@ -3106,3 +3115,35 @@ BEGIN
     END IF;
 END
 $proc$;
+
+-- The subject keys of rows of tbl that are gone (of the keys given: the
+-- rows a retention batch deleted), destroyed; how many.
+CREATE FUNCTION @extschema@._shred_gone(tbl regclass, keys text[], reason text)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t     record;
+    gone  text[];
+    n     integer;
+BEGIN
+    SELECT * INTO t FROM @extschema@._subject_table(tbl);
+    EXECUTE format('SELECT array_agg(k) FROM unnest($1) k WHERE NOT EXISTS (SELECT 1 FROM %s x WHERE x.%I = k::%s)',
+                   t.base, t.key_col, t.key_type)
+       INTO gone USING keys;
+    UPDATE @extschema@.subject_keys s
+       SET wrapped_key = NULL, master_key_fingerprint = NULL, shredded_at = now(),
+           shredded_by = session_user, reason = _shred_gone.reason
+     WHERE s.subject_base = t.base AND s.row_key = ANY (gone) AND s.shredded_at IS NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM @extschema@._audit_admin('shred_subject',
+            format('%s: %s subject keys destroyed by %s: %s', t.relation, n, session_user, reason));
+    END IF;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._shred_gone(regclass, text[], text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._shred_gone(regclass, text[], text) TO pii_guard_admin;
