@@ -64,7 +64,7 @@ REGRESS = \
 	detect \
 	policy_lint \
 	subject \
-	data_retention \
+	data_retention shredding \
 	keys \
 	masking_views \
 	lookup \
