@@ -4,7 +4,7 @@
 # microseconds per value and ratios, and checked against the targets (README, Performance).
 #
 #   bench/run.sh [crypto] [views] [audit] [limits] [writes] [discovery] [copy]
-#                                                            (default: all)
+#                [privacy]                                   (default: all)
 #
 # Sections are shell functions of the same name; a long one lives in its own
 # file, bench/<section>.sh, sourced below.  To add a section: write the
@@ -18,7 +18,8 @@
 # table discover() is timed on, default 10000000), DISCOVERY_LABELLED
 # (labelled values per kind and decoy group, default 2000),
 # DISCOVERY_DEMO_CUSTOMERS (default 100000), COPY_ROWS (the copy section's
-# customers, default 200000), ANON_TARBALL (PostgreSQL Anonymizer's source,
+# customers, default 200000), PRIVACY_ROWS (the privacy section's people,
+# default 200000), ANON_TARBALL (PostgreSQL Anonymizer's source,
 # default ../shared/peers/postgresql_anonymizer-1.1.0.tgz), KEEP=1 (keep the
 # cluster's directory).
 # Results are also written to bench/results/latest.txt.  A missed target is
@@ -31,8 +32,9 @@ cd "$(dirname "$0")/.."
 . bench/crypto.sh
 . bench/writes.sh
 . bench/discovery.sh
+. bench/privacy.sh
 
-ALL_SECTIONS="crypto views audit limits writes discovery copy"
+ALL_SECTIONS="crypto views audit limits writes discovery copy privacy"
 sections=${*:-$ALL_SECTIONS}
 for s in $sections; do
 	case " $ALL_SECTIONS " in
