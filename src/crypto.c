@@ -470,21 +470,35 @@ crypto_unwrap_key(const uint8 *master, uint32 key_id, char purpose,
 				  const uint8 *wrapped, uint8 *key)
 {
 	EVP_CIPHER_CTX *ctx = crypto_new_gcm_ctx(master, false);
+	bool		ok;
+
+	if (ctx == NULL)
+		crypto_failure("AES-256-GCM setup");
+	ok = crypto_unwrap_key_with(ctx, key_id, purpose, wrapped, key);
+	crypto_free_gcm_ctx(ctx);
+	return ok;
+}
+
+/*
+ * crypto_unwrap_key with a decryption context already keyed with the
+ * master key (keys.c keeps one for the many subject keys a scan unwraps).
+ */
+bool
+crypto_unwrap_key_with(EVP_CIPHER_CTX *ctx, uint32 key_id, char purpose,
+					   const uint8 *wrapped, uint8 *key)
+{
 	uint8		aad[64];
 	int			aad_len = crypto_wrap_aad(key_id, purpose, aad);
 	uint8		tail[16];
 	int			outl;
 	bool		ok;
 
-	if (ctx == NULL)
-		crypto_failure("AES-256-GCM setup");
 	ok = EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, wrapped) == 1 &&
 		EVP_DecryptUpdate(ctx, NULL, &outl, aad, aad_len) == 1 &&
 		EVP_DecryptUpdate(ctx, key, &outl, wrapped + ENV_NONCE_LEN,
 						  PII_KEY_LEN) == 1 &&
 		crypto_gcm_tag(ctx, (uint8 *) (wrapped + ENV_NONCE_LEN + PII_KEY_LEN), false) &&
 		EVP_DecryptFinal_ex(ctx, tail, &outl) == 1;
-	crypto_free_gcm_ctx(ctx);
 	ERR_clear_error();
 	if (!ok)
 		OPENSSL_cleanse(key, PII_KEY_LEN);
@@ -591,7 +605,7 @@ crypto_seal_under(char kind, const char *plain, Size len, uint32 subject_key)
 	crypto_next_nonce(env + ENV_OFF_NONCE);
 	crypto_hmac(bk->mac, kind, plain, len, env + ENV_OFF_BLIND, ENV_BLIND_LEN);
 
-	if (EVP_EncryptInit_ex(ek->enc, NULL, NULL, NULL,
+	if (EVP_EncryptInit_ex(ek->enc, NULL, NULL, ek->rekey,
 						   env + ENV_OFF_NONCE) != 1 ||
 		EVP_EncryptUpdate(ek->enc, NULL, &outl, env, ENV_HEADER_LEN) != 1 ||
 		(len > 0 &&
@@ -683,7 +697,7 @@ crypto_open(const bytea *envelope, char kind)
 	result = (bytea *) palloc(VARHDRSZ + len);
 	SET_VARSIZE(result, VARHDRSZ + len);
 	plain = (uint8 *) VARDATA(result);
-	if (EVP_DecryptInit_ex(key->dec, NULL, NULL, NULL,
+	if (EVP_DecryptInit_ex(key->dec, NULL, NULL, key->rekey,
 						   env + ENV_OFF_NONCE) != 1 ||
 		EVP_DecryptUpdate(key->dec, NULL, &outl, env, ENV_HEADER_LEN) != 1 ||
 		(len > 0 &&

@@ -122,7 +122,7 @@ static Oid	data_keys_relid = InvalidOid;
 
 typedef struct SubjectKey
 {
-	uint32		key_id;			/* hash key: must be first */
+	bool		present;		/* a row has this id */
 	bool		shredded;		/* destroyed: no key bytes */
 	bool		unwrapped;		/* key holds the key */
 	Oid			subject_base;
@@ -132,12 +132,18 @@ typedef struct SubjectKey
 	uint8		key[PII_KEY_LEN];
 } SubjectKey;
 
-static HTAB *subject_cache = NULL;	/* in KeysContext, with key_cache */
+/* SUBJECT_BLOCK consecutive ids, found by their block number */
+typedef struct SubjectBlock
+{
+	uint32		block;			/* hash key: must be first */
+	SubjectKey *keys;
+} SubjectBlock;
+
+static HTAB *subject_cache = NULL;	/* of SubjectBlock; in KeysContext, with key_cache */
+static SubjectBlock *subject_last = NULL;	/* the block found last */
 static Oid	subject_keys_relid = InvalidOid;
 static EVP_CIPHER_CTX *subject_dec = NULL;	/* re-keyed per value */
 static EVP_CIPHER_CTX *subject_enc = NULL;
-static uint32 subject_dec_id = 0;	/* the key subject_dec holds, or 0 */
-static uint32 subject_enc_id = 0;
 static DataKey subject_current;	/* what keys_lookup returns for a subject key */
 
 static const char *
@@ -471,17 +477,18 @@ keys_free_cache(void)
 	key_cache = NULL;
 	if (subject_cache != NULL)
 	{
-		SubjectKey *sk;
+		SubjectBlock *blk;
 
 		hash_seq_init(&status, subject_cache);
-		while ((sk = hash_seq_search(&status)) != NULL)
-			OPENSSL_cleanse(sk->key, PII_KEY_LEN);
+		while ((blk = hash_seq_search(&status)) != NULL)
+			for (int i = 0; i < SUBJECT_BLOCK; i++)
+				OPENSSL_cleanse(blk->keys[i].key, PII_KEY_LEN);
 		subject_cache = NULL;
 	}
+	subject_last = NULL;
 	crypto_free_gcm_ctx(subject_dec);
 	crypto_free_gcm_ctx(subject_enc);
 	subject_dec = subject_enc = NULL;
-	subject_dec_id = subject_enc_id = 0;
 	current_encrypt_key = NULL;
 	current_blind_key = NULL;
 	current_pseudonym_key = NULL;
@@ -526,8 +533,8 @@ keys_ensure_cache(void)
 	ctl.hcxt = KeysContext;
 	key_cache = hash_create("pii_guard data keys", 16, &ctl,
 							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	ctl.entrysize = sizeof(SubjectKey);
-	subject_cache = hash_create("pii_guard subject keys", 256, &ctl,
+	ctl.entrysize = sizeof(SubjectBlock);
+	subject_cache = hash_create("pii_guard subject keys", 64, &ctl,
 								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	/* An invalidation arriving from here on marks the new cache stale. */
@@ -577,6 +584,31 @@ keys_spi_bytea(SPITupleTable *tt, uint64 row, int col, uint8 *buf, Size len)
 }
 
 /*
+ * A decryption context keyed with a master key, kept for the life of the
+ * backend (the key is in this file's memory for that long anyway): a scan
+ * under subject keys unwraps one per person, and keying a context per key
+ * cost more than the unwrapping.
+ */
+static EVP_CIPHER_CTX *
+keys_master_unwrapper(const MasterKey *mk)
+{
+	static EVP_CIPHER_CTX *unwrap_current = NULL;
+	static EVP_CIPHER_CTX *unwrap_previous = NULL;
+	EVP_CIPHER_CTX **slot = mk == &master_current ? &unwrap_current : &unwrap_previous;
+
+	if (*slot == NULL)
+	{
+		EVP_CIPHER_CTX *ctx = crypto_new_gcm_ctx(mk->key, false);
+
+		if (ctx == NULL)
+			crypto_failure("AES-256-GCM setup");
+		crypto_adopt(ctx);
+		*slot = ctx;
+	}
+	return *slot;
+}
+
+/*
  * Unwrap a data key row with whichever loaded master key its fingerprint
  * names.  Errors tell a wrong master key apart from a damaged row.
  */
@@ -602,7 +634,9 @@ keys_unwrap_row(uint32 key_id, char purpose, const uint8 *wrapped,
 						   fingerprint_hex(master_current.fingerprint)),
 				 errhint("Start the server with the master key this database was encrypted under, or supply that key as pii_guard.previous_master_key_command and run pii_guard.rewrap_data_keys().")));
 
-	if (!crypto_unwrap_key(mk->key, key_id, purpose, wrapped, key))
+	if (!(purpose == KEY_PURPOSE_SUBJECT ?
+		  crypto_unwrap_key_with(keys_master_unwrapper(mk), key_id, purpose, wrapped, key) :
+		  crypto_unwrap_key(mk->key, key_id, purpose, wrapped, key)))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errhidestmt(true),
@@ -669,6 +703,7 @@ keys_cache_insert(uint32 key_id, char purpose, uint8 *key)
 	entry->enc = enc;
 	entry->dec = dec;
 	entry->mac = mac;
+	entry->rekey = NULL;
 	crypto_adopt(enc);
 	crypto_adopt(dec);
 	crypto_adopt(mac);
@@ -1075,16 +1110,25 @@ subject_rowkey_hash(const char *row_key)
  * yet).  Latest snapshot, like data keys: a key another session created
  * and committed after this transaction's snapshot is found.
  */
-static void
+static SubjectBlock *
 keys_subject_load_block(uint32 key_id)
 {
 	OwnerContext oc;
 	Oid			argtypes[2] = {INT8OID, INT8OID};
 	Datum		values[2];
-	uint64		first = (uint64) key_id - (uint64) key_id % SUBJECT_BLOCK;
+	uint32		block = key_id / SUBJECT_BLOCK;
+	uint64		first = (uint64) block * SUBJECT_BLOCK;
+	bool		found;
+	SubjectBlock *blk;
 
+	blk = hash_search(subject_cache, &block, HASH_ENTER, &found);
+	if (!found)
+	{
+		blk->keys = NULL;
+		blk->keys = MemoryContextAllocZero(KeysContext, sizeof(SubjectKey) * SUBJECT_BLOCK);
+	}
 	if (!OidIsValid(subject_keys_relid))
-		return;
+		return blk;
 	values[0] = Int64GetDatum((int64) first);
 	values[1] = Int64GetDatum((int64) (first + SUBJECT_BLOCK - 1));
 	owner_spi_begin(&oc);
@@ -1098,34 +1142,49 @@ keys_subject_load_block(uint32 key_id)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 		uint32		id = (uint32) DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-		bool		found;
-		SubjectKey *sk = hash_search(subject_cache, &id, HASH_ENTER, &found);
+		SubjectKey *sk = &blk->keys[id % SUBJECT_BLOCK];
 
-		if (found)
+		if (sk->present)
 			continue;
 		sk->unwrapped = false;
 		sk->subject_base = DatumGetObjectId(SPI_getbinval(row, desc, 2, &isnull));
 		sk->rowkey_hash = subject_rowkey_hash(SPI_getvalue(row, desc, 3));
 		sk->shredded = !keys_spi_bytea(SPI_tuptable, i, 4, sk->wrapped, PII_WRAPPED_LEN) ||
 			!keys_spi_bytea(SPI_tuptable, i, 5, sk->fp, PII_FINGERPRINT_LEN);
-		memset(sk->key, 0, PII_KEY_LEN);
+		sk->present = true;
 	}
 	owner_spi_end(&oc);
+	return blk;
 }
 
-/* The cache entry of a subject key, or NULL when no row has that id. */
+/*
+ * The cache entry of a subject key, or NULL when no row has that id.  Rows
+ * are read in id order, and so are their keys: the block found last is
+ * tried first.
+ */
 static SubjectKey *
 keys_subject(uint32 key_id)
 {
+	uint32		block = key_id / SUBJECT_BLOCK;
+	SubjectBlock *blk;
 	SubjectKey *sk;
 
 	keys_ensure_cache();
-	sk = hash_search(subject_cache, &key_id, HASH_FIND, NULL);
-	if (sk != NULL)
-		return sk;
-	keys_subject_load_block(key_id);
-	keys_ensure_cache();
-	return hash_search(subject_cache, &key_id, HASH_FIND, NULL);
+	blk = subject_last;
+	if (blk == NULL || blk->block != block)
+		blk = hash_search(subject_cache, &block, HASH_FIND, NULL);
+	if (blk == NULL || !blk->keys[key_id % SUBJECT_BLOCK].present)
+	{
+		keys_subject_load_block(key_id);
+		/* (SPI may have taken an invalidation: the cache is rebuilt, empty) */
+		keys_ensure_cache();
+		blk = hash_search(subject_cache, &block, HASH_FIND, NULL);
+		if (blk == NULL)
+			blk = keys_subject_load_block(key_id);
+	}
+	subject_last = blk;
+	sk = &blk->keys[key_id % SUBJECT_BLOCK];
+	return sk->present ? sk : NULL;
 }
 
 /* A subject key's state: SUBJECT_KEY_LIVE, _SHREDDED or _UNKNOWN. */
@@ -1203,17 +1262,15 @@ keys_subject_opener(uint32 key_id)
 {
 	SubjectKey *sk = keys_subject_ready(key_id);
 
-	if (subject_dec == NULL || subject_dec_id != key_id)
-	{
-		subject_dec_id = 0;
+	if (subject_dec == NULL)
 		subject_dec = keys_subject_rekey(subject_dec, sk->key, false);
-		subject_dec_id = key_id;
-	}
 	subject_current.key_id = key_id;
 	subject_current.purpose = KEY_PURPOSE_ENCRYPT;
 	subject_current.enc = NULL;
 	subject_current.dec = subject_dec;
 	subject_current.mac = NULL;
+	/* keyed with the nonce, in one call (crypto_open) */
+	subject_current.rekey = sk->key;
 	return &subject_current;
 }
 
@@ -1239,17 +1296,14 @@ keys_subject_sealer(uint32 key_id, DataKey **encrypt_key, DataKey **blind_key)
 		if (generation == key_cache_generation)
 			break;
 	}
-	if (subject_enc == NULL || subject_enc_id != key_id)
-	{
-		subject_enc_id = 0;
+	if (subject_enc == NULL)
 		subject_enc = keys_subject_rekey(subject_enc, sk->key, true);
-		subject_enc_id = key_id;
-	}
 	subject_current.key_id = key_id;
 	subject_current.purpose = KEY_PURPOSE_ENCRYPT;
 	subject_current.enc = subject_enc;
 	subject_current.dec = NULL;
 	subject_current.mac = NULL;
+	subject_current.rekey = sk->key;	/* keyed with the nonce (crypto_seal) */
 	*encrypt_key = &subject_current;
 }
 

@@ -188,6 +188,8 @@ typedef struct DataKey
 	EVP_CIPHER_CTX *dec;
 	CryptoHmac *mac;			/* keyed HMAC-SHA256 (blind index, pseudonym
 								 * and audit keys) */
+	const uint8 *rekey;			/* a subject key: enc/dec are shared contexts
+								 * to be keyed with it along with the nonce */
 } DataKey;
 
 extern void keys_load_master_keys(void);
@@ -211,6 +213,8 @@ extern void crypto_wrap_key(const uint8 *master, uint32 key_id, char purpose,
 							const uint8 *key, uint8 *wrapped);
 extern bool crypto_unwrap_key(const uint8 *master, uint32 key_id, char purpose,
 							  const uint8 *wrapped, uint8 *key);
+extern bool crypto_unwrap_key_with(EVP_CIPHER_CTX *ctx, uint32 key_id, char purpose,
+								   const uint8 *wrapped, uint8 *key);
 extern EVP_CIPHER_CTX *crypto_new_gcm_ctx(const uint8 *key, bool encrypt);
 extern void crypto_free_gcm_ctx(EVP_CIPHER_CTX *ctx);
 extern CryptoHmac *crypto_new_hmac(const uint8 *key);
@@ -272,8 +276,15 @@ typedef struct Decision
 	Datum	   *mask_args;
 	bool	   *mask_argnulls;
 	TimestampTz expires;		/* recompute from this statement time on */
-	int			nrowkeys;		/* rows with a live row-specific grant */
+	int			nrowkeys;		/* rows with a live row-specific grant or a consent */
 	char	  **rowkeys;		/* sorted, for bsearch */
+	/* the row keys as integers (policy_row_key_int), built on first use */
+	bool		intkeys_ready;
+	int			nintkeys;
+	int64	   *intkeys;		/* sorted */
+	int64		bitmap_min;		/* or, when they are dense, a bitmap from here */
+	int64		bitmap_bits;
+	uint64	   *bitmap;
 } Decision;
 
 extern int	pii_guard_max_grant_duration;
@@ -287,6 +298,7 @@ extern bool policy_is_exempt(Oid userid, Oid relid);
 extern const char *policy_mask_problem(Oid fn, int *sqlstate);
 extern Decision *policy_decide(Oid userid, Oid relid, const char *attname);
 extern ColumnAccess policy_row_access(Decision *d, const char *rowkey);
+extern bool policy_row_key_int(Decision *d, int64 key);
 extern const char *policy_access_name(ColumnAccess access);
 extern bool policy_clear_for_all_rows(Oid relid, const char *attname, bool encrypted);
 extern char *pii_guard_purpose;

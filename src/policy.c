@@ -516,6 +516,12 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 	d->expires = DT_NOEND;
 	d->nrowkeys = 0;
 	d->rowkeys = NULL;
+	d->intkeys_ready = false;
+	d->nintkeys = 0;
+	d->intkeys = NULL;
+	d->bitmap = NULL;
+	d->bitmap_min = 0;
+	d->bitmap_bits = 0;
 	d->level[0] = '\0';
 
 	values[0] = ObjectIdGetDatum(relid);
@@ -811,6 +817,74 @@ policy_row_access(Decision *d, const char *rowkey)
 		bsearch(&rowkey, d->rowkeys, d->nrowkeys, sizeof(char *), rowkey_cmp) != NULL)
 		return ACCESS_CLEAR;
 	return d->access;
+}
+
+static int
+int64_cmp(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * The decision's row keys as numbers, for a row key of an integer type (a
+ * key that is not a number matches no row), kept with the decision: a
+ * sorted array, and when they are dense (a consent from most customers,
+ * say) a bitmap over their range, so that looking a row up costs one
+ * memory access rather than a binary search per value.
+ */
+static void
+policy_build_int_keys(Decision *d)
+{
+	MemoryContext old = MemoryContextSwitchTo(PolicyContext);
+	int			n = 0;
+
+	d->intkeys = palloc(sizeof(int64) * Max(d->nrowkeys, 1));
+	for (int i = 0; i < d->nrowkeys; i++)
+	{
+		const char *k = d->rowkeys[i];
+		char	   *end;
+		long long	v;
+
+		errno = 0;
+		v = strtoll(k, &end, 10);
+		if (errno == 0 && end != k && *end == '\0')
+			d->intkeys[n++] = (int64) v;
+	}
+	qsort(d->intkeys, n, sizeof(int64), int64_cmp);
+	d->nintkeys = n;
+	if (n > 0 && (uint64) d->intkeys[n - 1] - (uint64) d->intkeys[0] < (uint64) n * 64 + 65536)
+	{
+		d->bitmap_min = d->intkeys[0];
+		d->bitmap_bits = (int64) ((uint64) d->intkeys[n - 1] - (uint64) d->intkeys[0] + 1);
+		d->bitmap = palloc0(sizeof(uint64) * ((d->bitmap_bits + 63) / 64));
+		for (int i = 0; i < n; i++)
+		{
+			uint64		b = (uint64) d->intkeys[i] - (uint64) d->bitmap_min;
+
+			d->bitmap[b / 64] |= UINT64CONST(1) << (b % 64);
+		}
+	}
+	MemoryContextSwitchTo(old);
+	d->intkeys_ready = true;
+}
+
+/* Is the integer row key one of the decision's row keys? */
+bool
+policy_row_key_int(Decision *d, int64 key)
+{
+	if (unlikely(!d->intkeys_ready))
+		policy_build_int_keys(d);
+	if (d->bitmap != NULL)
+	{
+		uint64		b = (uint64) key - (uint64) d->bitmap_min;
+
+		return key >= d->bitmap_min && b < (uint64) d->bitmap_bits &&
+			(d->bitmap[b / 64] & (UINT64CONST(1) << (b % 64))) != 0;
+	}
+	return bsearch(&key, d->intkeys, d->nintkeys, sizeof(int64), int64_cmp) != NULL;
 }
 
 /* Name of an access level, as SQL shows it. */

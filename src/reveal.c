@@ -107,10 +107,6 @@ typedef struct RevealCache
 	Oid			rowkey_type;
 	FmgrInfo	rowkey_out;
 	bool		rowkey_ready;
-	/* an integer row key: the decision's row keys as numbers, sorted */
-	bool		intkeys_ready;
-	int			nintkeys;
-	int64	   *intkeys;
 	FunctionCallInfo mask_fcinfo;
 	/* _write_set() only, for this user: */
 	bool		write_ready;
@@ -988,7 +984,6 @@ reveal_cache_refresh(FunctionCallInfo fcinfo)
 		rc->userid = userid;
 		rc->mask_ready = false;
 		rc->write_ready = false;
-		rc->intkeys_ready = false;
 	}
 	d = rc->decision;
 	rc->never_expires = d->expires == DT_NOEND;
@@ -1015,47 +1010,6 @@ reveal_cache(FunctionCallInfo fcinfo)
 	return reveal_cache_refresh(fcinfo);
 }
 
-static int
-int64_cmp(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return x < y ? -1 : x > y ? 1 : 0;
-}
-
-/*
- * The decision's row keys as numbers, for a row key of an integer type
- * (a key that is not a number matches no row).  Looking a row up is then
- * a binary search over integers, with no output conversion: the cost of
- * consents on every row of a large table.
- */
-static void
-reveal_int_keys(FunctionCallInfo fcinfo, RevealCache *rc)
-{
-	Decision   *d = rc->decision;
-	int			n = 0;
-
-	if (rc->intkeys != NULL)
-		pfree(rc->intkeys);
-	rc->intkeys = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt,
-									 sizeof(int64) * Max(d->nrowkeys, 1));
-	for (int i = 0; i < d->nrowkeys; i++)
-	{
-		const char *k = d->rowkeys[i];
-		char	   *end;
-		long long	v;
-
-		errno = 0;
-		v = strtoll(k, &end, 10);
-		if (errno == 0 && end != k && *end == '\0')
-			rc->intkeys[n++] = (int64) v;
-	}
-	qsort(rc->intkeys, n, sizeof(int64), int64_cmp);
-	rc->nintkeys = n;
-	rc->intkeys_ready = true;
-}
-
 /* The access for a row with a row-specific grant somewhere; the slow path. */
 static pg_noinline ColumnAccess
 reveal_row_access(FunctionCallInfo fcinfo, RevealCache *rc)
@@ -1068,12 +1022,9 @@ reveal_row_access(FunctionCallInfo fcinfo, RevealCache *rc)
 
 		if (PG_ARGISNULL(3))
 			return rc->decision->access;
-		if (!rc->intkeys_ready)
-			reveal_int_keys(fcinfo, rc);
 		k = rc->rowkey_type == INT8OID ? PG_GETARG_INT64(3) :
 			rc->rowkey_type == INT4OID ? (int64) PG_GETARG_INT32(3) : (int64) PG_GETARG_INT16(3);
-		return bsearch(&k, rc->intkeys, rc->nintkeys, sizeof(int64), int64_cmp) != NULL ?
-			ACCESS_CLEAR : rc->decision->access;
+		return policy_row_key_int(rc->decision, k) ? ACCESS_CLEAR : rc->decision->access;
 	}
 
 	if (!rc->rowkey_ready)
