@@ -56,6 +56,33 @@ SELECT pii_guard.set_retention('ret.leads', 'created', '5 years', 'anonymize');
 SELECT pii_guard.set_retention('ret.leads', 'created', NULL);
 SELECT count(*) AS rules FROM pii_guard.retention_rules;
 
+-- "Three years after the customer's last order": the latest date of the
+-- rows of an activity table that refer to it, when later than its own.
+SET client_min_messages = warning;
+CREATE TABLE ret.members (id integer PRIMARY KEY, joined date NOT NULL, name text NOT NULL);
+CREATE TABLE ret.purchases (id integer PRIMARY KEY, member_id integer REFERENCES ret.members ON DELETE CASCADE,
+                            bought date NOT NULL);
+CREATE TABLE ret.unrelated (id integer PRIMARY KEY, bought date);
+INSERT INTO ret.members VALUES (1, '2015-01-01', 'a'), (2, '2015-01-01', 'b'), (3, '2015-01-01', 'c'),
+                               (4, current_date - 10, 'd');
+INSERT INTO ret.purchases VALUES (10, 1, '2016-01-01'), (11, 2, '2016-01-01'), (12, 2, current_date - 30),
+                                 (13, 4, current_date - 5);
+SELECT pii_guard.protect_column('ret.members', 'name', 'sensitive', 'pii_guard.mask_name(text)');
+RESET client_min_messages;
+SELECT pii_guard.set_retention('ret.members', 'joined', '3 years', 'delete', 100, 'ret.unrelated', 'bought');
+SELECT pii_guard.set_retention('ret.members', 'joined', '3 years', 'delete', 100, 'ret.purchases', 'member_id');
+SELECT pii_guard.set_retention('ret.members', 'joined', '3 years', 'delete', 100, 'ret.purchases', NULL);
+SELECT pii_guard.set_retention('ret.members', 'joined', '3 years', 'delete', 100, 'ret.purchases', 'bought');
+SELECT activity, activity_column, activity_key FROM pii_guard.retention_rules WHERE base = 'ret_pii.members'::regclass;
+CALL pii_guard.apply_retention();
+-- 1: joined and last bought long ago (gone); 2: bought a month ago (kept);
+-- 3: never bought, joined long ago (gone); 4: new (kept)
+SELECT id FROM ret_pii.members ORDER BY id;
+SELECT id FROM ret.purchases ORDER BY id;
+SELECT regexp_replace(detail, ' before .*', ' before …') AS detail
+  FROM pii_guard.audit_log WHERE kind = 'admin' AND operation IN ('set_retention', 'apply_retention')
+ ORDER BY event_id DESC LIMIT 2;
+
 SET client_min_messages = warning;
 DROP SCHEMA ret CASCADE;
 DROP SCHEMA ret_pii CASCADE;

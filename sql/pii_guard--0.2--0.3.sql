@@ -2219,22 +2219,30 @@ CREATE TABLE @extschema@.retention_rules (
     keep          interval NOT NULL CHECK (keep > interval '0'),
     action        text NOT NULL CHECK (action IN ('delete', 'anonymize')),
     batch_rows    integer NOT NULL DEFAULT 1000 CHECK (batch_rows > 0),
-    last_applied  timestamptz
+    last_applied  timestamptz,
+    -- or kept `keep` after the latest activity_column of the rows of
+    -- activity that refer to it (its foreign key activity_key), when later
+    activity         regclass,
+    activity_column  name,
+    activity_key     name,
+    CHECK ((activity IS NULL) = (activity_column IS NULL) AND (activity IS NULL) = (activity_key IS NULL))
 );
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.retention_rules', '');
 REVOKE ALL ON @extschema@.retention_rules FROM PUBLIC;
 GRANT SELECT ON @extschema@.retention_rules TO pii_guard_admin, pii_guard_auditor;
 
 CREATE FUNCTION @extschema@.set_retention(tbl regclass, date_column name, keep interval,
-                                          action text DEFAULT 'delete', batch_rows integer DEFAULT 1000)
+                                          action text DEFAULT 'delete', batch_rows integer DEFAULT 1000,
+                                          activity regclass DEFAULT NULL, activity_column name DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    t    record;
-    typ  regtype;
+    t     record;
+    typ   regtype;
+    akey  name;
 BEGIN
     SELECT * INTO t FROM @extschema@._subject_table(tbl);
     IF keep IS NULL THEN
@@ -2248,6 +2256,32 @@ BEGIN
         RAISE EXCEPTION 'column "%" of % is not a date', date_column, t.relation
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Name a column of type date, timestamp or timestamptz: rows are kept for keep after it.';
+    END IF;
+    IF (activity IS NULL) <> (activity_column IS NULL) THEN
+        RAISE EXCEPTION 'an activity table needs its date column, and the other way round'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF activity IS NOT NULL THEN
+        -- "3 years after the customer's last order": the activity table's
+        -- one-column foreign key to the row key says whose each row is
+        SELECT a.attname INTO akey
+          FROM pg_constraint k
+          JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+          JOIN pg_attribute f ON f.attrelid = k.confrelid AND f.attnum = k.confkey[1]
+         WHERE k.conrelid = activity AND k.contype = 'f' AND cardinality(k.conkey) = 1
+           AND k.confrelid = t.base AND f.attname = t.key_col
+         LIMIT 1;
+        IF akey IS NULL THEN
+            RAISE EXCEPTION '% has no foreign key to the row key of %', activity, t.relation
+                USING ERRCODE = 'invalid_foreign_key',
+                      HINT = 'The activity table says whose each of its rows is by a foreign key to the protected table''s row key.';
+        END IF;
+        SELECT a.atttypid INTO typ FROM pg_attribute a
+         WHERE a.attrelid = activity AND a.attname = activity_column AND a.attnum > 0 AND NOT a.attisdropped;
+        IF typ IS NULL OR typ NOT IN ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype) THEN
+            RAISE EXCEPTION 'column "%" of % is not a date', activity_column, activity
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
     END IF;
     IF action IS NULL OR action NOT IN ('delete', 'anonymize') THEN
         RAISE EXCEPTION 'retention action must be delete or anonymize'
@@ -2267,18 +2301,23 @@ BEGIN
         RAISE EXCEPTION 'retention needs a positive keep and batch_rows'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO @extschema@.retention_rules AS r (base, date_column, keep, action, batch_rows)
-    VALUES (t.base, date_column, keep, action, batch_rows)
+    INSERT INTO @extschema@.retention_rules AS r
+           (base, date_column, keep, action, batch_rows, activity, activity_column, activity_key)
+    VALUES (t.base, date_column, keep, action, batch_rows, activity, activity_column, akey)
     ON CONFLICT ON CONSTRAINT retention_rules_pkey DO UPDATE
        SET date_column = EXCLUDED.date_column, keep = EXCLUDED.keep, action = EXCLUDED.action,
-           batch_rows = EXCLUDED.batch_rows;
+           batch_rows = EXCLUDED.batch_rows, activity = EXCLUDED.activity,
+           activity_column = EXCLUDED.activity_column, activity_key = EXCLUDED.activity_key;
     PERFORM @extschema@._audit_admin('set_retention',
-        format('%s: %s rows %s after %I, in batches of %s', t.relation, action, keep, date_column, batch_rows));
+        format('%s: %s rows %s after %I%s, in batches of %s', t.relation, action, keep, date_column,
+               CASE WHEN activity IS NULL THEN ''
+                    ELSE format(' and after the latest %I of their rows in %s', activity_column, activity) END,
+               batch_rows));
 END
 $$;
-REVOKE ALL ON FUNCTION @extschema@.set_retention(regclass, name, interval, text, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.set_retention(regclass, name, interval, text, integer) TO pii_guard_admin;
-COMMENT ON FUNCTION @extschema@.set_retention(regclass, name, interval, text, integer) IS
+REVOKE ALL ON FUNCTION @extschema@.set_retention(regclass, name, interval, text, integer, regclass, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.set_retention(regclass, name, interval, text, integer, regclass, name) TO pii_guard_admin;
+COMMENT ON FUNCTION @extschema@.set_retention(regclass, name, interval, text, integer, regclass, name) IS
     'the retention rule of a protected table: delete or anonymize its rows keep after date_column (keep NULL: no rule)';
 
 -- One batch of one rule, with the caller's privileges on the base table
@@ -2296,14 +2335,21 @@ DECLARE
     todo    text;
     n       bigint;
     gone    text[];
+    expired text;
 BEGIN
     SELECT * INTO r FROM @extschema@.retention_rules WHERE base = tbl;
     SELECT * INTO t FROM @extschema@._subject_table(tbl);
+    -- expired: its date before the cutoff, and no activity since
+    expired := format('x.%I < $1', r.date_column);
+    IF r.activity IS NOT NULL THEN
+        expired := expired || format(' AND NOT EXISTS (SELECT 1 FROM %s a WHERE a.%I = x.%I AND a.%I >= $1)',
+                                     r.activity, r.activity_key, t.key_col, r.activity_column);
+    END IF;
     IF r.action = 'delete' THEN
-        EXECUTE format('WITH d AS (DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s WHERE %I < $1 LIMIT %s)) '
+        EXECUTE format('WITH d AS (DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s x WHERE %s LIMIT %s)) '
                        '          RETURNING %I::text AS k) '
                        'SELECT count(*), array_agg(k) FROM d',
-                       t.base, t.base, r.date_column, r.batch_rows, t.key_col)
+                       t.base, t.base, expired, r.batch_rows, t.key_col)
           INTO n, gone USING cutoff;
         -- the subject keys of the deleted people go with them (crypto-shredding)
         IF n > 0 AND EXISTS (SELECT 1 FROM @extschema@.shredding s WHERE s.subject_base = t.base) THEN
@@ -2321,8 +2367,8 @@ BEGIN
         IF sets IS NULL THEN
             RETURN 0;
         END IF;
-        EXECUTE format('UPDATE %s SET %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s WHERE %I < $1 AND (%s) LIMIT %s))',
-                       t.base, sets, t.base, r.date_column, todo, r.batch_rows)
+        EXECUTE format('UPDATE %s SET %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s x WHERE %s AND (%s) LIMIT %s))',
+                       t.base, sets, t.base, expired, todo, r.batch_rows)
           USING cutoff;
     END IF;
     GET DIAGNOSTICS n = ROW_COUNT;
