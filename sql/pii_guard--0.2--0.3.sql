@@ -2454,6 +2454,10 @@ CREATE TABLE @extschema@.consents (
     CHECK (withdrawn_at IS NULL OR withdrawn_at >= given_at)
 );
 CREATE INDEX consents_subject ON @extschema@.consents (base, row_key);
+-- (what a masking view's decision reads: the live consents to a purpose,
+-- index-only once vacuumed)
+CREATE INDEX consents_live ON @extschema@.consents (base, purpose, given_at) INCLUDE (row_key)
+    WHERE withdrawn_at IS NULL AND columns IS NULL;
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.purposes', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.consents', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.consents_consent_id_seq', '');

@@ -263,6 +263,24 @@ typedef struct DecisionKey
 	NameData	attname;
 } DecisionKey;
 
+/*
+ * Row keys a decision opens (approvals of rows, consents), in PolicyContext:
+ * unsorted as read, sorted on the first lookup by text, and as integers
+ * (a sorted array, or a bitmap when dense) on the first lookup by number.
+ */
+typedef struct RowKeySet
+{
+	int			n;
+	char	  **keys;
+	bool		sorted;
+	bool		int_ready;
+	int			nint;
+	int64	   *intkeys;		/* sorted */
+	int64		bitmap_min;		/* or, when they are dense, a bitmap from here */
+	int64		bitmap_bits;
+	uint64	   *bitmap;
+} RowKeySet;
+
 typedef struct Decision
 {
 	DecisionKey key;			/* hash key: must be first */
@@ -276,15 +294,8 @@ typedef struct Decision
 	Datum	   *mask_args;
 	bool	   *mask_argnulls;
 	TimestampTz expires;		/* recompute from this statement time on */
-	int			nrowkeys;		/* rows with a live row-specific grant or a consent */
-	char	  **rowkeys;		/* sorted, for bsearch */
-	/* the row keys as integers (policy_row_key_int), built on first use */
-	bool		intkeys_ready;
-	int			nintkeys;
-	int64	   *intkeys;		/* sorted */
-	int64		bitmap_min;		/* or, when they are dense, a bitmap from here */
-	int64		bitmap_bits;
-	uint64	   *bitmap;
+	struct RowKeySet *rowkeys;	/* rows opened by an approval or a consent;
+								 * NULL: none (may be shared by decisions) */
 } Decision;
 
 extern int	pii_guard_max_grant_duration;

@@ -97,6 +97,7 @@ uint64		policy_generation = 1;	/* read on every row by reveal.c */
 static uint64 decisions_generation = 0;
 static uint64 policy_cache_resets = 0;	/* PolicyContext resets so far */
 static Oid	sentinel_relid = InvalidOid;
+static List *consent_sets = NIL;	/* of ConsentSet (below), in PolicyContext */
 
 /*
  * PROCOID hash values of the functions decisions depend on; past
@@ -247,6 +248,7 @@ policy_ensure_cache(void)
 											  "pii_guard policy",
 											  ALLOCSET_DEFAULT_SIZES);
 	MemoryContextReset(PolicyContext);
+	consent_sets = NIL;
 	policy_cache_resets++;
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(DecisionKey);
@@ -483,6 +485,105 @@ policy_spi(const char *sql, int nargs, Oid *argtypes, Datum *values)
 		elog(ERROR, "pii_guard policy query failed: %s", SPI_result_code_string(ret));
 }
 
+/* An empty row key set for n keys, in PolicyContext. */
+static RowKeySet *
+policy_new_key_set(int n)
+{
+	RowKeySet  *set = MemoryContextAllocZero(PolicyContext, sizeof(RowKeySet));
+
+	set->keys = MemoryContextAlloc(PolicyContext, sizeof(char *) * Max(n, 1));
+	return set;
+}
+
+/*
+ * The consents for every column of a table, for a set of purposes, read
+ * once per policy generation and shared by the decisions of all its
+ * columns (a table with a consent from each of its customers would
+ * otherwise be read, kept and indexed once per column).  In PolicyContext,
+ * forgotten with it.
+ */
+typedef struct ConsentSet
+{
+	Oid			relid;
+	char	   *purposes;
+	RowKeySet  *set;			/* consents for every column */
+	List	   *col_keys;		/* consents for some: row key, then its */
+	List	   *col_names;		/* ... columns (a List of names), in step */
+} ConsentSet;
+
+
+static ConsentSet *
+policy_consent_set(Oid relid, const char *purposes, Oid *argtypes, Datum *values)
+{
+	ConsentSet *cs;
+	MemoryContext old;
+	ListCell   *lc;
+	bool		isnull;
+	Datum		keys;
+
+	foreach(lc, consent_sets)
+	{
+		ConsentSet *c = lfirst(lc);
+
+		if (c->relid == relid && strcmp(c->purposes, purposes) == 0)
+			return c;
+	}
+	old = MemoryContextSwitchTo(PolicyContext);
+	cs = palloc0(sizeof(ConsentSet));
+	cs->relid = relid;
+	cs->purposes = pstrdup(purposes);
+	MemoryContextSwitchTo(old);
+
+	/* one array, not a row per consent: a table may have millions */
+	policy_spi("SELECT pg_catalog.array_agg(c.row_key) FROM pii_guard.consents c "
+			   "WHERE c.base = $1 AND c.purpose = ANY ($6) AND c.withdrawn_at IS NULL "
+			   "  AND c.given_at <= $4 AND c.columns IS NULL",
+			   6, argtypes, values);
+	keys = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		cs->set = policy_new_key_set(0);
+	else
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+
+		deconstruct_array(DatumGetArrayTypeP(keys), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &n);
+		cs->set = policy_new_key_set(n);
+		old = MemoryContextSwitchTo(PolicyContext);
+		for (int i = 0; i < n; i++)
+			if (!nulls[i])
+				cs->set->keys[cs->set->n++] = TextDatumGetCString(elems[i]);
+		MemoryContextSwitchTo(old);
+	}
+	policy_spi("SELECT c.row_key, c.columns::pg_catalog.text[] FROM pii_guard.consents c "
+			   "WHERE c.base = $1 AND c.purpose = ANY ($6) AND c.withdrawn_at IS NULL "
+			   "  AND c.given_at <= $4 AND c.columns IS NOT NULL",
+			   6, argtypes, values);
+	old = MemoryContextSwitchTo(PolicyContext);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Datum		cols = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+		List	   *names = NIL;
+
+		deconstruct_array(DatumGetArrayTypeP(cols), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &n);
+		for (int j = 0; j < n; j++)
+			if (!nulls[j])
+				names = lappend(names, TextDatumGetCString(elems[j]));
+		cs->col_keys = lappend(cs->col_keys,
+							   SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		cs->col_names = lappend(cs->col_names, names);
+	}
+	consent_sets = lappend(consent_sets, cs);
+	MemoryContextSwitchTo(old);
+	return cs;
+}
+
 /*
  * Compute a decision with SPI.  Runs as the extension owner; reads the
  * policy tables with the current snapshot.
@@ -505,6 +606,7 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 	const char *mask_problem = NULL;
 	int			mask_sqlstate = 0;
 	List	   *keys = NIL;
+	RowKeySet  *consented = NULL;
 	bool		all_rows = false;
 
 	d->has_rule = false;
@@ -514,14 +616,7 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 	d->mask_run_as = InvalidOid;
 	d->mask_nargs = 0;
 	d->expires = DT_NOEND;
-	d->nrowkeys = 0;
 	d->rowkeys = NULL;
-	d->intkeys_ready = false;
-	d->nintkeys = 0;
-	d->intkeys = NULL;
-	d->bitmap = NULL;
-	d->bitmap_min = 0;
-	d->bitmap_bits = 0;
 	d->level[0] = '\0';
 
 	values[0] = ObjectIdGetDatum(relid);
@@ -645,28 +740,40 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 
 		/*
 		 * The rows whose customer gave a live consent to one of those
-		 * purposes, for this column (or all columns).
+		 * purposes: for every column (shared by the table's decisions for
+		 * those purposes), and for this column only.
 		 */
 		if (d->access != ACCESS_CLEAR && consent_purposes != NIL)
 		{
 			Datum	   *elems = palloc(sizeof(Datum) * list_length(consent_purposes));
 			ListCell   *lc;
+			ListCell   *lc2;
 			int			n = 0;
+			StringInfoData purposes_key;
+			ConsentSet *cs;
 
+			initStringInfo(&purposes_key);
 			foreach(lc, consent_purposes)
-				elems[n++] = CStringGetTextDatum((char *) lfirst(lc));
-			values[5] = PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
-			policy_spi("SELECT DISTINCT c.row_key FROM pii_guard.consents c "
-					   "WHERE c.base = $1 AND c.purpose = ANY ($6) AND c.withdrawn_at IS NULL "
-					   "  AND c.given_at <= $4 AND (c.columns IS NULL OR $2 = ANY (c.columns))",
-					   6, argtypes, values);
-			for (i = 0; i < SPI_processed; i++)
 			{
-				char	   *k = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-				MemoryContext old = MemoryContextSwitchTo(PolicyContext);
+				elems[n++] = CStringGetTextDatum((char *) lfirst(lc));
+				appendStringInfo(&purposes_key, "%s,", (char *) lfirst(lc));
+			}
+			values[5] = PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+			cs = policy_consent_set(relid, purposes_key.data, argtypes, values);
+			consented = cs->set;
+			forboth(lc, cs->col_keys, lc2, cs->col_names)
+			{
+				ListCell   *lc3;
 
-				keys = lappend(keys, pstrdup(k));
-				MemoryContextSwitchTo(old);
+				foreach(lc3, (List *) lfirst(lc2))
+					if (strcmp((char *) lfirst(lc3), attname) == 0)
+					{
+						MemoryContext old = MemoryContextSwitchTo(PolicyContext);
+
+						keys = lappend(keys, lfirst(lc));
+						MemoryContextSwitchTo(old);
+						break;
+					}
 			}
 		}
 
@@ -748,16 +855,23 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 	if (d->access == ACCESS_MASKED && !OidIsValid(d->mask_fn))
 		d->access = ACCESS_HIDDEN;
 
-	if (d->access != ACCESS_CLEAR && keys != NIL)
+	/*
+	 * The rows opened: the table's shared consent set as it is, or a set of
+	 * the decision's own when approvals or column-only consents add rows.
+	 */
+	if (d->access != ACCESS_CLEAR && keys == NIL && consented != NULL && consented->n > 0)
+		d->rowkeys = consented;
+	else if (d->access != ACCESS_CLEAR && keys != NIL)
 	{
+		int			extra = consented != NULL ? consented->n : 0;
 		ListCell   *lc;
-		int			n = 0;
 
-		d->rowkeys = MemoryContextAlloc(PolicyContext, sizeof(char *) * list_length(keys));
+		d->rowkeys = policy_new_key_set(list_length(keys) + extra);
+		if (extra > 0)
+			memcpy(d->rowkeys->keys, consented->keys, sizeof(char *) * extra);
+		d->rowkeys->n = extra;
 		foreach(lc, keys)
-			d->rowkeys[n++] = lfirst(lc);
-		qsort(d->rowkeys, n, sizeof(char *), rowkey_cmp);
-		d->nrowkeys = n;
+			d->rowkeys->keys[d->rowkeys->n++] = lfirst(lc);
 	}
 }
 
@@ -813,9 +927,18 @@ policy_row_access(Decision *d, const char *rowkey)
 		return ACCESS_CLEAR;
 	if (d->access == ACCESS_CLEAR)
 		return ACCESS_CLEAR;
-	if (d->nrowkeys > 0 && rowkey != NULL &&
-		bsearch(&rowkey, d->rowkeys, d->nrowkeys, sizeof(char *), rowkey_cmp) != NULL)
-		return ACCESS_CLEAR;
+	if (d->rowkeys != NULL && rowkey != NULL)
+	{
+		RowKeySet  *set = d->rowkeys;
+
+		if (!set->sorted)
+		{
+			qsort(set->keys, set->n, sizeof(char *), rowkey_cmp);
+			set->sorted = true;
+		}
+		if (bsearch(&rowkey, set->keys, set->n, sizeof(char *), rowkey_cmp) != NULL)
+			return ACCESS_CLEAR;
+	}
 	return d->access;
 }
 
@@ -829,62 +952,66 @@ int64_cmp(const void *a, const void *b)
 }
 
 /*
- * The decision's row keys as numbers, for a row key of an integer type (a
- * key that is not a number matches no row), kept with the decision: a
- * sorted array, and when they are dense (a consent from most customers,
- * say) a bitmap over their range, so that looking a row up costs one
- * memory access rather than a binary search per value.
+ * The row keys as numbers, for a row key of an integer type (a key that is
+ * not a number matches no row), kept with the set: a sorted array, and
+ * when they are dense (a consent from most customers, say) a bitmap over
+ * their range, so that looking a row up costs one memory access rather
+ * than a binary search per value.
  */
 static void
-policy_build_int_keys(Decision *d)
+policy_build_int_keys(RowKeySet *set)
 {
 	MemoryContext old = MemoryContextSwitchTo(PolicyContext);
 	int			n = 0;
 
-	d->intkeys = palloc(sizeof(int64) * Max(d->nrowkeys, 1));
-	for (int i = 0; i < d->nrowkeys; i++)
+	set->intkeys = palloc(sizeof(int64) * Max(set->n, 1));
+	for (int i = 0; i < set->n; i++)
 	{
-		const char *k = d->rowkeys[i];
+		const char *k = set->keys[i];
 		char	   *end;
 		long long	v;
 
 		errno = 0;
 		v = strtoll(k, &end, 10);
 		if (errno == 0 && end != k && *end == '\0')
-			d->intkeys[n++] = (int64) v;
+			set->intkeys[n++] = (int64) v;
 	}
-	qsort(d->intkeys, n, sizeof(int64), int64_cmp);
-	d->nintkeys = n;
-	if (n > 0 && (uint64) d->intkeys[n - 1] - (uint64) d->intkeys[0] < (uint64) n * 64 + 65536)
+	qsort(set->intkeys, n, sizeof(int64), int64_cmp);
+	set->nint = n;
+	if (n > 0 && (uint64) set->intkeys[n - 1] - (uint64) set->intkeys[0] < (uint64) n * 64 + 65536)
 	{
-		d->bitmap_min = d->intkeys[0];
-		d->bitmap_bits = (int64) ((uint64) d->intkeys[n - 1] - (uint64) d->intkeys[0] + 1);
-		d->bitmap = palloc0(sizeof(uint64) * ((d->bitmap_bits + 63) / 64));
+		set->bitmap_min = set->intkeys[0];
+		set->bitmap_bits = (int64) ((uint64) set->intkeys[n - 1] - (uint64) set->intkeys[0] + 1);
+		set->bitmap = palloc0(sizeof(uint64) * ((set->bitmap_bits + 63) / 64));
 		for (int i = 0; i < n; i++)
 		{
-			uint64		b = (uint64) d->intkeys[i] - (uint64) d->bitmap_min;
+			uint64		b = (uint64) set->intkeys[i] - (uint64) set->bitmap_min;
 
-			d->bitmap[b / 64] |= UINT64CONST(1) << (b % 64);
+			set->bitmap[b / 64] |= UINT64CONST(1) << (b % 64);
 		}
 	}
 	MemoryContextSwitchTo(old);
-	d->intkeys_ready = true;
+	set->int_ready = true;
 }
 
 /* Is the integer row key one of the decision's row keys? */
 bool
 policy_row_key_int(Decision *d, int64 key)
 {
-	if (unlikely(!d->intkeys_ready))
-		policy_build_int_keys(d);
-	if (d->bitmap != NULL)
-	{
-		uint64		b = (uint64) key - (uint64) d->bitmap_min;
+	RowKeySet  *set = d->rowkeys;
 
-		return key >= d->bitmap_min && b < (uint64) d->bitmap_bits &&
-			(d->bitmap[b / 64] & (UINT64CONST(1) << (b % 64))) != 0;
+	if (set == NULL)
+		return false;
+	if (unlikely(!set->int_ready))
+		policy_build_int_keys(set);
+	if (set->bitmap != NULL)
+	{
+		uint64		b = (uint64) key - (uint64) set->bitmap_min;
+
+		return key >= set->bitmap_min && b < (uint64) set->bitmap_bits &&
+			(set->bitmap[b / 64] & (UINT64CONST(1) << (b % 64))) != 0;
 	}
-	return bsearch(&key, d->intkeys, d->nintkeys, sizeof(int64), int64_cmp) != NULL;
+	return bsearch(&key, set->intkeys, set->nint, sizeof(int64), int64_cmp) != NULL;
 }
 
 /* Name of an access level, as SQL shows it. */

@@ -988,7 +988,7 @@ reveal_cache_refresh(FunctionCallInfo fcinfo)
 	d = rc->decision;
 	rc->never_expires = d->expires == DT_NOEND;
 	rc->governed = d->has_rule && !d->exempt;
-	rc->per_row = rc->governed && d->access != ACCESS_CLEAR && d->nrowkeys > 0;
+	rc->per_row = rc->governed && d->access != ACCESS_CLEAR && d->rowkeys != NULL;
 	rc->access = rc->governed ? d->access : ACCESS_CLEAR;
 	return rc;
 }
