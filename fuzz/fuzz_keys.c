@@ -82,6 +82,17 @@ keys_current(DataKey **ek, DataKey **bk)
 	*bk = &blind_key;
 }
 
+/* (subject keys: no envelope the harness makes names one) */
+void
+keys_subject_sealer(uint32 key_id, DataKey **ek pg_attribute_unused(),
+					DataKey **bk pg_attribute_unused())
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errhidestmt(true),
+			 errmsg("pii_guard subject key %u does not exist", key_id)));
+}
+
 DataKey *
 keys_pseudonym(void)
 {

@@ -494,20 +494,22 @@ struct HTAB
 	char		entries[FAKE_HASH_SLOTS][FAKE_HASH_ENTRY];
 };
 
-static HTAB fake_hash;
+static HTAB fake_hash[2];		/* keys.c's two: data keys, subject keys */
 static bool hash_enter_fails = false;
 
-/* (keys.c makes one table at a time: a new one replaces the last.) */
+/* (keys.c makes its two tables at each rebuild: a new one replaces the last of its name.) */
 HTAB *
-hash_create(const char *tabname pg_attribute_unused(), long nelem pg_attribute_unused(),
+hash_create(const char *tabname, long nelem pg_attribute_unused(),
 			const HASHCTL *info, int flags pg_attribute_unused())
 {
+	HTAB	   *h = &fake_hash[strcmp(tabname, "pii_guard data keys") == 0 ? 0 : 1];
+
 	if (info->entrysize > FAKE_HASH_ENTRY)
 		fuzz_fail("hash entries too big for the fake hash table");
-	memset(&fake_hash, 0, sizeof(fake_hash));
-	fake_hash.keysize = info->keysize;
-	fake_hash.entrysize = info->entrysize;
-	return &fake_hash;
+	memset(h, 0, sizeof(HTAB));
+	h->keysize = info->keysize;
+	h->entrysize = info->entrysize;
+	return h;
 }
 
 void *

@@ -875,6 +875,13 @@ construct_md_array(Datum *elems pg_attribute_unused(), bool *nulls pg_attribute_
 	FUZZ_UNREACHABLE("construct_md_array");
 }
 
+/* (key_id(): as 0.3 declares it) */
+Oid
+get_func_rettype(Oid funcid pg_attribute_unused())
+{
+	return INT8OID;
+}
+
 void
 get_typlenbyvalalign(Oid typid pg_attribute_unused(), int16 *typlen pg_attribute_unused(),
 					 bool *typbyval pg_attribute_unused(), char *typalign pg_attribute_unused())

@@ -2169,6 +2169,8 @@ BEGIN
     END IF;
     PERFORM @extschema@._audit_admin('erase_subject',
         format('%s row %s erased by %s: %s', t.relation, subject, caller, reason));
+    -- and the person's subject key, if any (crypto-shredding, below)
+    PERFORM @extschema@._shred(tbl, subject, 'erased: ' || reason);
 END
 $$;
 REVOKE ALL ON FUNCTION @extschema@._audit_erasure(regrole, regclass, text, text, bigint) FROM PUBLIC;
@@ -2997,27 +2999,6 @@ GRANT EXECUTE ON FUNCTION @extschema@.shred_subject(regclass, text, text) TO pii
 COMMENT ON FUNCTION @extschema@.shred_subject(regclass, text, text) IS
     'crypto-shredding: the subject''s key destroyed, so that its values in every dump and copy no longer decrypt; audited with the reason';
 
--- An erasure also destroys the person's subject key, if any.
-CREATE OR REPLACE FUNCTION @extschema@._audit_erasure(caller regrole, tbl regclass, subject text, reason text, n bigint)
-RETURNS void
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    t      record;
-BEGIN
-    PERFORM @extschema@._acting_as(caller, 'erase');
-    SELECT * INTO t FROM @extschema@._subject_table(tbl, subject);
-    IF t.present OR n < 1 THEN
-        RAISE EXCEPTION 'row % of % was not erased', subject, t.relation
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-    PERFORM @extschema@._audit_admin('erase_subject',
-        format('%s row %s erased by %s: %s', t.relation, subject, caller, reason));
-    PERFORM @extschema@._shred(tbl, subject, 'erased: ' || reason);
-END
-$$;
 
 -- key_id() names subject keys too (2^31 and up): bigint.  reencrypt_column
 -- leaves values under subject keys alone (they are under their subject's

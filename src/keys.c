@@ -1424,13 +1424,14 @@ keys_rewrap_one(uint32 key_id, char purpose, const uint8 *wrapped_old,
 /*
  * Re-wrap the keys a query lists (key id, purpose name, wrapped key,
  * fingerprint) that are not yet wrapped by the current master key, and
- * store each with update (parameters: key id as int8, wrapped key,
- * fingerprint).  Runs in the owner's SPI bracket; returns how many.
+ * store each with update (parameters: key id, wrapped key, fingerprint).
+ * Key ids are integer (data keys) or bigint (subject keys: int8_ids).
+ * Runs in the owner's SPI bracket; returns how many.
  */
 static int32
-keys_rewrap_rows(const char *query, const char *update, const char *table)
+keys_rewrap_rows(const char *query, const char *update, const char *table, bool int8_ids)
 {
-	Oid			argtypes[3] = {INT8OID, BYTEAOID, BYTEAOID};
+	Oid			argtypes[3] = {int8_ids ? INT8OID : INT4OID, BYTEAOID, BYTEAOID};
 	uint64		i;
 	uint64		nrows;
 	int32		count = 0;
@@ -1450,8 +1451,9 @@ keys_rewrap_rows(const char *query, const char *update, const char *table)
 		bytea	   *fp = palloc(VARHDRSZ + PII_FINGERPRINT_LEN);
 		Datum		values[3];
 
-		key_id = (uint32) DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc,
-													  1, &isnull));
+		key_id = int8_ids ?
+			(uint32) DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull)) :
+			(uint32) DatumGetInt32(SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull));
 		purpose = purpose_from_name(SPI_getvalue(rows->vals[i], rows->tupdesc, 2));
 		if (!keys_spi_bytea(rows, i, 3, wrapped_old, PII_WRAPPED_LEN) ||
 			!keys_spi_bytea(rows, i, 4, fp_old, PII_FINGERPRINT_LEN))
@@ -1470,7 +1472,7 @@ keys_rewrap_rows(const char *query, const char *update, const char *table)
 						(uint8 *) VARDATA(wrapped));
 		memcpy(VARDATA(fp), master_current.fingerprint, PII_FINGERPRINT_LEN);
 
-		values[0] = Int64GetDatum((int64) key_id);
+		values[0] = int8_ids ? Int64GetDatum((int64) key_id) : Int32GetDatum((int32) key_id);
 		values[1] = PointerGetDatum(wrapped);
 		values[2] = PointerGetDatum(fp);
 		if (SPI_execute_with_args(update, 3, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
@@ -1497,18 +1499,18 @@ pii_guard_rewrap_data_keys(FunctionCallInfo fcinfo pg_attribute_unused())
 	keys_require_master_key();
 	owner_spi_begin(&oc);
 	keys_lock_table();
-	count = keys_rewrap_rows("SELECT key_id::pg_catalog.int8, purpose, wrapped_key, master_key_fingerprint "
+	count = keys_rewrap_rows("SELECT key_id, purpose, wrapped_key, master_key_fingerprint "
 							 "FROM pii_guard.data_keys ORDER BY key_id",
 							 "UPDATE pii_guard.data_keys "
 							 "SET wrapped_key = $2, master_key_fingerprint = $3 WHERE key_id = $1",
-							 "pii_guard.data_keys");
+							 "pii_guard.data_keys", false);
 	if (OidIsValid(pii_guard_relation_oid("subject_keys", true)))
 		subject_count = keys_rewrap_rows("SELECT key_id, 'subject', wrapped_key, master_key_fingerprint "
 										 "FROM pii_guard.subject_keys WHERE shredded_at IS NULL "
 										 "ORDER BY key_id",
 										 "UPDATE pii_guard.subject_keys "
 										 "SET wrapped_key = $2, master_key_fingerprint = $3 WHERE key_id = $1",
-										 "pii_guard.subject_keys");
+										 "pii_guard.subject_keys", true);
 	owner_spi_end(&oc);
 	keys_audit_admin("rewrap_data_keys",
 					 psprintf("%d data keys%s re-wrapped under the master key with fingerprint %s",

@@ -192,7 +192,7 @@ pgg_ok "pg_dump by the owner with README's options succeeds" \
 sed 's/^/  # /' "$do_files/crm_owner.dump.err"
 pgg_is "owner's dump: the policy and the approval, not the keys or the audit trail" \
 	"$(do_pii_data "$do_files/crm_owner.dump")" \
-	"column_rules consents consents_consent_id_seq discovered_columns export_grant_use grants grants_grant_id_seq new_columns profile_overrides profiles protected_tables purposes retention_rules sequence_grants "
+	"column_rules consents consents_consent_id_seq discovered_columns export_grant_use grants grants_grant_id_seq new_columns profile_overrides profiles protected_tables purposes retention_rules sequence_grants shredding "
 pgg_ok "owner's dump: the customers' data" \
 	grep -q 'TABLE DATA public_pii customers ' <(pg_restore -l "$do_files/crm_owner.dump")
 do_absent "owner's dump" "$do_files/crm_owner.dump"
@@ -206,7 +206,7 @@ pgg_ok "owner and auditor: pg_dump --exclude-table-data=pii_guard.data_keys succ
 sed 's/^/  # /' "$do_files/crm_auditor.dump.err"
 pgg_is "owner and auditor: the dump holds the policy and the audit trail, not the keys" \
 	"$(do_pii_data "$do_files/crm_auditor.dump")" \
-	"audit_log audit_log_event_id_seq column_rules consents consents_consent_id_seq discovered_columns export_grant_use grants grants_grant_id_seq new_columns profile_overrides profiles protected_tables purposes retention_rules sequence_grants "
+	"audit_log audit_log_event_id_seq column_rules consents consents_consent_id_seq discovered_columns export_grant_use grants grants_grant_id_seq new_columns profile_overrides profiles protected_tables purposes retention_rules sequence_grants shredding "
 pgg_psql do_src -d crm -c "REVOKE pii_guard_auditor FROM crm_dba" >/dev/null
 
 # The data keys, dumped by a superuser (wrapped by the master key).
