@@ -4,7 +4,7 @@
 # microseconds per value and ratios, and checked against the targets (README, Performance).
 #
 #   bench/run.sh [crypto] [views] [audit] [limits] [writes] [discovery] [copy]
-#                [privacy]                                   (default: all)
+#                [privacy] [masking]                         (default: all)
 #
 # Sections are shell functions of the same name; a long one lives in its own
 # file, bench/<section>.sh, sourced below.  To add a section: write the
@@ -19,7 +19,8 @@
 # (labelled values per kind and decoy group, default 2000),
 # DISCOVERY_DEMO_CUSTOMERS (default 100000), COPY_ROWS (the copy section's
 # customers, default 200000), PRIVACY_ROWS (the privacy section's people,
-# default 200000), ANON_TARBALL (PostgreSQL Anonymizer's source,
+# default 200000), MASKING_ROWS (the masking section's, default 200000),
+# ANON_TARBALL (PostgreSQL Anonymizer's source,
 # default ../shared/peers/postgresql_anonymizer-1.1.0.tgz), KEEP=1 (keep the
 # cluster's directory).
 # Results are also written to bench/results/latest.txt.  A missed target is
@@ -33,8 +34,9 @@ cd "$(dirname "$0")/.."
 . bench/writes.sh
 . bench/discovery.sh
 . bench/privacy.sh
+. bench/masking.sh
 
-ALL_SECTIONS="crypto views audit limits writes discovery copy privacy"
+ALL_SECTIONS="crypto views audit limits writes discovery copy privacy masking"
 sections=${*:-$ALL_SECTIONS}
 for s in $sections; do
 	case " $ALL_SECTIONS " in

@@ -10,7 +10,11 @@
 #                       No root needed, and the system's PostgreSQL is never
 #                       touched.
 #   $PGG_WORK/keys/     master key files, readable by the server only
-#   $PGG_WORK/<name>/   one cluster: data/ and its unix socket (no TCP)
+#   $PGG_WORK/<name>/   one cluster: data/ and its unix socket (no TCP);
+#                       under $PGG_CLUSTER_ROOT instead when that is set
+#                       (test/run.sh gives each scenario its own, so that
+#                       scenarios running at the same time stop only their
+#                       own clusters)
 #
 # As root the server runs as the "postgres" user (PostgreSQL refuses root).
 #
@@ -42,6 +46,7 @@ pgg_init() {
 	PGG_WORK=$(mktemp -d "${TMPDIR:-/tmp}/pii_guard.XXXXXX")
 	chmod 755 "$PGG_WORK"
 	export PGG_WORK
+	unset PGG_CLUSTER_ROOT		# (a nested run's clusters are its own)
 	trap pgg_cleanup EXIT
 	trap 'echo "pii_guard: interrupted" >&2; exit 130' INT TERM HUP
 }
@@ -176,15 +181,19 @@ pgg_sanitizer_report() {
 		}' /dev/null $(find "$dir" -type f | sort)
 }
 
-pgg_data() { echo "$PGG_WORK/$1/data"; }
-pgg_sock() { echo "$PGG_WORK/$1"; }
+pgg_root() { echo "${PGG_CLUSTER_ROOT:-$PGG_WORK}"; }
+pgg_data() { echo "$(pgg_root)/$1/data"; }
+pgg_sock() { echo "$(pgg_root)/$1"; }
 
 # pgg_new_cluster NAME [postgresql.conf line ...]
 # initdb with superuser "postgres" and pii_guard preloaded under test key 1.
 pgg_new_cluster() {
 	local name=$1
 	shift
-	local dir=$PGG_WORK/$name
+	local dir
+	dir=$(pgg_root)/$name
+	mkdir -p "$(pgg_root)"
+	chmod 755 "$(pgg_root)"
 	mkdir -p "$dir"
 	if [ "$(id -u)" -eq 0 ]; then chown postgres "$dir"; fi
 	pgg_as_server "$PGG_SERVER_BIN/initdb" -D "$dir/data" -U postgres -A trust \
@@ -218,8 +227,8 @@ pgg_start() {	# (PGG_CORE=1: let the server write core files, into its data dire
 	local name=$1
 	pgg_as_server env "${PGG_SERVER_ENV[@]}" "$PGG_SERVER_BIN/pg_ctl" \
 		-D "$(pgg_data "$name")" -w -t 60 ${PGG_CORE:+-c} \
-		-l "$PGG_WORK/$name/server.log" start >/dev/null ||
-		{ tail -20 "$PGG_WORK/$name/server.log" >&2; pgg_die "cluster $name did not start"; }
+		-l "$(pgg_log "$name")" start >/dev/null ||
+		{ tail -20 "$(pgg_log "$name")" >&2; pgg_die "cluster $name did not start"; }
 }
 
 pgg_stop() {
@@ -235,12 +244,20 @@ pgg_stop() {
 # demo with TMPDIR=$PGG_WORK and KEEP=1: an interrupt must not leave its
 # cluster running).
 pgg_stop_all() {
-	local pid_file
-	for pid_file in "${PGG_WORK:-/nonexistent}"/*/data/postmaster.pid \
-		"${PGG_WORK:-/nonexistent}"/pii_guard.*/*/data/postmaster.pid; do
-		[ -f "$pid_file" ] || continue
-		pgg_as_server "$PGG_SERVER_BIN/pg_ctl" -D "$(dirname "$pid_file")" \
-			-m immediate -w -t 30 stop >/dev/null 2>&1 || true
+	local w=${PGG_WORK:-/nonexistent}
+	pgg_stop_under "$w" "$w"/scenarios/* "$w"/pii_guard.* "$w"/scenarios/*/pii_guard.*
+}
+
+# Stop the clusters directly under each directory given (test/run.sh: one
+# scenario's, when it ends).
+pgg_stop_under() {
+	local root pid_file
+	for root in "$@"; do
+		for pid_file in "$root"/*/data/postmaster.pid; do
+			[ -f "$pid_file" ] || continue
+			pgg_as_server "$PGG_SERVER_BIN/pg_ctl" -D "$(dirname "$pid_file")" \
+				-m immediate -w -t 30 stop >/dev/null 2>&1 || true
+		done
 	done
 }
 
@@ -249,7 +266,7 @@ pgg_restart() {
 	pgg_start "$1"
 }
 
-pgg_log() { echo "$PGG_WORK/$1/server.log"; }
+pgg_log() { echo "$(pgg_root)/$1/server.log"; }
 
 # pgg_psql NAME [psql args ...]: quiet psql as superuser, stops on error.
 pgg_psql() {

@@ -38,12 +38,12 @@ pgg_ok "the primary shows masked phones" test "$(echo "$primary_out" | grep -c '
 
 # The standby: a base backup of the primary, with the same master key
 # command (postgresql.conf is copied) and a socket of its own.
-mkdir -p "$PGG_WORK/$stby"
-if [ "$(id -u)" -eq 0 ]; then chown postgres "$PGG_WORK/$stby"; fi
+mkdir -p "$(pgg_sock $stby)"
+if [ "$(id -u)" -eq 0 ]; then chown postgres "$(pgg_sock $stby)"; fi
 pgg_as_server pg_basebackup -h "$(pgg_sock $prim)" -p 5432 -U postgres \
-	-D "$(pgg_data $stby)" -R -X stream -c fast >"$PGG_WORK/$stby/basebackup.log" 2>&1 ||
-	{ cat "$PGG_WORK/$stby/basebackup.log" >&2; pgg_die "pg_basebackup failed"; }
-pgg_conf $stby "unix_socket_directories = '$PGG_WORK/$stby'"
+	-D "$(pgg_data $stby)" -R -X stream -c fast >"$(pgg_sock $stby)/basebackup.log" 2>&1 ||
+	{ cat "$(pgg_sock $stby)/basebackup.log" >&2; pgg_die "pg_basebackup failed"; }
+pgg_conf $stby "unix_socket_directories = '$(pgg_sock $stby)'"
 pgg_start $stby
 pgg_is "the standby is in recovery" "$(pgg_psql $stby -d postgres -tAc "SELECT pg_is_in_recovery()")" t
 
