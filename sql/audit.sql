@@ -534,3 +534,9 @@ DROP TABLE enc_keys;
 
 SELECT pii_guard.unprotect_table('clients');
 RESET search_path;
+
+-- The roles go (installcheck may run again on the same server).
+SET client_min_messages = warning;
+DROP OWNED BY regress_approver, regress_auditor, regress_clerk CASCADE;
+DROP ROLE regress_approver, regress_auditor, regress_clerk;
+RESET client_min_messages;

@@ -111,3 +111,9 @@ SET ROLE regress_app;
 SELECT count(*) FROM pii_guard.data_keys;
 SELECT count(*) FROM pii_guard.key_status;
 RESET ROLE;
+
+-- The roles go (installcheck may run again on the same server).
+SET client_min_messages = warning;
+DROP OWNED BY regress_app, regress_keeper CASCADE;
+DROP ROLE regress_app, regress_keeper;
+RESET client_min_messages;

@@ -130,3 +130,9 @@ SET force_parallel_mode = on;
 SELECT count(*) FILTER (WHERE pii_guard.decrypt(phone) = '139' || lpad(id::text, 8, '0')) AS phones_ok
   FROM accounts;
 RESET force_parallel_mode;
+
+-- The roles go (installcheck may run again on the same server).
+SET client_min_messages = warning;
+DROP OWNED BY regress_clerk, regress_keyadmin CASCADE;
+DROP ROLE regress_clerk, regress_keyadmin;
+RESET client_min_messages;

@@ -269,3 +269,9 @@ SELECT kind, operation, relation, rows,
   FROM pii_guard.audit_log
  WHERE kind = 'export' AND acting_role = 'regress_lim' ORDER BY event_id;
 RESET search_path;
+
+-- The roles go (installcheck may run again on the same server).
+SET client_min_messages = warning;
+DROP OWNED BY regress_lim, regress_lim_approver CASCADE;
+DROP ROLE regress_lim, regress_lim_approver;
+RESET client_min_messages;

@@ -160,3 +160,9 @@ SET ROLE regress_lima_app;
 SELECT array_length(array_agg(phone), 1) FROM people;
 RESET ROLE;
 RESET search_path;
+
+-- The roles go (installcheck may run again on the same server).
+SET client_min_messages = warning;
+DROP OWNED BY regress_lima_app, regress_lima_approver, regress_lima_clerk, regress_lima_clerk2, regress_lima_clerks, regress_lima_selfish CASCADE;
+DROP ROLE regress_lima_app, regress_lima_approver, regress_lima_clerk, regress_lima_clerk2, regress_lima_clerks, regress_lima_selfish;
+RESET client_min_messages;

@@ -249,3 +249,9 @@ SELECT lk.plan($$SELECT id FROM people WHERE phone IN ('13800000042', '138000000
 
 SELECT pii_guard.unprotect_table('people');
 RESET search_path;
+
+-- The roles go (installcheck may run again on the same server).
+SET client_min_messages = warning;
+DROP OWNED BY regress_lk_approver, regress_lk_clear, regress_lk_masked, regress_lk_rep CASCADE;
+DROP ROLE regress_lk_approver, regress_lk_clear, regress_lk_masked, regress_lk_rep;
+RESET client_min_messages;

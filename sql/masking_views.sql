@@ -401,3 +401,9 @@ RESET ROLE;
 SELECT pii_guard.unprotect_table('wide');
 DROP TABLE wide;
 RESET search_path;
+
+-- The roles go (installcheck may run again on the same server).
+SET client_min_messages = warning;
+DROP OWNED BY regress_admin, regress_intern, regress_mgr, regress_nobody CASCADE;
+DROP ROLE regress_admin, regress_intern, regress_mgr, regress_nobody;
+RESET client_min_messages;

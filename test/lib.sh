@@ -305,3 +305,73 @@ pgg_is() {	# pgg_is DESCRIPTION ACTUAL EXPECTED
 	fi
 }
 pgg_done() { [ "$PGG_FAILS" -eq 0 ]; }
+
+# --- what scenario scripts share ----------------------------------------------
+
+# pgg_wait SECONDS COMMAND...: run COMMAND every 0.1 s until it succeeds, for
+# at most SECONDS (whole seconds); the status of its last run.
+pgg_wait() {
+	local tenths=$(($1 * 10)) i
+	shift
+	for ((i = 1; i < tenths; i++)); do
+		"$@" && return 0
+		sleep 0.1
+	done
+	"$@"
+}
+
+# pgg_gone PID [SECONDS]: wait until process PID has ended (default 10 s).
+pgg_gone() {
+	local pid=$1
+	pgg_wait "${2:-10}" pgg_not_running "$pid"
+}
+pgg_not_running() { ! kill -0 "$1" 2>/dev/null; }
+
+# pgg_worker_pid CLUSTER [DATABASE_OID]: the pid of the cluster's audit
+# worker (of that database's, when given), waiting for it up to 15 s (a
+# crash restart included); empty if none.  (Its parent is this cluster's
+# postmaster: other clusters on the machine, a scenario running beside this
+# one, have audit workers too.)
+pgg_worker_pid() {
+	local postmaster pattern="pii_guard audit worker" pid='' i
+	[ -z "${2:-}" ] || pattern="pii_guard audit worker for database $2( |\$)"
+	for ((i = 0; i < 150; i++)); do
+		postmaster=$(head -1 "$(pgg_data "$1")/postmaster.pid" 2>/dev/null)
+		pid=$(pgrep -P "${postmaster:-0}" -f "$pattern" | head -1)
+		[ -n "$pid" ] && break
+		sleep 0.1
+	done
+	echo "$pid"
+}
+
+# pgg_db_oid CLUSTER DATABASE: its OID.
+pgg_db_oid() { pgg_psql "$1" -d postgres -tAc "SELECT oid FROM pg_database WHERE datname = '$2'"; }
+
+# pgg_new_db CLUSTER DATABASE: a database with pii_guard in it.
+pgg_new_db() {
+	pgg_psql "$1" -d postgres -c "CREATE DATABASE $2" &&
+		pgg_psql "$1" -d "$2" -c "CREATE EXTENSION pii_guard"
+}
+
+# pgg_protected_table CLUSTER DATABASE TABLE ROWS ROLE: TABLE (id integer
+# primary key, phone encrypted_text: 1380000nnnn) with ROWS rows, protected
+# (phone sensitive, masked as a phone), and ROLE (created, LOGIN) a profile
+# of clearance sensitive that may read it.
+pgg_protected_table() {
+	pgg_psql "$1" -d "$2" <<SQL
+SET client_min_messages = warning;
+DO \$\$ BEGIN CREATE ROLE $5 LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$;
+CREATE TABLE $3 (id int PRIMARY KEY, phone pii_guard.encrypted_text);
+INSERT INTO $3 SELECT g, '1380000' || lpad(g::text, 4, '0') FROM generate_series(1, $4) g;
+GRANT SELECT ON $3 TO $5;
+SELECT pii_guard.protect_column('$3', 'phone', 'sensitive', 'pii_guard.mask_phone(text)');
+SELECT pii_guard.set_clearance('$5', 'sensitive');
+SQL
+}
+
+# pgg_events CLUSTER DATABASE KIND [AFTER_EVENT_ID]: how many audit events of
+# KIND (read, write, export, deny, admin) there are after that event.
+pgg_events() {
+	pgg_psql "$1" -d "$2" -tAc "SELECT count(*) FROM pii_guard.audit_log
+	                             WHERE kind = '$3' AND event_id > ${4:-0}"
+}

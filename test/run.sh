@@ -92,12 +92,11 @@ stage_start regress
 if want regress; then
 	echo "== pg_regress"
 	rm -rf results regression.diffs regression.out
-	pgxs_dir=$(dirname "$("$PG_CONFIG" --pgxs)")/..
-	"$pgxs_dir/test/regress/pg_regress" \
-		--inputdir=. --outputdir=. --bindir="$PGG_CLIENT_BIN" \
-		--host="$(pgg_sock main)" --port=5432 --user=postgres \
-		--dbname=pii_guard_regress --load-extension=pii_guard \
-		${REGRESS:-} >"$PGG_WORK/pg_regress.log" 2>&1
+	# (make installcheck, against this stage's cluster: what a developer
+	# runs against a server of their own)
+	PGHOST=$(pgg_sock main) PGPORT=5432 PGUSER=postgres \
+		make -s --no-print-directory installcheck PG_CONFIG="$PG_CONFIG" REGRESS="${REGRESS:-}" \
+		>"$PGG_WORK/pg_regress.log" 2>&1
 	regress_rc=$?
 	cat "$PGG_WORK/pg_regress.log"
 	regress_results=0

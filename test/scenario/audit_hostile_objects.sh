@@ -23,16 +23,7 @@ INSERT INTO public.accounts VALUES (1, '13812345678'), (2, '13900001111');
 SELECT pii_guard.protect_table('public.accounts');
 SQL
 dboid=$(hpsql -tAc "SELECT oid FROM pg_database WHERE datname = 'hostile'")
-postmaster=$(head -1 "$(pgg_data $name)/postmaster.pid")
-worker_pid() {	# waits (boundedly) for the worker of the database
-	local pid
-	for _ in $(seq 100); do
-		pid=$(pgrep -P "$postmaster" -f "pii_guard audit worker for database $dboid( |\$)" | head -1)
-		[ -n "$pid" ] && break
-		sleep 0.1
-	done
-	echo "$pid"
-}
+worker_pid() { pgg_worker_pid $name "$dboid"; }
 
 # The database owner plants its objects (public belongs to it).
 psql -X -q -v ON_ERROR_STOP=1 -h "$(pgg_sock $name)" -p 5432 -U mallory -d hostile <<'SQL'
@@ -84,7 +75,7 @@ SQL
 worker=$(worker_pid)
 pgg_ok "the audit worker of the database runs" test -n "$worker"
 kill -TERM "$worker"
-for _ in $(seq 100); do kill -0 "$worker" 2>/dev/null || break; sleep 0.1; done
+pgg_gone "$worker"
 pgg_ok "it stopped" bash -c "! kill -0 $worker 2>/dev/null"
 
 # Two grants that end within seconds (so that the second expiry is checked

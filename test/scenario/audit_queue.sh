@@ -17,14 +17,8 @@ SELECT pii_guard.protect_table('q');
 SELECT pii_guard.protect_table('q2');
 SELECT pii_guard.set_clearance('q_reader', 'sensitive');
 SQL
-# Wait for the worker, then freeze it.  (Its parent is this cluster's
-# postmaster: other clusters on the machine have audit workers too.)
-postmaster=$(head -1 "$(pgg_data $name)/postmaster.pid")
-for _ in $(seq 50); do
-	worker=$(pgrep -P "$postmaster" -f "pii_guard audit worker" | head -1)
-	[ -n "$worker" ] && break
-	sleep 0.1
-done
+# Wait for the worker, then freeze it.
+worker=$(pgg_worker_pid $name)
 pgg_ok "the audit worker runs" test -n "$worker"
 rows_read() {
 	pgg_psql $name -d postgres -tAc "SELECT coalesce(sum(rows), 0) FROM pii_guard.audit_log WHERE kind = 'read'"

@@ -12,20 +12,11 @@ pgg_start $name
 pgg_psql $name -d postgres -c "CREATE ROLE r_user LOGIN" -c "CREATE DATABASE ringa" -c "CREATE DATABASE ringb"
 postmaster=$(head -1 "$(pgg_data $name)/postmaster.pid")
 spill_dir="$(pgg_data $name)/pg_pii_guard"
-oid_of() { pgg_psql $name -d postgres -tAc "SELECT oid FROM pg_database WHERE datname = '$1'"; }
-worker_of() {	# worker_of OID: its worker's pid, waiting (boundedly) for it
-	local pid
-	for _ in $(seq 100); do
-		pid=$(pgrep -P "$postmaster" -f "pii_guard audit worker for database $1( |\$)" | head -1)
-		[ -n "$pid" ] && break
-		sleep 0.1
-	done
-	echo "$pid"
-}
+oid_of() { pgg_db_oid $name "$1"; }
+worker_of() { pgg_worker_pid $name "$1"; }	# worker_of OID: its worker's pid
 stop_pid() {
 	kill -TERM "$1"
-	for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-	return 1
+	pgg_gone "$1"
 }
 deny_in() {	# deny_in DB N: N refused decrypt() calls there
 	# (each under its own application_name: distinct events, which do not

@@ -18,22 +18,11 @@ GRANT SELECT ON w TO w_reader;
 SELECT pii_guard.protect_table('w');
 SELECT pii_guard.set_clearance('w_reader', 'sensitive');
 SQL
-dboid=$(wpsql -tAc "SELECT oid FROM pg_database WHERE datname = 'wdb'")
-postmaster=$(head -1 "$(pgg_data $name)/postmaster.pid")
-worker_pid() {	# waits (boundedly) for the worker of wdb
-	local pid
-	for _ in $(seq 100); do
-		pid=$(pgrep -P "$postmaster" -f "pii_guard audit worker for database $dboid( |\$)" | head -1)
-		[ -n "$pid" ] && break
-		sleep 0.1
-	done
-	echo "$pid"
-}
+dboid=$(pgg_db_oid $name wdb)
+worker_pid() { pgg_worker_pid $name "$dboid"; }
 stop_worker() {	# SIGTERM the worker and wait until it is gone
-	local pid=$1
-	kill -TERM "$pid"
-	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-	return 1
+	kill -TERM "$1"
+	pgg_gone "$1"
 }
 # n refused decrypt() calls by w_reader: n deny events.
 deny() {
@@ -45,14 +34,10 @@ deny() {
 		PGOPTIONS="$client_opts" psql -X -q -h "$(pgg_sock $name)" -p 5432 -U w_reader -d wdb >/dev/null 2>&1
 }
 denials() { wpsql -tAc "SELECT count(*) FROM pii_guard.audit_log WHERE kind = 'deny' AND acting_role = 'w_reader'"; }
+denials_at_least() { [ "$(denials)" -ge "$1" ]; }
 wait_denials() {	# wait_denials N: until N deny events are in, or 20 s
-	local got
-	for _ in $(seq 200); do
-		got=$(denials)
-		[ "$got" -ge "$1" ] && break
-		sleep 0.1
-	done
-	echo "$got"
+	pgg_wait 20 denials_at_least "$1"
+	denials
 }
 
 # 1. Database settings that would make every cycle fail or misbehave.
@@ -114,10 +99,8 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 lines=$(wc -l <"$(pgg_log $name)")
-for _ in $(seq 200); do
-	tail -n +"$((lines + 1))" "$(pgg_log $name)" | grep -q "\[$worker\] .*ERROR:  induced audit failure" && break
-	sleep 0.1
-done
+induced_since() { tail -n +"$((lines + 1))" "$(pgg_log $name)" | grep -q "\[$worker\] .*ERROR:  induced audit failure"; }
+pgg_wait 20 induced_since
 pgg_ok "a cycle failed while the reads were pending" \
 	bash -c "tail -n +$((lines + 1)) '$(pgg_log $name)' | grep -q '\[$worker\] .*ERROR:  induced audit failure'"
 wpsql -tAc "SELECT pg_terminate_backend($sleeping)" >/dev/null
@@ -152,7 +135,7 @@ kill -STOP "$worker"
 deny 7
 kill -TERM "$worker"
 kill -CONT "$worker"
-for _ in $(seq 100); do kill -0 "$worker" 2>/dev/null || break; sleep 0.1; done
+pgg_gone "$worker"
 # What is still only in shared memory is gone after a restart.
 pgg_restart $name
 postmaster=$(head -1 "$(pgg_data $name)/postmaster.pid")
@@ -169,7 +152,7 @@ pgg_ok "... and stops" stop_worker "$worker"
 pgg_as_server bash -c "mkdir -p '$(dirname "$stray")' && printf 'half an event' > '$stray'"
 deny 1
 worker=$(worker_pid)
-for _ in $(seq 100); do [ -e "$stray" ] || break; sleep 0.1; done
+pgg_wait 10 test ! -e "$stray"
 pgg_ok "a new worker removes the stale .tmp spill file" test ! -e "$stray"
 pgg_ok "... and says so in the server log" grep -q "removed stale audit spill file .*$dboid.999999.1.tmp" "$(pgg_log $name)"
 
@@ -180,16 +163,7 @@ pgg_ok "... and says so in the server log" grep -q "removed stale audit spill fi
 pgg_psql $name -d postgres -c "CREATE ROLE w_owner LOGIN CREATEDB" -c "CREATE DATABASE wdrop OWNER w_owner"
 pgg_psql $name -d wdrop -c "CREATE EXTENSION pii_guard" -c "SELECT pii_guard.rotate_data_key()" >/dev/null
 as_owner() { psql -X -q -v ON_ERROR_STOP=1 -h "$(pgg_sock $name)" -p 5432 -U w_owner -d postgres "$@"; }
-wdrop_worker() {
-	local pid
-	for _ in $(seq 100); do
-		pid=$(pgrep -P "$postmaster" -f "pii_guard audit worker for database $(pgg_psql $name -d postgres -tAc \
-			"SELECT oid FROM pg_database WHERE datname = 'wdrop'")( |\$)" | head -1)
-		[ -n "$pid" ] && break
-		sleep 0.1
-	done
-	echo "$pid"
-}
+wdrop_worker() { pgg_worker_pid $name "$(pgg_db_oid $name wdrop)"; }
 pgg_ok "wdrop's worker runs" test -n "$(wdrop_worker)"
 pgg_ok "its owner copies it with CREATE DATABASE ... TEMPLATE" as_owner -c "CREATE DATABASE wcopy TEMPLATE wdrop"
 pgg_psql $name -d wdrop -c "SELECT pii_guard.rotate_data_key()" >/dev/null
@@ -210,7 +184,7 @@ wpsql -c "ALTER SYSTEM SET pii_guard.audit_anchor_command = 'echo \"%d %a %s %e\
 	-c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.5
 deny 3
-for _ in $(seq 100); do [ -s "$anchors" ] && break; sleep 0.1; done
+pgg_wait 10 test -s "$anchors"
 pgg_ok "the anchor command was run" test -s "$anchors"
 last=$(tail -1 "$anchors")
 anchor=$(awk '{print $2}' <<<"$last")

@@ -27,16 +27,7 @@ SELECT pii_guard.protect_table('k');
 SELECT pii_guard.set_clearance('k_reader', 'sensitive');
 SQL
 dboid=$(kpsql -tAc "SELECT oid FROM pg_database WHERE datname = 'kdb'")
-worker_pid() {
-	local pid pm
-	for _ in $(seq 150); do
-		pm=$(head -1 "$(pgg_data $name)/postmaster.pid" 2>/dev/null)
-		pid=$(pgrep -P "$pm" -f "pii_guard audit worker for database $dboid( |\$)" | head -1)
-		[ -n "$pid" ] && break
-		sleep 0.1
-	done
-	echo "$pid"
-}
+worker_pid() { pgg_worker_pid $name "$dboid"; }
 deny() {	# n refused decrypt() calls by k_reader: n deny events
 	# (each under its own application_name: distinct events, which do not
 	# coalesce; the queue's behaviour is what is looked at here)
@@ -77,7 +68,7 @@ pgg_ok "the worker runs" test -n "$worker"
 bystander=$!
 sleep 0.5
 kill -9 "$worker"
-for _ in $(seq 100); do kill -0 "$bystander" 2>/dev/null || break; sleep 0.1; done
+pgg_gone "$bystander"
 pgg_ok "the postmaster terminates the other backends (a session in pg_sleep ends)" \
 	bash -c "! kill -0 $bystander 2>/dev/null"
 wait "$bystander" 2>/dev/null
