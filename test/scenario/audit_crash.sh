@@ -1,4 +1,4 @@
-# Scenario: crashes.  A write workload on a protected, audited table is hit
+# test/scenario/audit_crash.sh -- crashes.  A write workload on a protected, audited table is hit
 # by kill -9 of one backend and, separately, of the postmaster.  After
 # recovery every committed row has its write event (write events commit
 # with the data), and the chain verifies once the worker has sealed the

@@ -1,4 +1,4 @@
-# Scenario: objects planted in public never run inside the audit worker.
+# test/scenario/audit_hostile_objects.sh -- objects planted in public never run inside the audit worker.
 # The owner of a database (not a superuser) plants operators and an
 # aggregate in public that would beat pg_catalog's -- ||(text, bigint),
 # =(text, text), =(bigint, bigint), max(bigint) -- each of which notes who

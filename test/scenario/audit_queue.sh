@@ -1,4 +1,4 @@
-# Scenario: the audit queue never loses an event.  With a queue of two
+# test/scenario/audit_queue.sh -- the audit queue never loses an event.  With a queue of two
 # slots and its worker frozen (SIGSTOP), backends wait briefly and then
 # spill events to disk; once the worker runs again every event reaches the
 # table.  Also: the JSON-lines mirror to the server log, without values.

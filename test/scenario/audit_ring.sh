@@ -1,4 +1,4 @@
-# Scenario: one database's events never wedge the shared queue for the
+# test/scenario/audit_ring.sh -- one database's events never wedge the shared queue for the
 # others.  The queue has four slots and the server room for one background
 # worker, so while ringa's worker runs, ringb's cannot start and its events
 # sit at the head of the ring.  ringa's worker moves them into ringb's

@@ -1,4 +1,4 @@
-# Scenario: rows whose transactions commit after later ones were sealed.
+# test/scenario/audit_seal_gaps.sh -- rows whose transactions commit after later ones were sealed.
 # An event id is taken from the sequence before its transaction commits,
 # so a later id can be sealed first; the worker remembers the ids missing
 # below what it sealed and looks for them again at every seal (instead of

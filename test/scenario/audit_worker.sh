@@ -1,4 +1,4 @@
-# Scenario: the audit worker keeps working.  Settings a database owner (or
+# test/scenario/audit_worker.sh -- the audit worker keeps working.  Settings a database owner (or
 # a superuser, by mistake) gives the database do not break it; an ERROR in
 # one of its cycles is logged and retried, and no queued event is lost;
 # a worker that exits is started again by the next backend that needs it.

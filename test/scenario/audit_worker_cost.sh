@@ -1,4 +1,4 @@
-# Scenario: the audit worker's periodic work does not grow with audit_log.
+# test/scenario/audit_worker_cost.sh -- the audit worker's periodic work does not grow with audit_log.
 # With 300,000 rows in audit_log, all sealed, and 200 ended grants whose
 # ends are recorded, an idle worker must stay nearly idle: each of its
 # queries reads a bounded range (the seal window and sweep by event_id on

@@ -1,4 +1,4 @@
-# Scenario: real client libraries talking to the masking views, as the
+# test/scenario/clients.sh -- real client libraries talking to the masking views, as the
 # seed roles of examples/ go about their day on the examples' database
 # (examples/roles.sql, schema.sql, 5,000 customers of data.sql, policy.sql):
 #

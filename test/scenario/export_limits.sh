@@ -1,4 +1,4 @@
-# Scenario: export limits across sessions, a restart and a crash, and the
+# test/scenario/export_limits.sh -- export limits across sessions, a restart and a crash, and the
 # seed story: an intern's attempt to export all customers is refused and
 # logged; a manager approves 500 rows for 24 hours; the intern exports 500
 # and the 501st is refused.  Then what only a cluster of its own can show:

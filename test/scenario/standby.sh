@@ -1,4 +1,4 @@
-# Scenario: a streaming-replication hot standby.  It cannot write
+# test/scenario/standby.sh -- a streaming-replication hot standby.  It cannot write
 # audit_log, so reads through the masking views there must neither queue
 # events nobody empties nor wait for room: each event goes at once to the
 # standby's server log as a JSON line, without values; export limits are
