@@ -621,7 +621,9 @@ audit_note_reveal(Oid relid, const char *attname, ColumnAccess access,
 	else
 		col->hidden++;
 
-	if (rk != NULL && !PG_ARGISNULL(rowkey_arg))
+	/* (once the event's list of keys is full, nothing more to look up) */
+	if (rk != NULL && !PG_ARGISNULL(rowkey_arg) &&
+		list_length(rk->keys) < pii_guard_audit_max_row_keys)
 		audit_read_key(rel, rk, get_fn_expr_argtype(fcinfo->flinfo, rowkey_arg),
 					   PG_GETARG_DATUM(rowkey_arg));
 }

@@ -1088,7 +1088,12 @@ pii_guard_exported_row(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	if (!statement_in_internal() && !PG_ARGISNULL(1))
+	{
+		/* (the row key's type, once per call site: this runs on every row) */
+		if (fcinfo->flinfo->fn_extra == NULL)
+			fcinfo->flinfo->fn_extra = (void *) (uintptr_t) get_fn_expr_argtype(fcinfo->flinfo, 2);
 		limits_count_row(PG_GETARG_OID(1), PG_GETARG_DATUM(2),
-						 get_fn_expr_argtype(fcinfo->flinfo, 2), PG_ARGISNULL(2));
+						 (Oid) (uintptr_t) fcinfo->flinfo->fn_extra, PG_ARGISNULL(2));
+	}
 	PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 }
