@@ -52,13 +52,9 @@ as_clerk -c "SELECT phone FROM clients WHERE id = 1" >/dev/null
 sleep 2
 as_clerk -c "SELECT phone FROM clients" >/dev/null
 for i in $(seq 6); do echo "SELECT role FROM pii_guard.profiles;"; done | as_clerk >/dev/null 2>&1
+alerts_at_least() { [ "$(al_psql -tAc "SELECT count(*) FROM pii_guard.alerts")" -ge "$1" ]; }
 wait_alerts() {	# wait_alerts N: until N alerts are in, or 10 s
-	local i
-	for i in $(seq 100); do
-		[ "$(al_psql -tAc "SELECT count(*) FROM pii_guard.alerts")" -ge "$1" ] && return 0
-		sleep 0.1
-	done
-	return 1
+	pgg_wait 10 alerts_at_least "$1"
 }
 pgg_ok "four alerts are raised" wait_alerts 4
 pgg_is "one per rule, for the clerk" \
@@ -79,7 +75,8 @@ ids=$(al_psql -tAc "SELECT string_agg(event_id::text, ' ' ORDER BY event_id) FRO
 got=$(grep -o 'notification "pii_guard_alert" with payload "[0-9]*"' "$listen_out" | grep -o '[0-9]*"$' |
 	tr -d '"' | sort -n | tr '\n' ' ' | sed 's/ $//')
 pgg_is "a listener got NOTIFY pii_guard_alert with each alert's event id" "$got" "$ids"
-for _ in $(seq 50); do [ "$(wc -l <"$alerts_file" 2>/dev/null || echo 0)" -ge 4 ] && break; sleep 0.1; done
+alert_lines_at_least() { [ "$(wc -l <"$alerts_file" 2>/dev/null || echo 0)" -ge "$1" ]; }
+pgg_wait 5 alert_lines_at_least 4
 pgg_is "pii_guard.alert_command ran for each, with its id and rule" \
 	"$(sort -n "$alerts_file" | tr '\n' ',')" \
 	"$(al_psql -tAc "SELECT string_agg(event_id || ' ' || rule, ',' ORDER BY event_id) || ',' FROM pii_guard.alerts")"

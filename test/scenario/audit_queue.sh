@@ -99,10 +99,7 @@ pgg_psql $name -d postgres -c "ALTER SYSTEM SET pii_guard.audit_log_destination 
 sleep 0.5
 psql -X -q -h "$(pgg_sock $name)" -p 5432 -U q_reader -d postgres \
 	-c "SELECT phone FROM q WHERE phone = '13800000003'" >/dev/null
-for _ in $(seq 50); do
-	grep -q 'pii_guard audit: {"event_id":' "$(pgg_log $name)" && break
-	sleep 0.1
-done
+pgg_wait 5 grep -q 'pii_guard audit: {"event_id":' "$(pgg_log $name)"
 pgg_ok "events are mirrored to the server log as JSON lines" \
 	grep -q 'pii_guard audit: {"event_id":[0-9]*,"kind":"read"' "$(pgg_log $name)"
 pgg_is "no phone number in the server log" "$(grep -c '1380000000' "$(pgg_log $name)")" 0

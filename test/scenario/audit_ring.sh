@@ -56,16 +56,16 @@ pgg_ok "ringb's worker cannot start: a WARNING with SQLSTATE 53400" \
 	grep -q "WARNING:  53400: pii_guard could not start the audit worker" <<<"$warning"
 
 # 1. ringb's events, with no worker to write them.
+denials_are() { [ "$(denials_in "$1")" = "$2" ]; }		# denials_are DB N
+spill_files_are() { [ "$(spill_files "$1")" = "$2" ]; }	# spill_files_are OID N
+all_spilled() { [ "$(status queued)" = 0 ] && spill_files_are "$b" 12; }
 deny_in ringb 12
-for _ in $(seq 100); do
-	[ "$(status queued)" = 0 ] && [ "$(spill_files "$b")" = 12 ] && break
-	sleep 0.1
-done
+pgg_wait 10 all_spilled
 pgg_is "ringb's events do not stay in the queue" "$(status queued)" 0
 pgg_is "... they are all in ringb's spill files" "$(spill_files "$b")" 12
 spilled=$(status spilled)
 deny_in ringa 5
-for _ in $(seq 100); do [ "$(denials_in ringa)" = 5 ] && break; sleep 0.1; done
+pgg_wait 10 denials_are ringa 5
 pgg_is "ringa's events arrive" "$(denials_in ringa)" 5
 pgg_is "... through the queue, without waiting and spilling" "$(status spilled)" "$spilled"
 
@@ -78,7 +78,7 @@ printf 'X' | dd of="$victim" bs=1 seek=200 conv=notrunc status=none
 pgg_ok "ringa's worker stops" stop_pid "$worker_a"
 pgg_ok "ringb's worker starts" start_in ringb "$b"
 worker_b=$(worker_of "$b")
-for _ in $(seq 100); do [ "$(denials_in ringb)" = $((11 + issued)) ] && break; sleep 0.1; done
+pgg_wait 10 denials_are ringb $((11 + issued))
 pgg_is "every one of ringb's intact events reached its table" "$(denials_in ringb)" $((11 + issued))
 pgg_is "... and its spill files are gone" "$(spill_files "$b")" 0
 pgg_ok "the damaged one was set aside as .bad" test -f "$victim.bad"
@@ -89,10 +89,10 @@ pgg_ok "... with a WARNING that says why" \
 pgg_ok "ringb's worker stops" stop_pid "$worker_b"
 pgg_ok "ringa's worker starts again" start_in ringa "$a"
 deny_in ringb 3
-for _ in $(seq 100); do [ "$(spill_files "$b")" = 3 ] && break; sleep 0.1; done
+pgg_wait 10 spill_files_are "$b" 3
 pgg_is "ringb's new events went to its spill files" "$(spill_files "$b")" 3
 pgg_psql $name -d postgres -c "DROP DATABASE ringb"
-for _ in $(seq 150); do [ "$(spill_files "$b")" = 0 ] && break; sleep 0.1; done
+pgg_wait 15 spill_files_are "$b" 0
 pgg_is "once ringb is dropped, its spill files are removed" "$(spill_files "$b")" 0
 pgg_ok "... with a LOG line" grep -q "removed 3 audit spill files of database $b, which no longer exists" "$(pgg_log $name)"
 pgg_is "nothing is left queued" "$(status queued)" 0
