@@ -339,30 +339,50 @@ pii_guard_fake(PG_FUNCTION_ARGS)
 	fs.used = (int) sizeof(fs.block);
 	initStringInfo(&out);
 
-	if (strcmp(kind, "mobile") == 0 || strcmp(kind, "landline") == 0)
-		fake_phone(&fs, &out);
-	else if (strcmp(kind, "cn_id") == 0)
-		fake_cn_id(&fs, &out);
-	else if (strcmp(kind, "bank_card") == 0)
-		fake_bank_card(&fs, &out);
-	else if (strcmp(kind, "email") == 0)
+	/*
+	 * A pseudonym must be what detect_kind() calls its kind (a masked copy
+	 * is checked so, and so would a tester's tools): a candidate it does not
+	 * recognise -- a name ending in a character names do not end in, say --
+	 * is drawn again from the same stream, so the result stays a function of
+	 * the secret, the value and the attempt.
+	 */
+	for (int draw = 0; draw < 16; draw++)
 	{
-		appendStringInfoChar(&out, 'u');
-		fake_hex(&fs, &out, 10);
-		appendStringInfoString(&out, "@example.com");
+		const char *expect = kind;
+		const char *got;
+
+		resetStringInfo(&out);
+		if (strcmp(kind, "mobile") == 0 || strcmp(kind, "landline") == 0)
+			fake_phone(&fs, &out);
+		else if (strcmp(kind, "cn_id") == 0)
+			fake_cn_id(&fs, &out);
+		else if (strcmp(kind, "bank_card") == 0)
+			fake_bank_card(&fs, &out);
+		else if (strcmp(kind, "email") == 0)
+		{
+			appendStringInfoChar(&out, 'u');
+			fake_hex(&fs, &out, 10);
+			appendStringInfoString(&out, "@example.com");
+		}
+		else if (strcmp(kind, "cn_name") == 0)
+			fake_cn_name(&fs, &out);
+		else if (strcmp(kind, "text") == 0)
+		{
+			appendStringInfoString(&out, "redacted-");
+			fake_hex(&fs, &out, 12);
+			expect = NULL;
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown pseudonym kind \"%s\"", kind),
+					 errhint("The kinds are mobile, landline, cn_id, bank_card, email, cn_name and text.")));
+		if (expect == NULL || GetDatabaseEncoding() != PG_UTF8)
+			break;
+		got = detect_kind(out.data, out.len);
+		if (got != NULL && strcmp(got, expect) == 0)
+			break;
 	}
-	else if (strcmp(kind, "cn_name") == 0)
-		fake_cn_name(&fs, &out);
-	else if (strcmp(kind, "text") == 0)
-	{
-		appendStringInfoString(&out, "redacted-");
-		fake_hex(&fs, &out, 12);
-	}
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown pseudonym kind \"%s\"", kind),
-				 errhint("The kinds are mobile, landline, cn_id, bank_card, email, cn_name and text.")));
 	explicit_bzero(fs.block, sizeof(fs.block));
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(out.data, out.len));
 }
