@@ -2233,6 +2233,24 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.retention_rules', '');
 REVOKE ALL ON @extschema@.retention_rules FROM PUBLIC;
 GRANT SELECT ON @extschema@.retention_rules TO pii_guard_admin, pii_guard_auditor;
 
+-- The one-column foreign keys of rel that name a protected table's row key:
+-- the column, and that table.  (Whose each row of rel is: retention by
+-- activity, crypto-shredding by a foreign key.)
+CREATE FUNCTION @extschema@._row_key_fks(rel regclass, OUT col name, OUT base regclass)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.attname, p.base
+      FROM pg_constraint k
+      JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+      JOIN pg_attribute f ON f.attrelid = k.confrelid AND f.attnum = k.confkey[1]
+      JOIN @extschema@.protected_tables p ON p.base = k.confrelid AND p.row_key = f.attname
+     WHERE k.conrelid = rel AND k.contype = 'f' AND cardinality(k.conkey) = 1
+     ORDER BY k.conname
+$$;
+REVOKE ALL ON FUNCTION @extschema@._row_key_fks(regclass) FROM PUBLIC;
+
 CREATE FUNCTION @extschema@.set_retention(tbl regclass, date_column name, keep interval,
                                           action text DEFAULT 'delete', batch_rows integer DEFAULT 1000,
                                           activity regclass DEFAULT NULL, activity_column name DEFAULT NULL)
@@ -2266,13 +2284,7 @@ BEGIN
     IF activity IS NOT NULL THEN
         -- "3 years after the customer's last order": the activity table's
         -- one-column foreign key to the row key says whose each row is
-        SELECT a.attname INTO akey
-          FROM pg_constraint k
-          JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
-          JOIN pg_attribute f ON f.attrelid = k.confrelid AND f.attnum = k.confkey[1]
-         WHERE k.conrelid = activity AND k.contype = 'f' AND cardinality(k.conkey) = 1
-           AND k.confrelid = t.base AND f.attname = t.key_col
-         LIMIT 1;
+        SELECT r.col INTO akey FROM @extschema@._row_key_fks(activity) r WHERE r.base = t.base LIMIT 1;
         IF akey IS NULL THEN
             RAISE EXCEPTION '% has no foreign key to the row key of %', activity, t.relation
                 USING ERRCODE = 'invalid_foreign_key',
@@ -2882,14 +2894,7 @@ BEGIN
         sbase := t.base;
     ELSE
         -- a one-column foreign key to a protected table's row key
-        SELECT p.base INTO sbase
-          FROM pg_constraint k
-          JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
-          JOIN pg_attribute f ON f.attrelid = k.confrelid AND f.attnum = k.confkey[1]
-          JOIN @extschema@.protected_tables p ON p.base = k.confrelid AND p.row_key = f.attname
-         WHERE k.conrelid = t.base AND k.contype = 'f' AND cardinality(k.conkey) = 1
-           AND a.attname = col
-         LIMIT 1;
+        SELECT r.base INTO sbase FROM @extschema@._row_key_fks(t.base) r WHERE r.col = _shred_by.subject_column LIMIT 1;
         IF sbase IS NULL THEN
             RAISE EXCEPTION 'column "%" of % names no protected table''s row key', col, t.relation
                 USING ERRCODE = 'invalid_foreign_key',

@@ -143,6 +143,25 @@ SET ROLE subj_admin;
 SELECT pii_guard._audit_erasure('subj_admin', 'subj.members', '2', 'forged', 1);
 RESET ROLE;
 
+-- A read under a declared purpose says so in its event.
+SELECT pii_guard.set_purposes('subj_clerk', '{marketing}');
+SELECT max(event_id) AS start FROM pii_guard.audit_log \gset
+SELECT set_config('x.start', :'start', false) IS NOT NULL AS noted;
+SET SESSION AUTHORIZATION subj_clerk;
+SET pii_guard.purpose = 'marketing';
+SELECT count(phone) FROM subj.members;
+RESET pii_guard.purpose;
+RESET SESSION AUTHORIZATION;
+DO $$
+BEGIN
+    FOR i IN 1 .. 100 LOOP
+        EXIT WHEN EXISTS (SELECT 1 FROM pii_guard.audit_log WHERE kind = 'read' AND event_id > current_setting('x.start')::bigint);
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END
+$$;
+SELECT relation, detail FROM pii_guard.audit_log WHERE kind = 'read' AND event_id > :start;
+
 SET client_min_messages = warning;
 DROP SCHEMA subj CASCADE;
 DROP SCHEMA subj_pii CASCADE;

@@ -1140,6 +1140,7 @@ static Datum
 reveal_value(FunctionCallInfo fcinfo, RevealCache *rc, ColumnAccess access,
 			 char kind, bool *isnull)
 {
+	bytea	   *env;
 	bytea	   *plain;
 	Datum		result;
 
@@ -1160,14 +1161,15 @@ reveal_value(FunctionCallInfo fcinfo, RevealCache *rc, ColumnAccess access,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("column \"%s\" is not protected by pii_guard", NameStr(*PG_GETARG_NAME(2))),
 				 errhint("Protect it with pii_guard.protect_column().")));
+	env = PG_GETARG_BYTEA_PP(0);
 	/* a value whose subject key was destroyed reads as NULL (crypto-shredding) */
-	if (unlikely(envelope_key_id(PG_GETARG_BYTEA_PP(0)) >= SUBJECT_KEY_MIN) &&
-		keys_subject_state(envelope_key_id(PG_GETARG_BYTEA_PP(0))) == SUBJECT_KEY_SHREDDED)
+	if (unlikely(envelope_key_id(env) >= SUBJECT_KEY_MIN) &&
+		keys_subject_state(envelope_key_id(env)) == SUBJECT_KEY_SHREDDED)
 	{
 		*isnull = true;
 		return (Datum) 0;
 	}
-	plain = crypto_open(PG_GETARG_BYTEA_PP(0), kind);
+	plain = crypto_open(env, kind);
 	if (kind == ENV_KIND_TEXT)
 		enctype_check_encoding(plain);
 	if (access == ACCESS_CLEAR)
