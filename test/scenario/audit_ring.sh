@@ -4,6 +4,9 @@
 # sit at the head of the ring.  ringa's worker moves them into ringb's
 # spill files; ringb's worker ingests them when it can run; and once ringb
 # is dropped, a worker removes its spill files.
+# Runs alone.  (That ringa's events go through the queue without waiting
+# and spilling is a matter of its worker keeping up within 100 ms: another
+# scenario beside it on two cores made one spill in a CI run.)
 name=ring
 pgg_new_cluster $name "max_worker_processes = 1" "max_logical_replication_workers = 0" \
 	"max_parallel_workers_per_gather = 0" \
