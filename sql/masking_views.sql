@@ -140,6 +140,12 @@ SELECT id, name, pii_guard.decrypt(phone) AS phone, email, tier, touched FROM cr
 -- NULL and an e-mail set to exactly the mask it shows stay as they are (an
 -- ORM saving a whole row sends them back), a new name is written, and
 -- columns it does not name are never written.
+-- column_access() answers for a role named as regrole (or its oid, as
+-- before), and for the masking view's name as for its base table.
+SELECT pii_guard.column_access('regress_intern', 'customers', 'phone') AS by_view,
+       pii_guard.column_access('regress_intern', 'crm_pii.customers', 'phone') AS by_table,
+       pii_guard.column_access('regress_intern'::regrole::oid, 'customers', 'phone') AS by_oid,
+       pii_guard.column_access('regress_intern', 'customers', 'name') AS unprotected;
 SELECT pii_guard.set_column_access('regress_intern', 'customers', 'phone', 'hidden');
 SET ROLE regress_intern;
 SELECT id, phone, email FROM customers WHERE id = 3;

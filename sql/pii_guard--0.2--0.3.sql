@@ -186,23 +186,21 @@ AS $$
     SELECT rel::regclass FROM d
 $$;
 REVOKE ALL ON FUNCTION @extschema@._descendants(regclass) FROM PUBLIC;
-CREATE OR REPLACE FUNCTION @extschema@.protect_table(tbl regclass, row_key name DEFAULT NULL)
-RETURNS regclass
-LANGUAGE plpgsql
-SECURITY DEFINER
+-- protect_table() in steps (they run with its rights; no one else may call
+-- them).  First: tbl may be protected (an ordinary or partitioned table,
+-- not a partition or child, not in a system schema), and its row key (the
+-- one named, else its one-column primary key) is a NOT NULL column with a
+-- unique index of its own.
+CREATE FUNCTION @extschema@._protectable(tbl regclass, row_key name)
+RETURNS name
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    rel      record;
-    comp     name;
-    key      name := row_key;
-    grants   text[];
-    r        record;
+    rel record;
+    key name := row_key;
 BEGIN
-    IF @extschema@._base_of(tbl) IS NOT NULL THEN
-        RETURN @extschema@._base_of(tbl);
-    END IF;
-    SELECT c.oid, c.relname, c.relkind, n.nspname, c.relowner INTO rel
+    SELECT c.relkind, n.nspname INTO rel
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
     IF rel.relkind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION '% is not a table', tbl
@@ -232,50 +230,70 @@ BEGIN
                   DETAIL = 'The row key identifies a row for writes through the masking view, for audit and for row-specific grants.',
                   HINT = 'Give the table a single-column primary key, or name a NOT NULL column with a unique index as row_key.';
     END IF;
+    RETURN key;
+END
+$$;
 
-    comp := rel.nspname || '_pii';
+-- The companion schema of schema nsp (nsp_pii), where protected base tables
+-- live: created (USAGE for all, nothing else) or found -- a schema of that
+-- name that pii_guard did not make is refused -- and free of relname.
+CREATE FUNCTION @extschema@._companion_schema(nsp name, relname name)
+RETURNS name
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    comp name := nsp || '_pii';
+BEGIN
     IF to_regnamespace(quote_ident(comp)) IS NULL THEN
         EXECUTE format('CREATE SCHEMA %I', comp);
         EXECUTE format('COMMENT ON SCHEMA %I IS %L', comp,
-                       format('pii_guard companion schema of %I: protected base tables', rel.nspname));
+                       format('pii_guard companion schema of %I: protected base tables', nsp));
         EXECUTE format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', comp);
         EXECUTE format('GRANT USAGE ON SCHEMA %I TO PUBLIC', comp);
     ELSIF obj_description(to_regnamespace(quote_ident(comp)), 'pg_namespace') IS DISTINCT FROM
-          format('pii_guard companion schema of %I: protected base tables', rel.nspname) THEN
+          format('pii_guard companion schema of %I: protected base tables', nsp) THEN
         RAISE EXCEPTION 'schema "%" exists and is not a pii_guard companion schema', comp
             USING ERRCODE = 'duplicate_schema',
                   HINT = 'Rename that schema, then protect the table again.';
     END IF;
-    IF to_regclass(format('%I.%I', comp, rel.relname)) IS NOT NULL
-       OR to_regclass(format('%I.%I', comp, left(rel.relname, 52) || '__pii_write')) IS NOT NULL THEN
-        RAISE EXCEPTION 'relation "%" already exists in schema "%"', rel.relname, comp
+    IF to_regclass(format('%I.%I', comp, relname)) IS NOT NULL
+       OR to_regclass(format('%I.%I', comp, left(relname, 52) || '__pii_write')) IS NOT NULL THEN
+        RAISE EXCEPTION 'relation "%" already exists in schema "%"', relname, comp
             USING ERRCODE = 'duplicate_table';
     END IF;
+    RETURN comp;
+END
+$$;
 
-    PERFORM @extschema@._maintenance(true);
-    grants := @extschema@._grants_of(tbl, format('%I.%I', rel.nspname, rel.relname));
-    -- Take every privilege off the table and its partitions (or
-    -- inheritance children): governed roles read and write through the
-    -- views only.
+-- The table moved to its companion schema with every privilege taken off it
+-- and its partitions (or inheritance children) -- governed roles read and
+-- write through the views only -- and given to pii_guard_owner, the views'
+-- owner, with the sequences behind its defaults.
+CREATE FUNCTION @extschema@._seclude(tbl regclass, comp name)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
     FOR r IN SELECT DISTINCT c.oid::regclass AS rel, a.grantee
                FROM pg_class c, aclexplode(c.relacl) a
               WHERE c.oid IN (SELECT d.rel FROM @extschema@._descendants(tbl) d)
                 AND a.grantee <> c.relowner
     LOOP
-        EXECUTE format('REVOKE ALL ON %s FROM %s', r.rel,
-                       CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
+        EXECUTE format('REVOKE ALL ON %s FROM %s', r.rel, @extschema@._grantee(r.grantee));
     END LOOP;
     FOR r IN SELECT att.attrelid::regclass AS rel, att.attname, a.grantee
                FROM pg_attribute att, aclexplode(att.attacl) a
               WHERE att.attrelid IN (SELECT d.rel FROM @extschema@._descendants(tbl) d)
                 AND att.attnum > 0
     LOOP
-        EXECUTE format('REVOKE ALL (%I) ON %s FROM %s', r.attname, r.rel,
-                       CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
+        EXECUTE format('REVOKE ALL (%I) ON %s FROM %s', r.attname, r.rel, @extschema@._grantee(r.grantee));
     END LOOP;
     EXECUTE format('ALTER TABLE %s SET SCHEMA %I', tbl, comp);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO pii_guard_owner', tbl);
-    -- Sequences behind defaults: the view owner uses them too.
     FOR r IN SELECT pg_get_serial_sequence(tbl::text, att.attname) AS seq
                FROM pg_attribute att WHERE att.attrelid = tbl AND att.attnum > 0 AND NOT att.attisdropped
     LOOP
@@ -283,6 +301,34 @@ BEGIN
             EXECUTE format('GRANT USAGE ON SEQUENCE %s TO pii_guard_owner', r.seq);
         END IF;
     END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._protectable(regclass, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._companion_schema(name, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._seclude(regclass, name) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION @extschema@.protect_table(tbl regclass, row_key name DEFAULT NULL)
+RETURNS regclass
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel      record;
+    comp     name;
+    key      name;
+    grants   text[];
+BEGIN
+    IF @extschema@._base_of(tbl) IS NOT NULL THEN
+        RETURN @extschema@._base_of(tbl);
+    END IF;
+    key := @extschema@._protectable(tbl, row_key);
+    SELECT c.relname, n.nspname INTO rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+    comp := @extschema@._companion_schema(rel.nspname, rel.relname);
+    PERFORM @extschema@._maintenance(true);
+    grants := @extschema@._grants_of(tbl, format('%I.%I', rel.nspname, rel.relname));
+    PERFORM @extschema@._seclude(tbl, comp);
     INSERT INTO @extschema@.protected_tables (base, view_schema, view_name, write_view_name, row_key, saved_grants)
     VALUES (tbl, rel.nspname, rel.relname, left(rel.relname, 52) || '__pii_write', key, grants);
     PERFORM @extschema@._attach_views(tbl, NULL, NULL);
@@ -790,6 +836,100 @@ BEGIN
 END
 $$;
 
+-- One archive file checked (verify_audit_archive() below says what is
+-- checked); anchor_seq, anchor_hash: the anchor's, or NULL.
+CREATE FUNCTION @extschema@._verify_archive_file(r @extschema@.audit_archives, anchor_seq bigint, anchor_hash bytea)
+RETURNS TABLE (file text, event_id bigint, seal_seq bigint, problem text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    dir       text := current_setting('pii_guard.audit_archive_directory');
+    body      bytea;
+    ln        text;
+    j         jsonb;
+    a         @extschema@.audit_log;
+    prev      bytea;
+    want      bigint;
+    n         bigint;
+    lineno    bigint;
+    ended     boolean;
+BEGIN
+    BEGIN
+        body := pg_read_binary_file(CASE WHEN dir = '' THEN 'pii_guard_archive' ELSE dir END || '/' || r.file);
+    EXCEPTION WHEN undefined_file THEN
+        RETURN QUERY SELECT r.file, NULL::bigint, NULL::bigint, 'the archive file is missing';
+        RETURN;
+    END;
+    IF sha256(body) <> r.sha256 THEN
+        RETURN QUERY SELECT r.file, NULL::bigint, NULL::bigint,
+            'the archive file does not match the SHA-256 recorded when it was written: it was changed';
+    END IF;
+    prev := r.prev_chain_hash;
+    want := r.first_seal;
+    n := 0;
+    lineno := 0;
+    ended := false;
+    BEGIN
+        FOR ln IN SELECT t FROM regexp_split_to_table(convert_from(body, pg_catalog.getdatabaseencoding()), E'\n') t LOOP
+            lineno := lineno + 1;
+            CONTINUE WHEN ln = '';
+            j := ln::jsonb;
+            IF lineno = 1 THEN
+                IF j->>'pii_guard_audit_archive' IS DISTINCT FROM '1'
+                   OR (j->>'first_seal')::bigint IS DISTINCT FROM r.first_seal
+                   OR decode(j->>'prev_chain_hash', 'hex') IS DISTINCT FROM r.prev_chain_hash THEN
+                    RETURN QUERY SELECT r.file, NULL::bigint, r.first_seal,
+                        'the archive''s header does not match its record: it is another file or was changed';
+                    EXIT;
+                END IF;
+                CONTINUE;
+            END IF;
+            IF j ? 'end' THEN
+                ended := true;
+                IF (j->>'events')::bigint IS DISTINCT FROM n OR (j->>'last_seal')::bigint IS DISTINCT FROM want - 1
+                   OR decode(j->>'last_chain_hash', 'hex') IS DISTINCT FROM prev
+                   OR prev IS DISTINCT FROM r.last_chain_hash OR want - 1 <> r.last_seal THEN
+                    RETURN QUERY SELECT r.file, NULL::bigint, want - 1,
+                        'the archive ends where its record does not: events were removed or added';
+                END IF;
+                EXIT;
+            END IF;
+            a := jsonb_populate_record(NULL::@extschema@.audit_log, j);
+            IF (j->>'seal_seq')::bigint IS DISTINCT FROM want THEN
+                RETURN QUERY SELECT r.file, a.event_id, want, 'a seal is missing in the archive before this event: it was removed';
+                EXIT;
+            END IF;
+            IF NOT coalesce(@extschema@._audit_row_ok(a), false) THEN
+                RETURN QUERY SELECT r.file, a.event_id, want, 'archived row does not match its MAC: it was changed';
+                EXIT;
+            END IF;
+            IF @extschema@._audit_chain_next(prev, a.event_id, a.row_mac) IS DISTINCT FROM decode(j->>'chain_hash', 'hex') THEN
+                RETURN QUERY SELECT r.file, a.event_id, want, 'archived chain link does not match: the chain was altered';
+                EXIT;
+            END IF;
+            prev := decode(j->>'chain_hash', 'hex');
+            IF want = anchor_seq AND prev <> anchor_hash THEN
+                RETURN QUERY SELECT r.file, a.event_id, want,
+                    'the chain does not match the anchor at this seal: it was rewritten or reset';
+            END IF;
+            want := want + 1;
+            n := n + 1;
+        END LOOP;
+    EXCEPTION WHEN invalid_text_representation OR invalid_parameter_value OR datatype_mismatch
+                OR character_not_in_repertoire OR untranslatable_character
+                OR invalid_datetime_format OR numeric_value_out_of_range THEN
+        RETURN QUERY SELECT r.file, NULL::bigint, want,
+            format('line %s of the archive is not an archived event: it was changed', lineno);
+        RETURN;
+    END;
+    IF NOT ended THEN
+        RETURN QUERY SELECT r.file, NULL::bigint, want - 1, 'the archive file has no end line: it was cut';
+    END IF;END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._verify_archive_file(@extschema@.audit_archives, bigint, bytea) FROM PUBLIC;
+
+
 -- An archive file (or every archive, in seal order) checked line by line:
 -- its header, each event against its row MAC and its chain link, no seal
 -- missing, the trailer (a file without one was cut), the file against the
@@ -803,17 +943,7 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    dir       text := current_setting('pii_guard.audit_archive_directory');
-    r         record;
-    body      bytea;
-    ln        text;
-    j         jsonb;
-    a         @extschema@.audit_log;
-    prev      bytea;
-    want      bigint;
-    n         bigint;
-    lineno    bigint;
-    ended     boolean;
+    r         @extschema@.audit_archives;
     anchor_seq  bigint;
     anchor_hash bytea;
 BEGIN
@@ -833,77 +963,7 @@ BEGIN
     END IF;
     FOR r IN SELECT x.* FROM @extschema@.audit_archives x
               WHERE archive IS NULL OR x.file = archive ORDER BY x.first_seal LOOP
-        BEGIN
-            body := pg_read_binary_file(CASE WHEN dir = '' THEN 'pii_guard_archive' ELSE dir END || '/' || r.file);
-        EXCEPTION WHEN undefined_file THEN
-            RETURN QUERY SELECT r.file, NULL::bigint, NULL::bigint, 'the archive file is missing';
-            CONTINUE;
-        END;
-        IF sha256(body) <> r.sha256 THEN
-            RETURN QUERY SELECT r.file, NULL::bigint, NULL::bigint,
-                'the archive file does not match the SHA-256 recorded when it was written: it was changed';
-        END IF;
-        prev := r.prev_chain_hash;
-        want := r.first_seal;
-        n := 0;
-        lineno := 0;
-        ended := false;
-        BEGIN
-            FOR ln IN SELECT t FROM regexp_split_to_table(convert_from(body, pg_catalog.getdatabaseencoding()), E'\n') t LOOP
-                lineno := lineno + 1;
-                CONTINUE WHEN ln = '';
-                j := ln::jsonb;
-                IF lineno = 1 THEN
-                    IF j->>'pii_guard_audit_archive' IS DISTINCT FROM '1'
-                       OR (j->>'first_seal')::bigint IS DISTINCT FROM r.first_seal
-                       OR decode(j->>'prev_chain_hash', 'hex') IS DISTINCT FROM r.prev_chain_hash THEN
-                        RETURN QUERY SELECT r.file, NULL::bigint, r.first_seal,
-                            'the archive''s header does not match its record: it is another file or was changed';
-                        EXIT;
-                    END IF;
-                    CONTINUE;
-                END IF;
-                IF j ? 'end' THEN
-                    ended := true;
-                    IF (j->>'events')::bigint IS DISTINCT FROM n OR (j->>'last_seal')::bigint IS DISTINCT FROM want - 1
-                       OR decode(j->>'last_chain_hash', 'hex') IS DISTINCT FROM prev
-                       OR prev IS DISTINCT FROM r.last_chain_hash OR want - 1 <> r.last_seal THEN
-                        RETURN QUERY SELECT r.file, NULL::bigint, want - 1,
-                            'the archive ends where its record does not: events were removed or added';
-                    END IF;
-                    EXIT;
-                END IF;
-                a := jsonb_populate_record(NULL::@extschema@.audit_log, j);
-                IF (j->>'seal_seq')::bigint IS DISTINCT FROM want THEN
-                    RETURN QUERY SELECT r.file, a.event_id, want, 'a seal is missing in the archive before this event: it was removed';
-                    EXIT;
-                END IF;
-                IF NOT coalesce(@extschema@._audit_row_ok(a), false) THEN
-                    RETURN QUERY SELECT r.file, a.event_id, want, 'archived row does not match its MAC: it was changed';
-                    EXIT;
-                END IF;
-                IF @extschema@._audit_chain_next(prev, a.event_id, a.row_mac) IS DISTINCT FROM decode(j->>'chain_hash', 'hex') THEN
-                    RETURN QUERY SELECT r.file, a.event_id, want, 'archived chain link does not match: the chain was altered';
-                    EXIT;
-                END IF;
-                prev := decode(j->>'chain_hash', 'hex');
-                IF want = anchor_seq AND prev <> anchor_hash THEN
-                    RETURN QUERY SELECT r.file, a.event_id, want,
-                        'the chain does not match the anchor at this seal: it was rewritten or reset';
-                END IF;
-                want := want + 1;
-                n := n + 1;
-            END LOOP;
-        EXCEPTION WHEN invalid_text_representation OR invalid_parameter_value OR datatype_mismatch
-                    OR character_not_in_repertoire OR untranslatable_character
-                    OR invalid_datetime_format OR numeric_value_out_of_range THEN
-            RETURN QUERY SELECT r.file, NULL::bigint, want,
-                format('line %s of the archive is not an archived event: it was changed', lineno);
-            CONTINUE;
-        END;
-        IF NOT ended THEN
-            RETURN QUERY SELECT r.file, NULL::bigint, want - 1, 'the archive file has no end line: it was cut';
-        END IF;
+        RETURN QUERY SELECT * FROM @extschema@._verify_archive_file(r, anchor_seq, anchor_hash);
     END LOOP;
 END
 $$;
@@ -1048,7 +1108,95 @@ $$;
 REVOKE ALL ON FUNCTION @extschema@._audit_discover(text, integer, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._audit_discover(text, integer, integer) TO pii_guard_admin;
 
-CREATE FUNCTION @extschema@.discover(target text, sample_rows integer DEFAULT 10000)
+-- discover() in steps (run with its caller's rights, as discover() is;
+-- executable by those who may run discover()).
+
+-- The tables discovery looks at: those of a schema (and the base tables of
+-- the masking views in it), or one table (a masking view stands for its
+-- base table).  NULL: none.
+CREATE FUNCTION @extschema@._discover_tables(target text)
+RETURNS regclass[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel regclass;
+BEGIN
+    IF target IS NOT NULL AND cardinality(parse_ident(target, false)) = 1
+       AND to_regnamespace(target) IS NOT NULL THEN
+        RETURN (SELECT array_agg(c.oid::regclass ORDER BY c.relname)
+                  FROM pg_class c
+                 WHERE (c.relnamespace = to_regnamespace(target) AND c.relkind IN ('r', 'p', 'm')
+                        AND NOT c.relispartition)
+                    OR c.oid IN (SELECT p.base FROM @extschema@.protected_tables p WHERE p.view_schema = target));
+    END IF;
+    rel := to_regclass(target);
+    IF rel IS NULL THEN
+        RAISE EXCEPTION 'no schema or table "%"', target
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Name a schema, or a table (schema-qualified if need be).';
+    END IF;
+    RETURN ARRAY[coalesce((SELECT p.base FROM @extschema@.protected_tables p JOIN pg_class v
+                             ON v.relname = p.view_name AND v.relnamespace = p.view_schema::regnamespace
+                            WHERE v.oid = rel), rel)];
+END
+$$;
+
+-- A sample of up to sample_rows rows of the given columns of rel (a
+-- TABLESAMPLE of a large table): per column, how many values are not NULL
+-- (nn) and how many look like each kind (kinds: [{i, kind, n}]).  An
+-- encrypted column (protected by no rule yet) is read decrypted when the
+-- caller may decrypt it, else judged by its name only.
+CREATE FUNCTION @extschema@._discover_sample(rel regclass, names name[], types text[], sample_rows integer,
+                                             OUT nn bigint[], OUT kinds jsonb)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q      text;
+    sel    text := '';
+    vals   text := '';
+    counts text := '';
+    src    text;
+    ntup   double precision := (SELECT c.reltuples FROM pg_class c WHERE c.oid = rel);
+    i      integer;
+BEGIN
+    src := CASE WHEN ntup > sample_rows * 4
+                THEN format('%s TABLESAMPLE SYSTEM (%s)', rel,
+                            least(100, round((100.0 * sample_rows * 2 / ntup)::numeric, 4)))
+                ELSE rel::text END;
+    FOR i IN 1 .. cardinality(names) LOOP
+        IF types[i] = '@extschema@.encrypted_text' THEN
+            BEGIN
+                EXECUTE format('SELECT @extschema@.decrypt(%I) FROM %s WHERE %I IS NOT NULL LIMIT 1',
+                               names[i], rel, names[i]);
+                q := format('@extschema@.decrypt(%I)', names[i]);
+            EXCEPTION WHEN OTHERS THEN
+                q := 'NULL::text';
+            END;
+        ELSE
+            q := format('%I::text', names[i]);
+        END IF;
+        sel := sel || CASE WHEN i > 1 THEN ', ' ELSE '' END || format('%s AS c%s', q, i);
+        vals := vals || CASE WHEN i > 1 THEN ', ' ELSE '' END || format('(%s, s.c%s)', i, i);
+        counts := counts || CASE WHEN i > 1 THEN ', ' ELSE '' END || format('count(s.c%s)', i);
+    END LOOP;
+    EXECUTE format('WITH s AS MATERIALIZED (SELECT %s FROM %s LIMIT %s) '
+                   'SELECT ARRAY[%s]::bigint[] AS nn, '
+                   '  (SELECT coalesce(jsonb_agg(jsonb_build_object(''i'', k.i, ''kind'', k.kind, ''n'', k.n)), ''[]'') '
+                   '     FROM (SELECT v.i, @extschema@.detect_kind(v.val) AS kind, count(*) AS n '
+                   '             FROM s, LATERAL (VALUES %s) v(i, val) '
+                   '            WHERE v.val IS NOT NULL AND @extschema@.detect_kind(v.val) IS NOT NULL '
+                   '            GROUP BY 1, 2) k) AS kinds '
+                   'FROM s', sel, src, sample_rows, counts, vals)
+       INTO nn, kinds;
+END
+$$;
+
+-- One table's findings: its unprotected columns of the types personal data
+-- comes in, sampled and judged by content and by name, each with the
+-- protect_column() call to run; recorded in discovered_columns.
+CREATE FUNCTION @extschema@._discover_table(rel regclass, sample_rows integer)
 RETURNS TABLE (relation regclass, column_name name, data_type text, kind text, matched_by text,
                share numeric, sampled bigint, suggested_level @extschema@.level,
                suggested_mask text, protect_call text)
@@ -1056,116 +1204,34 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    rel      regclass;
-    rels     regclass[];
-    cols     record;
     names    name[];
     types    text[];
-    q        text;
-    sel      text;
-    vals     text;
-    counts   text;
-    src      text;
-    ntup     double precision;
     r        record;
     i        integer;
-    nn       bigint[];
     best     record;
     nkind    text;
     pol      record;
-    shown    regclass;
-    found    jsonb;
+    found    jsonb := '[]';
 BEGIN
-    IF sample_rows IS NULL OR sample_rows < 1 THEN
-        RAISE EXCEPTION 'sample_rows must be at least 1'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF target IS NOT NULL AND cardinality(parse_ident(target, false)) = 1
-       AND to_regnamespace(target) IS NOT NULL THEN
-        SELECT array_agg(c.oid::regclass ORDER BY c.relname) INTO rels
-          FROM pg_class c
-         WHERE (c.relnamespace = to_regnamespace(target) AND c.relkind IN ('r', 'p', 'm')
-                AND NOT c.relispartition)
-            OR c.oid IN (SELECT p.base FROM @extschema@.protected_tables p WHERE p.view_schema = target);
-    ELSE
-        rel := to_regclass(target);
-        IF rel IS NULL THEN
-            RAISE EXCEPTION 'no schema or table "%"', target
-                USING ERRCODE = 'undefined_object',
-                      HINT = 'Name a schema, or a table (schema-qualified if need be).';
-        END IF;
-        -- a masking view stands for its base table
-        SELECT coalesce((SELECT p.base FROM @extschema@.protected_tables p JOIN pg_class v
-                           ON v.relname = p.view_name AND v.relnamespace = p.view_schema::regnamespace
-                          WHERE v.oid = rel), rel) INTO rel;
-        rels := ARRAY[rel];
-    END IF;
-    IF rels IS NULL THEN
-        RETURN;
-    END IF;
-    PERFORM @extschema@._audit_discover(target, cardinality(rels), sample_rows);
-    FOREACH rel IN ARRAY rels LOOP
-        CONTINUE WHEN (SELECT c.relnamespace = '@extschema@'::regnamespace FROM pg_class c WHERE c.oid = rel);
-        IF NOT has_table_privilege(rel, 'SELECT') THEN
-            RAISE NOTICE 'table % skipped: you may not read it', rel;
-            CONTINUE;
-        END IF;
-        SELECT array_agg(a.attname ORDER BY a.attnum), array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
-          INTO names, types
-          FROM pg_attribute a
-         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
-           AND a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'name'::regtype,
-                              'int8'::regtype, 'numeric'::regtype, 'inet'::regtype, 'date'::regtype,
-                              'timestamp'::regtype, 'timestamptz'::regtype, '@extschema@.encrypted_text'::regtype)
-           AND NOT EXISTS (SELECT 1 FROM @extschema@.column_rules cr
-                            WHERE cr.base = rel AND cr.column_name = a.attname);
-        IF names IS NULL THEN
-            PERFORM @extschema@._record_discovery(rel, '[]');
-            CONTINUE;
-        END IF;
-        found := '[]';
-        SELECT c.reltuples INTO ntup FROM pg_class c WHERE c.oid = rel;
-        src := CASE WHEN ntup > sample_rows * 4
-                    THEN format('%s TABLESAMPLE SYSTEM (%s)', rel,
-                                least(100, round((100.0 * sample_rows * 2 / ntup)::numeric, 4)))
-                    ELSE rel::text END;
-        sel := ''; vals := ''; counts := '';
-        FOR i IN 1 .. cardinality(names) LOOP
-            -- an encrypted column (protected by no rule yet) is read decrypted
-            -- when the caller may decrypt it, else judged by its name only
-            IF types[i] = '@extschema@.encrypted_text' THEN
-                BEGIN
-                    EXECUTE format('SELECT @extschema@.decrypt(%I) FROM %s WHERE %I IS NOT NULL LIMIT 1',
-                                   names[i], rel, names[i]);
-                    q := format('@extschema@.decrypt(%I)', names[i]);
-                EXCEPTION WHEN OTHERS THEN
-                    q := 'NULL::text';
-                END;
-            ELSE
-                q := format('%I::text', names[i]);
-            END IF;
-            sel := sel || CASE WHEN i > 1 THEN ', ' ELSE '' END || format('%s AS c%s', q, i);
-            vals := vals || CASE WHEN i > 1 THEN ', ' ELSE '' END || format('(%s, s.c%s)', i, i);
-            counts := counts || CASE WHEN i > 1 THEN ', ' ELSE '' END || format('count(s.c%s)', i);
-        END LOOP;
-        EXECUTE format('WITH s AS MATERIALIZED (SELECT %s FROM %s LIMIT %s) '
-                       'SELECT ARRAY[%s]::bigint[] AS nn, '
-                       '  (SELECT coalesce(jsonb_agg(jsonb_build_object(''i'', k.i, ''kind'', k.kind, ''n'', k.n)), ''[]'') '
-                       '     FROM (SELECT v.i, @extschema@.detect_kind(v.val) AS kind, count(*) AS n '
-                       '             FROM s, LATERAL (VALUES %s) v(i, val) '
-                       '            WHERE v.val IS NOT NULL AND @extschema@.detect_kind(v.val) IS NOT NULL '
-                       '            GROUP BY 1, 2) k) AS kinds '
-                       'FROM s', sel, src, sample_rows, counts, vals)
-           INTO r;
-        nn := r.nn;
+    SELECT array_agg(a.attname ORDER BY a.attnum), array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
+      INTO names, types
+      FROM pg_attribute a
+     WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'name'::regtype,
+                          'int8'::regtype, 'numeric'::regtype, 'inet'::regtype, 'date'::regtype,
+                          'timestamp'::regtype, 'timestamptz'::regtype, '@extschema@.encrypted_text'::regtype)
+       AND NOT EXISTS (SELECT 1 FROM @extschema@.column_rules cr
+                        WHERE cr.base = rel AND cr.column_name = a.attname);
+    IF names IS NOT NULL THEN
+        SELECT * INTO r FROM @extschema@._discover_sample(rel, names, types, sample_rows);
         FOR i IN 1 .. cardinality(names) LOOP
             SELECT (e->>'kind') AS kind, (e->>'n')::bigint AS n INTO best
               FROM jsonb_array_elements(r.kinds) e
              WHERE (e->>'i')::int = i ORDER BY (e->>'n')::bigint DESC, e->>'kind' LIMIT 1;
             nkind := @extschema@._name_kind(names[i]);
-            relation := rel; column_name := names[i]; data_type := types[i]; sampled := nn[i];
-            share := CASE WHEN nn[i] > 0 AND best.n IS NOT NULL
-                          THEN round(best.n::numeric / nn[i], 3) ELSE 0 END;
+            relation := rel; column_name := names[i]; data_type := types[i]; sampled := r.nn[i];
+            share := CASE WHEN r.nn[i] > 0 AND best.n IS NOT NULL
+                          THEN round(best.n::numeric / r.nn[i], 3) ELSE 0 END;
             IF best.kind IS NOT NULL AND (share >= 0.5 OR (share >= 0.2 AND best.kind = nkind)) THEN
                 kind := best.kind;
                 matched_by := CASE WHEN best.kind = nkind THEN 'content and name' ELSE 'content' END;
@@ -1188,10 +1254,46 @@ BEGIN
                                                  'share', share, 'sampled', sampled);
             RETURN NEXT;
         END LOOP;
-        PERFORM @extschema@._record_discovery(rel, found);
+    END IF;
+    PERFORM @extschema@._record_discovery(rel, found);
+END
+$$;
+
+CREATE FUNCTION @extschema@.discover(target text, sample_rows integer DEFAULT 10000)
+RETURNS TABLE (relation regclass, column_name name, data_type text, kind text, matched_by text,
+               share numeric, sampled bigint, suggested_level @extschema@.level,
+               suggested_mask text, protect_call text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel  regclass;
+    rels regclass[];
+BEGIN
+    IF sample_rows IS NULL OR sample_rows < 1 THEN
+        RAISE EXCEPTION 'sample_rows must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    rels := @extschema@._discover_tables(target);
+    IF rels IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM @extschema@._audit_discover(target, cardinality(rels), sample_rows);
+    FOREACH rel IN ARRAY rels LOOP
+        CONTINUE WHEN (SELECT c.relnamespace = '@extschema@'::regnamespace FROM pg_class c WHERE c.oid = rel);
+        IF NOT has_table_privilege(rel, 'SELECT') THEN
+            RAISE NOTICE 'table % skipped: you may not read it', rel;
+            CONTINUE;
+        END IF;
+        RETURN QUERY SELECT * FROM @extschema@._discover_table(rel, sample_rows);
     END LOOP;
 END
 $$;
+REVOKE ALL ON FUNCTION @extschema@._discover_tables(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._discover_sample(regclass, name[], text[], integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._discover_table(regclass, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._discover_tables(text), @extschema@._discover_table(regclass, integer),
+    @extschema@._discover_sample(regclass, name[], text[], integer) TO pii_guard_admin;
 REVOKE ALL ON FUNCTION @extschema@.discover(text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.discover(text, integer) TO pii_guard_admin;
 REVOKE ALL ON FUNCTION @extschema@._name_kind(name) FROM PUBLIC;
@@ -1282,33 +1384,20 @@ END
 $$;
 REVOKE ALL ON FUNCTION @extschema@._copy_type(oid, integer) FROM PUBLIC;
 
-CREATE FUNCTION @extschema@._anonymize_into(caller regrole, target name, sources name[])
-RETURNS TABLE (source regclass, copy regclass, rows bigint, pseudonymised name[],
-               masked name[], hidden name[])
-LANGUAGE plpgsql
-SECURITY DEFINER
+-- anonymize_into() in steps (_anonymize_into calls them in order; they run
+-- with its rights and no one else may call them).
+
+-- The schemas to copy (NULL: every schema a masking view is in), checked:
+-- the target is new and not reserved, each source exists and is one
+-- applications use.
+CREATE FUNCTION @extschema@._anon_sources(target name, sources name[])
+RETURNS name[]
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
-SET work_mem = '64MB'
 AS $$
 DECLARE
-    secret   bytea;
-    tb       record;
-    col      record;
-    cols     text;
-    sel      text;
-    joins    text;
-    expr     text;
-    val      text;
-    fn       regprocedure;
-    i        integer;
-    n        bigint;
-    total    bigint := 0;
-    tables   integer := 0;
-    fixed    bigint;
-    leaks    text := '';
-    con      record;
+    i integer;
 BEGIN
-    PERFORM @extschema@._acting_as(caller, 'make a copy');
     IF target IS NULL OR to_regnamespace(quote_ident(target)) IS NOT NULL THEN
         RAISE EXCEPTION 'schema "%" already exists', target
             USING ERRCODE = 'duplicate_schema',
@@ -1335,18 +1424,30 @@ BEGIN
                       HINT = 'Name the schemas applications use: a protected table is copied from its masking view''s schema.';
         END IF;
     END LOOP;
+    RETURN sources;
+END
+$$;
 
-    -- the copy's secret: random, never stored, gone with this call
-    secret := decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex');
-
-    -- (tables of these names the caller made in its temporary schema are
-    -- dropped, not used: their triggers would run with the definer's rights)
-    FOR i IN 1 .. 4 LOOP
-        IF to_regclass('pg_temp.' || (ARRAY['_anon_tables', '_anon_cols', '_anon_map', '_anon_real'])[i]) IS NOT NULL THEN
-            EXECUTE format('DROP TABLE pg_temp.%I', (ARRAY['_anon_tables', '_anon_cols', '_anon_map', '_anon_real'])[i]);
+-- What is copied, in two temporary tables: _anon_tables, the tables of the
+-- sources the caller may read (a protected one: through its masking view),
+-- and _anon_cols, every column of them and what the copy holds in it (kind:
+-- the kinds that get a pseudonym, in text columns).  Tables of these names
+-- the caller made in its temporary schema are dropped, not used: their
+-- triggers would run with the definer's rights.
+CREATE FUNCTION @extschema@._anon_inventory(caller regrole, sources name[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t  text;
+    tb record;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['_anon_tables', '_anon_cols', '_anon_map', '_anon_real'] LOOP
+        IF to_regclass('pg_temp.' || t) IS NOT NULL THEN
+            EXECUTE format('DROP TABLE pg_temp.%I', t);
         END IF;
     END LOOP;
-    -- the tables the caller may read (a protected one: its masking view)
     CREATE TEMP TABLE _anon_tables ON COMMIT DROP AS
     SELECT c.oid::regclass AS src, coalesce(p.view_name, c.relname) AS name,
            p.base IS NOT NULL AS protected, c.relkind
@@ -1369,7 +1470,6 @@ BEGIN
                                     AND d.objid = c.oid AND d.deptype = 'e') LOOP
         RAISE NOTICE 'table % not copied: you may not read it', tb.src;
     END LOOP;
-    -- every column of the copied tables, and what the copy holds in it
     CREATE TEMP TABLE _anon_cols ON COMMIT DROP AS
     SELECT t.src, a.attnum, a.attname, a.attnotnull,
            a.atttypid IN ('@extschema@.encrypted_text'::regtype, '@extschema@.encrypted_bytea'::regtype) AS enc,
@@ -1383,14 +1483,29 @@ BEGIN
       FROM _anon_tables t
       JOIN pg_attribute a ON a.attrelid = t.src AND a.attnum > 0 AND NOT a.attisdropped
       LEFT JOIN @extschema@.column_rules r ON r.base = t.src AND r.column_name = a.attname;
-    -- the kinds that get a pseudonym (in text columns)
     ALTER TABLE _anon_cols ADD COLUMN kind text;
     UPDATE _anon_cols SET kind = data_kind
      WHERE texty AND data_kind IN ('mobile', 'landline', 'cn_id', 'bank_card', 'email', 'cn_name');
-    -- 1. the real values of every pseudonymised column, one pseudonym each
-    -- (all in one pass, hash joins and aggregates, no index to keep up)
-    sel := '';
-    FOR col IN SELECT * FROM _anon_cols WHERE kind IS NOT NULL LOOP
+END
+$$;
+
+-- _anon_map: the real values of every pseudonymised column, one pseudonym
+-- each (all in one pass, hash joins and aggregates, no index to keep up).
+-- A pseudonym that is some real value, or that two values share (all but
+-- the smallest value keep it), is made again with the next attempt (a few
+-- rounds, on a few values).
+CREATE FUNCTION @extschema@._anon_pseudonyms(secret bytea)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col   record;
+    sel   text := '';
+    i     integer;
+    fixed bigint;
+BEGIN
+    FOR col IN SELECT * FROM pg_temp._anon_cols WHERE kind IS NOT NULL LOOP
         sel := sel || CASE WHEN sel = '' THEN '' ELSE ' UNION ALL ' END
                || format('SELECT %L AS kind, %s AS v FROM %s', col.kind,
                          CASE WHEN col.enc THEN format('@extschema@.decrypt(%I)', col.attname)
@@ -1402,9 +1517,6 @@ BEGIN
                    CASE WHEN sel = '' THEN 'SELECT NULL::text AS kind, NULL::text AS v WHERE false' ELSE sel END)
       USING secret;
     ANALYZE pg_temp._anon_map;
-    -- a pseudonym that is some real value, or that two values share (all
-    -- but the smallest value keep it), is made again with the next attempt
-    -- (a few rounds, on a few values)
     FOR i IN 1 .. 64 LOOP
         UPDATE pg_temp._anon_map m
            SET attempt = m.attempt + 1, fake = @extschema@._fake(m.kind, m.real, secret, m.attempt + 1)
@@ -1425,65 +1537,86 @@ BEGIN
                       DETAIL = 'The values of one kind nearly fill the space of its pseudonyms.';
         END IF;
     END LOOP;
+END
+$$;
 
-    -- 2. the copy
-    EXECUTE format('CREATE SCHEMA %I', target);
-    EXECUTE format('COMMENT ON SCHEMA %I IS %L', target,
-                   format('pii_guard masked copy of %s, made %s', array_to_string(sources, ', '), now()));
-    FOR tb IN SELECT * FROM _anon_tables ORDER BY name LOOP
-        cols := ''; sel := ''; joins := '';
-        pseudonymised := '{}'; masked := '{}'; hidden := '{}';
-        FOR col IN SELECT * FROM _anon_cols WHERE src = tb.src ORDER BY attnum LOOP
-            val := CASE WHEN col.enc THEN format('@extschema@.decrypt(s.%I)', col.attname)
-                        ELSE format('s.%I', col.attname) END;
-            IF col.kind IS NOT NULL THEN
-                joins := joins || format(' LEFT JOIN pg_temp._anon_map m%s ON m%s.kind = %L AND m%s.real = %s::text',
-                                         col.attnum, col.attnum, col.kind, col.attnum, val);
-                expr := format('m%s.fake::%s', col.attnum, col.typ);
-                pseudonymised := pseudonymised || col.attname;
-            ELSIF col.protected AND col.mask_function IS NOT NULL THEN
-                -- (a mask must still qualify: it runs here as the definer)
-                fn := to_regprocedure(col.mask_function);
-                IF fn IS NULL OR @extschema@._mask_problem(fn) IS NOT NULL THEN
-                    RAISE EXCEPTION 'mask function % of %.% may not be used', col.mask_function, tb.src, col.attname
-                        USING ERRCODE = 'invalid_object_definition',
-                              DETAIL = coalesce(@extschema@._mask_problem(fn), 'The function does not exist.'),
-                              HINT = 'Correct the column''s mask with pii_guard.protect_column(), then copy again.';
-                END IF;
-                expr := @extschema@._mask_expr(fn, col.mask_args, val);
-                masked := masked || col.attname;
-            ELSIF col.protected OR col.enc THEN
-                -- hidden (no mask), or encrypted but not protected: nothing of it
-                expr := format('NULL::%s', col.typ);
-                hidden := hidden || col.attname;
-                col.attnotnull := false;
-            ELSE
-                expr := val;
+-- One table of the copy, created in target and filled: pseudonyms joined
+-- from _anon_map, masks (which must still qualify: they run here as the
+-- definer), NULL for hidden columns and for encrypted columns that are not
+-- protected; owned by the caller.
+CREATE FUNCTION @extschema@._anon_copy_table(caller regrole, target name, src regclass,
+                                             OUT rows bigint, OUT pseudonymised name[],
+                                             OUT masked name[], OUT hidden name[])
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tb    record;
+    col   record;
+    cols  text := '';
+    sel   text := '';
+    joins text := '';
+    expr  text;
+    val   text;
+    fn    regprocedure;
+BEGIN
+    SELECT * INTO tb FROM pg_temp._anon_tables t WHERE t.src = _anon_copy_table.src;
+    pseudonymised := '{}'; masked := '{}'; hidden := '{}';
+    FOR col IN SELECT * FROM pg_temp._anon_cols c WHERE c.src = tb.src ORDER BY c.attnum LOOP
+        val := CASE WHEN col.enc THEN format('@extschema@.decrypt(s.%I)', col.attname)
+                    ELSE format('s.%I', col.attname) END;
+        IF col.kind IS NOT NULL THEN
+            joins := joins || format(' LEFT JOIN pg_temp._anon_map m%s ON m%s.kind = %L AND m%s.real = %s::text',
+                                     col.attnum, col.attnum, col.kind, col.attnum, val);
+            expr := format('m%s.fake::%s', col.attnum, col.typ);
+            pseudonymised := pseudonymised || col.attname;
+        ELSIF col.protected AND col.mask_function IS NOT NULL THEN
+            fn := to_regprocedure(col.mask_function);
+            IF fn IS NULL OR @extschema@._mask_problem(fn) IS NOT NULL THEN
+                RAISE EXCEPTION 'mask function % of %.% may not be used', col.mask_function, tb.src, col.attname
+                    USING ERRCODE = 'invalid_object_definition',
+                          DETAIL = coalesce(@extschema@._mask_problem(fn), 'The function does not exist.'),
+                          HINT = 'Correct the column''s mask with pii_guard.protect_column(), then copy again.';
             END IF;
-            cols := cols || CASE WHEN cols = '' THEN '' ELSE ', ' END
-                    || format('%I %s%s', col.attname, col.typ, CASE WHEN col.attnotnull THEN ' NOT NULL' ELSE '' END);
-            sel := sel || CASE WHEN sel = '' THEN '' ELSE ', ' END || expr;
-        END LOOP;
-        EXECUTE format('CREATE TABLE %I.%I (%s)', target, tb.name, cols);
-        EXECUTE format('INSERT INTO %I.%I SELECT %s FROM %s%s s%s', target, tb.name, sel,
-                       CASE WHEN tb.relkind = 'r' THEN 'ONLY ' ELSE '' END, tb.src, joins);
-        GET DIAGNOSTICS n = ROW_COUNT;
-        EXECUTE format('ALTER TABLE %I.%I OWNER TO %I', target, tb.name, caller::name);
-        source := tb.src; copy := format('%I.%I', target, tb.name)::regclass; rows := n;
-        total := total + n; tables := tables + 1;
-        RETURN NEXT;
+            expr := @extschema@._mask_expr(fn, col.mask_args, val);
+            masked := masked || col.attname;
+        ELSIF col.protected OR col.enc THEN
+            expr := format('NULL::%s', col.typ);
+            hidden := hidden || col.attname;
+            col.attnotnull := false;
+        ELSE
+            expr := val;
+        END IF;
+        cols := cols || CASE WHEN cols = '' THEN '' ELSE ', ' END
+                || format('%I %s%s', col.attname, col.typ, CASE WHEN col.attnotnull THEN ' NOT NULL' ELSE '' END);
+        sel := sel || CASE WHEN sel = '' THEN '' ELSE ', ' END || expr;
     END LOOP;
+    EXECUTE format('CREATE TABLE %I.%I (%s)', target, tb.name, cols);
+    EXECUTE format('INSERT INTO %I.%I SELECT %s FROM %s%s s%s', target, tb.name, sel,
+                   CASE WHEN tb.relkind = 'r' THEN 'ONLY ' ELSE '' END, tb.src, joins);
+    GET DIAGNOSTICS rows = ROW_COUNT;
+    EXECUTE format('ALTER TABLE %I.%I OWNER TO %I', target, tb.name, caller::name);
+END
+$$;
 
-    -- 3. keys: primary keys and unique constraints, and foreign keys
-    -- between copied tables, unless they rest on a masked or hidden column
+-- The copy's keys: primary keys and unique constraints, and foreign keys
+-- between copied tables, unless they rest on a masked or hidden column.
+CREATE FUNCTION @extschema@._anon_constraints(target name)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    con record;
+BEGIN
     FOR con IN SELECT k.conname, k.contype, t.name, k.conkey, k.confkey, ft.name AS fname,
                       k.conrelid, k.confrelid
                  FROM pg_constraint k
-                 JOIN _anon_tables t ON t.src = k.conrelid
-                 LEFT JOIN _anon_tables ft ON ft.src = k.confrelid
+                 JOIN pg_temp._anon_tables t ON t.src = k.conrelid
+                 LEFT JOIN pg_temp._anon_tables ft ON ft.src = k.confrelid
                 WHERE k.contype IN ('p', 'u') OR (k.contype = 'f' AND ft.src IS NOT NULL)
                 ORDER BY k.contype DESC, t.name, k.conname LOOP
-        IF EXISTS (SELECT 1 FROM _anon_cols x
+        IF EXISTS (SELECT 1 FROM pg_temp._anon_cols x
                     WHERE ((x.src = con.conrelid AND x.attnum = ANY (con.conkey))
                            OR (x.src = con.confrelid AND x.attnum = ANY (con.confkey)))
                       AND (x.enc OR (x.protected AND x.kind IS NULL))) THEN
@@ -1505,12 +1638,24 @@ BEGIN
                          JOIN pg_attribute ON attrelid = con.confrelid AND attnum = k.n)
                ELSE '' END);
     END LOOP;
+END
+$$;
 
-    -- 4. the check: no real value of a protected column (pseudonymised,
-    -- hidden or an address) anywhere in the copy -- a whole value, or a
-    -- number or e-mail address inside a text
-    sel := 'SELECT real AS v FROM pg_temp._anon_map';
-    FOR col IN SELECT * FROM _anon_cols
+-- The check: no real value of a protected column (pseudonymised, hidden or
+-- an address) anywhere in the copy -- a whole value, or a number or e-mail
+-- address inside a text.  Raises, naming the columns and row counts.
+CREATE FUNCTION @extschema@._anon_leak_check(target name)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col   record;
+    sel   text := 'SELECT real AS v FROM pg_temp._anon_map';
+    n     bigint;
+    leaks text := '';
+BEGIN
+    FOR col IN SELECT * FROM pg_temp._anon_cols
               WHERE protected AND kind IS NULL AND (mask_function IS NULL OR data_kind = 'address')
                 AND typ IN ('text', 'character varying', 'character', 'name') LOOP
         sel := sel || format(' UNION ALL SELECT %s FROM %s',
@@ -1520,7 +1665,7 @@ BEGIN
     EXECUTE format('CREATE TEMP TABLE _anon_real ON COMMIT DROP AS SELECT DISTINCT v FROM (%s) u WHERE v IS NOT NULL', sel);
     ANALYZE pg_temp._anon_real;
     FOR col IN SELECT t.name, x.attname, x.kind
-               FROM _anon_cols x JOIN _anon_tables t ON t.src = x.src
+               FROM pg_temp._anon_cols x JOIN pg_temp._anon_tables t ON t.src = x.src
               WHERE x.typ IN ('text', 'character varying', 'character', 'name', 'bigint', 'numeric')
                  OR x.typ LIKE 'character varying(%' OR x.typ LIKE 'character(%' OR x.typ LIKE 'numeric(%'
               ORDER BY t.name, x.attnum LOOP
@@ -1548,7 +1693,41 @@ BEGIN
                   DETAIL = leaks || '.',
                   HINT = 'Those columns hold personal data but are not protected (pii_guard.discover() finds such columns): protect them, then copy again.';
     END IF;
+END
+$$;
 
+CREATE FUNCTION @extschema@._anonymize_into(caller regrole, target name, sources name[])
+RETURNS TABLE (source regclass, copy regclass, rows bigint, pseudonymised name[],
+               masked name[], hidden name[])
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    tb     record;
+    c      record;
+    total  bigint := 0;
+    tables integer := 0;
+BEGIN
+    PERFORM @extschema@._acting_as(caller, 'make a copy');
+    sources := @extschema@._anon_sources(target, sources);
+    PERFORM @extschema@._anon_inventory(caller, sources);
+    -- the copy's secret: random, never stored, gone with this call
+    PERFORM @extschema@._anon_pseudonyms(
+        decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'));
+    EXECUTE format('CREATE SCHEMA %I', target);
+    EXECUTE format('COMMENT ON SCHEMA %I IS %L', target,
+                   format('pii_guard masked copy of %s, made %s', array_to_string(sources, ', '), now()));
+    FOR tb IN SELECT t.src, t.name FROM pg_temp._anon_tables t ORDER BY t.name LOOP
+        SELECT * INTO c FROM @extschema@._anon_copy_table(caller, target, tb.src);
+        source := tb.src; copy := format('%I.%I', target, tb.name)::regclass; rows := c.rows;
+        pseudonymised := c.pseudonymised; masked := c.masked; hidden := c.hidden;
+        total := total + c.rows; tables := tables + 1;
+        RETURN NEXT;
+    END LOOP;
+    PERFORM @extschema@._anon_constraints(target);
+    PERFORM @extschema@._anon_leak_check(target);
     EXECUTE format('ALTER SCHEMA %I OWNER TO %I', target, caller::name);
     PERFORM @extschema@._audit_admin('anonymize',
         format('masked copy of %s tables (%s rows) of schema %s into schema %s, checked: no real value of a protected column',
@@ -1556,6 +1735,12 @@ BEGIN
     DROP TABLE pg_temp._anon_tables, pg_temp._anon_cols, pg_temp._anon_map, pg_temp._anon_real;
 END
 $$;
+REVOKE ALL ON FUNCTION @extschema@._anon_sources(name, name[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._anon_inventory(regrole, name[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._anon_pseudonyms(bytea) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._anon_copy_table(regrole, name, regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._anon_constraints(name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._anon_leak_check(name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._anonymize_into(regrole, name, name[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._anonymize_into(regrole, name, name[]) TO pii_guard_admin;
 
@@ -1571,6 +1756,31 @@ REVOKE ALL ON FUNCTION @extschema@.anonymize_into(name, name[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.anonymize_into(name, name[]) TO pii_guard_admin;
 COMMENT ON FUNCTION @extschema@.anonymize_into(name, name[]) IS
     'a masked copy of the application''s tables in a new schema: protected columns pseudonymised (format-preserving, consistent across tables) or masked, checked to hold no real value';
+
+-- column_access() takes its role as regrole, like its siblings
+-- (effective_access, set_column_access, approve: a role's name or oid
+-- both work, as before), and accepts a masking view's name for its table
+-- (before, it answered 'clear' for a view, which is no protected table).
+DROP FUNCTION @extschema@.column_access(oid, regclass, name);
+CREATE FUNCTION @extschema@.column_access(role regrole, tbl regclass, col name)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pii_guard_column_access'
+LANGUAGE C STRICT STABLE;
+REVOKE ALL ON FUNCTION @extschema@.column_access(regrole, regclass, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.column_access(regrole, regclass, name)
+   TO pii_guard_admin, pii_guard_approver, pii_guard_auditor;
+CREATE OR REPLACE FUNCTION @extschema@.effective_access(role regrole)
+RETURNS TABLE (table_name text, column_name name, level @extschema@.level, access text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('%I.%I', p.view_schema, p.view_name), r.column_name, r.level,
+           @extschema@.column_access(role, r.base, r.column_name)
+      FROM @extschema@.column_rules r
+      JOIN @extschema@.protected_tables p ON p.base = r.base
+     ORDER BY 1, (SELECT att.attnum FROM pg_attribute att
+                   WHERE att.attrelid = r.base AND att.attname = r.column_name)
+$$;
 
 -- The data inventory: every protected column and every column discovery
 -- found personal data in that is not protected yet -- its kind, level and
@@ -1598,7 +1808,7 @@ WITH reads AS (
            r.level, r.mask_function AS mask, r.mask_args,
            (SELECT array_agg(x ORDER BY x) FROM (
                 SELECT pr.role::text AS x FROM @extschema@.profiles pr
-                 WHERE @extschema@.column_access(pr.role::oid, r.base, r.column_name) = 'clear'
+                 WHERE @extschema@.column_access(pr.role, r.base, r.column_name) = 'clear'
                    AND has_column_privilege(pr.role::oid, format('%I.%I', p.view_schema, p.view_name)::regclass,
                                             r.column_name, 'SELECT')
                 UNION
@@ -1640,44 +1850,21 @@ GRANT EXECUTE ON FUNCTION @extschema@._column_kind(regclass, name, text), @extsc
 COMMENT ON VIEW @extschema@.inventory IS
     'every protected column and every detected but unprotected one: kind, level, mask, who sees it in clear, when it was last read';
 
--- Policy lint: what a reviewer would flag in the policy as it stands, one
--- row per finding (none: nothing found).  Readable by pii_guard_admin and
--- pii_guard_auditor; reads only the policy and the catalogs.
---   rebuild_from_clear  a column masked or hidden from a profile whose
---                       hidden part another column shows it in clear (a
---                       resident ID masked while the birth date is clear; a
---                       phone masked while another column holds phones)
---   no_export_limit     a profile that sees sensitive or core data in clear
---                       with no export limit (and no default limit)
---   long_grant          a live approval longer than max_grant, or one that
---                       unmasks every row of a table
---   encrypted_unmasked  an encrypted column with no masking view over it
---   companion_privilege a privilege on a companion schema or a protected
---                       base table held by a role other than the owner
---   length_kept         a mask whose output is as long as its input where
---                       the length identifies (names, free text)
---   mask_unusable       a mask function that no longer qualifies (the
---                       column is hidden from everyone below its level)
---   unclassified        a column added under protect_new_columns, hidden
---                       until an administrator classifies it
-CREATE FUNCTION @extschema@.check_policy(max_grant interval DEFAULT '1 day')
-RETURNS TABLE (severity text, check_name text, object text, problem text, hint text)
-LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
+-- Policy lint in pieces: check_policy() runs one function per check, in
+-- order, over the access table _lint_prepare() builds; a later version
+-- changes or adds a check without re-declaring the others.  They run with
+-- check_policy()'s rights; no one else may call them.
+
+-- _lint_access: every column of every protected table, with its kind, and
+-- each profile's access to it ('none': no SELECT privilege on it).  A
+-- table of that name the caller made in its temporary schema is dropped,
+-- not used: its triggers would run with the definer's rights.
+CREATE FUNCTION @extschema@._lint_prepare()
+RETURNS void
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    r        record;
-    s        text[];
-    m1       text;
-    m2       text;
-    fn       regprocedure;
-    call     text;
 BEGIN
-    -- every column of every protected table, with its kind, and each
-    -- profile's access to it ('none': no SELECT privilege on it)
-    -- (a table of that name the caller made in its temporary schema is
-    -- dropped, not used: its triggers would run with the definer's rights)
     IF to_regclass('pg_temp._lint_access') IS NOT NULL THEN
         DROP TABLE pg_temp._lint_access;
     END IF;
@@ -1689,13 +1876,25 @@ BEGIN
            CASE WHEN NOT has_column_privilege(pr.role::oid, format('%I.%I', p.view_schema, p.view_name)::regclass,
                                               a.attname, 'SELECT') THEN 'none'
                 WHEN cr.column_name IS NULL THEN 'clear'
-                ELSE @extschema@.column_access(pr.role::oid, p.base, a.attname) END
+                ELSE @extschema@.column_access(pr.role, p.base, a.attname) END
       FROM @extschema@.protected_tables p
       JOIN pg_attribute a ON a.attrelid = p.base AND a.attnum > 0 AND NOT a.attisdropped
       CROSS JOIN @extschema@.profiles pr
       LEFT JOIN @extschema@.column_rules cr ON cr.base = p.base AND cr.column_name = a.attname;
+END
+$$;
 
-    -- rebuild_from_clear
+-- rebuild_from_clear: a column masked or hidden from a profile whose hidden part another
+-- column shows it in clear, or an unprotected column discovery found to hold
+-- the same kind of data.
+CREATE FUNCTION @extschema@._lint_rebuild_from_clear()
+RETURNS TABLE (severity text, check_name text, object text, problem text, hint text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r        record;
+BEGIN
     FOR r IN SELECT DISTINCT h.profile, h.view_name, h.column_name AS hidden_col, h.kind, c.column_name AS clear_col,
                     c.view_name AS clear_table
                FROM _lint_access h
@@ -1734,8 +1933,19 @@ BEGIN
         hint := format('Protect %s.%I (pii_guard.discover() gives the call).', r.relation, r.column_name);
         RETURN NEXT;
     END LOOP;
+END
+$$;
 
-    -- no_export_limit
+-- no_export_limit: a profile that sees sensitive or core data in clear with no export
+-- limit (and no default limit).
+CREATE FUNCTION @extschema@._lint_no_export_limit()
+RETURNS TABLE (severity text, check_name text, object text, problem text, hint text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r        record;
+BEGIN
     FOR r IN SELECT pr.role, pr.description
                FROM @extschema@.profiles pr
               WHERE pr.max_rows_per_statement IS NULL AND pr.max_rows_per_day IS NULL
@@ -1750,8 +1960,19 @@ BEGIN
         hint := format('Set limits with pii_guard.set_export_limits(%L, rows_per_statement, rows_per_day); bulk exports then need pii_guard.approve_export().', r.role);
         RETURN NEXT;
     END LOOP;
+END
+$$;
 
-    -- long_grant
+-- long_grant: a live approval longer than max_grant, or one that unmasks every row
+-- of a table.
+CREATE FUNCTION @extschema@._lint_long_grant(max_grant interval)
+RETURNS TABLE (severity text, check_name text, object text, problem text, hint text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r        record;
+BEGIN
     FOR r IN SELECT g.* FROM @extschema@.grants g
               WHERE g.revoked_at IS NULL AND g.valid_until > now()
                 AND (g.valid_until - g.valid_from > max_grant
@@ -1765,8 +1986,18 @@ BEGIN
         hint := format('Revoke it (pii_guard.revoke_grant(%s)) and approve what the task needs: its rows, for its time.', r.grant_id);
         RETURN NEXT;
     END LOOP;
+END
+$$;
 
-    -- encrypted_unmasked
+-- encrypted_unmasked: an encrypted column with no masking view over it.
+CREATE FUNCTION @extschema@._lint_encrypted_unmasked()
+RETURNS TABLE (severity text, check_name text, object text, problem text, hint text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r        record;
+BEGIN
     FOR r IN SELECT c.oid::regclass AS rel, a.attname
                FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
               WHERE a.atttypid IN ('@extschema@.encrypted_text'::regtype, '@extschema@.encrypted_bytea'::regtype)
@@ -1781,8 +2012,19 @@ BEGIN
         hint := format('SELECT pii_guard.protect_column(%L, %L, level, mask);', r.rel::text, r.attname);
         RETURN NEXT;
     END LOOP;
+END
+$$;
 
-    -- unclassified
+-- unclassified: a column added under protect_new_columns, hidden until an
+-- administrator classifies it.
+CREATE FUNCTION @extschema@._lint_unclassified()
+RETURNS TABLE (severity text, check_name text, object text, problem text, hint text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r        record;
+BEGIN
     FOR r IN SELECT n.*, p.view_schema, p.view_name FROM @extschema@.new_columns n
                JOIN @extschema@.protected_tables p ON p.base = n.base
               WHERE n.classified_at IS NULL AND n.kind IS NULL
@@ -1796,8 +2038,19 @@ BEGIN
                        format('%I.%I', r.view_schema, r.view_name), r.column_name);
         RETURN NEXT;
     END LOOP;
+END
+$$;
 
-    -- companion_privilege
+-- companion_privilege: a privilege on a companion schema or a protected base table held by
+-- a role other than the owner.
+CREATE FUNCTION @extschema@._lint_companion_privilege()
+RETURNS TABLE (severity text, check_name text, object text, problem text, hint text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r        record;
+BEGIN
     FOR r IN SELECT DISTINCT 'schema ' || quote_ident(n.nspname) AS obj, acl.grantee, acl.privilege_type
                FROM pg_namespace n, aclexplode(n.nspacl) acl
               WHERE n.oid IN (SELECT c.relnamespace FROM pg_class c
@@ -1818,8 +2071,24 @@ BEGIN
                        CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE r.grantee::regrole::text END);
         RETURN NEXT;
     END LOOP;
+END
+$$;
 
-    -- length_kept and mask_unusable
+-- length_kept, mask_unusable: a mask function that no longer qualifies, and a mask whose output is
+-- as long as its input where the length identifies (names, free text).
+CREATE FUNCTION @extschema@._lint_masks()
+RETURNS TABLE (severity text, check_name text, object text, problem text, hint text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r        record;
+    s        text[];
+    m1       text;
+    m2       text;
+    fn       regprocedure;
+    call     text;
+BEGIN
     FOR r IN SELECT cr.base, p.view_schema, p.view_name, cr.column_name, cr.mask_function, cr.mask_args,
                     @extschema@._column_kind(cr.base, cr.column_name, cr.mask_function) AS kind
                FROM @extschema@.column_rules cr
@@ -1855,6 +2124,52 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Policy lint: what a reviewer would flag in the policy as it stands, one
+-- row per finding (none: nothing found).  Readable by pii_guard_admin and
+-- pii_guard_auditor; reads only the policy and the catalogs.
+--   rebuild_from_clear  a column masked or hidden from a profile whose
+--                       hidden part another column shows it in clear (a
+--                       resident ID masked while the birth date is clear; a
+--                       phone masked while another column holds phones)
+--   no_export_limit     a profile that sees sensitive or core data in clear
+--                       with no export limit (and no default limit)
+--   long_grant          a live approval longer than max_grant, or one that
+--                       unmasks every row of a table
+--   encrypted_unmasked  an encrypted column with no masking view over it
+--   companion_privilege a privilege on a companion schema or a protected
+--                       base table held by a role other than the owner
+--   length_kept         a mask whose output is as long as its input where
+--                       the length identifies (names, free text)
+--   mask_unusable       a mask function that no longer qualifies (the
+--                       column is hidden from everyone below its level)
+--   unclassified        a column added under protect_new_columns, hidden
+--                       until an administrator classifies it
+CREATE FUNCTION @extschema@.check_policy(max_grant interval DEFAULT '1 day')
+RETURNS TABLE (severity text, check_name text, object text, problem text, hint text)
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@._lint_prepare();
+    RETURN QUERY SELECT * FROM @extschema@._lint_rebuild_from_clear();
+    RETURN QUERY SELECT * FROM @extschema@._lint_no_export_limit();
+    RETURN QUERY SELECT * FROM @extschema@._lint_long_grant(max_grant);
+    RETURN QUERY SELECT * FROM @extschema@._lint_encrypted_unmasked();
+    RETURN QUERY SELECT * FROM @extschema@._lint_unclassified();
+    RETURN QUERY SELECT * FROM @extschema@._lint_companion_privilege();
+    RETURN QUERY SELECT * FROM @extschema@._lint_masks();
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._lint_prepare() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._lint_rebuild_from_clear() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._lint_no_export_limit() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._lint_long_grant(interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._lint_encrypted_unmasked() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._lint_unclassified() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._lint_companion_privilege() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._lint_masks() FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.check_policy(interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.check_policy(interval) TO pii_guard_admin, pii_guard_auditor;
 COMMENT ON FUNCTION @extschema@.check_policy(interval) IS
@@ -1993,37 +2308,25 @@ END
 $$;
 REVOKE ALL ON FUNCTION @extschema@._subject_table(regclass, text) FROM PUBLIC;
 
--- The customer's request to know what is held and who saw it: for the row
--- of tbl whose row key is row_key -- what is held, column by column (its
--- level, and its value as the caller sees it: clear, masked or hidden, by
--- the caller's clearance and approvals), the approvals that named the row,
--- the rows of other protected tables that refer to it, and from the audit
--- trail every read, export and change of it: when, by whom, which
--- columns, clear or masked.  For pii_guard_auditor (the person who answers
--- such requests; administrators do not read the audit trail); each report
--- is an admin event naming the columns it showed in clear.
-CREATE FUNCTION @extschema@._subject_report(caller regrole, tbl regclass, subject text)
+-- subject_report() in sections, one function each (they run with its
+-- rights; no one else may call them).  t: _subject_table(tbl, subject).
+
+-- every column of the row, as the caller sees it (clear, masked or hidden,
+-- by its clearance and approvals); an admin event names the columns shown
+-- in clear.
+CREATE FUNCTION @extschema@._subject_held(caller regrole, tbl regclass, subject text)
 RETURNS TABLE (section text, item text, value text, at timestamptz, by_role text, detail text)
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    t        record;
+    t        record := @extschema@._subject_table(tbl, subject);
     a        record;
     acc      text;
     expr     text;
     fn       regprocedure;
     shown    name[] := '{}';
 BEGIN
-    PERFORM @extschema@._acting_as(caller, 'report');
-    SELECT * INTO t FROM @extschema@._subject_table(tbl, subject);
-    IF NOT t.present THEN
-        RAISE EXCEPTION 'no row of % has row key %', t.relation, subject
-            USING ERRCODE = 'no_data_found';
-    END IF;
-
-    -- held: every column, as the caller sees it
     FOR a IN SELECT att.attname, att.atttypid, r.column_name IS NOT NULL AS protected, r.level,
                     r.mask_function, r.mask_args
                FROM pg_attribute att
@@ -2031,7 +2334,7 @@ BEGIN
               WHERE att.attrelid = t.base AND att.attnum > 0 AND NOT att.attisdropped
               ORDER BY att.attnum LOOP
         acc := CASE WHEN NOT a.protected THEN 'clear'
-                    ELSE @extschema@.column_access(caller::oid, t.base, a.attname) END;
+                    ELSE @extschema@.column_access(caller, t.base, a.attname) END;
         -- (a live approval of this row, for the caller, shows it in clear)
         IF acc <> 'clear' AND EXISTS (
                SELECT 1 FROM @extschema@.grants g
@@ -2070,8 +2373,20 @@ BEGIN
     PERFORM @extschema@._audit_admin('subject_report',
         format('subject report of %s row %s for %s; in clear: %s', t.relation, subject, caller,
                coalesce(nullif(array_to_string(shown, ', '), ''), 'nothing protected')));
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._subject_held(regrole, regclass, text) FROM PUBLIC;
 
-    -- approvals that named the row
+-- the approvals that named the row.
+CREATE FUNCTION @extschema@._subject_approvals(tbl regclass, subject text)
+RETURNS TABLE (section text, item text, value text, at timestamptz, by_role text, detail text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t        record := @extschema@._subject_table(tbl, subject);
+    a        record;
+BEGIN
     FOR a IN SELECT g.* FROM @extschema@.grants g
               WHERE g.base = t.base AND subject = ANY (g.row_keys) ORDER BY g.grant_id LOOP
         section := 'approval'; item := format('%s grant %s', a.kind, a.grant_id);
@@ -2080,8 +2395,20 @@ BEGIN
                          CASE WHEN a.revoked_at IS NOT NULL THEN format(' (revoked %s)', a.revoked_at) ELSE '' END);
         RETURN NEXT;
     END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._subject_approvals(regclass, text) FROM PUBLIC;
 
-    -- the customer's consents
+-- the customer's consents, live and withdrawn.
+CREATE FUNCTION @extschema@._subject_consents(tbl regclass, subject text)
+RETURNS TABLE (section text, item text, value text, at timestamptz, by_role text, detail text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t        record := @extschema@._subject_table(tbl, subject);
+    a        record;
+BEGIN
     FOR a IN SELECT c.* FROM @extschema@.consents c
               WHERE c.base = t.base AND c.row_key = subject ORDER BY c.consent_id LOOP
         section := 'consent'; item := a.purpose;
@@ -2091,8 +2418,20 @@ BEGIN
                                 THEN format('; withdrawn %s (%s)', a.withdrawn_at, a.withdrawn_how) ELSE '' END;
         RETURN NEXT;
     END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._subject_consents(regclass, text) FROM PUBLIC;
 
-    -- rows of other tables that refer to it
+-- how many rows of other tables refer to it (one-column foreign keys).
+CREATE FUNCTION @extschema@._subject_related(tbl regclass, subject text)
+RETURNS TABLE (section text, item text, value text, at timestamptz, by_role text, detail text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t        record := @extschema@._subject_table(tbl, subject);
+    a        record;
+BEGIN
     FOR a IN SELECT k.conrelid::regclass AS rel, (SELECT att.attname FROM pg_attribute att
                                                    WHERE att.attrelid = k.conrelid AND att.attnum = k.conkey[1]) AS col
                FROM pg_constraint k
@@ -2108,8 +2447,20 @@ BEGIN
         at := NULL; by_role := NULL; detail := format('rows whose %I is %s', a.col, subject);
         RETURN NEXT;
     END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._subject_related(regclass, text) FROM PUBLIC;
 
-    -- every read, export and change the audit trail records of it
+-- every read, export and change the audit trail records of it.
+CREATE FUNCTION @extschema@._subject_events(tbl regclass, subject text)
+RETURNS TABLE (section text, item text, value text, at timestamptz, by_role text, detail text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t        record := @extschema@._subject_table(tbl, subject);
+    a        record;
+BEGIN
     FOR a IN SELECT l.event_time, l.kind, l.operation, l.session_role, l.acting_role, l.application_name,
                     CASE WHEN subject = ANY (l.row_keys) THEN 'clear' ELSE 'masked' END AS access,
                     CASE WHEN subject = ANY (l.row_keys)
@@ -2126,6 +2477,40 @@ BEGIN
                   || coalesce(', by ' || nullif(a.application_name, ''), '');
         RETURN NEXT;
     END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._subject_events(regclass, text) FROM PUBLIC;
+
+-- The customer's request to know what is held and who saw it: for the row
+-- of tbl whose row key is row_key -- what is held, column by column (its
+-- level, and its value as the caller sees it: clear, masked or hidden, by
+-- the caller's clearance and approvals), the approvals that named the row,
+-- the rows of other protected tables that refer to it, and from the audit
+-- trail every read, export and change of it: when, by whom, which
+-- columns, clear or masked.  For pii_guard_auditor (the person who answers
+-- such requests; administrators do not read the audit trail); each report
+-- is an admin event naming the columns it showed in clear.
+CREATE FUNCTION @extschema@._subject_report(caller regrole, tbl regclass, subject text)
+RETURNS TABLE (section text, item text, value text, at timestamptz, by_role text, detail text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t        record;
+BEGIN
+    PERFORM @extschema@._acting_as(caller, 'report');
+    SELECT * INTO t FROM @extschema@._subject_table(tbl, subject);
+    IF NOT t.present THEN
+        RAISE EXCEPTION 'no row of % has row key %', t.relation, subject
+            USING ERRCODE = 'no_data_found';
+    END IF;
+
+    RETURN QUERY SELECT * FROM @extschema@._subject_held(caller, t.base, subject);
+    RETURN QUERY SELECT * FROM @extschema@._subject_approvals(t.base, subject);
+    RETURN QUERY SELECT * FROM @extschema@._subject_consents(t.base, subject);
+    RETURN QUERY SELECT * FROM @extschema@._subject_related(t.base, subject);
+    RETURN QUERY SELECT * FROM @extschema@._subject_events(t.base, subject);
 END
 $$;
 REVOKE ALL ON FUNCTION @extschema@._subject_report(regrole, regclass, text) FROM PUBLIC;
@@ -3018,19 +3403,125 @@ CREATE FUNCTION @extschema@.key_id(@extschema@.encrypted_bytea)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'pii_guard_envelope_key_id'
 LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+-- reencrypt_column() in steps.  The tables that hold the rows of tbl: tbl
+-- and everything that inherits from it (partitions included), each
+-- processed by itself (UPDATE ONLY); checked: col is an encrypted column,
+-- no foreign table is among them, no row-level security hides rows (they
+-- would stay under their old key).
+CREATE FUNCTION @extschema@._reencrypt_tables(tbl regclass, col name)
+RETURNS regclass[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    coltype regtype;
+    rels    regclass[];
+    rel     regclass;
+BEGIN
+    SELECT a.atttypid::regtype INTO coltype
+      FROM pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF coltype IS NULL THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    IF coltype NOT IN ('@extschema@.encrypted_text'::regtype,
+                       '@extschema@.encrypted_bytea'::regtype) THEN
+        RAISE EXCEPTION 'column "%" of relation % is not an encrypted column', col, tbl
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = format('Its type is %s.', coltype),
+                  HINT = 'Only encrypted_text and encrypted_bytea columns can be re-encrypted.';
+    END IF;
+    WITH RECURSIVE tree(oid) AS (
+        SELECT tbl::oid
+        UNION
+        SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid)
+    SELECT array_agg(c.oid::regclass ORDER BY c.oid) INTO rels
+      FROM tree t JOIN pg_class c ON c.oid = t.oid
+     WHERE c.relkind = 'r';
+    SELECT c.oid::regclass INTO rel
+      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+     WHERE c.relkind = 'f' AND i.inhparent IN (SELECT unnest(rels) UNION SELECT tbl)
+     LIMIT 1;
+    IF rel IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot re-encrypt the foreign table % of %', rel, tbl
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Re-encrypt the values where the foreign table''s data lives.';
+    END IF;
+    FOREACH rel IN ARRAY coalesce(rels, '{}') LOOP
+        IF row_security_active(rel) THEN
+            RAISE EXCEPTION 'row-level security on % hides rows from %', rel, current_user
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = 'Rows the caller cannot see would stay under their old key.',
+                      HINT = 'Run reencrypt_column as the table''s owner or as a role with BYPASSRLS.';
+        END IF;
+    END LOOP;
+    RETURN coalesce(rels, '{}');
+END
+$$;
+
+-- One pass over one table: the values of col not under the active key
+-- (values under subject keys, 2^31 and up, left as they are) re-encrypted
+-- in batches of about batch_rows rows, a transaction each, its progress
+-- kept in reencrypt_progress so that an interrupted pass resumes; done
+-- grows by the values re-encrypted.  (A procedure, for its COMMITs: no SET
+-- clause, so every name is qualified.)
+CREATE PROCEDURE @extschema@._reencrypt_table(rel regclass, col name, active integer,
+                                              batch_rows integer, INOUT done bigint)
+LANGUAGE plpgsql
+AS $proc$
+DECLARE
+    pages bigint;
+    step  bigint;
+    blk   bigint;
+    n     bigint;
+BEGIN
+    SELECT p.next_block INTO blk FROM @extschema@.reencrypt_progress p
+     WHERE p.table_oid = rel AND p.column_name = col AND p.key_id = active;
+    IF blk IS NULL THEN
+        blk := 0;
+        DELETE FROM @extschema@.reencrypt_progress p
+         WHERE p.table_oid = rel AND p.column_name = col;
+        INSERT INTO @extschema@.reencrypt_progress (table_oid, column_name, key_id, next_block)
+        VALUES (rel, col, active, 0);
+        COMMIT;
+    ELSE
+        RAISE NOTICE 'resuming re-encryption of %.% at block %', rel, col, blk;
+    END IF;
+
+    pages := pg_catalog.pg_relation_size(rel) / pg_catalog.current_setting('block_size')::bigint;
+    -- Pages per batch, from the planner's rows-per-page estimate.
+    SELECT greatest(1, batch_rows / CASE WHEN c.reltuples > 0 AND c.relpages > 0
+                                         THEN c.reltuples / c.relpages ELSE 100 END)::bigint
+      INTO step FROM pg_catalog.pg_class c WHERE c.oid = rel;
+
+    WHILE blk < pages LOOP
+        EXECUTE pg_catalog.format(
+            'UPDATE ONLY %s SET %I = @extschema@.reencrypt(%I) '
+            'WHERE ctid >= $1 AND ctid < $2 AND @extschema@.key_id(%I) <> $3 '
+            'AND @extschema@.key_id(%I) < 2147483648',
+            rel, col, col, col, col)
+          USING pg_catalog.format('(%s,0)', blk)::tid,
+                pg_catalog.format('(%s,0)', blk + step)::tid, active;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        done := done + n;
+        blk := blk + step;
+        UPDATE @extschema@.reencrypt_progress p
+           SET next_block = blk, updated_at = pg_catalog.now()
+         WHERE p.table_oid = rel AND p.column_name = col;
+        COMMIT;
+    END LOOP;
+END
+$proc$;
+
 CREATE OR REPLACE PROCEDURE @extschema@.reencrypt_column(
     tbl regclass, col name, batch_rows integer DEFAULT 10000)
 LANGUAGE plpgsql
 AS $proc$
 DECLARE
-    coltype     regtype;
     rels        regclass[];
     rel         regclass;
     active      integer;
-    pages       bigint;
-    step        bigint;
-    blk         bigint;
-    done        bigint;
     stale       bigint;
     pass        integer := 0;
     total       bigint := 0;
@@ -3041,92 +3532,15 @@ BEGIN
         RAISE EXCEPTION 'batch_rows must be a positive number'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT a.atttypid::regtype INTO coltype
-      FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
-    IF coltype IS NULL THEN
-        RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl
-            USING ERRCODE = 'undefined_column';
-    END IF;
-    IF coltype NOT IN ('@extschema@.encrypted_text'::regtype,
-                       '@extschema@.encrypted_bytea'::regtype) THEN
-        RAISE EXCEPTION 'column "%" of relation % is not an encrypted column', col, tbl
-            USING ERRCODE = 'wrong_object_type',
-                  DETAIL = pg_catalog.format('Its type is %s.', coltype),
-                  HINT = 'Only encrypted_text and encrypted_bytea columns can be re-encrypted.';
-    END IF;
-
-    -- The tables that hold the rows: tbl and everything that inherits from
-    -- it (partitions included), each processed by itself (UPDATE ONLY).
-    WITH RECURSIVE tree(oid) AS (
-        SELECT tbl::oid
-        UNION
-        SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.oid)
-    SELECT pg_catalog.array_agg(c.oid::regclass ORDER BY c.oid) INTO rels
-      FROM tree t JOIN pg_catalog.pg_class c ON c.oid = t.oid
-     WHERE c.relkind = 'r';
-    SELECT c.oid::regclass INTO rel
-      FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
-     WHERE c.relkind = 'f' AND i.inhparent IN (SELECT pg_catalog.unnest(rels) UNION SELECT tbl)
-     LIMIT 1;
-    IF rel IS NOT NULL THEN
-        RAISE EXCEPTION 'cannot re-encrypt the foreign table % of %', rel, tbl
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = 'Re-encrypt the values where the foreign table''s data lives.';
-    END IF;
-    FOREACH rel IN ARRAY coalesce(rels, '{}') LOOP
-        IF pg_catalog.row_security_active(rel) THEN
-            RAISE EXCEPTION 'row-level security on % hides rows from %', rel, current_user
-                USING ERRCODE = 'insufficient_privilege',
-                      DETAIL = 'Rows the caller cannot see would stay under their old key.',
-                      HINT = 'Run reencrypt_column as the table''s owner or as a role with BYPASSRLS.';
-        END IF;
-    END LOOP;
-
+    rels := @extschema@._reencrypt_tables(tbl, col);
     LOOP
         pass := pass + 1;
         -- The active key now (and an active key at all): a rotation since
         -- the last pass makes this pass re-encrypt to the new key.
         active := @extschema@.key_id(@extschema@.encrypt(''::text));
-
-        FOREACH rel IN ARRAY coalesce(rels, '{}') LOOP
-            SELECT p.next_block INTO blk FROM @extschema@.reencrypt_progress p
-             WHERE p.table_oid = rel AND p.column_name = col AND p.key_id = active;
-            IF blk IS NULL THEN
-                blk := 0;
-                DELETE FROM @extschema@.reencrypt_progress p
-                 WHERE p.table_oid = rel AND p.column_name = col;
-                INSERT INTO @extschema@.reencrypt_progress (table_oid, column_name, key_id, next_block)
-                VALUES (rel, col, active, 0);
-                COMMIT;
-            ELSE
-                RAISE NOTICE 'resuming re-encryption of %.% at block %', rel, col, blk;
-            END IF;
-
-            pages := pg_catalog.pg_relation_size(rel) / pg_catalog.current_setting('block_size')::bigint;
-            -- Pages per batch, from the planner's rows-per-page estimate.
-            SELECT greatest(1, batch_rows / CASE WHEN c.reltuples > 0 AND c.relpages > 0
-                                                 THEN c.reltuples / c.relpages ELSE 100 END)::bigint
-              INTO step FROM pg_catalog.pg_class c WHERE c.oid = rel;
-
-            WHILE blk < pages LOOP
-                EXECUTE pg_catalog.format(
-                    'UPDATE ONLY %s SET %I = @extschema@.reencrypt(%I) '
-                    'WHERE ctid >= $1 AND ctid < $2 AND @extschema@.key_id(%I) <> $3 '
-                    'AND @extschema@.key_id(%I) < 2147483648',
-                    rel, col, col, col, col)
-                  USING pg_catalog.format('(%s,0)', blk)::tid,
-                        pg_catalog.format('(%s,0)', blk + step)::tid, active;
-                GET DIAGNOSTICS done = ROW_COUNT;
-                total := total + done;
-                blk := blk + step;
-                UPDATE @extschema@.reencrypt_progress p
-                   SET next_block = blk, updated_at = pg_catalog.now()
-                 WHERE p.table_oid = rel AND p.column_name = col;
-                COMMIT;
-            END LOOP;
+        FOREACH rel IN ARRAY rels LOOP
+            CALL @extschema@._reencrypt_table(rel, col, active, batch_rows, total);
         END LOOP;
-
         -- Sweep: rows moved or written under an older key while we ran, or
         -- everything, if the key was rotated meanwhile.
         active := @extschema@.key_id(@extschema@.encrypt(''::text));
@@ -3141,7 +3555,7 @@ BEGIN
     END LOOP;
 
     DELETE FROM @extschema@.reencrypt_progress p
-     WHERE p.table_oid = ANY (coalesce(rels, '{}')::oid[]) AND p.column_name = col;
+     WHERE p.table_oid = ANY (rels::oid[]) AND p.column_name = col;
     COMMIT;
     IF stale > 0 THEN
         RAISE WARNING '% values of %.% are still under older keys after % passes', stale, tbl, col, pass
@@ -3151,6 +3565,10 @@ BEGIN
     END IF;
 END
 $proc$;
+REVOKE ALL ON FUNCTION @extschema@._reencrypt_tables(regclass, name) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE @extschema@._reencrypt_table(regclass, name, integer, integer, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._reencrypt_tables(regclass, name) TO pii_guard_admin;
+GRANT EXECUTE ON PROCEDURE @extschema@._reencrypt_table(regclass, name, integer, integer, bigint) TO pii_guard_admin;
 
 -- The subject keys of rows of tbl that are gone (of the keys given: the
 -- rows a retention batch deleted), destroyed; how many.
@@ -3193,3 +3611,459 @@ GRANT EXECUTE ON FUNCTION @extschema@._shred_gone(regclass, text[], text) TO pii
 ALTER FUNCTION @extschema@.reveal(anyelement, regclass, name, "any") COST 10;
 ALTER FUNCTION @extschema@.reveal(@extschema@.encrypted_text, regclass, name, "any") COST 10;
 ALTER FUNCTION @extschema@.reveal(@extschema@.encrypted_bytea, regclass, name, "any") COST 10;
+
+--------------------------------------------------------------------------
+-- _attach_views in steps
+--------------------------------------------------------------------------
+
+-- _attach_views() was one 215-line body, re-declared whole by any change to
+-- any of its steps.  It is now the sequence of its steps, one function
+-- each; a later version replaces only the step it changes.  The steps run
+-- with the rights of _attach_views() (they are not SECURITY DEFINER, and
+-- no one else may call them).
+
+-- The names of a protected table and of its two views, quoted.
+CREATE FUNCTION @extschema@._view_names(base oid, OUT base_q text, OUT view_q text, OUT write_q text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('%I.%I', n.nspname, c.relname),
+           format('%I.%I', p.view_schema, p.view_name),
+           format('%I.%I', n.nspname, p.write_view_name)
+      FROM @extschema@.protected_tables p
+      JOIN pg_class c ON c.oid = p.base
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE p.base = $1
+$$;
+
+-- After ALTER TABLE ... RENAME COLUMN: the column's rules, the row key, the
+-- saved grants and the views' columns follow it (the views keep their
+-- columns by position, so renaming the column there first lets them be
+-- replaced).  The saved grants are renamed where they are kept, so that a
+-- view dropped later by something else comes back with them.
+CREATE FUNCTION @extschema@._views_follow_rename(tbl oid, rename_from text, rename_to text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    names record;
+    v     regclass;
+BEGIN
+    SELECT * INTO names FROM @extschema@._view_names(tbl);
+    UPDATE @extschema@.column_rules r SET column_name = rename_to
+     WHERE r.base = tbl AND r.column_name = rename_from;
+    UPDATE @extschema@.protected_tables t
+       SET row_key = CASE WHEN t.row_key = rename_from THEN rename_to ELSE t.row_key END,
+           saved_grants = (SELECT array_agg(regexp_replace(s, format(' \(%s\) ON ', quote_ident(rename_from)),
+                                                           format(' (%s) ON ', quote_ident(rename_to))))
+                             FROM unnest(t.saved_grants) s)
+     WHERE t.base = tbl;
+    FOREACH v IN ARRAY ARRAY[to_regclass(names.view_q), to_regclass(names.write_q)] LOOP
+        IF EXISTS (SELECT 1 FROM pg_attribute att WHERE att.attrelid = v
+                      AND att.attname = rename_from AND NOT att.attisdropped) THEN
+            EXECUTE format('ALTER VIEW %s RENAME COLUMN %I TO %I', v, rename_from, rename_to);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- The rules follow the table's columns: those of columns that went go, the
+-- row key must still be there, and an encrypted column without a rule gets
+-- one (sensitive, no mask: clear only for enough clearance) -- encrypted
+-- columns are never shown raw.
+CREATE FUNCTION @extschema@._reconcile_rules(tbl oid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key name := (SELECT t.row_key FROM @extschema@.protected_tables t WHERE t.base = tbl);
+BEGIN
+    DELETE FROM @extschema@.column_rules r
+     WHERE r.base = tbl
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute att
+                        WHERE att.attrelid = tbl AND att.attname = r.column_name
+                          AND att.attnum > 0 AND NOT att.attisdropped);
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute att
+                    WHERE att.attrelid = tbl AND att.attname = key
+                      AND att.attnum > 0 AND NOT att.attisdropped) THEN
+        RAISE EXCEPTION 'the row key column "%" of protected table % no longer exists', key, tbl::regclass
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Unprotect the table before dropping or renaming its row key.';
+    END IF;
+    INSERT INTO @extschema@.column_rules (base, column_name, level)
+    SELECT tbl, att.attname, 'sensitive'
+      FROM pg_attribute att
+     WHERE att.attrelid = tbl AND att.attnum > 0 AND NOT att.attisdropped
+       AND att.atttypid IN ('@extschema@.encrypted_text'::regtype, '@extschema@.encrypted_bytea'::regtype)
+    ON CONFLICT DO NOTHING;
+END
+$$;
+
+-- The queries of the two views.  The masking view shows each protected
+-- column through reveal() (cast back to the column's typmod, with the
+-- column's collation; encrypted columns become text with the default
+-- collation); the write view has every column, the row key among them (for
+-- RETURNING and to find rows).  keep_out: the columns the write trigger
+-- never writes (generated, identity ALWAYS).
+--
+-- The masking view names every mask function its rules use, in a condition
+-- the planner folds away: that records a dependency, so a mask function
+-- cannot be dropped from under the view, and a decision can tell the
+-- function the view was built with from another that took its name
+-- (policy.c).  One "IS NOT NULL" per function: a test of a constant folds
+-- at once, where an ARRAY[...] of them would be evaluated by an executor of
+-- its own at every planning.  Not security_barrier: the view has no quals
+-- of its own to protect, every protected column is only ever reached
+-- through reveal(), and a flattened view lets ORDER BY ... LIMIT evaluate
+-- reveal() for the rows returned only, not for every row sorted.
+CREATE FUNCTION @extschema@._view_queries(tbl oid, OUT view_sql text, OUT write_sql text, OUT keep_out text[])
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH t AS (SELECT n.base_q, p.row_key
+                 FROM @extschema@.protected_tables p, @extschema@._view_names(p.base) n
+                WHERE p.base = $1),
+    cols AS (
+        SELECT att.attnum, att.attname, att.attidentity, att.attgenerated,
+               r.column_name IS NOT NULL AS protected,
+               CASE WHEN att.atttypmod >= 0
+                    THEN '::' || format_type(att.atttypid, att.atttypmod) ELSE '' END AS typmod_cast,
+               CASE WHEN att.attcollation <> 0
+                    THEN format(' COLLATE %I.%I', cn.nspname, co.collname)
+                    WHEN att.atttypid = '@extschema@.encrypted_text'::regtype
+                    THEN ' COLLATE pg_catalog."default"'
+                    ELSE '' END AS coll
+          FROM pg_attribute att
+          LEFT JOIN pg_collation co ON co.oid = att.attcollation
+          LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+          LEFT JOIN @extschema@.column_rules r ON r.base = att.attrelid AND r.column_name = att.attname
+         WHERE att.attrelid = $1 AND att.attnum > 0 AND NOT att.attisdropped),
+    masks AS (
+        SELECT array_agg(DISTINCT format('%L::pg_catalog.regprocedure IS NOT NULL', f::oid::text)) AS conds
+          FROM (SELECT to_regprocedure(r.mask_function) AS f FROM @extschema@.column_rules r
+                 WHERE r.base = $1 AND r.mask_function IS NOT NULL) s
+         WHERE f IS NOT NULL)
+    SELECT format('SELECT %s FROM %s',
+                  (SELECT string_agg(CASE WHEN c.protected
+                                          THEN format('@extschema@.reveal(%I, %L::regclass, %L::name, %I)%s%s AS %I',
+                                                      c.attname, t.base_q, c.attname, t.row_key,
+                                                      c.typmod_cast, c.coll, c.attname)
+                                          ELSE format('%I', c.attname) END, ', ' ORDER BY c.attnum)
+                     FROM cols c), t.base_q)
+           || CASE WHEN m.conds IS NULL THEN ''
+                   ELSE format(' WHERE %s', array_to_string(m.conds, ' AND ')) END,
+           format('SELECT %s FROM %s',
+                  (SELECT string_agg(format('%I', c.attname), ', ' ORDER BY c.attnum) FROM cols c), t.base_q),
+           (SELECT coalesce(array_agg(c.attname::text ORDER BY c.attnum), '{}') FROM cols c
+             WHERE c.attgenerated <> '' OR c.attidentity = 'a')
+      FROM t, masks m
+$$;
+
+-- Each view replaced in place; one that cannot be (a column went or changed
+-- its type) is dropped -- refused while others depend on it -- and created
+-- again, owned by pii_guard_owner and closed to PUBLIC.
+CREATE FUNCTION @extschema@._put_views(tbl oid, view_sql text, write_sql text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    names    record;
+    replaced boolean := false;
+BEGIN
+    SELECT * INTO names FROM @extschema@._view_names(tbl);
+    IF to_regclass(names.view_q) IS NOT NULL THEN
+        BEGIN
+            EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', names.view_q, view_sql);
+            replaced := true;
+        EXCEPTION WHEN invalid_table_definition THEN
+            replaced := false;
+        END;
+        IF NOT replaced THEN
+            PERFORM @extschema@._detach_views(tbl, NULL, NULL);     -- both views
+        END IF;
+    END IF;
+    IF to_regclass(names.write_q) IS NOT NULL THEN
+        BEGIN
+            EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', names.write_q, write_sql);
+        EXCEPTION WHEN invalid_table_definition THEN
+            IF @extschema@._dependents(ARRAY[to_regclass(names.write_q)]) IS NOT NULL THEN
+                RAISE EXCEPTION 'cannot rebuild the write view %: other objects depend on it', names.write_q
+                    USING ERRCODE = 'dependent_objects_still_exist',
+                          HINT = format('Drop %s first, then run the statement again.',
+                                        @extschema@._dependents(ARRAY[to_regclass(names.write_q)]));
+            END IF;
+            EXECUTE format('DROP VIEW %s', names.write_q);
+        END;
+    END IF;
+    IF to_regclass(names.write_q) IS NULL THEN
+        EXECUTE format('CREATE VIEW %s AS %s', names.write_q, write_sql);
+        EXECUTE format('ALTER VIEW %s OWNER TO pii_guard_owner', names.write_q);
+        EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', names.write_q);
+    END IF;
+    IF to_regclass(names.view_q) IS NULL THEN
+        EXECUTE format('CREATE VIEW %s AS %s', names.view_q, view_sql);
+        EXECUTE format('ALTER VIEW %s OWNER TO pii_guard_owner', names.view_q);
+        EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', names.view_q);
+        EXECUTE format('COMMENT ON VIEW %s IS %L', names.view_q,
+                       format('pii_guard masking view of %s: columns are shown clear, masked or NULL according to the current role', names.base_q));
+    END IF;
+    UPDATE @extschema@.protected_tables t SET names_masks = true WHERE t.base = tbl AND NOT t.names_masks;
+END
+$$;
+
+-- The masking view's write path: its INSTEAD OF trigger (its arguments:
+-- the columns it never writes), and the table's column defaults (serial,
+-- identity BY DEFAULT, now(), ...), which apply to inserts through the
+-- view, and only those.
+CREATE FUNCTION @extschema@._view_write_path(tbl oid, keep_out text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    names record;
+    a     record;
+BEGIN
+    SELECT * INTO names FROM @extschema@._view_names(tbl);
+    IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = to_regclass(names.view_q)
+                  AND t.tgname = 'pii_guard_write') THEN
+        EXECUTE format('DROP TRIGGER pii_guard_write ON %s', names.view_q);
+    END IF;
+    EXECUTE format('CREATE TRIGGER pii_guard_write INSTEAD OF INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION @extschema@.masking_view_write(%s)', names.view_q,
+                   (SELECT string_agg(quote_literal(x), ', ') FROM unnest(keep_out) x));
+    FOR a IN
+        SELECT att.attname,
+               CASE WHEN att.attidentity = 'd'
+                    THEN format('pg_catalog.nextval(%L::regclass)', pg_get_serial_sequence(names.base_q, att.attname))
+                    WHEN att.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END AS expr,
+               v.atthasdef AS view_has_default
+          FROM pg_attribute att
+          LEFT JOIN pg_attrdef d ON d.adrelid = att.attrelid AND d.adnum = att.attnum
+          JOIN pg_attribute v ON v.attrelid = to_regclass(names.view_q) AND v.attname = att.attname
+         WHERE att.attrelid = tbl AND att.attnum > 0 AND NOT att.attisdropped
+    LOOP
+        IF a.expr IS NOT NULL THEN
+            EXECUTE format('ALTER VIEW %s ALTER COLUMN %I SET DEFAULT %s', names.view_q, a.attname, a.expr);
+        ELSIF a.view_has_default THEN
+            EXECUTE format('ALTER VIEW %s ALTER COLUMN %I DROP DEFAULT', names.view_q, a.attname);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- The grants the masking view had (kept in saved_grants, also when it was
+-- dropped by something else, such as DROP FUNCTION ... CASCADE of a mask),
+-- or the table had when protected; the table's owner, who is exempt from
+-- masking, reads and writes through the view like through the table; and
+-- the write view's grants and sequence USAGE that follow from them.
+CREATE FUNCTION @extschema@._restore_view_grants(tbl oid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    g text;
+BEGIN
+    FOREACH g IN ARRAY coalesce((SELECT t.saved_grants FROM @extschema@.protected_tables t WHERE t.base = tbl), '{}') LOOP
+        BEGIN
+            EXECUTE g;
+        EXCEPTION WHEN undefined_column OR undefined_object THEN
+            NULL;   -- a column-level grant on a dropped column, a dropped role
+        END;
+    END LOOP;
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %I',
+                   (SELECT view_q FROM @extschema@._view_names(tbl)),
+                   (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = tbl));
+    PERFORM @extschema@._sync_write_grants(tbl);
+END
+$$;
+
+-- (Re)build the masking view and the write view of a protected table, with
+-- column defaults, the write trigger and grants; after a column rename,
+-- carry its rules along.  The views are replaced in place (CREATE OR
+-- REPLACE VIEW), so views of other roles built on them survive: a new
+-- column is appended, a protected or unprotected column keeps its type (a
+-- typmod is kept by a cast) and a renamed one is renamed in the views
+-- first.  Only a column that went or changed its type makes them dropped
+-- and created again (_detach_views).
+CREATE OR REPLACE FUNCTION @extschema@._attach_views(base oid, rename_from text, rename_to text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.protected_tables t WHERE t.base = _attach_views.base) THEN
+        RETURN;
+    END IF;
+    PERFORM @extschema@._maintenance(true);
+    IF rename_from IS NOT NULL THEN
+        PERFORM @extschema@._views_follow_rename(base, rename_from, rename_to);
+    END IF;
+    PERFORM @extschema@._reconcile_rules(base);
+    SELECT * INTO q FROM @extschema@._view_queries(base);
+    PERFORM @extschema@._put_views(base, q.view_sql, q.write_sql);
+    PERFORM @extschema@._view_write_path(base, q.keep_out);
+    PERFORM @extschema@._restore_view_grants(base);
+    PERFORM @extschema@._maintenance(false);
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._view_names(oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._views_follow_rename(oid, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._reconcile_rules(oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._view_queries(oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._put_views(oid, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._view_write_path(oid, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._restore_view_grants(oid) FROM PUBLIC;
+
+--------------------------------------------------------------------------
+-- _sync_write_grants in steps
+--------------------------------------------------------------------------
+
+-- A grantee as GRANT and REVOKE name it: PUBLIC (0) or the role's name.
+CREATE FUNCTION @extschema@._grantee(role oid)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN role = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(role)) END
+$$;
+
+-- The write view's privileges, rebuilt from the masking view's: everything
+-- revoked first (privileges revoked on the masking view go too), then the
+-- table's owner, the masking view's INSERT, UPDATE and DELETE grants, and
+-- for each role that writes SELECT on the row key (UPDATE and DELETE need
+-- it to find the row) and, for a role that inserts, INSERT on the columns
+-- with a default: an insert through the masking view writes those it does
+-- not name with the view's default (so that a sequence is drawn from once),
+-- as on a table.
+CREATE FUNCTION @extschema@._mirror_write_grants(tbl oid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    names record;
+    view  regclass;
+    wv    regclass;
+    key   name := (SELECT t.row_key FROM @extschema@.protected_tables t WHERE t.base = tbl);
+    r     record;
+    g     text;
+BEGIN
+    SELECT * INTO names FROM @extschema@._view_names(tbl);
+    view := to_regclass(names.view_q);
+    wv := to_regclass(names.write_q);
+    FOR r IN SELECT DISTINCT a.grantee
+               FROM pg_class c, aclexplode(c.relacl) a
+              WHERE c.oid = wv AND a.grantee <> c.relowner
+    LOOP
+        EXECUTE format('REVOKE ALL ON %s FROM %s', names.write_q, @extschema@._grantee(r.grantee));
+    END LOOP;
+    FOR r IN SELECT att.attname, a.grantee
+               FROM pg_attribute att, aclexplode(att.attacl) a
+              WHERE att.attrelid = wv AND att.attnum > 0
+    LOOP
+        EXECUTE format('REVOKE ALL (%I) ON %s FROM %s', r.attname, names.write_q, @extschema@._grantee(r.grantee));
+    END LOOP;
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %I', names.write_q,
+                   (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = tbl));
+    FOREACH g IN ARRAY @extschema@._grants_of(view, names.write_q) LOOP
+        IF g ~ '^GRANT (INSERT|UPDATE|DELETE)' THEN
+            BEGIN
+                EXECUTE g;
+            EXCEPTION WHEN undefined_column THEN
+                NULL;   -- a column a write view built by 0.1 lacks (generated)
+            END;
+        END IF;
+    END LOOP;
+    FOR r IN
+        SELECT DISTINCT a.grantee, a.privilege_type = 'INSERT' AS inserts
+          FROM (SELECT c.relacl AS acl FROM pg_class c WHERE c.oid = view
+                UNION ALL
+                SELECT att.attacl FROM pg_attribute att
+                 WHERE att.attrelid = view AND att.attnum > 0) s,
+               aclexplode(s.acl) a
+         WHERE a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE')
+    LOOP
+        EXECUTE format('GRANT SELECT (%I) ON %s TO %s', key, names.write_q, @extschema@._grantee(r.grantee));
+        IF r.inserts AND EXISTS (SELECT 1 FROM pg_attribute att
+                                  WHERE att.attrelid = view AND att.atthasdef) THEN
+            EXECUTE format('GRANT INSERT (%s) ON %s TO %s',
+                           (SELECT string_agg(quote_ident(att.attname), ', ' ORDER BY att.attnum)
+                              FROM pg_attribute att
+                             WHERE att.attrelid = view AND att.atthasdef),
+                           names.write_q, @extschema@._grantee(r.grantee));
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- USAGE on the sequences behind the defaults for every INSERT grantee of the
+-- masking view (nextval() checks the inserting role): given (and recorded
+-- in sequence_grants) where the role did not hold it, taken back where
+-- pii_guard gave it and the role no longer inserts.
+CREATE FUNCTION @extschema@._sync_sequence_usage(tbl oid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT w.seq, w.grantee FROM @extschema@._sequence_usage_wanted(tbl) w
+         WHERE NOT EXISTS (SELECT 1 FROM @extschema@.sequence_grants g
+                            WHERE g.base = tbl AND g.seq = w.seq AND g.grantee::oid = w.grantee)
+           AND NOT EXISTS (SELECT 1 FROM pg_class c, aclexplode(c.relacl) a
+                            WHERE c.oid = w.seq AND a.grantee = w.grantee AND a.privilege_type = 'USAGE')
+    LOOP
+        EXECUTE format('GRANT USAGE ON SEQUENCE %s TO %s', r.seq, @extschema@._grantee(r.grantee));
+        INSERT INTO @extschema@.sequence_grants (base, seq, grantee) VALUES (tbl, r.seq, r.grantee::regrole);
+    END LOOP;
+    FOR r IN
+        DELETE FROM @extschema@.sequence_grants g
+         WHERE g.base = tbl
+           AND NOT EXISTS (SELECT 1 FROM @extschema@._sequence_usage_wanted(tbl) w
+                            WHERE w.seq = g.seq AND w.grantee = g.grantee::oid)
+        RETURNING g.seq, g.grantee::oid AS grantee
+    LOOP
+        IF r.grantee = 0 OR EXISTS (SELECT 1 FROM pg_roles WHERE oid = r.grantee) THEN
+            EXECUTE format('REVOKE USAGE ON SEQUENCE %s FROM %s', r.seq, @extschema@._grantee(r.grantee));
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Mirror the masking view's write privileges onto the write view, give
+-- INSERT grantees USAGE on the sequences behind the defaults, and keep a
+-- copy of the masking view's grants in saved_grants, so that the view can
+-- be rebuilt with them whoever dropped it.
+CREATE OR REPLACE FUNCTION @extschema@._sync_write_grants(base oid)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    names record;
+BEGIN
+    SELECT * INTO names FROM @extschema@._view_names(base);
+    IF NOT FOUND OR to_regclass(names.view_q) IS NULL OR to_regclass(names.write_q) IS NULL THEN
+        RETURN;
+    END IF;
+    UPDATE @extschema@.protected_tables t
+       SET saved_grants = @extschema@._grants_of(to_regclass(names.view_q), names.view_q)
+     WHERE t.base = _sync_write_grants.base;
+    PERFORM @extschema@._mirror_write_grants(base);
+    PERFORM @extschema@._sync_sequence_usage(base);
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._grantee(oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._mirror_write_grants(oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._sync_sequence_usage(oid) FROM PUBLIC;

@@ -1157,16 +1157,23 @@ pii_guard_policy_changed(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(pii_guard_column_access);
 
 /*
- * SQL function: column_access(role oid, base regclass, col name) returns text
+ * SQL function: column_access(role regrole, tbl regclass, col name)
+ * returns text
  *
  * The access a role has to a column for rows without a row-specific grant:
- * 'clear', 'masked' or 'hidden' ('clear' for unprotected columns).
+ * 'clear', 'masked' or 'hidden' ('clear' for unprotected columns).  A
+ * masking view stands for its base table.
  */
 Datum
 pii_guard_column_access(PG_FUNCTION_ARGS)
 {
-	Decision   *d = policy_decide(PG_GETARG_OID(0), PG_GETARG_OID(1),
-								  NameStr(*PG_GETARG_NAME(2)));
+	Oid			base = PG_GETARG_OID(1);
+	Oid			viewed = views_base_of_view(base);
+	Decision   *d;
+
+	if (OidIsValid(viewed))
+		base = viewed;
+	d = policy_decide(PG_GETARG_OID(0), base, NameStr(*PG_GETARG_NAME(2)));
 
 	PG_RETURN_TEXT_P(cstring_to_text(policy_access_name(policy_row_access(d, NULL))));
 }
