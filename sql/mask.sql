@@ -61,6 +61,15 @@ SELECT v AS name, mask_name(v) AS masked
     'Ömer Faruk', 'Владимир Путин', 'J', 'J.', 'A B', '---', '***', '   ', ''
   ]) WITH ORDINALITY AS t(v, i) ORDER BY i;
 
+-- Every compound surname keeps its two characters in a three-character
+-- name; a two-character name and one starting with either character alone
+-- keep one.
+SELECT count(*) AS compound_surnames,
+       count(*) FILTER (WHERE mask_name(s || '某') = s || '*') AS kept_both,
+       count(*) FILTER (WHERE mask_name(s) = left(s, 1) || '*') AS two_chars_keep_one,
+       count(*) FILTER (WHERE mask_name(left(s, 1) || '某' || right(s, 1)) = left(s, 1) || '**') AS split_keep_one
+  FROM unnest(string_to_array('欧阳,司马,上官,诸葛,东方,皇甫,尉迟,公孙,慕容,长孙,宇文,司徒,令狐,夏侯,轩辕,端木,独孤,南宫,西门,百里,呼延,申屠,万俟,闻人,司空,澹台,公冶,太史,淳于,濮阳,拓跋,赫连,第五,鲜于,闾丘,宰父,巫马,公羊,公西,漆雕,壤驷,公良,夹谷,羊舌,微生,东郭,南门,东门,仉督,子车,颛孙,司寇,亓官,仲孙,太叔,歐陽,司馬,諸葛,東方,長孫,尉遲,公孫,軒轅,獨孤,南宮,西門,萬俟,聞人,澹臺,濮陽,鮮于,閭丘,東郭,南門,東門,顓孫,壤駟,巫馬', ',')) s;
+
 -- Addresses: province, city and district kept, the rest a fixed "****".
 SELECT v AS address, mask_address(v) AS masked
   FROM unnest(ARRAY[
