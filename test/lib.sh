@@ -309,9 +309,14 @@ pgg_done() { [ "$PGG_FAILS" -eq 0 ]; }
 # --- what scenario scripts share ----------------------------------------------
 
 # pgg_wait SECONDS COMMAND...: run COMMAND every 0.1 s until it succeeds, for
-# at most SECONDS (whole seconds); the status of its last run.
+# at most SECONDS (whole seconds, or with tenths: 1.2); the status of its
+# last run.
 pgg_wait() {
-	local tenths=$(($1 * 10)) i
+	local whole=${1%%.*} frac tenths i
+	frac=${1#"$whole"}
+	frac=${frac#.}
+	frac=${frac:0:1}
+	tenths=$((10#${whole:-0} * 10 + 10#${frac:-0}))
 	shift
 	for ((i = 1; i < tenths; i++)); do
 		"$@" && return 0
@@ -325,23 +330,30 @@ pgg_gone() {
 	local pid=$1
 	pgg_wait "${2:-10}" pgg_not_running "$pid"
 }
-pgg_not_running() { ! kill -0 "$1" 2>/dev/null; }
+# pgg_not_running PID...: none of these processes runs (any more).
+pgg_not_running() { ! kill -0 "$@" 2>/dev/null; }
+
+# pgg_accepts CLUSTER [DATABASE]: the server accepts connections (to that
+# database; postgres by default) -- after a start, a crash, a restart.
+pgg_accepts() { pgg_psql "$1" -d "${2:-postgres}" -tAc "SELECT 1" >/dev/null 2>&1; }
+
+# pgg_worker_now CLUSTER [DATABASE_OID]: the pid of the cluster's audit
+# worker (of that database's, when given) if one runs now; fails if none.
+# (Its parent is this cluster's postmaster: other clusters on the machine,
+# a scenario running beside this one, have audit workers too.)
+pgg_worker_now() {
+	local postmaster pattern="pii_guard audit worker" pid
+	[ -z "${2:-}" ] || pattern="pii_guard audit worker for database $2( |\$)"
+	postmaster=$(head -1 "$(pgg_data "$1")/postmaster.pid" 2>/dev/null)
+	pid=$(pgrep -P "${postmaster:-0}" -f "$pattern" | head -1)
+	[ -n "$pid" ] && echo "$pid"
+}
 
 # pgg_worker_pid CLUSTER [DATABASE_OID]: the pid of the cluster's audit
 # worker (of that database's, when given), waiting for it up to 15 s (a
-# crash restart included); empty if none.  (Its parent is this cluster's
-# postmaster: other clusters on the machine, a scenario running beside this
-# one, have audit workers too.)
+# crash restart included); empty if none.
 pgg_worker_pid() {
-	local postmaster pattern="pii_guard audit worker" pid='' i
-	[ -z "${2:-}" ] || pattern="pii_guard audit worker for database $2( |\$)"
-	for ((i = 0; i < 150; i++)); do
-		postmaster=$(head -1 "$(pgg_data "$1")/postmaster.pid" 2>/dev/null)
-		pid=$(pgrep -P "${postmaster:-0}" -f "$pattern" | head -1)
-		[ -n "$pid" ] && break
-		sleep 0.1
-	done
-	echo "$pid"
+	pgg_wait 15 pgg_worker_now "$@" || true
 }
 
 # pgg_db_oid CLUSTER DATABASE: its OID.
@@ -374,4 +386,23 @@ SQL
 pgg_events() {
 	pgg_psql "$1" -d "$2" -tAc "SELECT count(*) FROM pii_guard.audit_log
 	                             WHERE kind = '$3' AND event_id > ${4:-0}"
+}
+
+# pgg_unsealed CLUSTER DATABASE: how many audit events have no seal yet.
+pgg_unsealed() {
+	pgg_psql "$1" -d "$2" -tAc "SELECT count(*) FROM pii_guard.audit_log a
+	                             WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s
+	                                                WHERE s.event_id = a.event_id)"
+}
+
+# pgg_all_sealed CLUSTER DATABASE: every audit event is sealed.
+pgg_all_sealed() { [ "$(pgg_unsealed "$1" "$2")" = 0 ]; }
+
+# pgg_audit_settled CLUSTER DATABASE: the audit queue is empty and every
+# event sealed -- the worker has written and sealed all there was.
+pgg_audit_settled() {
+	[ "$(pgg_psql "$1" -d "$2" -tAc "SELECT (SELECT queued FROM pii_guard.audit_queue_status()) = 0
+	        AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_log a
+	                         WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s
+	                                            WHERE s.event_id = a.event_id))")" = t ]
 }
