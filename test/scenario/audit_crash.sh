@@ -17,11 +17,8 @@ INSERT INTO ledger (phone, amount) VALUES ('13812345678', (random() * 1000)::int
 SQL
 
 check_after_crash() {
-	local what=$1 missing sealed
-	for _ in $(seq 100); do
-		pgg_psql $name -d postgres -tAc "SELECT 1" >/dev/null 2>&1 && break
-		sleep 0.2
-	done
+	local what=$1 missing
+	pgg_wait 20 pgg_accepts $name
 	missing=$(pgg_psql $name -d postgres -tAc "
 		WITH written AS (SELECT DISTINCT unnest(a.row_keys) AS key FROM pii_guard.audit_log a
 		                  WHERE a.kind = 'write' AND a.operation = 'INSERT')
@@ -32,14 +29,8 @@ check_after_crash() {
 		test "$(pgg_psql $name -d postgres -tAc "SELECT count(*) FROM public_pii.ledger")" -gt 0
 	# Any use of pii_guard starts the worker again; wait until all is sealed.
 	pgg_psql $name -d postgres -tAc "SELECT count(*) FROM ledger" >/dev/null
-	for _ in $(seq 150); do
-		sealed=$(pgg_psql $name -d postgres -tAc "
-			SELECT count(*) FROM pii_guard.audit_log a
-			 WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s WHERE s.event_id = a.event_id)")
-		[ "$sealed" = 0 ] && break
-		sleep 0.2
-	done
-	pgg_is "$what: every row is sealed" "$sealed" 0
+	pgg_wait 30 pgg_all_sealed $name postgres
+	pgg_is "$what: every row is sealed" "$(pgg_unsealed $name postgres)" 0
 	pgg_is "$what: the chain verifies" \
 		"$(pgg_psql $name -d postgres -tAc "SELECT count(*) FROM pii_guard.verify_audit()")" 0
 }
@@ -66,12 +57,8 @@ children=$(pgrep -P "$postmaster" | tr '\n' ' ')
 kill -9 "$postmaster"
 wait $bench
 # Orphaned backends and workers notice the postmaster's death and exit.
-for _ in $(seq 200); do
-	alive=0
-	for c in $children; do kill -0 "$c" 2>/dev/null && alive=1; done
-	[ $alive = 0 ] && break
-	sleep 0.1
-done
+# shellcheck disable=SC2086
+pgg_wait 20 pgg_not_running $children
 pgg_start $name
 check_after_crash "postmaster killed"
 pgg_stop $name

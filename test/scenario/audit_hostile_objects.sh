@@ -89,20 +89,15 @@ approve() {
 grant1=$(approve '1 second')
 grant2=$(approve '3 seconds')
 hpsql -c "INSERT INTO public.accounts VALUES (3, '13700002222')" -c "UPDATE public.accounts SET phone = '13700003333' WHERE id = 3"
-for _ in $(seq 150); do
-	expired=$(hpsql -tAc "SELECT count(*) FROM pii_guard.audit_log WHERE kind = 'admin'
-		AND operation = 'grant_expired' AND (detail LIKE 'grant $grant1:%' OR detail LIKE 'grant $grant2:%')")
-	[ "$expired" = 2 ] && break
-	sleep 0.2
-done
-pgg_is "the worker recorded both grants' expiry" "$expired" 2
-for _ in $(seq 150); do
-	unsealed=$(hpsql -tAc "SELECT count(*) FROM pii_guard.audit_log a
-		WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s WHERE s.event_id = a.event_id)")
-	[ "$unsealed" = 0 ] && break
-	sleep 0.2
-done
-pgg_is "the worker sealed every row" "$unsealed" 0
+expiries_recorded() {	# of the two grants
+	hpsql -tAc "SELECT count(*) FROM pii_guard.audit_log WHERE kind = 'admin'
+		AND operation = 'grant_expired' AND (detail LIKE 'grant $grant1:%' OR detail LIKE 'grant $grant2:%')"
+}
+both_expiries_recorded() { [ "$(expiries_recorded)" = 2 ]; }
+pgg_wait 30 both_expiries_recorded
+pgg_is "the worker recorded both grants' expiry" "$(expiries_recorded)" 2
+pgg_wait 30 pgg_all_sealed $name hostile
+pgg_is "the worker sealed every row" "$(pgg_unsealed $name hostile)" 0
 pgg_is "the chain verifies" "$(hpsql -tAc "SELECT count(*) FROM pii_guard.verify_audit()")" 0
 pgg_is "no planted operator or aggregate ran" \
 	"$(hpsql -tAc "SELECT coalesce(string_agg(DISTINCT what || ' by ' || by_role || ' in ' || backend_type, '; '), 'none') FROM public.hostile_calls")" none

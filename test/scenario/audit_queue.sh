@@ -45,33 +45,31 @@ SET ROLE q_reader;
 SELECT pii_guard.decrypt(:'envelope'::pii_guard.encrypted_text);
 SQL
 kill -CONT "$worker"
-for _ in $(seq 100); do
-	after=$(rows_read)
-	[ "$((after - before))" -ge 42 ] && break
-	sleep 0.1
-done
-pgg_is "all 42 reads reached the table" "$((after - before))" 42
+rows_read_since_freeze() { echo $(($(rows_read) - before)); }
+rows_read_since_freeze_at_least() { [ "$(rows_read_since_freeze)" -ge "$1" ]; }
+pgg_wait 10 rows_read_since_freeze_at_least 42
+pgg_is "all 42 reads reached the table" "$(rows_read_since_freeze)" 42
 pgg_is "nothing is left queued" \
 	"$(pgg_psql $name -d postgres -tAc "SELECT queued FROM pii_guard.audit_queue_status()")" 0
-for _ in $(seq 100); do
-	cancelled=$(pgg_psql $name -d postgres -tAc "SELECT count(*) FROM pii_guard.audit_log
-		WHERE kind = 'deny' AND acting_role = 'q_reader' AND operation = 'decrypt'")
-	[ "$cancelled" = 1 ] && break
-	sleep 0.1
-done
-pgg_is "the denial of the cancelled statement reached the table" "$cancelled" 1
+decrypt_denials() {
+	pgg_psql $name -d postgres -tAc "SELECT count(*) FROM pii_guard.audit_log
+		WHERE kind = 'deny' AND acting_role = 'q_reader' AND operation = 'decrypt'"
+}
+decrypt_denials_are() { [ "$(decrypt_denials)" = "$1" ]; }
+pgg_wait 10 decrypt_denials_are 1
+pgg_is "the denial of the cancelled statement reached the table" "$(decrypt_denials)" 1
 
 # Consecutive reads of the same shape are coalesced into one event, with
 # every row key kept.
 start=$(pgg_psql $name -d postgres -tAc "SELECT coalesce(max(event_id), 0) FROM pii_guard.audit_log")
 for i in 1 2 3 4 5; do echo "SELECT phone FROM q WHERE id = $i;"; done |
 	psql -X -q -h "$(pgg_sock $name)" -p 5432 -U q_reader -d postgres >/dev/null
-for _ in $(seq 50); do
-	keys=$(pgg_psql $name -d postgres -tAc "SELECT string_agg(k, ',' ORDER BY k) FROM pii_guard.audit_log a, unnest(a.row_keys) k WHERE a.event_id > $start AND a.kind = 'read'")
-	[ "$keys" = "1,2,3,4,5" ] && break
-	sleep 0.1
-done
-pgg_is "five lookups: every row key is in the audit" "$keys" "1,2,3,4,5"
+read_keys_since_start() {	# the row keys of the read events after $start
+	pgg_psql $name -d postgres -tAc "SELECT string_agg(k, ',' ORDER BY k) FROM pii_guard.audit_log a, unnest(a.row_keys) k WHERE a.event_id > $start AND a.kind = 'read'"
+}
+read_keys_since_start_are() { [ "$(read_keys_since_start)" = "$1" ]; }
+pgg_wait 5 read_keys_since_start_are "1,2,3,4,5"
+pgg_is "five lookups: every row key is in the audit" "$(read_keys_since_start)" "1,2,3,4,5"
 pgg_ok "... in fewer events than statements" test "$(pgg_psql $name -d postgres -tAc \
 	"SELECT count(*) FROM pii_guard.audit_log WHERE event_id > $start AND kind = 'read'")" -lt 5
 
@@ -84,12 +82,12 @@ for i in $(seq 20); do
 	echo "SELECT phone FROM q WHERE id = $((i % 5 + 1));"
 	echo "SELECT id, phone FROM q2 WHERE id = $((i % 5 + 1));"
 done | psql -X -q -h "$(pgg_sock $name)" -p 5432 -U q_reader -d postgres >/dev/null
-for _ in $(seq 50); do
-	n=$(pgg_psql $name -d postgres -tAc "SELECT coalesce(sum(rows), 0) FROM pii_guard.audit_log WHERE event_id > $start AND kind = 'read'")
-	[ "$n" -ge 40 ] && break
-	sleep 0.1
-done
-pgg_is "40 alternating lookups: every row counted" "$n" 40
+rows_read_since_start() {
+	pgg_psql $name -d postgres -tAc "SELECT coalesce(sum(rows), 0) FROM pii_guard.audit_log WHERE event_id > $start AND kind = 'read'"
+}
+rows_read_since_start_at_least() { [ "$(rows_read_since_start)" -ge "$1" ]; }
+pgg_wait 5 rows_read_since_start_at_least 40
+pgg_is "40 alternating lookups: every row counted" "$(rows_read_since_start)" 40
 pgg_ok "... in a few events, not 40" test "$(pgg_psql $name -d postgres -tAc \
 	"SELECT count(*) FROM pii_guard.audit_log WHERE event_id > $start AND kind = 'read'")" -le 8
 

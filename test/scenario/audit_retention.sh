@@ -18,13 +18,12 @@ as_auditor() { psql -X -q -h "$(pgg_sock $name)" -p 5432 -U rt_auditor -d postgr
 data=$(pgg_data $name)
 archdir="$data/pii_guard_archive"
 anchors="$data/anchors.txt"	# (where the server may write)
-wait_for() {	# wait_for SQL: until it returns t, or 15 s
-	local i
-	for i in $(seq 150); do
-		[ "$(rpsql -tAc "$1")" = t ] && return 0
-		sleep 0.1
-	done
-	return 1
+holds() { [ "$(rpsql -tAc "$1")" = t ]; }	# holds SQL: it returns true
+grant_end_recorded() { holds "SELECT EXISTS (SELECT 1 FROM pii_guard.audit_log WHERE operation = 'grant_expired')"; }
+archived() { holds "SELECT EXISTS (SELECT 1 FROM pii_guard.audit_archives)"; }
+archive_step_recorded() {	# archive_step_recorded FILE: its admin event names it and its SHA-256
+	holds "SELECT EXISTS (SELECT 1 FROM pii_guard.audit_log WHERE kind = 'admin' AND operation = 'archive_audit'
+	          AND detail LIKE '%archived to $1, sha256 %')"
 }
 
 rpsql -v ON_ERROR_STOP=1 <<SQL >/dev/null
@@ -46,10 +45,8 @@ for i in 1 2 3; do
 	psql -X -q -h "$(pgg_sock $name)" -p 5432 -U rt_clerk -d postgres -c "SELECT phone FROM clients WHERE id = $i" >/dev/null
 done
 rpsql -c "SET ROLE rt_approver" -c "SELECT pii_guard.approve('rt_clerk', 'clients', clock_timestamp() + interval '1 second', 'callback')" >/dev/null
-pgg_ok "the grant's end is recorded" wait_for \
-	"SELECT EXISTS (SELECT 1 FROM pii_guard.audit_log WHERE operation = 'grant_expired')"
-pgg_ok "everything is sealed" wait_for \
-	"SELECT NOT EXISTS (SELECT 1 FROM pii_guard.audit_log l WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s WHERE s.event_id = l.event_id))"
+pgg_ok "the grant's end is recorded" pgg_wait 15 grant_end_recorded
+pgg_ok "everything is sealed" pgg_wait 15 pgg_all_sealed $name postgres
 early_anchor=$(head -1 "$anchors")
 pgg_ok "an early anchor was kept" grep -qE '^[0-9]+:[0-9a-f]{64}$' <<<"$early_anchor"
 
@@ -72,8 +69,7 @@ pgg_is "... and every row" "$(rpsql -tAc "SELECT count(*) FROM pii_guard.audit_l
 # The retention set: the worker archives what is older, at once.
 sleep 1
 rpsql -c "ALTER SYSTEM SET pii_guard.audit_retention = '1 s'" -c "SELECT pg_reload_conf()" >/dev/null
-pgg_ok "the worker archived the events older than the retention" wait_for \
-	"SELECT EXISTS (SELECT 1 FROM pii_guard.audit_archives)"
+pgg_ok "the worker archived the events older than the retention" pgg_wait 15 archived
 rpsql -c "ALTER SYSTEM RESET pii_guard.audit_retention" -c "SELECT pg_reload_conf()" >/dev/null
 file1=$(rpsql -tAc "SELECT file FROM pii_guard.audit_archives ORDER BY first_seal LIMIT 1")
 pgg_ok "the archive file is in the archive directory" test -s "$archdir/$file1"
@@ -82,9 +78,8 @@ pgg_is "the archived events left the table, the newest seal stayed" \
 	"$(rpsql -tAc "SELECT (SELECT count(*) FROM pii_guard.audit_log l JOIN pii_guard.audit_seal s USING (event_id)
 	                 WHERE s.seal_seq <= a.last_seal) || ' ' || (SELECT count(*) > 0 FROM pii_guard.audit_seal)
 	               FROM pii_guard.audit_archives a")" "0 true"
-pgg_ok "the step is an admin event naming the file and its SHA-256" wait_for \
-	"SELECT EXISTS (SELECT 1 FROM pii_guard.audit_log WHERE kind = 'admin' AND operation = 'archive_audit'
-	   AND detail LIKE '%archived to $file1, sha256 %')"
+pgg_ok "the step is an admin event naming the file and its SHA-256" \
+	pgg_wait 15 archive_step_recorded "$file1"
 pgg_is "the file holds a header, the events and an end line" \
 	"$(head -1 "$archdir/$file1" | grep -c '"pii_guard_audit_archive": 1')$(tail -1 "$archdir/$file1" | grep -c '"end": true')" 11
 pgg_is "no plaintext value is in it" "$(grep -c 13800000 "$archdir/$file1")" 0
@@ -119,8 +114,7 @@ fi
 
 # New events, a second archive continuing the chain.
 psql -X -q -h "$(pgg_sock $name)" -p 5432 -U rt_clerk -d postgres -c "SELECT phone FROM clients WHERE id = 4" >/dev/null
-pgg_ok "the new read is sealed" wait_for \
-	"SELECT NOT EXISTS (SELECT 1 FROM pii_guard.audit_log l WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s WHERE s.event_id = l.event_id))"
+pgg_ok "the new read is sealed" pgg_wait 15 pgg_all_sealed $name postgres
 rpsql -c "SELECT pg_sleep(0.2)" -c "SELECT * FROM pii_guard.archive_audit('0 s')" >/dev/null
 pgg_is "a second archive continues the first" \
 	"$(rpsql -tAc "SELECT count(*) || ' ' || bool_and(b.prev_chain_hash = a.last_chain_hash AND b.first_seal = a.last_seal + 1)

@@ -13,7 +13,6 @@ pgg_new_cluster $name "max_worker_processes = 1" "max_logical_replication_worker
 	"pii_guard.audit_queue_size = 4" "pii_guard.audit_enqueue_timeout = 100"
 pgg_start $name
 pgg_psql $name -d postgres -c "CREATE ROLE r_user LOGIN" -c "CREATE DATABASE ringa" -c "CREATE DATABASE ringb"
-postmaster=$(head -1 "$(pgg_data $name)/postmaster.pid")
 spill_dir="$(pgg_data $name)/pg_pii_guard"
 oid_of() { pgg_db_oid $name "$1"; }
 worker_of() { pgg_worker_pid $name "$1"; }	# worker_of OID: its worker's pid
@@ -37,10 +36,7 @@ start_in() {
 	for _ in $(seq 10); do
 		deny_in "$1" 1
 		issued=$((issued + 1))
-		for _ in $(seq 12); do
-			pgrep -P "$postmaster" -f "pii_guard audit worker for database $2( |\$)" >/dev/null && return 0
-			sleep 0.1
-		done
+		pgg_wait 1.2 pgg_worker_now $name "$2" >/dev/null && return 0
 	done
 	return 1
 }

@@ -15,17 +15,8 @@ CREATE EXTENSION pii_guard;
 CREATE TABLE t (id int PRIMARY KEY, phone pii_guard.encrypted_text);
 SELECT pii_guard.protect_column('t', 'phone', 'sensitive', 'pii_guard.mask_phone(text)');
 SQL
-unsealed() {
-	pgg_psql $name -d postgres -tAc "SELECT count(*) FROM pii_guard.audit_log a
-	    WHERE NOT EXISTS (SELECT FROM pii_guard.audit_seal s WHERE s.event_id = a.event_id)"
-}
 wait_sealed() {	# wait_sealed SECONDS: until no committed row is unsealed
-	local i
-	for i in $(seq $(($1 * 10))); do
-		[ "$(unsealed)" = 0 ] && return 0
-		sleep 0.1
-	done
-	return 1
+	pgg_wait "$1" pgg_all_sealed $name postgres
 }
 pgg_ok "the first events are sealed" wait_sealed 20
 # Let the first sweep pass (it runs at the worker's first cycle, then every 10 s).

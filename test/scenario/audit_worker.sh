@@ -80,11 +80,12 @@ SQL
 before=$(denials)
 log_lines_before=$(wc -l <"$(pgg_log $name)")
 deny 10
-for _ in $(seq 200); do
-	failures=$(tail -n +"$((log_lines_before + 1))" "$(pgg_log $name)" | grep -c "\[$worker\] .*ERROR:  induced audit failure")
-	[ "$failures" -ge 2 ] && break
-	sleep 0.1
-done
+failed_cycles() {	# the worker's failed cycles logged since then
+	tail -n +"$((log_lines_before + 1))" "$(pgg_log $name)" | grep -c "\[$worker\] .*ERROR:  induced audit failure"
+}
+failed_cycles_at_least() { [ "$(failed_cycles)" -ge "$1" ]; }
+pgg_wait 20 failed_cycles_at_least 2
+failures=$(failed_cycles)
 pgg_ok "the worker logs the failing cycles and retries ($failures)" test "$failures" -ge 2
 # Five lookups of one shape become one pending read event, which the
 # worker takes out of shared memory at its next attempt while the session
@@ -93,11 +94,10 @@ start=$(wpsql -tAc "SELECT coalesce(max(event_id), 0) FROM pii_guard.audit_log")
 { for i in 1 2 3 4 5; do echo "SELECT phone FROM w WHERE id = $i;"; done; echo "SELECT pg_sleep(60);"; } |
 	PGOPTIONS="$client_opts" psql -X -q -h "$(pgg_sock $name)" -p 5432 -U w_reader -d wdb >/dev/null 2>&1 &
 reader=$!
-for _ in $(seq 100); do
-	sleeping=$(wpsql -tAc "SELECT pid FROM pg_stat_activity WHERE usename = 'w_reader' AND query = 'SELECT pg_sleep(60);'")
-	[ -n "$sleeping" ] && break
-	sleep 0.1
-done
+sleeping_reader() { wpsql -tAc "SELECT pid FROM pg_stat_activity WHERE usename = 'w_reader' AND query = 'SELECT pg_sleep(60);'"; }
+reader_sleeps() { [ -n "$(sleeping_reader)" ]; }
+pgg_wait 10 reader_sleeps
+sleeping=$(sleeping_reader)
 lines=$(wc -l <"$(pgg_log $name)")
 induced_since() { tail -n +"$((lines + 1))" "$(pgg_log $name)" | grep -q "\[$worker\] .*ERROR:  induced audit failure"; }
 pgg_wait 20 induced_since
@@ -109,13 +109,13 @@ pgg_ok "... and is still the same process" kill -0 "$worker"
 pgg_is "... and nothing reached the table meanwhile" "$(denials)" "$before"
 wpsql -c "DELETE FROM public.audit_switch"
 pgg_is "once inserts work again, every queued event arrives" "$(wait_denials $((before + 10)))" $((before + 10))
-for _ in $(seq 100); do
-	keys=$(wpsql -tAc "SELECT string_agg(k, ',' ORDER BY k) FROM pii_guard.audit_log a, unnest(a.row_keys) k
-		WHERE a.event_id > $start AND a.kind = 'read'")
-	[ "$keys" = "1,2,3,4,5" ] && break
-	sleep 0.1
-done
-pgg_is "... and so does the pending read event, with every row key" "$keys" "1,2,3,4,5"
+read_keys_since_start() {	# the row keys of the read events after $start
+	wpsql -tAc "SELECT string_agg(k, ',' ORDER BY k) FROM pii_guard.audit_log a, unnest(a.row_keys) k
+		WHERE a.event_id > $start AND a.kind = 'read'"
+}
+read_keys_since_start_are() { [ "$(read_keys_since_start)" = "$1" ]; }
+pgg_wait 10 read_keys_since_start_are "1,2,3,4,5"
+pgg_is "... and so does the pending read event, with every row key" "$(read_keys_since_start)" "1,2,3,4,5"
 pgg_is "nothing is left queued" "$(wpsql -tAc "SELECT queued FROM pii_guard.audit_queue_status()")" 0
 wpsql -c "DROP TRIGGER zz_boom ON pii_guard.audit_log"
 

@@ -42,12 +42,7 @@ ALTER TABLE pii_guard.grants ENABLE TRIGGER USER;
 COMMIT;
 SQL
 pgg_psql $name -d postgres -c "VACUUM ANALYZE pii_guard.audit_log, pii_guard.audit_seal, pii_guard.grants" >/dev/null
-postmaster=$(head -1 "$(pgg_data $name)/postmaster.pid")
-for _ in $(seq 100); do
-	worker=$(pgrep -P "$postmaster" -f "pii_guard audit worker" | head -1)
-	[ -n "$worker" ] && break
-	sleep 0.1
-done
+worker=$(pgg_wait 10 pgg_worker_now $name)
 pgg_ok "the audit worker runs" test -n "$worker"
 pgg_ok "audit_log holds the history" test "$(pgg_psql $name -d postgres -tAc "SELECT count(*) FROM pii_guard.audit_log")" -ge 300200
 cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ print int(($14 + $15) * 1000 / hz) }' "/proc/$worker/stat"; }

@@ -37,24 +37,12 @@ deny() {	# n refused decrypt() calls by k_reader: n deny events
 		psql -X -q -h "$(pgg_sock $name)" -p 5432 -U k_reader -d kdb >/dev/null 2>&1
 }
 denials() { kpsql -tAc "SELECT count(*) FROM pii_guard.audit_log WHERE kind = 'deny' AND acting_role = 'k_reader'" 2>/dev/null; }
-wait_denials() {
-	local got
-	for _ in $(seq 200); do
-		got=$(denials)
-		[ -n "$got" ] && [ "$got" -ge "$1" ] && break
-		sleep 0.1
-	done
-	echo "$got"
+denials_at_least() { local got; got=$(denials); [ -n "$got" ] && [ "$got" -ge "$1" ]; }
+wait_denials() {	# wait_denials N: until N deny events are in, or 20 s
+	pgg_wait 20 denials_at_least "$1"
+	denials
 }
-settled() {
-	for _ in $(seq 150); do
-		[ "$(kpsql -tAc "SELECT (SELECT queued FROM pii_guard.audit_queue_status()) = 0
-		        AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_log a
-		                         WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s WHERE s.event_id = a.event_id))" 2>/dev/null)" = t ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
+settled() { pgg_wait 15 pgg_audit_settled $name kdb 2>/dev/null; }
 
 # 1. kill -9 of the worker.
 deny 5
@@ -72,7 +60,7 @@ pgg_gone "$bystander"
 pgg_ok "the postmaster terminates the other backends (a session in pg_sleep ends)" \
 	bash -c "! kill -0 $bystander 2>/dev/null"
 wait "$bystander" 2>/dev/null
-for _ in $(seq 150); do kpsql -tAc "SELECT 1" >/dev/null 2>&1 && break; sleep 0.1; done
+pgg_wait 15 pgg_accepts $name kdb
 pgg_is "the server reinitializes and accepts connections" "$(kpsql -tAc "SELECT 1")" 1
 pgg_ok "... it logged the worker's death and the reinitialization" \
 	grep -q "terminated by signal 9" "$(pgg_log $name)"
@@ -105,24 +93,19 @@ deny 10
 for i in 1 2 3; do
 	psql -X -q -h "$(pgg_sock $name)" -p 5432 -U k_reader -d kdb -c "SELECT phone FROM k WHERE id = $i" >/dev/null 2>&1
 done
-for _ in $(seq 200); do
-	[ "$(tail -n +"$((lines + 1))" "$(pgg_log $name)" | grep -c "No space left on device")" -ge 2 ] && break
-	sleep 0.1
-done
-pgg_ok "the failing inserts are logged, cycle after cycle" \
-	test "$(tail -n +"$((lines + 1))" "$(pgg_log $name)" | grep -c "No space left on device")" -ge 2
+disk_full_logged() { tail -n +"$((lines + 1))" "$(pgg_log $name)" | grep -c "No space left on device"; }
+disk_full_logged_at_least() { [ "$(disk_full_logged)" -ge "$1" ]; }
+pgg_ok "the failing inserts are logged, cycle after cycle" pgg_wait 20 disk_full_logged_at_least 2
 pgg_is "... and nothing reached the table meanwhile" "$(denials)" "$before"
 pgg_ok "... the events wait in the queue" \
 	test "$(kpsql -tAc "SELECT queued FROM pii_guard.audit_queue_status()")" -gt 0
 pgg_ok "the worker is still the same process" kill -0 "$worker"
 kpsql -c "DELETE FROM public.disk_switch" >/dev/null
 pgg_is "once the disk has room, every deny event arrives" "$(wait_denials $((before + 10)))" $((before + 10))
-for _ in $(seq 100); do
-	reads=$(kpsql -tAc "SELECT count(*) FROM pii_guard.audit_log WHERE kind = 'read' AND acting_role = 'k_reader'")
-	[ "$reads" -ge 1 ] && break
-	sleep 0.1
-done
-pgg_ok "... and the read events too" test "$reads" -ge 1
+reads_at_least() {
+	[ "$(kpsql -tAc "SELECT count(*) FROM pii_guard.audit_log WHERE kind = 'read' AND acting_role = 'k_reader'")" -ge "$1" ]
+}
+pgg_ok "... and the read events too" pgg_wait 10 reads_at_least 1
 pgg_ok "... sealed" settled
 pgg_is "the chain verifies" "$(kpsql -tAc "SELECT count(*) FROM pii_guard.verify_audit()")" 0
 pgg_is "no plaintext phone in the server log" "$(grep -c '1385550' "$(pgg_log $name)")" 0
