@@ -321,11 +321,10 @@ while read -r role schema kind; do
 		-f "$cc_dir/churn.$kind.sql" >"$cc_dir/churn.$role.out" 2>&1 &
 	cc_churn_pids+=($!)
 done <<<"$cc_churners"
-for _ in $(seq 100); do
-	cc_backends=$(cc_sql "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE application_name LIKE 'churn%'")
-	[ "$(wc -w <<<"$cc_backends")" -ge 3 ] && break
-	sleep 0.05
-done
+cc_churn_backends() { cc_sql "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE application_name LIKE 'churn%'"; }
+cc_churners_connected() { [ "$(cc_churn_backends | wc -w)" -ge 3 ]; }
+pgg_wait 5 cc_churners_connected
+cc_backends=$(cc_churn_backends)
 # shellcheck disable=SC2086
 [ -n "$cc_backends" ] && renice -n 19 -p $cc_backends >/dev/null 2>&1
 cc_t0=$(cc_sql "SELECT now()")
@@ -333,10 +332,7 @@ sleep 0.5	# (the churn is under way)
 cc_load churn
 wait "${cc_load_pids[@]}"
 cc_sql "UPDATE churn_control SET stop = true" >/dev/null
-for _ in $(seq 300); do	# (the churners stop at the end of their block)
-	kill -0 "${cc_churn_pids[@]}" 2>/dev/null || break
-	sleep 0.1
-done
+pgg_wait 30 pgg_not_running "${cc_churn_pids[@]}"	# (the churners stop at the end of their block)
 for p in "${cc_churn_pids[@]}"; do kill "$p" 2>/dev/null && echo "    # churner $p did not stop; killed"; done
 wait "${cc_churn_pids[@]}" 2>/dev/null
 cc_t1=$(cc_sql "SELECT now()")

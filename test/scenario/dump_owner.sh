@@ -120,13 +120,7 @@ do_absent() {	# do_absent DESC DUMP
 		"$(grep -caFf "$do_files/plaintexts" "$2")" 0
 }
 do_wait_sealed() {	# do_wait_sealed DB: the audit worker has sealed every event
-	for _ in $(seq 100); do
-		[ "$(do_sql "$1" "SELECT (SELECT queued FROM pii_guard.audit_queue_status()) = 0
-		        AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_log a
-		                         WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s
-		                                            WHERE s.event_id = a.event_id))")" = t ] && return
-		sleep 0.1
-	done
+	pgg_wait 10 pgg_audit_settled do_src "$1" || true
 }
 
 # --- the source: the examples, an approval, audit events ----------------------------

@@ -39,12 +39,9 @@ persisted() {
 		"$(sql "SELECT oid FROM pg_database WHERE datname = current_database()" "${2:-postgres}")" \
 		"$(sql "SELECT '$1'::regrole::oid")"
 }
+persisted_are() { [ "$(persisted "$1")" = "$2" ]; }
 wait_persisted() {	# wait_persisted ROLE ROWS: until limits.state holds them
-	local i
-	for i in $(seq 100); do
-		[ "$(persisted "$1")" = "$2" ] && return 0
-		sleep 0.1
-	done
+	pgg_wait 10 persisted_are "$1" "$2" && return 0
 	echo "  # limits.state holds $(persisted "$1") rows of $1, not $2"
 	return 1
 }
@@ -53,12 +50,9 @@ wait_persisted() {	# wait_persisted ROLE ROWS: until limits.state holds them
 out=$(as_intern -c "\\set VERBOSITY verbose" -c "COPY (SELECT id, phone FROM customers) TO STDOUT" 2>&1)
 pgg_ok "bulk export refused with 54P01" grep -q "ERROR:  54P01: pii_guard export limit exceeded" <<<"$out"
 pgg_is "the client received exactly 20 rows before the error" "$(grep -c '138\*\*\*\*' <<<"$out")" 20
-for _ in $(seq 50); do
-	denied=$(sql "SELECT count(*) FROM pii_guard.audit_denials WHERE session_role = 'intern_fay'")
-	[ "$denied" -ge 1 ] && break
-	sleep 0.1
-done
-pgg_ok "the refusal is in the audit log" test "$denied" -ge 1
+refusals_of() { sql "SELECT count(*) FROM pii_guard.audit_denials WHERE session_role = '$1'"; }
+refusals_of_at_least() { [ "$(refusals_of "$1")" -ge "$2" ]; }
+pgg_ok "the refusal is in the audit log" pgg_wait 5 refusals_of_at_least intern_fay 1
 
 # The day's budget holds across sessions and across a restart.
 for i in 1 2 3; do as_intern -tAc "SELECT array_length(array_agg(phone), 1) FROM customers WHERE id BETWEEN $((i * 20 + 1)) AND $((i * 20 + 20))" >/dev/null; done
@@ -125,29 +119,20 @@ pgg_is "the unnamed portal executed in pieces: 8, 8, then 4 and the limit" \
 start=$(sql "SELECT coalesce(max(event_id), 0) FROM pii_guard.audit_log")
 portals "query:BEGIN" "parse:s3:SELECT id, phone FROM customers WHERE id <= 3" "bind:p3:s3" "exec:p3:2" \
 	"query:ROLLBACK" >/dev/null
-wait_read() {
-	local i
-	for i in $(seq 100); do
-		[ "$(sql "SELECT count(*) FROM pii_guard.audit_log WHERE event_id > $start AND kind = 'read' AND session_role = 'intern_gus'")" -ge 1 ] && return 0
-		sleep 0.1
-	done
-	return 1
+gus_read_since_start() {
+	[ "$(sql "SELECT count(*) FROM pii_guard.audit_log WHERE event_id > $start AND kind = 'read' AND session_role = 'intern_gus'")" -ge 1 ]
 }
-pgg_ok "a portal closed by ROLLBACK: its read event is written" wait_read
+pgg_ok "a portal closed by ROLLBACK: its read event is written" pgg_wait 10 gus_read_since_start
 pgg_is "... named SELECT, with the 2 rows it read" \
 	"$(sql "SELECT string_agg(operation || ' ' || rows, ',') FROM pii_guard.audit_log WHERE event_id > $start AND kind = 'read' AND session_role = 'intern_gus'")" "SELECT 2"
 
 # What approvals used is recorded with the policy, so a restored copy does
 # not bring a used-up approval back to life.
-wait_recorded() {
-	local i
-	for i in $(seq 100); do
-		[ "$(sql "SELECT used FROM pii_guard.export_grant_use WHERE grant_id = $grant")" = 500 ] && return 0
-		sleep 0.1
-	done
-	return 1
+grant_use_recorded() {	# grant_use_recorded GRANT ROWS [DATABASE]: export_grant_use says so
+	[ "$(sql "SELECT used FROM pii_guard.export_grant_use WHERE grant_id = $1" "${3:-postgres}")" = "$2" ]
 }
-pgg_ok "the audit worker recorded the approval's use in export_grant_use" wait_recorded
+pgg_ok "the audit worker recorded the approval's use in export_grant_use" \
+	pgg_wait 10 grant_use_recorded "$grant" 500
 pgg_ok "pg_dump succeeds" pg_dump -Fc -h "$(pgg_sock $name)" -p 5432 -U postgres -d postgres -f "$PGG_WORK/limits.dump"
 sql "CREATE DATABASE restored" >/dev/null
 # (In sections, the data without triggers: grants_guard refuses to insert
@@ -216,15 +201,7 @@ pgg_is "0.1 schema: 30 rows, 10 of them approved" \
 sql "ALTER EXTENSION pii_guard UPDATE" upgrade >/dev/null
 pgg_is "updated to $(sql "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'" upgrade)" \
 	"$(sql "SELECT pii_guard.export_grant_used($old_grant)" upgrade)" 10
-wait_use_row() {
-	local i
-	for i in $(seq 100); do
-		[ "$(sql "SELECT used FROM pii_guard.export_grant_use WHERE grant_id = $old_grant" upgrade)" = 10 ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-pgg_ok "... and the audit worker records its use" wait_use_row
+pgg_ok "... and the audit worker records its use" pgg_wait 10 grant_use_recorded "$old_grant" 10 upgrade
 up_db=$(sql "SELECT oid FROM pg_database WHERE datname = 'upgrade'")
 sql "CREATE ROLE old_probe LOGIN IN ROLE intern" >/dev/null
 old_probe=$(sql "SELECT 'old_probe'::regrole::oid")

@@ -50,10 +50,7 @@ lp_psql -c "INSERT INTO t VALUES (9, '13855550005', 1)"
 # And a plain error, with nothing of pii_guard in it.
 lp_psql -c "SELECT 1/0 AS plain_error" 2>/dev/null
 
-for _ in $(seq 50); do
-	grep -q 'plain_error' "$(pgg_log $name)" && break
-	sleep 0.1
-done
+pgg_wait 5 grep -q 'plain_error' "$(pgg_log $name)"	# (the last statement is logged)
 pgg_ok "the failing prepared statement did fail (not vacuous)" \
 	grep -q 'duplicate key value violates unique constraint "t_pkey"' "$(pgg_log $name)"
 pgg_ok "the malformed COPY line did fail (not vacuous)" \

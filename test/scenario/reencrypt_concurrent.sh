@@ -28,12 +28,9 @@ rc_rows=20000
 rc_sql() { pgg_psql rcc -d rc -tAc "$1"; }
 
 # rc_wait DESC SQL: poll until SQL returns 't' (at most 30 s).
+rc_holds() { [ "$(rc_sql "$1")" = t ]; }	# rc_holds SQL: it returns true
 rc_wait() {
-	local i
-	for i in $(seq 300); do
-		[ "$(rc_sql "$2")" = t ] && return 0
-		sleep 0.1
-	done
+	pgg_wait 30 rc_holds "$2" && return 0
 	echo "  # timed out waiting for: $1"
 	return 1
 }

@@ -47,13 +47,9 @@ SQL
 psql -X -q -h "$(pgg_sock rp_src)" -p 5432 -U intern_fay -d crm \
 	-c "SELECT phone FROM restore_probe" >/dev/null
 # Let the audit worker write and seal, and persist the approval's use.
-for _ in $(seq 100); do
-	[ "$(rp_sql rp_src "SELECT (SELECT queued FROM pii_guard.audit_queue_status()) = 0
-	        AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_log a
-	                         WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s WHERE s.event_id = a.event_id))
-	        AND EXISTS (SELECT 1 FROM pii_guard.export_grant_use)")" = t ] && break
-	sleep 0.1
-done
+approval_use_persisted() { [ "$(rp_sql rp_src "SELECT EXISTS (SELECT 1 FROM pii_guard.export_grant_use)")" = t ]; }
+src_settled() { pgg_audit_settled rp_src crm && approval_use_persisted; }
+pgg_wait 10 src_settled
 
 # What must come back the same.
 rp_state() {
@@ -95,11 +91,7 @@ sed 's/^/  # /' "$rp_files/restore.log" | head -20
 pgg_is "pg_restore reports no error" "$rp_rc" 0
 pgg_is "policy, grants, approval use, keys and views are the same" "$(rp_state rp_dst)" "$rp_before"
 pgg_is "restoring wrote no audit event" "$(rp_sql rp_dst "SELECT count(*) FROM pii_guard.audit_log")" "$rp_events"
-for _ in $(seq 100); do
-	[ "$(rp_sql rp_dst "SELECT NOT EXISTS (SELECT 1 FROM pii_guard.audit_log a
-	        WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s WHERE s.event_id = a.event_id))")" = t ] && break
-	sleep 0.1
-done
+pgg_wait 10 pgg_all_sealed rp_dst crm
 pgg_is "the restored audit trail verifies" "$(rp_sql rp_dst "SELECT count(*) FROM pii_guard.verify_audit()")" 0
 
 # --- the role suites, on the restored database ----------------------------------------

@@ -88,22 +88,17 @@ pgg_is "promoted" "$(pgg_psql $stby -d postgres -tAc "SELECT pg_is_in_recovery()
 before=$(pgg_psql $stby -d postgres -tAc "SELECT coalesce(max(event_id), 0) FROM pii_guard.audit_log")
 after_out=$(reads $stby)
 pgg_is "reads after the promotion are masked" "$after_out" "$primary_out"
-for _ in $(seq 100); do
-	got=$(pgg_psql $stby -d postgres -tAc "SELECT coalesce(sum(rows), 0) FROM pii_guard.audit_log
-		WHERE event_id > $before AND kind = 'read' AND session_role = 's_intern'")
-	[ "$got" -ge 60 ] && break
-	sleep 0.2
-done
-pgg_is "... and land in audit_log (rows read)" "$got" 60
+rows_read_since_promotion() {
+	pgg_psql $stby -d postgres -tAc "SELECT coalesce(sum(rows), 0) FROM pii_guard.audit_log
+		WHERE event_id > $before AND kind = 'read' AND session_role = 's_intern'"
+}
+rows_read_since_promotion_at_least() { [ "$(rows_read_since_promotion)" -ge "$1" ]; }
+pgg_wait 20 rows_read_since_promotion_at_least 60
+pgg_is "... and land in audit_log (rows read)" "$(rows_read_since_promotion)" 60
 pgg_is "no standby audit line after the promotion" "$(grep -c 'pii_guard audit (standby): {' "$slog")" "$lines"
 # The worker seals what it wrote; then the whole log verifies.
-for _ in $(seq 100); do
-	unsealed=$(pgg_psql $stby -d postgres -tAc "SELECT count(*) FROM pii_guard.audit_log l
-		WHERE NOT EXISTS (SELECT FROM pii_guard.audit_seal s WHERE s.event_id = l.event_id)")
-	[ "$unsealed" = 0 ] && break
-	sleep 0.2
-done
-pgg_is "every row is sealed" "$unsealed" 0
+pgg_wait 20 pgg_all_sealed $stby postgres
+pgg_is "every row is sealed" "$(pgg_unsealed $stby postgres)" 0
 pgg_is "verify_audit() is clean" "$(pgg_psql $stby -d postgres -tAc "SELECT count(*) FROM pii_guard.verify_audit()")" 0
 pgg_stop $stby
 pgg_stop $prim

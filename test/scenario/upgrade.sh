@@ -27,12 +27,7 @@ pgg_start $ug
 ug_sql() { pgg_psql $ug -d "${2:-crm}" -tAc "$1"; }
 ug_as() { local who=$1; shift; psql -X -q -tA -h "$(pgg_sock $ug)" -p 5432 -U "$who" -d crm "$@" 2>&1; }
 ug_settle() {	# the worker has written and sealed everything queued
-	for _ in $(seq 150); do
-		[ "$(ug_sql "SELECT (SELECT queued FROM pii_guard.audit_queue_status()) = 0
-		        AND NOT EXISTS (SELECT 1 FROM pii_guard.audit_log a
-		                         WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s WHERE s.event_id = a.event_id))")" = t ] && return
-		sleep 0.1
-	done
+	pgg_wait 15 pgg_audit_settled $ug crm || true
 }
 
 pgg_psql $ug -d postgres -c "CREATE DATABASE crm" -c "CREATE DATABASE fresh" \

@@ -42,15 +42,12 @@ vl_clerk_error() {
 PGAPPNAME=vl_report psql -X -q -h "$(pgg_sock $vl)" -p 5432 -U postgres -d postgres \
 	-c "BEGIN" -c "SELECT count(*) FROM customers" -c "SELECT pg_sleep(300)" >/dev/null 2>&1 &
 vl_report_job=$!
-held=f
-for _ in $(seq 300); do
-	held=$(vl_sql "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-	                               WHERE a.application_name = 'vl_report' AND l.granted
-	                                 AND l.relation = 'public.customers'::regclass)")
-	[ "$held" = t ] && break
-	sleep 0.1
-done
-pgg_is "the report holds a lock on the masking view" "$held" t
+report_holds_view_lock() {
+	[ "$(vl_sql "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+	                             WHERE a.application_name = 'vl_report' AND l.granted
+	                               AND l.relation = 'public.customers'::regclass)")" = t ]
+}
+pgg_ok "the report holds a lock on the masking view" pgg_wait 30 report_holds_view_lock
 
 pgg_is "a non-owner's ALTER TABLE ... DROP COLUMN on the view's name fails at once" \
 	"$(vl_clerk_error "ALTER TABLE customers DROP COLUMN name")" \
