@@ -41,9 +41,13 @@ pgg_ok "working hours need both ends (22023)" grep -q "working hours need both e
 # A session listens for alerts while the clerk works.
 listen_out="$PGG_WORK/alerts.listen"
 ( echo "LISTEN pii_guard_alert;"; for _ in $(seq 40); do echo "SELECT pg_sleep(0.25);"; done ) |
-	al_psql >"$listen_out" 2>&1 &
+	PGAPPNAME=alert_listener al_psql >"$listen_out" 2>&1 &
 listener=$!
-sleep 0.5
+listening() {	# the listener is past its LISTEN, in its pg_sleep() statements
+	[ "$(al_psql -tAc "SELECT count(*) FROM pg_stat_activity
+	                    WHERE application_name = 'alert_listener' AND query = 'SELECT pg_sleep(0.25);'")" = 1 ]
+}
+pgg_wait 5 listening
 
 # One read (the first the clerk ever made), a pause longer than the
 # dormant period, then 20 rows (more than 5 an hour, outside working

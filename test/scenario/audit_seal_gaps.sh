@@ -22,10 +22,14 @@ pgg_ok "the first events are sealed" wait_sealed 20
 # Let the first sweep pass (it runs at the worker's first cycle, then every 10 s).
 sleep 1
 # A write held open: its event id is taken now, its row commits in 4 s.
-pgg_psql $name -d postgres -c "BEGIN; INSERT INTO public_pii.t VALUES (1, '13800000001');
+PGAPPNAME=held_write pgg_psql $name -d postgres -c "BEGIN; INSERT INTO public_pii.t VALUES (1, '13800000001');
 	SELECT pg_sleep(4); COMMIT;" >/dev/null &
 held=$!
-sleep 0.5
+held_write_sleeps() {	# it has inserted its row and sleeps in its transaction
+	[ "$(pgg_psql $name -d postgres -tAc "SELECT count(*) FROM pg_stat_activity
+	      WHERE application_name = 'held_write' AND wait_event = 'PgSleep'")" = 1 ]
+}
+pgg_wait 3 held_write_sleeps
 held_id=$(pgg_psql $name -d postgres -tAc "SELECT last_value FROM pii_guard.audit_log_event_id_seq")
 # One that rolls back: its id never comes.
 pgg_psql $name -d postgres -c "BEGIN; INSERT INTO public_pii.t VALUES (99, '13800000099'); ROLLBACK;" >/dev/null

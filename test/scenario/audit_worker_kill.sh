@@ -52,9 +52,13 @@ events=$(kpsql -tAc "SELECT count(*) FROM pii_guard.audit_log")
 worker=$(worker_pid)
 pgg_ok "the worker runs" test -n "$worker"
 { echo "SELECT 1;"; echo "SELECT pg_sleep(60);"; } |
-	psql -X -q -h "$(pgg_sock $name)" -p 5432 -U postgres -d kdb >/dev/null 2>&1 &
+	PGAPPNAME=bystander psql -X -q -h "$(pgg_sock $name)" -p 5432 -U postgres -d kdb >/dev/null 2>&1 &
 bystander=$!
-sleep 0.5
+bystander_sleeps() {
+	[ "$(kpsql -tAc "SELECT count(*) FROM pg_stat_activity
+	                   WHERE application_name = 'bystander' AND wait_event = 'PgSleep'")" = 1 ]
+}
+pgg_wait 10 bystander_sleeps
 kill -9 "$worker"
 pgg_gone "$bystander"
 pgg_ok "the postmaster terminates the other backends (a session in pg_sleep ends)" \
