@@ -5,12 +5,11 @@
 name=worker
 pgg_new_cluster $name
 pgg_start $name
-pgg_psql $name -d postgres -c "CREATE DATABASE wdb"
+pgg_new_db $name wdb
 # Client sessions here undo the database's settings below for themselves.
 client_opts="-c default_transaction_read_only=off -c statement_timeout=0 -c lock_timeout=0 -c exit_on_error=off -c idle_in_transaction_session_timeout=0"
 wpsql() { PGOPTIONS="$client_opts -c session_replication_role=origin" pgg_psql $name -d wdb "$@"; }
 wpsql <<'SQL'
-CREATE EXTENSION pii_guard;
 CREATE ROLE w_reader LOGIN;
 CREATE TABLE w (id int PRIMARY KEY, phone pii_guard.encrypted_text);
 INSERT INTO w SELECT g, '1380000' || lpad(g::text, 4, '0') FROM generate_series(1, 5) g;

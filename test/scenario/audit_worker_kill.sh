@@ -15,10 +15,9 @@
 name=wkill
 pgg_new_cluster $name
 pgg_start $name
-pgg_psql $name -d postgres -c "CREATE DATABASE kdb" >/dev/null
+pgg_new_db $name kdb >/dev/null
 kpsql() { pgg_psql $name -d kdb "$@"; }
 kpsql -q <<'SQL' >/dev/null
-CREATE EXTENSION pii_guard;
 CREATE ROLE k_reader LOGIN;
 CREATE TABLE k (id int PRIMARY KEY, phone pii_guard.encrypted_text);
 INSERT INTO k SELECT g, '1385550' || lpad(g::text, 4, '0') FROM generate_series(1, 5) g;

@@ -50,8 +50,7 @@ cl_psql() { psql -X -q -v ON_ERROR_STOP=1 -h "$(pgg_sock $name)" -p 5432 "$@"; }
 
 # The examples' database, as examples/demo.sh loads it (5,000 customers).
 cl_setup() {
-	pgg_psql $name -d postgres -c "CREATE DATABASE crm" &&
-	pgg_psql $name -d crm -c "CREATE EXTENSION pii_guard" &&
+	pgg_new_db $name crm &&
 	pgg_psql $name -d crm -f "$PGG_REPO/examples/roles.sql" &&
 	cl_psql -U crm_dba -d crm -f "$PGG_REPO/examples/schema.sql" &&
 	cl_psql -U crm_dba -d crm -v customers=5000 -f "$PGG_REPO/examples/data.sql" &&

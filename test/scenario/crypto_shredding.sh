@@ -53,9 +53,8 @@ cs_ids=(110101199003071234 440301198512120018 31010419920815432X 110105198001010
 
 pgg_new_cluster cs
 pgg_start cs
-pgg_psql cs -d postgres -c "CREATE DATABASE shop"
+pgg_new_db cs shop
 pgg_psql cs -d shop <<'SQL'
-CREATE EXTENSION pii_guard;
 CREATE ROLE shop_app LOGIN;
 CREATE TABLE customers (
     id           integer PRIMARY KEY,

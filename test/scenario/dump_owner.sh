@@ -127,9 +127,8 @@ do_wait_sealed() {	# do_wait_sealed DB: the audit worker has sealed every event
 pgg_new_cluster do_src
 pgg_start do_src
 pgg_env do_src
-do_fresh_db crm
 {
-	pgg_psql do_src -d crm -c "CREATE EXTENSION pii_guard" &&
+	pgg_new_db do_src crm &&
 	pgg_psql do_src -d crm -f "$PGG_REPO/examples/roles.sql" &&
 	psql -X -q -v ON_ERROR_STOP=1 -h "$(pgg_sock do_src)" -p 5432 -U crm_dba -d crm \
 		-f "$PGG_REPO/examples/schema.sql" &&
@@ -259,8 +258,7 @@ pgg_ok "policy_script('customers') as the owner (pii_guard_admin)" do_policy_scr
 pgg_is "policy_script() is refused to a governed role (42501)" \
 	"$(do_sqlstate intern_fay crm "SELECT pii_guard.policy_script('customers')")" 42501
 
-do_fresh_db crm_one
-pgg_psql do_src -d crm_one -c "CREATE EXTENSION pii_guard" >/dev/null
+pgg_new_db do_src crm_one >/dev/null
 pgg_ok "one table: the data keys restore" do_restore crm_one "$do_files/crm_keys.dump"
 pgg_psql do_src -d crm_one -c "CREATE SCHEMA IF NOT EXISTS public_pii" >/dev/null
 pgg_ok "one table: the table's dump restores with no error" do_restore crm_one "$do_files/customers.dump"

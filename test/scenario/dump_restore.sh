@@ -79,9 +79,8 @@ dr_keys() {
 # --- source database ---------------------------------------------------------
 pgg_new_cluster dr_src
 pgg_start dr_src
-pgg_psql dr_src -d postgres -c "CREATE DATABASE shop"
+pgg_new_db dr_src shop
 pgg_psql dr_src -d shop <<'SQL'
-CREATE EXTENSION pii_guard;
 CREATE TABLE customers (
     id    integer PRIMARY KEY,
     name  text NOT NULL,
@@ -137,8 +136,8 @@ pgg_ok "at rest: (the search finds the plaintext name column)" \
 # --- an envelope from another database -------------------------------------------
 # Key ids start at random: the other database has no key of that id, and
 # says so, instead of failing authentication as if the value were tampered.
-pgg_psql dr_src -d postgres -c "CREATE DATABASE other" >/dev/null
-pgg_psql dr_src -d other -c "CREATE EXTENSION pii_guard" \
+pgg_new_db dr_src other >/dev/null
+pgg_psql dr_src -d other \
 	-c "CREATE TABLE t (v pii_guard.encrypted_text)" -c "INSERT INTO t VALUES ('its own key')" >/dev/null
 dr_env=$(dr_sql dr_src shop "SELECT phone FROM customers WHERE id = 1")
 pgg_psql dr_src -d other -c "INSERT INTO t VALUES ('$dr_env')" >/dev/null

@@ -147,9 +147,8 @@ pgg_ok "restored: 30 rows, beyond the limit of 20, are refused" grep -q "per sta
 
 # A reinstall starts the grant ids again: the new approval 1 is not the
 # old approval 1.
-sql "CREATE DATABASE reinstall" >/dev/null
+pgg_new_db $name reinstall >/dev/null
 pgg_psql $name -d reinstall <<'SQL' >/dev/null
-CREATE EXTENSION pii_guard;
 CREATE TABLE customers (id int PRIMARY KEY, phone text);
 INSERT INTO customers SELECT g, '139' || lpad(g::text, 8, '0') FROM generate_series(1, 100) g;
 GRANT SELECT ON customers TO intern;

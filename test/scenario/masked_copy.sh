@@ -59,9 +59,8 @@ mc_sqlstate() {	# mc_sqlstate ROLE SQL: the SQLSTATE of the statement's error ("
 pgg_new_cluster mc
 pgg_start mc
 pgg_env mc
-mc_sql "CREATE DATABASE crm" postgres >/dev/null
 {
-	mc_sql "CREATE EXTENSION pii_guard" &&
+	pgg_new_db mc crm &&
 	pgg_psql mc -d crm -f "$PGG_REPO/examples/roles.sql" &&
 	psql -X -q -v ON_ERROR_STOP=1 -h "$(pgg_sock mc)" -p 5432 -U crm_dba -d crm \
 		-f "$PGG_REPO/examples/schema.sql" &&

@@ -57,9 +57,8 @@ mk_log_size() { stat -c %s "$(pgg_log "$1")" 2>/dev/null || echo 0; }
 # --- a cluster with data written under a good key ------------------------------------
 pgg_new_cluster mkf
 pgg_start mkf
-pgg_psql mkf -d postgres -c "CREATE DATABASE mk_data"
+pgg_new_db mkf mk_data
 pgg_psql mkf -d mk_data <<'SQL'
-CREATE EXTENSION pii_guard;
 CREATE TABLE t (id integer PRIMARY KEY, phone pii_guard.encrypted_text);
 INSERT INTO t SELECT g, '1380000000' || g FROM generate_series(1, 5) g;
 SQL

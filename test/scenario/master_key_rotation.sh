@@ -76,9 +76,8 @@ mr_insert() {	# mr_insert FIRST LAST
 # --- master key 1 ---------------------------------------------------------------
 pgg_new_cluster mkr
 pgg_start mkr
-pgg_psql mkr -d postgres -c "CREATE DATABASE mr"
+pgg_new_db mkr mr
 pgg_psql mkr -d mr <<'SQL'
-CREATE EXTENSION pii_guard;
 CREATE TABLE t (id integer PRIMARY KEY,
                 phone pii_guard.encrypted_text UNIQUE,
                 doc pii_guard.encrypted_bytea);
@@ -92,9 +91,8 @@ mr_insert 501 1000
 
 # A second database whose keys nobody re-wraps (data keys, and so
 # rewrap_data_keys(), are per database).  Its keys stay under master key 1.
-pgg_psql mkr -d postgres -c "CREATE DATABASE mr_other"
-pgg_psql mkr -d mr_other -c "CREATE EXTENSION pii_guard;
-	CREATE TABLE t (id integer PRIMARY KEY, phone pii_guard.encrypted_text);
+pgg_new_db mkr mr_other
+pgg_psql mkr -d mr_other -c "CREATE TABLE t (id integer PRIMARY KEY, phone pii_guard.encrypted_text);
 	INSERT INTO t SELECT g, '1370000000' || g FROM generate_series(1, 5) g"
 mr_other_sql() { pgg_psql mkr -d mr_other -tAc "$1"; }
 mr_other_keys() {

@@ -21,9 +21,8 @@
 
 pgg_new_cluster readme
 pgg_start readme
-pgg_psql readme -d postgres -c "CREATE DATABASE readme" >/dev/null
 rd_setup() {
-	pgg_psql readme -d readme -c "CREATE EXTENSION pii_guard" &&
+	pgg_new_db readme readme &&
 	pgg_psql readme -d readme -f "$PGG_REPO/examples/roles.sql" &&
 	psql -X -q -v ON_ERROR_STOP=1 -h "$(pgg_sock readme)" -p 5432 -U crm_dba -d readme \
 		-f "$PGG_REPO/examples/schema.sql" &&

@@ -46,9 +46,8 @@ rc_check() {
 
 pgg_new_cluster rcc "autovacuum = off"
 pgg_start rcc
-pgg_psql rcc -d postgres -c "CREATE DATABASE rc"
+pgg_new_db rcc rc
 pgg_psql rcc -d rc <<SQL
-CREATE EXTENSION pii_guard;
 CREATE TABLE t (
     id          integer PRIMARY KEY,
     phone       pii_guard.encrypted_text NOT NULL,
