@@ -8,6 +8,45 @@
 -- 0.1--0.2 script and then this one.  Each change says why.
 
 --------------------------------------------------------------------------
+-- The update takes its locks first, all at once
+--------------------------------------------------------------------------
+
+-- The update changes tables the audit worker and every session use (the
+-- audit log, the grants, the profiles, ...).  Taken one by one as the
+-- script goes, it could hold one while waiting for a transaction that holds
+-- another and waits for the first -- the worker's cycle reads the grants,
+-- then writes the log -- and the deadlock detector cancelled the update.
+-- So it locks every table of the extension here, all or none at a time
+-- (NOWAIT, in a subtransaction that gives back what it got when one is
+-- taken), holding nothing while it waits; for at most a minute.
+DO $lock$
+DECLARE
+    tables text;
+    tries  integer := 0;
+BEGIN
+    SELECT pg_catalog.string_agg(c.oid::pg_catalog.regclass::text, ', ' ORDER BY c.oid) INTO tables
+      FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid = d.objid
+     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype = 'e'
+       AND d.refobjid = (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'pii_guard')
+       AND c.relkind IN ('r', 'p');
+    LOOP
+        BEGIN
+            EXECUTE 'LOCK TABLE ' || tables || ' IN ACCESS EXCLUSIVE MODE NOWAIT';
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            tries := tries + 1;
+        END;
+        IF tries >= 3000 THEN
+            RAISE EXCEPTION 'pii_guard''s tables stayed in use for a minute: the update cannot lock them'
+                USING ERRCODE = 'lock_not_available',
+                      HINT = 'Update when no long transaction uses pii_guard''s tables (pg_stat_activity, pg_locks), or stop the applications for the update.';
+        END IF;
+        PERFORM pg_catalog.pg_sleep(0.02);
+    END LOOP;
+END
+$lock$;
+
+--------------------------------------------------------------------------
 -- Security: no blind-index oracle
 --------------------------------------------------------------------------
 

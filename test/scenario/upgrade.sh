@@ -170,7 +170,23 @@ pgg_psql $ug -d from02 -c "CREATE EXTENSION pii_guard VERSION '0.2'" >/dev/null
 # (its roles exist already: they are the cluster's)
 sed '/^CREATE ROLE /d' "$PGG_REPO/test/fixtures/crm.sql" >"$ug_files/crm_tables.sql"
 pgg_ok "the seed scenario loads under 0.2" pgg_psql $ug -d from02 -q -o /dev/null -f "$ug_files/crm_tables.sql"
+# While it runs, a transaction reads the grants and then writes the audit
+# log, as the audit worker's cycle does (grant expiries recorded): the
+# update must not deadlock with it (it did: the script took the log early
+# and the grants late, so it waited for the worker while the worker waited
+# for it, and the deadlock detector cancelled the update).
+ug_files_lock=$ug_files/worker_like.out
+ug_as postgres -d from02 -v ON_ERROR_STOP=1 -c "BEGIN" -c "SELECT count(*) FROM pii_guard.grants" \
+	-c "SELECT pg_sleep(1.5) AS worker_like" -c "LOCK TABLE pii_guard.audit_log IN ROW EXCLUSIVE MODE" \
+	-c "COMMIT" -c "SELECT 'committed'" >"$ug_files_lock" 2>&1 &
+ug_worker_like=$!
+ug_sleeping() { [ "$(ug_sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%AS worker_like'
+                                AND wait_event = 'PgSleep'" from02)" = 1 ]; }
+pgg_wait 10 ug_sleeping
 pgg_ok "ALTER EXTENSION pii_guard UPDATE from 0.2 succeeds" ug_sql "ALTER EXTENSION pii_guard UPDATE" from02
+wait $ug_worker_like
+pgg_ok "... beside a transaction that reads the grants, then writes the audit log" \
+	grep -q '^committed' "$ug_files_lock"
 pgg_is "... now at $ug_latest" \
 	"$(ug_sql "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'" from02)" "$ug_latest"
 ug_catalog fresh >"$ug_files/fresh.txt"
