@@ -1182,7 +1182,7 @@ mask_address_chinese(const char *s, Size len)
 {
 	MaskReader	r;
 	MaskWriter	w;
-	pg_wchar	cps[ADDR_SCAN_MAX];
+	pg_wchar	cps[ADDR_SCAN_MAX] = {0};	/* (only cps[0 .. nc - 1] are read) */
 	const char *ends[ADDR_SCAN_MAX];
 	int			nc = 0;
 	int			kept;
