@@ -11,38 +11,44 @@
 -- The update takes its locks first, all at once
 --------------------------------------------------------------------------
 
--- The update changes tables the audit worker and every session use (the
--- audit log, the grants, the profiles, ...).  Taken one by one as the
--- script goes, it could hold one while waiting for a transaction that holds
--- another and waits for the first -- the worker's cycle reads the grants,
--- then writes the log -- and the deadlock detector cancelled the update.
--- So it locks every table of the extension here, all or none at a time
--- (NOWAIT, in a subtransaction that gives back what it got when one is
--- taken), holding nothing while it waits; for at most a minute.
+-- The update changes tables and views the audit worker and every session
+-- use (the audit log, the grants, the profiles, ...).  Taken one by one as
+-- the script goes, it could hold one while waiting for a transaction that
+-- holds another and waits for the first -- the worker's cycle reads the
+-- grants, then writes the log -- and the deadlock detector cancelled the
+-- update.  So it locks every table and view of the extension here, in one
+-- LOCK that waits its turn in the queue but at most 100 ms, well under
+-- deadlock_timeout, and gives back what it got when it times out (the
+-- subtransaction) before trying again: the update never waits long enough
+-- to be the deadlock detector's victim.  (Updating from 0.1, the 0.1 -> 0.2
+-- script has already taken some of them, which an attempt cannot give back;
+-- a transaction waiting for those while holding one the update wants then
+-- waits the longest, and the detector cancels it.)  For at most a minute.
 DO $lock$
 DECLARE
-    tables text;
-    tries  integer := 0;
+    tables   text;
+    previous text := pg_catalog.current_setting('lock_timeout');
+    started  timestamptz := pg_catalog.clock_timestamp();
 BEGIN
     SELECT pg_catalog.string_agg(c.oid::pg_catalog.regclass::text, ', ' ORDER BY c.oid) INTO tables
       FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid = d.objid
      WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype = 'e'
        AND d.refobjid = (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'pii_guard')
-       AND c.relkind IN ('r', 'p');
+       AND c.relkind IN ('r', 'p', 'v');
     LOOP
         BEGIN
-            EXECUTE 'LOCK TABLE ' || tables || ' IN ACCESS EXCLUSIVE MODE NOWAIT';
+            PERFORM pg_catalog.set_config('lock_timeout', '100ms', true);
+            EXECUTE 'LOCK TABLE ' || tables || ' IN ACCESS EXCLUSIVE MODE';
             EXIT;
         EXCEPTION WHEN lock_not_available THEN
-            tries := tries + 1;
+            IF pg_catalog.clock_timestamp() - started > interval '1 minute' THEN
+                RAISE EXCEPTION 'pii_guard''s tables stayed in use for a minute: the update cannot lock them'
+                    USING ERRCODE = 'lock_not_available',
+                          HINT = 'Update when no long transaction uses pii_guard''s tables (pg_stat_activity, pg_locks), or stop the applications for the update.';
+            END IF;
         END;
-        IF tries >= 3000 THEN
-            RAISE EXCEPTION 'pii_guard''s tables stayed in use for a minute: the update cannot lock them'
-                USING ERRCODE = 'lock_not_available',
-                      HINT = 'Update when no long transaction uses pii_guard''s tables (pg_stat_activity, pg_locks), or stop the applications for the update.';
-        END IF;
-        PERFORM pg_catalog.pg_sleep(0.02);
     END LOOP;
+    PERFORM pg_catalog.set_config('lock_timeout', previous, true);
 END
 $lock$;
 
@@ -1800,7 +1806,19 @@ COMMENT ON FUNCTION @extschema@.anonymize_into(name, name[]) IS
 -- (effective_access, set_column_access, approve: a role's name or oid
 -- both work, as before), and accepts a masking view's name for its table
 -- (before, it answered 'clear' for a view, which is no protected table).
-DROP FUNCTION @extschema@.column_access(oid, regclass, name);
+DO $drop$
+DECLARE
+    dependents text;
+BEGIN
+    DROP FUNCTION @extschema@.column_access(oid, regclass, name);
+EXCEPTION WHEN dependent_objects_still_exist THEN
+    GET STACKED DIAGNOSTICS dependents = PG_EXCEPTION_DETAIL;
+    RAISE EXCEPTION 'objects outside pii_guard call pii_guard.column_access(oid, regclass, name), whose role argument is a regrole from 0.3 on'
+        USING ERRCODE = 'dependent_objects_still_exist',
+              DETAIL = dependents,
+              HINT = 'Drop them, update, then create them again (a role''s oid still works as the first argument).';
+END
+$drop$;
 CREATE FUNCTION @extschema@.column_access(role regrole, tbl regclass, col name)
 RETURNS text
 AS 'MODULE_PATHNAME', 'pii_guard_column_access'

@@ -76,7 +76,23 @@ pgg_ok "0.1: the audit has events (not vacuous)" \
 pgg_is "0.1: the audit verifies" "$(ug_sql "SELECT count(*) FROM pii_guard.verify_audit()")" 0
 ug_events_before=$(ug_sql "SELECT count(*) FROM pii_guard.audit_log")
 
+# (beside a transaction that reads the grants and then writes the audit
+# log, as the audit worker's cycle does: see the update from 0.2 below; here
+# the 0.1 -> 0.2 script has taken the log before the 0.2 -> 0.3 script locks
+# everything, so that transaction is the one the deadlock detector may
+# cancel, never the update)
+ug_worker_like() {	# ug_worker_like DATABASE OUTPUT: in the background
+	ug_as postgres -d "$1" -v ON_ERROR_STOP=1 -c "BEGIN" -c "SELECT count(*) FROM pii_guard.grants" \
+		-c "SELECT pg_sleep(1.5) AS worker_like" -c "LOCK TABLE pii_guard.audit_log IN ROW EXCLUSIVE MODE" \
+		-c "COMMIT" -c "SELECT 'committed'" >"$2" 2>&1 &
+	ug_worker_like_pid=$!
+	ug_sleeping() { [ "$(ug_sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%AS worker_like'
+	                                AND wait_event = 'PgSleep'" "$1")" = 1 ]; }
+	pgg_wait 10 ug_sleeping "$1"
+}
+ug_worker_like crm "$ug_files/worker_like_01.out"
 pgg_ok "ALTER EXTENSION pii_guard UPDATE succeeds" ug_sql "ALTER EXTENSION pii_guard UPDATE"
+wait $ug_worker_like_pid
 pgg_is "now at $ug_latest" "$(ug_sql "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'")" "$ug_latest"
 pgg_is "refresh_views() rebuilds both masking views" "$(ug_sql "SELECT pii_guard.refresh_views()")" 2
 pgg_is "every value decrypts to what it did" "$(ug_plain)" "$ug_plain_before"
@@ -170,23 +186,23 @@ pgg_psql $ug -d from02 -c "CREATE EXTENSION pii_guard VERSION '0.2'" >/dev/null
 # (its roles exist already: they are the cluster's)
 sed '/^CREATE ROLE /d' "$PGG_REPO/test/fixtures/crm.sql" >"$ug_files/crm_tables.sql"
 pgg_ok "the seed scenario loads under 0.2" pgg_psql $ug -d from02 -q -o /dev/null -f "$ug_files/crm_tables.sql"
+# An application's view that calls column_access(oid, ...), whose role
+# argument becomes a regrole: the update says so, naming the view.
+ug_sql "CREATE VIEW ca_caller AS SELECT pii_guard.column_access(r.oid, 'pii_guard.profiles', 'role') FROM pg_roles r WHERE r.rolname = 'postgres'" from02
+ug_sql "ALTER EXTENSION pii_guard UPDATE" from02 >"$ug_files/ca_caller.out" 2>&1
+pgg_ok "the update refuses while a view calls column_access(oid, ...), and names it" \
+	grep -q 'ca_caller depends on function column_access' "$ug_files/ca_caller.out"
+ug_sql "DROP VIEW ca_caller" from02
 # While it runs, a transaction reads the grants and then writes the audit
 # log, as the audit worker's cycle does (grant expiries recorded): the
 # update must not deadlock with it (it did: the script took the log early
 # and the grants late, so it waited for the worker while the worker waited
-# for it, and the deadlock detector cancelled the update).
-ug_files_lock=$ug_files/worker_like.out
-ug_as postgres -d from02 -v ON_ERROR_STOP=1 -c "BEGIN" -c "SELECT count(*) FROM pii_guard.grants" \
-	-c "SELECT pg_sleep(1.5) AS worker_like" -c "LOCK TABLE pii_guard.audit_log IN ROW EXCLUSIVE MODE" \
-	-c "COMMIT" -c "SELECT 'committed'" >"$ug_files_lock" 2>&1 &
-ug_worker_like=$!
-ug_sleeping() { [ "$(ug_sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%AS worker_like'
-                                AND wait_event = 'PgSleep'" from02)" = 1 ]; }
-pgg_wait 10 ug_sleeping
+# for it, and the deadlock detector cancelled the update).  Both commit.
+ug_worker_like from02 "$ug_files/worker_like_02.out"
 pgg_ok "ALTER EXTENSION pii_guard UPDATE from 0.2 succeeds" ug_sql "ALTER EXTENSION pii_guard UPDATE" from02
-wait $ug_worker_like
+wait $ug_worker_like_pid
 pgg_ok "... beside a transaction that reads the grants, then writes the audit log" \
-	grep -q '^committed' "$ug_files_lock"
+	grep -q '^committed' "$ug_files/worker_like_02.out"
 pgg_is "... now at $ug_latest" \
 	"$(ug_sql "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'" from02)" "$ug_latest"
 ug_catalog fresh >"$ug_files/fresh.txt"
