@@ -65,6 +65,7 @@ REGRESS = \
 	policy_lint \
 	subject \
 	data_retention shredding \
+	privileges \
 	keys \
 	masking_views \
 	lookup \
