@@ -82,6 +82,18 @@ SELECT 'inh_parent', count(*) FILTER (WHERE pii_guard.key_id(phone) <> :tree_key
 CALL pii_guard.reencrypt_column('accounts', 'id');
 CALL pii_guard.reencrypt_column('accounts', 'nope');
 CALL pii_guard.reencrypt_column('accounts', 'phone', 0);
+-- A foreign table anywhere in the tree (its values live elsewhere) is
+-- refused, at any depth, before anything is re-encrypted.
+CREATE FOREIGN DATA WRAPPER regress_fdw;
+CREATE SERVER regress_elsewhere FOREIGN DATA WRAPPER regress_fdw;
+CREATE FOREIGN TABLE inh_far () INHERITS (inh_parent) SERVER regress_elsewhere;
+CALL pii_guard.reencrypt_column('inh_parent', 'phone');
+DROP FOREIGN TABLE inh_far;
+CREATE FOREIGN TABLE inh_far () INHERITS (inh_child) SERVER regress_elsewhere;
+CALL pii_guard.reencrypt_column('inh_parent', 'phone');
+DROP FOREIGN TABLE inh_far;
+DROP SERVER regress_elsewhere;
+DROP FOREIGN DATA WRAPPER regress_fdw;
 
 -- Key management is for pii_guard_admin members (and superusers) only.
 CREATE ROLE regress_clerk;

@@ -2366,7 +2366,8 @@ $$;
 REVOKE ALL ON FUNCTION @extschema@._subject_table(regclass, text) FROM PUBLIC;
 
 -- subject_report() in sections, one function each (they run with its
--- rights; no one else may call them).  t: _subject_table(tbl, subject).
+-- rights; no one else may call them).  t: _subject_table(tbl): the report
+-- has checked that the row is there, once.
 
 -- every column of the row, as the caller sees it (clear, masked or hidden,
 -- by its clearance and approvals); an admin event names the columns shown
@@ -2377,7 +2378,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    t        record := @extschema@._subject_table(tbl, subject);
+    t        record := @extschema@._subject_table(tbl);   -- (the row is known to be there)
     a        record;
     acc      text;
     expr     text;
@@ -2441,7 +2442,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    t        record := @extschema@._subject_table(tbl, subject);
+    t        record := @extschema@._subject_table(tbl);   -- (the row is known to be there)
     a        record;
 BEGIN
     FOR a IN SELECT g.* FROM @extschema@.grants g
@@ -2463,7 +2464,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    t        record := @extschema@._subject_table(tbl, subject);
+    t        record := @extschema@._subject_table(tbl);   -- (the row is known to be there)
     a        record;
 BEGIN
     FOR a IN SELECT c.* FROM @extschema@.consents c
@@ -2486,7 +2487,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    t        record := @extschema@._subject_table(tbl, subject);
+    t        record := @extschema@._subject_table(tbl);   -- (the row is known to be there)
     a        record;
 BEGIN
     FOR a IN SELECT k.conrelid::regclass AS rel, (SELECT att.attname FROM pg_attribute att
@@ -2515,7 +2516,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    t        record := @extschema@._subject_table(tbl, subject);
+    t        record := @extschema@._subject_table(tbl);   -- (the row is known to be there)
     a        record;
 BEGIN
     FOR a IN SELECT l.event_time, l.kind, l.operation, l.session_role, l.acting_role, l.application_name,
@@ -3489,17 +3490,10 @@ BEGIN
                   DETAIL = format('Its type is %s.', coltype),
                   HINT = 'Only encrypted_text and encrypted_bytea columns can be re-encrypted.';
     END IF;
-    WITH RECURSIVE tree(oid) AS (
-        SELECT tbl::oid
-        UNION
-        SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid)
-    SELECT array_agg(c.oid::regclass ORDER BY c.oid) INTO rels
-      FROM tree t JOIN pg_class c ON c.oid = t.oid
-     WHERE c.relkind = 'r';
-    SELECT c.oid::regclass INTO rel
-      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-     WHERE c.relkind = 'f' AND i.inhparent IN (SELECT unnest(rels) UNION SELECT tbl)
-     LIMIT 1;
+    SELECT array_agg(c.oid::regclass ORDER BY c.oid) FILTER (WHERE c.relkind = 'r'),
+           (array_agg(c.oid::regclass ORDER BY c.oid) FILTER (WHERE c.relkind = 'f'))[1]
+      INTO rels, rel
+      FROM @extschema@._descendants(tbl) d JOIN pg_class c ON c.oid = d.rel;
     IF rel IS NOT NULL THEN
         RAISE EXCEPTION 'cannot re-encrypt the foreign table % of %', rel, tbl
             USING ERRCODE = 'feature_not_supported',
@@ -3624,7 +3618,8 @@ END
 $proc$;
 REVOKE ALL ON FUNCTION @extschema@._reencrypt_tables(regclass, name) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE @extschema@._reencrypt_table(regclass, name, integer, integer, bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@._reencrypt_tables(regclass, name) TO pii_guard_admin;
+GRANT EXECUTE ON FUNCTION @extschema@._reencrypt_tables(regclass, name),
+    @extschema@._descendants(regclass) TO pii_guard_admin;
 GRANT EXECUTE ON PROCEDURE @extschema@._reencrypt_table(regclass, name, integer, integer, bigint) TO pii_guard_admin;
 
 -- The subject keys of rows of tbl that are gone (of the keys given: the

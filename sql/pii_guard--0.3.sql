@@ -2550,7 +2550,7 @@ CREATE FUNCTION @extschema@._subject_held(caller regrole, tbl regclass, subject 
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-    t        record := @extschema@._subject_table(tbl, subject);
+    t        record := @extschema@._subject_table(tbl);   -- (the row is known to be there)
     a        record;
     acc      text;
     expr     text;
@@ -2612,7 +2612,7 @@ CREATE FUNCTION @extschema@._subject_approvals(tbl regclass, subject text) RETUR
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-    t        record := @extschema@._subject_table(tbl, subject);
+    t        record := @extschema@._subject_table(tbl);   -- (the row is known to be there)
     a        record;
 BEGIN
     FOR a IN SELECT g.* FROM @extschema@.grants g
@@ -2632,7 +2632,7 @@ CREATE FUNCTION @extschema@._subject_consents(tbl regclass, subject text) RETURN
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-    t        record := @extschema@._subject_table(tbl, subject);
+    t        record := @extschema@._subject_table(tbl);   -- (the row is known to be there)
     a        record;
 BEGIN
     FOR a IN SELECT c.* FROM @extschema@.consents c
@@ -2653,7 +2653,7 @@ CREATE FUNCTION @extschema@._subject_related(tbl regclass, subject text) RETURNS
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-    t        record := @extschema@._subject_table(tbl, subject);
+    t        record := @extschema@._subject_table(tbl);   -- (the row is known to be there)
     a        record;
 BEGIN
     FOR a IN SELECT k.conrelid::regclass AS rel, (SELECT att.attname FROM pg_attribute att
@@ -2680,7 +2680,7 @@ CREATE FUNCTION @extschema@._subject_events(tbl regclass, subject text) RETURNS 
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-    t        record := @extschema@._subject_table(tbl, subject);
+    t        record := @extschema@._subject_table(tbl);   -- (the row is known to be there)
     a        record;
 BEGIN
     FOR a IN SELECT l.event_time, l.kind, l.operation, l.session_role, l.acting_role, l.application_name,
@@ -2952,17 +2952,10 @@ BEGIN
                   DETAIL = format('Its type is %s.', coltype),
                   HINT = 'Only encrypted_text and encrypted_bytea columns can be re-encrypted.';
     END IF;
-    WITH RECURSIVE tree(oid) AS (
-        SELECT tbl::oid
-        UNION
-        SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid)
-    SELECT array_agg(c.oid::regclass ORDER BY c.oid) INTO rels
-      FROM tree t JOIN pg_class c ON c.oid = t.oid
-     WHERE c.relkind = 'r';
-    SELECT c.oid::regclass INTO rel
-      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-     WHERE c.relkind = 'f' AND i.inhparent IN (SELECT unnest(rels) UNION SELECT tbl)
-     LIMIT 1;
+    SELECT array_agg(c.oid::regclass ORDER BY c.oid) FILTER (WHERE c.relkind = 'r'),
+           (array_agg(c.oid::regclass ORDER BY c.oid) FILTER (WHERE c.relkind = 'f'))[1]
+      INTO rels, rel
+      FROM @extschema@._descendants(tbl) d JOIN pg_class c ON c.oid = d.rel;
     IF rel IS NOT NULL THEN
         RAISE EXCEPTION 'cannot re-encrypt the foreign table % of %', rel, tbl
             USING ERRCODE = 'feature_not_supported',
@@ -3814,10 +3807,6 @@ CREATE FUNCTION @extschema@.reveal(value @extschema@.encrypted_bytea, base regcl
     LANGUAGE c STABLE STRICT COST 10 PARALLEL RESTRICTED
     AS 'MODULE_PATHNAME', 'pii_guard_reveal_bytea';
 
--- column_access() takes its role as regrole, like its siblings
--- (effective_access, set_column_access, approve: a role's name or oid
--- both work, as before), and accepts a masking view's name for its table
--- (before, it answered 'clear' for a view, which is no protected table).
 CREATE FUNCTION @extschema@.column_access(role regrole, tbl regclass, col name) RETURNS text
     LANGUAGE c STABLE STRICT
     AS 'MODULE_PATHNAME', 'pii_guard_column_access';
@@ -4754,7 +4743,8 @@ COMMENT ON FUNCTION @extschema@.anonymize_into(target_schema name, source_schema
 -- ======================================================================================================
 
 -- subject_report() in sections, one function each (they run with its
--- rights; no one else may call them).  t: _subject_table(tbl, subject).
+-- rights; no one else may call them).  t: _subject_table(tbl): the report
+-- has checked that the row is there, once.
 CREATE FUNCTION @extschema@.subject_report(tbl regclass, row_key text) RETURNS TABLE(section text, item text, value text, at timestamp with time zone, by_role text, detail text)
     LANGUAGE sql
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -5411,6 +5401,7 @@ GRANT EXECUTE ON FUNCTION @extschema@._mask_problem(fn regprocedure) TO pii_guar
 REVOKE ALL ON FUNCTION @extschema@._dependents(rels regclass[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._sequence_usage_wanted(base oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._descendants(tbl regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._descendants(tbl regclass) TO pii_guard_admin;
 REVOKE ALL ON FUNCTION @extschema@._protectable(tbl regclass, row_key name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._companion_schema(nsp name, relname name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._seclude(tbl regclass, comp name) FROM PUBLIC;
