@@ -11,6 +11,9 @@
 #                   (test/lint.sh)
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each (fuzz/run.sh)
 #   make fuzz-regress   replay the fuzz corpus and regression inputs
+#   make test-citus     pii_guard on a Citus cluster (coordinator and two
+#                   workers on this machine; Citus built from
+#                   ../shared/peers once and cached; test/citus/run.sh)
 #   make test-memcheck  every test suite with pii_guard built with
 #                   AddressSanitizer and UndefinedBehaviorSanitizer
 #
@@ -119,10 +122,13 @@ all:
 	@exit 1
 endif
 
-.PHONY: test demo bench soak lint fuzz fuzz-regress test-memcheck
+.PHONY: test demo bench soak lint fuzz fuzz-regress test-memcheck test-citus
 
 test:
 	@PG_MAJOR=$(PG_MAJOR) REGRESS="$(REGRESS)" ./test/run.sh
+
+test-citus:
+	@PG_MAJOR=$(PG_MAJOR) ./test/citus/run.sh
 
 test-memcheck:
 	@PG_MAJOR=$(PG_MAJOR) REGRESS="$(REGRESS)" SANITIZE=1 ./test/run.sh

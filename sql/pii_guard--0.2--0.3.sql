@@ -3526,7 +3526,43 @@ DECLARE
     step  bigint;
     blk   bigint;
     n     bigint;
+    citus "char";
+    ok    boolean;
+    why   text;
 BEGIN
+    -- A Citus table's rows are in its shards, on the workers: every pass
+    -- re-encrypts up to batch_rows rows of each shard, on the shard, and
+    -- commits, until no shard has any left.
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        EXECUTE 'SELECT partmethod FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1'
+           INTO citus USING rel;
+    END IF;
+    IF citus = 'n' THEN
+        RAISE EXCEPTION 'reencrypt_column does not re-encrypt the Citus reference or local table %', rel
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Its placements would each get different ciphertexts of the same values.',
+                  HINT = 'Copy its rows into a new table with INSERT ... SELECT, which encrypts under the active key.';
+    ELSIF citus IS NOT NULL THEN
+        LOOP
+            EXECUTE 'SELECT pg_catalog.sum(pg_catalog.split_part(r.result, '' '', 2)::bigint) FILTER (WHERE r.success), '
+                    '       pg_catalog.bool_and(r.success), pg_catalog.min(r.result) FILTER (WHERE NOT r.success) '
+                    '  FROM pg_catalog.run_command_on_shards($1, $2) r'
+               INTO n, ok, why
+              USING rel, pg_catalog.format(
+                    'UPDATE %%s SET %I = @extschema@.reencrypt(%I) WHERE ctid = ANY (ARRAY('
+                    'SELECT ctid FROM %%1$s WHERE @extschema@.key_id(%I) <> %s '
+                    'AND @extschema@.key_id(%I) < 2147483648 LIMIT %s))',
+                    col, col, col, active, col, batch_rows);
+            IF NOT ok THEN
+                RAISE EXCEPTION 'could not re-encrypt a shard of %', rel
+                    USING ERRCODE = 'connection_failure', DETAIL = why;
+            END IF;
+            done := done + coalesce(n, 0);
+            COMMIT;
+            EXIT WHEN coalesce(n, 0) = 0;
+        END LOOP;
+        RETURN;
+    END IF;
     SELECT p.next_block INTO blk FROM @extschema@.reencrypt_progress p
      WHERE p.table_oid = rel AND p.column_name = col AND p.key_id = active;
     IF blk IS NULL THEN
@@ -4119,3 +4155,78 @@ $$;
 REVOKE ALL ON FUNCTION @extschema@._grantee(oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._mirror_write_grants(oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._sync_sequence_usage(oid) FROM PUBLIC;
+
+-- Scale-out on Citus: one set of data keys for the cluster.
+-- An active data key of every purpose, created now where missing.
+CREATE FUNCTION @extschema@._ensure_data_keys() RETURNS void
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pii_guard_ensure_data_keys';
+
+-- One set of data keys for a Citus cluster.  Run once on the coordinator,
+-- by a superuser, after CREATE EXTENSION pii_guard (which Citus also runs on
+-- every worker): data_keys and subject_keys become reference tables, so
+-- that every node unwraps the same keys with the same master key, and every
+-- key created, rotated, re-wrapped or shredded later on the coordinator
+-- reaches every node in the same two-phase commit (and a node added later
+-- with the rest of the reference tables).  Each node then reads its own
+-- placement of them.  Refused while a worker holds keys of its own: what it
+-- encrypted with them would no longer decrypt.
+CREATE FUNCTION @extschema@.citus_setup()
+RETURNS TABLE (relation regclass, placements integer)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tbl regclass;
+    mine text;
+    w record;
+    fp constant text := 'SELECT CASE WHEN count(*) = 0 THEN ''none'' ELSE md5(string_agg(key_id::text || '':'' || '
+                        'coalesce(encode(wrapped_key, ''hex''), ''shredded''), '','' ORDER BY key_id)) END FROM %s';
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION 'Citus is not installed in this database'
+            USING ERRCODE = '55000',
+                  HINT = 'Preload citus before pii_guard on every node (shared_preload_libraries = ''citus,pii_guard''), then CREATE EXTENSION citus.';
+    END IF;
+    IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RAISE EXCEPTION 'permission denied for function citus_setup'
+            USING ERRCODE = '42501', DETAIL = 'Only a superuser may share pii_guard''s keys across a Citus cluster.';
+    END IF;
+    IF (SELECT g.groupid FROM pg_dist_local_group g) <> 0 THEN
+        RAISE EXCEPTION 'pii_guard.citus_setup() runs on the coordinator'
+            USING ERRCODE = '55000', HINT = 'Connect to the coordinator and run it there.';
+    END IF;
+    PERFORM @extschema@._ensure_data_keys();
+    FOREACH tbl IN ARRAY ARRAY['@extschema@.data_keys'::regclass, '@extschema@.subject_keys'::regclass] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_dist_partition p WHERE p.logicalrelid = tbl) THEN
+            EXECUTE format(fp, tbl) INTO mine;
+            FOR w IN SELECT * FROM run_command_on_workers(format(fp, tbl)) LOOP
+                IF NOT w.success THEN
+                    RAISE EXCEPTION 'could not read % on worker %:%', tbl, w.nodename, w.nodeport
+                        USING ERRCODE = '08006', DETAIL = w.result;
+                END IF;
+                IF w.result NOT IN ('none', mine) THEN
+                    RAISE EXCEPTION 'worker %:% has keys of its own in %', w.nodename, w.nodeport, tbl
+                        USING ERRCODE = '55000',
+                              DETAIL = 'What that worker encrypted with them would no longer decrypt once the coordinator''s keys are shared.',
+                              HINT = 'Move that data to the coordinator''s keys first (or, if there is none, DROP EXTENSION pii_guard and CREATE EXTENSION pii_guard on that worker), then run citus_setup() again.';
+                END IF;
+            END LOOP;
+            -- (data_keys' statement trigger, which drops every backend's
+            -- key cache, has to follow the table onto its placements)
+            PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+            PERFORM set_config('client_min_messages', 'warning', true);
+            PERFORM create_reference_table(tbl);
+            PERFORM truncate_local_data_after_distributing_table(tbl);
+            PERFORM @extschema@._audit_admin('citus_setup', format('%s is a reference table on every node', tbl));
+        END IF;
+        relation := tbl;
+        placements := (SELECT count(*) FROM pg_dist_shard s JOIN pg_dist_placement pl USING (shardid)
+                        WHERE s.logicalrelid = tbl);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.citus_setup() IS 'Citus: one set of data keys for the cluster (reference tables replicated to every node); run once on the coordinator';
+REVOKE ALL ON FUNCTION @extschema@._ensure_data_keys() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.citus_setup() FROM PUBLIC;

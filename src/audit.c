@@ -939,8 +939,9 @@ typedef struct AuditIndexes
 static AuditIndexes audit_indexes;
 static MemoryContext AuditIndexContext = NULL;
 
-static void
-audit_indexes_callback(Datum arg pg_attribute_unused(), Oid relid)
+/* A relation changed (relcache invalidation): audit_log or its indexes? */
+void
+audit_relation_changed(Oid relid)
 {
 	if (!audit_indexes.valid)
 		return;
@@ -955,7 +956,6 @@ audit_indexes_callback(Datum arg pg_attribute_unused(), Oid relid)
 static AuditIndexes *
 audit_indexes_of(Relation rel)
 {
-	static bool registered = false;
 	List	   *oids;
 	ListCell   *lc;
 	MemoryContext old;
@@ -963,11 +963,6 @@ audit_indexes_of(Relation rel)
 
 	if (audit_indexes.valid && audit_indexes.relid == RelationGetRelid(rel))
 		return &audit_indexes;
-	if (!registered)
-	{
-		CacheRegisterRelcacheCallback(audit_indexes_callback, (Datum) 0);
-		registered = true;
-	}
 	if (AuditIndexContext == NULL)
 		AuditIndexContext = AllocSetContextCreate(TopMemoryContext, "pii_guard audit indexes",
 												  ALLOCSET_SMALL_SIZES);

@@ -117,6 +117,18 @@ static DataKey *current_pseudonym_key = NULL;
 static DataKey *current_audit_key = NULL;
 static Oid	data_keys_relid = InvalidOid;
 
+/*
+ * Where this node reads data_keys and subject_keys from (on Citus, the
+ * local placement of the reference table: see pii_guard_local_table()),
+ * resolved once per cache generation, and those relations' OIDs, which the
+ * relcache callback watches too.
+ */
+static bool keys_tables_resolved = false;
+static char data_keys_read[PII_LOCAL_TABLE_LEN];
+static char subject_keys_read[PII_LOCAL_TABLE_LEN];
+static Oid	data_keys_read_relid = InvalidOid;
+static Oid	subject_keys_read_relid = InvalidOid;
+
 /* Subject keys: see "Subject keys" above. */
 #define SUBJECT_BLOCK 1024
 
@@ -495,20 +507,17 @@ keys_free_cache(void)
 	current_audit_key = NULL;
 }
 
-/* Relcache callback: a change to pii_guard.data_keys makes the cache stale. */
-static void
-keys_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
+/* A relation changed: a change to pii_guard.data_keys makes the cache stale. */
+void
+keys_relation_changed(Oid relid)
 {
 	if (relid == InvalidOid || relid == data_keys_relid ||
-		(relid == subject_keys_relid && OidIsValid(relid)))
+		(OidIsValid(relid) && (relid == subject_keys_relid ||
+							   relid == data_keys_read_relid ||
+							   relid == subject_keys_read_relid)))
 		key_cache_valid = false;
 }
 
-void
-keys_register_callbacks(void)
-{
-	CacheRegisterRelcacheCallback(keys_relcache_callback, (Datum) 0);
-}
 
 /* Make sure key_cache exists and is not stale. */
 static void
@@ -541,6 +550,27 @@ keys_ensure_cache(void)
 	key_cache_valid = true;
 	data_keys_relid = pii_guard_relation_oid("data_keys", false);
 	subject_keys_relid = pii_guard_relation_oid("subject_keys", true);
+	keys_tables_resolved = false;
+}
+
+/* Resolve where this node reads the key tables; the caller is in SPI. */
+static void
+keys_resolve_tables(void)
+{
+	if (keys_tables_resolved)
+		return;
+	pii_guard_local_table("data_keys", data_keys_read, &data_keys_read_relid);
+	if (OidIsValid(subject_keys_relid))
+		pii_guard_local_table("subject_keys", subject_keys_read, &subject_keys_read_relid);
+	keys_tables_resolved = true;
+}
+
+/* A key query naming the table it reads as %s, for this node. */
+static char *
+keys_sql(const char *fmt, const char *table)
+{
+	keys_resolve_tables();
+	return psprintf(fmt, table);
 }
 
 /* Run a prepared read (or update) against the latest snapshot. */
@@ -750,8 +780,8 @@ keys_load(uint32 key_id)
 	bool		well_formed = false;
 
 	owner_spi_begin(&oc);
-	keys_spi_latest("SELECT purpose, wrapped_key, master_key_fingerprint "
-					"FROM pii_guard.data_keys WHERE key_id = $1",
+	keys_spi_latest(keys_sql("SELECT purpose, wrapped_key, master_key_fingerprint "
+							 "FROM %s WHERE key_id = $1", data_keys_read),
 					1, argtypes, values, true);
 	if (SPI_processed == 1)
 	{
@@ -814,8 +844,8 @@ keys_refuse_foreign_master_key(void)
 {
 	uint64		i;
 
-	keys_spi_latest("SELECT key_id, master_key_fingerprint FROM pii_guard.data_keys "
-					"ORDER BY key_id", 0, NULL, NULL, true);
+	keys_spi_latest(keys_sql("SELECT key_id, master_key_fingerprint FROM %s "
+							 "ORDER BY key_id", data_keys_read), 0, NULL, NULL, true);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -894,7 +924,7 @@ keys_create(char purpose)
 				 errhint("Run SELECT pii_guard.rotate_data_key() once in a read-write transaction on the primary.")));
 
 	keys_refuse_foreign_master_key();
-	keys_spi_latest("SELECT max(key_id) + 1 FROM pii_guard.data_keys",
+	keys_spi_latest(keys_sql("SELECT max(key_id) + 1 FROM %s", data_keys_read),
 					0, NULL, NULL, true);
 	key_id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 												  SPI_tuptable->tupdesc, 1,
@@ -954,8 +984,8 @@ keys_active_ids(uint32 *ids)
 	uint64		i;
 
 	memset(ids, 0, sizeof(uint32) * KEY_SLOTS);
-	keys_spi_latest("SELECT key_id, purpose FROM pii_guard.data_keys "
-					"WHERE state = 'active'", 0, NULL, NULL, true);
+	keys_spi_latest(keys_sql("SELECT key_id, purpose FROM %s "
+							 "WHERE state = 'active'", data_keys_read), 0, NULL, NULL, true);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -1132,9 +1162,9 @@ keys_subject_load_block(uint32 key_id)
 	values[0] = Int64GetDatum((int64) first);
 	values[1] = Int64GetDatum((int64) (first + SUBJECT_BLOCK - 1));
 	owner_spi_begin(&oc);
-	keys_spi_latest("SELECT key_id, subject_base::pg_catalog.oid, row_key, wrapped_key, "
-					"       master_key_fingerprint "
-					"FROM pii_guard.subject_keys WHERE key_id BETWEEN $1 AND $2",
+	keys_spi_latest(keys_sql("SELECT key_id, subject_base::pg_catalog.oid, row_key, wrapped_key, "
+							 "       master_key_fingerprint "
+							 "FROM %s WHERE key_id BETWEEN $1 AND $2", subject_keys_read),
 					2, argtypes, values, true);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -1329,8 +1359,9 @@ keys_subject_key_id(Oid subject_base, const char *row_key)
 		bytea	   *fp = palloc(VARHDRSZ + PII_FINGERPRINT_LEN);
 		bool		isnull;
 
-		keys_spi_latest("SELECT key_id FROM pii_guard.subject_keys "
-						"WHERE subject_base = $1 AND row_key = $2 AND shredded_at IS NULL",
+		keys_spi_latest(keys_sql("SELECT key_id FROM %s "
+								 "WHERE subject_base = $1 AND row_key = $2 AND shredded_at IS NULL",
+								 subject_keys_read),
 						2, argtypes, values, true);
 		if (SPI_processed == 1)
 		{
@@ -1367,6 +1398,7 @@ keys_subject_key_id(Oid subject_base, const char *row_key)
 
 PG_FUNCTION_INFO_V1(pii_guard_rotate_data_key);
 PG_FUNCTION_INFO_V1(pii_guard_rewrap_data_keys);
+PG_FUNCTION_INFO_V1(pii_guard_ensure_data_keys);
 PG_FUNCTION_INFO_V1(pii_guard_master_key_info);
 PG_FUNCTION_INFO_V1(pii_guard_data_keys_changed);
 
@@ -1480,6 +1512,23 @@ keys_rewrap_rows(const char *query, const char *update, const char *table, bool 
 		count++;
 	}
 	return count;
+}
+
+/*
+ * SQL function: _ensure_data_keys() returns void
+ *
+ * An active key of every purpose, created now where missing (as the first
+ * use would), so that no node ever needs to create one later: on Citus a
+ * worker cannot, from inside the query on a shard where it decrypts.
+ */
+Datum
+pii_guard_ensure_data_keys(FunctionCallInfo fcinfo pg_attribute_unused())
+{
+	uint32		ids[KEY_SLOTS];
+
+	keys_ensure_active((const char[]) {KEY_PURPOSE_ENCRYPT, KEY_PURPOSE_BLIND,
+									   KEY_PURPOSE_PSEUDONYM, KEY_PURPOSE_AUDIT, 0}, ids);
+	PG_RETURN_VOID();
 }
 
 /*

@@ -35,6 +35,7 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 
 #include "pii_guard.h"
 
@@ -82,6 +83,16 @@ pii_guard_shmem_startup(void)
 /*
  * Module load: define settings, read the master key, register callbacks.
  */
+/* Relcache invalidation: every module's caches that depend on a relation. */
+static void
+pii_guard_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
+{
+	keys_relation_changed(relid);
+	policy_relation_changed(relid);
+	views_relation_changed(relid);
+	audit_relation_changed(relid);
+}
+
 void
 _PG_init(void)
 {
@@ -276,7 +287,11 @@ _PG_init(void)
 	compat_enable_query_id();
 
 	keys_load_master_keys();
-	keys_register_callbacks();
+	/*
+	 * One relcache callback for all of pii_guard: PostgreSQL has ten slots
+	 * per backend, its own caches take two and Citus five.
+	 */
+	CacheRegisterRelcacheCallback(pii_guard_relcache_callback, (Datum) 0);
 	policy_register_callbacks();
 	views_register_callbacks();
 	lookup_register_callbacks();

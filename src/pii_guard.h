@@ -137,6 +137,8 @@ extern void owner_spi_begin(OwnerContext *ctx);
 extern void owner_spi_end(OwnerContext *ctx);
 extern Oid	pii_guard_schema_oid(bool missing_ok);
 extern Oid	pii_guard_relation_oid(const char *relname, bool missing_ok);
+#define PII_LOCAL_TABLE_LEN (NAMEDATALEN * 2 + 2)
+extern void pii_guard_local_table(const char *relname, char *buf, Oid *relid);
 
 /* statement.c */
 extern int	statement_nesting_level(void);
@@ -193,7 +195,7 @@ typedef struct DataKey
 } DataKey;
 
 extern void keys_load_master_keys(void);
-extern void keys_register_callbacks(void);
+extern void keys_relation_changed(Oid relid);
 extern DataKey *keys_lookup(uint32 key_id);
 extern int	keys_subject_state(uint32 key_id);
 extern bool keys_subject_is_of(uint32 key_id, Oid subject_base, const char *row_key);
@@ -303,6 +305,7 @@ extern int	pii_guard_max_grant_duration;
 extern uint64 policy_generation;
 
 extern void policy_register_callbacks(void);
+extern void policy_relation_changed(Oid relid);
 extern uint64 policy_current_generation(void);
 extern void policy_watch_function(Oid fn);
 extern bool policy_is_exempt(Oid userid, Oid relid);
@@ -341,6 +344,7 @@ struct QueryDesc;
 extern void views_note_statement(struct QueryDesc *queryDesc, int eflags);
 extern void views_copy_target(Oid view_relid, List *attnames, MemoryContext cxt);
 extern void views_register_callbacks(void);
+extern void views_relation_changed(Oid relid);
 extern void views_report_probes(void);
 extern void views_note_probes_of(Oid base, int n);
 extern void views_governed_write(void);
@@ -441,6 +445,7 @@ extern int64 limits_grant_used(const LimitsApproval *approval);
 extern void hooks_install(void);
 
 /* audit.c */
+extern void audit_relation_changed(Oid relid);
 #define AUDIT_READ		'r'
 #define AUDIT_WRITE		'w'
 #define AUDIT_EXPORT	'e'

@@ -124,9 +124,9 @@ policy_current_generation(void)
 	return policy_generation;
 }
 
-/* Relcache callback: the sentinel (or everything) changed. */
-static void
-policy_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
+/* A relation changed (relcache invalidation): the sentinel, or everything? */
+void
+policy_relation_changed(Oid relid)
 {
 	if (relid == InvalidOid || relid == sentinel_relid)
 	{
@@ -189,7 +189,6 @@ policy_watch_function(Oid fn)
 void
 policy_register_callbacks(void)
 {
-	CacheRegisterRelcacheCallback(policy_relcache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, policy_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, policy_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(PROCOID, policy_function_callback, (Datum) 0);

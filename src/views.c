@@ -377,11 +377,11 @@ views_lookup(Oid relid)
 }
 
 /*
- * Relcache callback: a protected table or one of its views changed (a
- * rename, a schema move, dropped) -- or everything did.
+ * A relation changed (relcache invalidation): a protected table or one of
+ * its views (a rename, a schema move, dropped) -- or everything did.
  */
-static void
-views_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
+void
+views_relation_changed(Oid relid)
 {
 	if (!views_valid)
 		return;
@@ -402,7 +402,6 @@ views_syscache_callback(Datum arg pg_attribute_unused(),
 void
 views_register_callbacks(void)
 {
-	CacheRegisterRelcacheCallback(views_relcache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(NAMESPACEOID, views_syscache_callback, (Datum) 0);
 }
 

@@ -1,0 +1,97 @@
+# test/citus/lib.sh -- Citus for `make test-citus` and `make bench-citus`.
+#
+# Sourced after test/lib.sh, pgg_init and pgg_install.
+#
+# citus_build: builds Citus from its source tarball (CITUS_TARBALL, default
+# ../shared/peers/citus-13.2.2.tar.gz, patched with citus-pg15-debian.patch
+# beside it) once -- the build is cached under CITUS_CACHE (default
+# ${TMPDIR:-/tmp}/pii_guard-citus) and rebuilt only when the tarball or the
+# patch is newer -- and installs it into this run's private installation.
+#
+# citus_cluster: a coordinator and two workers (clusters coord, w1, w2) on
+# localhost TCP ports CITUS_PORT, +1, +2 (default: the first free from 57301), each preloading
+# citus before pii_guard with the same master key, with the citus and
+# pii_guard extensions in database crm and the workers added.
+
+CITUS_VERSION=13.2.2
+CITUS_PEERS=${CITUS_PEERS:-$PGG_REPO/../shared/peers}
+CITUS_TARBALL=${CITUS_TARBALL:-$CITUS_PEERS/citus-$CITUS_VERSION.tar.gz}
+CITUS_PATCH=${CITUS_PATCH:-$CITUS_PEERS/citus-pg15-debian.patch}
+CITUS_CACHE=${CITUS_CACHE:-${TMPDIR:-/tmp}/pii_guard-citus}
+CITUS_NODES=(coord w1 w2)
+
+# The first of three free ports from 57301 on, ten apart (another run, or a
+# developer's cluster, may hold some).
+citus_free_ports() {
+	local base p busy
+	for ((base = 57301; base < 58301; base += 10)); do
+		busy=
+		for ((p = base; p < base + ${#CITUS_NODES[@]}; p++)); do
+			if (: </dev/tcp/127.0.0.1/$p) 2>/dev/null; then busy=1; break; fi
+		done
+		[ -z "$busy" ] && { echo "$base"; return; }
+	done
+	pgg_die "no three free TCP ports from 57301 on"
+}
+CITUS_PORT=${CITUS_PORT:-$(citus_free_ports)}
+
+citus_build() {
+	local dir=$CITUS_CACHE/citus-$CITUS_VERSION-pg$PG_MAJOR
+	[ -f "$CITUS_TARBALL" ] || pgg_die "$CITUS_TARBALL not found (set CITUS_TARBALL)"
+	if [ ! -f "$dir/.built" ] || [ "$CITUS_TARBALL" -nt "$dir/.built" ] ||
+		{ [ -f "$CITUS_PATCH" ] && [ "$CITUS_PATCH" -nt "$dir/.built" ]; }; then
+		echo "pii_guard: building Citus $CITUS_VERSION (once; cached in $dir, about 4 minutes on 2 cores)"
+		rm -rf "$dir"
+		mkdir -p "$dir/src"
+		tar -xzf "$CITUS_TARBALL" -C "$dir/src" --strip-components=1 ||
+			pgg_die "could not unpack $CITUS_TARBALL"
+		if [ -f "$CITUS_PATCH" ]; then
+			patch -d "$dir/src" -p1 -s <"$CITUS_PATCH" || pgg_die "could not apply $CITUS_PATCH"
+		fi
+		(cd "$dir/src" && ./configure --without-libcurl PG_CONFIG="$PG_CONFIG" &&
+			make -j"$(nproc)" && make install DESTDIR="$dir/dest") >"$dir/build.log" 2>&1 ||
+			{ tail -20 "$dir/build.log" >&2; pgg_die "Citus build failed (see $dir/build.log)"; }
+		touch "$dir/.built"
+	fi
+	# The modules and the extension scripts (not the JIT bitcode: the private
+	# installation's bitcode directory is the system's, symlinked).
+	local lib share
+	lib=$("$PG_CONFIG" --pkglibdir)
+	share=$("$PG_CONFIG" --sharedir)
+	cp -a "$dir/dest$lib"/*.so "$dir/dest$lib"/citus_decoders "$PGG_WORK/inst$lib/"
+	cp -a "$dir/dest$share/extension/." "$PGG_WORK/inst$share/extension/"
+}
+
+citus_port() {	# citus_port NODE
+	local i
+	for i in "${!CITUS_NODES[@]}"; do
+		[ "${CITUS_NODES[$i]}" = "$1" ] && { echo $((CITUS_PORT + i)); return; }
+	done
+	pgg_die "no Citus node $1"
+}
+
+# psql on a node over TCP (the address Citus uses between the nodes).
+citus_psql() {	# citus_psql NODE [psql args...]
+	local node=$1
+	shift
+	psql -X -q -v ON_ERROR_STOP=1 -h localhost -p "$(citus_port "$node")" -U postgres \
+		-d "${CITUS_DB:-crm}" "$@"
+}
+
+citus_cluster() {
+	local node port
+	for node in "${CITUS_NODES[@]}"; do
+		port=$(citus_port "$node")
+		pgg_new_cluster "$node" "listen_addresses = 'localhost'" "port = $port" \
+			"shared_preload_libraries = 'citus,pii_guard'" "max_connections = 100" \
+			"max_prepared_transactions = 100" "wal_level = logical" \
+			"citus.max_client_connections = 90"
+		pgg_start "$node"
+		CITUS_DB=postgres citus_psql "$node" -c "CREATE DATABASE crm"
+		citus_psql "$node" -c "CREATE EXTENSION citus"
+	done
+	citus_psql coord -c "SELECT citus_set_coordinator_host('localhost', $(citus_port coord))" >/dev/null
+	for node in "${CITUS_NODES[@]:1}"; do
+		citus_psql coord -c "SELECT citus_add_node('localhost', $(citus_port "$node"))" >/dev/null
+	done
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# test/citus/run.sh -- what `make test-citus` runs: pii_guard on a Citus
+# cluster (a coordinator and two workers on this machine; see
+# test/citus/lib.sh for the build and the cluster).
+#
+# Stages, each reported as "ok"/"not ok" lines:
+#   setup      pii_guard.citus_setup() refused while a worker has keys of its
+#              own, refused on a worker, then done on the coordinator;
+#   suites     the pgTAP suites test/citus/*.sql, run by pg_prove on the
+#              coordinator;
+#   master key every node restarted with a new master key and the old one
+#              as previous, the keys re-wrapped once on the coordinator, and
+#              every node still decrypting with the new key alone.
+#
+# KEEP=1 keeps the work directory; SUITES="keys ..." runs only those suites.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. test/lib.sh
+. test/citus/lib.sh
+
+./test/deps.sh patch liblz4-dev libzstd-dev libkrb5-dev
+pgg_init
+pgg_install
+citus_build
+citus_cluster
+
+echo "pii_guard on Citus $CITUS_VERSION: coordinator :$(citus_port coord), workers :$(citus_port w1) :$(citus_port w2)"
+q() { local node=$1; shift; citus_psql "$node" -tA "$@"; }
+
+echo "setup"
+q coord -c "CREATE EXTENSION pii_guard"
+pgg_is "CREATE EXTENSION pii_guard on the coordinator reaches every worker" \
+	"$(q w1 -c "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'")/$(q w2 -c "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'")" \
+	"$(q coord -c "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'")/$(q coord -c "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'")"
+q w1 -c "SELECT pii_guard.rotate_data_key()" >/dev/null
+err=$(q coord -c "SELECT * FROM pii_guard.citus_setup()" 2>&1 || true)
+pgg_ok "citus_setup() refused while a worker has data keys of its own (55000)" \
+	grep -q "has keys of its own in pii_guard.data_keys" <<<"$err"
+q w1 -c "DELETE FROM pii_guard.data_keys"
+err=$(q w2 -c "SELECT * FROM pii_guard.citus_setup()" 2>&1 || true)
+pgg_ok "citus_setup() refused on a worker" grep -q "runs on the coordinator" <<<"$err"
+pgg_is "citus_setup() on the coordinator: both key tables on all three nodes" \
+	"$(q coord -c "SELECT string_agg(relation || '=' || placements, ' ' ORDER BY relation::text) FROM pii_guard.citus_setup()")" \
+	"pii_guard.data_keys=3 pii_guard.subject_keys=3"
+pgg_is "... and again: nothing more to do" \
+	"$(q coord -c "SELECT count(*) FROM pii_guard.citus_setup()")" 2
+
+echo "suites"
+q coord -c "CREATE EXTENSION pgtap" -c "SELECT run_command_on_workers('CREATE EXTENSION IF NOT EXISTS pgtap')" >/dev/null
+suites=()
+for s in ${SUITES:-$(cd test/citus && ls ./*.sql | sed 's|^\./||; s|\.sql$||')}; do
+	suites+=("test/citus/$s.sql")
+done
+if pg_prove --host localhost --port "$(citus_port coord)" --username postgres --dbname crm \
+	"${suites[@]}"; then
+	echo "  ok - pgTAP suites"
+else
+	echo "  not ok - pgTAP suites"
+	PGG_FAILS=$((PGG_FAILS + 1))
+fi
+
+echo "master key"
+# (test/citus/keys.sql left table keys_master: rows under two data keys)
+before=$(q coord -c "SELECT string_agg(pii_guard.decrypt(phone), ',' ORDER BY id) FROM keys_master")
+for node in "${CITUS_NODES[@]}"; do
+	pgg_conf "$node" "pii_guard.master_key_command = 'cat $PGG_WORK/keys/test-master-2.hex'" \
+		"pii_guard.previous_master_key_command = 'cat $PGG_WORK/keys/test-master-1.hex'"
+	pgg_stop "$node"
+	pgg_start "$node"
+done
+pgg_is "re-wrapped on the coordinator: every data key, once" \
+	"$(q coord -c "SELECT pii_guard.rewrap_data_keys() = (SELECT count(*) FROM pii_guard.data_keys)")" t
+for node in "${CITUS_NODES[@]}"; do
+	pgg_conf "$node" "pii_guard.previous_master_key_command = ''"
+	pgg_stop "$node"
+	pgg_start "$node"
+done
+pgg_is "with the new master key alone, the workers decrypt every value as before" \
+	"$(q coord -c "SELECT string_agg(pii_guard.decrypt(phone), ',' ORDER BY id) FROM keys_master")" "$before"
+pgg_is "every node holds the same wrapped keys, all under the new master key" \
+	"$(q coord -c "SELECT count(DISTINCT result) || '/' || bool_and(success) FROM run_command_on_all_nodes(\$\$SELECT md5(string_agg(key_id || encode(wrapped_key, 'hex') || encode(master_key_fingerprint, 'hex'), ',' ORDER BY key_id)) || (SELECT count(DISTINCT master_key_fingerprint) FROM pii_guard.data_keys) FROM pii_guard.data_keys\$\$)")" \
+	"1/true"
+
+if pgg_done; then
+	echo "pii_guard on Citus: all passed"
+else
+	echo "pii_guard on Citus: $PGG_FAILS failed" >&2
+	exit 1
+fi
