@@ -9,7 +9,7 @@
 # patch is newer -- and installs it into this run's private installation.
 #
 # citus_cluster: a coordinator and two workers (clusters coord, w1, w2) on
-# localhost TCP ports CITUS_PORT, +1, +2 (default: the first free from 57301), each preloading
+# localhost TCP ports CITUS_PORT, +1, +2 (+3 for w3, which citus_node adds) (default: the first free from 57301), each preloading
 # citus before pii_guard with the same master key, with the citus and
 # pii_guard extensions in database crm and the workers added.
 
@@ -18,9 +18,9 @@ CITUS_PEERS=${CITUS_PEERS:-$PGG_REPO/../shared/peers}
 CITUS_TARBALL=${CITUS_TARBALL:-$CITUS_PEERS/citus-$CITUS_VERSION.tar.gz}
 CITUS_PATCH=${CITUS_PATCH:-$CITUS_PEERS/citus-pg15-debian.patch}
 CITUS_CACHE=${CITUS_CACHE:-${TMPDIR:-/tmp}/pii_guard-citus}
-CITUS_NODES=(coord w1 w2)
+CITUS_NODES=(coord w1 w2 w3)	# (w3: a worker added later, by a test)
 
-# The first of three free ports from 57301 on, ten apart (another run, or a
+# The first of four free ports from 57301 on, ten apart (another run, or a
 # developer's cluster, may hold some).
 citus_free_ports() {
 	local base p busy
@@ -31,7 +31,7 @@ citus_free_ports() {
 		done
 		[ -z "$busy" ] && { echo "$base"; return; }
 	done
-	pgg_die "no three free TCP ports from 57301 on"
+	pgg_die "no four free TCP ports from 57301 on"
 }
 CITUS_PORT=${CITUS_PORT:-$(citus_free_ports)}
 
@@ -78,20 +78,25 @@ citus_psql() {	# citus_psql NODE [psql args...]
 		-d "${CITUS_DB:-crm}" "$@"
 }
 
+# A node: its cluster created and started, database crm with Citus in it.
+citus_node() {	# citus_node NODE
+	local node=$1
+	pgg_new_cluster "$node" "listen_addresses = 'localhost'" "port = $(citus_port "$node")" \
+		"shared_preload_libraries = 'citus,pii_guard'" "max_connections = 100" \
+		"max_prepared_transactions = 100" "wal_level = logical" \
+		"citus.max_client_connections = 90"
+	pgg_start "$node"
+	CITUS_DB=postgres citus_psql "$node" -c "CREATE DATABASE crm"
+	citus_psql "$node" -c "CREATE EXTENSION citus"
+}
+
 citus_cluster() {
-	local node port
-	for node in "${CITUS_NODES[@]}"; do
-		port=$(citus_port "$node")
-		pgg_new_cluster "$node" "listen_addresses = 'localhost'" "port = $port" \
-			"shared_preload_libraries = 'citus,pii_guard'" "max_connections = 100" \
-			"max_prepared_transactions = 100" "wal_level = logical" \
-			"citus.max_client_connections = 90"
-		pgg_start "$node"
-		CITUS_DB=postgres citus_psql "$node" -c "CREATE DATABASE crm"
-		citus_psql "$node" -c "CREATE EXTENSION citus"
+	local node
+	for node in coord w1 w2; do
+		citus_node "$node"
 	done
 	citus_psql coord -c "SELECT citus_set_coordinator_host('localhost', $(citus_port coord))" >/dev/null
-	for node in "${CITUS_NODES[@]:1}"; do
+	for node in w1 w2; do
 		citus_psql coord -c "SELECT citus_add_node('localhost', $(citus_port "$node"))" >/dev/null
 	done
 }

@@ -8,6 +8,9 @@
 #              own, refused on a worker, then done on the coordinator;
 #   suites     the pgTAP suites test/citus/*.sql, run by pg_prove on the
 #              coordinator;
+#   new worker a fourth node added with citus_add_node and the shards
+#              rebalanced onto it: it gets pii_guard and the keys, and
+#              decrypts what moved;
 #   master key every node restarted with a new master key and the old one
 #              as previous, the keys re-wrapped once on the coordinator, and
 #              every node still decrypting with the new key alone.
@@ -58,6 +61,24 @@ else
 	echo "  not ok - pgTAP suites"
 	PGG_FAILS=$((PGG_FAILS + 1))
 fi
+
+echo "a new worker"
+citus_node w3
+q coord -c "SELECT citus_add_node('localhost', $(citus_port w3))" >/dev/null
+pgg_is "citus_add_node: Citus installs pii_guard on the new worker" \
+	"$(q w3 -c "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'")" \
+	"$(q coord -c "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'")"
+q coord -c "SET client_min_messages = warning" -c "SELECT rebalance_table_shards(shard_transfer_mode => 'block_writes')" >/dev/null
+pgg_is "after a rebalance the new worker holds shards of keys_customers" \
+	"$(q coord -c "SELECT count(*) > 0 FROM citus_shards WHERE table_name = 'keys_customers'::regclass AND nodeport = $(citus_port w3)")" t
+keys_md5="SELECT md5(string_agg(key_id || ':' || encode(wrapped_key, 'hex') || state, ',' ORDER BY key_id)) FROM pii_guard.data_keys"
+pgg_is "... and the cluster's data keys" "$(q w3 -c "$keys_md5")" "$(q coord -c "$keys_md5")"
+pgg_is "... and their trigger, which drops the nodes' key caches" \
+	"$(q w3 -c "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'data\_keys\_changed%'")" 2
+pgg_is "every value still decrypts, the moved shards' too" \
+	"$(q coord -c "SELECT count(DISTINCT pii_guard.decrypt(phone)) FROM keys_customers")" 200
+q coord -c "SELECT pii_guard.rotate_data_key()" >/dev/null
+pgg_is "a key rotated on the coordinator reaches the new worker" "$(q w3 -c "$keys_md5")" "$(q coord -c "$keys_md5")"
 
 echo "master key"
 # (test/citus/keys.sql left table keys_master: rows under two data keys)
