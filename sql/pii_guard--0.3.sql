@@ -5156,8 +5156,8 @@ BEGIN
                 IF w.result NOT IN ('none', mine) THEN
                     RAISE EXCEPTION 'worker %:% has keys of its own in %', w.nodename, w.nodeport, tbl
                         USING ERRCODE = '55000',
-                              DETAIL = 'What that worker encrypted with them would no longer decrypt once the coordinator''s keys are shared.',
-                              HINT = 'Move that data to the coordinator''s keys first (or, if there is none, DROP EXTENSION pii_guard and CREATE EXTENSION pii_guard on that worker), then run citus_setup() again.';
+                              DETAIL = 'What that worker encrypted with them, and its audit chain, would no longer verify or decrypt once the coordinator''s keys are shared.',
+                              HINT = 'If that worker has encrypted nothing it keeps and recorded no audit event, delete them there (DELETE FROM pii_guard.data_keys); otherwise move its data to the coordinator first. Then run citus_setup() again.';
                 END IF;
             END LOOP;
             -- (data_keys' statement trigger, which drops every backend's
@@ -5176,6 +5176,73 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.citus_setup() IS 'Citus: one set of data keys for the cluster (reference tables replicated to every node); run once on the coordinator';
+
+-- Every node's audit log in one place (Citus): each node keeps its own log
+-- and chain; these read them all from the coordinator, over connections as
+-- the calling role, which must be able to log in on every node.
+CREATE FUNCTION @extschema@._cluster_json(command text)
+RETURNS TABLE (node text, result json)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        node := 'local';
+        EXECUTE command INTO result;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    FOR r IN SELECT n.nodename || ':' || n.nodeport AS name, x.success, x.result
+               FROM run_command_on_all_nodes(command) x
+               JOIN pg_dist_node n USING (nodeid)
+              ORDER BY n.groupid, n.nodename, n.nodeport LOOP
+        IF NOT r.success THEN
+            RAISE EXCEPTION 'could not read the audit log of node %', r.name
+                USING ERRCODE = 'connection_failure', DETAIL = r.result,
+                      HINT = 'The calling role must be able to log in on every node (a role it SET ROLE to cannot be connected as).';
+        END IF;
+        node := r.name;
+        result := r.result::json;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION @extschema@.cluster_audit_log(since timestamptz DEFAULT now() - interval '1 day')
+RETURNS TABLE (node text, event_id bigint, event_time timestamptz, kind text, session_role text,
+               acting_role text, client_addr inet, application_name text, relation text, operation text,
+               columns_clear text[], columns_masked text[], columns_changed text[], "rows" bigint,
+               row_keys text[], row_keys_masked text[], detail text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.node, j.*
+      FROM @extschema@._cluster_json(format(
+               'SELECT coalesce(json_agg(a ORDER BY a.event_id), ''[]'') FROM ('
+               'SELECT event_id, event_time, kind, session_role, acting_role, client_addr, application_name, '
+               'relation, operation, columns_clear, columns_masked, columns_changed, "rows", row_keys, '
+               'row_keys_masked, detail FROM @extschema@.audit_log WHERE event_time >= %L) a', since)) c,
+           json_to_recordset(c.result) AS j(event_id bigint, event_time timestamptz, kind text, session_role text,
+               acting_role text, client_addr inet, application_name text, relation text, operation text,
+               columns_clear text[], columns_masked text[], columns_changed text[], "rows" bigint,
+               row_keys text[], row_keys_masked text[], detail text)
+     ORDER BY j.event_time, c.node, j.event_id
+$$;
+COMMENT ON FUNCTION @extschema@.cluster_audit_log(since timestamptz) IS 'Citus: every node''s audit events since a time, with the node they were recorded on';
+
+CREATE FUNCTION @extschema@.verify_cluster_audit()
+RETURNS TABLE (node text, event_id bigint, seal_seq bigint, problem text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.node, j.*
+      FROM @extschema@._cluster_json(
+               'SELECT coalesce(json_agg(v), ''[]'') FROM @extschema@.verify_audit() v') c,
+           json_to_recordset(c.result) AS j(event_id bigint, seal_seq bigint, problem text)
+$$;
+COMMENT ON FUNCTION @extschema@.verify_cluster_audit() IS 'Citus: verify_audit() on every node, each node''s chain; no rows: all verify';
 
 --------------------------------------------------------------------------
 -- 6. Views, casts, triggers and event triggers
@@ -5615,6 +5682,12 @@ GRANT EXECUTE ON FUNCTION @extschema@.master_key_info(previous boolean, OUT avai
 REVOKE ALL ON FUNCTION @extschema@.rotate_data_key() FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._ensure_data_keys() FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.citus_setup() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._cluster_json(command text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._cluster_json(command text) TO pii_guard_auditor;
+REVOKE ALL ON FUNCTION @extschema@.cluster_audit_log(since timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.cluster_audit_log(since timestamptz) TO pii_guard_auditor;
+REVOKE ALL ON FUNCTION @extschema@.verify_cluster_audit() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.verify_cluster_audit() TO pii_guard_auditor;
 GRANT EXECUTE ON FUNCTION @extschema@.rotate_data_key() TO pii_guard_admin;
 REVOKE ALL ON FUNCTION @extschema@.rewrap_data_keys() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.rewrap_data_keys() TO pii_guard_admin;

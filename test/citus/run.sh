@@ -8,6 +8,10 @@
 #              own, refused on a worker, then done on the coordinator;
 #   suites     the pgTAP suites test/citus/*.sql, run by pg_prove on the
 #              coordinator;
+#   audit      a refusal on a worker and an admin event on the coordinator,
+#              both seen by the auditor from the coordinator
+#              (cluster_audit_log), every node's chain verified
+#              (verify_cluster_audit), a changed event found on its node;
 #   new worker a fourth node added with citus_add_node and the shards
 #              rebalanced onto it: it gets pii_guard and the keys, and
 #              decrypts what moved;
@@ -35,7 +39,8 @@ q coord -c "CREATE EXTENSION pii_guard"
 pgg_is "CREATE EXTENSION pii_guard on the coordinator reaches every worker" \
 	"$(q w1 -c "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'")/$(q w2 -c "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'")" \
 	"$(q coord -c "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'")/$(q coord -c "SELECT extversion FROM pg_extension WHERE extname = 'pii_guard'")"
-q w1 -c "SELECT pii_guard.rotate_data_key()" >/dev/null
+# (a value encrypted on a worker before the setup: the worker has keys)
+q w1 -c "SELECT pii_guard.key_id(pii_guard.encrypt('x'::text))" >/dev/null
 err=$(q coord -c "SELECT * FROM pii_guard.citus_setup()" 2>&1 || true)
 pgg_ok "citus_setup() refused while a worker has data keys of its own (55000)" \
 	grep -q "has keys of its own in pii_guard.data_keys" <<<"$err"
@@ -61,6 +66,39 @@ else
 	echo "  not ok - pgTAP suites"
 	PGG_FAILS=$((PGG_FAILS + 1))
 fi
+
+echo "audit"
+# A refusal on a worker, an admin event on the coordinator: the auditor
+# sees both from the coordinator, and each node's chain verifies.
+q coord -c "CREATE ROLE aud_ann LOGIN IN ROLE pii_guard_auditor" -c "CREATE ROLE gus LOGIN"
+envelope=$(q coord -c "SELECT phone FROM keys_customers WHERE id = 5")
+err=$(psql -X -tA -h localhost -p "$(citus_port w1)" -U gus -d crm \
+	-c "SELECT pii_guard.decrypt('$envelope'::pii_guard.encrypted_text)" 2>&1 || true)
+pgg_ok "a role connecting to a worker cannot decrypt there (42501)" grep -q "permission denied" <<<"$err"
+err=$(psql -X -tA -h localhost -p "$(citus_port w1)" -U gus -d crm \
+	-c "SELECT count(*) FROM pii_guard.data_keys_$(q w1 -c "SELECT shardid FROM pg_dist_shard WHERE logicalrelid = 'pii_guard.data_keys'::regclass")" 2>&1 || true)
+pgg_ok "... nor read the worker's placement of the data keys" grep -q "permission denied" <<<"$err"
+q coord -c "SELECT pii_guard.rotate_data_key()" >/dev/null
+denied_on_w1() {
+	[ "$(psql -X -tA -h localhost -p "$(citus_port coord)" -U aud_ann -d crm \
+		-c "SELECT count(*) FROM pii_guard.cluster_audit_log() WHERE node = 'localhost:$(citus_port w1)' AND kind = 'deny' AND session_role = 'gus'")" -ge 1 ]
+}
+pgg_ok "the auditor sees, from the coordinator, the refusals recorded on the worker" pgg_wait 20 denied_on_w1
+pgg_is "... and the rotation recorded on the coordinator" \
+	"$(psql -X -tA -h localhost -p "$(citus_port coord)" -U aud_ann -d crm \
+		-c "SELECT count(*) > 0 FROM pii_guard.cluster_audit_log() WHERE node = 'localhost:$(citus_port coord)' AND kind = 'admin' AND detail LIKE '%active encryption key%'")" t
+sealed() { [ "$(q "$1" -c "SELECT count(*) FROM pii_guard.audit_log a WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s WHERE s.event_id = a.event_id)")" = 0 ]; }
+pgg_wait 20 sealed w1 || true
+pgg_is "every node's chain verifies" \
+	"$(psql -X -tA -h localhost -p "$(citus_port coord)" -U aud_ann -d crm -c "SELECT count(*) FROM pii_guard.verify_cluster_audit()")" 0
+q w1 -c "ALTER TABLE pii_guard.audit_log DISABLE TRIGGER audit_log_guard" \
+	-c "UPDATE pii_guard.audit_log SET session_role = 'someone_else' WHERE session_role = 'gus'" \
+	-c "ALTER TABLE pii_guard.audit_log ENABLE TRIGGER audit_log_guard"
+pgg_is "an event changed on a worker: verify_cluster_audit names that node" \
+	"$(psql -X -tA -h localhost -p "$(citus_port coord)" -U aud_ann -d crm -c "SELECT string_agg(DISTINCT node, ',') FROM pii_guard.verify_cluster_audit()")" \
+	"localhost:$(citus_port w1)"
+err=$(psql -X -tA -h localhost -p "$(citus_port coord)" -U gus -d crm -c "SELECT * FROM pii_guard.cluster_audit_log()" 2>&1 || true)
+pgg_ok "cluster_audit_log is the auditor's (42501 for others)" grep -q "permission denied" <<<"$err"
 
 echo "a new worker"
 citus_node w3
