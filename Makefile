@@ -6,6 +6,8 @@
 #                   against a throwaway cluster (see test/run.sh)
 #   make demo       the guided demonstration (examples/)
 #   make bench      the benchmarks (bench/), ratios against peers in one run
+#   make bench-citus    pii_guard on Citus vs one node and vs Citus alone
+#                   (bench/citus.sh)
 #   make soak       a long mixed load, then consistency checks (DURATION=s)
 #   make lint       cppcheck, clang-tidy and clang's warnings on src/
 #                   (test/lint.sh)
@@ -122,7 +124,7 @@ all:
 	@exit 1
 endif
 
-.PHONY: test demo bench soak lint fuzz fuzz-regress test-memcheck test-citus
+.PHONY: test demo bench soak lint fuzz fuzz-regress test-memcheck test-citus bench-citus
 
 test:
 	@PG_MAJOR=$(PG_MAJOR) REGRESS="$(REGRESS)" ./test/run.sh
@@ -148,6 +150,9 @@ demo:
 
 bench:
 	@PG_MAJOR=$(PG_MAJOR) ./bench/run.sh
+
+bench-citus:
+	@PG_MAJOR=$(PG_MAJOR) ./bench/citus.sh
 
 # make soak DURATION=600: all roles' reads and writes under load, grants
 # expiring, a key rotation and re-encryption, limits hit; then a reckoning.
