@@ -1241,6 +1241,7 @@ CREATE FUNCTION @extschema@._protectable(tbl regclass, row_key name) RETURNS nam
 DECLARE
     rel record;
     key name := row_key;
+    citus boolean;
 BEGIN
     SELECT c.relkind, n.nspname INTO rel
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
@@ -1257,6 +1258,16 @@ BEGIN
     IF rel.nspname IN ('pg_catalog', 'information_schema', '@extschema@') OR rel.nspname LIKE 'pg\_%' THEN
         RAISE EXCEPTION 'cannot protect % in schema %', tbl, rel.nspname
             USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1)'
+           INTO citus USING tbl;
+        IF citus THEN
+            RAISE EXCEPTION '% is a Citus distributed or reference table', tbl
+                USING ERRCODE = 'feature_not_supported',
+                      DETAIL = 'Masking views, export limits and the audit of protected tables do not work on Citus tables yet: Citus reads the shards as the reading role, and refuses the masking view''s column defaults and the write-audit triggers.',
+                      HINT = 'Keep personal data in encrypted columns, which Citus distributes (only trusted roles decrypt); or keep the table on the coordinator (undistribute_table) and protect it there.';
+        END IF;
     END IF;
     IF key IS NULL THEN
         SELECT a.attname INTO key

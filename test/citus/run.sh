@@ -8,6 +8,8 @@
 #              own, refused on a worker, then done on the coordinator;
 #   suites     the pgTAP suites test/citus/*.sql, run by pg_prove on the
 #              coordinator;
+#   protection protect_table refused on distributed and reference tables
+#              (not supported yet), working on a coordinator-local table;
 #   audit      a refusal on a worker and an admin event on the coordinator,
 #              both seen by the auditor from the coordinator
 #              (cluster_audit_log), every node's chain verified
@@ -66,6 +68,27 @@ else
 	echo "  not ok - pgTAP suites"
 	PGG_FAILS=$((PGG_FAILS + 1))
 fi
+
+echo "protection"
+q coord -c "CREATE TABLE prot_dist (id bigint PRIMARY KEY, phone text)" \
+	-c "SELECT create_distributed_table('prot_dist', 'id')" \
+	-c "CREATE TABLE prot_ref (id bigint PRIMARY KEY, phone text)" \
+	-c "SELECT create_reference_table('prot_ref')" >/dev/null
+for t in prot_dist prot_ref; do
+	err=$(q coord -c "SELECT pii_guard.protect_table('$t')" 2>&1 || true)
+	pgg_ok "protect_table refuses the Citus table $t, saying why (0A000)" \
+		grep -q "is a Citus distributed or reference table" <<<"$err"
+done
+pgg_is "... and leaves it as it was" \
+	"$(q coord -c "SELECT count(*) FROM pii_guard.protected_tables")/$(q coord -c "SELECT to_regclass('prot_dist') IS NOT NULL")" "0/t"
+q coord -c "CREATE TABLE prot_local (id bigint PRIMARY KEY, phone text)" \
+	-c "INSERT INTO prot_local VALUES (1, '13812345678')" \
+	-c "SELECT pii_guard.protect_table('prot_local')" \
+	-c "SELECT pii_guard.protect_column('prot_local', 'phone', 'sensitive', 'pii_guard.mask_phone(text)')" \
+	-c "CREATE ROLE ivy LOGIN" -c "GRANT SELECT ON prot_local TO ivy" \
+	-c "SELECT pii_guard.set_clearance('ivy', 'public')" >/dev/null 2>&1
+pgg_is "a table kept on the coordinator is protected as on one server" \
+	"$(psql -X -tA -h localhost -p "$(citus_port coord)" -U ivy -d crm -c "SELECT phone FROM prot_local")" "138****5678"
 
 echo "audit"
 # A refusal on a worker, an admin event on the coordinator: the auditor
