@@ -121,6 +121,16 @@ SELECT count(*) FILTER (WHERE pii_guard.key_id(phone) >= 2147483648) AS under_su
 SELECT max(key_id) < 2147483648 AS data_keys_below FROM pii_guard.data_keys;
 SELECT min(key_id) >= 2147483648 AS subject_keys_above FROM pii_guard.subject_keys;
 
+-- A backend whose first use of any key is a subject key's creation: an
+-- envelope stored as it is (a restore, a copy between tables) in a new
+-- subject's row.  (The key tables' names were resolved only with the data
+-- key cache: the query read "FROM  WHERE" and failed.)
+SELECT pii_guard.encrypt('13500002222'::text)::text AS env \gset
+\c
+INSERT INTO shr_pii.people (id, name, phone) VALUES (5, 'e', :'env');
+SELECT pii_guard.key_id(phone) >= 2147483648 AS under_subject_key, pii_guard.decrypt(phone)
+  FROM shr_pii.people WHERE id = 5;
+
 SET client_min_messages = warning;
 SELECT pii_guard.unprotect_table('shr.people');
 SELECT pii_guard.unprotect_table('shr.visits');

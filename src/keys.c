@@ -515,7 +515,10 @@ keys_relation_changed(Oid relid)
 		(OidIsValid(relid) && (relid == subject_keys_relid ||
 							   relid == data_keys_read_relid ||
 							   relid == subject_keys_read_relid)))
+	{
 		key_cache_valid = false;
+		keys_tables_resolved = false;
+	}
 }
 
 
@@ -553,14 +556,21 @@ keys_ensure_cache(void)
 	keys_tables_resolved = false;
 }
 
-/* Resolve where this node reads the key tables; the caller is in SPI. */
+/*
+ * Resolve where this node reads the key tables; the caller is in SPI.  (Not
+ * through keys_ensure_cache(), which may rebuild the cache under a caller
+ * holding keys from it: the first key access of a backend can be a subject
+ * key's creation, before any cache exists.)
+ */
 static void
 keys_resolve_tables(void)
 {
 	if (keys_tables_resolved)
 		return;
+	data_keys_read[0] = subject_keys_read[0] = '\0';
+	data_keys_read_relid = subject_keys_read_relid = InvalidOid;
 	pii_guard_local_table("data_keys", data_keys_read, &data_keys_read_relid);
-	if (OidIsValid(subject_keys_relid))
+	if (OidIsValid(pii_guard_relation_oid("subject_keys", true)))
 		pii_guard_local_table("subject_keys", subject_keys_read, &subject_keys_read_relid);
 	keys_tables_resolved = true;
 }
@@ -570,6 +580,11 @@ static char *
 keys_sql(const char *fmt, const char *table)
 {
 	keys_resolve_tables();
+	if (table[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"%s.subject_keys\" does not exist", PII_GUARD_SCHEMA),
+				 errhint("Run ALTER EXTENSION pii_guard UPDATE.")));
 	return psprintf(fmt, table);
 }
 
