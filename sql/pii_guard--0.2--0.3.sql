@@ -3540,6 +3540,7 @@ DECLARE
     citus "char";
     ok    boolean;
     why   text;
+    qcol  text := pg_catalog.replace(pg_catalog.quote_ident(col), '%', '%%');
 BEGIN
     -- A Citus table's rows are in its shards, on the workers: every pass
     -- re-encrypts up to batch_rows rows of each shard, on the shard, and
@@ -3555,15 +3556,20 @@ BEGIN
                   HINT = 'Copy its rows into a new table with INSERT ... SELECT, which encrypts under the active key.';
     ELSIF citus IS NOT NULL THEN
         LOOP
+            -- (A rotation meanwhile: the shards would re-encrypt to the new
+            -- key, never to this one; the caller starts over with it.)
+            EXIT WHEN @extschema@.key_id(@extschema@.encrypt(''::text)) <> active;
             EXECUTE 'SELECT pg_catalog.sum(pg_catalog.split_part(r.result, '' '', 2)::bigint) FILTER (WHERE r.success), '
                     '       pg_catalog.bool_and(r.success), pg_catalog.min(r.result) FILTER (WHERE NOT r.success) '
                     '  FROM pg_catalog.run_command_on_shards($1, $2) r'
                INTO n, ok, why
               USING rel, pg_catalog.format(
-                    'UPDATE %%s SET %I = @extschema@.reencrypt(%I) WHERE ctid = ANY (ARRAY('
-                    'SELECT ctid FROM %%1$s WHERE @extschema@.key_id(%I) <> %s '
-                    'AND @extschema@.key_id(%I) < 2147483648 LIMIT %s))',
-                    col, col, col, active, col, batch_rows);
+                    'UPDATE %%s SET %s = @extschema@.reencrypt(%s) WHERE ctid = ANY (ARRAY('
+                    'SELECT ctid FROM %%1$s WHERE @extschema@.key_id(%s) <> %s '
+                    'AND @extschema@.key_id(%s) < 2147483648 LIMIT %s))',
+                    -- (Citus formats the command again, with the shard's
+                    -- name: a % in the column's name must reach it doubled)
+                    qcol, qcol, qcol, active, qcol, batch_rows);
             IF NOT ok THEN
                 RAISE EXCEPTION 'could not re-encrypt a shard of %', rel
                     USING ERRCODE = 'connection_failure', DETAIL = why;
@@ -4191,8 +4197,10 @@ DECLARE
     tbl regclass;
     mine text;
     w record;
-    fp constant text := 'SELECT CASE WHEN count(*) = 0 THEN ''none'' ELSE md5(string_agg(key_id::text || '':'' || '
-                        'coalesce(encode(wrapped_key, ''hex''), ''shredded''), '','' ORDER BY key_id)) END FROM %s';
+    -- (run on the workers too, with their default search_path: qualified)
+    fp constant text := 'SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 0 THEN ''none'' '
+                        'ELSE pg_catalog.md5(pg_catalog.string_agg(pg_catalog.concat(key_id, '':'', '
+                        'coalesce(pg_catalog.encode(wrapped_key, ''hex''), ''shredded'')), '','' ORDER BY key_id)) END FROM %s';
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         RAISE EXCEPTION 'Citus is not installed in this database'
@@ -4245,24 +4253,46 @@ REVOKE ALL ON FUNCTION @extschema@.citus_setup() FROM PUBLIC;
 -- Every node's audit log in one place (Citus): each node keeps its own log
 -- and chain; these read them all from the coordinator, over connections as
 -- the calling role, which must be able to log in on every node.
-CREATE FUNCTION @extschema@._cluster_json(command text)
+CREATE FUNCTION @extschema@._cluster_json(what text, since timestamptz DEFAULT NULL)
 RETURNS TABLE (node text, result json)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    command text;
     r record;
 BEGIN
+    -- (Run on every node with its default search_path and DateStyle: the
+    -- names are qualified, the time is ISO 8601 in UTC.)
+    IF what = 'log' THEN
+        command := format(
+            'SELECT coalesce(pg_catalog.json_agg(a ORDER BY a.event_id), ''[]'') FROM ('
+            'SELECT event_id, event_time, kind, session_role, acting_role, client_addr, application_name, '
+            'relation, operation, columns_clear, columns_masked, columns_changed, "rows", row_keys, '
+            'row_keys_masked, detail FROM @extschema@.audit_log '
+            'WHERE event_time OPERATOR(pg_catalog.>=) %L::pg_catalog.timestamptz) a',
+            CASE WHEN isfinite(coalesce(since, '-infinity'))
+                 THEN to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+                 ELSE coalesce(since, '-infinity')::text END);
+    ELSIF what = 'verify' THEN
+        command := 'SELECT coalesce(pg_catalog.json_agg(v), ''[]'') FROM @extschema@.verify_audit() v';
+    ELSE
+        RAISE EXCEPTION 'unknown cluster read "%"', what USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         node := 'local';
         EXECUTE command INTO result;
         RETURN NEXT;
         RETURN;
     END IF;
-    FOR r IN SELECT n.nodename || ':' || n.nodeport AS name, x.success, x.result
+    -- (A coordinator that is not in pg_dist_node is still run on, as node 0.)
+    FOR r IN SELECT coalesce(n.nodename || ':' || n.nodeport,
+                             coalesce(current_setting('citus.local_hostname', true), 'localhost') || ':' ||
+                             current_setting('port')) AS name,
+                    x.success, x.result
                FROM run_command_on_all_nodes(command) x
-               JOIN pg_dist_node n USING (nodeid)
-              ORDER BY n.groupid, n.nodename, n.nodeport LOOP
+               LEFT JOIN pg_dist_node n USING (nodeid)
+              ORDER BY coalesce(n.groupid, 0), n.nodename, n.nodeport LOOP
         IF NOT r.success THEN
             RAISE EXCEPTION 'could not read the audit log of node %', r.name
                 USING ERRCODE = 'connection_failure', DETAIL = r.result,
@@ -4284,11 +4314,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.node, j.*
-      FROM @extschema@._cluster_json(format(
-               'SELECT coalesce(json_agg(a ORDER BY a.event_id), ''[]'') FROM ('
-               'SELECT event_id, event_time, kind, session_role, acting_role, client_addr, application_name, '
-               'relation, operation, columns_clear, columns_masked, columns_changed, "rows", row_keys, '
-               'row_keys_masked, detail FROM @extschema@.audit_log WHERE event_time >= %L) a', since)) c,
+      FROM @extschema@._cluster_json('log', since) c,
            json_to_recordset(c.result) AS j(event_id bigint, event_time timestamptz, kind text, session_role text,
                acting_role text, client_addr inet, application_name text, relation text, operation text,
                columns_clear text[], columns_masked text[], columns_changed text[], "rows" bigint,
@@ -4303,13 +4329,12 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.node, j.*
-      FROM @extschema@._cluster_json(
-               'SELECT coalesce(json_agg(v), ''[]'') FROM @extschema@.verify_audit() v') c,
+      FROM @extschema@._cluster_json('verify') c,
            json_to_recordset(c.result) AS j(event_id bigint, seal_seq bigint, problem text)
 $$;
 COMMENT ON FUNCTION @extschema@.verify_cluster_audit() IS 'Citus: verify_audit() on every node, each node''s chain; no rows: all verify';
-REVOKE ALL ON FUNCTION @extschema@._cluster_json(command text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@._cluster_json(command text) TO pii_guard_auditor;
+REVOKE ALL ON FUNCTION @extschema@._cluster_json(what text, since timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._cluster_json(what text, since timestamptz) TO pii_guard_auditor;
 REVOKE ALL ON FUNCTION @extschema@.cluster_audit_log(since timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.cluster_audit_log(since timestamptz) TO pii_guard_auditor;
 REVOKE ALL ON FUNCTION @extschema@.verify_cluster_audit() FROM PUBLIC;
