@@ -581,19 +581,11 @@ int			pii_guard_master_key_timeout = 10;
 bool		XactReadOnly = false;
 MemoryContext TopMemoryContext = NULL;
 
-static RelcacheCallbackFunction relcache_callback = NULL;
-
-void
-CacheRegisterRelcacheCallback(RelcacheCallbackFunction func, Datum arg pg_attribute_unused())
-{
-	relcache_callback = func;
-}
-
 /* What a change to pii_guard.data_keys sends every backend. */
 static void
 invalidate_key_cache(void)
 {
-	relcache_callback((Datum) 0, InvalidOid);
+	keys_relation_changed(InvalidOid);
 }
 
 MemoryContext
@@ -653,6 +645,14 @@ pii_guard_relation_oid(const char *relname, bool missing_ok)
 	if (!missing_ok)
 		fuzz_fail("pii_guard_relation_oid(%s)", relname);
 	return InvalidOid;
+}
+
+/* No Citus here: the key tables are read as themselves. */
+void
+pii_guard_local_table(const char *relname, char *buf, Oid *relid)
+{
+	snprintf(buf, PII_LOCAL_TABLE_LEN, "pii_guard.%s", relname);
+	*relid = pii_guard_relation_oid(relname, true);
 }
 
 #define UNREACHABLE(name) fuzz_fail("%s is not available in this test", name)
@@ -890,7 +890,6 @@ main(int argc pg_attribute_unused(), char **argv pg_attribute_unused())
 	if (!RAND_set_rand_method(&test_rand))
 		fuzz_fail("RAND_set_rand_method failed");
 	MyProcPid = getpid();
-	keys_register_callbacks();
 
 	/* The master key, as the postmaster loads it. */
 	pii_guard_master_key_command = "echo " MASTER_1_HEX;
