@@ -29,7 +29,7 @@ cd "$(dirname "$0")/.."
 . test/lib.sh
 . test/citus/lib.sh
 
-./test/deps.sh patch liblz4-dev libzstd-dev libkrb5-dev
+citus_deps
 ROWS=${CITUS_ROWS:-200000}
 RUNS=${BENCH_RUNS:-3}
 SECS=${BENCH_SECONDS:-10}

@@ -35,6 +35,11 @@ citus_free_ports() {
 }
 CITUS_PORT=${CITUS_PORT:-$(citus_free_ports)}
 
+# What building Citus needs beyond make test's packages (as root: installed).
+citus_deps() {
+	"$PGG_REPO/test/deps.sh" patch liblz4-dev libzstd-dev libkrb5-dev
+}
+
 citus_build() {
 	local dir=$CITUS_CACHE/citus-$CITUS_VERSION-pg$PG_MAJOR
 	[ -f "$CITUS_TARBALL" ] || pgg_die "$CITUS_TARBALL not found (set CITUS_TARBALL)"

@@ -27,7 +27,7 @@ cd "$(dirname "$0")/../.."
 . test/lib.sh
 . test/citus/lib.sh
 
-./test/deps.sh patch liblz4-dev libzstd-dev libkrb5-dev
+citus_deps
 pgg_init
 pgg_install
 citus_build
