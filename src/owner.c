@@ -106,6 +106,10 @@ pii_guard_local_table(const char *relname, char *buf, Oid *relid)
 		char		placement[NAMEDATALEN];
 		Oid			placement_relid;
 
+		/*
+		 * (Citus shortens a shard's name, with a hash, only when the name
+		 * and its suffix pass NAMEDATALEN: never for pii_guard's tables.)
+		 */
 		snprintf(placement, sizeof(placement), "%s_" INT64_FORMAT, relname, shardid);
 		placement_relid = get_relname_relid(placement, nsp);
 		if (OidIsValid(placement_relid))

@@ -80,9 +80,6 @@ pii_guard_shmem_startup(void)
 	limits_shmem_startup();
 }
 
-/*
- * Module load: define settings, read the master key, register callbacks.
- */
 /* Relcache invalidation: every module's caches that depend on a relation. */
 static void
 pii_guard_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
@@ -93,6 +90,9 @@ pii_guard_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 	audit_relation_changed(relid);
 }
 
+/*
+ * Module load: define settings, read the master key, register callbacks.
+ */
 void
 _PG_init(void)
 {
