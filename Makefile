@@ -41,6 +41,7 @@ OBJS = \
 	src/lookup.o \
 	src/write.o \
 	src/ddl.o \
+	src/cluster.o \
 	src/hooks.o \
 	src/audit.o \
 	src/audit_events.o \

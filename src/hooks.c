@@ -68,6 +68,7 @@
 #include "miscadmin.h"
 #include "commands/prepare.h"
 #include "executor/executor.h"
+#include "libpq/auth.h"
 #include "optimizer/planner.h"
 #include "parser/analyze.h"
 #include "tcop/cmdtag.h"
@@ -78,6 +79,7 @@
 
 #include "pii_guard.h"
 
+static ClientAuthentication_hook_type prev_ClientAuthentication = NULL;
 static ExecutorCheckPerms_hook_type prev_ExecutorCheckPerms = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
@@ -573,9 +575,20 @@ hooks_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
+/* Logins: see cluster.c. */
+static void
+pii_guard_ClientAuthentication(Port *port, int status)
+{
+	if (prev_ClientAuthentication)
+		prev_ClientAuthentication(port, status);
+	cluster_check_login(port, status);
+}
+
 void
 hooks_install(void)
 {
+	prev_ClientAuthentication = ClientAuthentication_hook;
+	ClientAuthentication_hook = pii_guard_ClientAuthentication;
 	prev_ExecutorCheckPerms = ExecutorCheckPerms_hook;
 	ExecutorCheckPerms_hook = pii_guard_ExecutorCheckPerms;
 	prev_ProcessUtility = ProcessUtility_hook;

@@ -138,6 +138,15 @@ _PG_init(void)
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
+	DefineCustomStringVariable("pii_guard.cluster_peer_cn",
+							   "On a Citus worker: the common name of the client certificate the coordinator presents.",
+							   "Set, roles other than superusers may connect to this node only over TLS with a client certificate, verified against ssl_ca_file, of this common name (the coordinator's, through citus.node_conninfo).  Empty: no such check.",
+							   &pii_guard_cluster_peer_cn,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
 	DefineCustomStringVariable("pii_guard.alert_command",
 							   "Shell command run for each alert (after NOTIFY pii_guard_alert).",
 							   "%i is the alert's event id, %r the role's OID, %a the rule.",

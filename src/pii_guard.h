@@ -41,7 +41,8 @@
  *							masking view's own scan of its own row
  *				shred.c		crypto-shredding: the row trigger sealing
  *							values under their subject's key
- *	top			ddl.c		utility statements on protected tables
+ *	top			cluster.c	on a Citus worker: who may log in
+ *				ddl.c		utility statements on protected tables
  *				hooks.c		executor, planner, utility and log hooks:
  *							dispatch only
  *				pii_guard.c	_PG_init, settings
@@ -443,6 +444,11 @@ extern int64 limits_grant_used(const LimitsApproval *approval);
 
 /* hooks.c */
 extern void hooks_install(void);
+
+/* cluster.c */
+struct Port;
+extern char *pii_guard_cluster_peer_cn;
+extern void cluster_check_login(struct Port *port, int status);
 
 /* audit.c */
 extern void audit_relation_changed(Oid relid);

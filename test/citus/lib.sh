@@ -37,7 +37,7 @@ CITUS_PORT=${CITUS_PORT:-$(citus_free_ports)}
 
 # What building Citus needs beyond make test's packages (as root: installed).
 citus_deps() {
-	"$PGG_REPO/test/deps.sh" patch liblz4-dev libzstd-dev libkrb5-dev
+	"$PGG_REPO/test/deps.sh" patch openssl liblz4-dev libzstd-dev libkrb5-dev
 }
 
 citus_build() {

@@ -17,6 +17,9 @@
 #   new worker a fourth node added with citus_add_node and the shards
 #              rebalanced onto it: it gets pii_guard and the keys, and
 #              decrypts what moved;
+#   worker logins  TLS between the nodes with a cluster certificate; a role
+#              connecting straight to a worker refused (no, another, or a
+#              forged certificate), through the coordinator admitted;
 #   master key every node restarted with a new master key and the old one
 #              as previous, the keys re-wrapped once on the coordinator, and
 #              every node still decrypting with the new key alone.
@@ -174,6 +177,55 @@ pgg_is "with the new master key alone, the workers decrypt every value as before
 pgg_is "every node holds the same wrapped keys, all under the new master key" \
 	"$(q coord -c "SELECT count(DISTINCT result) || '/' || bool_and(success) FROM run_command_on_all_nodes(\$\$SELECT md5(string_agg(key_id || encode(wrapped_key, 'hex') || encode(master_key_fingerprint, 'hex'), ',' ORDER BY key_id)) || (SELECT count(DISTINCT master_key_fingerprint) FROM pii_guard.data_keys) FROM pii_guard.data_keys\$\$)")" \
 	"1/true"
+
+echo "worker logins"
+# The nodes speak TLS to each other with a cluster client certificate
+# (citus.node_conninfo); the workers admit roles other than superusers only
+# with it (pii_guard.cluster_peer_cn).
+tls=$PGG_WORK/tls
+mkdir -p "$tls"
+cert() {	# cert NAME CN [CA]: a key and a certificate signed by CA (default ca)
+	openssl req -new -newkey rsa:2048 -nodes -subj "/CN=$2" -keyout "$tls/$1.key" -out "$tls/$1.csr" 2>/dev/null
+	openssl x509 -req -in "$tls/$1.csr" -CA "$tls/${3:-ca}.crt" -CAkey "$tls/${3:-ca}.key" \
+		-CAcreateserial -days 2 -out "$tls/$1.crt" 2>/dev/null
+	chmod 600 "$tls/$1.key"
+}
+for ca in ca other_ca; do
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=pii_guard test $ca" \
+		-keyout "$tls/$ca.key" -out "$tls/$ca.crt" 2>/dev/null
+done
+cert server localhost
+cert cluster pii_guard-cluster
+cert rogue gus
+cert forged pii_guard-cluster other_ca
+if [ "$(id -u)" -eq 0 ]; then chown postgres "$tls"/server.key "$tls"/cluster.key; fi
+for node in coord w1 w2 w3; do
+	pgg_conf "$node" "ssl = on" "ssl_cert_file = '$tls/server.crt'" "ssl_key_file = '$tls/server.key'" \
+		"ssl_ca_file = '$tls/ca.crt'" \
+		"citus.node_conninfo = 'sslmode=require sslcert=$tls/cluster.crt sslkey=$tls/cluster.key'"
+	[ "$node" = coord ] || pgg_conf "$node" "pii_guard.cluster_peer_cn = 'pii_guard-cluster'"
+	pgg_stop "$node"
+	pgg_start "$node"
+done
+q coord -c "GRANT SELECT ON keys_customers TO gus"
+direct() {	# direct ROLE [conninfo...]: one query on w1, connected straight to it
+	local role=$1
+	shift
+	psql -X -tA "host=localhost port=$(citus_port w1) user=$role dbname=crm $*" -c "SELECT 1" 2>&1
+}
+pgg_ok "a role connecting straight to a worker is refused" \
+	grep -q "may connect to this node only through the Citus coordinator" <<<"$(direct gus)"
+pgg_ok "... also over TLS" \
+	grep -q "only through the Citus coordinator" <<<"$(direct gus sslmode=require)"
+pgg_ok "... also with a certificate of the cluster's CA but another name" \
+	grep -q "only through the Citus coordinator" <<<"$(direct gus sslmode=require sslcert=$tls/rogue.crt sslkey=$tls/rogue.key)"
+out=$(direct gus sslmode=require sslcert="$tls/forged.crt" sslkey="$tls/forged.key" || true)
+pgg_ok "... also with the cluster's name signed by another CA" test "$out" != 1
+pgg_is "a superuser still connects straight to a worker" "$(direct postgres)" 1
+pgg_is "the same role reads the distributed table through the coordinator" \
+	"$(psql -X -tA -h localhost -p "$(citus_port coord)" -U gus -d crm -c "SELECT count(*) FROM keys_customers")" 200
+pgg_is "the auditor reaches every node's log through the coordinator" \
+	"$(psql -X -tA -h localhost -p "$(citus_port coord)" -U aud_ann -d crm -c "SELECT count(*) FROM pii_guard._cluster_json('verify')")" 4
 
 if pgg_done; then
 	echo "pii_guard on Citus: all passed"
