@@ -14,8 +14,8 @@
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each (fuzz/run.sh)
 #   make fuzz-regress   replay the fuzz corpus and regression inputs
 #   make test-citus     pii_guard on a Citus cluster (coordinator and two
-#                   workers on this machine; Citus built from
-#                   ../shared/peers once and cached; test/citus/run.sh)
+#                   workers on this machine; Citus built once from its
+#                   source tarball and cached; test/citus/run.sh)
 #   make test-memcheck  every test suite with pii_guard built with
 #                   AddressSanitizer and UndefinedBehaviorSanitizer
 #

@@ -272,7 +272,16 @@ pgg_log() { echo "$(pgg_root)/$1/server.log"; }
 pgg_psql() {
 	local name=$1
 	shift
-	psql -X -q -v ON_ERROR_STOP=1 -h "$(pgg_sock "$name")" -p 5432 -U postgres "$@"
+	psql -X -q -v ON_ERROR_STOP=1 -h "$(pgg_sock "$name")" -p "$(pgg_port "$name")" -U postgres "$@"
+}
+
+# A cluster's port: 5432, unless a file "port" beside its data says
+# otherwise (clusters that also listen on TCP: test/citus/lib.sh).
+pgg_port() {
+	local port=5432 f
+	f=$(pgg_root)/$1/port
+	[ -f "$f" ] && read -r port <"$f"
+	echo "$port"
 }
 
 # Connection environment for clients that take PG* variables.

@@ -2,11 +2,13 @@
 #
 # Sourced after test/lib.sh, pgg_init and pgg_install.
 #
-# citus_build: builds Citus from its source tarball (CITUS_TARBALL, default
-# ../shared/peers/citus-13.2.2.tar.gz, patched with citus-pg15-debian.patch
-# beside it) once -- the build is cached under CITUS_CACHE (default
-# ${TMPDIR:-/tmp}/pii_guard-citus) and rebuilt only when the tarball or the
-# patch is newer -- and installs it into this run's private installation.
+# citus_build: builds Citus once from its source tarball (CITUS_TARBALL;
+# default: the peers directory beside the checkout), with CITUS_PATCH (the
+# Debian patch beside it, which drops a static copy of
+# have_createdb_privilege() that newer PostgreSQL 15 minor releases export)
+# -- cached under CITUS_CACHE (default ${TMPDIR:-/tmp}/pii_guard-citus) and
+# rebuilt only when the tarball or the patch is newer -- and installs it
+# into this run's private installation.
 #
 # citus_cluster: a coordinator and two workers (clusters coord, w1, w2) on
 # localhost TCP ports CITUS_PORT, +1, +2 (+3 for w3, which citus_node adds) (default: the first free from 57301), each preloading
@@ -90,6 +92,7 @@ citus_node() {	# citus_node NODE
 		"shared_preload_libraries = 'citus,pii_guard'" "max_connections = 100" \
 		"max_prepared_transactions = 100" "wal_level = logical" \
 		"citus.max_client_connections = 90"
+	citus_port "$node" >"$(pgg_root)/$node/port"	# (for pgg_psql and what uses it)
 	pgg_start "$node"
 	CITUS_DB=postgres citus_psql "$node" -c "CREATE DATABASE crm"
 	citus_psql "$node" -c "CREATE EXTENSION citus"

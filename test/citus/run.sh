@@ -125,8 +125,7 @@ pgg_ok "the auditor sees, from the coordinator, the refusals recorded on the wor
 pgg_is "... and the rotation recorded on the coordinator" \
 	"$(psql -X -tA -h localhost -p "$(citus_port coord)" -U aud_ann -d crm \
 		-c "SELECT count(*) > 0 FROM pii_guard.cluster_audit_log() WHERE node = 'localhost:$(citus_port coord)' AND kind = 'admin' AND detail LIKE '%active encryption key%'")" t
-sealed() { [ "$(q "$1" -c "SELECT count(*) FROM pii_guard.audit_log a WHERE NOT EXISTS (SELECT 1 FROM pii_guard.audit_seal s WHERE s.event_id = a.event_id)")" = 0 ]; }
-pgg_ok "the worker's events are sealed into its chain" pgg_wait 30 sealed w1
+pgg_ok "the worker's events are sealed into its chain" pgg_wait 30 pgg_all_sealed w1 crm
 pgg_is "every node's chain verifies" \
 	"$(psql -X -tA -h localhost -p "$(citus_port coord)" -U aud_ann -d crm -c "SELECT count(*) FROM pii_guard.verify_cluster_audit()")" 0
 q w1 -c "ALTER TABLE pii_guard.audit_log DISABLE TRIGGER audit_log_guard" \
