@@ -13,7 +13,7 @@
  * setting: the certificate the coordinator presents through
  * citus.node_conninfo (sslcert, sslkey), whose key a client does not have.
  * Everyone else is refused before the session starts (28000), whatever
- * pg_hba.conf says.
+ * pg_hba.conf says -- sessions and logical replication connections alike.
  *
  *-------------------------------------------------------------------------
  */
@@ -44,7 +44,9 @@ cluster_peer(Port *port)
 /*
  * After authentication (ClientAuthentication_hook, in the transaction that
  * InitPostgres opens for it): refuse a role other than a superuser that did
- * not come from the cluster.  Replication connections are left to pg_hba.
+ * not come from the cluster.  Physical replication connections (which run
+ * no SQL) are left to pg_hba.conf; a logical one (replication=database)
+ * runs SQL in the database like any session, and is checked.
  */
 void
 cluster_check_login(Port *port, int status)
@@ -52,7 +54,7 @@ cluster_check_login(Port *port, int status)
 	Oid			roleid;
 
 	if (status != STATUS_OK || pii_guard_cluster_peer_cn == NULL ||
-		pii_guard_cluster_peer_cn[0] == '\0' || am_walsender)
+		pii_guard_cluster_peer_cn[0] == '\0' || (am_walsender && !am_db_walsender))
 		return;
 	roleid = get_role_oid(port->user_name, true);
 	if ((OidIsValid(roleid) && superuser_arg(roleid)) || cluster_peer(port))

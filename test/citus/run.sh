@@ -220,6 +220,9 @@ pgg_ok "... also with a certificate of the cluster's CA but another name" \
 	grep -q "only through the Citus coordinator" <<<"$(direct gus sslmode=require sslcert=$tls/rogue.crt sslkey=$tls/rogue.key)"
 out=$(direct gus sslmode=require sslcert="$tls/forged.crt" sslkey="$tls/forged.key" || true)
 pgg_ok "... also with the cluster's name signed by another CA" test "$out" != 1
+q coord -c "CREATE ROLE rita LOGIN REPLICATION"
+pgg_ok "... also as a logical replication connection, which runs SQL too" \
+	grep -q "only through the Citus coordinator" <<<"$(direct rita replication=database)"
 pgg_is "a superuser still connects straight to a worker" "$(direct postgres)" 1
 pgg_is "the same role reads the distributed table through the coordinator" \
 	"$(psql -X -tA -h localhost -p "$(citus_port coord)" -U gus -d crm -c "SELECT count(*) FROM keys_customers")" 200
