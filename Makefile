@@ -30,6 +30,7 @@ MODULE_big = pii_guard
 OBJS = \
 	src/pii_guard.o \
 	src/owner.o \
+	src/citus.o \
 	src/statement.o \
 	src/keys.o \
 	src/crypto.o \

@@ -132,6 +132,15 @@ COMMENT ON FUNCTION @extschema@._after_policies(boolean) IS
 -- session recompute its decisions and reload its caches, even when no row
 -- changed.  Now it writes only when a protected table or a mask function
 -- in use was dropped.
+-- Is this node a Citus worker?  pii_guard's event triggers leave alone,
+-- there, the coordinator's DDL that Citus passes on to the workers: the
+-- masking views and the policy are the coordinator's (src/citus.c).
+CREATE FUNCTION @extschema@._citus_worker() RETURNS boolean
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'pii_guard_citus_worker';
+
+REVOKE ALL ON FUNCTION @extschema@._citus_worker() FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION @extschema@._on_sql_drop()
 RETURNS event_trigger
 LANGUAGE plpgsql
@@ -141,12 +150,18 @@ AS $$
 DECLARE
     r record;
 BEGIN
+    IF @extschema@._citus_worker() THEN
+        RETURN;     -- the coordinator's DDL, which Citus passes on
+    END IF;
     IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
                  JOIN @extschema@.protected_tables p ON p.base::oid = d.objid
                 WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0) THEN
-        DELETE FROM @extschema@.protected_tables p
-         WHERE p.base::oid IN (SELECT objid FROM pg_event_trigger_dropped_objects()
-                                WHERE classid = 'pg_class'::regclass AND objsubid = 0);
+        -- (the rows whose table is gone, on every node: see _relname; the
+        -- approvals and consents first, which on Citus have no foreign key
+        -- to cascade from -- see citus_setup)
+        DELETE FROM @extschema@.grants g WHERE g.base IS NOT NULL AND @extschema@._relname(g.base) IS NULL;
+        DELETE FROM @extschema@.consents c WHERE @extschema@._relname(c.base) IS NULL;
+        DELETE FROM @extschema@.protected_tables p WHERE @extschema@._relname(p.base) IS NULL;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() WHERE classid = 'pg_proc'::regclass)
        OR NOT EXISTS (SELECT 1 FROM @extschema@.column_rules c
@@ -217,6 +232,64 @@ COMMENT ON FUNCTION @extschema@._exported(anyelement, regclass, "any") IS
 -- fail-closed check refuses governed roles each of them, and reveal()'s
 -- proof follows the masking view's scan into them.
 
+-- The qualified name of a relation, and the name of a role (NULL for
+-- PUBLIC, 0), as every node spells them.  On Citus the policy tables are
+-- reference tables, written on the coordinator and replayed on every
+-- node, where the same relation and role have other OIDs: a row to update
+-- or delete is found by these names (evaluated where the row is), never
+-- by an OID.  IMMUTABLE, which they are not (a rename changes them), so
+-- that Citus lets them be called on a column in an UPDATE or DELETE: they
+-- are only ever called there, and on values of the statement itself.
+CREATE FUNCTION @extschema@._relname(rel regclass) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('%I.%I', n.nspname, c.relname)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel
+$$;
+
+CREATE FUNCTION @extschema@._rolname(r regrole) RETURNS name
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.rolname FROM pg_roles a WHERE a.oid = r
+$$;
+
+-- ... and the same, evaluated where the statement is (STABLE: Citus
+-- evaluates it on the coordinator and sends the name), for the values a
+-- row is compared with.
+CREATE FUNCTION @extschema@._relname_here(rel regclass) RETURNS text
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT @extschema@._relname(rel)
+$$;
+
+CREATE FUNCTION @extschema@._rolname_here(r regrole) RETURNS name
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT @extschema@._rolname(r)
+$$;
+
+-- Is tbl a Citus table (distributed, reference or local)?
+CREATE FUNCTION @extschema@._citus_table(tbl regclass) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    found boolean := false;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1)'
+           INTO found USING tbl;
+    END IF;
+    RETURN found;
+END
+$$;
+
+REVOKE ALL ON FUNCTION @extschema@._citus_table(tbl regclass) FROM PUBLIC;
+
 -- A table and all its partitions and inheritance children, at any depth.
 CREATE FUNCTION @extschema@._descendants(tbl regclass)
 RETURNS TABLE (rel regclass)
@@ -244,7 +317,8 @@ AS $$
 DECLARE
     rel record;
     key name := row_key;
-    citus boolean;
+    citus "char";
+    dist_col name;
 BEGIN
     SELECT c.relkind, n.nspname INTO rel
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
@@ -263,13 +337,22 @@ BEGIN
             USING ERRCODE = 'wrong_object_type';
     END IF;
     IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
-        EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1)'
-           INTO citus USING tbl;
-        IF citus THEN
-            RAISE EXCEPTION '% is a Citus distributed or reference table', tbl
+        EXECUTE 'SELECT partmethod, pg_catalog.column_to_column_name(logicalrelid, partkey) '
+                '  FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1'
+           INTO citus, dist_col USING tbl;
+        IF citus = 'n' THEN
+            RAISE EXCEPTION '% is a Citus reference or local table', tbl
                 USING ERRCODE = 'feature_not_supported',
-                      DETAIL = 'Masking views, export limits and the audit of protected tables do not work on Citus tables yet: Citus reads the shards as the reading role, and refuses the masking view''s column defaults and the write-audit triggers.',
-                      HINT = 'Keep personal data in encrypted columns, which Citus distributes (only trusted roles decrypt); or keep the table on the coordinator (undistribute_table) and protect it there.';
+                      DETAIL = 'The coordinator reads such a table from its own placement, inside the reading role''s session, where pii_guard cannot tell Citus''s query on it from the role''s own; masking views are supported on distributed tables.',
+                      HINT = 'Distribute the table (create_distributed_table), or keep it on the coordinator (undistribute_table) and protect it there.';
+        ELSIF citus IS NOT NULL THEN
+            IF NOT EXISTS (SELECT 1 FROM pg_dist_partition d
+                            WHERE d.logicalrelid = '@extschema@.protected_tables'::regclass) THEN
+                RAISE EXCEPTION 'pii_guard''s policy is not shared across this Citus cluster yet'
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          DETAIL = format('%s is a distributed table: its shards are read on the workers, which decide by the policy of the coordinator.', tbl),
+                          HINT = 'Run SELECT * FROM pii_guard.citus_setup() on the coordinator first, as a superuser.';
+            END IF;
         END IF;
     END IF;
     IF key IS NULL THEN
@@ -277,10 +360,25 @@ BEGIN
           FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
          WHERE i.indrelid = tbl AND i.indisprimary AND i.indnatts = 1;
     END IF;
+    -- (On a distributed table Citus enforces uniqueness only with the
+    -- distribution column: a unique index on both columns will do, and
+    -- its own values, a sequence's, keep the key unique on its own.)
+    IF key IS NULL AND dist_col IS NOT NULL THEN
+        SELECT a.attname INTO key
+          FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+         WHERE i.indrelid = tbl AND i.indisprimary AND i.indnatts = 2 AND a.attname <> dist_col;
+    END IF;
     IF key IS NULL OR NOT EXISTS (
             SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
              WHERE i.indrelid = tbl AND i.indisunique AND i.indnatts = 1 AND a.attname = key
-               AND a.attnotnull AND i.indpred IS NULL) THEN
+               AND a.attnotnull AND i.indpred IS NULL
+            UNION ALL
+            SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+             WHERE dist_col IS NOT NULL AND i.indrelid = tbl AND i.indisunique AND i.indnatts = 2
+               AND i.indpred IS NULL AND a.attname = key AND a.attnotnull
+               AND (SELECT array_agg(b.attname ORDER BY b.attname) FROM pg_attribute b
+                     WHERE b.attrelid = tbl AND b.attnum = ANY (i.indkey))
+                   = (SELECT array_agg(n ORDER BY n) FROM unnest(ARRAY[key, dist_col]) n)) THEN
         RAISE EXCEPTION 'table % needs a row key', tbl
             USING ERRCODE = 'invalid_table_definition',
                   DETAIL = 'The row key identifies a row for writes through the masking view, for audit and for row-specific grants.',
@@ -368,6 +466,7 @@ RETURNS regclass
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET "citus.multi_shard_modify_mode" = sequential
 AS $$
 DECLARE
     rel      record;
@@ -389,7 +488,11 @@ BEGIN
     VALUES (tbl, rel.nspname, rel.relname, left(rel.relname, 52) || '__pii_write', key, grants);
     PERFORM @extschema@._attach_views(tbl, NULL, NULL);
     PERFORM @extschema@._maintenance(false);
-    PERFORM @extschema@.audit_table(tbl, key);
+    -- (Citus refuses triggers on a distributed table: its writes are not
+    -- audited yet.)
+    IF NOT @extschema@._citus_table(tbl) THEN
+        PERFORM @extschema@.audit_table(tbl, key);
+    END IF;
     PERFORM @extschema@._audit_admin('protect_table', format('%s protected; row key %s', tbl, key));
     RETURN tbl;
 END
@@ -705,7 +808,7 @@ BEGIN
            alert_work_from = set_alerts.work_from,
            alert_work_to = set_alerts.work_to,
            alert_dormant_after = set_alerts.dormant_after
-     WHERE p.role = set_alerts.role;
+     WHERE @extschema@._rolname(p.role) = @extschema@._rolname_here(set_alerts.role);
     IF NOT FOUND THEN
         RAISE EXCEPTION 'role % is not a pii_guard profile', role
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -2720,7 +2823,7 @@ DECLARE
 BEGIN
     SELECT * INTO t FROM @extschema@._subject_table(tbl);
     IF keep IS NULL THEN
-        DELETE FROM @extschema@.retention_rules r WHERE r.base = t.base;
+        DELETE FROM @extschema@.retention_rules r WHERE @extschema@._relname(r.base) = @extschema@._relname_here(t.base);
         PERFORM @extschema@._audit_admin('set_retention', format('%s: no retention rule', t.relation));
         RETURN;
     END IF;
@@ -2857,7 +2960,7 @@ DECLARE
     r  record;
 BEGIN
     SELECT * INTO r FROM @extschema@.retention_rules WHERE base = tbl;
-    UPDATE @extschema@.retention_rules SET last_applied = now() WHERE base = tbl;
+    UPDATE @extschema@.retention_rules SET last_applied = now() WHERE @extschema@._relname(base) = @extschema@._relname_here(tbl::regclass);
     IF n > 0 THEN
         PERFORM @extschema@._audit_admin('apply_retention',
             format('%s: %s rows %s (%I before %s)', (SELECT x.relation FROM @extschema@._subject_table(tbl) x),
@@ -3024,7 +3127,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     UPDATE @extschema@.consents c SET withdrawn_at = now(), withdrawn_how = withdraw_consent.how
-     WHERE c.base = t.base AND c.row_key = withdraw_consent.row_key
+     WHERE @extschema@._relname(c.base) = @extschema@._relname_here(t.base) AND c.row_key = withdraw_consent.row_key
        AND c.purpose = withdraw_consent.purpose AND c.withdrawn_at IS NULL;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n = 0 THEN
@@ -3097,7 +3200,7 @@ BEGIN
     END IF;
     UPDATE @extschema@.profiles p
        SET purposes = (SELECT array_agg(DISTINCT u ORDER BY u) FROM unnest(set_purposes.purposes) u)
-     WHERE p.role = set_purposes.role;
+     WHERE @extschema@._rolname(p.role) = @extschema@._rolname_here(set_purposes.role);
     PERFORM @extschema@._audit_admin('set_purposes',
         format('%s: %s', role, coalesce(array_to_string(purposes, ', '), 'any (not limited)')));
 END
@@ -3757,13 +3860,13 @@ DECLARE
 BEGIN
     SELECT * INTO names FROM @extschema@._view_names(tbl);
     UPDATE @extschema@.column_rules r SET column_name = rename_to
-     WHERE r.base = tbl AND r.column_name = rename_from;
+     WHERE @extschema@._relname(r.base) = @extschema@._relname_here(tbl::regclass) AND r.column_name = rename_from;
     UPDATE @extschema@.protected_tables t
        SET row_key = CASE WHEN t.row_key = rename_from THEN rename_to ELSE t.row_key END,
            saved_grants = (SELECT array_agg(regexp_replace(s, format(' \(%s\) ON ', quote_ident(rename_from)),
                                                            format(' (%s) ON ', quote_ident(rename_to))))
                              FROM unnest(t.saved_grants) s)
-     WHERE t.base = tbl;
+     WHERE @extschema@._relname(t.base) = @extschema@._relname_here(tbl::regclass);
     FOREACH v IN ARRAY ARRAY[to_regclass(names.view_q), to_regclass(names.write_q)] LOOP
         IF EXISTS (SELECT 1 FROM pg_attribute att WHERE att.attrelid = v
                       AND att.attname = rename_from AND NOT att.attisdropped) THEN
@@ -3784,12 +3887,15 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     key name := (SELECT t.row_key FROM @extschema@.protected_tables t WHERE t.base = tbl);
+    cols name[];
+    col name;
 BEGIN
+    -- (the catalog read first: on Citus, column_rules is a reference table,
+    -- and Citus writes one only with values it can send to every node)
+    cols := ARRAY(SELECT att.attname FROM pg_attribute att
+                   WHERE att.attrelid = tbl AND att.attnum > 0 AND NOT att.attisdropped);
     DELETE FROM @extschema@.column_rules r
-     WHERE r.base = tbl
-       AND NOT EXISTS (SELECT 1 FROM pg_attribute att
-                        WHERE att.attrelid = tbl AND att.attname = r.column_name
-                          AND att.attnum > 0 AND NOT att.attisdropped);
+     WHERE @extschema@._relname(r.base) = @extschema@._relname_here(tbl::regclass) AND r.column_name <> ALL (cols);
     IF NOT EXISTS (SELECT 1 FROM pg_attribute att
                     WHERE att.attrelid = tbl AND att.attname = key
                       AND att.attnum > 0 AND NOT att.attisdropped) THEN
@@ -3797,12 +3903,16 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Unprotect the table before dropping or renaming its row key.';
     END IF;
-    INSERT INTO @extschema@.column_rules (base, column_name, level)
-    SELECT tbl, att.attname, 'sensitive'
-      FROM pg_attribute att
-     WHERE att.attrelid = tbl AND att.attnum > 0 AND NOT att.attisdropped
-       AND att.atttypid IN ('@extschema@.encrypted_text'::regtype, '@extschema@.encrypted_bytea'::regtype)
-    ON CONFLICT DO NOTHING;
+    -- (one row at a time: Citus would copy the rows of an INSERT ... SELECT
+    -- with the coordinator's OID in base, which names nothing on a worker)
+    FOR col IN SELECT att.attname FROM pg_attribute att
+                WHERE att.attrelid = tbl AND att.attnum > 0 AND NOT att.attisdropped
+                  AND att.atttypid IN ('@extschema@.encrypted_text'::regtype, '@extschema@.encrypted_bytea'::regtype)
+    LOOP
+        INSERT INTO @extschema@.column_rules (base, column_name, level)
+        VALUES (tbl, col, 'sensitive')
+        ON CONFLICT DO NOTHING;
+    END LOOP;
 END
 $$;
 
@@ -3915,7 +4025,7 @@ BEGIN
         EXECUTE format('COMMENT ON VIEW %s IS %L', names.view_q,
                        format('pii_guard masking view of %s: columns are shown clear, masked or NULL according to the current role', names.base_q));
     END IF;
-    UPDATE @extschema@.protected_tables t SET names_masks = true WHERE t.base = tbl AND NOT t.names_masks;
+    UPDATE @extschema@.protected_tables t SET names_masks = true WHERE @extschema@._relname(t.base) = @extschema@._relname_here(tbl::regclass) AND NOT t.names_masks;
 END
 $$;
 
@@ -4000,6 +4110,7 @@ RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET "citus.enable_ddl_propagation" = off
 AS $$
 DECLARE
     q record;
@@ -4132,12 +4243,14 @@ BEGIN
         INSERT INTO @extschema@.sequence_grants (base, seq, grantee) VALUES (tbl, r.seq, r.grantee::regrole);
     END LOOP;
     FOR r IN
-        DELETE FROM @extschema@.sequence_grants g
+        SELECT g.seq, g.grantee::oid AS grantee FROM @extschema@.sequence_grants g
          WHERE g.base = tbl
            AND NOT EXISTS (SELECT 1 FROM @extschema@._sequence_usage_wanted(tbl) w
                             WHERE w.seq = g.seq AND w.grantee = g.grantee::oid)
-        RETURNING g.seq, g.grantee::oid AS grantee
     LOOP
+        DELETE FROM @extschema@.sequence_grants g
+         WHERE @extschema@._relname(g.base) = @extschema@._relname_here(tbl::regclass) AND @extschema@._relname(g.seq) = @extschema@._relname_here(r.seq)
+           AND coalesce(@extschema@._rolname(g.grantee), '') = coalesce(@extschema@._rolname_here(nullif(r.grantee, 0)::regrole), '');
         IF r.grantee = 0 OR EXISTS (SELECT 1 FROM pg_roles WHERE oid = r.grantee) THEN
             EXECUTE format('REVOKE USAGE ON SEQUENCE %s FROM %s', r.seq, @extschema@._grantee(r.grantee));
         END IF;
@@ -4164,7 +4277,7 @@ BEGIN
     END IF;
     UPDATE @extschema@.protected_tables t
        SET saved_grants = @extschema@._grants_of(to_regclass(names.view_q), names.view_q)
-     WHERE t.base = _sync_write_grants.base;
+     WHERE @extschema@._relname(t.base) = @extschema@._relname_here(_sync_write_grants.base::regclass);
     PERFORM @extschema@._mirror_write_grants(base);
     PERFORM @extschema@._sync_sequence_usage(base);
 END
@@ -4197,6 +4310,15 @@ DECLARE
     tbl regclass;
     mine text;
     w record;
+    fk record;
+    fks text[] := '{}';
+    -- What every node's masking decisions read (where the shards are: a
+    -- worker reveals the values of its own shards, under the reading role's
+    -- policy), and the tables whose foreign keys point into them.
+    policy constant regclass[] := ARRAY['@extschema@.protected_tables', '@extschema@.column_rules',
+        '@extschema@.profiles', '@extschema@.profile_overrides', '@extschema@.grants', '@extschema@.purposes',
+        '@extschema@.consents', '@extschema@.sequence_grants', '@extschema@.retention_rules',
+        '@extschema@.shredding']::regclass[];
     -- (run on the workers too, with their default search_path: qualified)
     fp constant text := 'SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 0 THEN ''none'' '
                         'ELSE pg_catalog.md5(pg_catalog.string_agg(pg_catalog.concat(key_id, '':'', '
@@ -4244,9 +4366,66 @@ BEGIN
                         WHERE s.logicalrelid = tbl);
         RETURN NEXT;
     END LOOP;
+    IF EXISTS (SELECT 1 FROM unnest(policy) p(rel)
+                WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition d WHERE d.logicalrelid = p.rel)) THEN
+        FOREACH tbl IN ARRAY policy LOOP
+            CONTINUE WHEN EXISTS (SELECT 1 FROM pg_dist_partition d WHERE d.logicalrelid = tbl);
+            FOR w IN SELECT * FROM run_command_on_workers(format('SELECT pg_catalog.count(*) FROM %s', tbl)) LOOP
+                IF NOT w.success THEN
+                    RAISE EXCEPTION 'could not read % on worker %:%', tbl, w.nodename, w.nodeport
+                        USING ERRCODE = '08006', DETAIL = w.result;
+                END IF;
+                IF w.result <> '0' THEN
+                    RAISE EXCEPTION 'worker %:% has a policy of its own in %', w.nodename, w.nodeport, tbl
+                        USING ERRCODE = '55000',
+                              DETAIL = 'On a Citus cluster pii_guard''s policy is declared on the coordinator and read on every node.',
+                              HINT = 'Unprotect what is protected on that worker (it protects nothing the coordinator sees), then run citus_setup() again.';
+                END IF;
+            END LOOP;
+        END LOOP;
+        -- (Citus distributes a table with no foreign key to a local table:
+        -- the keys between the policy tables are made again once they are
+        -- all reference tables -- but those of grants and consents, which
+        -- approvers and consent recorders write: Citus would lock the tables
+        -- they reference on their behalf, which it lets only roles that may
+        -- write those do.  Their rows go with their table explicitly.)
+        FOR fk IN SELECT c.conrelid::regclass AS rel, c.conname, pg_get_constraintdef(c.oid) AS def
+                    FROM pg_constraint c WHERE c.contype = 'f' AND c.conrelid = ANY (policy)
+                   ORDER BY c.conrelid, c.conname LOOP
+            EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.rel, fk.conname);
+            -- (and from the workers' tables, which become the shells)
+            FOR w IN SELECT * FROM run_command_on_workers(
+                         format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', fk.rel, fk.conname)) LOOP
+                IF NOT w.success THEN
+                    RAISE EXCEPTION 'could not change % on worker %:%', fk.rel, w.nodename, w.nodeport
+                        USING ERRCODE = '08006', DETAIL = w.result;
+                END IF;
+            END LOOP;
+            IF fk.rel NOT IN ('@extschema@.grants'::regclass, '@extschema@.consents'::regclass) THEN
+                fks := fks || format('ALTER TABLE %s ADD CONSTRAINT %I %s', fk.rel, fk.conname, fk.def);
+            END IF;
+        END LOOP;
+        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+        PERFORM set_config('client_min_messages', 'warning', true);
+        FOREACH tbl IN ARRAY policy LOOP
+            CONTINUE WHEN EXISTS (SELECT 1 FROM pg_dist_partition d WHERE d.logicalrelid = tbl);
+            PERFORM create_reference_table(tbl);
+            PERFORM truncate_local_data_after_distributing_table(tbl);
+            PERFORM @extschema@._audit_admin('citus_setup', format('%s is a reference table on every node', tbl));
+        END LOOP;
+        FOREACH mine IN ARRAY fks LOOP
+            EXECUTE mine;
+        END LOOP;
+    END IF;
+    FOREACH tbl IN ARRAY policy LOOP
+        relation := tbl;
+        placements := (SELECT count(*) FROM pg_dist_shard s JOIN pg_dist_placement pl USING (shardid)
+                        WHERE s.logicalrelid = tbl);
+        RETURN NEXT;
+    END LOOP;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.citus_setup() IS 'Citus: one set of data keys for the cluster (reference tables replicated to every node); run once on the coordinator';
+COMMENT ON FUNCTION @extschema@.citus_setup() IS 'Citus: one set of data keys and one policy for the cluster (reference tables replicated to every node); run once on the coordinator';
 REVOKE ALL ON FUNCTION @extschema@._ensure_data_keys() FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.citus_setup() FROM PUBLIC;
 
@@ -4339,3 +4518,233 @@ REVOKE ALL ON FUNCTION @extschema@.cluster_audit_log(since timestamptz) FROM PUB
 GRANT EXECUTE ON FUNCTION @extschema@.cluster_audit_log(since timestamptz) TO pii_guard_auditor;
 REVOKE ALL ON FUNCTION @extschema@.verify_cluster_audit() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.verify_cluster_audit() TO pii_guard_auditor;
+
+-- Citus: the event triggers leave the coordinator's DDL alone on a worker.
+CREATE OR REPLACE FUNCTION @extschema@._on_grant() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    b   regclass;
+    r   record;
+    c   name;
+    who text;
+BEGIN
+    IF @extschema@._citus_worker() THEN
+        RETURN;     -- the coordinator's DDL, which Citus passes on
+    END IF;
+    IF @extschema@._in_maintenance() THEN
+        RETURN;     -- our own GRANTs, while building views
+    END IF;
+    PERFORM @extschema@._maintenance(true);
+    FOR b IN SELECT base FROM @extschema@.protected_tables LOOP
+        -- Fail closed: nobody but the owner (and pii_guard_owner) holds a
+        -- privilege on a protected base table -- not even one granted by
+        -- mistake, which would also show its values in pg_stats.
+        FOR r IN SELECT DISTINCT a.grantee
+                   FROM pg_class c, aclexplode(c.relacl) a
+                  WHERE c.oid = b AND a.grantee <> c.relowner
+                    AND a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = 'pii_guard_owner')
+                 UNION
+                 SELECT DISTINCT a.grantee
+                   FROM pg_attribute att, aclexplode(att.attacl) a
+                  WHERE att.attrelid = b AND att.attnum > 0
+        LOOP
+            who := CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END;
+            EXECUTE format('REVOKE ALL ON %s FROM %s', b, who);
+            FOR c IN SELECT att.attname FROM pg_attribute att, aclexplode(att.attacl) a
+                      WHERE att.attrelid = b AND att.attnum > 0 AND a.grantee = r.grantee LOOP
+                EXECUTE format('REVOKE ALL (%I) ON %s FROM %s', c, b, who);
+            END LOOP;
+            RAISE WARNING 'pii_guard revoked the privileges of % on protected table %', who, b
+                USING HINT = format('Grant them on its masking view %s instead.',
+                                    (SELECT format('%I.%I', p.view_schema, p.view_name)
+                                       FROM @extschema@.protected_tables p WHERE p.base = b));
+        END LOOP;
+        PERFORM @extschema@._sync_write_grants(b);
+    END LOOP;
+    PERFORM @extschema@._maintenance(false);
+END
+$$;
+
+-- On Citus, a query on a masking view of a distributed table gets its rows
+-- from the workers, where reveal() runs; the coordinator's plan hands them
+-- out through this identity, around the columns that carry protected
+-- values, so that export limits count them where they leave (exports.c).
+-- Only pii_guard's own calls of it count; calling it does nothing.
+CREATE FUNCTION @extschema@._protected(value anyelement, base regclass) RETURNS anyelement
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'pii_guard_protected';
+COMMENT ON FUNCTION @extschema@._protected(value anyelement, base regclass) IS 'internal: marks a protected value a Citus query hands out';
+
+-- Citus: a table moved back to its schema on the shards, then the policy
+-- changed, in one connection per node.
+CREATE OR REPLACE FUNCTION @extschema@.unprotect_table(tbl regclass) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET "citus.multi_shard_modify_mode" TO 'sequential'
+    AS $$
+DECLARE
+    b        regclass := @extschema@._base_of(tbl);
+    p        @extschema@.protected_tables;
+    comp     name;
+    v        regclass;
+    deps     text;
+    grants   text[];
+    g        text;
+    r        record;
+BEGIN
+    IF b IS NULL THEN
+        RAISE EXCEPTION '% is not protected by pii_guard', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    SELECT * INTO p FROM @extschema@.protected_tables t WHERE t.base = b;
+    SELECT n.nspname INTO comp FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = b;
+    v := to_regclass(format('%I.%I', p.view_schema, p.view_name));
+    deps := @extschema@._dependents(ARRAY[v, to_regclass(format('%I.%I', comp, p.write_view_name))]);
+    IF deps IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot unprotect %: other objects depend on its masking view %.%', b,
+                        quote_ident(p.view_schema), quote_ident(p.view_name)
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  DETAIL = 'Unprotecting drops the masking view and gives its name back to the table.',
+                  HINT = format('Drop %s first (a temporary view goes when its session ends), then unprotect and create what you dropped again on the table.', deps);
+    END IF;
+    PERFORM @extschema@._maintenance(true);
+    grants := CASE WHEN v IS NULL THEN '{}'::text[]
+                   ELSE @extschema@._grants_of(v, format('%I.%I', p.view_schema, p.view_name)) END;
+    -- What pii_guard gave on the sequences goes back.
+    FOR r IN SELECT g.seq, g.grantee::oid AS grantee FROM @extschema@.sequence_grants g
+              WHERE g.base = b AND (g.grantee::oid = 0 OR EXISTS (SELECT 1 FROM pg_roles WHERE oid = g.grantee))
+    LOOP
+        EXECUTE format('REVOKE USAGE ON SEQUENCE %s FROM %s', r.seq,
+                       CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
+    END LOOP;
+    EXECUTE format('DROP VIEW IF EXISTS %I.%I', p.view_schema, p.view_name);
+    EXECUTE format('DROP VIEW IF EXISTS %I.%I', comp, p.write_view_name);
+    -- (approvals and consents too: on Citus no foreign key cascades to them)
+    DELETE FROM @extschema@.grants g WHERE @extschema@._relname(g.base) = @extschema@._relname_here(b);
+    DELETE FROM @extschema@.consents c WHERE @extschema@._relname(c.base) = @extschema@._relname_here(b);
+    DELETE FROM @extschema@.protected_tables t WHERE @extschema@._relname(t.base) = @extschema@._relname_here(b);
+    EXECUTE format('REVOKE ALL ON %s FROM pii_guard_owner', b);
+    PERFORM @extschema@.unaudit_table(b);
+    FOR r IN SELECT pg_get_serial_sequence(b::text, att.attname) AS seq
+               FROM pg_attribute att WHERE att.attrelid = b AND att.attnum > 0 AND NOT att.attisdropped
+    LOOP
+        IF r.seq IS NOT NULL THEN
+            EXECUTE format('REVOKE ALL ON SEQUENCE %s FROM pii_guard_owner', r.seq);
+        END IF;
+    END LOOP;
+    EXECUTE format('ALTER TABLE %s SET SCHEMA %I', b, p.view_schema);
+    FOREACH g IN ARRAY grants LOOP
+        EXECUTE g;
+    END LOOP;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = to_regnamespace(quote_ident(comp))) THEN
+        EXECUTE format('DROP SCHEMA %I', comp);
+    END IF;
+    PERFORM @extschema@._maintenance(false);
+    PERFORM @extschema@._audit_admin('unprotect_table', format('%s unprotected', b));
+END
+$$;
+
+-- Citus: rows of the policy tables found by name, not OID (_relname, _rolname).
+
+CREATE OR REPLACE FUNCTION @extschema@.unprotect_column(tbl regclass, col name) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    b regclass := @extschema@._base_of(tbl);
+BEGIN
+    IF b IS NULL THEN
+        RAISE EXCEPTION '% is not protected by pii_guard', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_attribute att WHERE att.attrelid = b AND att.attname = col
+                 AND att.atttypid IN ('@extschema@.encrypted_text'::regtype, '@extschema@.encrypted_bytea'::regtype)) THEN
+        RAISE EXCEPTION 'encrypted column "%" cannot be unprotected', col
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Set its level and mask with protect_column instead.';
+    END IF;
+    DELETE FROM @extschema@.column_rules r WHERE @extschema@._relname(r.base) = @extschema@._relname_here(b) AND r.column_name = col;
+    PERFORM @extschema@._audit_admin('unprotect_column', format('%s.%I', b, col));
+    PERFORM @extschema@._attach_views(b, NULL, NULL);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.reset_column_access(role regrole, tbl regclass, col name) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    DELETE FROM @extschema@.profile_overrides o
+     WHERE @extschema@._rolname(o.role) = @extschema@._rolname_here(reset_column_access.role) AND @extschema@._relname(o.base) = @extschema@._relname_here(@extschema@._base_of(tbl))
+       AND o.column_name = col;
+    SELECT @extschema@._audit_admin('reset_column_access', format('%s on %s.%I', role, tbl, col));
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.drop_profile(role regrole) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    DELETE FROM @extschema@.profiles p WHERE @extschema@._rolname(p.role) = @extschema@._rolname_here(drop_profile.role);
+    SELECT @extschema@._audit_admin('drop_profile', role::text);
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.set_export_limits(role regrole, max_rows_per_statement bigint, max_rows_per_day bigint) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    UPDATE @extschema@.profiles p
+       SET max_rows_per_statement = set_export_limits.max_rows_per_statement,
+           max_rows_per_day = set_export_limits.max_rows_per_day
+     WHERE @extschema@._rolname(p.role) = @extschema@._rolname_here(set_export_limits.role);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'role % is not a pii_guard profile', role
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Give it a clearance first with pii_guard.set_clearance().';
+    END IF;
+    PERFORM @extschema@._audit_admin('set_export_limits',
+        format('%s: %s rows per statement, %s rows per 24 hours', role,
+               coalesce(max_rows_per_statement::text, 'unlimited'),
+               coalesce(max_rows_per_day::text, 'unlimited')));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@._detach_views(base oid, rename_from text, rename_to text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    p    @extschema@.protected_tables;
+    v    regclass;
+    w    regclass;
+    deps text;
+BEGIN
+    SELECT * INTO p FROM @extschema@.protected_tables t WHERE t.base = _detach_views.base;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    v := to_regclass(format('%I.%I', p.view_schema, p.view_name));
+    w := to_regclass(format('%I.%I', (SELECT n.nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid
+                                        WHERE c.oid = p.base), p.write_view_name));
+    deps := @extschema@._dependents(ARRAY[v, w]);
+    IF deps IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot rebuild the masking view %.%: other objects depend on it',
+                        quote_ident(p.view_schema), quote_ident(p.view_name)
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  DETAIL = 'This change removes a column from the masking view or changes its type, which only dropping and recreating the view can do.',
+                  HINT = format('Drop %s first (a temporary view goes when its session ends), then make the change and create what you dropped again.', deps);
+    END IF;
+    PERFORM @extschema@._maintenance(true);
+    IF v IS NOT NULL THEN
+        UPDATE @extschema@.protected_tables t
+           SET saved_grants = @extschema@._grants_of(v, format('%I.%I', p.view_schema, p.view_name))
+         WHERE @extschema@._relname(t.base) = @extschema@._relname_here(p.base);
+        EXECUTE format('DROP VIEW %s', v);
+    END IF;
+    IF w IS NOT NULL THEN
+        EXECUTE format('DROP VIEW %s', w);
+    END IF;
+    PERFORM @extschema@._maintenance(false);
+END
+$$;

@@ -120,6 +120,43 @@ compat_perm_columns(void *elem, Oid *relid, AclMode *perms,
 #endif
 }
 
+#if PG_VERSION_NUM >= 160000
+#include "parser/parse_relation.h"
+#endif
+
+/* The role range table entry rte of query is checked as (0: the user). */
+static inline Oid
+compat_query_check_as_user(Query *query, RangeTblEntry *rte)
+{
+#if PG_VERSION_NUM >= 160000
+	if (rte->perminfoindex == 0)
+		return InvalidOid;
+	return getRTEPermissionInfo(query->rteperminfos, rte)->checkAsUser;
+#else
+	(void) query;
+	return rte->checkAsUser;
+#endif
+}
+
+/* This backend's local transaction id. */
+#if PG_VERSION_NUM >= 170000
+#define compat_my_lxid() (MyProc->vxid.lxid)
+#else
+#define compat_my_lxid() (MyProc->lxid)
+#endif
+
+/* Have range table entry rte of query checked as user. */
+static inline void
+compat_query_set_check_as_user(Query *query, RangeTblEntry *rte, Oid user)
+{
+#if PG_VERSION_NUM >= 160000
+	getRTEPermissionInfo(query->rteperminfos, rte)->checkAsUser = user;
+#else
+	(void) query;
+	rte->checkAsUser = user;
+#endif
+}
+
 /*
  * The role a range table entry of a planned statement is checked as
  * (InvalidOid: the current user).

@@ -448,8 +448,14 @@ ddl_before(PlannedStmt **pstmt, bool read_only_tree, DdlAfter *after)
 	if (statement_in_maintenance() || !IsTransactionState())
 		return;
 
-	if (IsA(parsetree, AlterTableStmt) || IsA(parsetree, RenameStmt) ||
-		IsA(parsetree, IndexStmt) || IsA(parsetree, CreateStmt))
+	/*
+	 * (On a Citus worker, DDL on a protected table is the coordinator's,
+	 * passed on by Citus to the table's shell and shards: the masking views
+	 * and the policy are the coordinator's to change.)
+	 */
+	if ((IsA(parsetree, AlterTableStmt) || IsA(parsetree, RenameStmt) ||
+		 IsA(parsetree, IndexStmt) || IsA(parsetree, CreateStmt)) &&
+		!pii_guard_on_citus_worker())
 	{
 		if (read_only_tree)
 		{
@@ -499,6 +505,8 @@ ddl_before(PlannedStmt **pstmt, bool read_only_tree, DdlAfter *after)
 				statement_note_plaintext();
 			if (OidIsValid(views_base_of_view(relid)))
 			{
+				if (cs->is_from)
+					views_refuse_citus_write(relid);
 				if (cs->is_from && cs->attlist != NIL)
 					views_copy_target(relid, cs->attlist, CurrentMemoryContext);
 				else if (!cs->is_from)

@@ -62,6 +62,7 @@
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
+#include "nodes/extensible.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "parser/parsetree.h"
@@ -148,6 +149,7 @@ static ExportsInfo *running = NULL; /* newest first */
 static CountedNode *counted_nodes = NULL;
 
 static bool exports_tainted(ExportsCx *cx, Plan *plan, Node *expr, int depth);
+static Oid	exports_protected_oid(void);
 static bool exports_output_tainted(ExportsCx *cx, Plan *plan, AttrNumber attno, int depth);
 
 /* Is fe a call of reveal() that reveal.c proved? */
@@ -222,6 +224,10 @@ exports_var_tainted(ExportsCx *cx, Plan *plan, Var *v, int depth)
 
 	if (depth > 200 || v->varlevelsup != 0)
 		return true;
+	/* a Citus scan's rows: marked above it (exports_citus_after) */
+	if (IsA(plan, CustomScan) &&
+		strncmp(((CustomScan *) plan)->methods->CustomName, "Citus", 5) == 0)
+		return false;
 	switch (v->varno)
 	{
 		case OUTER_VAR:
@@ -254,8 +260,8 @@ exports_var_tainted(ExportsCx *cx, Plan *plan, Var *v, int depth)
 				return exports_output_tainted(cx, list_nth(cx->stmt->subplans, cs->ctePlanId - 1),
 											  v->varattno, depth);
 			}
-		case T_WorkTableScan:
 		case T_CustomScan:
+		case T_WorkTableScan:
 		case T_ForeignScan:
 			return true;
 		case T_ValuesScan:
@@ -441,7 +447,9 @@ exports_taint_walker(Node *node, TaintWalk *tw)
 	switch (nodeTag(node))
 	{
 		case T_FuncExpr:
-			if (exports_is_revealed(tw->cx, (FuncExpr *) node))
+			if (exports_is_revealed(tw->cx, (FuncExpr *) node) ||
+				(PII_SITE_MARKED(((FuncExpr *) node)->location) &&
+				 ((FuncExpr *) node)->funcid == exports_protected_oid()))
 			{
 				FuncExpr   *fe = (FuncExpr *) node;
 
@@ -731,6 +739,457 @@ exports_mark_plan(PlannedStmt *stmt)
 	hash_destroy(cx.memo);
 	if (cx.params)
 		hash_destroy(cx.params);
+}
+
+/*----------
+ * Citus.  A query on a masking view of a distributed table is planned on
+ * the coordinator into a Citus scan whose rows the workers compute --
+ * reveal() runs there, in the queries Citus sends them, and their rows
+ * are not counted there (limits.c: the rows of a task go to the
+ * coordinator).  The coordinator's plan shows no reveal() to follow, so
+ * what leaves is found in the query before Citus plans it
+ * (exports_citus_before), by the same rules at the level of the query:
+ *
+ *	- an output column carries protected values when its expression
+ *	  contains a masking view's reveal(), followed through subqueries,
+ *	  CTEs, joins and sublinks;
+ *	- when a condition anywhere in the query -- WHERE, JOIN ... ON,
+ *	  HAVING -- tests a protected value, every row counts;
+ *	- a protected value folded into an aggregate (other than count) or
+ *	  passed to a function that could pass it on (exports_is_sink) would
+ *	  be counted per value on one server, where it is folded in; on Citus
+ *	  the workers fold it, out of the coordinator's sight, so a role with
+ *	  export limits is refused such a query (0A000), and one without is
+ *	  not concerned.
+ *
+ * Once the plan is made (exports_citus_after), its rows are handed out
+ * through a Result node whose columns wrap the protected outputs in
+ * _protected(value, table) -- the identity, marked as pii_guard's own --
+ * which the taint analysis takes for a protected value, as it takes a
+ * proved reveal(); the Citus scan's own outputs are not (they are the
+ * workers' rows, counted by these markers where they leave).
+ *----------
+ */
+
+/* What the query-level analysis carries. */
+typedef struct QueryTaint
+{
+	List	   *stack;			/* Query *, innermost first */
+	const Oid  *reveal_oids;
+	int			nreveal;
+	Oid			owner;			/* pii_guard_owner */
+	Oid			charged;		/* a protected Citus table read */
+	bool		reads;			/* a masking view of a Citus table is read */
+	bool		selects;		/* a condition tests a protected value */
+	bool		folds;			/* ... one is folded or passed on */
+} QueryTaint;
+
+/* What exports_citus_before found, for exports_citus_after. */
+typedef struct CitusExports
+{
+	Bitmapset  *columns;		/* the protected output columns (resnos) */
+	bool		every_row;
+	bool		folds;
+	Oid			charged;
+} CitusExports;
+
+static bool exports_qtaint(QueryTaint *qt, Node *expr);
+
+/* Output column attno of sub (whose parents are stack) protected? */
+static bool
+exports_qtaint_output(QueryTaint *qt, Query *sub, List *stack, AttrNumber attno)
+{
+	List	   *saved = qt->stack;
+	TargetEntry *tle;
+	bool		result;
+
+	if (sub == NULL)
+		return true;
+	check_stack_depth();
+	if (sub->setOperations != NULL)
+	{
+		ListCell   *lc;
+
+		/* (a set operation's columns are its branches', each a subquery) */
+		qt->stack = lcons(sub, stack);
+		result = false;
+		foreach(lc, sub->rtable)
+		{
+			RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+			if (rte->rtekind == RTE_SUBQUERY &&
+				exports_qtaint_output(qt, rte->subquery, qt->stack, attno))
+			{
+				result = true;
+				break;
+			}
+		}
+		qt->stack = saved;
+		return result;
+	}
+	tle = get_tle_by_resno(sub->targetList, attno);
+	if (tle == NULL)
+		return true;
+	qt->stack = lcons(sub, stack);
+	result = exports_qtaint(qt, (Node *) tle->expr);
+	qt->stack = saved;
+	return result;
+}
+
+/* Any output column of sub protected? */
+static bool
+exports_qtaint_any_output(QueryTaint *qt, Query *sub, List *stack)
+{
+	ListCell   *lc;
+
+	foreach(lc, sub->targetList)
+		if (exports_qtaint_output(qt, sub, stack, lfirst_node(TargetEntry, lc)->resno))
+			return true;
+	return false;
+}
+
+/* A Var of the query level it names: what it reads. */
+static bool
+exports_qtaint_var(QueryTaint *qt, Var *v)
+{
+	Query	   *q;
+	List	   *stack;
+	RangeTblEntry *rte;
+
+	if ((int) v->varlevelsup >= list_length(qt->stack))
+		return true;
+	stack = list_copy_tail(qt->stack, v->varlevelsup);
+	q = linitial(stack);
+	if ((int) v->varno < 1 || (int) v->varno > list_length(q->rtable))
+		return true;
+	rte = rt_fetch(v->varno, q->rtable);
+	switch (rte->rtekind)
+	{
+		case RTE_RELATION:
+			return false;		/* a stored value, reached only through reveal() */
+		case RTE_SUBQUERY:
+			return v->varattno == 0 ? exports_qtaint_any_output(qt, rte->subquery, stack) :
+				exports_qtaint_output(qt, rte->subquery, stack, v->varattno);
+		case RTE_JOIN:
+			{
+				List	   *saved = qt->stack;
+				bool		result;
+
+				if (v->varattno <= 0 || v->varattno > list_length(rte->joinaliasvars))
+					return true;
+				qt->stack = stack;
+				result = exports_qtaint(qt, list_nth(rte->joinaliasvars, v->varattno - 1));
+				qt->stack = saved;
+				return result;
+			}
+		case RTE_CTE:
+			{
+				int			up = rte->ctelevelsup;
+				ListCell   *lc;
+
+				if (up >= list_length(stack))
+					return true;
+				foreach(lc, ((Query *) list_nth(stack, up))->cteList)
+				{
+					CommonTableExpr *cte = lfirst_node(CommonTableExpr, lc);
+
+					if (strcmp(cte->ctename, rte->ctename) == 0 && IsA(cte->ctequery, Query))
+						return v->varattno == 0 ?
+							exports_qtaint_any_output(qt, (Query *) cte->ctequery,
+													  list_copy_tail(stack, up)) :
+							exports_qtaint_output(qt, (Query *) cte->ctequery,
+												  list_copy_tail(stack, up), v->varattno);
+				}
+				return true;
+			}
+		case RTE_FUNCTION:
+		case RTE_VALUES:
+		case RTE_TABLEFUNC:
+			{
+				List	   *saved = qt->stack;
+				bool		result;
+
+				qt->stack = stack;
+				result = exports_qtaint(qt, rte->rtekind == RTE_FUNCTION ? (Node *) rte->functions :
+										rte->rtekind == RTE_VALUES ? (Node *) rte->values_lists :
+										(Node *) rte->tablefunc);
+				qt->stack = saved;
+				return result;
+			}
+		default:
+			return true;
+	}
+}
+
+static bool
+exports_qtaint_walker(Node *node, QueryTaint *qt)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, FuncExpr))
+	{
+		FuncExpr   *fe = (FuncExpr *) node;
+
+		for (int i = 0; i < qt->nreveal; i++)
+			if (qt->reveal_oids[i] == fe->funcid)
+			{
+				if (!OidIsValid(qt->charged) && list_length(fe->args) == 4 &&
+					IsA(lsecond(fe->args), Const))
+					qt->charged = DatumGetObjectId(((Const *) lsecond(fe->args))->constvalue);
+				return true;
+			}
+	}
+	if (IsA(node, Var))
+		return exports_qtaint_var(qt, (Var *) node);
+	if (IsA(node, SubLink))
+	{
+		SubLink    *sl = (SubLink *) node;
+
+		if (exports_qtaint_walker(sl->testexpr, qt))
+			return true;
+		return IsA(sl->subselect, Query) &&
+			exports_qtaint_any_output(qt, (Query *) sl->subselect, qt->stack);
+	}
+	if (IsA(node, Query))
+		return true;			/* (not reached: sublinks are above) */
+	return expression_tree_walker(node, exports_qtaint_walker, (void *) qt);
+}
+
+/* Is expr, in the query on top of qt->stack, built from a protected value? */
+static bool
+exports_qtaint(QueryTaint *qt, Node *expr)
+{
+	if (expr == NULL)
+		return false;
+	check_stack_depth();
+	return exports_qtaint_walker(expr, qt);
+}
+
+/* Any argument in args protected? */
+static bool
+exports_qtaint_args(QueryTaint *qt, List *args)
+{
+	ListCell   *lc;
+
+	foreach(lc, args)
+	{
+		Node	   *arg = lfirst(lc);
+
+		if (arg != NULL && IsA(arg, TargetEntry))
+			arg = (Node *) ((TargetEntry *) arg)->expr;
+		if (exports_qtaint(qt, arg))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Walk every query level of a statement: the masking views of Citus tables
+ * it reads, its conditions on protected values, and where it folds or
+ * passes them on.
+ */
+static bool
+exports_citus_walker(Node *node, QueryTaint *qt)
+{
+	if (node == NULL)
+		return false;
+	switch (nodeTag(node))
+	{
+		case T_Query:
+			{
+				Query	   *q = (Query *) node;
+				List	   *saved = qt->stack;
+				ListCell   *lc;
+
+				qt->stack = lcons(q, qt->stack);
+				foreach(lc, q->rtable)
+				{
+					RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+					if (rte->rtekind == RTE_RELATION && views_is_citus(rte->relid) &&
+						OidIsValid(qt->owner) && compat_query_check_as_user(q, rte) == qt->owner)
+						qt->reads = true;
+				}
+				if (!qt->selects && exports_qtaint(qt, q->havingQual))
+					qt->selects = true;
+				(void) query_tree_walker(q, exports_citus_walker, (void *) qt,
+										 QTW_IGNORE_JOINALIASES);
+				qt->stack = saved;
+				return false;
+			}
+		case T_FromExpr:
+			if (!qt->selects && exports_qtaint(qt, ((FromExpr *) node)->quals))
+				qt->selects = true;
+			break;
+		case T_JoinExpr:
+			if (!qt->selects && exports_qtaint(qt, ((JoinExpr *) node)->quals))
+				qt->selects = true;
+			break;
+		case T_Aggref:
+			if (!qt->folds && ((Aggref *) node)->aggfnoid != F_COUNT_ANY &&
+				((Aggref *) node)->aggfnoid != F_COUNT_ &&
+				exports_qtaint_args(qt, ((Aggref *) node)->args))
+				qt->folds = true;
+			break;
+		case T_FuncExpr:
+			if (!qt->folds && exports_is_sink(((FuncExpr *) node)->funcid) &&
+				exports_qtaint_args(qt, ((FuncExpr *) node)->args))
+				qt->folds = true;
+			break;
+		case T_OpExpr:
+		case T_DistinctExpr:
+		case T_NullIfExpr:
+			if (!qt->folds && exports_is_sink(((OpExpr *) node)->opfuncid) &&
+				exports_qtaint_args(qt, ((OpExpr *) node)->args))
+				qt->folds = true;
+			break;
+		case T_ScalarArrayOpExpr:
+			if (!qt->folds && exports_is_sink(((ScalarArrayOpExpr *) node)->opfuncid) &&
+				exports_qtaint_args(qt, ((ScalarArrayOpExpr *) node)->args))
+				qt->folds = true;
+			break;
+		case T_WindowFunc:
+			if (!qt->folds && exports_is_sink(((WindowFunc *) node)->winfnoid) &&
+				exports_qtaint_args(qt, ((WindowFunc *) node)->args))
+				qt->folds = true;
+			break;
+		default:
+			break;
+	}
+	return expression_tree_walker(node, exports_citus_walker, (void *) qt);
+}
+
+/*
+ * hooks.c, before planning: does the query read a masking view of a Citus
+ * table?  Then what leaves it (see above), for exports_citus_after; else
+ * NULL.
+ */
+CitusExports *
+exports_citus_before(Query *parse)
+{
+	QueryTaint	qt;
+	CitusExports *ce;
+	ListCell   *lc;
+
+	if (parse->commandType == CMD_UTILITY || !pii_guard_citus_loaded() ||
+		pii_guard_on_citus_worker())
+		return NULL;
+	memset(&qt, 0, sizeof(qt));
+	qt.nreveal = reveal_functions(&qt.reveal_oids);
+	qt.owner = views_owner_role();
+	if (qt.nreveal == 0 || !OidIsValid(qt.owner))
+		return NULL;
+	(void) exports_citus_walker((Node *) parse, &qt);
+	if (!qt.reads)
+		return NULL;
+	ce = palloc0(sizeof(CitusExports));
+	qt.stack = list_make1(parse);
+	foreach(lc, parse->targetList)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+		if (!tle->resjunk && (qt.selects || exports_qtaint(&qt, (Node *) tle->expr)))
+			ce->columns = bms_add_member(ce->columns, tle->resno);
+	}
+	ce->every_row = qt.selects;
+	ce->folds = qt.folds;
+	ce->charged = qt.charged;
+	return ce;
+}
+
+/* _protected(anyelement, regclass), or InvalidOid (before it existed). */
+static Oid
+exports_protected_oid(void)
+{
+	static Oid	oid = InvalidOid;
+	static uint64 generation = 0;
+
+	if (generation != policy_current_generation())
+	{
+		Oid			nsp = pii_guard_schema_oid(true);
+		Oid			argtypes[2] = {ANYELEMENTOID, REGCLASSOID};
+
+		oid = OidIsValid(nsp) ?
+			GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid, CStringGetDatum("_protected"),
+							PointerGetDatum(buildoidvector(argtypes, 2)), ObjectIdGetDatum(nsp)) :
+			InvalidOid;
+		generation = policy_current_generation();
+	}
+	return oid;
+}
+
+/* The highest plan node id in a plan tree. */
+static int
+exports_max_node_id(Plan *plan)
+{
+	int			max = 0;
+
+	if (plan == NULL)
+		return 0;
+	max = plan->plan_node_id;
+	max = Max(max, exports_max_node_id(plan->lefttree));
+	max = Max(max, exports_max_node_id(plan->righttree));
+	return max;
+}
+
+/*
+ * hooks.c, once the plan is made: hand its rows out through a Result whose
+ * protected columns are marked (see above); refuse a role with export
+ * limits a query that folds protected values (the plan depends on the role
+ * and on the policy, and is made again when either changes).
+ */
+void
+exports_citus_after(PlannedStmt *stmt, CitusExports *ce)
+{
+	Oid			marker = exports_protected_oid();
+	Result	   *top;
+	ListCell   *lc;
+	int			maxid = 0;
+
+	stmt->dependsOnRole = true;
+	stmt->relationOids = lappend_oid(stmt->relationOids,
+									 pii_guard_relation_oid("column_rules", false));
+	if (ce->folds && !limits_role_unlimited())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pii_guard cannot count protected values folded into an aggregate or passed to a function on a Citus table"),
+				 errdetail("Your role has export limits; on a distributed table the workers fold the values, where the rows they come from are not counted."),
+				 errhint("Select the rows themselves (they count as they leave), or ask for the aggregate without export limits.")));
+	if (ce->columns == NULL || !OidIsValid(marker) || stmt->planTree == NULL)
+		return;
+	top = makeNode(Result);
+	foreach(lc, stmt->planTree->targetlist)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		Var		   *var = makeVarFromTargetEntry(OUTER_VAR, tle);
+		Expr	   *expr = (Expr *) var;
+
+		if (!tle->resjunk && bms_is_member(tle->resno, ce->columns) &&
+			var->vartype != RECORDOID && get_typtype(var->vartype) != TYPTYPE_PSEUDO)
+		{
+			FuncExpr   *fe = makeFuncExpr(marker, var->vartype,
+										  list_make2(var, makeConst(REGCLASSOID, -1, InvalidOid, 4,
+																	ObjectIdGetDatum(ce->charged),
+																	false, true)),
+										  var->varcollid, var->varcollid, COERCE_EXPLICIT_CALL);
+
+			fe->location = PII_SITE_MARK;
+			expr = (Expr *) fe;
+		}
+		top->plan.targetlist = lappend(top->plan.targetlist,
+									   makeTargetEntry(expr, tle->resno, tle->resname, tle->resjunk));
+	}
+	top->plan.lefttree = stmt->planTree;
+	top->plan.startup_cost = stmt->planTree->startup_cost;
+	top->plan.total_cost = stmt->planTree->total_cost;
+	top->plan.plan_rows = stmt->planTree->plan_rows;
+	top->plan.plan_width = stmt->planTree->plan_width;
+	top->plan.parallel_safe = false;
+	maxid = exports_max_node_id(stmt->planTree);
+	foreach(lc, stmt->subplans)
+		maxid = Max(maxid, exports_max_node_id((Plan *) lfirst(lc)));
+	top->plan.plan_node_id = maxid + 1;
+	stmt->planTree = (Plan *) top;
 }
 
 /*----------
@@ -1095,5 +1554,19 @@ pii_guard_exported_row(PG_FUNCTION_ARGS)
 		limits_count_row(PG_GETARG_OID(1), PG_GETARG_DATUM(2),
 						 (Oid) (uintptr_t) fcinfo->flinfo->fn_extra, PG_ARGISNULL(2));
 	}
+	PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+}
+
+PG_FUNCTION_INFO_V1(pii_guard_protected);
+
+/*
+ * SQL function: _protected(value anyelement, base regclass) returns
+ * anyelement -- the identity (see "Citus" above).
+ */
+Datum
+pii_guard_protected(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
 	PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 }

@@ -11,8 +11,13 @@
  *						ereport_on_violation;
  *	post_parse_analyze	writes on masking views rewritten onto their base
  *						tables (write.c);
- *	planner				lookups through masking views (lookup.c) before
- *						planning; after it, the plan is proved: which
+ *	planner				on a Citus worker, the coordinator's queries on
+ *						protected shards admitted (cluster.c), and
+ *						lookups through masking views (lookup.c), before
+ *						planning; on the coordinator, what a query on a
+ *						distributed table's masking view lets leave
+ *						(exports.c), found before and marked after it;
+ *						after it, the plan is proved: which
  *						reveal() calls are masking views' own (reveal.c),
  *						and where protected values go into aggregates
  *						and functions is marked (exports.c);
@@ -23,7 +28,8 @@
  *	ExecutorRun/Finish	nesting, the portal rows count for (limits.c), the
  *						destination wrapped to count them (exports.c);
  *	ExecutorEnd			back at level 0: reads become events (audit.c);
- *	ProcessUtility		DDL aimed at protected tables (ddl.c);
+ *	ProcessUtility		DDL aimed at protected tables (ddl.c); a SET of
+ *						application_name noted (citus.c);
  *	emit_log_hook		statements that carried plaintext stay out of the
  *						server log (statement.c); a privilege refusal no
  *						hook's error path saw is audited (audit.c).
@@ -170,7 +176,10 @@ pii_guard_post_parse_analyze(COMPAT_ANALYZE_PARAMS)
 		audit_refusal_forget();
 	}
 	if (!statement_in_maintenance() && IsTransactionState())
+	{
+		views_refuse_citus_writes(query);
 		write_rewrite(query);
+	}
 }
 
 /*
@@ -357,11 +366,14 @@ pii_guard_planner(Query *parse, const char *query_string, int cursorOptions,
 {
 	PlannedStmt *volatile result = NULL;
 	volatile bool for_role = false;
+	CitusExports *volatile citus = NULL;
 
 	if (!statement_in_maintenance() && IsTransactionState())
 	{
+		cluster_admit_task(parse);
 		views_audit_refusals(parse);
 		for_role = lookup_add_quals(parse);
+		citus = exports_citus_before(parse);
 	}
 
 	statement_push();
@@ -391,6 +403,8 @@ pii_guard_planner(Query *parse, const char *query_string, int cursorOptions,
 		result->relationOids = lappend_oid(result->relationOids,
 										   pii_guard_relation_oid("column_rules", false));
 	}
+	if (citus != NULL)
+		exports_citus_after(result, citus);
 	if (IsTransactionState())
 	{
 		reveal_prove_plan(result);
@@ -497,6 +511,7 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 	DdlAfter	after;
 	Node	   *parsetree;
 
+	citus_note_utility(pstmt->utilityStmt);
 	hooks_ddl_before(&pstmt, COMPAT_UTILITY_READONLY_TREE, &after);
 	if (after.tree_copied)
 		COMPAT_UTILITY_TREE_COPIED();

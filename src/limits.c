@@ -102,6 +102,7 @@ typedef struct RoleLimits
 } RoleLimits;
 
 static RoleLimits role_limits;
+static bool role_limits_task = false;	/* exempt as a Citus task connection */
 
 /* A counting scope: the statement, or one portal. */
 typedef struct CountScope
@@ -400,7 +401,12 @@ limits_load_role(Oid userid)
 	rl.expires = DT_NOEND;
 	rl.stmt_max = -1;
 	rl.day_max = -1;
-	rl.exempt = superuser_arg(userid);
+	/*
+	 * (On a Citus worker, the rows a task of the coordinator's returns go to
+	 * the coordinator, where what leaves the cluster is counted.)
+	 */
+	role_limits_task = citus_in_task();
+	rl.exempt = superuser_arg(userid) || role_limits_task;
 	if (rl.exempt || !OidIsValid(pii_guard_relation_oid("profiles", true)))
 	{
 		rl.exempt = true;
@@ -486,6 +492,7 @@ limits_current(void)
 
 	if (likely(role_limits.userid == userid &&
 			   role_limits.generation == policy_current_generation() &&
+			   (!role_limits_task || citus_in_task()) &&
 			   (role_limits.expires == DT_NOEND ||
 				GetCurrentStatementStartTimestamp() < role_limits.expires)))
 		return &role_limits;

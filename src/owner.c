@@ -61,68 +61,9 @@ pii_guard_relation_oid(const char *relname, bool missing_ok)
 }
 
 /*
- * The relation this node reads one of pii_guard's tables from, as a
- * qualified name in buf (at least PII_LOCAL_TABLE_LEN bytes), and its OID
- * in *relid (which the caller's cache invalidation should watch).
- *
- * On Citus, once pii_guard.citus_setup() has made a table a reference
- * table, its rows live in a placement on every node, named
- * pii_guard.<relname>_<shardid>; the table itself is an empty shell, and a
- * query on it is a distributed query, which Citus refuses inside a query on
- * a shard -- exactly where a worker decrypts or masks.  So a node that holds
- * the placement reads it directly (a plain local table: no planning through
- * Citus, no connection).  Without Citus, or on a node without a placement,
- * the table itself.  Writes always go to the table itself, so that Citus
- * replicates them to every placement in one two-phase commit.
- *
- * The caller is connected to SPI (in the owner context).
- */
-void
-pii_guard_local_table(const char *relname, char *buf, Oid *relid)
-{
-	Oid			nsp = pii_guard_schema_oid(false);
-	Oid			logical = get_relname_relid(relname, nsp);
-
-	snprintf(buf, PII_LOCAL_TABLE_LEN, "%s.%s", PII_GUARD_SCHEMA, relname);
-	*relid = logical;
-	if (!OidIsValid(logical) ||
-		!OidIsValid(get_relname_relid("pg_dist_shard", PG_CATALOG_NAMESPACE)))
-		return;
-	{
-		Oid			argtypes[1] = {OIDOID};
-		Datum		values[1] = {ObjectIdGetDatum(logical)};
-
-		if (SPI_execute_with_args("SELECT shardid FROM pg_catalog.pg_dist_shard "
-								  "WHERE logicalrelid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
-								  1, argtypes, values, NULL, true, 2) != SPI_OK_SELECT)
-			elog(ERROR, "could not read pg_dist_shard");
-	}
-	if (SPI_processed == 1)
-	{
-		bool		isnull;
-		int64		shardid = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-														  SPI_tuptable->tupdesc, 1,
-														  &isnull));
-		char		placement[NAMEDATALEN];
-		Oid			placement_relid;
-
-		/*
-		 * (Citus shortens a shard's name, with a hash, only when the name
-		 * and its suffix pass NAMEDATALEN: never for pii_guard's tables.)
-		 */
-		snprintf(placement, sizeof(placement), "%s_" INT64_FORMAT, relname, shardid);
-		placement_relid = get_relname_relid(placement, nsp);
-		if (OidIsValid(placement_relid))
-		{
-			snprintf(buf, PII_LOCAL_TABLE_LEN, "%s.%s", PII_GUARD_SCHEMA, placement);
-			*relid = placement_relid;
-		}
-	}
-}
-
-/*
  * Act as the owner of the pii_guard schema (the extension's owner) with a
- * safe search_path.  See the file header.
+ * safe search_path (and, on Citus, its reference tables readable: see
+ * pii_guard_citus_loaded in citus.c).  See the file header.
  */
 void
 pii_guard_enter_owner_context(OwnerContext *ctx)
@@ -145,6 +86,10 @@ pii_guard_enter_owner_context(OwnerContext *ctx)
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	if (pii_guard_citus_loaded())
+		(void) set_config_option("citus.allow_nested_distributed_execution", "on",
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 	ctx->pushed_snapshot = false;
 }
 

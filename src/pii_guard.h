@@ -9,6 +9,9 @@
  *	ground		compat.h	every PG_VERSION_NUM guard
  *				owner.c		acting as the extension owner; its schema and
  *							relations; the owner + SPI bracket
+ *				citus.c		on a Citus cluster: its catalogs, where a
+ *							table's rows are on this node, task
+ *							connections
  *				statement.c	per-statement state: nesting level, command,
  *							export flag, plaintext marks, maintenance
  *	crypto		crypto.c	AES-256-GCM envelopes, blind index, key wrapping
@@ -41,7 +44,8 @@
  *							masking view's own scan of its own row
  *				shred.c		crypto-shredding: the row trigger sealing
  *							values under their subject's key
- *	top			cluster.c	on a Citus worker: who may log in
+ *	top			cluster.c	on a Citus worker: who may log in, which
+ *							queries may read protected shards
  *				ddl.c		utility statements on protected tables
  *				hooks.c		executor, planner, utility and log hooks:
  *							dispatch only
@@ -139,7 +143,16 @@ extern void owner_spi_end(OwnerContext *ctx);
 extern Oid	pii_guard_schema_oid(bool missing_ok);
 extern Oid	pii_guard_relation_oid(const char *relname, bool missing_ok);
 #define PII_LOCAL_TABLE_LEN (NAMEDATALEN * 2 + 2)
+
+/* citus.c */
 extern void pii_guard_local_table(const char *relname, char *buf, Oid *relid);
+extern int	pii_guard_shard_ids(Oid logical, int64 **shardids);
+extern Oid	pii_guard_shard_relid(Oid logical, int64 shardid);
+extern bool pii_guard_on_citus_worker(void);
+extern bool pii_guard_citus_loaded(void);
+extern void citus_note_login(bool from_cluster, const char *appname);
+extern void citus_note_utility(Node *parsetree);
+extern bool citus_in_task(void);
 
 /* statement.c */
 extern int	statement_nesting_level(void);
@@ -334,6 +347,10 @@ extern Oid	views_base_of_view(Oid relid);
 extern const char *views_row_key(Oid base);
 extern Oid	views_view_of_base(Oid base);
 extern Oid	views_table_of(Oid relid);
+extern Oid	views_table_of_shard(Oid relid);
+extern bool views_is_citus(Oid relid);
+extern void views_refuse_citus_write(Oid view_relid);
+extern void views_refuse_citus_writes(Query *query);
 extern uint64 views_cache_version(void);
 extern void views_refuse_row_key_change(Oid base) pg_attribute_noreturn();
 extern Oid	views_owner_role(void);
@@ -372,6 +389,9 @@ extern bool plan_exprs_choose_rows(const Plan *plan, const Node *exprs);
 /* exports.c */
 struct QueryDesc;
 extern void exports_mark_plan(PlannedStmt *stmt);
+typedef struct CitusExports CitusExports;
+extern CitusExports *exports_citus_before(Query *parse);
+extern void exports_citus_after(PlannedStmt *stmt, CitusExports *ce);
 extern void exports_start(struct QueryDesc *queryDesc, int eflags);
 extern DestReceiver *exports_wrap_dest(struct QueryDesc *queryDesc);
 
@@ -449,6 +469,7 @@ extern void hooks_install(void);
 struct Port;
 extern char *pii_guard_cluster_peer_cn;
 extern void cluster_check_login(struct Port *port, int status);
+extern void cluster_admit_task(Query *parse);
 
 /* audit.c */
 extern void audit_relation_changed(Oid relid);

@@ -630,7 +630,10 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 	 * The rule, its mask function resolved (as the extension owner: the
 	 * reader need not be able to see its schema), and whether the masking
 	 * view was built with that very function (its definition names every
-	 * mask it uses, which records a dependency).
+	 * mask it uses, which records a dependency).  Where the view is not --
+	 * on a Citus worker, which reveals for the coordinator's view (it is
+	 * only ever called there on what cluster.c admitted) -- the function
+	 * the name resolves to.
 	 */
 	policy_spi(psprintf("SELECT r.level::text, r.mask_function, r.mask_args, m.fn, "
 						"  %s EXISTS (SELECT 1 FROM pg_catalog.pg_depend d "
@@ -644,7 +647,9 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 						"JOIN pii_guard.protected_tables p ON p.base = r.base, "
 						"LATERAL (SELECT pg_catalog.to_regprocedure(r.mask_function)::pg_catalog.oid AS fn) m "
 						"WHERE r.base = $1 AND r.column_name = $2",
-						policy_views_name_masks() ? "NOT p.names_masks OR" : "true OR"),
+						policy_views_name_masks() ?
+						"NOT p.names_masks OR pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', "
+						"p.view_schema, p.view_name)) IS NULL OR" : "true OR"),
 			   2, argtypes, values);
 	if (SPI_processed == 1)
 	{

@@ -25,9 +25,11 @@
  *	- both are plain columns of the same scan, of the same row (or of the
  *	  same row a ModifyTable node writes, for its RETURNING list);
  *	- that scan reads base (or a partition or inheritance child of it, as
- *	  this query expanded it) and is checked as pii_guard_owner -- the
- *	  owner of the masking views, whose expansion is the only way a
- *	  governed role reaches a base table past the fail-closed check;
+ *	  this query expanded it; on a Citus worker, a shard of it) and is
+ *	  checked as pii_guard_owner -- the owner of the masking views, whose
+ *	  expansion is the only way a governed role reaches a base table past
+ *	  the fail-closed check (on a worker, cluster.c's admission of the
+ *	  coordinator's query on the shard);
  *	- the value is the column named col and the key is base's row key.
  *
  * A call that passes is marked (its location becomes PII_SITE_MARK, a value
@@ -249,8 +251,9 @@ reveal_top_parent(PlannedStmt *stmt, Index rti)
 /*
  * The base case: columns value_att and key_att of range table entry rti,
  * which a scan reads.  Proved if the entry is base (or one of its children
- * in this query), reached through a view of pii_guard_owner's, and the
- * columns are col and base's row key.
+ * in this query, or on a Citus worker one of its shards, which cluster.c
+ * admitted), reached through a view of pii_guard_owner's, and the columns
+ * are col and base's row key.
  */
 static bool
 reveal_prove_scan(ProofContext *cx, Index rti, AttrNumber value_att,
@@ -267,7 +270,8 @@ reveal_prove_scan(ProofContext *cx, Index rti, AttrNumber value_att,
 	if (rte->rtekind != RTE_RELATION)
 		return false;
 	top = rt_fetch(reveal_top_parent(cx->stmt, rti), cx->stmt->rtable);
-	if (top->rtekind != RTE_RELATION || top->relid != cx->base ||
+	if (top->rtekind != RTE_RELATION ||
+		(top->relid != cx->base && views_table_of_shard(top->relid) != cx->base) ||
 		!OidIsValid(cx->view_owner) ||
 		compat_rte_check_as_user(cx->stmt, top) != cx->view_owner)
 		return false;

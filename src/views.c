@@ -113,6 +113,9 @@ typedef struct ProtectedTable
 								 * envelope kind the trigger seals it into,
 								 * or 0; NULL until the trigger first runs */
 	int			nsealed;
+	bool		citus;			/* base is a Citus table (distributed or
+								 * reference) */
+	bool		shard;			/* relid is one of its shards, on this node */
 } ProtectedTable;
 
 typedef struct PlanEntry
@@ -240,6 +243,34 @@ views_enter_descendants(HTAB *tables, ProtectedTable *proto)
 }
 
 /*
+ * Enter the shards of a protected Citus table that this node holds under
+ * their own OIDs: on a worker, the queries the coordinator sends read them
+ * by name (public_pii.customers_102008), and the fail-closed check and
+ * reveal()'s proof treat them as the table (cluster.c admits the queries
+ * that read them as its masking view does).
+ */
+static void
+views_enter_shards(HTAB *tables, ProtectedTable *proto, int nshards, int64 *shardids)
+{
+	int			i;
+
+	for (i = 0; i < nshards; i++)
+	{
+		Oid			shard = pii_guard_shard_relid(proto->base_relid, shardids[i]);
+		ProtectedTable *e;
+
+		if (!OidIsValid(shard))
+			continue;
+		e = hash_search(tables, &shard, HASH_ENTER, NULL);
+		*e = *proto;
+		e->relid = shard;
+		e->shard = true;
+		e->rel_nsp = get_namespace_name(get_rel_namespace(shard));
+		e->rel_name = get_rel_name(shard);
+	}
+}
+
+/*
  * Build the protected-table cache from pii_guard.protected_tables: a heap
  * scan under the latest snapshot, no SPI and no executor, so that it can
  * be built wherever a transaction is open (an executor's end included) and
@@ -276,6 +307,13 @@ views_build(void)
 	tables_relid = pii_guard_relation_oid("protected_tables", true);
 	if (OidIsValid(tables_relid))
 	{
+		char		placement[PII_LOCAL_TABLE_LEN];
+
+		/* (on Citus, a reference table: this node's placement holds it) */
+		pii_guard_local_table("protected_tables", placement, &tables_relid);
+	}
+	if (OidIsValid(tables_relid))
+	{
 		Relation	rel = table_open(tables_relid, AccessShareLock);
 		TupleDesc	desc = RelationGetDescr(rel);
 		AttrNumber	att_base = get_attnum(tables_relid, "base");
@@ -302,6 +340,8 @@ views_build(void)
 			char	   *base_rel;
 			char	   *base_nsp;
 			Oid			base_nspid;
+			int64	   *shardids;
+			int			nshards;
 
 			memset(&proto, 0, sizeof(proto));
 			if (isnull)
@@ -320,8 +360,11 @@ views_build(void)
 			proto.view_name = quote_qualified_identifier(view_schema, view_name);
 			proto.write_name = quote_qualified_identifier(base_nsp, write_name);
 			proto.row_key = views_row_text(tup, desc, att_key);
+			nshards = pii_guard_shard_ids(proto.base_relid, &shardids);
+			proto.citus = nshards > 0;
 			views_enter(tables, &proto);
 			views_enter_descendants(tables, &proto);
+			views_enter_shards(tables, &proto, nshards, shardids);
 		}
 		MemoryContextSwitchTo(old);
 		table_endscan(scan);
@@ -426,6 +469,73 @@ views_table_of(Oid relid)
 	if (pt == NULL || relid == pt->view_relid || relid == pt->write_relid)
 		return InvalidOid;
 	return pt->base_relid;
+}
+
+/*
+ * The protected table whose shard relid is, on this node (Citus), or
+ * InvalidOid.
+ */
+Oid
+views_table_of_shard(Oid relid)
+{
+	ProtectedTable *pt = views_lookup(relid);
+
+	return (pt != NULL && pt->shard) ? pt->base_relid : InvalidOid;
+}
+
+/* Is relid a protected Citus table, one of its views or shards? */
+bool
+views_is_citus(Oid relid)
+{
+	ProtectedTable *pt = views_lookup(relid);
+
+	return pt != NULL && pt->citus;
+}
+
+/*
+ * A write through the masking view of a Citus table (INSERT, UPDATE,
+ * DELETE, MERGE, COPY FROM -- in a statement or a CTE of one): refused,
+ * saying why.  (Citus refuses a write on a view over its tables anyway,
+ * with a message that does not say what to do.)
+ */
+void
+views_refuse_citus_write(Oid view_relid)
+{
+	ProtectedTable *pt = views_lookup(view_relid);
+
+	if (pt == NULL || !pt->citus || pt->view_relid != view_relid)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("writes through the masking view %s of a distributed table are not supported yet",
+					pt->view_name),
+			 errdetail("pii_guard reads distributed tables through their masking views; their rows are written by the table's owner, on %s.",
+					   pt->base_name)));
+}
+
+/* Every write of a query tree: views_refuse_citus_write. */
+void
+views_refuse_citus_writes(Query *query)
+{
+	ListCell   *lc;
+
+	if (query == NULL || !pii_guard_citus_loaded())
+		return;
+	foreach(lc, query->cteList)
+	{
+		CommonTableExpr *cte = lfirst_node(CommonTableExpr, lc);
+
+		if (IsA(cte->ctequery, Query))
+			views_refuse_citus_writes((Query *) cte->ctequery);
+	}
+	if (query->commandType != CMD_SELECT && query->commandType != CMD_UTILITY &&
+		query->resultRelation > 0)
+	{
+		RangeTblEntry *rte = rt_fetch(query->resultRelation, query->rtable);
+
+		if (rte->rtekind == RTE_RELATION)
+			views_refuse_citus_write(rte->relid);
+	}
 }
 
 /* The masking view of a protected base table or masking view, quoted. */
