@@ -345,7 +345,15 @@ BEGIN
                 USING ERRCODE = 'feature_not_supported',
                       DETAIL = 'The coordinator reads such a table from its own placement, inside the reading role''s session, where pii_guard cannot tell Citus''s query on it from the role''s own; masking views are supported on distributed tables.',
                       HINT = 'Distribute the table (create_distributed_table), or keep it on the coordinator (undistribute_table) and protect it there.';
-        ELSIF citus IS NOT NULL THEN
+        ELSIF citus IS NULL THEN
+            IF EXISTS (SELECT 1 FROM pg_dist_partition d
+                        WHERE d.logicalrelid = '@extschema@.protected_tables'::regclass) THEN
+                RAISE EXCEPTION '% is not distributed, and pii_guard''s policy is shared across this Citus cluster', tbl
+                    USING ERRCODE = 'feature_not_supported',
+                          DETAIL = 'Every node keeps the policy, naming the tables it protects; the workers have no table of that name.',
+                          HINT = 'Distribute the table (create_distributed_table), then protect it.';
+            END IF;
+        ELSE
             IF NOT EXISTS (SELECT 1 FROM pg_dist_partition d
                             WHERE d.logicalrelid = '@extschema@.protected_tables'::regclass) THEN
                 RAISE EXCEPTION 'pii_guard''s policy is not shared across this Citus cluster yet'
@@ -4312,6 +4320,12 @@ DECLARE
     w record;
     fk record;
     fks text[] := '{}';
+    sync text;
+    placement text;
+    placements_list text[] := '{}';
+    saved text[] := '{}';
+    fresh boolean := false;
+    item json;
     -- What every node's masking decisions read (where the shards are: a
     -- worker reveals the values of its own shards, under the reading role's
     -- policy), and the tables whose foreign keys point into them.
@@ -4368,6 +4382,13 @@ BEGIN
     END LOOP;
     IF EXISTS (SELECT 1 FROM unnest(policy) p(rel)
                 WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition d WHERE d.logicalrelid = p.rel)) THEN
+        IF EXISTS (SELECT 1 FROM @extschema@.protected_tables) THEN
+            RAISE EXCEPTION 'tables are protected on the coordinator alone'
+                USING ERRCODE = '55000',
+                      DETAIL = format('The policy shared across the cluster would name tables the workers do not have: %s.',
+                                      (SELECT string_agg(t.base::text, ', ' ORDER BY t.base::text) FROM @extschema@.protected_tables t)),
+                      HINT = 'Unprotect them (pii_guard.unprotect_table), run citus_setup(), distribute them, and protect them again.';
+        END IF;
         FOREACH tbl IN ARRAY policy LOOP
             CONTINUE WHEN EXISTS (SELECT 1 FROM pg_dist_partition d WHERE d.logicalrelid = tbl);
             FOR w IN SELECT * FROM run_command_on_workers(format('SELECT pg_catalog.count(*) FROM %s', tbl)) LOOP
@@ -4405,18 +4426,57 @@ BEGIN
                 fks := fks || format('ALTER TABLE %s ADD CONSTRAINT %I %s', fk.rel, fk.conname, fk.def);
             END IF;
         END LOOP;
+        -- (The rows are put back one by one once the tables are reference
+        -- tables: Citus would copy them to the workers in binary, OIDs and
+        -- all -- and a table or a role has another OID on each node -- while
+        -- an INSERT ... VALUES reaches every node by name.)
+        FOREACH tbl IN ARRAY policy LOOP
+            EXECUTE format('SELECT coalesce(pg_catalog.json_agg(t), ''[]'') FROM %s t', tbl) INTO mine;
+            saved := saved || mine;
+        END LOOP;
+        EXECUTE 'TRUNCATE ' || array_to_string(policy, ', ');
         PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
         PERFORM set_config('client_min_messages', 'warning', true);
         FOREACH tbl IN ARRAY policy LOOP
-            CONTINUE WHEN EXISTS (SELECT 1 FROM pg_dist_partition d WHERE d.logicalrelid = tbl);
             PERFORM create_reference_table(tbl);
-            PERFORM truncate_local_data_after_distributing_table(tbl);
             PERFORM @extschema@._audit_admin('citus_setup', format('%s is a reference table on every node', tbl));
         END LOOP;
         FOREACH mine IN ARRAY fks LOOP
             EXECUTE mine;
         END LOOP;
+        FOR i IN 1 .. array_length(policy, 1) LOOP
+            FOR item IN SELECT * FROM pg_catalog.json_array_elements(saved[i]::json) LOOP
+                EXECUTE format('INSERT INTO %s VALUES ((pg_catalog.json_populate_record(NULL::%s, $1)).*)',
+                               policy[i], policy[i]) USING item;
+            END LOOP;
+        END LOOP;
+        fresh := true;
     END IF;
+    -- The workers' placements of the policy, written again by name.  Citus
+    -- copies a reference table to a node -- when the table is made one, and
+    -- to a node added later -- in binary, OIDs and all, and a table or a
+    -- role has another OID on each node: the rows are rendered here, where
+    -- a regclass or regrole shows its name, and loaded there, where the name
+    -- finds that node's own.  (Run again after adding a node; not in the
+    -- call that made them reference tables, whose placements the workers'
+    -- connections here cannot see yet -- nor need to: see above.)
+    sync := '';
+    FOREACH tbl IN ARRAY CASE WHEN fresh THEN '{}'::regclass[] ELSE policy END LOOP
+        placement := format('%s_%s', tbl, (SELECT s.shardid FROM pg_dist_shard s WHERE s.logicalrelid = tbl));
+        EXECUTE format('SELECT coalesce(pg_catalog.json_agg(t), ''[]'') FROM %s t', tbl) INTO mine;
+        placements_list := placements_list || placement;
+        sync := sync || format('INSERT INTO %s SELECT * FROM pg_catalog.json_populate_recordset(NULL::%s, %L); ',
+                               placement, placement, mine);
+    END LOOP;
+    sync := format('DO %L', format('BEGIN PERFORM pg_catalog.set_config(%L, %L, true); TRUNCATE %s; %s END',
+                                   'citus.enable_manual_changes_to_shards', 'on',
+                                   array_to_string(placements_list, ', '), sync));
+    FOR w IN SELECT * FROM run_command_on_workers(sync) WHERE NOT fresh LOOP
+        IF NOT w.success THEN
+            RAISE EXCEPTION 'could not write pii_guard''s policy on worker %:%', w.nodename, w.nodeport
+                USING ERRCODE = '08006', DETAIL = w.result;
+        END IF;
+    END LOOP;
     FOREACH tbl IN ARRAY policy LOOP
         relation := tbl;
         placements := (SELECT count(*) FROM pg_dist_shard s JOIN pg_dist_placement pl USING (shardid)
@@ -4425,7 +4485,7 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.citus_setup() IS 'Citus: one set of data keys and one policy for the cluster (reference tables replicated to every node); run once on the coordinator';
+COMMENT ON FUNCTION @extschema@.citus_setup() IS 'Citus: one set of data keys and one policy for the cluster (reference tables replicated to every node); run on the coordinator, and again after adding a node';
 REVOKE ALL ON FUNCTION @extschema@._ensure_data_keys() FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.citus_setup() FROM PUBLIC;
 

@@ -70,6 +70,18 @@ ddl_retarget(RangeVar *rv)
 	if (!OidIsValid(relid))
 		return InvalidOid;
 	base = views_base_of_view(relid);
+	/*
+	 * (Citus passes DDL on to the workers as it was written: aimed at the
+	 * view's name, which names nothing there.)
+	 */
+	if (OidIsValid(base) && views_is_citus(base))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("DDL aimed at the masking view %s of a distributed table is not forwarded to the table",
+						views_masking_view_name(base)),
+				 errhint("Name the table itself: %s.",
+						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(base)),
+													get_rel_name(base)))));
 	if (OidIsValid(base))
 	{
 		rv->schemaname = get_namespace_name(get_rel_namespace(base));
@@ -526,6 +538,15 @@ ddl_before(PlannedStmt **pstmt, bool read_only_tree, DdlAfter *after)
 	ddl_guard_audit_triggers(parsetree);
 	if (after->rebuild)
 		ddl_check_owner(after->base);
+
+	/*
+	 * A distributed table's DDL, then its masking views' policy rows (a
+	 * Citus reference table, with foreign keys) in the same transaction:
+	 * Citus allows that only over one connection per node, from the DDL on.
+	 */
+	if (after->rebuild && views_is_citus(after->base))
+		(void) set_config_option("citus.multi_shard_modify_mode", "sequential",
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	if (detach)
 		ddl_call("SELECT pii_guard._detach_views($1, $2, $3)", after->base, NULL, NULL);
 }

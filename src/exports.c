@@ -791,6 +791,7 @@ typedef struct CitusExports
 	bool		every_row;
 	bool		folds;
 	Oid			charged;
+	bool		subplan;		/* planned while another query is */
 } CitusExports;
 
 static bool exports_qtaint(QueryTaint *qt, Node *expr);
@@ -1094,6 +1095,7 @@ exports_citus_before(Query *parse)
 	ce->every_row = qt.selects;
 	ce->folds = qt.folds;
 	ce->charged = qt.charged;
+	ce->subplan = statement_planning_depth() > 0;
 	return ce;
 }
 
@@ -1155,7 +1157,12 @@ exports_citus_after(PlannedStmt *stmt, CitusExports *ce)
 				 errmsg("pii_guard cannot count protected values folded into an aggregate or passed to a function on a Citus table"),
 				 errdetail("Your role has export limits; on a distributed table the workers fold the values, where the rows they come from are not counted."),
 				 errhint("Select the rows themselves (they count as they leave), or ask for the aggregate without export limits.")));
-	if (ce->columns == NULL || !OidIsValid(marker) || stmt->planTree == NULL)
+	/*
+	 * (A query Citus plans while it plans another -- a subquery or CTE it
+	 * runs first, into an intermediate result -- delivers its rows to that
+	 * other query, whose own analysis followed them into it.)
+	 */
+	if (ce->columns == NULL || ce->subplan || !OidIsValid(marker) || stmt->planTree == NULL)
 		return;
 	top = makeNode(Result);
 	foreach(lc, stmt->planTree->targetlist)

@@ -108,3 +108,38 @@ citus_cluster() {
 		citus_psql coord -c "SELECT citus_add_node('localhost', $(citus_port "$node"))" >/dev/null
 	done
 }
+
+# TLS between the nodes with a cluster client certificate (CN
+# pii_guard-cluster) that the coordinator presents through
+# citus.node_conninfo, and the workers' login gate on it
+# (pii_guard.cluster_peer_cn): a worker admits a role other than a
+# superuser only from the coordinator -- and reveals protected shards only
+# to such connections.  Certificates in $PGG_WORK/tls (ca, server, cluster;
+# citus_cert makes more); every node restarted.
+citus_cert() {	# citus_cert NAME CN [CA]: a key and a certificate signed by CA (default ca)
+	local tls=$PGG_WORK/tls
+	openssl req -new -newkey rsa:2048 -nodes -subj "/CN=$2" -keyout "$tls/$1.key" -out "$tls/$1.csr" 2>/dev/null
+	openssl x509 -req -in "$tls/$1.csr" -CA "$tls/${3:-ca}.crt" -CAkey "$tls/${3:-ca}.key" \
+		-CAcreateserial -days 2 -out "$tls/$1.crt" 2>/dev/null
+	chmod 600 "$tls/$1.key"
+}
+
+citus_tls() {	# citus_tls NODE... (the certificates made at the first call)
+	local tls=$PGG_WORK/tls node
+	if [ ! -f "$tls/cluster.crt" ]; then
+		mkdir -p "$tls"
+		openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=pii_guard test ca" \
+			-keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+		citus_cert server localhost
+		citus_cert cluster pii_guard-cluster
+		if [ "$(id -u)" -eq 0 ]; then chown postgres "$tls"/server.key "$tls"/cluster.key; fi
+	fi
+	for node in "$@"; do
+		pgg_conf "$node" "ssl = on" "ssl_cert_file = '$tls/server.crt'" "ssl_key_file = '$tls/server.key'" \
+			"ssl_ca_file = '$tls/ca.crt'" \
+			"citus.node_conninfo = 'sslmode=require sslcert=$tls/cluster.crt sslkey=$tls/cluster.key'"
+		[ "$node" = coord ] || pgg_conf "$node" "pii_guard.cluster_peer_cn = 'pii_guard-cluster'"
+		pgg_stop "$node"
+		pgg_start "$node"
+	done
+}
