@@ -16,10 +16,14 @@
 #     run, 2 clients, best of two runs, interleaved;
 #   - point reads by an encrypted distribution column (the blind index as
 #     the shard key) against the text column as the key.
+#   - through a masking view (table masked: the same rows, protected, read
+#     by a role that sees phone, national ID and e-mail masked): a masked
+#     scan of every row, and point reads by id, against the plain table
+#     read by the same role (Citus alone, or plain on one node).
 # Printed: distributed vs single node, and pii_guard on Citus vs Citus
-# alone.  Masked scans and reads through masking views are not measured:
-# masking views over distributed tables are not supported yet (README,
-# Scale-out on Citus).
+# alone.  The nodes speak TLS with the login gate on, as pii_guard needs
+# for reads through masking views (citus_tls): every Citus figure,
+# Citus alone's too, is over TLS.
 #
 # CITUS_ROWS (default 200000), BENCH_RUNS, BENCH_SECONDS, KEEP=1.
 # Results also go to bench/results/citus.txt.
@@ -54,6 +58,7 @@ citus_cluster_tuned() {
 }
 citus_cluster
 citus_cluster_tuned
+citus_tls coord w1 w2
 sql() { citus_psql "$@" -tA; }
 
 CUSTOMERS="
@@ -62,31 +67,47 @@ CREATE TABLE plain (id bigint PRIMARY KEY, phone text, national_id text);
 CREATE TABLE enc_by_phone (phone pii_guard.encrypted_text, id bigint);
 CREATE TABLE plain_by_phone (phone text, id bigint);
 CREATE INDEX ON enc_by_phone USING hash (phone);
-CREATE INDEX ON plain_by_phone USING hash (phone);"
+CREATE INDEX ON plain_by_phone USING hash (phone);
+CREATE TABLE masked (id bigint PRIMARY KEY, phone pii_guard.encrypted_text, national_id pii_guard.encrypted_text,
+                     email text);"
+# (a role that sees the protected columns masked, without export limits)
+PROTECT="
+SELECT pii_guard.protect_column('masked', 'phone', 'sensitive', 'pii_guard.mask_phone(text)');
+SELECT pii_guard.protect_column('masked', 'national_id', 'core', 'pii_guard.mask_cn_id(text)');
+SELECT pii_guard.protect_column('masked', 'email', 'sensitive', 'pii_guard.mask_email(text)');
+DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bench_reader') THEN
+    CREATE ROLE bench_reader LOGIN; END IF; END \$\$;
+GRANT SELECT ON masked, plain TO bench_reader;
+SELECT pii_guard.set_clearance('bench_reader', 'public');"
 FILL="
 INSERT INTO plain SELECT g, (13000000000 + g * 7919 % 1000000000)::text,
        '1101011990' || lpad(g::text, 8, '0') FROM generate_series(1, $ROWS) g;
 INSERT INTO enc SELECT id, phone, national_id FROM plain;
 INSERT INTO plain_by_phone SELECT phone, id FROM plain;
-INSERT INTO enc_by_phone SELECT phone, id FROM plain;"
+INSERT INTO enc_by_phone SELECT phone, id FROM plain;
+INSERT INTO masked SELECT id, phone, national_id, 'u' || id || '@example.com' FROM plain;"
 
-CITUS_DB=postgres sql coord -c "CREATE DATABASE single" >/dev/null
-CITUS_DB=single sql coord -c "CREATE EXTENSION pii_guard" -c "$CUSTOMERS" -c "$FILL" -c "VACUUM ANALYZE" >/dev/null
 sql coord -c "SET client_min_messages = warning" -c "CREATE EXTENSION pii_guard" \
 	-c "SELECT * FROM pii_guard.citus_setup()" -c "$CUSTOMERS" \
 	-c "SELECT create_distributed_table('plain', 'id', shard_count => 32)" \
 	-c "SELECT create_distributed_table('enc', 'id', colocate_with => 'plain')" \
 	-c "SELECT create_distributed_table('plain_by_phone', 'phone', shard_count => 32)" \
 	-c "SELECT create_distributed_table('enc_by_phone', 'phone', shard_count => 32, colocate_with => 'none')" \
-	-c "$FILL" -c "VACUUM ANALYZE" >/dev/null
+	-c "SELECT create_distributed_table('masked', 'id', colocate_with => 'plain')" \
+	-c "$FILL" -c "$PROTECT" -c "VACUUM ANALYZE" >/dev/null
+# (after the Citus database: Citus creates bench_reader on the workers too)
+CITUS_DB=postgres sql coord -c "CREATE DATABASE single" >/dev/null
+CITUS_DB=single sql coord -c "CREATE EXTENSION pii_guard" -c "$CUSTOMERS" -c "$FILL" -c "$PROTECT" \
+	-c "VACUUM ANALYZE" >/dev/null
 
-# ms DB QUERY: the best of RUNS wall-clock milliseconds (after a warm-up),
-# through the coordinator.
+# ms DB QUERY [ROLE]: the best of RUNS wall-clock milliseconds (after a
+# warm-up), through the coordinator, as ROLE (default the superuser).
 ms() {
-	local db=$1 q=$2 best='' t i
-	CITUS_DB=$db sql coord -c "$q" >/dev/null
+	local db=$1 q=$2 role=${3:-} best='' t i
+	local set_role=${role:+SET ROLE $role}
+	CITUS_DB=$db sql coord -c "${set_role:-SELECT 1}" -c "$q" >/dev/null
 	for ((i = 0; i < RUNS; i++)); do
-		t=$(CITUS_DB=$db sql coord -c '\timing on' -c "$q" | awk '/^Time: / { print $2 }')
+		t=$(CITUS_DB=$db sql coord -c "${set_role:-SELECT 1}" -c '\timing on' -c "$q" | awk '/^Time: / { print $2 }')
 		if [ -z "$best" ] || awk -v a="$t" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$t; fi
 	done
 	echo "$best"
@@ -107,6 +128,19 @@ say "  Citus:       pii_guard ${MS[crm.enc]}, Citus alone ${MS[crm.plain]}"
 say "  distributed / single node, pii_guard:       $(ratio "${MS[crm.enc]}" "${MS[single.enc]}")x"
 say "  pii_guard on Citus / Citus alone:            $(ratio "${MS[crm.enc]}" "${MS[crm.plain]}")x"
 say "  (pii_guard / plain on a single node:         $(ratio "${MS[single.enc]}" "${MS[single.plain]}")x)"
+SCAN_MASKED="SELECT count(*) FROM masked WHERE phone LIKE '139%' OR national_id LIKE '%0007' OR email LIKE 'u7%'"
+SCAN_MASKED_PLAIN="SELECT count(*) FROM plain WHERE phone LIKE '139%' OR national_id LIKE '%0007' OR id::text LIKE '7%'"
+for side in single crm; do
+	MS[$side.masked]=$(ms "$side" "$SCAN_MASKED" bench_reader)
+	MS[$side.masked_plain]=$(ms "$side" "$SCAN_MASKED_PLAIN" bench_reader)
+done
+say ""
+say "masked scan through the masking view (ms, best of $RUNS; phone, national ID and e-mail of every row masked)"
+say "  single node: pii_guard ${MS[single.masked]}, plain ${MS[single.masked_plain]}"
+say "  Citus:       pii_guard ${MS[crm.masked]}, Citus alone ${MS[crm.masked_plain]}"
+say "  distributed / single node, pii_guard:       $(ratio "${MS[crm.masked]}" "${MS[single.masked]}")x"
+say "  pii_guard on Citus / Citus alone:            $(ratio "${MS[crm.masked]}" "${MS[crm.masked_plain]}")x"
+say "  (pii_guard / plain on a single node:         $(ratio "${MS[single.masked]}" "${MS[single.masked_plain]}")x)"
 
 # Point reads: pgbench scripts, interleaved round by round, best kept.
 dir=$PGG_WORK/pgbench
@@ -123,15 +157,19 @@ echo "\\set ph 13000000000 + random(1, $ROWS) * 7919 % 1000000000
 SELECT id FROM enc_by_phone WHERE phone = :ph;" >"$dir/enc_key.sql"
 echo "\\set ph 13000000000 + random(1, $ROWS) * 7919 % 1000000000
 SELECT id FROM plain_by_phone WHERE phone = :ph;" >"$dir/plain_key.sql"
-tps() {	# tps DB SCRIPT
-	pgbench -n -h localhost -p "$(citus_port coord)" -U postgres -M prepared -c 2 -j 2 -T "$SECS" \
+echo "\\set id random(1, $ROWS)
+SELECT phone, national_id, email FROM masked WHERE id = :id;" >"$dir/masked.sql"
+echo "\\set id random(1, $ROWS)
+SELECT phone, national_id FROM plain WHERE id = :id;" >"$dir/masked_plain.sql"
+tps() {	# tps DB SCRIPT [ROLE]
+	pgbench -n -h localhost -p "$(citus_port coord)" -U "${3:-postgres}" -M prepared -c 2 -j 2 -T "$SECS" \
 		-f "$dir/$2.sql" "$1" 2>/dev/null | awk '/^tps = / { printf "%.0f", $3 }'
 }
 declare -A TPS
 for round in 1 2; do
 	for side in single crm; do
-		for s in enc plain enc_key plain_key; do
-			t=$(tps "$side" "$s")
+		for s in enc plain enc_key plain_key masked masked_plain; do
+			t=$(tps "$side" "$s" "$(case $s in masked*) echo bench_reader ;; *) echo postgres ;; esac)")
 			if [ -z "${TPS[$side.$s]:-}" ] || [ "${t:-0}" -gt "${TPS[$side.$s]}" ]; then TPS[$side.$s]=${t:-0}; fi
 		done
 	done
@@ -145,7 +183,9 @@ say "                        Citus:       pii_guard ${TPS[crm.enc_key]}, Citus a
 say "  distributed / single node, pii_guard, by id:      $(ratio "${TPS[crm.enc]}" "${TPS[single.enc]}")x throughput"
 say "  pii_guard on Citus / Citus alone, by id:          $(ratio "${TPS[crm.enc]}" "${TPS[crm.plain]}")x throughput"
 say "  pii_guard on Citus / Citus alone, by phone key:   $(ratio "${TPS[crm.enc_key]}" "${TPS[crm.plain_key]}")x throughput"
-say ""
-say "masked scan and point reads through masking views: not measured (masking"
-say "views over distributed tables are not supported yet)"
+say "  through the masking view, by id, as a role that sees them masked:"
+say "                        single node: pii_guard ${TPS[single.masked]}, plain ${TPS[single.masked_plain]}"
+say "                        Citus:       pii_guard ${TPS[crm.masked]}, Citus alone ${TPS[crm.masked_plain]}"
+say "  distributed / single node, masking view, by id:   $(ratio "${TPS[crm.masked]}" "${TPS[single.masked]}")x throughput"
+say "  pii_guard on Citus / Citus alone, masking view:   $(ratio "${TPS[crm.masked]}" "${TPS[crm.masked_plain]}")x throughput"
 say "Results: $OUT"

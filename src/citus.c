@@ -17,10 +17,11 @@
  * the same kind of connection and then SET application_name to
  * "citus_run_command gpid=..." before the caller's SQL.  So a backend runs
  * only the coordinator's tasks while it (1) was admitted by the login gate
- * with the coordinator's certificate (cluster.c), (2) started as
- * "citus_internal gpid=...", and (3) has never had application_name set,
- * reset or changed since -- which, by Citus or by anyone, marks the
- * backend for the rest of its life.
+ * with the cluster's certificate (cluster.c), (2) started as
+ * "citus_internal gpid=..." with the coordinator's node in the gpid (not
+ * another worker's: citus_from_coordinator), and (3) has never had
+ * application_name set, reset or changed since -- which, by Citus or by
+ * anyone, marks the backend for the rest of its life.
  *
  *-------------------------------------------------------------------------
  */
@@ -281,6 +282,66 @@ citus_note_utility(Node *parsetree)
 }
 
 /*
+ * Was this backend started by the coordinator's executor -- not by another
+ * worker's?  A worker runs distributed queries of its own too: a function
+ * the coordinator delegated to it, or pushed down in a query, may plan one
+ * there (citus.allow_nested_distributed_execution is anyone's to set),
+ * whose tasks reach the other workers over connections like the
+ * coordinator's -- with the values they reveal going back into that
+ * function, past the coordinator's count.  Citus names the node a
+ * connection comes from in its application_name: the global process id,
+ * node id times 10^10 plus the process id.  The coordinator is the node of
+ * group 0 in pg_dist_node.  Known once per backend.
+ */
+static bool
+citus_from_coordinator(void)
+{
+	static int	from = -1;
+	int64		gpid;
+	char	   *end;
+	Oid			catalog;
+	Relation	rel;
+	ScanKeyData key;
+	AttrNumber	att_node;
+	AttrNumber	att_group;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	Snapshot	snapshot;
+
+	if (from >= 0 || !IsTransactionState())
+		return from == 1;
+	from = 0;
+	errno = 0;
+	gpid = strtoi64(login_application_name + strlen(CITUS_TASK_APPLICATION_PREFIX), &end, 10);
+	if (errno != 0 || *end != '\0' || gpid <= 0)
+		return false;
+	catalog = citus_catalog("pg_dist_node");
+	if (!OidIsValid(catalog))
+		return false;
+	att_node = get_attnum(catalog, "nodeid");
+	att_group = get_attnum(catalog, "groupid");
+	if (att_node == InvalidAttrNumber || att_group == InvalidAttrNumber)
+		return false;
+	rel = table_open(catalog, AccessShareLock);
+	ScanKeyInit(&key, att_node, BTEqualStrategyNumber, F_INT4EQ,
+				Int32GetDatum((int32) (gpid / INT64CONST(10000000000))));
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snapshot, 1, &key);
+	if ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, att_group, RelationGetDescr(rel), &isnull);
+
+		if (!isnull && DatumGetInt32(d) == 0)
+			from = 1;
+	}
+	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+	return from == 1;
+}
+
+/*
  * Does this backend run only the coordinator's tasks (see the file
  * header)?  An application_name other than the start-up packet's
  * (set_config(), a function's SET clause) marks it too.
@@ -298,7 +359,7 @@ citus_in_task(void)
 		application_name_set = true;
 		return false;
 	}
-	return true;
+	return citus_from_coordinator();
 }
 
 PG_FUNCTION_INFO_V1(pii_guard_citus_worker);

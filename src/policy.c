@@ -648,7 +648,7 @@ policy_compute(Decision *d, Oid userid, Oid relid, const char *attname)
 						"LATERAL (SELECT pg_catalog.to_regprocedure(r.mask_function)::pg_catalog.oid AS fn) m "
 						"WHERE r.base = $1 AND r.column_name = $2",
 						policy_views_name_masks() ?
-						"NOT p.names_masks OR pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', "
+						"NOT p.names_masks OR pg_catalog.to_regclass(pg_catalog.format('%I.%I', "
 						"p.view_schema, p.view_name)) IS NULL OR" : "true OR"),
 			   2, argtypes, values);
 	if (SPI_processed == 1)
