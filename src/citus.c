@@ -368,5 +368,6 @@ PG_FUNCTION_INFO_V1(pii_guard_citus_worker);
 Datum
 pii_guard_citus_worker(PG_FUNCTION_ARGS)
 {
+	(void) fcinfo;
 	PG_RETURN_BOOL(pii_guard_on_citus_worker());
 }

@@ -260,7 +260,7 @@ cluster_admit_entry(Query *query, int rti, RangeTblEntry *rte, Oid base, Oid own
 	AdmitContext cx;
 	const char *row_key = views_row_key(base);
 	int			natts;
-	AttrNumber	att;
+	int			att;
 	HeapTuple	tup;
 
 	if (row_key == NULL || policy_is_exempt(GetUserId(), rte->relid))
@@ -281,12 +281,12 @@ cluster_admit_entry(Query *query, int rti, RangeTblEntry *rte, Oid base, Oid own
 		return;
 	for (att = 1; att <= natts; att++)
 	{
-		char	   *attname = get_attname(rte->relid, att, true);
+		char	   *attname = get_attname(rte->relid, (AttrNumber) att, true);
 		Oid			type;
 
 		if (attname == NULL)
 			continue;			/* dropped */
-		type = get_atttype(rte->relid, att);
+		type = get_atttype(rte->relid, (AttrNumber) att);
 		if (type == enctype_encrypted_text_oid() || type == enctype_encrypted_bytea_oid() ||
 			policy_decide(GetUserId(), base, attname)->has_rule)
 			cx.protected_atts = bms_add_member(cx.protected_atts, att);

@@ -785,14 +785,14 @@ typedef struct QueryTaint
 } QueryTaint;
 
 /* What exports_citus_before found, for exports_citus_after. */
-typedef struct CitusExports
+struct CitusExports
 {
 	Bitmapset  *columns;		/* the protected output columns (resnos) */
 	bool		every_row;
 	bool		folds;
 	Oid			charged;
 	bool		subplan;		/* planned while another query is */
-} CitusExports;
+};
 
 static bool exports_qtaint(QueryTaint *qt, Node *expr);
 
@@ -1174,10 +1174,10 @@ exports_citus_after(PlannedStmt *stmt, CitusExports *ce)
 		if (!tle->resjunk && bms_is_member(tle->resno, ce->columns) &&
 			var->vartype != RECORDOID && get_typtype(var->vartype) != TYPTYPE_PSEUDO)
 		{
-			FuncExpr   *fe = makeFuncExpr(marker, var->vartype,
-										  list_make2(var, makeConst(REGCLASSOID, -1, InvalidOid, 4,
-																	ObjectIdGetDatum(ce->charged),
-																	false, true)),
+			Const	   *table = makeConst(REGCLASSOID, -1, InvalidOid, 4,
+										  ObjectIdGetDatum(ce->charged), false, true);
+			/* cppcheck-suppress unknownEvaluationOrder ; var and table are built above */
+			FuncExpr   *fe = makeFuncExpr(marker, var->vartype, list_make2(var, table),
 										  var->varcollid, var->varcollid, COERCE_EXPLICIT_CALL);
 
 			fe->location = PII_SITE_MARK;
