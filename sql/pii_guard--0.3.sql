@@ -4209,6 +4209,49 @@ END
 $$;
 
 -- Make a role a profile with this clearance (or change its clearance).
+-- On Citus, Citus connects to the workers as the current role -- after SET
+-- ROLE to a profile, as the profile, which a NOLOGIN group role cannot be.
+-- A profile that cannot log in on the coordinator is let log in on the
+-- workers whose login gate is set (pii_guard.cluster_peer_cn), where only
+-- the coordinator's connections, with the cluster's certificate, get in as
+-- it -- and only after SET ROLE, which needs membership.  Set (or taken
+-- back, for a dropped profile) with Citus's propagation off there, so that
+-- the coordinator's role is left as it is; a worker that refuses is
+-- warned of, not an error: the profile is only not usable there.
+CREATE FUNCTION @extschema@._citus_profile_logins(roles regrole[], login boolean) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    r name;
+    w record;
+    workers boolean := false;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_node') IS NOT NULL THEN
+        EXECUTE 'SELECT (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g) = 0
+                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node n WHERE n.groupid <> 0)'
+           INTO workers;
+    END IF;
+    IF NOT coalesce(workers, false) THEN
+        RETURN;
+    END IF;
+    FOR r IN SELECT a.rolname FROM pg_roles a
+              WHERE a.oid = ANY (roles::oid[]) AND NOT a.rolcanlogin AND NOT a.rolsuper LOOP
+        FOR w IN SELECT * FROM run_command_on_workers(format('DO %L', format(
+                     'BEGIN IF pg_catalog.current_setting(%L, true) <> %L THEN '
+                     'PERFORM pg_catalog.set_config(%L, %L, true); EXECUTE %L; END IF; END',
+                     'pii_guard.cluster_peer_cn', '', 'citus.enable_ddl_propagation', 'off',
+                     format('ALTER ROLE %I %s', r, CASE WHEN login THEN 'LOGIN' ELSE 'NOLOGIN' END))))
+        LOOP
+            IF NOT w.success THEN
+                RAISE WARNING 'could not let profile % log in on worker %:%', r, w.nodename, w.nodeport
+                    USING DETAIL = w.result;
+            END IF;
+        END LOOP;
+    END LOOP;
+END
+$$;
+
 CREATE FUNCTION @extschema@.set_clearance(role regrole, clearance @extschema@.level, description text DEFAULT NULL::text) RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -4218,6 +4261,7 @@ CREATE FUNCTION @extschema@.set_clearance(role regrole, clearance @extschema@.le
     ON CONFLICT (role) DO UPDATE
        SET clearance = EXCLUDED.clearance,
            description = coalesce(EXCLUDED.description, @extschema@.profiles.description);
+    SELECT @extschema@._citus_profile_logins(ARRAY[role], true);
     SELECT @extschema@._audit_admin('set_clearance', format('%s: %s', role, clearance));
 $$;
 
@@ -4263,6 +4307,7 @@ CREATE FUNCTION @extschema@.drop_profile(role regrole) RETURNS void
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
     DELETE FROM @extschema@.profiles p WHERE @extschema@._rolname(p.role) = @extschema@._rolname_here(drop_profile.role);
+    SELECT @extschema@._citus_profile_logins(ARRAY[role], false);
     SELECT @extschema@._audit_admin('drop_profile', role::text);
 $$;
 
@@ -5438,6 +5483,7 @@ BEGIN
                 USING ERRCODE = '08006', DETAIL = w.result;
         END IF;
     END LOOP;
+    PERFORM @extschema@._citus_profile_logins(ARRAY(SELECT p.role FROM @extschema@.profiles p), true);
     FOREACH tbl IN ARRAY policy LOOP
         relation := tbl;
         placements := (SELECT count(*) FROM pg_dist_shard s JOIN pg_dist_placement pl USING (shardid)
@@ -5871,6 +5917,7 @@ REVOKE ALL ON FUNCTION @extschema@._descendants(tbl regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._descendants(tbl regclass) TO pii_guard_admin;
 REVOKE ALL ON FUNCTION @extschema@._protectable(tbl regclass, row_key name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._citus_table(tbl regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._citus_profile_logins(roles regrole[], login boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._companion_schema(nsp name, relname name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._seclude(tbl regclass, comp name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._alerts_due(first_id bigint, last_id bigint) FROM PUBLIC;

@@ -8,7 +8,7 @@
 -- decide with it, and revoked at the end.)
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(32);
+SELECT plan(33);
 
 -- marketing: channels and campaigns only; contacts hidden, the rest masked.
 SET ROLE mkt_amy;
@@ -86,6 +86,14 @@ SELECT results_eq($$SELECT t.id, c.name, t.callback, t.body FROM tickets t JOIN 
                   'support_dan reads the tickets in clear, with their customers');
 SELECT results_eq($$SELECT count(*)::int, max(length(phone)) FROM customers WHERE email LIKE 'kunde1%'$$,
                   $$VALUES (11, 11)$$, 'support_dan searches by e-mail');
+RESET ROLE;
+
+-- A profile itself, NOLOGIN: SET ROLE to it reads as its members do (on
+-- Citus, the workers let it log in behind their login gate).
+SET ROLE support;
+SELECT results_eq($$SELECT name, phone, national_id FROM customers WHERE id = 2$$,
+                  $$VALUES ('李小龙', '13900001111', '440301********0018')$$,
+                  'SET ROLE support, a NOLOGIN profile: reads as support_dan does');
 RESET ROLE;
 
 -- manager: everything sensitive in clear; national IDs and cards (core) masked.

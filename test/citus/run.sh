@@ -114,6 +114,9 @@ policy_versions() {
 }
 all_one="column_rules=1 consents=1 grants=1 profile_overrides=1 profiles=1 protected_tables=1 purposes=1 retention_rules=1 sequence_grants=1 shredding=1"
 pgg_is "the policy is the same on every node after the suites (approvals given and revoked)" "$(policy_versions)" "$all_one"
+pgg_is "NOLOGIN profiles may log in on the workers (behind the login gate), not on the coordinator" \
+	"$(q coord -c "SELECT string_agg(rolcanlogin::text, ',') FROM pg_roles WHERE rolname = 'support'")/$(q coord -c "SELECT string_agg(DISTINCT result, ',') FROM run_command_on_workers(\$\$SELECT rolcanlogin FROM pg_roles WHERE rolname = 'support'\$\$)")" \
+	"false/t"
 q coord -c "SELECT pii_guard.set_column_access('support', 'orders', 'card', 'clear')" \
 	-c "SELECT pii_guard.reset_column_access('support', 'orders', 'card')" \
 	-c "SELECT pii_guard.set_export_limits('support', 500, 5000)" \
@@ -131,6 +134,8 @@ pgg_is "... and after policy changes that find rows by table and role (renamed c
 pgg_is "... the rename reached the workers' rules" \
 	"$(q coord -c "SELECT string_agg(DISTINCT result, ',') FROM run_command_on_workers(\$\$SELECT string_agg(column_name, ',' ORDER BY column_name) FROM pii_guard.column_rules WHERE base = 'public_pii.tickets'::regclass\$\$)")" \
 	"callback,message"
+pgg_is "... a dropped profile may not" \
+	"$(q coord -c "SELECT string_agg(DISTINCT result, ',') FROM run_command_on_workers(\$\$SELECT rolcanlogin FROM pg_roles WHERE rolname = 'marketing'\$\$)")" "f"
 q coord -c "SELECT pii_guard.set_clearance('marketing', 'internal', 'back')" \
 	-c "SELECT pii_guard.set_purposes('support', NULL)" >/dev/null
 as() {	# as ROLE SQL: through the coordinator
