@@ -86,8 +86,10 @@ pii_guard_citus_loaded(void)
 {
 	static int	loaded = -1;
 
+	/* (a placeholder, which SET makes of any name, is not Citus) */
 	if (loaded < 0)
-		loaded = GetConfigOption("citus.allow_nested_distributed_execution", true, false) != NULL;
+		loaded = GetConfigOption("citus.allow_nested_distributed_execution", true, false) != NULL &&
+			!compat_guc_is_placeholder("citus.allow_nested_distributed_execution");
 	return loaded == 1;
 }
 

@@ -168,10 +168,15 @@ cluster_reveal_is_views(AdmitContext *cx, FuncExpr *fe)
 
 	if (list_length(fe->args) != 4)
 		return false;
-	value = strip_implicit_coercions(linitial(fe->args));
+	/* (a binary-compatible relabeling at most: no cast function sees the value) */
+	value = linitial(fe->args);
+	if (IsA(value, RelabelType))
+		value = (Node *) ((RelabelType *) value)->arg;
 	base = lsecond(fe->args);
 	col = lthird(fe->args);
-	key = strip_implicit_coercions(lfourth(fe->args));
+	key = lfourth(fe->args);
+	if (IsA(key, RelabelType))
+		key = (Node *) ((RelabelType *) key)->arg;
 	if (!cluster_is_shard_var(cx, value) || ((Var *) value)->varattno <= 0 ||
 		!cluster_is_shard_var(cx, key) || ((Var *) key)->varattno != cx->rowkey_att)
 		return false;

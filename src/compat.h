@@ -138,6 +138,14 @@ compat_query_check_as_user(Query *query, RangeTblEntry *rte)
 #endif
 }
 
+/* Is GUC name a placeholder (SET of a name no module defined)? */
+#if PG_VERSION_NUM >= 150000
+#define compat_guc_is_placeholder(name) \
+	((GetConfigOptionFlags((name), true) & GUC_CUSTOM_PLACEHOLDER) != 0)
+#else
+#define compat_guc_is_placeholder(name) false
+#endif
+
 /* This backend's local transaction id. */
 #if PG_VERSION_NUM >= 170000
 #define compat_my_lxid() (MyProc->vxid.lxid)

@@ -756,11 +756,12 @@ exports_mark_plan(PlannedStmt *stmt)
  *	- when a condition anywhere in the query -- WHERE, JOIN ... ON,
  *	  HAVING -- tests a protected value, every row counts;
  *	- a protected value folded into an aggregate (other than count) or
- *	  passed to a function that could pass it on (exports_is_sink) would
- *	  be counted per value on one server, where it is folded in; on Citus
- *	  the workers fold it, out of the coordinator's sight, so a role with
- *	  export limits is refused such a query (0A000), and one without is
- *	  not concerned.
+ *	  passed to a function that could pass it on (exports_is_sink), or
+ *	  written -- it, or rows it chose -- into another table (INSERT ...
+ *	  SELECT, UPDATE ... FROM, RETURNING), would be counted where that
+ *	  happens on one server; on Citus the workers do it, out of the
+ *	  coordinator's sight, so a role with export limits is refused such a
+ *	  query (0A000), and one without is not concerned.
  *
  * Once the plan is made (exports_citus_after), its rows are handed out
  * through a Result node whose columns wrap the protected outputs in
@@ -781,7 +782,9 @@ typedef struct QueryTaint
 	Oid			charged;		/* a protected Citus table read */
 	bool		reads;			/* a masking view of a Citus table is read */
 	bool		selects;		/* a condition tests a protected value */
-	bool		folds;			/* ... one is folded or passed on */
+	bool		folds;			/* ... one is folded, passed on, or written */
+	bool		writes;			/* the statement (or a CTE of it) writes */
+	List	   *ctes;			/* CommonTableExprs being followed (recursion) */
 } QueryTaint;
 
 /* What exports_citus_before found, for exports_citus_after. */
@@ -895,11 +898,21 @@ exports_qtaint_var(QueryTaint *qt, Var *v)
 					CommonTableExpr *cte = lfirst_node(CommonTableExpr, lc);
 
 					if (strcmp(cte->ctename, rte->ctename) == 0 && IsA(cte->ctequery, Query))
-						return v->varattno == 0 ?
+					{
+						bool		result;
+
+						/* (a recursive CTE's own rows: as its other branch) */
+						if (list_member_ptr(qt->ctes, cte))
+							return false;
+						qt->ctes = lappend(qt->ctes, cte);
+						result = v->varattno == 0 ?
 							exports_qtaint_any_output(qt, (Query *) cte->ctequery,
 													  list_copy_tail(stack, up)) :
 							exports_qtaint_output(qt, (Query *) cte->ctequery,
 												  list_copy_tail(stack, up), v->varattno);
+						qt->ctes = list_delete_ptr(qt->ctes, cte);
+						return result;
+					}
 				}
 				return true;
 			}
@@ -1000,19 +1013,22 @@ exports_citus_walker(Node *node, QueryTaint *qt)
 			{
 				Query	   *q = (Query *) node;
 				List	   *saved = qt->stack;
-				ListCell   *lc;
 
 				qt->stack = lcons(q, qt->stack);
-				foreach(lc, q->rtable)
-				{
-					RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
-
-					if (rte->rtekind == RTE_RELATION && views_is_citus(rte->relid) &&
-						OidIsValid(qt->owner) && compat_query_check_as_user(q, rte) == qt->owner)
-						qt->reads = true;
-				}
 				if (!qt->selects && exports_qtaint(qt, q->havingQual))
 					qt->selects = true;
+				/*
+				 * A write (of the statement, or of a CTE of it) whose rows
+				 * carry protected values, or are chosen by them, or whose
+				 * RETURNING returns them: counted on one server as the
+				 * rows are written, on Citus out of the coordinator's
+				 * sight -- refused under export limits, as folding is.
+				 */
+				if (q->commandType != CMD_SELECT && q->commandType != CMD_UTILITY)
+					qt->writes = true;
+				if (!qt->folds && q->commandType != CMD_SELECT && q->commandType != CMD_UTILITY &&
+					(exports_qtaint_args(qt, q->targetList) || exports_qtaint_args(qt, q->returningList)))
+					qt->folds = true;
 				(void) query_tree_walker(q, exports_citus_walker, (void *) qt,
 										 QTW_IGNORE_JOINALIASES);
 				qt->stack = saved;
@@ -1060,6 +1076,32 @@ exports_citus_walker(Node *node, QueryTaint *qt)
 	return expression_tree_walker(node, exports_citus_walker, (void *) qt);
 }
 
+/* Does a query tree read a masking view of a Citus table? */
+static bool
+exports_reads_citus_walker(Node *node, void *arg)
+{
+	Oid			owner = *(Oid *) arg;
+
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+	{
+		Query	   *q = (Query *) node;
+		ListCell   *lc;
+
+		foreach(lc, q->rtable)
+		{
+			RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+			if (rte->rtekind == RTE_RELATION && views_is_citus(rte->relid) &&
+				compat_query_check_as_user(q, rte) == owner)
+				return true;
+		}
+		return query_tree_walker(q, exports_reads_citus_walker, arg, QTW_IGNORE_JOINALIASES);
+	}
+	return expression_tree_walker(node, exports_reads_citus_walker, arg);
+}
+
 /*
  * hooks.c, before planning: does the query read a masking view of a Citus
  * table?  Then what leaves it (see above), for exports_citus_after; else
@@ -1078,18 +1120,27 @@ exports_citus_before(Query *parse)
 	memset(&qt, 0, sizeof(qt));
 	qt.nreveal = reveal_functions(&qt.reveal_oids);
 	qt.owner = views_owner_role();
-	if (qt.nreveal == 0 || !OidIsValid(qt.owner))
+	if (qt.nreveal == 0 || !OidIsValid(qt.owner) ||
+		!exports_reads_citus_walker((Node *) parse, &qt.owner))
 		return NULL;
+	qt.reads = true;
 	(void) exports_citus_walker((Node *) parse, &qt);
-	if (!qt.reads)
-		return NULL;
+	/* (rows a protected value chose, written anywhere: see above) */
+	if (qt.writes && qt.selects)
+		qt.folds = true;
 	ce = palloc0(sizeof(CitusExports));
 	qt.stack = list_make1(parse);
 	foreach(lc, parse->targetList)
 	{
 		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		Oid			type = exprType((Node *) tle->expr);
 
-		if (!tle->resjunk && (qt.selects || exports_qtaint(&qt, (Node *) tle->expr)))
+		if (tle->resjunk || !exports_qtaint(&qt, (Node *) tle->expr))
+			continue;
+		/* (a whole row, or a value no marker can wrap: every row counts) */
+		if (type == RECORDOID || type_is_rowtype(type) || get_typtype(type) == TYPTYPE_PSEUDO)
+			qt.selects = true;
+		else
 			ce->columns = bms_add_member(ce->columns, tle->resno);
 	}
 	ce->every_row = qt.selects;
@@ -1120,17 +1171,55 @@ exports_protected_oid(void)
 	return oid;
 }
 
-/* The highest plan node id in a plan tree. */
+static int	exports_max_node_id(Plan *plan);
+
+/* The highest plan node id in a list of plans. */
+static int
+exports_max_node_id_list(List *plans)
+{
+	ListCell   *lc;
+	int			max = 0;
+
+	foreach(lc, plans)
+		max = Max(max, exports_max_node_id((Plan *) lfirst(lc)));
+	return max;
+}
+
+/* The highest plan node id in a plan tree (its children of every kind). */
 static int
 exports_max_node_id(Plan *plan)
 {
-	int			max = 0;
+	int			max;
 
 	if (plan == NULL)
 		return 0;
+	check_stack_depth();
 	max = plan->plan_node_id;
 	max = Max(max, exports_max_node_id(plan->lefttree));
 	max = Max(max, exports_max_node_id(plan->righttree));
+	switch (nodeTag(plan))
+	{
+		case T_Append:
+			max = Max(max, exports_max_node_id_list(((Append *) plan)->appendplans));
+			break;
+		case T_MergeAppend:
+			max = Max(max, exports_max_node_id_list(((MergeAppend *) plan)->mergeplans));
+			break;
+		case T_BitmapAnd:
+			max = Max(max, exports_max_node_id_list(((BitmapAnd *) plan)->bitmapplans));
+			break;
+		case T_BitmapOr:
+			max = Max(max, exports_max_node_id_list(((BitmapOr *) plan)->bitmapplans));
+			break;
+		case T_SubqueryScan:
+			max = Max(max, exports_max_node_id(((SubqueryScan *) plan)->subplan));
+			break;
+		case T_CustomScan:
+			max = Max(max, exports_max_node_id_list(((CustomScan *) plan)->custom_plans));
+			break;
+		default:
+			break;
+	}
 	return max;
 }
 
@@ -1162,17 +1251,33 @@ exports_citus_after(PlannedStmt *stmt, CitusExports *ce)
 	 * runs first, into an intermediate result -- delivers its rows to that
 	 * other query, whose own analysis followed them into it.)
 	 */
-	if (ce->columns == NULL || ce->subplan || !OidIsValid(marker) || stmt->planTree == NULL)
+	if ((ce->columns == NULL && !ce->every_row) || ce->subplan || !OidIsValid(marker) ||
+		stmt->planTree == NULL || stmt->commandType != CMD_SELECT)
 		return;
 	top = makeNode(Result);
+	/*
+	 * Rows chosen by a protected value count whatever their columns (even
+	 * none, or NULLs): a marked constant condition says so to the
+	 * analysis (exports_selection_tainted), as a tested reveal() would.
+	 */
+	if (ce->every_row)
+	{
+		Const	   *table = makeConst(REGCLASSOID, -1, InvalidOid, 4,
+									  ObjectIdGetDatum(ce->charged), false, true);
+		/* cppcheck-suppress unknownEvaluationOrder ; both built just here */
+		FuncExpr   *fe = makeFuncExpr(marker, BOOLOID, list_make2(makeBoolConst(true, false), table),
+									  InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+
+		fe->location = PII_SITE_MARK;
+		top->resconstantqual = (Node *) list_make1(fe);
+	}
 	foreach(lc, stmt->planTree->targetlist)
 	{
 		TargetEntry *tle = lfirst_node(TargetEntry, lc);
 		Var		   *var = makeVarFromTargetEntry(OUTER_VAR, tle);
 		Expr	   *expr = (Expr *) var;
 
-		if (!tle->resjunk && bms_is_member(tle->resno, ce->columns) &&
-			var->vartype != RECORDOID && get_typtype(var->vartype) != TYPTYPE_PSEUDO)
+		if (!tle->resjunk && bms_is_member(tle->resno, ce->columns))
 		{
 			Const	   *table = makeConst(REGCLASSOID, -1, InvalidOid, 4,
 										  ObjectIdGetDatum(ce->charged), false, true);

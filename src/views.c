@@ -365,6 +365,8 @@ views_build(void)
 			views_enter(tables, &proto);
 			views_enter_descendants(tables, &proto);
 			views_enter_shards(tables, &proto, nshards, shardids);
+			if (shardids != NULL)
+				pfree(shardids);
 		}
 		MemoryContextSwitchTo(old);
 		table_endscan(scan);

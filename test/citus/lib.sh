@@ -109,13 +109,15 @@ citus_cluster() {
 	done
 }
 
-# TLS between the nodes with a cluster client certificate (CN
-# pii_guard-cluster) that the coordinator presents through
-# citus.node_conninfo, and the workers' login gate on it
+# TLS between the nodes: the coordinator presents a client certificate of
+# its own (CN pii_guard-cluster) through citus.node_conninfo, the workers
+# one of another name (pii_guard-worker: a worker's own connections to the
+# others -- a distributed query a function plans there -- are not the
+# coordinator's), and the workers' login gate admits the coordinator's
 # (pii_guard.cluster_peer_cn): a worker admits a role other than a
 # superuser only from the coordinator -- and reveals protected shards only
-# to such connections.  Certificates in $PGG_WORK/tls (ca, server, cluster;
-# citus_cert makes more); every node restarted.
+# to such connections.  Certificates in $PGG_WORK/tls (ca, server, cluster,
+# worker; citus_cert makes more); every node restarted.
 citus_cert() {	# citus_cert NAME CN [CA]: a key and a certificate signed by CA (default ca)
 	local tls=$PGG_WORK/tls
 	openssl req -new -newkey rsa:2048 -nodes -subj "/CN=$2" -keyout "$tls/$1.key" -out "$tls/$1.csr" 2>/dev/null
@@ -132,12 +134,15 @@ citus_tls() {	# citus_tls NODE... (the certificates made at the first call)
 			-keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
 		citus_cert server localhost
 		citus_cert cluster pii_guard-cluster
-		if [ "$(id -u)" -eq 0 ]; then chown postgres "$tls"/server.key "$tls"/cluster.key; fi
+		citus_cert worker pii_guard-worker
+		if [ "$(id -u)" -eq 0 ]; then chown postgres "$tls"/server.key "$tls"/cluster.key "$tls"/worker.key; fi
 	fi
 	for node in "$@"; do
+		local cert=worker
+		[ "$node" = coord ] && cert=cluster
 		pgg_conf "$node" "ssl = on" "ssl_cert_file = '$tls/server.crt'" "ssl_key_file = '$tls/server.key'" \
 			"ssl_ca_file = '$tls/ca.crt'" \
-			"citus.node_conninfo = 'sslmode=require sslcert=$tls/cluster.crt sslkey=$tls/cluster.key'"
+			"citus.node_conninfo = 'sslmode=require sslcert=$tls/$cert.crt sslkey=$tls/$cert.key'"
 		[ "$node" = coord ] || pgg_conf "$node" "pii_guard.cluster_peer_cn = 'pii_guard-cluster'"
 		pgg_stop "$node"
 		pgg_start "$node"

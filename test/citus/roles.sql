@@ -152,7 +152,9 @@ SELECT is((SELECT count(*)::int FROM customers WHERE phone LIKE '13%'), 33,
 -- (one server counts the 34 values as they are folded in, and refuses the
 -- 21st: 54P01; on Citus the workers fold them, where they are not counted,
 -- and the coordinator refuses the query: 0A000)
-SELECT throws_ok($$SELECT string_agg(phone, ',') FROM customers$$, NULL, NULL,
+SELECT throws_ok($$SELECT string_agg(phone, ',') FROM customers$$,
+                 (SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')
+                              THEN '0A000' ELSE '54P01' END)::char(5), NULL,
                  'intern_fay cannot fold 34 phones into one value');
 RESET ROLE;
 

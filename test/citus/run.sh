@@ -284,6 +284,8 @@ pgg_ok "a role connecting straight to a worker is refused" \
 	grep -q "may connect to this node only through the Citus coordinator" <<<"$(direct gus)"
 pgg_ok "... also over TLS" \
 	grep -q "only through the Citus coordinator" <<<"$(direct gus sslmode=require)"
+pgg_ok "... also with a worker's certificate (the workers' own connections are not the coordinator's)" \
+	grep -q "only through the Citus coordinator" <<<"$(direct gus sslmode=require sslcert=$tls/worker.crt sslkey=$tls/worker.key)"
 pgg_ok "... also with a certificate of the cluster's CA but another name" \
 	grep -q "only through the Citus coordinator" <<<"$(direct gus sslmode=require sslcert=$tls/rogue.crt sslkey=$tls/rogue.key)"
 out=$(direct gus sslmode=require sslcert="$tls/forged.crt" sslkey="$tls/forged.key" || true)

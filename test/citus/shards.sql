@@ -10,9 +10,12 @@
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 CREATE SCHEMA tap_shards AUTHORIZATION intern_fay;
+CREATE TABLE tap_shards.copied (id bigint, phone text);
+SELECT create_distributed_table('tap_shards.copied', 'id', colocate_with => 'public_pii.customers');
+ALTER TABLE tap_shards.copied OWNER TO intern_fay;
 SELECT 'public_pii.customers_' || min(shardid) AS shard
   FROM pg_dist_shard WHERE logicalrelid = 'public_pii.customers'::regclass \gset
-SELECT plan(17);
+SELECT plan(27);
 
 SET ROLE intern_fay;
 SELECT throws_ok($$SELECT * FROM public_pii.customers$$, '42501', NULL,
@@ -25,14 +28,36 @@ SELECT is((SELECT string_agg(DISTINCT (success OR result NOT LIKE '%permission d
              FROM run_command_on_shards('public_pii.customers', 'SELECT count(*) FROM %s')),
           'false', 'counting a shard''s rows through run_command_on_shards: refused');
 -- (run_command_on_workers shows only the first result of a string of
--- statements: here SET.  The query after it is refused on the worker --
--- test/citus/run.sh finds the refusals in the auditor's log -- which a
--- revealed value cast to a number would have shown in an error instead.)
+-- statements -- here SET -- so the query after it is looked for in the
+-- workers' audit logs, as a refusal of a role that tried nothing else.
+-- A revealed value cast to a number would have failed with its text in
+-- the error instead, and no refusal recorded.)
+RESET ROLE;
+CREATE ROLE tap_spoofer LOGIN IN ROLE intern;
+SET ROLE tap_spoofer;
 SELECT is((SELECT string_agg(DISTINCT success || ':' || result, ',')
              FROM run_command_on_workers(format(
                   $$SET application_name TO 'citus_internal gpid=10000000001'; SELECT pii_guard.reveal(phone, 'public_pii.customers'::regclass, 'phone'::name, id)::int FROM %s LIMIT 1$$,
                   :'shard'))),
-          'true:SET', '... also after setting application_name to what Citus''s executor uses');
+          'true:SET', 'a query after setting application_name to what Citus''s executor uses ...');
+RESET ROLE;
+SET citus.enable_ddl_propagation = off;
+CREATE FUNCTION pg_temp.refusals_of(who name) RETURNS bigint LANGUAGE plpgsql AS $f$
+DECLARE
+    n bigint;
+BEGIN
+    FOR i IN 1 .. 100 LOOP
+        SELECT count(*) INTO n FROM pii_guard.cluster_audit_log()
+         WHERE kind = 'deny' AND session_role = who AND relation = 'public_pii.customers';
+        EXIT WHEN n > 0;
+        PERFORM pg_sleep(0.2);
+    END LOOP;
+    RETURN n;
+END
+$f$;
+RESET citus.enable_ddl_propagation;
+SELECT ok(pg_temp.refusals_of('tap_spoofer') > 0, '... is refused on the worker that has the shard, and audited there');
+SET ROLE intern_fay;
 CREATE FUNCTION tap_shards.peek(bigint) RETURNS text LANGUAGE plpgsql AS $f$
 DECLARE
     r text;
@@ -54,13 +79,31 @@ SELECT throws_ok($$SELECT pii_guard.reveal(phone, 'public_pii.customers'::regcla
 SELECT throws_ok($$SELECT count(*) FROM customers c WHERE pii_guard.reveal(c.phone, 'public_pii.customers'::regclass, 'phone'::name, c.id) IS NOT NULL$$,
                  '42804', NULL, '... also in a pushed-down filter');
 SELECT results_eq($$SELECT c::text FROM (SELECT id, phone FROM customers) c WHERE id = 1$$,
-                  $$VALUES ('(1,138****5678)')$$, 'a whole row of the view is the view''s columns');
+                  $$VALUES ('(1,138****5678)')$$, 'a whole row of the view is the view''s columns, masked');
 SELECT throws_ok($$SELECT string_agg(phone, ',') FROM customers$$, '0A000', NULL,
                  'under export limits, folding protected values on a distributed table is refused');
 SELECT throws_ok($$SELECT array_agg(national_id) FROM customers WHERE id = 1$$, '0A000', NULL,
                  '... in a router query too');
 SELECT lives_ok($$SELECT count(*), max(id) FROM customers WHERE phone LIKE '138%'$$,
                 '... while counting what a search finds is not folding');
+SELECT throws_ok($$INSERT INTO tap_shards.copied SELECT id, phone FROM customers$$, '0A000', NULL,
+                 '... nor copying protected values into a table of hers');
+SELECT throws_ok($$INSERT INTO tap_shards.copied SELECT id, 'x' FROM customers WHERE phone LIKE '13%'$$, '0A000', NULL,
+                 '... nor the rows a protected value chose');
+SELECT throws_ok($$WITH c AS (INSERT INTO tap_shards.copied SELECT id, phone FROM customers RETURNING 1) SELECT count(*) FROM c$$,
+                 '0A000', NULL, '... also in a CTE');
+SELECT is((SELECT count(*)::int FROM tap_shards.copied), 0, '... nothing was copied');
+SELECT throws_ok($$SELECT id FROM customers WHERE phone LIKE '13%'$$, '54P01', NULL,
+                 'the ids of the 33 customers whose phone matches, rows chosen by a protected value: over her limit');
+SELECT throws_ok($$SELECT FROM customers WHERE phone LIKE '13%'$$, '54P01', NULL,
+                 '... also as rows of no column');
+SELECT throws_ok($$SELECT NULL::int FROM customers WHERE phone LIKE '13%'$$, '54P01', NULL,
+                 '... or of NULLs');
+SELECT throws_ok($$SELECT c FROM (SELECT id, phone FROM customers) c$$, '54P01', NULL,
+                 'whole rows with protected values count (34 of them: over her limit)');
+SELECT results_eq($$WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3)
+                     SELECT count(*)::int FROM r$$, $$VALUES (3)$$,
+                  'a recursive CTE is planned on the coordinator (its analysis does not follow it forever)');
 RESET ROLE;
 
 SET ROLE sales_bob;
@@ -80,3 +123,4 @@ DROP TABLE tap_ref;
 
 SELECT * FROM finish();
 DROP SCHEMA tap_shards CASCADE;
+DROP ROLE tap_spoofer;
