@@ -4461,6 +4461,10 @@ BEGIN
     -- call that made them reference tables, whose placements the workers'
     -- connections here cannot see yet -- nor need to: see above.)
     sync := '';
+    IF NOT fresh THEN
+        -- (no policy change between reading it here and loading it there)
+        EXECUTE 'LOCK TABLE ' || array_to_string(policy, ', ') || ' IN EXCLUSIVE MODE';
+    END IF;
     FOREACH tbl IN ARRAY CASE WHEN fresh THEN '{}'::regclass[] ELSE policy END LOOP
         placement := format('%s_%s', tbl, (SELECT s.shardid FROM pg_dist_shard s WHERE s.logicalrelid = tbl));
         EXECUTE format('SELECT coalesce(pg_catalog.json_agg(t), ''[]'') FROM %s t', tbl) INTO mine;
