@@ -53,16 +53,6 @@ static bool login_from_cluster = false;
 static char *login_application_name = NULL;
 static bool application_name_set = false;
 
-/* qsort comparator of int64s. */
-static int
-citus_int64_cmp(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return (x > y) - (x < y);
-}
-
 /* A Citus catalog table (in pg_catalog), or InvalidOid without Citus. */
 static Oid
 citus_catalog(const char *name)
@@ -94,9 +84,9 @@ pii_guard_citus_loaded(void)
 }
 
 /*
- * The shard ids of Citus table logical (pg_dist_shard), ascending, in
- * *shardids (palloc'd in the current context, or NULL); returns how many:
- * none without Citus or for a table Citus does not know.
+ * The shard ids of Citus table logical (pg_dist_shard), in *shardids
+ * (palloc'd in the current context, or NULL); returns how many: none
+ * without Citus or for a table Citus does not know.
  */
 int
 pii_guard_shard_ids(Oid logical, int64 **shardids)
@@ -144,8 +134,6 @@ pii_guard_shard_ids(Oid logical, int64 **shardids)
 	table_endscan(scan);
 	UnregisterSnapshot(snapshot);
 	table_close(rel, AccessShareLock);
-	if (n > 1)
-		qsort(*shardids, n, sizeof(int64), citus_int64_cmp);
 	return n;
 }
 
