@@ -92,7 +92,7 @@ done
 prove crm "${suites[@]}"
 
 echo "masking views"
-q coord -f test/citus/fixture.sql >/dev/null
+q coord -f test/citus/fixture.sql -c "CREATE SCHEMA tap_delegate AUTHORIZATION intern_fay" >/dev/null
 CITUS_DB=postgres q coord -c "CREATE DATABASE crm1"
 CITUS_DB=crm1 q coord -c "CREATE EXTENSION pii_guard" -c "CREATE EXTENSION pgtap" -f test/citus/fixture.sql >/dev/null
 pgg_is "the seed CRM: customers, orders and tickets distributed and co-located, and protected" \
@@ -100,6 +100,27 @@ pgg_is "the seed CRM: customers, orders and tickets distributed and co-located, 
 prove crm1 test/citus/roles.sql
 prove crm test/citus/roles.sql
 prove crm test/citus/shards.sql
+# A function of hers that reads a shard, delegated by Citus to the worker
+# that has it (a distributed function called as a client calls it).
+psql -X -q -v ON_ERROR_STOP=1 -h localhost -p "$(citus_port coord)" -U intern_fay -d crm >/dev/null <<'SQL'
+CREATE FUNCTION tap_delegate.peek(k bigint) RETURNS text LANGUAGE plpgsql AS $f$
+DECLARE
+    r text;
+BEGIN
+    EXECUTE format('SELECT pii_guard.reveal(phone, %L::regclass, %L::name, id)::text FROM %s WHERE id = $1',
+                   'public_pii.customers', 'phone', (SELECT 'public_pii.customers_' || shardid
+                      FROM pg_dist_shard WHERE logicalrelid = 'public_pii.customers'::regclass
+                       AND pg_catalog.hashint8(k) BETWEEN shardminvalue::int AND shardmaxvalue::int))
+       INTO r USING k;
+    RETURN r;
+END
+$f$;
+SELECT create_distributed_function('tap_delegate.peek(bigint)', '$1', colocate_with := 'public_pii.customers');
+SQL
+out=$(psql -X -tA -h localhost -p "$(citus_port coord)" -U intern_fay -d crm -c "SELECT tap_delegate.peek(1)" 2>&1 || true)
+pgg_ok "a function of hers delegated to the worker that has the shard reads nothing there" \
+	grep -q "permission denied for table customers_" <<<"$out"
+pgg_ok "... (it ran on that worker)" grep -q "while executing command on localhost" <<<"$out"
 # The policy tables: one version on every node (compared by what they
 # name, which every node spells the same; times a trigger sets are each
 # node's own).

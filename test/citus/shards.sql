@@ -74,6 +74,8 @@ SELECT throws_ok($$SELECT tap_shards.peek(id) FROM customers WHERE id = 1$$, '42
                  'a function of hers pushed down with a query on the view reads no shard');
 SELECT throws_ok($$SELECT tap_shards.peek(id) FROM customers$$, '42501', NULL,
                  '... in a multi-shard query either');
+-- (delegated to a worker: test/citus/run.sh, which calls it as a client
+-- does -- Citus delegates no call made from inside a function)
 SELECT throws_ok($$SELECT pii_guard.reveal(phone, 'public_pii.customers'::regclass, 'phone'::name, id) FROM customers WHERE id = 1$$,
                  '42804', NULL, 'the view''s masked column fed back into reveal() is refused');
 SELECT throws_ok($$SELECT count(*) FROM customers c WHERE pii_guard.reveal(c.phone, 'public_pii.customers'::regclass, 'phone'::name, c.id) IS NOT NULL$$,
