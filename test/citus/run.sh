@@ -99,9 +99,10 @@ pgg_is "the seed CRM: customers, orders and tickets distributed and co-located, 
 	"$(q coord -c "SELECT count(*) FROM pii_guard.protected_tables p JOIN pg_dist_partition d ON d.logicalrelid = p.base WHERE d.colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'public_pii.customers'::regclass)")" 3
 prove crm1 test/citus/roles.sql
 prove crm test/citus/roles.sql
-prove crm test/citus/shards.sql
-# A function of hers that reads a shard, delegated by Citus to the worker
-# that has it (a distributed function called as a client calls it).
+# tap_delegate.peek(k): a function of intern_fay's that reads the value of
+# key k through reveal() straight from the shard that holds it -- pushed
+# down in shards.sql, then delegated by Citus to that shard's worker (a
+# distributed function called as a client calls it).
 psql -X -q -v ON_ERROR_STOP=1 -h localhost -p "$(citus_port coord)" -U intern_fay -d crm >/dev/null <<'SQL'
 CREATE FUNCTION tap_delegate.peek(k bigint) RETURNS text LANGUAGE plpgsql AS $f$
 DECLARE
@@ -115,8 +116,10 @@ BEGIN
     RETURN r;
 END
 $f$;
-SELECT create_distributed_function('tap_delegate.peek(bigint)', '$1', colocate_with := 'public_pii.customers');
 SQL
+prove crm test/citus/shards.sql
+psql -X -q -v ON_ERROR_STOP=1 -h localhost -p "$(citus_port coord)" -U intern_fay -d crm \
+	-c "SELECT create_distributed_function('tap_delegate.peek(bigint)', '\$1', colocate_with := 'public_pii.customers')" >/dev/null
 out=$(psql -X -tA -h localhost -p "$(citus_port coord)" -U intern_fay -d crm -c "SELECT tap_delegate.peek(1)" 2>&1 || true)
 pgg_ok "a function of hers delegated to the worker that has the shard reads nothing there" \
 	grep -q "permission denied for table customers_" <<<"$out"
