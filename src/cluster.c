@@ -131,18 +131,6 @@ typedef struct AdmitContext
 
 static bool cluster_admit_walker(Node *node, AdmitContext *cx);
 
-/* Is funcid one of the reveal() functions? */
-static bool
-cluster_is_reveal(AdmitContext *cx, Oid funcid)
-{
-	int			i;
-
-	for (i = 0; i < cx->nreveal; i++)
-		if (cx->reveal_oids[i] == funcid)
-			return true;
-	return false;
-}
-
 /* A Var of the shard's entry, seen from the node walked? */
 static bool
 cluster_is_shard_var(AdmitContext *cx, Node *node)
@@ -238,7 +226,7 @@ cluster_admit_walker(Node *node, AdmitContext *cx)
 		}
 		return false;
 	}
-	if (IsA(node, FuncExpr) && cluster_is_reveal(cx, ((FuncExpr *) node)->funcid) &&
+	if (IsA(node, FuncExpr) && reveal_is_one_of(cx->reveal_oids, cx->nreveal, ((FuncExpr *) node)->funcid) &&
 		cluster_reveal_is_views(cx, (FuncExpr *) node))
 		return false;			/* (its value and key are the view's) */
 	if (IsA(node, Query))

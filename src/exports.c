@@ -156,12 +156,8 @@ static bool exports_output_tainted(ExportsCx *cx, Plan *plan, AttrNumber attno, 
 static inline bool
 exports_is_revealed(ExportsCx *cx, FuncExpr *fe)
 {
-	if (!PII_SITE_MARKED(fe->location))
-		return false;
-	for (int i = 0; i < cx->nreveal; i++)
-		if (cx->reveal_oids[i] == fe->funcid)
-			return true;
-	return false;
+	return PII_SITE_MARKED(fe->location) &&
+		reveal_is_one_of(cx->reveal_oids, cx->nreveal, fe->funcid);
 }
 
 /* The expression of output column attno of plan, or NULL. */
@@ -944,14 +940,13 @@ exports_qtaint_walker(Node *node, QueryTaint *qt)
 	{
 		FuncExpr   *fe = (FuncExpr *) node;
 
-		for (int i = 0; i < qt->nreveal; i++)
-			if (qt->reveal_oids[i] == fe->funcid)
-			{
-				if (!OidIsValid(qt->charged) && list_length(fe->args) == 4 &&
-					IsA(lsecond(fe->args), Const))
-					qt->charged = DatumGetObjectId(((Const *) lsecond(fe->args))->constvalue);
-				return true;
-			}
+		if (reveal_is_one_of(qt->reveal_oids, qt->nreveal, fe->funcid))
+		{
+			if (!OidIsValid(qt->charged) && list_length(fe->args) == 4 &&
+				IsA(lsecond(fe->args), Const))
+				qt->charged = DatumGetObjectId(((Const *) lsecond(fe->args))->constvalue);
+			return true;
+		}
 	}
 	if (IsA(node, Var))
 		return exports_qtaint_var(qt, (Var *) node);

@@ -150,16 +150,12 @@ static FuncExpr *
 lookup_as_reveal(LookupContext *cxt, Node *expr)
 {
 	FuncExpr   *fe;
-	int			i;
 
 	expr = lookup_strip(expr);
 	if (expr == NULL || !IsA(expr, FuncExpr))
 		return NULL;
 	fe = (FuncExpr *) expr;
-	for (i = 0; i < cxt->nreveal; i++)
-		if (fe->funcid == cxt->reveal_oids[i])
-			break;
-	if (i == cxt->nreveal || list_length(fe->args) != 4 ||
+	if (!reveal_is_one_of(cxt->reveal_oids, cxt->nreveal, fe->funcid) || list_length(fe->args) != 4 ||
 		!IsA(linitial(fe->args), Var) || !IsA(lsecond(fe->args), Const) ||
 		!IsA(lthird(fe->args), Const) ||
 		((Const *) lsecond(fe->args))->constisnull ||

@@ -381,6 +381,16 @@ extern bool write_is_rewritten_target(PlannedStmt *stmt, RangeTblEntry *rte);
 typedef void (*PlanExprCallback) (Plan *plan, Node *exprs, void *arg);
 
 extern int	reveal_functions(const Oid **oids);
+
+/* Is funcid among the n reveal() functions oids (reveal_functions)? */
+static inline bool
+reveal_is_one_of(const Oid *oids, int n, Oid funcid)
+{
+	for (int i = 0; i < n; i++)
+		if (oids[i] == funcid)
+			return true;
+	return false;
+}
 extern void reveal_prove_plan(PlannedStmt *stmt);
 extern bool reveal_plan_reveals(PlannedStmt *stmt);
 extern void plan_walk_expressions(PlannedStmt *stmt, PlanExprCallback fn, void *arg);

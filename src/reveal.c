@@ -456,10 +456,7 @@ reveal_prove_pair(ProofContext *cx, Plan *plan, Expr *value, Expr *key, int dept
 static inline bool
 reveal_is_reveal(ProofContext *cx, Oid funcid)
 {
-	for (int i = 0; i < cx->nreveal; i++)
-		if (cx->reveal_oids[i] == funcid)
-			return true;
-	return false;
+	return reveal_is_one_of(cx->reveal_oids, cx->nreveal, funcid);
 }
 
 /* Prove one call of reveal() found in cx->node's expressions. */
