@@ -124,6 +124,33 @@ out=$(psql -X -tA -h localhost -p "$(citus_port coord)" -U intern_fay -d crm -c 
 pgg_ok "a function of hers delegated to the worker that has the shard reads nothing there" \
 	grep -q "permission denied for table customers_" <<<"$out"
 pgg_ok "... (it ran on that worker)" grep -q "while executing command on localhost" <<<"$out"
+# What applications send, under intern_fay's limit of 20 protected rows
+# per statement: a cursor fetched in parts, a prepared statement run
+# again, COPY.
+out=$(psql -X -h localhost -p "$(citus_port coord)" -U intern_fay -d crm 2>&1 <<'SQL'
+BEGIN;
+DECLARE c CURSOR FOR SELECT id, phone FROM customers ORDER BY id;
+FETCH 15 FROM c;
+FETCH 15 FROM c;
+COMMIT;
+SQL
+)
+pgg_ok "a cursor on the view delivers 15 rows, then is refused its 21st (54P01)" \
+	grep -qz "(15 rows).*export limit exceeded" <<<"$out"
+out=$(psql -X -h localhost -p "$(citus_port coord)" -U intern_fay -d crm 2>&1 <<'SQL'
+PREPARE p(bigint) AS SELECT id, phone FROM customers WHERE id <= $1 ORDER BY id;
+EXECUTE p(4);
+EXECUTE p(100);
+EXECUTE p(4);
+SQL
+)
+pgg_ok "a prepared statement on the view: 4 rows, then 34 refused, then 4 again" \
+	grep -qz "(4 rows).*export limit exceeded.*(4 rows)" <<<"$out"
+out=$(psql -X -h localhost -p "$(citus_port coord)" -U intern_fay -d crm \
+	-c "COPY (SELECT id, email FROM customers WHERE id <= 4) TO STDOUT" \
+	-c "COPY (SELECT id, email FROM customers) TO STDOUT" 2>&1 || true)
+pgg_ok "COPY of 4 customers' e-mail addresses, masked; of 34, refused" \
+	grep -qz "1	z\*\*\*\*\*\*\*@example.com.*export limit exceeded" <<<"$out"
 # The policy tables: one version on every node (compared by what they
 # name, which every node spells the same; times a trigger sets are each
 # node's own).
