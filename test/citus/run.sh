@@ -146,6 +146,15 @@ SQL
 )
 pgg_ok "a prepared statement on the view: 4 rows, then 34 refused, then 4 again" \
 	grep -qz "(4 rows).*export limit exceeded.*(4 rows)" <<<"$out"
+out=$(psql -X -h localhost -p "$(citus_port coord)" -U postgres -d crm 2>&1 <<'SQL'
+PREPARE agg AS SELECT length(string_agg(phone, ',')) FROM customers;
+EXECUTE agg;
+SET ROLE intern_fay;
+EXECUTE agg;
+SQL
+)
+pgg_ok "a plan made for a role without limits is made again for one with them: folding refused (0A000)" \
+	grep -qz "(1 row).*cannot count protected values folded" <<<"$out"
 out=$(psql -X -h localhost -p "$(citus_port coord)" -U intern_fay -d crm \
 	-c "COPY (SELECT id, email FROM customers WHERE id <= 4) TO STDOUT" \
 	-c "COPY (SELECT id, email FROM customers) TO STDOUT" 2>&1 || true)
