@@ -698,6 +698,46 @@ COMMENT ON FUNCTION @extschema@._write_seal(bytea, regclass, name) IS
 COMMENT ON FUNCTION @extschema@._write_set(anyelement, regclass, name, "any", "any") IS
     'internal: the value an UPDATE through a masking view stores';
 
+-- Citus: writes through the masking view of a distributed table.  Citus
+-- plans an UPDATE, DELETE or INSERT on a distributed table only when the
+-- functions of its SET list, WHERE and RETURNING are IMMUTABLE; it sends
+-- them to the workers as written, and evaluates there what is not.  The
+-- rewrite of such a write calls these instead of reveal() and
+-- _write_set(): the same code, declared IMMUTABLE, and answering, like
+-- them, only at call sites marked as proved -- on a worker, by the
+-- admission of the coordinator's task (a call anywhere else, including
+-- one the planner would fold, refuses).  _write_set_shard() takes what the
+-- role may do with the view's column as an argument, from _write_may(),
+-- which the coordinator evaluates before sending the statement: the view
+-- lives on the coordinator alone.
+CREATE FUNCTION @extschema@._reveal_shard(value anyelement, base regclass, col name, row_key "any") RETURNS anyelement
+    LANGUAGE c IMMUTABLE STRICT COST 10 PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'pii_guard_reveal';
+COMMENT ON FUNCTION @extschema@._reveal_shard(anyelement, regclass, name, "any") IS 'internal: reveal() in a write through a masking view of a distributed table';
+
+CREATE FUNCTION @extschema@._reveal_shard(value @extschema@.encrypted_text, base regclass, col name, row_key "any") RETURNS text
+    LANGUAGE c IMMUTABLE STRICT COST 10 PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'pii_guard_reveal_text';
+COMMENT ON FUNCTION @extschema@._reveal_shard(@extschema@.encrypted_text, regclass, name, "any") IS 'internal: reveal() in a write through a masking view of a distributed table';
+
+CREATE FUNCTION @extschema@._reveal_shard(value @extschema@.encrypted_bytea, base regclass, col name, row_key "any") RETURNS bytea
+    LANGUAGE c IMMUTABLE STRICT COST 10 PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'pii_guard_reveal_bytea';
+COMMENT ON FUNCTION @extschema@._reveal_shard(@extschema@.encrypted_bytea, regclass, name, "any") IS 'internal: reveal() in a write through a masking view of a distributed table';
+
+CREATE FUNCTION @extschema@._write_set_shard(stored anyelement, base regclass, col name, row_key "any", value "any", may integer) RETURNS anyelement
+    LANGUAGE c IMMUTABLE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'pii_guard_write_set';
+COMMENT ON FUNCTION @extschema@._write_set_shard(anyelement, regclass, name, "any", "any", integer) IS 'internal: _write_set() in a write through a masking view of a distributed table';
+
+-- What the current role may do with column col of masking view view: 1 if
+-- it may read it, plus 2 if it may update it.
+CREATE FUNCTION @extschema@._write_may(view regclass, col name) RETURNS integer
+    LANGUAGE sql STABLE STRICT
+    AS $$ SELECT CASE WHEN has_column_privilege(view, col::text, 'SELECT') THEN 1 ELSE 0 END
+               + CASE WHEN has_column_privilege(view, col::text, 'UPDATE') THEN 2 ELSE 0 END $$;
+COMMENT ON FUNCTION @extschema@._write_may(regclass, name) IS 'internal: the current role''s privileges on a masking view''s column, for a write on a distributed table';
+
 -- INSERT ... ON CONFLICT through a masking view is rewritten too: a
 -- conflict tells whether a row with that key or value exists (also among
 -- rows row-level security hides), so each is a probe, like a unique

@@ -6,7 +6,9 @@
 
 -- Internal functions (their names start with _) PUBLIC may execute: those
 -- that masking views and the statements pii_guard rewrites call with the
--- reader's rights.  Each checks its call site itself (lookup.c, views.c).
+-- reader's rights.  Each checks its call site itself (lookup.c, views.c),
+-- but _write_may(), which tells the caller its own privileges on a column
+-- of a masking view (for a write on a distributed table, write.c).
 SELECT p.oid::regprocedure AS internal_but_public
   FROM pg_proc p
  WHERE p.pronamespace = 'pii_guard'::regnamespace AND p.proname LIKE '\_%'

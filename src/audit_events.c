@@ -794,7 +794,7 @@ audit_merge_write(AuditEvent *a, const AuditEvent *b)
 }
 
 /* A write event: now, or merged for its statement (see above). */
-static void
+void
 audit_write_event(const AuditEvent *ev)
 {
 	SubTransactionId subid = GetCurrentSubTransactionId();

@@ -53,15 +53,24 @@
  * shard with the role's own privileges, which are none: the fail-closed
  * check refuses it (42501, audited on this node).
  *
+ * Writes.  A write through such a view is rewritten on the coordinator
+ * onto the base table (write.c) and sent for each shard; the shard is its
+ * result relation.  cluster_admit_write() admits it on the same terms,
+ * and when its SET entries and inserted envelopes are the rewrite's own;
+ * its rows are then audited here (cluster_write_start), since Citus
+ * refuses the statement triggers that audit writes on one server.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "libpq/auth.h"
 #include "libpq/libpq-be.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "parser/parsetree.h"
 #include "replication/walsender.h"
@@ -72,6 +81,9 @@
 #include "pii_guard.h"
 
 char	   *pii_guard_cluster_peer_cn = NULL;
+
+/* The row key an admitted UPDATE or DELETE returns to the write audit. */
+#define CLUSTER_ROW_KEY_JUNK "pii_guard_row_key"
 
 /* Does this connection come from the cluster (the coordinator's certificate)? */
 static bool
@@ -124,12 +136,14 @@ typedef struct AdmitContext
 	Oid			shard;
 	AttrNumber	rowkey_att;
 	Bitmapset  *protected_atts;
+	Bitmapset  *encrypted_atts;
 	const Oid  *reveal_oids;
 	int			nreveal;
 	bool		refused;
 } AdmitContext;
 
 static bool cluster_admit_walker(Node *node, AdmitContext *cx);
+static void cluster_return_row_key(Query *query, RangeTblEntry *rte, Oid base);
 
 /* A Var of the shard's entry, seen from the node walked? */
 static bool
@@ -243,35 +257,34 @@ cluster_admit_walker(Node *node, AdmitContext *cx)
 }
 
 /*
- * Range table entry rti of query reads a shard of a protected table: set it
- * to be checked as pii_guard_owner if the query uses the shard's protected
- * columns as the masking view does (see the file header).
+ * The admission's context for range table entry rti of query, a shard of
+ * protected table base: false if there is nothing to admit (an exempt
+ * role, a table without a row key).
  */
-static void
-cluster_admit_entry(Query *query, int rti, RangeTblEntry *rte, Oid base, Oid owner)
+static bool
+cluster_admit_init(AdmitContext *cx, Query *query, int rti, RangeTblEntry *rte, Oid base)
 {
-	AdmitContext cx;
 	const char *row_key = views_row_key(base);
 	int			natts;
 	int			att;
 	HeapTuple	tup;
 
 	if (row_key == NULL || policy_is_exempt(GetUserId(), rte->relid))
-		return;
+		return false;
 	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(rte->relid));
 	if (!HeapTupleIsValid(tup))
-		return;
+		return false;
 	natts = ((Form_pg_class) GETSTRUCT(tup))->relnatts;
 	ReleaseSysCache(tup);
-	memset(&cx, 0, sizeof(cx));
-	cx.query = query;
-	cx.rti = rti;
-	cx.base = base;
-	cx.shard = rte->relid;
-	cx.rowkey_att = get_attnum(rte->relid, row_key);
-	cx.nreveal = reveal_functions(&cx.reveal_oids);
-	if (cx.rowkey_att == InvalidAttrNumber || cx.nreveal == 0)
-		return;
+	memset(cx, 0, sizeof(*cx));
+	cx->query = query;
+	cx->rti = rti;
+	cx->base = base;
+	cx->shard = rte->relid;
+	cx->rowkey_att = get_attnum(rte->relid, row_key);
+	cx->nreveal = reveal_functions(&cx->reveal_oids);
+	if (cx->rowkey_att == InvalidAttrNumber || cx->nreveal == 0)
+		return false;
 	for (att = 1; att <= natts; att++)
 	{
 		char	   *attname = get_attname(rte->relid, (AttrNumber) att, true);
@@ -280,16 +293,214 @@ cluster_admit_entry(Query *query, int rti, RangeTblEntry *rte, Oid base, Oid own
 		if (attname == NULL)
 			continue;			/* dropped */
 		type = get_atttype(rte->relid, (AttrNumber) att);
+		if (type == enctype_encrypted_text_oid() || type == enctype_encrypted_bytea_oid())
+			cx->encrypted_atts = bms_add_member(cx->encrypted_atts, att);
 		if (type == enctype_encrypted_text_oid() || type == enctype_encrypted_bytea_oid() ||
 			policy_decide(GetUserId(), base, attname)->has_rule)
-			cx.protected_atts = bms_add_member(cx.protected_atts, att);
+			cx->protected_atts = bms_add_member(cx->protected_atts, att);
 	}
+	return true;
+}
+
+/*
+ * Range table entry rti of query reads a shard of a protected table: set it
+ * to be checked as pii_guard_owner if the query uses the shard's protected
+ * columns as the masking view does (see the file header).
+ */
+static void
+cluster_admit_entry(Query *query, int rti, RangeTblEntry *rte, Oid base, Oid owner)
+{
+	AdmitContext cx;
+
+	if (!cluster_admit_init(&cx, query, rti, rte, base))
+		return;
 	(void) query_tree_walker(query, cluster_admit_walker, &cx, QTW_IGNORE_JOINALIASES);
 	if (!cx.refused)
 		compat_query_set_check_as_user(query, rte, owner);
 }
 
-/* Every query level of a statement: its entries that read such shards. */
+/*
+ * A Const of type type (not NULL if not_null), or a column's value in a
+ * VALUES list of such constants.
+ */
+static bool
+cluster_is_const(AdmitContext *cx, Node *node, Oid type, bool not_null)
+{
+	if (node != NULL && IsA(node, Const))
+		return ((Const *) node)->consttype == type && !(not_null && ((Const *) node)->constisnull);
+	if (node != NULL && IsA(node, Var) && ((Var *) node)->varlevelsup == 0 &&
+		((Var *) node)->varno >= 1 && (int) ((Var *) node)->varno <= list_length(cx->query->rtable))
+	{
+		RangeTblEntry *rte = rt_fetch(((Var *) node)->varno, cx->query->rtable);
+		ListCell   *lc;
+
+		if (rte->rtekind != RTE_VALUES || ((Var *) node)->varattno <= 0)
+			return false;
+		foreach(lc, rte->values_lists)
+		{
+			List	   *row = (List *) lfirst(lc);
+
+			if (((Var *) node)->varattno > list_length(row) ||
+				!cluster_is_const(cx, list_nth(row, ((Var *) node)->varattno - 1), type, not_null))
+				return false;
+		}
+		return true;
+	}
+	return false;
+}
+
+/*
+ * A SET entry as the rewrite writes it: _write_set_shard(stored, base, col,
+ * row_key, value, may), stored the column set, base the shard's table, col
+ * that column's name, row_key the row key of the same row, may a constant
+ * (the coordinator's _write_may()), and value using no protected column
+ * outside reveal().  Marked, then.
+ */
+static bool
+cluster_write_set_ok(AdmitContext *cx, TargetEntry *tle)
+{
+	Node	   *expr = (Node *) tle->expr;
+	FuncExpr   *fe;
+	bool		is_set;
+	Node	   *base;
+	Node	   *col;
+	char	   *attname;
+
+	/*
+	 * (the parser's coercion of the value to the column's type modifier or
+	 * domain, on top: it checks the value written, whatever it is)
+	 */
+	for (;;)
+	{
+		if (expr != NULL && IsA(expr, RelabelType))
+			expr = (Node *) ((RelabelType *) expr)->arg;
+		else if (expr != NULL && IsA(expr, CoerceToDomain))
+			expr = (Node *) ((CoerceToDomain *) expr)->arg;
+		else if (expr != NULL && IsA(expr, FuncExpr) && exprIsLengthCoercion(expr, NULL))
+			expr = linitial(((FuncExpr *) expr)->args);
+		else
+			break;
+	}
+	fe = (FuncExpr *) expr;
+	if (fe == NULL || !IsA(fe, FuncExpr) || list_length(fe->args) != 6 ||
+		!write_is_shard_write_function(fe->funcid, &is_set) || !is_set)
+		return false;
+	base = lsecond(fe->args);
+	col = lthird(fe->args);
+	if (!cluster_is_shard_var(cx, linitial(fe->args)) ||
+		((Var *) linitial(fe->args))->varattno != tle->resno ||
+		!cluster_is_shard_var(cx, lfourth(fe->args)) ||
+		((Var *) lfourth(fe->args))->varattno != cx->rowkey_att ||
+		!cluster_is_const(cx, base, REGCLASSOID, true) ||
+		DatumGetObjectId(((Const *) base)->constvalue) != cx->base ||
+		!cluster_is_const(cx, col, NAMEOID, true) ||
+		!IsA(col, Const) ||
+		!cluster_is_const(cx, list_nth(fe->args, 5), INT4OID, true) ||
+		!IsA(list_nth(fe->args, 5), Const))
+		return false;
+	attname = get_attname(cx->shard, tle->resno, true);
+	if (attname == NULL || strcmp(attname, NameStr(*DatumGetName(((Const *) col)->constvalue))) != 0)
+		return false;
+	if (cluster_admit_walker(list_nth(fe->args, 4), cx))
+		return false;
+	fe->location = PII_SITE_MARK;
+	return true;
+}
+
+/*
+ * The coordinator's rewrite of a write through the masking view of a
+ * distributed table (write.c), as Citus sends it for one shard -- result
+ * relation entry rte of query.  Admitted as pii_guard_owner (see the file
+ * header) when, besides what a read needs of every other use of the
+ * shard's protected columns (they are reveal()'s, here _reveal_shard()'s,
+ * in WHERE and RETURNING):
+ *
+ *	UPDATE	every SET entry is the rewrite's _write_set_shard() of that
+ *			column (cluster_write_set_ok);
+ *	INSERT	every encrypted column's value is a constant, the envelope that
+ *			_write_seal() made on the coordinator;
+ *	DELETE	nothing more;
+ *
+ * and there is no ON CONFLICT and no WITH query.  The UPDATE and DELETE
+ * also return the row key of each row they write, to this node's write
+ * audit (cluster_write_start), as a column of their own.
+ */
+static void
+cluster_admit_write(Query *query, RangeTblEntry *rte, Oid base, Oid owner)
+{
+	AdmitContext cx;
+	Query		walked;
+	ListCell   *lc;
+
+	if (query->onConflict != NULL || query->cteList != NIL || query->hasModifyingCTE ||
+		!cluster_admit_init(&cx, query, query->resultRelation, rte, base))
+		return;
+	/* (every part of the query but its target list, walked as a read's) */
+	walked = *query;
+	walked.targetList = NIL;
+	if (query_tree_walker(&walked, cluster_admit_walker, &cx, QTW_IGNORE_JOINALIASES) || cx.refused)
+		return;
+	foreach(lc, query->targetList)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+		if (tle->resjunk || query->commandType == CMD_DELETE)
+		{
+			if (cluster_admit_walker((Node *) tle->expr, &cx))
+				return;
+		}
+		else if (query->commandType == CMD_UPDATE)
+		{
+			if (!cluster_write_set_ok(&cx, tle))
+				return;
+		}
+		else if (bms_is_member(tle->resno, cx.encrypted_atts))
+		{
+			if (!cluster_is_const(&cx, (Node *) tle->expr, get_atttype(cx.shard, tle->resno), false))
+				return;
+		}
+		else if (cluster_admit_walker((Node *) tle->expr, &cx))
+			return;
+	}
+	compat_query_set_check_as_user(query, rte, owner);
+	cluster_return_row_key(query, rte, base);
+}
+
+/*
+ * An UPDATE or DELETE of query's result relation rte, a shard of protected
+ * table base, that the write audit follows: it returns the row key of each
+ * row it writes, as a column of its own.
+ */
+static void
+cluster_return_row_key(Query *query, RangeTblEntry *rte, Oid base)
+{
+	const char *row_key = views_row_key(base);
+	AttrNumber	att = row_key ? get_attnum(rte->relid, row_key) : InvalidAttrNumber;
+	Oid			type;
+	int32		typmod;
+	Oid			collation;
+
+	if (query->commandType == CMD_INSERT || att == InvalidAttrNumber)
+		return;
+	get_atttypetypmodcoll(rte->relid, att, &type, &typmod, &collation);
+	query->targetList = lappend(query->targetList,
+								makeTargetEntry((Expr *) makeVar(query->resultRelation, att,
+																 type, typmod, collation, 0),
+												list_length(query->targetList) + 1,
+												pstrdup(CLUSTER_ROW_KEY_JUNK), true));
+}
+
+/* The statement admitted. */
+typedef struct FindContext
+{
+	Query	   *top;
+	Oid			owner;
+} FindContext;
+
+/*
+ * Every query level of a statement: its entries that read such shards, and
+ * the shard the statement itself writes.
+ */
 static bool
 cluster_find_shards(Node *node, void *context)
 {
@@ -298,7 +509,7 @@ cluster_find_shards(Node *node, void *context)
 	if (IsA(node, Query))
 	{
 		Query	   *query = (Query *) node;
-		Oid			owner = *(Oid *) context;
+		Oid			owner = ((FindContext *) context)->owner;
 		ListCell   *lc;
 		int			rti = 0;
 
@@ -308,11 +519,15 @@ cluster_find_shards(Node *node, void *context)
 			Oid			base;
 
 			rti++;
-			if (rte->rtekind != RTE_RELATION || rti == query->resultRelation)
+			if (rte->rtekind != RTE_RELATION)
 				continue;
 			base = views_table_of_shard(rte->relid);
-			if (OidIsValid(base))
+			if (!OidIsValid(base))
+				continue;
+			if (rti != query->resultRelation)
 				cluster_admit_entry(query, rti, rte, base, owner);
+			else if (query == ((FindContext *) context)->top)
+				cluster_admit_write(query, rte, base, owner);
 		}
 		return query_tree_walker(query, cluster_find_shards, context, QTW_IGNORE_JOINALIASES);
 	}
@@ -326,14 +541,229 @@ cluster_find_shards(Node *node, void *context)
 void
 cluster_admit_task(Query *parse)
 {
-	Oid			owner;
+	FindContext fc;
 
 	if (!pii_guard_citus_loaded() || statement_nesting_level() != 0 ||
-		!IsTransactionState() || superuser() || !citus_in_task() ||
-		!pii_guard_on_citus_worker())
+		!IsTransactionState() || !citus_in_task() || !pii_guard_on_citus_worker())
 		return;
+	fc.owner = views_owner_role();
+	fc.top = parse;
+	if (!OidIsValid(fc.owner))
+		return;
+	if (superuser() || GetUserId() == fc.owner)
+	{
+		/*
+		 * Theirs need no admission: their writes on the shards (through
+		 * the views or on the table itself) are audited.
+		 */
+		if ((parse->commandType == CMD_UPDATE || parse->commandType == CMD_DELETE) &&
+			parse->resultRelation > 0)
+		{
+			RangeTblEntry *rte = rt_fetch(parse->resultRelation, parse->rtable);
+			Oid			base = rte->rtekind == RTE_RELATION ?
+				views_table_of_shard(rte->relid) : InvalidOid;
+
+			if (OidIsValid(base))
+				cluster_return_row_key(parse, rte, base);
+		}
+		return;
+	}
+	(void) cluster_find_shards((Node *) parse, &fc);
+}
+
+/*----------
+ * The write audit of an admitted write (a statement on one shard).  Citus
+ * refuses the statement triggers that audit writes on one server (and the
+ * coordinator never sees the rows), so the worker that writes the rows
+ * records the event, in the same transaction: one per statement on a
+ * shard, the auditor's cluster_audit_log shows them with the others.  Its
+ * rows are the rows written; its row keys those of the rows fed to the
+ * write (the admission made the UPDATE and DELETE return them); its
+ * changed columns those an INSERT gives a value, and those for which an
+ * UPDATE's _write_set_shard() stored a new value (cluster_write_changed),
+ * not the ones sent back as they were read.
+ *----------
+ */
+typedef struct ShardWrite
+{
+	EState	   *estate;
+	PlanState  *sub;			/* the ModifyTable's input, wrapped */
+	ExecProcNodeMtd sub_real;
+	AttrNumber	key;			/* the row key in the input's rows, if there */
+	bool		insert;
+	int64		fed;
+	AuditEvent	ev;
+} ShardWrite;
+
+static ShardWrite *shard_write = NULL;
+
+/* Memory context callback: the statement's executor state is gone. */
+static void
+cluster_write_forget(void *arg)
+{
+	if (shard_write != NULL && shard_write->estate == (EState *) arg)
+		shard_write = NULL;
+}
+
+/* The wrapped input of the ModifyTable node: the rows it writes. */
+static TupleTableSlot *
+cluster_write_fed(PlanState *ps)
+{
+	ShardWrite *sw = shard_write;
+	TupleTableSlot *slot;
+
+	if (sw == NULL || sw->sub != ps)
+		elog(ERROR, "pii_guard: shard write state lost");
+	slot = sw->sub_real(ps);
+	if (TupIsNull(slot))
+		return slot;
+	if (++sw->fed <= pii_guard_audit_max_row_keys && sw->key != InvalidAttrNumber)
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, sw->key, &isnull);
+
+		if (!isnull)
+		{
+			Oid			typoutput;
+			bool		varlena;
+
+			getTypeOutputInfo(TupleDescAttr(slot->tts_tupleDescriptor, sw->key - 1)->atttypid,
+							  &typoutput, &varlena);
+			audit_list_add(sw->ev.row_keys, sizeof(sw->ev.row_keys),
+						   OidOutputFunctionCall(typoutput, d));
+		}
+	}
+	if (sw->insert)
+	{
+		slot_getallattrs(slot);
+		for (int i = 0; i < slot->tts_nvalid; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(slot->tts_tupleDescriptor, i);
+
+			if (!slot->tts_isnull[i] && !att->attisdropped)
+				cluster_write_changed(NameStr(att->attname));
+		}
+	}
+	return slot;
+}
+
+/* Does an expression call _write_set_shard()? */
+static bool
+cluster_calls_write_set(Node *node, void *context)
+{
+	bool		is_set;
+
+	if (node == NULL)
+		return false;
+	if (IsA(node, FuncExpr) &&
+		write_is_shard_write_function(((FuncExpr *) node)->funcid, &is_set) && is_set)
+		return true;
+	return expression_tree_walker(node, cluster_calls_write_set, context);
+}
+
+/*
+ * The columns an UPDATE of shard relid sets, as changed -- one that does
+ * not set them through _write_set_shard() (a superuser's, or the owner's,
+ * on the table itself), which tells which of its values changed.
+ */
+static void
+cluster_write_set_columns(ShardWrite *sw, ModifyTableState *mts, Oid relid)
+{
+#if PG_VERSION_NUM >= 140000
+	ModifyTable *mt = (ModifyTable *) mts->ps.plan;
+	ListCell   *lc;
+
+	if (mt->updateColnosLists == NIL ||
+		cluster_calls_write_set((Node *) outerPlanState(mts)->plan->targetlist, NULL))
+		return;
+	foreach(lc, (List *) linitial(mt->updateColnosLists))
+	{
+		char	   *att = get_attname(relid, (AttrNumber) lfirst_int(lc), true);
+
+		if (att != NULL && !audit_list_has(sw->ev.columns_changed, att))
+			audit_list_add(sw->ev.columns_changed, sizeof(sw->ev.columns_changed), att);
+	}
+#endif
+}
+
+/*
+ * hooks.c, ExecutorStart at level 0: a write on a shard of a protected
+ * table that the coordinator sent -- an admitted one (only the admission
+ * makes a shard's entry checked as pii_guard_owner on a worker), or a
+ * superuser's or pii_guard_owner's -- gets its write audit.
+ */
+void
+cluster_write_start(QueryDesc *queryDesc, int eflags)
+{
+	PlannedStmt *stmt = queryDesc->plannedstmt;
+	RangeTblEntry *rte;
+	ModifyTableState *mts;
+	Oid			base;
+	Oid			owner;
+	ShardWrite *sw;
+	MemoryContextCallback *cb;
+	const char *view;
+
+	shard_write = NULL;
+	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) || queryDesc->estate == NULL ||
+		!pii_guard_citus_loaded() || stmt->commandType == CMD_SELECT ||
+		stmt->commandType == CMD_UTILITY || list_length(stmt->resultRelations) != 1 ||
+		queryDesc->planstate == NULL || !IsA(queryDesc->planstate, ModifyTableState))
+		return;
+	rte = rt_fetch(linitial_int(stmt->resultRelations), stmt->rtable);
 	owner = views_owner_role();
-	if (!OidIsValid(owner))
+	base = rte->rtekind == RTE_RELATION ? views_table_of_shard(rte->relid) : InvalidOid;
+	if (!OidIsValid(base) || !OidIsValid(owner) ||
+		!(compat_rte_check_as_user(stmt, rte) == owner || superuser() || GetUserId() == owner) ||
+		!citus_in_task())
 		return;
-	(void) cluster_find_shards((Node *) parse, &owner);
+	mts = (ModifyTableState *) queryDesc->planstate;
+	if (outerPlanState(mts) == NULL)
+		return;
+	sw = MemoryContextAllocZero(queryDesc->estate->es_query_cxt, sizeof(ShardWrite));
+	sw->estate = queryDesc->estate;
+	sw->insert = stmt->commandType == CMD_INSERT;
+	if (sw->insert)
+		sw->key = get_attnum(rte->relid, views_row_key(base));
+	else
+		sw->key = ExecFindJunkAttributeInTlist(outerPlanState(mts)->plan->targetlist,
+											   CLUSTER_ROW_KEY_JUNK);
+	/* (InvalidAttrNumber: a statement planned without it; its rows only) */
+	audit_event_init(&sw->ev, AUDIT_WRITE);
+	view = views_masking_view_name(base);
+	AUDIT_SET(&sw->ev, relation, view ? view : get_rel_name(base));
+	AUDIT_SET(&sw->ev, operation, stmt->commandType == CMD_INSERT ? "INSERT" :
+			  stmt->commandType == CMD_UPDATE ? "UPDATE" : "DELETE");
+	if (stmt->commandType == CMD_UPDATE)
+		cluster_write_set_columns(sw, mts, rte->relid);
+	sw->sub = outerPlanState(mts);
+	sw->sub_real = sw->sub->ExecProcNodeReal;
+	sw->sub->ExecProcNodeReal = cluster_write_fed;
+	cb = MemoryContextAlloc(queryDesc->estate->es_query_cxt, sizeof(MemoryContextCallback));
+	cb->func = cluster_write_forget;
+	cb->arg = queryDesc->estate;
+	MemoryContextRegisterResetCallback(queryDesc->estate->es_query_cxt, cb);
+	shard_write = sw;
+}
+
+/* _write_set_shard() stored a new value in column col (reveal.c). */
+void
+cluster_write_changed(const char *col)
+{
+	if (shard_write != NULL && !audit_list_has(shard_write->ev.columns_changed, col))
+		audit_list_add(shard_write->ev.columns_changed, sizeof(shard_write->ev.columns_changed), col);
+}
+
+/* hooks.c, ExecutorFinish at level 0: the write's event. */
+void
+cluster_write_finish(QueryDesc *queryDesc)
+{
+	ShardWrite *sw = shard_write;
+
+	if (sw == NULL || sw->estate != queryDesc->estate)
+		return;
+	shard_write = NULL;
+	sw->ev.rows = (int64) queryDesc->estate->es_processed;
+	if (sw->ev.rows > 0)
+		audit_write_event(&sw->ev);
 }

@@ -779,7 +779,9 @@ typedef struct QueryTaint
 	bool		reads;			/* a masking view of a Citus table is read */
 	bool		selects;		/* a condition tests a protected value */
 	bool		folds;			/* ... one is folded, passed on, or written */
-	bool		writes;			/* the statement (or a CTE of it) writes */
+	bool		writes;			/* the statement (or a CTE of it) writes ... */
+	bool		returns;		/* ... and returns rows, or writes elsewhere */
+	bool		write_folds;	/* a write takes or returns protected values */
 	List	   *ctes;			/* CommonTableExprs being followed (recursion) */
 } QueryTaint;
 
@@ -789,6 +791,7 @@ struct CitusExports
 	Bitmapset  *columns;		/* the protected output columns (resnos) */
 	bool		every_row;
 	bool		folds;
+	bool		write_folds;
 	Oid			charged;
 	bool		subplan;		/* planned while another query is */
 };
@@ -993,6 +996,68 @@ exports_qtaint_args(QueryTaint *qt, List *args)
 }
 
 /*
+ * The values a write through the masking view of a Citus table stores
+ * (write.c: each SET entry is _write_set_shard(stored, ..., value, may)):
+ * any of them protected, other than a column set to itself (which stores
+ * what it holds)?
+ */
+static bool
+exports_qtaint_own_write(QueryTaint *qt, List *targetList)
+{
+	ListCell   *lc;
+
+	foreach(lc, targetList)
+	{
+		Node	   *expr = (Node *) lfirst_node(TargetEntry, lc)->expr;
+		bool		is_set;
+
+		if (IsA(expr, FuncExpr) && list_length(((FuncExpr *) expr)->args) == 6 &&
+			write_is_shard_write_function(((FuncExpr *) expr)->funcid, &is_set) && is_set)
+		{
+			List	   *args = ((FuncExpr *) expr)->args;
+			Node	   *value = list_nth(args, 4);
+			Node	   *shown;
+			Var		   *stored = linitial(args);
+
+			/* (the view's column: its reveal(), under a COLLATE or relabeling) */
+			while (IsA(value, CollateExpr) || IsA(value, RelabelType))
+				value = IsA(value, CollateExpr) ? (Node *) ((CollateExpr *) value)->arg :
+					(Node *) ((RelabelType *) value)->arg;
+			shown = IsA(value, FuncExpr) &&
+				reveal_is_one_of(qt->reveal_oids, qt->nreveal, ((FuncExpr *) value)->funcid) ?
+				linitial(((FuncExpr *) value)->args) : NULL;
+
+			if (shown != NULL && IsA(shown, Var) && IsA(stored, Var) &&
+				((Var *) shown)->varno == stored->varno &&
+				((Var *) shown)->varattno == stored->varattno &&
+				((Var *) shown)->varlevelsup == stored->varlevelsup)
+				continue;
+			expr = list_nth(args, 4);
+		}
+		if (exports_qtaint(qt, expr))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Is q the rewrite of a write through the masking view of a Citus table
+ * (its target a protected Citus table reached as the views' owner)?  Its
+ * rows stay in that table.
+ */
+static bool
+exports_own_write(QueryTaint *qt, Query *q)
+{
+	RangeTblEntry *rte;
+
+	if (q->resultRelation <= 0 || q->onConflict != NULL)
+		return false;
+	rte = rt_fetch(q->resultRelation, q->rtable);
+	return rte->rtekind == RTE_RELATION && views_is_citus(rte->relid) &&
+		compat_query_check_as_user(q, rte) == qt->owner;
+}
+
+/*
  * Walk every query level of a statement: the masking views of Citus tables
  * it reads, its conditions on protected values, and where it folds or
  * passes them on.
@@ -1020,10 +1085,22 @@ exports_citus_walker(Node *node, QueryTaint *qt)
 				 * sight -- refused under export limits, as folding is.
 				 */
 				if (q->commandType != CMD_SELECT && q->commandType != CMD_UTILITY)
+				{
+					bool		own = exports_own_write(qt, q);
+
+					/*
+					 * (A write through the view keeps its rows in the
+					 * table: the rows a search chose leave only if it
+					 * returns them.)
+					 */
 					qt->writes = true;
-				if (!qt->folds && q->commandType != CMD_SELECT && q->commandType != CMD_UTILITY &&
-					(exports_qtaint_args(qt, q->targetList) || exports_qtaint_args(qt, q->returningList)))
-					qt->folds = true;
+					if (!own || q->returningList != NIL)
+						qt->returns = true;
+					if ((own ? exports_qtaint_own_write(qt, q->targetList) :
+						 exports_qtaint_args(qt, q->targetList)) ||
+						exports_qtaint_args(qt, q->returningList))
+						qt->folds = qt->write_folds = true;
+				}
 				(void) query_tree_walker(q, exports_citus_walker, (void *) qt,
 										 QTW_IGNORE_JOINALIASES);
 				qt->stack = saved;
@@ -1121,8 +1198,8 @@ exports_citus_before(Query *parse)
 	qt.reads = true;
 	(void) exports_citus_walker((Node *) parse, &qt);
 	/* (rows a protected value chose, written anywhere: see above) */
-	if (qt.writes && qt.selects)
-		qt.folds = true;
+	if (qt.writes && qt.returns && qt.selects)
+		qt.folds = qt.write_folds = true;
 	ce = palloc0(sizeof(CitusExports));
 	qt.stack = list_make1(parse);
 	foreach(lc, parse->targetList)
@@ -1140,6 +1217,7 @@ exports_citus_before(Query *parse)
 	}
 	ce->every_row = qt.selects;
 	ce->folds = qt.folds;
+	ce->write_folds = qt.write_folds;
 	ce->charged = qt.charged;
 	ce->subplan = statement_planning_depth() > 0;
 	return ce;
@@ -1235,6 +1313,12 @@ exports_citus_after(PlannedStmt *stmt, CitusExports *ce)
 	stmt->dependsOnRole = true;
 	stmt->relationOids = lappend_oid(stmt->relationOids,
 									 pii_guard_relation_oid("column_rules", false));
+	if (ce->write_folds && !limits_role_unlimited())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pii_guard cannot count the protected values a write on a Citus table takes or returns"),
+				 errdetail("Your role has export limits; on a distributed table the workers read the values the write stores elsewhere, returns, or chooses its rows by, where they are not counted."),
+				 errhint("Write values of your own (not read from protected columns), without RETURNING protected columns, or ask without export limits.")));
 	if (ce->folds && !limits_role_unlimited())
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

@@ -177,7 +177,6 @@ pii_guard_post_parse_analyze(COMPAT_ANALYZE_PARAMS)
 	}
 	if (!statement_in_maintenance() && IsTransactionState())
 	{
-		views_refuse_citus_writes(query);
 		write_rewrite(query);
 	}
 }
@@ -254,6 +253,8 @@ pii_guard_ExecutorStart(QueryDesc *queryDesc, int eflags)
 	}
 	PG_END_TRY();
 	hooks_note_start(queryDesc, eflags);
+	if (statement_nesting_level() == 0)
+		cluster_write_start(queryDesc, eflags);
 
 	if (!(IsParallelWorker() && statement_nesting_level() == 0))
 		hooks_exports_start(queryDesc, eflags);
@@ -340,6 +341,8 @@ pii_guard_ExecutorFinish(QueryDesc *queryDesc)
 	PG_END_TRY();
 	statement_pop();
 	limits_leave_portal(pushed);
+	if (statement_nesting_level() == 0)
+		cluster_write_finish(queryDesc);
 	audit_flush_writes();
 }
 

@@ -349,7 +349,7 @@ extern Oid	views_view_of_base(Oid base);
 extern Oid	views_table_of(Oid relid);
 extern Oid	views_table_of_shard(Oid relid);
 extern bool views_is_citus(Oid relid);
-extern void views_refuse_citus_write(Oid view_relid);
+extern void views_refuse_citus_write(Oid view_relid, const char *what);
 extern void views_refuse_citus_writes(Query *query);
 extern uint64 views_cache_version(void);
 extern void views_refuse_row_key_change(Oid base) pg_attribute_noreturn();
@@ -376,6 +376,7 @@ extern bool views_constraint_error(ErrorData *ed);
 extern void write_rewrite(Query *query);
 extern void write_executor_start(struct QueryDesc *queryDesc, int eflags);
 extern bool write_is_rewritten_target(PlannedStmt *stmt, RangeTblEntry *rte);
+extern bool write_is_shard_write_function(Oid funcid, bool *is_set);
 
 /* reveal.c */
 typedef void (*PlanExprCallback) (Plan *plan, Node *exprs, void *arg);
@@ -480,6 +481,9 @@ struct Port;
 extern char *pii_guard_cluster_peer_cn;
 extern void cluster_check_login(struct Port *port, int status);
 extern void cluster_admit_task(Query *parse);
+extern void cluster_write_start(struct QueryDesc *queryDesc, int eflags);
+extern void cluster_write_finish(struct QueryDesc *queryDesc);
+extern void cluster_write_changed(const char *col);
 
 /* audit.c */
 extern void audit_relation_changed(Oid relid);
@@ -567,6 +571,7 @@ extern void audit_note_reveal(Oid relid, const char *attname, ColumnAccess acces
 extern void audit_flush_reads(bool aborting);
 extern void audit_note_search(Oid relid, const char *attname, FunctionCallInfo fcinfo, void **cache);
 extern void audit_flush_writes(void);
+extern void audit_write_event(const AuditEvent *ev);
 extern void audit_writes_subxact(SubXactEvent event, SubTransactionId mySubid,
 								 SubTransactionId parentSubid);
 

@@ -137,15 +137,19 @@ reveal_lookup_oids(Oid *oids, int max)
 
 	if (!OidIsValid(nsp))
 		return 0;
-	list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum("reveal"));
-	for (i = 0; i < list->n_members && n < max; i++)
+	/* (and _reveal_shard(), reveal() declared IMMUTABLE for Citus: see write.c) */
+	for (int name = 0; name < 2; name++)
 	{
-		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
+		list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum(name == 0 ? "reveal" : "_reveal_shard"));
+		for (i = 0; i < list->n_members && n < max; i++)
+		{
+			Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
 
-		if (proc->pronamespace == nsp)
-			oids[n++] = proc->oid;
+			if (proc->pronamespace == nsp)
+				oids[n++] = proc->oid;
+		}
+		ReleaseSysCacheList(list);
 	}
-	ReleaseSysCacheList(list);
 	return n;
 }
 
@@ -1301,17 +1305,32 @@ reveal_write_prepare(FunctionCallInfo fcinfo, RevealCache *rc)
 {
 	Oid			base = PG_GETARG_OID(1);
 	const char *col = NameStr(*PG_GETARG_NAME(2));
-	Oid			view = views_view_of_base(base);
-	AttrNumber	vatt = OidIsValid(view) ? get_attnum(view, col) : InvalidAttrNumber;
 	Oid			user = GetUserId();
 	const char *key = views_row_key(base);
 
-	rc->may_select = vatt != InvalidAttrNumber &&
-		(pg_class_aclcheck(view, user, ACL_SELECT) == ACLCHECK_OK ||
-		 pg_attribute_aclcheck(view, vatt, user, ACL_SELECT) == ACLCHECK_OK);
-	rc->may_update = vatt != InvalidAttrNumber &&
-		(pg_class_aclcheck(view, user, ACL_UPDATE) == ACLCHECK_OK ||
-		 pg_attribute_aclcheck(view, vatt, user, ACL_UPDATE) == ACLCHECK_OK);
+	if (PG_NARGS() == 6)
+	{
+		/*
+		 * _write_set_shard(): what the role may do with the view's column,
+		 * as the coordinator found it (the view is there, not here).
+		 */
+		int32		may = PG_ARGISNULL(5) ? 0 : PG_GETARG_INT32(5);
+
+		rc->may_select = (may & 1) != 0;
+		rc->may_update = (may & 2) != 0;
+	}
+	else
+	{
+		Oid			view = views_view_of_base(base);
+		AttrNumber	vatt = OidIsValid(view) ? get_attnum(view, col) : InvalidAttrNumber;
+
+		rc->may_select = vatt != InvalidAttrNumber &&
+			(pg_class_aclcheck(view, user, ACL_SELECT) == ACLCHECK_OK ||
+			 pg_attribute_aclcheck(view, vatt, user, ACL_SELECT) == ACLCHECK_OK);
+		rc->may_update = vatt != InvalidAttrNumber &&
+			(pg_class_aclcheck(view, user, ACL_UPDATE) == ACLCHECK_OK ||
+			 pg_attribute_aclcheck(view, vatt, user, ACL_UPDATE) == ACLCHECK_OK);
+	}
 	rc->key_locked = key != NULL && strcmp(key, col) == 0 && !policy_is_exempt(user, base);
 	rc->kind = reveal_column_kind(base, col);
 	rc->value_sealed = rc->kind != 0 &&
@@ -1392,10 +1411,14 @@ pii_guard_write_set(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for view %s",
-						get_rel_name(views_view_of_base(PG_GETARG_OID(1)))),
+						OidIsValid(views_view_of_base(PG_GETARG_OID(1))) ?
+						get_rel_name(views_view_of_base(PG_GETARG_OID(1))) :
+						(view ? view : "?")),
 				 errdetail("The role may not update column \"%s\"; a value sent back as the role read it would be left as it is.",
 						   NameStr(*PG_GETARG_NAME(2)))));
 	}
+	if (PG_NARGS() == 6)
+		cluster_write_changed(NameStr(*PG_GETARG_NAME(2)));
 	if (value_null)
 		PG_RETURN_NULL();
 	if (rc->kind != 0 && !rc->value_sealed)

@@ -495,13 +495,14 @@ views_is_citus(Oid relid)
 }
 
 /*
- * A write through the masking view of a Citus table (INSERT, UPDATE,
- * DELETE, MERGE, COPY FROM -- in a statement or a CTE of one): refused,
- * saying why.  (Citus refuses a write on a view over its tables anyway,
- * with a message that does not say what to do.)
+ * A write through the masking view of a Citus table that the rewrite does
+ * not do (write.c) -- what: COPY FROM, INSERT ... ON CONFLICT, one in a
+ * WITH query, MERGE -- refused, saying why.  (It would go to the view's
+ * trigger, and Citus refuses a write on a view over its tables, with a
+ * message that does not say what to do.)
  */
 void
-views_refuse_citus_write(Oid view_relid)
+views_refuse_citus_write(Oid view_relid, const char *what)
 {
 	ProtectedTable *pt = views_lookup(view_relid);
 
@@ -509,10 +510,11 @@ views_refuse_citus_write(Oid view_relid)
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("writes through the masking view %s of a distributed table are not supported yet",
-					pt->view_name),
-			 errdetail("pii_guard reads distributed tables through their masking views; their rows are written by the table's owner, on %s.",
-					   pt->base_name)));
+			 errmsg("%s through the masking view %s of a distributed table is not supported",
+					what, pt->view_name),
+			 errdetail("On a distributed table pii_guard writes through the masking view what it can rewrite onto %s: INSERT ... VALUES, UPDATE and DELETE, each a statement of its own.",
+					   pt->base_name),
+			 errhint("Write the rows with INSERT ... VALUES, UPDATE or DELETE on the view.")));
 }
 
 /* Every write of a query tree: views_refuse_citus_write. */
@@ -536,7 +538,7 @@ views_refuse_citus_writes(Query *query)
 		RangeTblEntry *rte = rt_fetch(query->resultRelation, query->rtable);
 
 		if (rte->rtekind == RTE_RELATION)
-			views_refuse_citus_write(rte->relid);
+			views_refuse_citus_write(rte->relid, "this write");
 	}
 }
 

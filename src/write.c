@@ -161,9 +161,75 @@ typedef struct WriteFunctions
 	Oid			seal_bytea;		/* _write_seal(bytea, regclass, name) */
 	Oid			set;			/* _write_set(anyelement, regclass, name, "any", "any") */
 	Oid			conflict;		/* _write_conflict(regclass) */
+	/* Citus (see "Citus" below): */
+	Oid			set_shard;		/* _write_set_shard(..., may integer) */
+	Oid			may;			/* _write_may(regclass, name) */
+	int			nreveal;
+	Oid			reveal[4];		/* the reveal() functions ... */
+	Oid			reveal_shard[4];	/* ... and their _reveal_shard() */
 } WriteFunctions;
 
 static WriteFunctions write_fns;
+
+/*
+ * The functions of a write on a Citus table's masking view: _write_set_shard,
+ * _write_may, and _reveal_shard for each reveal() (by the type of its
+ * value).  Left InvalidOid (such writes refused) if any is missing.
+ */
+static void
+write_citus_functions(Oid nsp)
+{
+	CatCList   *list;
+	CatCList   *shard_list;
+
+	list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum("_write_set_shard"));
+	for (int i = 0; i < list->n_members; i++)
+	{
+		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
+
+		if (proc->pronamespace == nsp && proc->pronargs == 6)
+			write_fns.set_shard = proc->oid;
+	}
+	ReleaseSysCacheList(list);
+	list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum("_write_may"));
+	for (int i = 0; i < list->n_members; i++)
+	{
+		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
+
+		if (proc->pronamespace == nsp && proc->pronargs == 2)
+			write_fns.may = proc->oid;
+	}
+	ReleaseSysCacheList(list);
+	list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum("reveal"));
+	shard_list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum("_reveal_shard"));
+	for (int i = 0; i < list->n_members && write_fns.nreveal < (int) lengthof(write_fns.reveal); i++)
+	{
+		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
+		Oid			twin = InvalidOid;
+
+		if (proc->pronamespace != nsp || proc->pronargs != 4)
+			continue;
+		for (int j = 0; j < shard_list->n_members; j++)
+		{
+			Form_pg_proc sp = (Form_pg_proc) GETSTRUCT(&shard_list->members[j]->tuple);
+
+			if (sp->pronamespace == nsp && sp->pronargs == 4 &&
+				sp->proargtypes.values[0] == proc->proargtypes.values[0])
+				twin = sp->oid;
+		}
+		if (!OidIsValid(twin))
+		{
+			write_fns.set_shard = InvalidOid;
+			break;
+		}
+		write_fns.reveal[write_fns.nreveal] = proc->oid;
+		write_fns.reveal_shard[write_fns.nreveal++] = twin;
+	}
+	ReleaseSysCacheList(shard_list);
+	ReleaseSysCacheList(list);
+	if (!OidIsValid(write_fns.may) || write_fns.nreveal == 0)
+		write_fns.set_shard = InvalidOid;
+}
 
 /* Look up the internal functions (InvalidOid: not installed, old schema). */
 static bool
@@ -214,7 +280,21 @@ write_functions(void)
 	if (!OidIsValid(write_fns.seal_text) || !OidIsValid(write_fns.seal_bytea) ||
 		!OidIsValid(write_fns.conflict))
 		write_fns.set = InvalidOid;
+	write_citus_functions(nsp);
 	return OidIsValid(write_fns.set);
+}
+
+/*
+ * For cluster.c, admitting a write on a shard: is funcid _write_set_shard()
+ * (*is_set) or _write_seal()?
+ */
+bool
+write_is_shard_write_function(Oid funcid, bool *is_set)
+{
+	if (!write_functions() || !OidIsValid(funcid))
+		return false;
+	*is_set = funcid == write_fns.set_shard;
+	return *is_set || funcid == write_fns.seal_text || funcid == write_fns.seal_bytea;
 }
 
 /* Is funcid one of the reveal() functions? */
@@ -630,7 +710,8 @@ write_rewrite_conflict(Query *q, int view_rti, RangeTblEntry *vrte, Oid base,
  * value.
  */
 static Expr *
-write_set_call(Oid base, ViewColumn *cols, ViewColumn *c, AttrNumber key_att, int rti, Expr *value)
+write_set_call(Oid base, ViewColumn *cols, ViewColumn *c, AttrNumber key_att, int rti, Expr *value,
+			   Oid citus_view)
 {
 	List	   *args;
 
@@ -639,7 +720,100 @@ write_set_call(Oid base, ViewColumn *cols, ViewColumn *c, AttrNumber key_att, in
 	args = lappend(args, makeVar(rti, key_att, cols[key_att - 1].base_type, -1,
 								 cols[key_att - 1].base_collation, 0));
 	args = lappend(args, value);
+	if (OidIsValid(citus_view))
+	{
+		/* (what the role may do with the view's column: evaluated by Citus here) */
+		List	   *may_args = write_const_args(citus_view, c->name);
+
+		args = lappend(args, makeFuncExpr(write_fns.may, INT4OID, may_args, InvalidOid,
+										  InvalidOid, COERCE_EXPLICIT_CALL));
+		return write_call(write_fns.set_shard, c->base_type, c->base_collation, args);
+	}
 	return write_call(write_fns.set, c->base_type, c->base_collation, args);
+}
+
+/*----------
+ * Citus.  A write on the masking view of a distributed table is rewritten
+ * as on one server, with what Citus needs to plan it on the distributed
+ * base table and send it to the workers (cluster.c admits it there):
+ *
+ *	- reveal() and _write_set() become _reveal_shard() and
+ *	  _write_set_shard(), the same functions declared IMMUTABLE (Citus
+ *	  plans no other function that reads a column in an UPDATE's SET or
+ *	  WHERE, or any in a RETURNING list); _write_set_shard() is also given
+ *	  what the role may do with the view's column, _write_may(view,
+ *	  column), which Citus evaluates here, before it sends the statement;
+ *	- _write_seal() stays: Citus evaluates it here too (an INSERT's values
+ *	  are constants), and sends the envelope;
+ *	- the base table's entry takes the place of the view's, which moves to
+ *	  the end of the range table, kept for the role's privileges on the
+ *	  view (Citus takes the first entry for an INSERT's target, and refuses
+ *	  a write whose first entry is a view); an INSERT's target is given an
+ *	  alias, so that RETURNING's references to it print right where Citus
+ *	  prints the statement for a shard.
+ *
+ * Not rewritten, so refused (0A000): INSERT ... ON CONFLICT and writes in
+ * WITH queries on such a view, and what is not rewritten on one server
+ * either (views_refuse_citus_write).
+ *----------
+ */
+
+/* Expression tree walker: reveal() calls become _reveal_shard() calls. */
+static bool
+write_citus_reveals(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, FuncExpr))
+	{
+		FuncExpr   *fe = (FuncExpr *) node;
+
+		for (int i = 0; i < write_fns.nreveal; i++)
+			if (fe->funcid == write_fns.reveal[i])
+				fe->funcid = write_fns.reveal_shard[i];
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, write_citus_reveals, context, 0);
+	return expression_tree_walker(node, write_citus_reveals, context);
+}
+
+/*
+ * An INSERT's value for encrypted column c that is a column of its VALUES
+ * list: sealed in each row of the list, where Citus evaluates it (Citus
+ * takes the rows of a multi-row INSERT apart by shard, and sends a value it
+ * does not find in them as the text of a reference to the list).  False if
+ * the value is something else.
+ */
+static bool
+write_citus_seal_values(Query *q, TargetEntry *tle, ViewColumn *c, Oid base)
+{
+	Var		   *v = (Var *) tle->expr;
+	RangeTblEntry *rte;
+	ListCell   *lc;
+	int			i;
+
+	if (!IsA(v, Var) || v->varlevelsup != 0 || v->varattno <= 0)
+		return false;
+	rte = rt_fetch(v->varno, q->rtable);
+	if (rte->rtekind != RTE_VALUES)
+		return false;
+	i = v->varattno - 1;
+	foreach(lc, rte->values_lists)
+	{
+		List	   *row = (List *) lfirst(lc);
+		ListCell   *item = list_nth_cell(row, i);
+
+		lfirst(item) = write_call(c->kind == ENV_KIND_TEXT ? write_fns.seal_text : write_fns.seal_bytea,
+								  c->base_type, InvalidOid,
+								  lcons(lfirst(item), write_const_args(base, c->name)));
+	}
+	list_nth_cell(rte->coltypes, i)->oid_value = c->base_type;
+	list_nth_cell(rte->coltypmods, i)->int_value = -1;
+	list_nth_cell(rte->colcollations, i)->oid_value = InvalidOid;
+	v->vartype = c->base_type;
+	v->vartypmod = -1;
+	v->varcollid = InvalidOid;
+	return true;
 }
 
 /*
@@ -814,6 +988,7 @@ write_rewrite_one(Query *orig, bool top)
 	Bitmapset  *base_cols = NULL;
 	Bitmapset  *relaxed = NULL;
 	Bitmapset  *nrte_updated = NULL;
+	bool		citus;
 
 	if (vrte->rtekind != RTE_RELATION || vrte->relkind != RELKIND_VIEW)
 		return false;
@@ -824,6 +999,13 @@ write_rewrite_one(Query *orig, bool top)
 	row_key = views_row_key(base);
 	if (!OidIsValid(owner) || row_key == NULL || !write_functions())
 		return false;
+	citus = views_is_citus(base);
+	if (citus && !OidIsValid(write_fns.set_shard))
+		return false;
+	if (citus && q->onConflict != NULL)
+		views_refuse_citus_write(vrte->relid, "INSERT ... ON CONFLICT");
+	if (citus && !top)
+		views_refuse_citus_write(vrte->relid, "a write in a WITH query");
 	if (write_has_current_of((Node *) q->jointree, NULL))
 		return false;
 
@@ -920,7 +1102,8 @@ write_rewrite_one(Query *orig, bool top)
 			if (tle->resjunk)
 				continue;
 			c = &cols[tle->resno - 1];
-			if (q->commandType == CMD_INSERT && c->kind != 0 && !IsA(tle->expr, SetToDefault))
+			if (q->commandType == CMD_INSERT && c->kind != 0 && !IsA(tle->expr, SetToDefault) &&
+				!(citus && write_citus_seal_values(q, tle, c, base)))
 				tle->expr = write_call(c->kind == ENV_KIND_TEXT ? write_fns.seal_text : write_fns.seal_bytea,
 									   c->base_type, InvalidOid,
 									   lcons(tle->expr, write_const_args(base, c->name)));
@@ -937,6 +1120,8 @@ write_rewrite_one(Query *orig, bool top)
 	/* (a copy, with copies of the range table entries) */
 	vrte = rt_fetch(view_rti, q->rtable);
 	nrte = rt_fetch(new_rti, q->rtable);
+	if (citus)
+		(void) query_tree_walker(q, write_citus_reveals, NULL, 0);
 
 	if (q->commandType == CMD_UPDATE)
 	{
@@ -946,7 +1131,8 @@ write_rewrite_one(Query *orig, bool top)
 
 			if (tle->resjunk || IsA(tle->expr, SetToDefault))
 				continue;
-			tle->expr = write_set_call(base, cols, &cols[tle->resno - 1], key_att, new_rti, tle->expr);
+			tle->expr = write_set_call(base, cols, &cols[tle->resno - 1], key_att, new_rti, tle->expr,
+									   citus ? vrte->relid : InvalidOid);
 			relaxed = bms_add_member(relaxed, tle->resno - FirstLowInvalidHeapAttributeNumber);
 		}
 	}
@@ -963,7 +1149,7 @@ write_rewrite_one(Query *orig, bool top)
 			if (tle->resjunk || IsA(tle->expr, SetToDefault))
 				continue;
 			c = &cols[tle->resno - 1];
-			tle->expr = write_set_call(base, cols, c, key_att, new_rti, tle->expr);
+			tle->expr = write_set_call(base, cols, c, key_att, new_rti, tle->expr, InvalidOid);
 			relaxed = bms_add_member(relaxed, tle->resno - FirstLowInvalidHeapAttributeNumber);
 			set_cols = bms_add_member(set_cols, c->base_att - FirstLowInvalidHeapAttributeNumber);
 		}
@@ -1014,6 +1200,24 @@ write_rewrite_one(Query *orig, bool top)
 		nrte->updatedCols = base_cols;
 	ChangeVarNodes((Node *) q, view_rti, new_rti, 0);
 	Assert(q->resultRelation == new_rti);
+	if (citus)
+	{
+		ListCell   *vcell = list_nth_cell(q->rtable, view_rti - 1);
+		ListCell   *ncell = list_nth_cell(q->rtable, new_rti - 1);
+
+		/*
+		 * The base table takes the view's place in the range table (Citus
+		 * takes an INSERT's first entry for its target, and refuses a
+		 * write whose first entry is a view); nothing refers to the view's
+		 * entry any more.
+		 */
+		lfirst(vcell) = nrte;
+		lfirst(ncell) = vrte;
+		ChangeVarNodes((Node *) q, new_rti, view_rti, 0);
+		/* (named, so that RETURNING's references to it print right) */
+		if (q->commandType == CMD_INSERT && nrte->alias == NULL)
+			nrte->alias = makeAlias("citus_table_alias", NIL);
+	}
 	if (view_quals != NULL && q->commandType != CMD_INSERT)
 		AddQual(q, view_quals);
 	/* The caller holds orig: it becomes the rewritten statement. */
@@ -1048,8 +1252,16 @@ write_rewrite_query(Query *query, bool top)
 	}
 	if ((query->commandType == CMD_INSERT || query->commandType == CMD_UPDATE ||
 		 query->commandType == CMD_DELETE) && query->resultRelation > 0 &&
-		!write_rewrite_one(query, top) && query->onConflict != NULL)
-		write_refuse_conflict_view(query);
+		!write_rewrite_one(query, top))
+	{
+		RangeTblEntry *rte = rt_fetch(query->resultRelation, query->rtable);
+
+		/* (the trigger cannot write a distributed table's rows: Citus refuses) */
+		if (rte->rtekind == RTE_RELATION)
+			views_refuse_citus_write(rte->relid, "this write");
+		if (query->onConflict != NULL)
+			write_refuse_conflict_view(query);
+	}
 }
 
 void
@@ -1318,6 +1530,14 @@ write_executor_start(QueryDesc *queryDesc, int eflags)
 
 #else							/* !COMPAT_FAST_WRITES */
 
+bool
+write_is_shard_write_function(Oid funcid, bool *is_set)
+{
+	(void) funcid;
+	*is_set = false;
+	return false;
+}
+
 void
 write_rewrite(Query *query)
 {
@@ -1325,6 +1545,8 @@ write_rewrite(Query *query)
 
 	if (query == NULL || query->commandType == CMD_UTILITY)
 		return;
+	/* (through the trigger, which cannot write a distributed table's rows) */
+	views_refuse_citus_writes(query);
 	foreach(lc, query->cteList)
 	{
 		CommonTableExpr *cte = lfirst_node(CommonTableExpr, lc);

@@ -2,8 +2,8 @@
 -- keys can try against encrypted columns on distributed tables -- on the
 -- coordinator, in queries pushed down to the workers, and through Citus's
 -- own run_command_on_* functions, which connect to the workers as the
--- calling role.  Everything is refused.  (Masking views over distributed
--- tables are not supported yet: protect_table refuses them.)
+-- calling role.  Everything is refused.  (The masking views of distributed
+-- tables: test/citus/roles.sql, shards.sql and writes.sql.)
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 CREATE ROLE mallory LOGIN;

@@ -102,6 +102,12 @@ INSERT INTO tickets (id, customer_id, subject, callback, body) VALUES
 SELECT setval('tickets_id_seq', 3);
 
 GRANT SELECT ON customers, orders, tickets TO marketing, sales, support, manager, intern;
+-- Writes (test/citus/writes.sql): sales and support update some columns of
+-- customers, managers write everything.
+GRANT UPDATE (name, phone, email, address, deal_amount) ON customers TO sales;
+GRANT UPDATE (phone, email, address, service_tier) ON customers TO support;
+GRANT INSERT, UPDATE, DELETE ON customers, orders, tickets TO manager;
+GRANT USAGE ON SEQUENCE customers_id_seq, orders_id_seq, tickets_id_seq TO manager;
 
 -- Sales see only their own customers (row-level security on the base
 -- table; a policy without a subquery, which Citus refuses in a policy:

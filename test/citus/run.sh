@@ -15,6 +15,11 @@
 #              suite test/citus/roles.sql against both, the attacks on
 #              shards (test/citus/shards.sql), the policy the same on every
 #              node, reads and refusals on the workers in the auditor's log;
+#   writes     test/citus/writes.sql against both (an ORM's save, changes
+#              of one column, INSERT ... RETURNING, multi-row INSERT, an
+#              UPDATE found by an encrypted column, DELETE, a statement
+#              prepared by another role), the write events the workers
+#              recorded, no written value in any node's log;
 #   protection protect_table refused on a reference table, working on a
 #              distributed one and on a coordinator-local one;
 #   audit      a refusal on a worker and an admin event on the coordinator,
@@ -116,6 +121,22 @@ BEGIN
     RETURN r;
 END
 $f$;
+-- tap_delegate.poke(k): the same, with the statement the coordinator sends
+-- for an UPDATE through the view (test/citus/writes.sql).
+CREATE FUNCTION tap_delegate.poke(k bigint) RETURNS bigint LANGUAGE plpgsql AS $f$
+DECLARE
+    n bigint;
+BEGIN
+    EXECUTE format('UPDATE %s customers SET email = pii_guard._write_set_shard(customers.email, %L::regclass, %L::name, customers.id, %L::text, 3) WHERE customers.id = $1',
+                   (SELECT 'public_pii.customers_' || shardid
+                      FROM pg_dist_shard WHERE logicalrelid = 'public_pii.customers'::regclass
+                       AND pg_catalog.hashint8(k) BETWEEN shardminvalue::int AND shardmaxvalue::int),
+                   'public_pii.customers', 'email', 'poked@example.com')
+       USING k;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$f$;
 SQL
 prove crm test/citus/shards.sql
 psql -X -q -v ON_ERROR_STOP=1 -h localhost -p "$(citus_port coord)" -U intern_fay -d crm \
@@ -160,6 +181,39 @@ out=$(psql -X -h localhost -p "$(citus_port coord)" -U intern_fay -d crm \
 	-c "COPY (SELECT id, email FROM customers) TO STDOUT" 2>&1 || true)
 pgg_ok "COPY of 4 customers' e-mail addresses, masked; of 34, refused" \
 	grep -qz "1	z\*\*\*\*\*\*\*@example.com.*export limit exceeded" <<<"$out"
+
+echo "writes"
+# The seed roles write through the masking views, the same suite on one
+# server and on the cluster; then what the workers recorded of it.
+prove crm1 test/citus/writes.sql
+prove crm test/citus/writes.sql
+writes() {	# writes ROLE OPERATION CONDITION: sum of the rows of such write events, cluster-wide
+	q coord -c "SELECT coalesce(sum(rows), 0) FROM pii_guard.cluster_audit_log()
+	             WHERE kind = 'write' AND acting_role = '$1' AND relation = 'public.customers'
+	               AND operation = '$2' AND $3"
+}
+pgg_is "support_dan's change of a phone and a tier: one write event, on the worker that wrote it, naming the row and the two columns" \
+	"$(writes support_dan UPDATE "row_keys = '{3}' AND columns_changed = '{phone,service_tier}' AND node <> 'localhost:$(citus_port coord)'")" 1
+pgg_is "... his ORM save of the row as he read it: a write that changed no column" \
+	"$(writes support_dan UPDATE "row_keys = '{3}' AND columns_changed IS NULL")" 1
+pgg_is "mgr_eve's inserts (one row, then three in one statement) and deletes: their rows, on the workers that hold them" \
+	"$(writes mgr_eve INSERT "'{id,name,sales_owner}' <@ columns_changed")/$(writes mgr_eve DELETE true)" "4/4"
+pgg_is "sales_bob's UPDATE of a customer row-level security hides from him: no row written, no event" \
+	"$(writes sales_bob UPDATE "row_keys = '{3}'")" 0
+out=$(printf 'zz\n\\.\n' | psql -X -h localhost -p "$(citus_port coord)" -U mgr_eve -d crm \
+	-c "COPY customers (name) FROM STDIN" 2>&1 || true)
+pgg_ok "COPY FROM through the view of a distributed table: refused, saying what to use (0A000)" \
+	grep -q "COPY FROM through the masking view public.customers of a distributed table is not supported" <<<"$out"
+q coord -c "UPDATE public_pii.customers SET deal_amount = deal_amount WHERE id = 4" \
+	-c "UPDATE customers SET channel = 'web' WHERE id = 4" -c "DELETE FROM public_pii.customers WHERE id = 0" >/dev/null
+pgg_is "a superuser's writes, on the table itself and through the view: audited on the worker, with the row key" \
+	"$(writes postgres UPDATE "row_keys = '{4}'")" 2
+# (not the values of the attacks in shards.sql: an attacker's own SQL is
+# logged with its refusal)
+leaked=$(grep -l -e '13711113333' -e 'Fang Wang' -e '310104199208154321' -e '13600006666' \
+	-e '110101198801011111' -e '6222029876543210' -e 'zhaoliu@example.com' \
+	"$(pgg_log coord)" "$(pgg_log w1)" "$(pgg_log w2)" || true)
+pgg_is "no value the writes sent, refused ones included, is in any node's server log" "$leaked" ""
 # The policy tables: one version on every node (compared by what they
 # name, which every node spells the same; times a trigger sets are each
 # node's own).

@@ -4,9 +4,12 @@
 -- which connect to the workers as the calling role (with any
 -- application_name she likes), reading the shard from a function of her
 -- own pushed down to the workers or delegated to one, feeding a view's
--- column back into reveal() -- and what this release refuses on Citus
--- tables: writes through their masking views, reference tables, folding
--- protected values under export limits.  Everything is refused.
+-- column back into reveal(), writing a shard with the statement the
+-- coordinator sends for a write through the view, calling that
+-- statement's functions anywhere else -- and what this release refuses on
+-- Citus tables: some writes through their masking views (ON CONFLICT, in
+-- a WITH query), reference tables, folding protected values (or writing
+-- or returning them) under export limits.  Everything is refused.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 CREATE SCHEMA tap_shards AUTHORIZATION intern_fay;
@@ -15,7 +18,7 @@ SELECT create_distributed_table('tap_shards.copied', 'id', colocate_with => 'pub
 ALTER TABLE tap_shards.copied OWNER TO intern_fay;
 SELECT 'public_pii.customers_' || min(shardid) AS shard
   FROM pg_dist_shard WHERE logicalrelid = 'public_pii.customers'::regclass \gset
-SELECT plan(27);
+SELECT plan(37);
 
 SET ROLE intern_fay;
 SELECT throws_ok($$SELECT * FROM public_pii.customers$$, '42501', NULL,
@@ -99,12 +102,53 @@ SELECT results_eq($$WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM
                   'a recursive CTE is planned on the coordinator (its analysis does not follow it forever)');
 RESET ROLE;
 
-SET ROLE sales_bob;
-SELECT throws_ok($$UPDATE customers SET phone = '13800000009' WHERE id = 1$$, '0A000', NULL,
-                 'writes through the masking view of a distributed table are refused (not supported yet)');
-SELECT throws_ok($$INSERT INTO customers (name) VALUES ('new')$$, '0A000', NULL, '... inserts too');
-SELECT throws_ok($$DELETE FROM customers WHERE id = 2$$, '0A000', NULL, '... and deletes');
+-- Writes.  The statement the coordinator sends a worker for a write
+-- through the view (test/citus/writes.sql), and its functions, anywhere
+-- else.
+SET ROLE intern_fay;
+SELECT throws_ok($$SELECT pii_guard._write_set_shard(name, 'public_pii.customers'::regclass, 'name'::name, id, 'x'::text, 3) FROM customers WHERE id = 1$$,
+                 '42501', NULL, 'the write function of a distributed table''s view, called in a query: refused');
+SELECT throws_ok($$SELECT pii_guard._reveal_shard(name, 'public_pii.customers'::regclass, 'name'::name, id) FROM customers WHERE id = 1$$,
+                 '42501', NULL, 'its reveal(), declared IMMUTABLE, fed the view''s column: refused');
+SELECT throws_ok($$SELECT pii_guard._reveal_shard('张三丰'::text, 'public_pii.customers'::regclass, 'name'::name, 1)$$,
+                 '42501', NULL, '... with constants, which the planner evaluates: refused');
+CREATE TABLE tap_shards.own (id bigint, name text);
+SELECT throws_ok($$CREATE INDEX ON tap_shards.own (pii_guard._reveal_shard(name, 'public_pii.customers'::regclass, 'name'::name, id));
+                   INSERT INTO tap_shards.own VALUES (1, 'x')$$,
+                 '42501', NULL, '... in an index expression on a table of hers: refused');
+SELECT is((SELECT string_agg(DISTINCT (success OR result NOT LIKE '%permission denied%')::text, ',')
+             FROM run_command_on_shards('public_pii.customers',
+                  $$UPDATE %s customers SET email = pii_guard._write_set_shard(customers.email, 'public_pii.customers'::regclass, 'email'::name, customers.id, 'x'::text, 3) WHERE customers.id = 1$$)),
+          'false', 'the statement the coordinator sends for a write through the view, through run_command_on_shards: refused on the workers');
+-- tap_delegate.poke(k): a function of hers that runs that statement on the
+-- shard that holds key k (test/citus/run.sh makes it).
+SELECT throws_ok($$SELECT tap_delegate.poke(id) FROM customers WHERE id = 1$$, '42501', NULL,
+                 '... and from a function of hers pushed down with a query on the view');
 RESET ROLE;
+-- What this release does not write through such a view: refused, saying so.
+SET ROLE mgr_eve;
+SELECT throws_ok($$INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT (id) DO NOTHING$$, '0A000', NULL,
+                 'INSERT ... ON CONFLICT through the masking view of a distributed table: refused (0A000)');
+SELECT throws_ok($$WITH u AS (UPDATE customers SET email = email WHERE id = 1 RETURNING id) SELECT count(*) FROM u$$,
+                 '0A000', NULL, '... a write on it in a WITH query too');
+RESET ROLE;
+-- Under export limits: a write that stores elsewhere, returns, or chooses
+-- by protected values what the workers read out of the coordinator's
+-- sight is refused; one that keeps its rows and values to itself is not.
+GRANT UPDATE (email) ON customers TO intern;
+SET ROLE intern_fay;
+SELECT throws_ok($$UPDATE customers SET email = email WHERE id = 1 RETURNING phone$$, '0A000', NULL,
+                 'under export limits, a write returning protected values is refused');
+SELECT throws_ok($$UPDATE customers SET email = phone WHERE id = 1$$, '0A000', NULL,
+                 '... one storing a protected value in another column too');
+SELECT throws_ok($$UPDATE customers SET email = email WHERE phone LIKE '138%' RETURNING id$$, '0A000', NULL,
+                 '... and one returning rows a protected value chose');
+SELECT lives_ok($$UPDATE customers SET email = email WHERE phone LIKE '138%'$$,
+                '... while a search whose rows stay in the table is a write like any other');
+SELECT lives_ok($$UPDATE customers SET email = 'kunde5@example.com' WHERE id = 9 RETURNING id$$,
+                '... as is a value of her own, returning the row key');
+RESET ROLE;
+REVOKE UPDATE (email) ON customers FROM intern;
 SELECT results_eq($$SELECT name, pii_guard.decrypt(phone) FROM public_pii.customers WHERE id = 1$$,
                   $$VALUES ('张三丰', '13812345678')$$, 'the row is as it was');
 
