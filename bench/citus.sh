@@ -19,7 +19,9 @@
 #   - through a masking view (table masked: the same rows, protected, read
 #     by a role that sees phone, national ID and e-mail masked): a masked
 #     scan of every row, and point reads by id, against the plain table
-#     read by the same role (Citus alone, or plain on one node).
+#     read by the same role (Citus alone, or plain on one node);
+#   - point updates by id through the masking view (a new phone, sealed, by
+#     the same role) against the same update of the plain table.
 # Printed: distributed vs single node, and pii_guard on Citus vs Citus
 # alone.  The nodes speak TLS with the login gate on, as pii_guard needs
 # for reads through masking views (citus_tls): every Citus figure,
@@ -78,6 +80,7 @@ SELECT pii_guard.protect_column('masked', 'email', 'sensitive', 'pii_guard.mask_
 DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bench_reader') THEN
     CREATE ROLE bench_reader LOGIN; END IF; END \$\$;
 GRANT SELECT ON masked, plain TO bench_reader;
+GRANT UPDATE (phone) ON masked, plain TO bench_reader;
 SELECT pii_guard.set_clearance('bench_reader', 'public');"
 FILL="
 INSERT INTO plain SELECT g, (13000000000 + g * 7919 % 1000000000)::text,
@@ -158,6 +161,11 @@ echo "\\set ph 13000000000 + random(1, $ROWS) * 7919 % 1000000000
 SELECT id FROM plain_by_phone WHERE phone = :ph;" >"$dir/plain_key.sql"
 echo "\\set id random(1, $ROWS)
 SELECT phone, national_id, email FROM masked WHERE id = :id;" >"$dir/masked.sql"
+for t in masked plain; do
+	echo "\\set id random(1, $ROWS)
+\\set ph 13000000000 + random(1, $ROWS)
+UPDATE $t SET phone = :ph WHERE id = :id;" >"$dir/${t}_upd.sql"
+done
 tps() {	# tps DB SCRIPT [ROLE]
 	pgbench -n -h localhost -p "$(citus_port coord)" -U "${3:-postgres}" -M prepared -c 2 -j 2 -T "$SECS" \
 		-f "$dir/$2.sql" "$1" 2>/dev/null | awk '/^tps = / { printf "%.0f", $3 }'
@@ -167,7 +175,8 @@ for round in 1 2; do
 	for side in single crm; do
 		# (name:script:role -- the plain table read by the masked view's reader too)
 		for run in enc:enc:postgres plain:plain:postgres enc_key:enc_key:postgres \
-			plain_key:plain_key:postgres masked:masked:bench_reader masked_plain:plain:bench_reader; do
+			plain_key:plain_key:postgres masked:masked:bench_reader masked_plain:plain:bench_reader \
+			masked_upd:masked_upd:bench_reader plain_upd:plain_upd:bench_reader; do
 			IFS=: read -r s script role <<<"$run"
 			t=$(tps "$side" "$script" "$role")
 			if [ -z "${TPS[$side.$s]:-}" ] || [ "${t:-0}" -gt "${TPS[$side.$s]}" ]; then TPS[$side.$s]=${t:-0}; fi
@@ -188,4 +197,11 @@ say "                        single node: pii_guard ${TPS[single.masked]}, plain
 say "                        Citus:       pii_guard ${TPS[crm.masked]}, Citus alone ${TPS[crm.masked_plain]}"
 say "  distributed / single node, masking view, by id:   $(ratio "${TPS[crm.masked]}" "${TPS[single.masked]}")x throughput"
 say "  pii_guard on Citus / Citus alone, masking view:   $(ratio "${TPS[crm.masked]}" "${TPS[crm.masked_plain]}")x throughput"
+say ""
+say "point updates by id (a new phone; transactions/s, pgbench -c 2, best of 2 runs of ${SECS} s)"
+say "  through the masking view: single node: pii_guard ${TPS[single.masked_upd]}, plain ${TPS[single.plain_upd]}"
+say "                            Citus:       pii_guard ${TPS[crm.masked_upd]}, Citus alone ${TPS[crm.plain_upd]}"
+say "  distributed / single node, masking view:          $(ratio "${TPS[crm.masked_upd]}" "${TPS[single.masked_upd]}")x throughput"
+say "  pii_guard on Citus / Citus alone, masking view:   $(ratio "${TPS[crm.masked_upd]}" "${TPS[crm.plain_upd]}")x throughput"
+say "  (pii_guard / plain on a single node:              $(ratio "${TPS[single.masked_upd]}" "${TPS[single.plain_upd]}")x throughput)"
 say "Results: $OUT"
