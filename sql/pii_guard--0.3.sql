@@ -1522,9 +1522,8 @@ COMMENT ON FUNCTION @extschema@._write_set_shard(anyelement, regclass, name, "an
 -- What the current role may do with column col of masking view view: 1 if
 -- it may read it, plus 2 if it may update it.
 CREATE FUNCTION @extschema@._write_may(view regclass, col name) RETURNS integer
-    LANGUAGE sql STABLE STRICT
-    AS $$ SELECT CASE WHEN has_column_privilege(view, col::text, 'SELECT') THEN 1 ELSE 0 END
-               + CASE WHEN has_column_privilege(view, col::text, 'UPDATE') THEN 2 ELSE 0 END $$;
+    LANGUAGE c STABLE STRICT
+    AS 'MODULE_PATHNAME', 'pii_guard_write_may';
 COMMENT ON FUNCTION @extschema@._write_may(regclass, name) IS 'internal: the current role''s privileges on a masking view''s column, for a write on a distributed table';
 
 -- INSERT ... ON CONFLICT through a masking view is rewritten too: a

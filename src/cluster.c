@@ -354,9 +354,10 @@ cluster_is_const(AdmitContext *cx, Node *node, Oid type, bool not_null)
  * row_key, value, may), stored the column set, base the shard's table, col
  * that column's name, row_key the row key of the same row, may a constant
  * (the coordinator's _write_may()), and value using no protected column
- * outside reveal().  Marked, then.
+ * outside reveal().  Returns the call (to be marked if the whole statement
+ * is admitted), or NULL.
  */
-static bool
+static FuncExpr *
 cluster_write_set_ok(AdmitContext *cx, TargetEntry *tle)
 {
 	Node	   *expr = (Node *) tle->expr;
@@ -384,27 +385,26 @@ cluster_write_set_ok(AdmitContext *cx, TargetEntry *tle)
 	fe = (FuncExpr *) expr;
 	if (fe == NULL || !IsA(fe, FuncExpr) || list_length(fe->args) != 6 ||
 		!write_is_shard_write_function(fe->funcid, &is_set) || !is_set)
-		return false;
+		return NULL;
 	base = lsecond(fe->args);
 	col = lthird(fe->args);
 	if (!cluster_is_shard_var(cx, linitial(fe->args)) ||
 		((Var *) linitial(fe->args))->varattno != tle->resno ||
 		!cluster_is_shard_var(cx, lfourth(fe->args)) ||
 		((Var *) lfourth(fe->args))->varattno != cx->rowkey_att ||
-		!cluster_is_const(cx, base, REGCLASSOID, true) ||
+		!IsA(base, Const) || !cluster_is_const(cx, base, REGCLASSOID, true) ||
 		DatumGetObjectId(((Const *) base)->constvalue) != cx->base ||
 		!cluster_is_const(cx, col, NAMEOID, true) ||
 		!IsA(col, Const) ||
 		!cluster_is_const(cx, list_nth(fe->args, 5), INT4OID, true) ||
 		!IsA(list_nth(fe->args, 5), Const))
-		return false;
+		return NULL;
 	attname = get_attname(cx->shard, tle->resno, true);
 	if (attname == NULL || strcmp(attname, NameStr(*DatumGetName(((Const *) col)->constvalue))) != 0)
-		return false;
+		return NULL;
 	if (cluster_admit_walker(list_nth(fe->args, 4), cx))
-		return false;
-	fe->location = PII_SITE_MARK;
-	return true;
+		return NULL;
+	return fe;
 }
 
 /*
@@ -421,9 +421,11 @@ cluster_write_set_ok(AdmitContext *cx, TargetEntry *tle)
  *			_write_seal() made on the coordinator;
  *	DELETE	nothing more;
  *
- * and there is no ON CONFLICT and no WITH query.  The UPDATE and DELETE
- * also return the row key of each row they write, to this node's write
- * audit (cluster_write_start), as a column of their own.
+ * and there is no ON CONFLICT and no WITH query, and the shard is a
+ * table (a partitioned one's rows are written to its partitions, which the
+ * write audit does not follow).  The UPDATE and DELETE also return the row
+ * key of each row they write, to this node's write audit
+ * (cluster_write_start), as a column of their own.
  */
 static void
 cluster_admit_write(Query *query, RangeTblEntry *rte, Oid base, Oid owner)
@@ -431,8 +433,10 @@ cluster_admit_write(Query *query, RangeTblEntry *rte, Oid base, Oid owner)
 	AdmitContext cx;
 	Query		walked;
 	ListCell   *lc;
+	List	   *sets = NIL;
 
 	if (query->onConflict != NULL || query->cteList != NIL || query->hasModifyingCTE ||
+		rte->relkind != RELKIND_RELATION ||
 		!cluster_admit_init(&cx, query, query->resultRelation, rte, base))
 		return;
 	/* (every part of the query but its target list, walked as a read's) */
@@ -451,8 +455,11 @@ cluster_admit_write(Query *query, RangeTblEntry *rte, Oid base, Oid owner)
 		}
 		else if (query->commandType == CMD_UPDATE)
 		{
-			if (!cluster_write_set_ok(&cx, tle))
+			FuncExpr   *set = cluster_write_set_ok(&cx, tle);
+
+			if (set == NULL)
 				return;
+			sets = lappend(sets, set);
 		}
 		else if (bms_is_member(tle->resno, cx.encrypted_atts))
 		{
@@ -462,6 +469,8 @@ cluster_admit_write(Query *query, RangeTblEntry *rte, Oid base, Oid owner)
 		else if (cluster_admit_walker((Node *) tle->expr, &cx))
 			return;
 	}
+	foreach(lc, sets)
+		((FuncExpr *) lfirst(lc))->location = PII_SITE_MARK;
 	compat_query_set_check_as_user(query, rte, owner);
 	cluster_return_row_key(query, rte, base);
 }
@@ -590,7 +599,11 @@ typedef struct ShardWrite
 	PlanState  *sub;			/* the ModifyTable's input, wrapped */
 	ExecProcNodeMtd sub_real;
 	AttrNumber	key;			/* the row key in the input's rows, if there */
+	FmgrInfo	key_out;		/* ... its output function */
 	bool		insert;
+	Oid			relid;			/* the shard */
+	bool	   *given;			/* INSERT: the columns given a value */
+	int			ngiven;
 	int64		fed;
 	AuditEvent	ev;
 } ShardWrite;
@@ -603,6 +616,14 @@ cluster_write_forget(void *arg)
 {
 	if (shard_write != NULL && shard_write->estate == (EState *) arg)
 		shard_write = NULL;
+}
+
+/* Column col changed, for the event of sw. */
+static void
+cluster_write_changed_in(ShardWrite *sw, const char *col)
+{
+	if (!audit_list_has(sw->ev.columns_changed, col))
+		audit_list_add(sw->ev.columns_changed, sizeof(sw->ev.columns_changed), col);
 }
 
 /* The wrapped input of the ModifyTable node: the rows it writes. */
@@ -624,25 +645,24 @@ cluster_write_fed(PlanState *ps)
 
 		if (!isnull)
 		{
-			Oid			typoutput;
-			bool		varlena;
+			if (sw->key_out.fn_oid == InvalidOid)
+			{
+				Oid			typoutput;
+				bool		varlena;
 
-			getTypeOutputInfo(TupleDescAttr(slot->tts_tupleDescriptor, sw->key - 1)->atttypid,
-							  &typoutput, &varlena);
-			audit_list_add(sw->ev.row_keys, sizeof(sw->ev.row_keys),
-						   OidOutputFunctionCall(typoutput, d));
+				getTypeOutputInfo(TupleDescAttr(slot->tts_tupleDescriptor, sw->key - 1)->atttypid,
+								  &typoutput, &varlena);
+				fmgr_info_cxt(typoutput, &sw->key_out, sw->estate->es_query_cxt);
+			}
+			audit_list_add(sw->ev.row_keys, sizeof(sw->ev.row_keys), OutputFunctionCall(&sw->key_out, d));
 		}
 	}
 	if (sw->insert)
 	{
 		slot_getallattrs(slot);
-		for (int i = 0; i < slot->tts_nvalid; i++)
-		{
-			Form_pg_attribute att = TupleDescAttr(slot->tts_tupleDescriptor, i);
-
-			if (!slot->tts_isnull[i] && !att->attisdropped)
-				cluster_write_changed(NameStr(att->attname));
-		}
+		for (int i = 0; i < slot->tts_nvalid && i < sw->ngiven; i++)
+			if (!slot->tts_isnull[i])
+				sw->given[i] = true;
 	}
 	return slot;
 }
@@ -669,7 +689,7 @@ cluster_calls_write_set(Node *node, void *context)
 static void
 cluster_write_set_columns(ShardWrite *sw, ModifyTableState *mts, Oid relid)
 {
-#if PG_VERSION_NUM >= 140000
+#ifdef COMPAT_UPDATE_COLNOS
 	ModifyTable *mt = (ModifyTable *) mts->ps.plan;
 	ListCell   *lc;
 
@@ -700,6 +720,7 @@ cluster_write_start(QueryDesc *queryDesc, int eflags)
 	ModifyTableState *mts;
 	Oid			base;
 	Oid			owner;
+	bool		admitted;
 	ShardWrite *sw;
 	MemoryContextCallback *cb;
 	const char *view;
@@ -707,22 +728,36 @@ cluster_write_start(QueryDesc *queryDesc, int eflags)
 	shard_write = NULL;
 	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) || queryDesc->estate == NULL ||
 		!pii_guard_citus_loaded() || stmt->commandType == CMD_SELECT ||
-		stmt->commandType == CMD_UTILITY || list_length(stmt->resultRelations) != 1 ||
-		queryDesc->planstate == NULL || !IsA(queryDesc->planstate, ModifyTableState))
+		stmt->commandType == CMD_UTILITY || stmt->resultRelations == NIL)
 		return;
 	rte = rt_fetch(linitial_int(stmt->resultRelations), stmt->rtable);
 	owner = views_owner_role();
 	base = rte->rtekind == RTE_RELATION ? views_table_of_shard(rte->relid) : InvalidOid;
-	if (!OidIsValid(base) || !OidIsValid(owner) ||
-		!(compat_rte_check_as_user(stmt, rte) == owner || superuser() || GetUserId() == owner) ||
-		!citus_in_task())
+	if (!OidIsValid(base) || !OidIsValid(owner) || !citus_in_task())
 		return;
-	mts = (ModifyTableState *) queryDesc->planstate;
-	if (outerPlanState(mts) == NULL)
+	admitted = compat_rte_check_as_user(stmt, rte) == owner;
+	if (!admitted && !superuser() && GetUserId() != owner)
 		return;
+	mts = IsA(queryDesc->planstate, ModifyTableState) ? (ModifyTableState *) queryDesc->planstate : NULL;
+	if (list_length(stmt->resultRelations) != 1 || mts == NULL || outerPlanState(mts) == NULL)
+	{
+		/* (an admitted write is audited, or not done) */
+		if (admitted)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("pii_guard cannot audit this write on a shard of %s",
+							views_masking_view_name(base))));
+		return;
+	}
 	sw = MemoryContextAllocZero(queryDesc->estate->es_query_cxt, sizeof(ShardWrite));
 	sw->estate = queryDesc->estate;
+	sw->relid = rte->relid;
 	sw->insert = stmt->commandType == CMD_INSERT;
+	if (sw->insert)
+	{
+		sw->ngiven = list_length(outerPlanState(mts)->plan->targetlist);
+		sw->given = palloc0(sizeof(bool) * Max(sw->ngiven, 1));
+	}
 	if (sw->insert)
 		sw->key = get_attnum(rte->relid, views_row_key(base));
 	else
@@ -750,8 +785,8 @@ cluster_write_start(QueryDesc *queryDesc, int eflags)
 void
 cluster_write_changed(const char *col)
 {
-	if (shard_write != NULL && !audit_list_has(shard_write->ev.columns_changed, col))
-		audit_list_add(shard_write->ev.columns_changed, sizeof(shard_write->ev.columns_changed), col);
+	if (shard_write != NULL)
+		cluster_write_changed_in(shard_write, col);
 }
 
 /* hooks.c, ExecutorFinish at level 0: the write's event. */
@@ -763,6 +798,13 @@ cluster_write_finish(QueryDesc *queryDesc)
 	if (sw == NULL || sw->estate != queryDesc->estate)
 		return;
 	shard_write = NULL;
+	for (int i = 0; i < sw->ngiven; i++)
+	{
+		char	   *att = sw->given[i] ? get_attname(sw->relid, (AttrNumber) (i + 1), true) : NULL;
+
+		if (att != NULL)
+			cluster_write_changed_in(sw, att);
+	}
 	sw->ev.rows = (int64) queryDesc->estate->es_processed;
 	if (sw->ev.rows > 0)
 		audit_write_event(&sw->ev);

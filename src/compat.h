@@ -202,6 +202,11 @@ compat_rte_check_as_user(PlannedStmt *stmt, RangeTblEntry *rte)
 #define COMPAT_FAST_WRITES 1
 #endif
 
+/* ModifyTable lists the columns each UPDATE sets (14 on). */
+#if PG_VERSION_NUM >= 140000
+#define COMPAT_UPDATE_COLNOS 1
+#endif
+
 /* Index entries for a heap tuple in slot (the executor's, for one row). */
 #if PG_VERSION_NUM >= 160000
 #define compat_insert_index_tuples(rri, slot, estate) \

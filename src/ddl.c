@@ -518,7 +518,7 @@ ddl_before(PlannedStmt **pstmt, bool read_only_tree, DdlAfter *after)
 			if (OidIsValid(views_base_of_view(relid)))
 			{
 				if (cs->is_from)
-					views_refuse_citus_write(relid, "COPY FROM");
+					views_refuse_citus_write(relid, "COPY FROM", NULL);
 				if (cs->is_from && cs->attlist != NIL)
 					views_copy_target(relid, cs->attlist, CurrentMemoryContext);
 				else if (!cs->is_from)

@@ -349,7 +349,7 @@ extern Oid	views_view_of_base(Oid base);
 extern Oid	views_table_of(Oid relid);
 extern Oid	views_table_of_shard(Oid relid);
 extern bool views_is_citus(Oid relid);
-extern void views_refuse_citus_write(Oid view_relid, const char *what);
+extern void views_refuse_citus_write(Oid view_relid, const char *what, const char *hint);
 extern void views_refuse_citus_writes(Query *query);
 extern uint64 views_cache_version(void);
 extern void views_refuse_row_key_change(Oid base) pg_attribute_noreturn();

@@ -771,6 +771,18 @@ reveal_find_searches(ProofContext *cx, Node *node)
 	}
 }
 
+/* Is one of relids, the tables a ModifyTable writes, base (or a shard of it)? */
+static bool
+reveal_writes_base(List *relids, Oid base)
+{
+	ListCell   *lc;
+
+	foreach(lc, relids)
+		if (lfirst_oid(lc) == base || views_table_of_shard(lfirst_oid(lc)) == base)
+			return true;
+	return false;
+}
+
 /*
  * The calls of reveal() in the new row of a masking view's UPDATE whose
  * value goes back into the column it was read from (SET col = col, as an
@@ -793,18 +805,19 @@ reveal_find_writebacks(ProofContext *cx, List *tlist, List *relids)
 		if (te->resjunk)
 			continue;
 		if (IsA(value, FuncExpr) && PII_SITE_MARKED(((FuncExpr *) value)->location) &&
-			list_length(((FuncExpr *) value)->args) == 5 &&
+			(list_length(((FuncExpr *) value)->args) == 5 ||
+			 list_length(((FuncExpr *) value)->args) == 6) &&
 			IsA(lthird(((FuncExpr *) value)->args), Const) &&
 			((Const *) lthird(((FuncExpr *) value)->args))->consttype == NAMEOID &&
 			!((Const *) lthird(((FuncExpr *) value)->args))->constisnull)
 		{
-			/* (_write_set(stored, base, col, row key, value)) */
+			/* (_write_set(stored, base, col, row key, value[, may])) */
 			col = NameStr(*DatumGetName(((Const *) lthird(((FuncExpr *) value)->args))->constvalue));
-			value = (Node *) llast(((FuncExpr *) value)->args);
+			value = (Node *) list_nth(((FuncExpr *) value)->args, 4);
 		}
 		fe = reveal_call_of(cx, value);
 		if (fe == NULL || col == NULL || !reveal_prove_call(cx, fe) ||
-			strcmp(cx->col, col) != 0 || !list_member_oid(relids, cx->base))
+			strcmp(cx->col, col) != 0 || !reveal_writes_base(relids, cx->base))
 			continue;
 		cx->quiet_sites = lappend(cx->quiet_sites, fe);
 	}
@@ -950,7 +963,17 @@ reveal_check_call(FunctionCallInfo fcinfo)
 				 errmsg("reveal() was given a value that is not a value of column \"%s\"",
 						NameStr(*attname)),
 				 errhint("reveal() is called by pii_guard's masking views; query the view instead.")));
-	if (superuser())
+	/*
+	 * A superuser's own call answers, as pii_guard cannot refuse them
+	 * anything -- but for the IMMUTABLE twins of Citus writes
+	 * (_reveal_shard, _write_set_shard) only on a worker's connection from
+	 * the coordinator's executor: elsewhere -- on the coordinator, on one
+	 * server -- the twins can be stored in what a superuser may run
+	 * without meaning to (an index expression, a generated column of a
+	 * table someone else made, which a restore or a COPY fills).
+	 */
+	if (superuser() &&
+		(func_volatile(fcinfo->flinfo->fn_oid) != PROVOLATILE_IMMUTABLE || citus_in_task()))
 		return;
 	reveal_refuse_site(fcinfo, relid);
 }
@@ -1242,6 +1265,7 @@ pii_guard_reveal_bytea(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(pii_guard_write_seal);
 PG_FUNCTION_INFO_V1(pii_guard_write_set);
+PG_FUNCTION_INFO_V1(pii_guard_write_may);
 
 /*
  * The envelope kind of column col of base, for a value of type argtype
@@ -1299,6 +1323,42 @@ pii_guard_write_seal(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(crypto_seal(kind, VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value)));
 }
 
+/*
+ * What user may do with column col of relation rel: *may_select, and
+ * *may_update (on the relation, or on the column).
+ */
+static void
+reveal_column_privileges(Oid rel, const char *col, Oid user, bool *may_select, bool *may_update)
+{
+	AttrNumber	att = OidIsValid(rel) ? get_attnum(rel, col) : InvalidAttrNumber;
+
+	*may_select = att != InvalidAttrNumber &&
+		(pg_class_aclcheck(rel, user, ACL_SELECT) == ACLCHECK_OK ||
+		 pg_attribute_aclcheck(rel, att, user, ACL_SELECT) == ACLCHECK_OK);
+	*may_update = att != InvalidAttrNumber &&
+		(pg_class_aclcheck(rel, user, ACL_UPDATE) == ACLCHECK_OK ||
+		 pg_attribute_aclcheck(rel, att, user, ACL_UPDATE) == ACLCHECK_OK);
+}
+
+/*
+ * SQL function: _write_may(view regclass, col name) returns integer
+ *
+ * What the current role may do with column col of masking view view: 1 if
+ * it may read it, plus 2 if it may update it (0 if there is no such
+ * column).  For _write_set_shard(), which decides on a Citus worker, where
+ * the view is not (write.c): the coordinator evaluates it.
+ */
+Datum
+pii_guard_write_may(PG_FUNCTION_ARGS)
+{
+	bool		may_select;
+	bool		may_update;
+
+	reveal_column_privileges(PG_GETARG_OID(0), NameStr(*PG_GETARG_NAME(1)), GetUserId(),
+							 &may_select, &may_update);
+	PG_RETURN_INT32((may_select ? 1 : 0) + (may_update ? 2 : 0));
+}
+
 /* What _write_set needs to know once per call site and user. */
 static void
 reveal_write_prepare(FunctionCallInfo fcinfo, RevealCache *rc)
@@ -1320,17 +1380,7 @@ reveal_write_prepare(FunctionCallInfo fcinfo, RevealCache *rc)
 		rc->may_update = (may & 2) != 0;
 	}
 	else
-	{
-		Oid			view = views_view_of_base(base);
-		AttrNumber	vatt = OidIsValid(view) ? get_attnum(view, col) : InvalidAttrNumber;
-
-		rc->may_select = vatt != InvalidAttrNumber &&
-			(pg_class_aclcheck(view, user, ACL_SELECT) == ACLCHECK_OK ||
-			 pg_attribute_aclcheck(view, vatt, user, ACL_SELECT) == ACLCHECK_OK);
-		rc->may_update = vatt != InvalidAttrNumber &&
-			(pg_class_aclcheck(view, user, ACL_UPDATE) == ACLCHECK_OK ||
-			 pg_attribute_aclcheck(view, vatt, user, ACL_UPDATE) == ACLCHECK_OK);
-	}
+		reveal_column_privileges(views_view_of_base(base), col, user, &rc->may_select, &rc->may_update);
 	rc->key_locked = key != NULL && strcmp(key, col) == 0 && !policy_is_exempt(user, base);
 	rc->kind = reveal_column_kind(base, col);
 	rc->value_sealed = rc->kind != 0 &&

@@ -502,19 +502,28 @@ views_is_citus(Oid relid)
  * message that does not say what to do.)
  */
 void
-views_refuse_citus_write(Oid view_relid, const char *what)
+views_refuse_citus_write(Oid view_relid, const char *what, const char *hint)
 {
 	ProtectedTable *pt = views_lookup(view_relid);
 
 	if (pt == NULL || !pt->citus || pt->view_relid != view_relid)
 		return;
+#ifdef COMPAT_FAST_WRITES
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("%s through the masking view %s of a distributed table is not supported",
 					what, pt->view_name),
 			 errdetail("On a distributed table pii_guard writes through the masking view what it can rewrite onto %s: INSERT ... VALUES, UPDATE and DELETE, each a statement of its own.",
 					   pt->base_name),
-			 errhint("Write the rows with INSERT ... VALUES, UPDATE or DELETE on the view.")));
+			 errhint("%s", hint ? hint : "Write the rows with INSERT ... VALUES, UPDATE or DELETE on the view.")));
+#else
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("%s through the masking view %s of a distributed table is not supported",
+					what, pt->view_name),
+			 errdetail("On this PostgreSQL version a masking view is written through its trigger, which cannot write the rows of a distributed table; PostgreSQL 14 and 15 write through it onto %s.",
+					   pt->base_name)));
+#endif
 }
 
 /* Every write of a query tree: views_refuse_citus_write. */
@@ -538,7 +547,7 @@ views_refuse_citus_writes(Query *query)
 		RangeTblEntry *rte = rt_fetch(query->resultRelation, query->rtable);
 
 		if (rte->rtekind == RTE_RELATION)
-			views_refuse_citus_write(rte->relid, "this write");
+			views_refuse_citus_write(rte->relid, "this write", NULL);
 	}
 }
 

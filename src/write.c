@@ -758,6 +758,41 @@ write_set_call(Oid base, ViewColumn *cols, ViewColumn *c, AttrNumber key_att, in
  *----------
  */
 
+/*
+ * The writes on a Citus table's view that the rewrite leaves to Citus and
+ * the workers: refused here, saying so, what the workers would refuse
+ * without saying why -- an INSERT whose rows are not a VALUES list (Citus
+ * would copy them to the shards, where nothing admits a COPY), a column
+ * set to its DEFAULT (evaluated on the worker, not _write_set_shard()'s),
+ * a partitioned table (its partitions' writes are not audited there).
+ */
+static void
+write_citus_check(Query *q, Oid view_relid, Oid base)
+{
+	ListCell   *lc;
+
+	if (get_rel_relkind(base) != RELKIND_RELATION)
+		views_refuse_citus_write(view_relid, "a write on a partitioned table",
+								  "Write its rows on the table itself, as its owner.");
+	if (q->commandType == CMD_INSERT)
+		foreach(lc, q->jointree->fromlist)
+		{
+			Node	   *item = lfirst(lc);
+
+			if (!IsA(item, RangeTblRef) ||
+				rt_fetch(((RangeTblRef *) item)->rtindex, q->rtable)->rtekind != RTE_VALUES)
+				views_refuse_citus_write(view_relid, "INSERT ... SELECT", NULL);
+		}
+	if (q->commandType == CMD_UPDATE)
+		foreach(lc, q->targetList)
+		{
+			TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+			if (!tle->resjunk && IsA(tle->expr, SetToDefault))
+				views_refuse_citus_write(view_relid, "UPDATE ... SET column = DEFAULT", NULL);
+		}
+}
+
 /* Expression tree walker: reveal() calls become _reveal_shard() calls. */
 static bool
 write_citus_reveals(Node *node, void *context)
@@ -1003,9 +1038,11 @@ write_rewrite_one(Query *orig, bool top)
 	if (citus && !OidIsValid(write_fns.set_shard))
 		return false;
 	if (citus && q->onConflict != NULL)
-		views_refuse_citus_write(vrte->relid, "INSERT ... ON CONFLICT");
+		views_refuse_citus_write(vrte->relid, "INSERT ... ON CONFLICT", NULL);
 	if (citus && !top)
-		views_refuse_citus_write(vrte->relid, "a write in a WITH query");
+		views_refuse_citus_write(vrte->relid, "a write in a WITH query", NULL);
+	if (citus)
+		write_citus_check(q, vrte->relid, base);
 	if (write_has_current_of((Node *) q->jointree, NULL))
 		return false;
 
@@ -1218,7 +1255,16 @@ write_rewrite_one(Query *orig, bool top)
 		if (q->commandType == CMD_INSERT && nrte->alias == NULL)
 			nrte->alias = makeAlias("citus_table_alias", NIL);
 	}
-	if (view_quals != NULL && q->commandType != CMD_INSERT)
+	/*
+	 * (On Citus, conditions on constants that hold -- the mask functions a
+	 * rebuilt view names -- are left out: each shard's statement would
+	 * carry them for the worker to parse and check again.)
+	 */
+	if (view_quals != NULL && citus)
+		view_quals = eval_const_expressions(NULL, view_quals);
+	if (view_quals != NULL && q->commandType != CMD_INSERT &&
+		!(citus && IsA(view_quals, Const) && !((Const *) view_quals)->constisnull &&
+		  DatumGetBool(((Const *) view_quals)->constvalue)))
 		AddQual(q, view_quals);
 	/* The caller holds orig: it becomes the rewritten statement. */
 	memcpy(orig, q, sizeof(Query));
@@ -1258,7 +1304,7 @@ write_rewrite_query(Query *query, bool top)
 
 		/* (the trigger cannot write a distributed table's rows: Citus refuses) */
 		if (rte->rtekind == RTE_RELATION)
-			views_refuse_citus_write(rte->relid, "this write");
+			views_refuse_citus_write(rte->relid, "this write", NULL);
 		if (query->onConflict != NULL)
 			write_refuse_conflict_view(query);
 	}

@@ -18,7 +18,7 @@ SELECT create_distributed_table('tap_shards.copied', 'id', colocate_with => 'pub
 ALTER TABLE tap_shards.copied OWNER TO intern_fay;
 SELECT 'public_pii.customers_' || min(shardid) AS shard
   FROM pg_dist_shard WHERE logicalrelid = 'public_pii.customers'::regclass \gset
-SELECT plan(37);
+SELECT plan(41);
 
 SET ROLE intern_fay;
 SELECT throws_ok($$SELECT * FROM public_pii.customers$$, '42501', NULL,
@@ -126,12 +126,27 @@ SELECT throws_ok($$SELECT tap_delegate.poke(id) FROM customers WHERE id = 1$$, '
                  '... and from a function of hers pushed down with a query on the view');
 RESET ROLE;
 -- What this release does not write through such a view: refused, saying so.
+CREATE TABLE tap_shards.parted (id bigint PRIMARY KEY, phone text) PARTITION BY RANGE (id);
+CREATE TABLE tap_shards.parted_1 PARTITION OF tap_shards.parted FOR VALUES FROM (0) TO (1000);
+SELECT create_distributed_table('tap_shards.parted', 'id', colocate_with => 'public_pii.customers');
+INSERT INTO tap_shards.parted VALUES (1, '13800000001');
+SELECT pii_guard.protect_column('tap_shards.parted', 'phone', 'sensitive', 'pii_guard.mask_phone(text)');
+GRANT USAGE ON SCHEMA tap_shards TO manager;
+GRANT SELECT, UPDATE ON tap_shards.parted TO manager;
 SET ROLE mgr_eve;
+SELECT throws_ok($$UPDATE tap_shards.parted SET phone = '13800000002' WHERE id = 1$$, '0A000', NULL,
+                 'a write through the masking view of a partitioned distributed table: refused (0A000)');
 SELECT throws_ok($$INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT (id) DO NOTHING$$, '0A000', NULL,
                  'INSERT ... ON CONFLICT through the masking view of a distributed table: refused (0A000)');
 SELECT throws_ok($$WITH u AS (UPDATE customers SET email = email WHERE id = 1 RETURNING id) SELECT count(*) FROM u$$,
                  '0A000', NULL, '... a write on it in a WITH query too');
+SELECT throws_ok($$INSERT INTO customers (name, sales_owner) SELECT name, sales_owner FROM customers WHERE id = 1$$,
+                 '0A000', NULL, '... INSERT ... SELECT (Citus would copy the rows to the shards)');
+SELECT throws_ok($$UPDATE customers SET service_tier = DEFAULT WHERE id = 1$$,
+                 '0A000', NULL, '... a column set to its DEFAULT (evaluated on the worker)');
 RESET ROLE;
+SELECT throws_ok($$SELECT pii_guard._reveal_shard('张三丰'::text, 'public_pii.customers'::regclass, 'name'::name, 1)$$,
+                 '42501', NULL, 'the IMMUTABLE reveal(), called by a superuser on the coordinator: refused (it could be in an index expression a COPY evaluates)');
 -- Under export limits: a write that stores elsewhere, returns, or chooses
 -- by protected values what the workers read out of the coordinator's
 -- sight is refused; one that keeps its rows and values to itself is not.
@@ -159,5 +174,6 @@ SELECT throws_ok($$SELECT pii_guard.protect_table('tap_ref')$$, '0A000', NULL,
 DROP TABLE tap_ref;
 
 SELECT * FROM finish();
+SELECT pii_guard.unprotect_table('tap_shards.parted') \g /dev/null
 DROP SCHEMA tap_shards CASCADE;
 DROP ROLE tap_spoofer;
