@@ -172,6 +172,28 @@ typedef struct WriteFunctions
 static WriteFunctions write_fns;
 
 /*
+ * The function name(nargs arguments) of pii_guard's schema nsp, whose first
+ * argument is of type arg0 (any, if InvalidOid); InvalidOid if none.
+ */
+static Oid
+write_proc(Oid nsp, const char *name, int nargs, Oid arg0)
+{
+	CatCList   *list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum(name));
+	Oid			oid = InvalidOid;
+
+	for (int i = 0; i < list->n_members; i++)
+	{
+		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
+
+		if (proc->pronamespace == nsp && proc->pronargs == nargs &&
+			(!OidIsValid(arg0) || proc->proargtypes.values[0] == arg0))
+			oid = proc->oid;
+	}
+	ReleaseSysCacheList(list);
+	return oid;
+}
+
+/*
  * The functions of a write on a Citus table's masking view: _write_set_shard,
  * _write_may, and _reveal_shard for each reveal() (by the type of its
  * value).  Left InvalidOid (such writes refused) if any is missing.
@@ -180,43 +202,18 @@ static void
 write_citus_functions(Oid nsp)
 {
 	CatCList   *list;
-	CatCList   *shard_list;
 
-	list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum("_write_set_shard"));
-	for (int i = 0; i < list->n_members; i++)
-	{
-		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
-
-		if (proc->pronamespace == nsp && proc->pronargs == 6)
-			write_fns.set_shard = proc->oid;
-	}
-	ReleaseSysCacheList(list);
-	list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum("_write_may"));
-	for (int i = 0; i < list->n_members; i++)
-	{
-		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
-
-		if (proc->pronamespace == nsp && proc->pronargs == 2)
-			write_fns.may = proc->oid;
-	}
-	ReleaseSysCacheList(list);
+	write_fns.set_shard = write_proc(nsp, "_write_set_shard", 6, InvalidOid);
+	write_fns.may = write_proc(nsp, "_write_may", 2, InvalidOid);
 	list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum("reveal"));
-	shard_list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum("_reveal_shard"));
 	for (int i = 0; i < list->n_members && write_fns.nreveal < (int) lengthof(write_fns.reveal); i++)
 	{
 		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
-		Oid			twin = InvalidOid;
+		Oid			twin;
 
 		if (proc->pronamespace != nsp || proc->pronargs != 4)
 			continue;
-		for (int j = 0; j < shard_list->n_members; j++)
-		{
-			Form_pg_proc sp = (Form_pg_proc) GETSTRUCT(&shard_list->members[j]->tuple);
-
-			if (sp->pronamespace == nsp && sp->pronargs == 4 &&
-				sp->proargtypes.values[0] == proc->proargtypes.values[0])
-				twin = sp->oid;
-		}
+		twin = write_proc(nsp, "_reveal_shard", 4, proc->proargtypes.values[0]);
 		if (!OidIsValid(twin))
 		{
 			write_fns.set_shard = InvalidOid;
@@ -225,7 +222,6 @@ write_citus_functions(Oid nsp)
 		write_fns.reveal[write_fns.nreveal] = proc->oid;
 		write_fns.reveal_shard[write_fns.nreveal++] = twin;
 	}
-	ReleaseSysCacheList(shard_list);
 	ReleaseSysCacheList(list);
 	if (!OidIsValid(write_fns.may) || write_fns.nreveal == 0)
 		write_fns.set_shard = InvalidOid;
@@ -237,7 +233,6 @@ write_functions(void)
 {
 	uint64		generation = policy_current_generation();
 	Oid			nsp;
-	CatCList   *list;
 
 	if (write_fns.generation == generation)
 		return OidIsValid(write_fns.set);
@@ -246,37 +241,10 @@ write_functions(void)
 	nsp = pii_guard_schema_oid(true);
 	if (!OidIsValid(nsp))
 		return false;
-	list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum("_write_seal"));
-	for (int i = 0; i < list->n_members; i++)
-	{
-		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
-
-		if (proc->pronamespace != nsp || proc->pronargs != 3)
-			continue;
-		if (proc->proargtypes.values[0] == TEXTOID)
-			write_fns.seal_text = proc->oid;
-		else if (proc->proargtypes.values[0] == BYTEAOID)
-			write_fns.seal_bytea = proc->oid;
-	}
-	ReleaseSysCacheList(list);
-	list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum("_write_set"));
-	for (int i = 0; i < list->n_members; i++)
-	{
-		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
-
-		if (proc->pronamespace == nsp && proc->pronargs == 5)
-			write_fns.set = proc->oid;
-	}
-	ReleaseSysCacheList(list);
-	list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum("_write_conflict"));
-	for (int i = 0; i < list->n_members; i++)
-	{
-		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(&list->members[i]->tuple);
-
-		if (proc->pronamespace == nsp && proc->pronargs == 2)
-			write_fns.conflict = proc->oid;
-	}
-	ReleaseSysCacheList(list);
+	write_fns.seal_text = write_proc(nsp, "_write_seal", 3, TEXTOID);
+	write_fns.seal_bytea = write_proc(nsp, "_write_seal", 3, BYTEAOID);
+	write_fns.set = write_proc(nsp, "_write_set", 5, InvalidOid);
+	write_fns.conflict = write_proc(nsp, "_write_conflict", 2, InvalidOid);
 	if (!OidIsValid(write_fns.seal_text) || !OidIsValid(write_fns.seal_bytea) ||
 		!OidIsValid(write_fns.conflict))
 		write_fns.set = InvalidOid;
