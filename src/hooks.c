@@ -376,6 +376,7 @@ pii_guard_planner(Query *parse, const char *query_string, int cursorOptions,
 		cluster_admit_task(parse);
 		views_audit_refusals(parse);
 		for_role = lookup_add_quals(parse);
+		write_citus_plan(parse);
 		citus = exports_citus_before(parse);
 	}
 

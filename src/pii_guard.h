@@ -377,6 +377,7 @@ extern void write_rewrite(Query *query);
 extern void write_executor_start(struct QueryDesc *queryDesc, int eflags);
 extern bool write_is_rewritten_target(PlannedStmt *stmt, RangeTblEntry *rte);
 extern bool write_is_shard_write_function(Oid funcid, bool *is_set);
+extern void write_citus_plan(Query *parse);
 
 /* reveal.c */
 typedef void (*PlanExprCallback) (Plan *plan, Node *exprs, void *arg);

@@ -781,6 +781,28 @@ write_citus_reveals(Node *node, void *context)
 }
 
 /*
+ * hooks.c, before planning: a rewritten write on a Citus table whose other
+ * relations include masking views (UPDATE ... FROM, a subquery on one),
+ * expanded by now into their reveal() calls: those become _reveal_shard()
+ * calls too, which Citus plans in such a write.
+ */
+void
+write_citus_plan(Query *parse)
+{
+	RangeTblEntry *rte;
+
+	if (parse->commandType == CMD_SELECT || parse->commandType == CMD_UTILITY ||
+		parse->resultRelation <= 0 || !pii_guard_citus_loaded() || !write_functions() ||
+		!OidIsValid(write_fns.set_shard))
+		return;
+	rte = rt_fetch(parse->resultRelation, parse->rtable);
+	if (rte->rtekind != RTE_RELATION || !views_is_citus(rte->relid) ||
+		compat_query_check_as_user(parse, rte) != views_owner_role())
+		return;
+	(void) query_tree_walker(parse, write_citus_reveals, NULL, 0);
+}
+
+/*
  * An INSERT's value for encrypted column c that is a column of its VALUES
  * list: sealed in each row of the list, where Citus evaluates it (Citus
  * takes the rows of a multi-row INSERT apart by shard, and sends a value it
@@ -1543,6 +1565,12 @@ write_executor_start(QueryDesc *queryDesc, int eflags)
 }
 
 #else							/* !COMPAT_FAST_WRITES */
+
+void
+write_citus_plan(Query *parse)
+{
+	(void) parse;
+}
 
 bool
 write_is_shard_write_function(Oid funcid, bool *is_set)

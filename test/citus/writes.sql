@@ -9,7 +9,7 @@
 -- it changes it puts back at the end.)
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(28);
+SELECT plan(29);
 SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') AS citus \gset
 
 -- support: UPDATE on phone, email, address and service tier only.
@@ -94,6 +94,10 @@ UPDATE customers SET address = '北京市东城区1号' WHERE phone = '136000077
 RETURNING name AS upd_name, address AS upd_address, national_id AS upd_nid \gset
 SELECT is(:'upd_name' || ' ' || :'upd_address' || ' ' || :'upd_nid', '钱七 北京市东城区1号 110101********2222',
           'mgr_eve updates the customer a phone finds; RETURNING masks the national ID');
+UPDATE customers c SET address = o.ship_to FROM orders o WHERE o.customer_id = c.id AND o.id = 3
+RETURNING c.id AS from_id, o.card AS from_card \gset
+SELECT is(:from_id || ' ' || :'from_card', '2 621700******7890',
+          'mgr_eve updates a customer from the order that names it (UPDATE ... FROM another masking view); RETURNING masks the card');
 INSERT INTO orders (customer_id, card, ship_to, amount, placed_on)
 VALUES (:new_id, '6222029876543210', '北京市西城区2号', 10.00, '2026-08-01')
 RETURNING id AS order_id, card AS order_card \gset
