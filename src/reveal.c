@@ -965,15 +965,14 @@ reveal_check_call(FunctionCallInfo fcinfo)
 				 errhint("reveal() is called by pii_guard's masking views; query the view instead.")));
 	/*
 	 * A superuser's own call answers, as pii_guard cannot refuse them
-	 * anything -- but for the IMMUTABLE twins of Citus writes
-	 * (_reveal_shard, _write_set_shard) only on a worker's connection from
-	 * the coordinator's executor: elsewhere -- on the coordinator, on one
-	 * server -- the twins can be stored in what a superuser may run
-	 * without meaning to (an index expression, a generated column of a
-	 * table someone else made, which a restore or a COPY fills).
+	 * anything -- but not the IMMUTABLE twins of Citus writes
+	 * (_reveal_shard, _write_set_shard), which can be stored in what a
+	 * superuser may run without meaning to (an index expression, a
+	 * generated column of a table someone else made, which a restore or a
+	 * COPY fills): a superuser's own write through a masking view has them
+	 * proved as anyone's (cluster.c admits the statement).
 	 */
-	if (superuser() &&
-		(func_volatile(fcinfo->flinfo->fn_oid) != PROVOLATILE_IMMUTABLE || citus_in_task()))
+	if (superuser() && func_volatile(fcinfo->flinfo->fn_oid) != PROVOLATILE_IMMUTABLE)
 		return;
 	reveal_refuse_site(fcinfo, relid);
 }

@@ -1250,7 +1250,7 @@ write_rewrite_one(Query *orig, bool top)
 	 * rebuilt view names -- are left out: each shard's statement would
 	 * carry them for the worker to parse and check again.)
 	 */
-	if (view_quals != NULL && citus)
+	if (view_quals != NULL && citus && q->commandType != CMD_INSERT)
 		view_quals = eval_const_expressions(NULL, view_quals);
 	if (view_quals != NULL && q->commandType != CMD_INSERT &&
 		!(citus && IsA(view_quals, Const) && !((Const *) view_quals)->constisnull &&

@@ -18,7 +18,7 @@ SELECT create_distributed_table('tap_shards.copied', 'id', colocate_with => 'pub
 ALTER TABLE tap_shards.copied OWNER TO intern_fay;
 SELECT 'public_pii.customers_' || min(shardid) AS shard
   FROM pg_dist_shard WHERE logicalrelid = 'public_pii.customers'::regclass \gset
-SELECT plan(41);
+SELECT plan(42);
 
 SET ROLE intern_fay;
 SELECT throws_ok($$SELECT * FROM public_pii.customers$$, '42501', NULL,
@@ -147,6 +147,14 @@ SELECT throws_ok($$UPDATE customers SET service_tier = DEFAULT WHERE id = 1$$,
 RESET ROLE;
 SELECT throws_ok($$SELECT pii_guard._reveal_shard('张三丰'::text, 'public_pii.customers'::regclass, 'name'::name, 1)$$,
                  '42501', NULL, 'the IMMUTABLE reveal(), called by a superuser on the coordinator: refused (it could be in an index expression a COPY evaluates)');
+-- (her table, whose generated column is that IMMUTABLE reveal() of an
+-- envelope: a superuser's INSERT into it computes it on the workers)
+CREATE TABLE tap_shards.gen (id bigint PRIMARY KEY, env pii_guard.encrypted_text,
+    seen text GENERATED ALWAYS AS (pii_guard._reveal_shard(env, 'public_pii.customers'::regclass, 'phone'::name, id)) STORED);
+SELECT create_distributed_table('tap_shards.gen', 'id', colocate_with => 'public_pii.customers');
+ALTER TABLE tap_shards.gen OWNER TO intern_fay;
+SELECT throws_ok($$INSERT INTO tap_shards.gen (id, env) SELECT id, phone FROM public_pii.customers WHERE id = 1$$,
+                 '42501', NULL, '... or in a generated column of her table, computed by a superuser''s INSERT on the workers');
 -- Under export limits: a write that stores elsewhere, returns, or chooses
 -- by protected values what the workers read out of the coordinator's
 -- sight is refused; one that keeps its rows and values to itself is not.
