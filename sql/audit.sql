@@ -121,6 +121,19 @@ SELECT columns_clear, rows, (SELECT array_agg(k ORDER BY k) FROM unnest(row_keys
   FROM events_since(:start) WHERE kind = 'read' AND relation = 'shop.clients'
    AND operation = 'SELECT';
 
+-- An UPDATE sending a column back as it was read (SET phone = phone, as
+-- an ORM's save does) reads nothing; one copying another row's value into
+-- it (UPDATE ... FROM) reads that row.
+SELECT coalesce(max(event_id), 0) AS start FROM pii_guard.audit_log \gset
+SET ROLE regress_clerk;
+UPDATE clients SET phone = phone WHERE id = 1;
+UPDATE clients c SET phone = c2.phone FROM clients c2 WHERE c2.id = 2 AND c.id = 1;
+RESET ROLE;
+SELECT wait_for_event(:start, 'read', 'UPDATE');
+SELECT operation, columns_clear, rows, row_keys
+  FROM events_since(:start) WHERE kind = 'read' AND relation = 'shop.clients';
+UPDATE shop_pii.clients SET phone = '13812345678' WHERE id = 1;
+
 -- Row keys and column names are kept whole, whatever they hold: a key
 -- with a comma or a backslash is one key (in audit_log and in
 -- audit_row_access).  COPY through the masking view, one row per trigger

@@ -188,6 +188,7 @@ typedef struct ProofContext
 	Oid			base;			/* the call being proved: its table ... */
 	const char *col;			/* ... and column */
 	List	   *params;			/* ParamSources of correlated subplans */
+	Index		proved_rti;		/* the scan the last call proved reads */
 } ProofContext;
 
 /* The child of a ModifyTable: the new rows of the relations it writes. */
@@ -195,6 +196,7 @@ typedef struct WriteChild
 {
 	Plan	   *child;
 	List	   *relids;			/* Oids of the relations written */
+	List	   *rtis;			/* ... and their range table indexes */
 } WriteChild;
 
 /*
@@ -287,7 +289,10 @@ reveal_prove_scan(ProofContext *cx, Index rti, AttrNumber value_att,
 	if (name == NULL || strcmp(name, cx->col) != 0)
 		return false;
 	name = get_attname(rte->relid, key_att, true);
-	return name != NULL && strcmp(name, row_key) == 0;
+	if (name == NULL || strcmp(name, row_key) != 0)
+		return false;
+	cx->proved_rti = rti;
+	return true;
 }
 
 /* Prove the pair in every child of an Append or MergeAppend. */
@@ -699,7 +704,10 @@ reveal_find_writes(Plan *plan, Node *exprs, void *arg)
 	wc = palloc0(sizeof(WriteChild));
 	wc->child = plan->lefttree;
 	foreach(lc, mt->resultRelations)
+	{
 		wc->relids = lappend_oid(wc->relids, rt_fetch(lfirst_int(lc), cx->stmt->rtable)->relid);
+		wc->rtis = lappend_int(wc->rtis, lfirst_int(lc));
+	}
 	if (mt->rootRelation > 0)
 		wc->relids = lappend_oid(wc->relids, rt_fetch(mt->rootRelation, cx->stmt->rtable)->relid);
 	cx->writes = lappend(cx->writes, wc);
@@ -787,11 +795,12 @@ reveal_writes_base(List *relids, Oid base)
  * The calls of reveal() in the new row of a masking view's UPDATE whose
  * value goes back into the column it was read from (SET col = col, as an
  * ORM's whole-row save sends): the target entry is that call, or the
- * value argument of _write_set() for that column.  A value written into
- * another column, or computed, stays a read.
+ * value argument of _write_set() for that column, read from the row
+ * written (not from another row, as UPDATE ... FROM may).  A value written
+ * into another column, or computed, stays a read.
  */
 static void
-reveal_find_writebacks(ProofContext *cx, List *tlist, List *relids)
+reveal_find_writebacks(ProofContext *cx, List *tlist, WriteChild *wc)
 {
 	ListCell   *lc;
 
@@ -816,8 +825,10 @@ reveal_find_writebacks(ProofContext *cx, List *tlist, List *relids)
 			value = (Node *) list_nth(((FuncExpr *) value)->args, 4);
 		}
 		fe = reveal_call_of(cx, value);
+		cx->proved_rti = 0;
 		if (fe == NULL || col == NULL || !reveal_prove_call(cx, fe) ||
-			strcmp(cx->col, col) != 0 || !reveal_writes_base(relids, cx->base))
+			strcmp(cx->col, col) != 0 || !reveal_writes_base(wc->relids, cx->base) ||
+			!list_member_int(wc->rtis, (int) cx->proved_rti))
 			continue;
 		cx->quiet_sites = lappend(cx->quiet_sites, fe);
 	}
@@ -845,7 +856,7 @@ reveal_prove_exprs(Plan *plan, Node *exprs, void *arg)
 		cx->quiet_mark = PII_SITE_MARK_WRITE;
 		foreach(lc, cx->writes)
 			if (((WriteChild *) lfirst(lc))->child == plan)
-				reveal_find_writebacks(cx, plan->targetlist, ((WriteChild *) lfirst(lc))->relids);
+				reveal_find_writebacks(cx, plan->targetlist, (WriteChild *) lfirst(lc));
 	}
 	(void) reveal_expr_walker(exprs, cx);
 	list_free(cx->quiet_sites);
