@@ -64,6 +64,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
@@ -821,4 +822,48 @@ cluster_write_finish(QueryDesc *queryDesc)
 	sw->ev.rows = (int64) queryDesc->estate->es_processed;
 	if (sw->ev.rows > 0)
 		audit_write_event(&sw->ev);
+}
+
+/*
+ * On the coordinator, after a utility statement: a superuser's or the
+ * owner's COPY FROM into a protected distributed table itself, or its
+ * TRUNCATE, is a write event here.  (Citus sends both to the shards as
+ * utility statements, which the workers' write audit does not see, and
+ * refuses the triggers that audit them on one server.  COPY's row keys
+ * are not known here: rows only.)
+ */
+static void
+cluster_audit_base(Oid relid, const char *operation, int64 rows, const char *detail)
+{
+	AuditEvent	ev;
+
+	if (!OidIsValid(relid) || !views_is_citus(relid) || views_table_of(relid) != relid)
+		return;
+	audit_event_init(&ev, AUDIT_WRITE);
+	AUDIT_SET(&ev, relation, views_masking_view_name(relid));
+	AUDIT_SET(&ev, operation, operation);
+	if (detail != NULL)
+		AUDIT_SET(&ev, detail, detail);
+	ev.rows = rows;
+	audit_write_event(&ev);
+}
+
+void
+cluster_audit_utility(Node *parsetree, uint64 processed)
+{
+	if (parsetree == NULL || !pii_guard_citus_loaded() || !IsTransactionState() ||
+		pii_guard_on_citus_worker())
+		return;
+	if (IsA(parsetree, CopyStmt) && ((CopyStmt *) parsetree)->is_from &&
+		((CopyStmt *) parsetree)->relation != NULL && processed > 0)
+		cluster_audit_base(RangeVarGetRelid(((CopyStmt *) parsetree)->relation, NoLock, true),
+						   "INSERT", (int64) processed, "COPY FROM (row keys not recorded on Citus)");
+	else if (IsA(parsetree, TruncateStmt))
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((TruncateStmt *) parsetree)->relations)
+			cluster_audit_base(RangeVarGetRelid(lfirst_node(RangeVar, lc), NoLock, true),
+							   "TRUNCATE", 0, NULL);
+	}
 }

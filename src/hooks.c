@@ -525,6 +525,7 @@ pii_guard_ProcessUtility(COMPAT_UTILITY_PARAMS)
 		statement_begin(GetCommandTagName(CreateCommandTag(parsetree)),
 						hooks_utility_is_export(parsetree), true);
 	hooks_run_utility(COMPAT_UTILITY_ARGS);
+	cluster_audit_utility(parsetree, qc != NULL ? qc->nprocessed : 0);
 	ddl_after(&after);
 }
 

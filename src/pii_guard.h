@@ -485,6 +485,7 @@ extern void cluster_admit_task(Query *parse);
 extern void cluster_write_start(struct QueryDesc *queryDesc, int eflags);
 extern void cluster_write_finish(struct QueryDesc *queryDesc);
 extern void cluster_write_changed(const char *col);
+extern void cluster_audit_utility(Node *parsetree, uint64 processed);
 
 /* audit.c */
 extern void audit_relation_changed(Oid relid);

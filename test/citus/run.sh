@@ -208,6 +208,16 @@ q coord -c "UPDATE public_pii.customers SET deal_amount = deal_amount WHERE id =
 	-c "UPDATE customers SET channel = 'web' WHERE id = 4" -c "DELETE FROM public_pii.customers WHERE id = 0" >/dev/null
 pgg_is "a superuser's writes, on the table itself and through the view: audited on the worker, with the row key" \
 	"$(writes postgres UPDATE "row_keys = '{4}'")" 2
+q coord -c "CREATE TABLE prot_trunc (id bigint PRIMARY KEY, phone text)" \
+	-c "SELECT create_distributed_table('prot_trunc', 'id', colocate_with => 'public_pii.customers')" \
+	-c "SELECT pii_guard.protect_column('prot_trunc', 'phone', 'sensitive', 'pii_guard.mask_phone(text)')" >/dev/null
+printf '1\t13800000001\n2\t13800000002\n\\.\n' | q coord -c "COPY public_pii.prot_trunc FROM STDIN" >/dev/null
+q coord -c "TRUNCATE public_pii.prot_trunc" -c "SELECT pii_guard.unprotect_table('prot_trunc')" \
+	-c "DROP TABLE prot_trunc" >/dev/null
+pgg_is "a superuser's COPY FROM into the distributed table itself, and its TRUNCATE: write events on the coordinator" \
+	"$(q coord -c "SELECT string_agg(operation || ' ' || rows, ',' ORDER BY event_id) FROM pii_guard.cluster_audit_log()
+	               WHERE kind = 'write' AND relation = 'public.prot_trunc' AND node = 'localhost:$(citus_port coord)'")" \
+	"INSERT 2,TRUNCATE 0"
 # (not the values of the attacks in shards.sql: an attacker's own SQL is
 # logged with its refusal)
 leaked=$(grep -l -e '13711113333' -e 'Fang Wang' -e '310104199208154321' -e '13600006666' \
