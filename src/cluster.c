@@ -735,7 +735,6 @@ cluster_write_start(QueryDesc *queryDesc, int eflags)
 	bool		admitted;
 	ShardWrite *sw;
 	MemoryContextCallback *cb;
-	const char *view;
 
 	shard_write = NULL;
 	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) || queryDesc->estate == NULL ||
@@ -779,8 +778,7 @@ cluster_write_start(QueryDesc *queryDesc, int eflags)
 											   CLUSTER_ROW_KEY_JUNK);
 	/* (InvalidAttrNumber: a statement planned without it; its rows only) */
 	audit_event_init(&sw->ev, AUDIT_WRITE);
-	view = views_masking_view_name(base);
-	AUDIT_SET(&sw->ev, relation, view ? view : get_rel_name(base));
+	views_relation_name(base, sw->ev.relation, sizeof(sw->ev.relation));
 	AUDIT_SET(&sw->ev, operation, stmt->commandType == CMD_INSERT ? "INSERT" :
 			  stmt->commandType == CMD_UPDATE ? "UPDATE" : "DELETE");
 	if (stmt->commandType == CMD_UPDATE)
@@ -840,7 +838,7 @@ cluster_audit_base(Oid relid, const char *operation, int64 rows, const char *det
 	if (!OidIsValid(relid) || !views_is_citus(relid) || views_table_of(relid) != relid)
 		return;
 	audit_event_init(&ev, AUDIT_WRITE);
-	AUDIT_SET(&ev, relation, views_masking_view_name(relid));
+	views_relation_name(relid, ev.relation, sizeof(ev.relation));
 	AUDIT_SET(&ev, operation, operation);
 	if (detail != NULL)
 		AUDIT_SET(&ev, detail, detail);

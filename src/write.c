@@ -403,6 +403,14 @@ write_const_args(Oid base, const char *col)
 								NameGetDatum(n), false, false));
 }
 
+/* _write_seal() of value, for encrypted column c of base. */
+static Expr *
+write_seal_call(ViewColumn *c, Oid base, Expr *value)
+{
+	return write_call(c->kind == ENV_KIND_TEXT ? write_fns.seal_text : write_fns.seal_bytea,
+					  c->base_type, InvalidOid, lcons(value, write_const_args(base, c->name)));
+}
+
 /* Does a VALUES list of q give DEFAULT in column attno of its entry rti? */
 static bool
 write_values_default(Query *q, Var *v)
@@ -828,9 +836,7 @@ write_citus_seal_values(Query *q, TargetEntry *tle, ViewColumn *c, Oid base)
 		List	   *row = (List *) lfirst(lc);
 		ListCell   *item = list_nth_cell(row, i);
 
-		lfirst(item) = write_call(c->kind == ENV_KIND_TEXT ? write_fns.seal_text : write_fns.seal_bytea,
-								  c->base_type, InvalidOid,
-								  lcons(lfirst(item), write_const_args(base, c->name)));
+		lfirst(item) = write_seal_call(c, base, (Expr *) lfirst(item));
 	}
 	list_nth_cell(rte->coltypes, i)->oid_value = c->base_type;
 	list_nth_cell(rte->coltypmods, i)->int_value = -1;
@@ -1131,9 +1137,7 @@ write_rewrite_one(Query *orig, bool top)
 			c = &cols[tle->resno - 1];
 			if (q->commandType == CMD_INSERT && c->kind != 0 && !IsA(tle->expr, SetToDefault) &&
 				!(citus && write_citus_seal_values(q, tle, c, base)))
-				tle->expr = write_call(c->kind == ENV_KIND_TEXT ? write_fns.seal_text : write_fns.seal_bytea,
-									   c->base_type, InvalidOid,
-									   lcons(tle->expr, write_const_args(base, c->name)));
+				tle->expr = write_seal_call(c, base, tle->expr);
 			base_cols = bms_add_member(base_cols, c->base_att - FirstLowInvalidHeapAttributeNumber);
 		}
 	}
