@@ -181,6 +181,14 @@ out=$(psql -X -h localhost -p "$(citus_port coord)" -U intern_fay -d crm \
 	-c "COPY (SELECT id, email FROM customers) TO STDOUT" 2>&1 || true)
 pgg_ok "COPY of 4 customers' e-mail addresses, masked; of 34, refused" \
 	grep -qz "1	z\*\*\*\*\*\*\*@example.com.*export limit exceeded" <<<"$out"
+# (a write's RETURNING, as COPY's query: the same rule as the write)
+q coord -c "GRANT UPDATE (email) ON customers TO intern" >/dev/null
+out=$(psql -X -h localhost -p "$(citus_port coord)" -U intern_fay -d crm \
+	-c "COPY (UPDATE customers SET email = email WHERE id = 1 RETURNING phone) TO STDOUT" \
+	-c "COPY (UPDATE customers SET email = email WHERE id = 1 RETURNING id) TO STDOUT" 2>&1 || true)
+q coord -c "REVOKE UPDATE (email) ON customers FROM intern" >/dev/null
+pgg_ok "COPY (UPDATE ... RETURNING a phone) TO STDOUT under her limits: refused as the UPDATE is (0A000); RETURNING the id: 1" \
+	grep -qz "cannot count the protected values a write on a Citus table takes or returns.*"$'\n'"1"$'\n' <<<"$out"
 
 echo "writes"
 # The seed roles write through the masking views, the same suite on one
