@@ -61,6 +61,33 @@ citus_catalog(const char *name)
 }
 
 /*
+ * Integer column att of the first row of Citus catalog catalog that key
+ * (if not NULL) finds, read with a fresh snapshot, into *value; false if
+ * there is none (or it is NULL).
+ */
+static bool
+citus_catalog_int(Oid catalog, AttrNumber att, ScanKey key, int32 *value)
+{
+	Relation	rel = table_open(catalog, AccessShareLock);
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	TableScanDesc scan = table_beginscan(rel, snapshot, key ? 1 : 0, key);
+	HeapTuple	tup = heap_getnext(scan, ForwardScanDirection);
+	bool		isnull = true;
+
+	if (tup != NULL)
+	{
+		Datum		d = heap_getattr(tup, att, RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			*value = DatumGetInt32(d);
+	}
+	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+	return !isnull;
+}
+
+/*
  * Is Citus loaded in this server (preloaded: known from the start)?
  *
  * Then pii_guard's policy tables are reference tables (citus_setup()), and
@@ -170,10 +197,7 @@ pii_guard_on_citus_worker(void)
 	static int	worker = -1;
 	static LocalTransactionId asked_in = InvalidLocalTransactionId;
 	Oid			catalog;
-	Relation	rel;
-	TableScanDesc scan;
-	HeapTuple	tup;
-	Snapshot	snapshot;
+	int32		group;
 
 	if (worker == 1 || (worker == 0 && asked_in == compat_my_lxid()))
 		return worker == 1;
@@ -184,20 +208,8 @@ pii_guard_on_citus_worker(void)
 	catalog = citus_catalog("pg_dist_local_group");
 	if (!OidIsValid(catalog))
 		return false;
-	rel = table_open(catalog, AccessShareLock);
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	scan = table_beginscan(rel, snapshot, 0, NULL);
-	if ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tup, 1, RelationGetDescr(rel), &isnull);
-
-		if (!isnull && DatumGetInt32(d) != 0)
-			worker = 1;
-	}
-	table_endscan(scan);
-	UnregisterSnapshot(snapshot);
-	table_close(rel, AccessShareLock);
+	if (citus_catalog_int(catalog, 1, NULL, &group) && group != 0)
+		worker = 1;
 	return worker == 1;
 }
 
@@ -290,13 +302,10 @@ citus_from_coordinator(void)
 	int64		gpid;
 	char	   *end;
 	Oid			catalog;
-	Relation	rel;
 	ScanKeyData key;
 	AttrNumber	att_node;
 	AttrNumber	att_group;
-	TableScanDesc scan;
-	HeapTuple	tup;
-	Snapshot	snapshot;
+	int32		group;
 
 	if (from >= 0 || !IsTransactionState())
 		return from == 1;
@@ -312,22 +321,10 @@ citus_from_coordinator(void)
 	att_group = get_attnum(catalog, "groupid");
 	if (att_node == InvalidAttrNumber || att_group == InvalidAttrNumber)
 		return false;
-	rel = table_open(catalog, AccessShareLock);
 	ScanKeyInit(&key, att_node, BTEqualStrategyNumber, F_INT4EQ,
 				Int32GetDatum((int32) (gpid / INT64CONST(10000000000))));
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	scan = table_beginscan(rel, snapshot, 1, &key);
-	if ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tup, att_group, RelationGetDescr(rel), &isnull);
-
-		if (!isnull && DatumGetInt32(d) == 0)
-			from = 1;
-	}
-	table_endscan(scan);
-	UnregisterSnapshot(snapshot);
-	table_close(rel, AccessShareLock);
+	if (citus_catalog_int(catalog, att_group, &key, &group) && group == 0)
+		from = 1;
 	return from == 1;
 }
 
